@@ -1,0 +1,57 @@
+/* What the command's files share: option values, messages, exit codes and the progress
+ * display. Holds no algorithm: everything it does goes through the library's headers. */
+#ifndef CM_CLI_H
+#define CM_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cm_base.h"
+#include "cm_engine.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INPUT = 3 };
+
+/* Verbosity: 0 = errors only (-q), 1 = summary (default), 2 = detail (-v). */
+extern int cli_verbosity;
+
+/* Prints "chunkmeans: message" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "chunkmeans: warning: message" on stderr unless -q. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints the context's message and returns the exit code for an error code. */
+int cli_fail(const cm_ctx_t *ctx, int rc);
+
+/* Parsers for option values; each prints its own message and returns false on a bad value. */
+bool cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
+bool cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* "512M", "2G", "1.5GiB", "65536": bytes, binary multiples. */
+bool cli_parse_size(const char *opt, const char *s, size_t *out);
+
+/* Ctrl-C and SIGTERM set this flag (the signal number) so the run stops cleanly. */
+extern volatile int cli_signal;
+void cli_catch_signals(void);
+
+/* The progress display on stderr. */
+typedef struct cli_progress {
+    bool enabled;
+    double px_per_chunk; /* for the pixel rate */
+    const char *stage;
+    double stage_t0, last_draw;
+    bool drawn;
+} cli_progress_t;
+
+/* mode: "auto" (a terminal), "always", "never". */
+void cli_progress_init(cli_progress_t *p, const char *mode, double px_per_chunk);
+/* A cm_stage_fn: user is the cli_progress_t. */
+void cli_progress_update(void *user, const char *stage, int64_t done, int64_t total);
+/* Clears the line. */
+void cli_progress_end(cli_progress_t *p);
+
+double cli_now(void);
+
+int cmd_run(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,184 @@
+/* Messages, exit codes, option value parsing, signals and the progress line. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_verbosity = 1;
+volatile int cli_signal = 0;
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("chunkmeans: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    if (cli_verbosity < 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("chunkmeans: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_fail(const cm_ctx_t *ctx, int rc)
+{
+    if (rc == CM_ECANCELED && cli_signal) {
+        cli_error("interrupted by signal %d; nothing was written", cli_signal);
+        return 128 + cli_signal;
+    }
+    cli_error("%s", ctx->msg[0] ? ctx->msg : cm_strerror(rc));
+    switch (rc) {
+    case CM_EUSAGE:
+    case CM_EBUDGET: return EXIT_USAGE;
+    case CM_EINPUT: return EXIT_INPUT;
+    default: return EXIT_RUNTIME;
+    }
+}
+
+bool cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_error("%s: expected a whole number from %lld to %lld, not '%s'", opt, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        cli_error("%s: expected a number from %g to %g, not '%s'", opt, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_size(const char *opt, const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mult = 1;
+    if (!errno && end != s) {
+        switch (*end) {
+        case 'k': case 'K': mult = 0x1p10; end++; break;
+        case 'm': case 'M': mult = 0x1p20; end++; break;
+        case 'g': case 'G': mult = 0x1p30; end++; break;
+        case 't': case 'T': mult = 0x1p40; end++; break;
+        default: break;
+        }
+        if (mult > 1 && (!strcasecmp(end, "ib") || !strcasecmp(end, "b"))) end += strlen(end);
+        else if (mult == 1 && !strcasecmp(end, "b")) end++;
+    }
+    v *= mult;
+    if (errno || end == s || *end || !isfinite(v) || v < 1 || v >= 0x1p62) {
+        cli_error("%s: expected a size such as 512M or 2G, not '%s'", opt, s);
+        return false;
+    }
+    *out = (size_t)v;
+    return true;
+}
+
+static void on_signal(int sig)
+{
+    cli_signal = sig;
+}
+
+void cli_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_init(cli_progress_t *p, const char *mode, double px_per_chunk)
+{
+    bool on = !strcmp(mode, "always") || (!strcmp(mode, "auto") && isatty(STDERR_FILENO));
+    *p = (cli_progress_t){.enabled = on && cli_verbosity > 0, .px_per_chunk = px_per_chunk};
+}
+
+static void hms(char *buf, size_t n, double s)
+{
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+void cli_progress_update(void *user, const char *stage, int64_t done, int64_t total)
+{
+    cli_progress_t *p = user;
+    if (!p->enabled) return;
+    double now = cli_now();
+    if (p->stage != stage) {
+        p->stage = stage;
+        p->stage_t0 = now;
+        p->last_draw = 0;
+    }
+    if (done < total && now - p->last_draw < 0.2) return;
+    p->last_draw = now;
+
+    double elapsed = now - p->stage_t0, frac = total > 0 ? (double)done / (double)total : 1.0;
+    char bar[21], eta[48] = "", rate[48] = "";
+    int fill = (int)(frac * 20);
+    for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
+    bar[20] = '\0';
+    bool steps = !strcmp(stage, "fit");
+    if (elapsed > 0.5 && done > 0) {
+        double per_s = (double)done / elapsed;
+        if (steps)
+            snprintf(rate, sizeof rate, "%.0f steps/s", per_s);
+        else
+            snprintf(rate, sizeof rate, "%.1f MPix/s", per_s * p->px_per_chunk / 1e6);
+        if (done < total) {
+            char t[32];
+            hms(t, sizeof t, (double)(total - done) / per_s);
+            snprintf(eta, sizeof eta, "ETA %s", t);
+        }
+    }
+    fprintf(stderr, "\r%-6s [%s] %3d%% %lld/%lld %s  %s  %s\033[K", stage, bar, (int)(frac * 100),
+            (long long)done, (long long)total, steps ? "steps" : "chunks", rate, eta);
+    fflush(stderr);
+    p->drawn = true;
+}
+
+void cli_progress_end(cli_progress_t *p)
+{
+    if (p->enabled && p->drawn) fputs("\r\033[K", stderr);
+    p->drawn = false;
+}

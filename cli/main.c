@@ -1,0 +1,43 @@
+/* chunkmeans: the command. Dispatches to the subcommands; --help and --version. */
+#include <string.h>
+
+#include "cli.h"
+#include "cm_version.h"
+
+static const char usage[] =
+    "Usage:\n"
+    "  chunkmeans run  IN.tif OUT.tif [-k N] [options]   recolour IN with its k best colours\n"
+    "  chunkmeans info IN.tif [--colors]                 describe IN (and count its colours)\n"
+    "  chunkmeans --help | --version\n"
+    "\n"
+    "chunkmeans clusters the pixels of a TIFF of any size with k-means, out of core: the image\n"
+    "streams through a task graph in chunks (its tiles, or bands of strips), so memory follows\n"
+    "--memory, not the image size. 'chunkmeans run --help' lists the options.\n"
+    "\n"
+    "Exit codes: 0 success, 1 runtime failure (I/O, disk full, memory), 2 usage error,\n"
+    "3 bad or unsupported input. On failure no output file is left behind.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("chunkmeans %s\n", CM_VERSION);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fit") || !strcmp(cmd, "apply")) {
+        cli_error("'%s' is not implemented yet; use 'chunkmeans run'", cmd);
+        return EXIT_USAGE;
+    }
+    cli_error("unknown command '%s' (try 'chunkmeans --help')", cmd);
+    return EXIT_USAGE;
+}

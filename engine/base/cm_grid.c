@@ -1,0 +1,50 @@
+/* The chunk grid: geometry only. */
+#include "cm_grid.h"
+
+int cm_grid_init(cm_grid_t *g, int64_t width, int64_t height, int64_t chunk_w, int64_t chunk_h,
+                 int bands, int alpha_band, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, width <= 0 || height <= 0, CM_EINPUT, "image has no pixels (%lldx%lld)",
+               (long long)width, (long long)height);
+    CM_FAIL_IF(ctx, chunk_w <= 0 || chunk_h <= 0, CM_EINPUT, "bad chunk size %lldx%lld",
+               (long long)chunk_w, (long long)chunk_h);
+    CM_FAIL_IF(ctx, bands < 1 || bands > 4, CM_EINPUT, "%d bands per pixel (1 to 4 supported)",
+               bands);
+    CM_FAIL_IF(ctx, alpha_band >= bands || (alpha_band >= 0 && bands == 1), CM_EINPUT,
+               "alpha band %d of %d bands", alpha_band, bands);
+    size_t bytes;
+    CM_FAIL_IF(ctx, !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes),
+               CM_EINPUT, "chunk of %lldx%lld pixels is too large", (long long)chunk_w,
+               (long long)chunk_h);
+    *g = (cm_grid_t){.width = width, .height = height, .chunk_w = chunk_w, .chunk_h = chunk_h,
+                     .n_cx = (width + chunk_w - 1) / chunk_w,
+                     .n_cy = (height + chunk_h - 1) / chunk_h,
+                     .bands = bands, .alpha_band = alpha_band};
+    CM_FAIL_IF(ctx, g->n_cx > INT32_MAX / g->n_cy, CM_EINPUT, "too many chunks (%lld x %lld)",
+               (long long)g->n_cx, (long long)g->n_cy);
+    return 0;
+}
+
+int64_t cm_grid_count(const cm_grid_t *g)
+{
+    return g->n_cx * g->n_cy;
+}
+
+void cm_grid_rect(const cm_grid_t *g, int64_t idx, int64_t *x, int64_t *y, int64_t *w, int64_t *h)
+{
+    int64_t cx = idx % g->n_cx, cy = idx / g->n_cx;
+    *x = cx * g->chunk_w;
+    *y = cy * g->chunk_h;
+    *w = g->width - *x < g->chunk_w ? g->width - *x : g->chunk_w;
+    *h = g->height - *y < g->chunk_h ? g->height - *y : g->chunk_h;
+}
+
+size_t cm_grid_chunk_bytes(const cm_grid_t *g)
+{
+    return (size_t)g->chunk_w * (size_t)g->chunk_h * (size_t)g->bands;
+}
+
+int cm_grid_features(const cm_grid_t *g)
+{
+    return g->alpha_band >= 0 ? g->bands - 1 : g->bands;
+}

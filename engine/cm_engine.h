@@ -1,0 +1,101 @@
+/* k-means over an image seen as a grid of chunks: sampling, k-means++ initialisation,
+ * mini-batch steps as scheduler tasks, and the remap pass. Never opens a file: pixels come
+ * from a cm_source_t and go to a cm_sink_t that the caller provides. */
+#ifndef CM_ENGINE_H
+#define CM_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cm_base.h"
+#include "cm_graph.h"
+#include "cm_grid.h"
+
+/* Where the engine reads pixels. read() fills buf (at least cm_grid_chunk_bytes bytes) with
+ * chunk idx, rows packed at w * bands bytes. It is called concurrently from different
+ * workers (never twice at once with the same worker index) and returns 0 or a CM_E* code
+ * with the message in ctx. */
+typedef struct cm_source {
+    cm_grid_t grid;
+    int (*read)(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
+    void *self;
+} cm_source_t;
+
+/* Where the remap pass delivers chunks: put() receives every chunk once, in chunk order, from
+ * one thread at a time. pixels are packed like the source's; labels (when asked for) hold one
+ * label per pixel, uint8_t when k <= 256 and uint16_t otherwise. */
+typedef struct cm_sink {
+    int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+               cm_ctx_t *ctx);
+    void *self;
+    bool want_labels;
+} cm_sink_t;
+
+/* Progress of a stage ("sample", "fit", "remap", "count"): done and total in the stage's
+ * units (chunks, or steps for "fit"). Called from worker threads, serialised. */
+typedef void (*cm_stage_fn)(void *user, const char *stage, int64_t done, int64_t total);
+
+typedef struct cm_params {
+    int k;                 /* clusters, 1..65535 */
+    uint64_t seed;
+    int max_iter;          /* mini-batch step limit */
+    double tol;            /* stop when no centre moved more than this (sample units) ... */
+    int patience;          /* ... for this many consecutive steps */
+    int64_t batch;         /* pixels per mini-batch step */
+    int64_t sample_px;     /* pixels kept in memory for the fit; 0: chosen from the budget */
+    int n_threads;         /* workers; <= 0 for one per core */
+    size_t budget_bytes;   /* chunk buffers in flight never exceed this */
+    cm_stage_fn progress;
+    void *progress_user;
+    const volatile int *cancel;
+} cm_params_t;
+
+/* Defaults for every field (k = 8, seed 0, ...). */
+void cm_params_default(cm_params_t *p);
+
+/* A fitted model. centroids are k rows of d features, in sample units. counts and inertia
+ * are those of the last pass that assigned pixels: the remap, once it ran, otherwise the fit. */
+typedef struct cm_model {
+    int k, d;
+    double *centroids;
+    int64_t *counts;
+    double inertia;
+    uint64_t seed;
+    int iterations;       /* mini-batch steps taken */
+    bool converged;       /* stopped on tol, not on max_iter */
+    int64_t sample_px;    /* pixels in the fitting sample */
+    int64_t n_pixels;     /* pixels assigned by the remap (valid ones: alpha > 0) */
+} cm_model_t;
+
+/* Fits a model on src. The caller owns *out and frees it with cm_model_free. Deterministic:
+ * the same source, seed and parameters give the same model whatever n_threads is. */
+int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
+
+/* Remaps every chunk of src to its nearest centres and hands it to sink, in chunk order.
+ * Updates model->counts, inertia and n_pixels with exact figures for the whole image. */
+int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
+             const cm_sink_t *sink, cm_ctx_t *ctx);
+
+void cm_model_free(cm_model_t *m);
+
+/* Counts the distinct colours (tuples of the non-alpha samples, up to 3 of them) of the whole
+ * image exactly, reading every chunk once with the parameters' threads and budget. */
+int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count, cm_ctx_t *ctx);
+
+/* The centre colours as 8-bit samples (rounded, clamped): k rows of d. */
+void cm_model_colors_u8(const cm_model_t *m, uint8_t *out);
+
+/* Model as JSON text (versioned schema); the caller frees the string with free(). NULL when
+ * out of memory. `bands`, `alpha_band` and `sample_type` describe the image it was fit on. */
+char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type);
+
+/* Nearest centre of one feature vector x (d floats) among k centres c (k*d floats): the
+ * smallest squared distance, ties to the lowest index. */
+int cm_nearest(const float *c, int k, int d, const float *x, float *dist2);
+
+/* k-means++ seeding of k centres from n points (n*d floats), seeded. Writes k*d doubles.
+ * When the points hold fewer than k distinct values the extra centres repeat chosen points. */
+int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
+                cm_ctx_t *ctx);
+
+#endif

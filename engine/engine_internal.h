@@ -1,0 +1,21 @@
+/* Helpers shared by the engine's files; not part of the library's interface. */
+#ifndef CM_ENGINE_INTERNAL_H
+#define CM_ENGINE_INTERNAL_H
+
+#include <math.h>
+
+#include "cm_engine.h"
+
+/* The features of one pixel (its non-alpha samples) as floats. */
+void cm__features_u8(const uint8_t *px, int bands, int alpha_band, float *x);
+
+/* Whether a pixel takes part in the fit: alpha, when present, is not zero. */
+bool cm__pixel_valid(const uint8_t *px, int alpha_band);
+
+/* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
+cm_model_t *cm__model_new(int k, int d);
+
+/* Runs a graph with the parameters' threads, budget, cancel flag and a progress stage. */
+int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);
+
+#endif

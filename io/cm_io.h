@@ -1,0 +1,115 @@
+/* TIFF in and out: opening an image as a grid of chunks read in parallel (one libtiff handle
+ * per worker), writing tiled TIFFs atomically (temporary file, renamed when complete).
+ * Knows pixels and files, never clusters or centroids. */
+#ifndef CM_IO_H
+#define CM_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cm_base.h"
+#include "cm_grid.h"
+
+/* ---- reading ---- */
+
+typedef struct cm_image cm_image_t;
+
+typedef struct cm_image_info {
+    int64_t width, height;
+    int bands;              /* samples per pixel */
+    int alpha_band;         /* index of the alpha sample, or -1 */
+    int bits;               /* bits per sample (8) */
+    const char *sample_type; /* "uint8" */
+    int photometric;        /* TIFF PHOTOMETRIC_* as stored in the file */
+    const char *photometric_name;
+    int compression;        /* TIFF COMPRESSION_* */
+    bool tiled;
+    bool bigtiff;
+    int64_t tile_w, tile_h; /* tiles, or (width, rows per strip) for strips */
+    cm_grid_t grid;         /* how the image is read: native tiles or bands of whole strips */
+} cm_image_info_t;
+
+/* Opens path for reading by up to n_workers threads, checking that its layout is supported:
+ * classic TIFF or BigTIFF, tiled or striped, 8-bit unsigned, contiguous, 1 to 4 samples
+ * (grey, grey+alpha, RGB, RGBA, JPEG-compressed YCbCr read as RGB). The first image of the
+ * file is used. On failure: CM_EINPUT (not a TIFF, corrupt, unsupported) or CM_EIO, with a
+ * message naming the file. The caller frees *out with cm_image_close. */
+int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx);
+
+const cm_image_info_t *cm_image_info(const cm_image_t *img);
+const char *cm_image_path(const cm_image_t *img);
+
+/* Decodes chunk idx of the image's grid into buf (cm_grid_chunk_bytes bytes), rows packed at
+ * w * bands. Thread-safe for distinct workers; worker < n_workers. A chunk that cannot be
+ * decoded gives CM_EINPUT with the file, the chunk and libtiff's reason. */
+int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
+
+/* Closes every handle; accepts NULL. */
+void cm_image_close(cm_image_t *img);
+
+/* ---- writing ---- */
+
+typedef struct cm_writer cm_writer_t;
+
+typedef struct cm_writer_spec {
+    int64_t width, height;
+    int bands;
+    int alpha_band;       /* written as unassociated alpha (ExtraSamples), or -1 */
+    int bits;             /* 8 or 16, unsigned */
+    int photometric;      /* TIFF PHOTOMETRIC_* */
+    int compression;      /* TIFF COMPRESSION_* */
+    int64_t tile_w, tile_h; /* multiples of 16 */
+    bool bigtiff;
+    const char *description; /* ImageDescription, or NULL */
+} cm_writer_spec_t;
+
+/* The output that matches an input: same size, bands, alpha and photometric (YCbCr read as
+ * RGB is written as RGB), tiles that line up with the input's chunks (its own tiles, or
+ * 512-wide tiles as tall as its bands of strips), and the given compression. */
+void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out);
+
+/* The label map that goes with an image output: one band of `bits` (8 or 16), grey, same
+ * tiles; lossy compression (JPEG) is replaced by deflate, which keeps labels exact. */
+void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, cm_writer_spec_t *out);
+
+/* Whether a spec's output could pass the 4 GiB offsets of classic TIFF (its uncompressed
+ * size with room for tile overhead and for data that does not compress). */
+bool cm_writer_needs_bigtiff(const cm_writer_spec_t *spec);
+
+/* Whether a TIFF compression loses information (JPEG). */
+bool cm_compression_lossy(int code);
+
+/* Starts writing a tiled TIFF that will appear at path only on cm_writer_commit: until then
+ * the data goes to a temporary file next to it. Not thread-safe: one writer thread. */
+int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
+                   cm_ctx_t *ctx);
+
+/* Writes the rectangle (x, y, w, h) of the image: x and y on tile boundaries, w and h whole
+ * tiles except at the right and bottom edges; pixels packed at w * bands samples per row. */
+int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
+                  const void *pixels, cm_ctx_t *ctx);
+
+/* Finishes the file and renames it into place; frees the writer whatever happens. On
+ * failure the temporary file is removed and nothing appears at path. */
+int cm_writer_commit(cm_writer_t *wr, cm_ctx_t *ctx);
+
+/* Drops the output: removes the temporary file and frees the writer. Accepts NULL. */
+void cm_writer_abort(cm_writer_t *wr);
+
+/* ---- files and names ---- */
+
+/* Writes len bytes to path atomically (temporary file, fsync, rename). */
+int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_t *ctx);
+
+/* Creates an empty temporary file next to path ("<path>.part-XXXXXX"); stores its name in
+ * tmp (at least strlen(path) + 16 bytes) and returns its descriptor, or -1 with errno. */
+int cm__tmpfile_next_to(const char *path, char *tmp, size_t tmp_size);
+
+/* TIFF compression by name ("none", "lzw", "deflate", "zstd", "jpeg", "packbits"): 0 and
+ * *code, or CM_EUSAGE. */
+int cm_compression_parse(const char *name, int *code);
+/* Name of a TIFF compression code, "unknown" if it is none of ours. */
+const char *cm_compression_name(int code);
+
+#endif

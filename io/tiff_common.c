@@ -1,0 +1,124 @@
+/* libtiff plumbing shared by reading and writing: per-handle error messages, compression
+ * names, and temporary files that become outputs only when complete. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cm_io.h"
+#include "io_internal.h"
+
+static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+    cm__tiff_msg_t *msg = user;
+    if (msg) vsnprintf(msg->text, sizeof msg->text, fmt, ap);
+    return 1; /* handled: libtiff's global handler stays quiet */
+}
+
+static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+    return 1;
+}
+
+TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg)
+{
+    msg->text[0] = '\0';
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        snprintf(msg->text, sizeof msg->text, "out of memory");
+        return NULL;
+    }
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, msg);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, msg);
+    errno = 0;
+    TIFF *tif = fd < 0 ? TIFFOpenExt(path, mode, opts) : TIFFFdOpenExt(fd, path, mode, opts);
+    TIFFOpenOptionsFree(opts);
+    if (!tif && !msg->text[0]) snprintf(msg->text, sizeof msg->text, "cannot open");
+    return tif;
+}
+
+static const struct {
+    const char *name;
+    int code;
+} compressions[] = {
+    {"none", COMPRESSION_NONE},     {"lzw", COMPRESSION_LZW},
+    {"deflate", COMPRESSION_ADOBE_DEFLATE}, {"zstd", COMPRESSION_ZSTD},
+    {"jpeg", COMPRESSION_JPEG},     {"packbits", COMPRESSION_PACKBITS},
+};
+
+int cm_compression_parse(const char *name, int *code)
+{
+    for (size_t i = 0; i < sizeof compressions / sizeof compressions[0]; i++)
+        if (!strcasecmp(name, compressions[i].name)) {
+            *code = compressions[i].code;
+            return 0;
+        }
+    if (!strcasecmp(name, "zip")) {
+        *code = COMPRESSION_ADOBE_DEFLATE;
+        return 0;
+    }
+    return CM_EUSAGE;
+}
+
+const char *cm_compression_name(int code)
+{
+    if (code == COMPRESSION_DEFLATE) return "deflate";
+    for (size_t i = 0; i < sizeof compressions / sizeof compressions[0]; i++)
+        if (compressions[i].code == code) return compressions[i].name;
+    return "unknown";
+}
+
+int cm__tmpfile_next_to(const char *path, char *tmp, size_t tmp_size)
+{
+    if ((size_t)snprintf(tmp, tmp_size, "%s.part-XXXXXX", path) >= tmp_size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) return -1;
+    /* mkstemp creates 0600; an output should get the usual permissions. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_t *ctx)
+{
+    size_t tmp_size = strlen(path) + 16;
+    char *tmp = malloc(tmp_size);
+    CM_FAIL_IF(ctx, !tmp, CM_ENOMEM, "%s: out of memory", path);
+    int fd = cm__tmpfile_next_to(path, tmp, tmp_size);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return cm_fail(ctx, CM_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        p += n;
+        left -= (size_t)n;
+    }
+    int e = left ? (errno ? errno : EIO) : 0;
+    if (!e && fsync(fd) < 0) e = errno;
+    if (close(fd) < 0 && !e) e = errno;
+    if (!e && rename(tmp, path) < 0) e = errno;
+    if (e) unlink(tmp);
+    free(tmp);
+    CM_FAIL_IF(ctx, e, CM_EIO, "%s: cannot write: %s", path, strerror(e ? e : EIO));
+    return 0;
+}
