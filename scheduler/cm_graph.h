@@ -55,12 +55,15 @@ int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx);
 int cm_graph_size(const cm_graph_t *g);
 
 /* Runs every task once its dependencies have finished, on opts->n_threads workers.
- * Among ready tasks that hold bytes, the lowest id starts first and none overtakes it, so a
- * graph whose consumers have higher ids than their producers never deadlocks on the budget.
- * A task whose bytes alone exceed the budget fails the run up front with CM_EBUDGET, and the
- * message gives the smallest budget that works. On a task's failure (or cancel) no new task
- * starts, running ones finish, and the first error is returned with its message in ctx.
- * A graph runs once. */
+ * Budget: tasks that hold bytes start in id order, each when it is ready and fits (none
+ * overtakes another); tasks that hold none start as soon as they are ready. So a graph that
+ * fits the budget when its tasks run one at a time in id order never stalls on it, at any
+ * thread count; a graph that does not is refused up front with CM_EBUDGET and a message
+ * giving the smallest budget that works ("use --memory NM or more"). Build graphs with each
+ * consumer soon after its producers, and let consumers that only hand data on (a writer)
+ * hold no bytes, so that producers run in parallel.
+ * On a task's failure (or cancel) no new task starts, running ones finish, and the first
+ * error is returned with its message in ctx. A graph runs once. */
 int cm_graph_run(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx);
 
 /* After a run: the largest number of bytes that were in flight at once. */

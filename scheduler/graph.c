@@ -39,6 +39,8 @@ struct cm_graph {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     heap_t ready_bytes; /* ready tasks that hold bytes: started strictly by id */
+    int *byte_order;    /* ids of the tasks that hold bytes, ascending */
+    int n_byte, next_byte; /* byte_order[next_byte] is the next one allowed to start */
     heap_t ready_free;  /* ready tasks that hold none: started whenever a worker is idle */
     size_t in_flight, budget, peak;
     int n_running, n_done;
@@ -84,6 +86,7 @@ void cm_graph_free(cm_graph_t *g)
     free(g->nodes);
     free(g->deps);
     free(g->dependents);
+    free(g->byte_order);
     free(g->ready_bytes.v);
     free(g->ready_free.v);
     free(g);
@@ -152,24 +155,39 @@ int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx)
 }
 
 /* Builds the dependents lists (CSR) and the initial ready queues. */
+static size_t need(const node_t *t)
+{
+    return t->work_bytes + t->out_bytes;
+}
+
+/* The bytes in flight at the peak of the schedule that runs one task at a time in id order:
+ * the smallest budget with which the run cannot stall (see cm_graph_run). Uses open_consumers,
+ * which prepare sets up again afterwards. */
+static size_t sequential_peak(cm_graph_t *g)
+{
+    size_t held = 0, peak = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        node_t *t = &g->nodes[i];
+        if (held + need(t) > peak) peak = held + need(t);
+        held += t->out_bytes;
+        for (int e = 0; e < t->n_deps; e++) {
+            node_t *d = &g->nodes[g->deps[t->first_dep + e]];
+            if (--d->open_consumers == 0) held -= d->out_bytes;
+        }
+        if (t->open_consumers == 0) held -= t->out_bytes;
+    }
+    return peak;
+}
+
+/* Builds the dependents lists (CSR), checks the budget and fills the initial ready queues. */
 static int prepare(cm_graph_t *g, size_t budget, cm_ctx_t *ctx)
 {
-    size_t biggest = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        size_t need = g->nodes[i].work_bytes + g->nodes[i].out_bytes;
-        if (need > biggest) biggest = need;
-    }
-    if (budget && biggest > budget)
-        return cm_fail(ctx, CM_EBUDGET,
-                       "memory budget of %zu bytes is too small: one task needs %zu bytes "
-                       "(use --memory %zuM or more)",
-                       budget, biggest, (biggest + (1u << 20) - 1) >> 20);
-
     size_t n = (size_t)g->n_nodes + 1;
     g->dependents = malloc(sizeof(int) * (g->n_edges ? (size_t)g->n_edges : 1));
     g->ready_bytes.v = malloc(sizeof(int) * n);
     g->ready_free.v = malloc(sizeof(int) * n);
-    if (!g->dependents || !g->ready_bytes.v || !g->ready_free.v)
+    g->byte_order = malloc(sizeof(int) * n);
+    if (!g->dependents || !g->ready_bytes.v || !g->ready_free.v || !g->byte_order)
         return cm_fail(ctx, CM_ENOMEM, "task graph: out of memory");
 
     for (int i = 0; i < g->n_nodes; i++) {
@@ -191,11 +209,19 @@ static int prepare(cm_graph_t *g, size_t budget, cm_ctx_t *ctx)
             g->dependents[d->first_out + d->n_out++] = i;
         }
         g->weight_total += t->weight;
+        if (need(t)) g->byte_order[g->n_byte++] = i;
     }
+    size_t peak = sequential_peak(g);
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].open_consumers = g->nodes[i].n_out;
+    if (budget && peak > budget)
+        return cm_fail(ctx, CM_EBUDGET,
+                       "memory budget of %zu bytes is too small: the work needs %zu bytes at "
+                       "once (use --memory %zuM or more)",
+                       budget, peak, (peak + (1u << 20) - 1) >> 20);
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].n_deps) continue;
         node_t *t = &g->nodes[i];
-        heap_push(t->work_bytes + t->out_bytes ? &g->ready_bytes : &g->ready_free, i);
+        heap_push(need(t) ? &g->ready_bytes : &g->ready_free, i);
     }
     g->budget = budget ? budget : SIZE_MAX;
     return 0;
@@ -203,12 +229,14 @@ static int prepare(cm_graph_t *g, size_t budget, cm_ctx_t *ctx)
 
 static int pick(cm_graph_t *g)
 {
-    if (g->ready_bytes.n) {
-        node_t *t = &g->nodes[g->ready_bytes.v[0]];
-        size_t need = t->work_bytes + t->out_bytes;
-        if (need <= g->budget - g->in_flight) {
-            g->in_flight += need;
+    /* The next task holding bytes in id order starts when it is ready and fits; no other
+     * task holding bytes may overtake it. */
+    if (g->ready_bytes.n && g->ready_bytes.v[0] == g->byte_order[g->next_byte]) {
+        size_t n = need(&g->nodes[g->ready_bytes.v[0]]);
+        if (n <= g->budget - g->in_flight) {
+            g->in_flight += n;
             if (g->in_flight > g->peak) g->peak = g->in_flight;
+            g->next_byte++;
             return heap_pop(&g->ready_bytes);
         }
     }
@@ -237,7 +265,7 @@ static void finish(cm_graph_t *g, int id, const cm_run_opts_t *opts)
         int c = g->dependents[t->first_out + e];
         node_t *ct = &g->nodes[c];
         if (--ct->waiting_deps == 0)
-            heap_push(ct->work_bytes + ct->out_bytes ? &g->ready_bytes : &g->ready_free, c);
+            heap_push(need(ct) ? &g->ready_bytes : &g->ready_free, c);
     }
     if (t->weight && opts->progress) {
         g->weight_done += t->weight;
@@ -279,10 +307,10 @@ static void worker_loop(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx,
         if (g->failed || g->n_done == g->n_nodes) break;
         int id = pick(g);
         if (id < 0 && g->n_running == 0) {
-            /* Nothing runs, nothing can start: the budget is held by finished tasks whose
-             * consumers cannot start. Graphs built as cm_graph_run documents never get here. */
+            /* Nothing runs and nothing can start. prepare() refuses budgets for which this
+             * can happen, so it is a bug; fail rather than hang. */
             g->failed = true;
-            cm_fail(ctx, CM_EBUDGET, "task graph stalled: %zu bytes held, budget %zu",
+            cm_fail(ctx, CM_EINTERNAL, "task graph stalled: %zu bytes held, budget %zu",
                     g->in_flight, g->budget);
             pthread_cond_broadcast(&g->cv);
             continue;
