@@ -42,7 +42,7 @@ typedef struct cm_params {
     double tol;            /* stop when no centre moved more than this (sample units) ... */
     int patience;          /* ... for this many consecutive steps */
     int64_t batch;         /* pixels per mini-batch step */
-    int64_t sample_px;     /* pixels kept in memory for the fit; 0: chosen from the budget */
+    int64_t sample_px;     /* about this many pixels are kept in memory for the fit (0: 2^20) */
     int n_threads;         /* workers; <= 0 for one per core */
     size_t budget_bytes;   /* chunk buffers in flight never exceed this */
     cm_stage_fn progress;

@@ -6,6 +6,27 @@
 
 #include "cm_engine.h"
 
+/* cm_nearest, inlined into the loops that call it per pixel. */
+static inline int cm__nearest(const float *c, int k, int d, const float *x, float *dist2)
+{
+    int best = 0;
+    float best_d = INFINITY;
+    for (int j = 0; j < k; j++) {
+        const float *cj = c + (size_t)j * d;
+        float s = 0.f;
+        for (int b = 0; b < d; b++) {
+            float t = x[b] - cj[b];
+            s += t * t;
+        }
+        if (s < best_d) {
+            best_d = s;
+            best = j;
+        }
+    }
+    if (dist2) *dist2 = best_d;
+    return best;
+}
+
 /* The features of one pixel (its non-alpha samples) as floats. */
 void cm__features_u8(const uint8_t *px, int bands, int alpha_band, float *x);
 

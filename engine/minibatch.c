@@ -6,7 +6,9 @@
 #include "engine_internal.h"
 
 enum {
-    SAMPLE_CHUNKS_MAX = 256,   /* chunks decoded for the sample: a small share of a pass */
+    CELL = 512,                /* side of the sample cells */
+    SAMPLE_CELLS_MIN = 64,     /* cells in the sample: a sixteenth of them, within these */
+    SAMPLE_CELLS_MAX = 256,
     PARTS_PER_STEP = 8,        /* tasks per step: fixed, so results do not follow threads */
     INIT_POINTS_MAX = 200000,  /* k-means++ runs on at most this many sample points */
     RESEED_EVERY = 10,         /* steps between checks for starved centres */
@@ -41,106 +43,140 @@ int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx
     return cm_graph_run(g, &o, ctx);
 }
 
-/* ---- the sample ---- */
+/* ---- the sample ----
+ * The sample must not depend on how the file is laid out (tiles or strips, their sizes), so
+ * it is defined on the image alone: a seeded choice of cells of a fixed CELL x CELL grid, and
+ * in them every valid pixel whose hash of (seed, position) falls under a threshold. Chunks
+ * that meet a chosen cell are read once; the points are put in pixel order at the end. */
 
 typedef struct sampler {
     const cm_source_t *src;
-    const int64_t *chunks; /* chunk index per slot, ascending */
-    int64_t quota;         /* points wanted per chunk */
-    int d;
+    const uint8_t *chosen; /* per cell: 1 when it is in the sample */
+    int64_t cells_x;
+    uint64_t threshold;    /* keep a pixel when its hash is below this */
     uint64_t seed;
-    float *pts;            /* slot i writes at pts + i * quota * d */
-    int64_t *got;          /* points written per slot */
+    int d;
 } sampler_t;
 
 typedef struct sample_task {
-    sampler_t *s;
-    int slot;
+    const sampler_t *s;
+    int64_t chunk;
+    float *pts;      /* d features per point */
+    int64_t *pos;    /* y * width + x per point */
+    int64_t n, cap;
 } sample_task_t;
+
+static uint64_t pixel_hash(uint64_t seed, int64_t pos)
+{
+    return cm_mix64(seed ^ 0x73616d706c65ULL /* "sample" */, (uint64_t)pos);
+}
 
 static int sample_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
-    const sample_task_t *t = arg;
+    sample_task_t *t = arg;
     const sampler_t *s = t->s;
     const cm_grid_t *g = &s->src->grid;
-    int64_t idx = s->chunks[t->slot], x, y, w, h;
-    cm_grid_rect(g, idx, &x, &y, &w, &h);
-
+    int64_t x0, y0, w, h;
+    cm_grid_rect(g, t->chunk, &x0, &y0, &w, &h);
     uint8_t *buf = malloc(cm_grid_chunk_bytes(g));
-    CM_FAIL_IF(ctx, !buf, CM_ENOMEM, "out of memory reading chunk %lld", (long long)idx);
-    int rc = s->src->read(s->src->self, worker, idx, buf, ctx);
-    if (rc < 0) {
-        free(buf);
-        return rc;
-    }
-    int64_t n = w * h, valid = 0;
-    for (int64_t i = 0; i < n; i++) valid += cm__pixel_valid(buf + i * g->bands, g->alpha_band);
-
-    /* Selection sampling (Knuth's algorithm S): each valid pixel is kept with probability
-     * wanted/remaining, which gives a uniform subset of exactly min(quota, valid) pixels. */
-    cm_rng_t rng;
-    cm_rng_init(&rng, s->seed, 0x73616d70ULL << 32 ^ (uint64_t)idx);
-    int64_t want = valid < s->quota ? valid : s->quota, left = valid, kept = 0;
-    float *out = s->pts + (size_t)t->slot * (size_t)s->quota * (size_t)s->d;
-    for (int64_t i = 0; i < n && kept < want; i++) {
-        const uint8_t *px = buf + i * g->bands;
-        if (!cm__pixel_valid(px, g->alpha_band)) continue;
-        if ((int64_t)cm_rng_below(&rng, (uint64_t)left) < want - kept) {
-            cm__features_u8(px, g->bands, g->alpha_band, out + kept * s->d);
-            kept++;
+    CM_FAIL_IF(ctx, !buf, CM_ENOMEM, "out of memory reading chunk %lld", (long long)t->chunk);
+    int rc = s->src->read(s->src->self, worker, t->chunk, buf, ctx);
+    for (int64_t r = 0; rc == 0 && r < h; r++) {
+        int64_t y = y0 + r;
+        for (int64_t c = 0; c < w; c++) {
+            int64_t x = x0 + c;
+            if (!s->chosen[(y / CELL) * s->cells_x + x / CELL]) continue;
+            int64_t pos = y * g->width + x;
+            const uint8_t *px = buf + (r * w + c) * g->bands;
+            if (pixel_hash(s->seed, pos) >= s->threshold || !cm__pixel_valid(px, g->alpha_band))
+                continue;
+            if (t->n == t->cap) {
+                int64_t cap = t->cap ? 2 * t->cap : 1024;
+                float *np = realloc(t->pts, sizeof(float) * (size_t)cap * s->d);
+                int64_t *npos = np ? realloc(t->pos, sizeof(int64_t) * (size_t)cap) : NULL;
+                if (np) t->pts = np;
+                if (!np || !npos) {
+                    rc = cm_fail(ctx, CM_ENOMEM, "out of memory sampling chunk %lld",
+                                 (long long)t->chunk);
+                    break;
+                }
+                t->pos = npos;
+                t->cap = cap;
+            }
+            cm__features_u8(px, g->bands, g->alpha_band, t->pts + t->n * s->d);
+            t->pos[t->n++] = pos;
         }
-        left--;
     }
-    s->got[t->slot] = kept;
     free(buf);
-    return 0;
+    return rc;
 }
 
-/* Reads a seeded subset of chunks and keeps up to sample_px valid pixels from them, spread
- * evenly over the chosen chunks, in chunk order. */
+typedef struct order_key {
+    int64_t pos;
+    int64_t at; /* index in the concatenated points */
+} order_key_t;
+
+static int by_pos(const void *a, const void *b)
+{
+    int64_t pa = ((const order_key_t *)a)->pos, pb = ((const order_key_t *)b)->pos;
+    return (pa > pb) - (pa < pb);
+}
+
+/* Picks the cells, reads the chunks that meet them and returns the points in pixel order. */
 static int take_sample(const cm_source_t *src, const cm_params_t *p, int64_t sample_px,
                        float **pts_out, int64_t *n_out, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
-    int64_t n_chunks = cm_grid_count(g);
-    int n_slots = n_chunks < SAMPLE_CHUNKS_MAX ? (int)n_chunks : SAMPLE_CHUNKS_MAX;
     int d = cm_grid_features(g);
-    int64_t quota = (sample_px + n_slots - 1) / n_slots;
-    if (quota > g->chunk_w * g->chunk_h) quota = g->chunk_w * g->chunk_h;
+    int64_t cells_x = (g->width + CELL - 1) / CELL, cells_y = (g->height + CELL - 1) / CELL;
+    int64_t n_cells = cells_x * cells_y, n_chunks = cm_grid_count(g);
+    int64_t n_chosen = n_cells / 16;
+    n_chosen = n_chosen < SAMPLE_CELLS_MIN ? SAMPLE_CELLS_MIN
+               : n_chosen > SAMPLE_CELLS_MAX ? SAMPLE_CELLS_MAX : n_chosen;
+    if (n_chosen > n_cells) n_chosen = n_cells;
 
     int rc = CM_ENOMEM;
-    int64_t *order = malloc(sizeof(int64_t) * (size_t)n_chunks);
-    int64_t *got = calloc((size_t)n_slots, sizeof(int64_t));
-    sample_task_t *tasks = malloc(sizeof(sample_task_t) * (size_t)n_slots);
-    float *pts = malloc(sizeof(float) * (size_t)n_slots * (size_t)quota * (size_t)d);
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)n_cells);
+    uint8_t *chosen = calloc((size_t)n_cells, 1);
+    sample_task_t *tasks = calloc((size_t)n_chunks, sizeof(sample_task_t));
     cm_graph_t *graph = cm_graph_create();
-    if (!order || !got || !tasks || !pts || !graph) {
-        cm_fail(ctx, CM_ENOMEM, "out of memory for a sample of %lld pixels", (long long)sample_px);
+    float *pts = NULL, *all = NULL;
+    order_key_t *keys = NULL;
+    if (!order || !chosen || !tasks || !graph) {
+        cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
         goto cleanup;
     }
 
-    /* A seeded partial Fisher-Yates shuffle picks the chunks; sorted, they are read in file
-     * order. */
-    for (int64_t i = 0; i < n_chunks; i++) order[i] = i;
+    /* A seeded partial Fisher-Yates shuffle picks the cells. */
+    for (int64_t i = 0; i < n_cells; i++) order[i] = i;
     cm_rng_t rng;
-    cm_rng_init(&rng, p->seed, 0x6368756e6bULL /* "chunk" */);
-    for (int i = 0; i < n_slots; i++) {
-        int64_t j = i + (int64_t)cm_rng_below(&rng, (uint64_t)(n_chunks - i));
-        int64_t t = order[i];
+    cm_rng_init(&rng, p->seed, 0x63656c6c73ULL /* "cells" */);
+    double area = 0.0;
+    for (int64_t i = 0; i < n_chosen; i++) {
+        int64_t j = i + (int64_t)cm_rng_below(&rng, (uint64_t)(n_cells - i));
+        int64_t t = order[i], cx, cy;
         order[i] = order[j];
         order[j] = t;
+        chosen[order[i]] = 1;
+        cx = order[i] % cells_x;
+        cy = order[i] / cells_x;
+        area += (double)((cx + 1) * CELL < g->width ? CELL : g->width - cx * CELL) *
+                (double)((cy + 1) * CELL < g->height ? CELL : g->height - cy * CELL);
     }
-    for (int i = 1; i < n_slots; i++) /* insertion sort: n_slots is small */
-        for (int j = i; j > 0 && order[j - 1] > order[j]; j--) {
-            int64_t t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
+    double keep = (double)sample_px / area;
+    sampler_t s = {.src = src, .chosen = chosen, .cells_x = cells_x, .seed = p->seed, .d = d,
+                   .threshold = keep >= 1.0 ? UINT64_MAX : (uint64_t)(keep * 0x1p64)};
 
-    sampler_t s = {.src = src, .chunks = order, .quota = quota, .d = d, .seed = p->seed,
-                   .pts = pts, .got = got};
-    for (int i = 0; i < n_slots; i++) {
-        tasks[i] = (sample_task_t){&s, i};
+    /* One task per chunk that meets a chosen cell. */
+    for (int64_t i = 0; i < n_chunks; i++) {
+        int64_t x, y, w, h;
+        cm_grid_rect(g, i, &x, &y, &w, &h);
+        bool meets = false;
+        for (int64_t cy = y / CELL; cy <= (y + h - 1) / CELL && !meets; cy++)
+            for (int64_t cx = x / CELL; cx <= (x + w - 1) / CELL && !meets; cx++)
+                meets = chosen[cy * cells_x + cx];
+        if (!meets) continue;
+        tasks[i] = (sample_task_t){.s = &s, .chunk = i};
         int id;
         rc = cm_graph_add(graph,
                           &(cm_task_t){.fn = sample_chunk, .arg = &tasks[i],
@@ -152,24 +188,41 @@ static int take_sample(const cm_source_t *src, const cm_params_t *p, int64_t sam
     if (rc < 0) goto cleanup;
 
     int64_t n = 0;
-    for (int i = 0; i < n_slots; i++) {
-        memmove(pts + n * d, pts + (size_t)i * (size_t)quota * (size_t)d,
-                sizeof(float) * (size_t)got[i] * (size_t)d);
-        n += got[i];
-    }
+    for (int64_t i = 0; i < n_chunks; i++) n += tasks[i].n;
     if (n == 0) {
         rc = cm_fail(ctx, CM_EINPUT, "no pixel to fit on: every sampled pixel is transparent");
         goto cleanup;
     }
+    keys = malloc(sizeof(order_key_t) * (size_t)n);
+    all = malloc(sizeof(float) * (size_t)n * d);
+    pts = malloc(sizeof(float) * (size_t)n * d);
+    if (!keys || !all || !pts) {
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory for a sample of %lld pixels", (long long)n);
+        goto cleanup;
+    }
+    for (int64_t i = 0, at = 0; i < n_chunks; i++) {
+        if (tasks[i].n)
+            memcpy(all + at * d, tasks[i].pts, sizeof(float) * (size_t)tasks[i].n * d);
+        for (int64_t j = 0; j < tasks[i].n; j++, at++) keys[at] = (order_key_t){tasks[i].pos[j], at};
+    }
+    qsort(keys, (size_t)n, sizeof(order_key_t), by_pos);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(pts + i * d, all + keys[i].at * d, sizeof(float) * d);
     *pts_out = pts;
     *n_out = n;
     pts = NULL;
     rc = 0;
 cleanup:
+    for (int64_t i = 0; tasks && i < n_chunks; i++) {
+        free(tasks[i].pts);
+        free(tasks[i].pos);
+    }
     cm_graph_free(graph);
+    free(keys);
+    free(all);
     free(pts);
     free(tasks);
-    free(got);
+    free(chosen);
     free(order);
     return rc;
 }
@@ -217,27 +270,25 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
     cm_rng_init(&rng, s->p->seed, draw_key(t->step, t->part));
     for (int64_t i = 0; i < s->per_part; i++) {
         const float *x = s->pts + (int64_t)cm_rng_below(&rng, (uint64_t)s->n) * d;
-        double *a = acc + (size_t)cm_nearest(s->cf, k, d, x, NULL) * (size_t)(d + 1);
+        double *a = acc + (size_t)cm__nearest(s->cf, k, d, x, NULL) * (size_t)(d + 1);
         for (int b = 0; b < d; b++) a[b] += x[b];
         a[d] += 1.0;
     }
     return 0;
 }
 
-/* Moves centres that went (nearly) unused to the sample points farthest from every centre,
- * one at a time, as k-means++ would. Centres stay where they are when no point is left that
- * differs from all centres (fewer distinct values than k). */
-static void reseed_starved(stepper_t *s, int step)
+/* Moves centres that no point has chosen yet (v = 0) to the sample points farthest from every
+ * centre, one at a time, as k-means++ would; returns how many moved. Centres stay where they
+ * are when no point differs from all centres (fewer distinct values than k). Centres with few
+ * points are left alone: a small cluster is a cluster, and 1/v already lets them move. */
+static int reseed_empty(stepper_t *s, int step)
 {
-    int k = s->k, d = s->d;
-    double vmax = 0.0;
-    for (int j = 0; j < k; j++)
-        if (s->v[j] > vmax) vmax = s->v[j];
+    int k = s->k, d = s->d, moved = 0;
     int64_t m = s->per_part * PARTS_PER_STEP;
     float *d2 = NULL;
     int64_t *idx = NULL;
     for (int j = 0; j < k; j++) {
-        if (s->v[j] > 0 && s->v[j] >= 1e-3 * vmax) continue;
+        if (s->v[j] > 0) continue;
         if (!d2) {
             d2 = malloc(sizeof(float) * (size_t)m);
             idx = malloc(sizeof(int64_t) * (size_t)m);
@@ -246,7 +297,7 @@ static void reseed_starved(stepper_t *s, int step)
             cm_rng_init(&rng, s->p->seed, draw_key(step, 0xffff));
             for (int64_t i = 0; i < m; i++) {
                 idx[i] = (int64_t)cm_rng_below(&rng, (uint64_t)s->n);
-                cm_nearest(s->cf, k, d, s->pts + idx[i] * d, &d2[i]);
+                cm__nearest(s->cf, k, d, s->pts + idx[i] * d, &d2[i]);
             }
         }
         int64_t far = -1;
@@ -258,7 +309,7 @@ static void reseed_starved(stepper_t *s, int step)
             s->c[(size_t)j * d + b] = x[b];
             s->cf[(size_t)j * d + b] = x[b];
         }
-        s->v[j] = 0.0;
+        moved++;
         for (int64_t i = 0; i < m; i++) {
             float t = 0.f;
             for (int b = 0; b < d; b++) {
@@ -270,6 +321,7 @@ static void reseed_starved(stepper_t *s, int step)
     }
     free(d2);
     free(idx);
+    return moved;
 }
 
 /* Reduces the parts of a step in part order, then moves each centre towards the mean of its
@@ -300,9 +352,9 @@ static int step_update(void *arg, int worker, cm_ctx_t *ctx)
         if (shift > shift_max) shift_max = shift;
     }
     for (size_t i = 0; i < (size_t)k * d; i++) s->cf[i] = (float)s->c[i];
-    if (t->step % RESEED_EVERY == RESEED_EVERY - 1) reseed_starved(s, t->step);
+    bool reseeded = t->step % RESEED_EVERY == RESEED_EVERY - 1 && reseed_empty(s, t->step) > 0;
     s->steps_done = t->step + 1;
-    s->calm = sqrt(shift_max) < s->p->tol ? s->calm + 1 : 0;
+    s->calm = sqrt(shift_max) < s->p->tol && !reseeded ? s->calm + 1 : 0;
     s->converged = s->calm >= s->p->patience;
     if (s->p->progress)
         s->p->progress(s->p->progress_user, "fit", s->steps_done,
@@ -344,13 +396,9 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
                "--max-iter and --batch must be positive");
 
-    int64_t sample_px = p->sample_px;
-    if (sample_px <= 0) {
-        /* At most an eighth of the budget, at most a million pixels: plenty for the means. */
-        sample_px = (int64_t)(p->budget_bytes / 8 / (sizeof(float) * (size_t)d));
-        if (sample_px > (1 << 20)) sample_px = 1 << 20;
-        if (sample_px < 4096) sample_px = 4096;
-    }
+    /* A million pixels are plenty for the means. The size does not follow the budget, so
+     * that --memory changes the speed and never the result. */
+    int64_t sample_px = p->sample_px > 0 ? p->sample_px : (int64_t)1 << 20;
 
     float *pts = NULL;
     int64_t n = 0;

@@ -64,7 +64,7 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     for (int64_t i = 0; i < n; i++, px += bands) {
         cm__features_u8(px, bands, alpha, xf);
         float d2;
-        int j = cm_nearest(r->centres, k, d, xf, &d2);
+        int j = cm__nearest(r->centres, k, d, xf, &d2);
         if (cm__pixel_valid(px, alpha)) {
             c->counts[j]++;
             inertia += d2;

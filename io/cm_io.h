@@ -33,8 +33,9 @@ typedef struct cm_image_info {
 /* Opens path for reading by up to n_workers threads, checking that its layout is supported:
  * classic TIFF or BigTIFF, tiled or striped, 8-bit unsigned, contiguous, 1 to 4 samples
  * (grey, grey+alpha, RGB, RGBA, JPEG-compressed YCbCr read as RGB). The first image of the
- * file is used. On failure: CM_EINPUT (not a TIFF, corrupt, unsupported) or CM_EIO, with a
- * message naming the file. The caller frees *out with cm_image_close. */
+ * file is used. On failure: CM_EINPUT (missing or unreadable, not a TIFF, corrupt,
+ * unsupported), with a message naming the file and the reason. The caller frees *out with
+ * cm_image_close. */
 int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx);
 
 const cm_image_info_t *cm_image_info(const cm_image_t *img);

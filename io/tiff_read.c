@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include "cm_io.h"
 #include "io_internal.h"
@@ -29,9 +30,12 @@ struct cm_image {
 static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
 {
     h->tif = cm__tiff_open(img->path, "r", -1, &h->msg);
-    if (!h->tif)
-        return cm_fail(ctx, errno == ENOENT || errno == EACCES ? CM_EIO : CM_EINPUT, "%s: %s",
-                       img->path, h->msg.text[0] ? h->msg.text : strerror(errno));
+    if (!h->tif) {
+        if (access(img->path, R_OK) < 0)
+            return cm_fail(ctx, CM_EINPUT, "%s: %s", img->path, strerror(errno));
+        return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF libtiff can read: %s", img->path,
+                       h->msg.text);
+    }
     if (img->ycbcr_as_rgb) TIFFSetField(h->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
     return 0;
 }
@@ -73,7 +77,9 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     CM_FAIL_IF(ctx, w == 0 || h == 0, CM_EINPUT, "%s: image has no pixels (%ux%u)", path, w, h);
     CM_FAIL_IF(ctx, bits != 8 || fmt != SAMPLEFORMAT_UINT, CM_EINPUT,
                "%s: %u-bit %s samples are not supported (8-bit unsigned only)", path, bits,
-               fmt == SAMPLEFORMAT_INT ? "signed" : fmt == SAMPLEFORMAT_IEEEFP ? "float" : "");
+               fmt == SAMPLEFORMAT_INT      ? "signed"
+               : fmt == SAMPLEFORMAT_IEEEFP ? "float"
+                                            : "unsigned");
     CM_FAIL_IF(ctx, spp < 1 || spp > 4, CM_EINPUT,
                "%s: %u samples per pixel are not supported (1 to 4)", path, spp);
     CM_FAIL_IF(ctx, planar != PLANARCONFIG_CONTIG && spp > 1, CM_EINPUT,
@@ -141,6 +147,7 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
         while (rows + unit <= STRIP_BAND_ROWS &&
                (rows + unit) * (int64_t)w * spp <= STRIP_BAND_MAX_BYTES)
             rows += unit;
+        if (rows > ((int64_t)h + 15) / 16 * 16) rows = ((int64_t)h + 15) / 16 * 16; /* all of it */
         chunk_w = w;
         chunk_h = rows;
         img->strips_per_band = rows / rps;

@@ -150,10 +150,17 @@ int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
         for (int64_t tx = 0; tx < w; tx += s->tile_w) {
             int64_t tw = w - tx < s->tile_w ? w - tx : s->tile_w;
             size_t copy = (size_t)tw * wr->px_bytes;
-            if (tw < s->tile_w || th < s->tile_h) memset(wr->scratch, 0, (size_t)tile_bytes);
-            for (int64_t r = 0; r < th; r++)
+            /* Edge tiles are padded by repeating the last column and row, which keeps lossy
+             * codecs from smearing a border colour into the image. */
+            for (int64_t r = 0; r < th; r++) {
+                uint8_t *row = wr->scratch + (size_t)r * tile_row;
+                memcpy(row, src + (size_t)(ty + r) * row_bytes + (size_t)tx * wr->px_bytes, copy);
+                for (size_t o = copy; o < tile_row; o += wr->px_bytes)
+                    memcpy(row + o, row + copy - wr->px_bytes, wr->px_bytes);
+            }
+            for (int64_t r = th; r < s->tile_h; r++)
                 memcpy(wr->scratch + (size_t)r * tile_row,
-                       src + (size_t)(ty + r) * row_bytes + (size_t)tx * wr->px_bytes, copy);
+                       wr->scratch + (size_t)(th - 1) * tile_row, tile_row);
             uint32_t tile = TIFFComputeTile(wr->tif, (uint32_t)(x + tx), (uint32_t)(y + ty), 0, 0);
             wr->msg.text[0] = '\0';
             if (TIFFWriteEncodedTile(wr->tif, tile, wr->scratch, tile_bytes) != tile_bytes)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages chunkmeans needs to build, test and run its demo (as root, or
+# through sudo). Safe to run again.
+set -euo pipefail
+packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libjansson-dev
+          libcmocka-dev libtiff-tools python3-numpy python3-tifffile time)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# End-to-end tests of the chunkmeans command: every case generates its own TIFFs (with
+# cm-mkimage, which writes them with libtiff) and checks outputs with independent readers
+# (tiffinfo, and tifffile through check.py). Usage: e2e.sh CASE (run by meson test).
+set -uo pipefail
+: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/cm-e2e.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
+mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
+cm() { "$CHUNKMEANS" "$@"; }
+# expect CODE CMD...: runs CMD, requires exit CODE, keeps stderr in err.txt
+expect() {
+    local want=$1
+    shift
+    "$@" >out.txt 2>err.txt
+    local got=$?
+    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
+}
+no_outputs() { # no output and no temporary file left in the directory
+    for f in "$@"; do [ ! -e "$f" ] || fail "$f was left behind"; done
+    ! ls ./*.part-* >/dev/null 2>&1 || fail "temporary files left: $(ls ./*.part-*)"
+}
+
+case_output_has_input_shape() {
+    mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 256 --compression deflate
+    expect 0 cm run in.tif out.tif -k 6 -q
+    check same-shape in.tif out.tif
+    check at-most out.tif 6 noalpha
+    tiffinfo out.tif >info.txt 2>&1 || fail "tiffinfo cannot read out.tif"
+    grep -q "Image Width: 700 Image Length: 500" info.txt || fail "tiffinfo size"
+    grep -q "Samples/Pixel: 3" info.txt || fail "tiffinfo samples"
+    grep -q "Bits/Sample: 8" info.txt || fail "tiffinfo bits"
+    grep -q "Compression Scheme: AdobeDeflate" info.txt || fail "tiffinfo compression"
+}
+
+case_grey_and_rgba() {
+    mk grey.tif --width 300 --height 200 --bands 1 --pattern photo --tile 64
+    expect 0 cm run grey.tif grey.out.tif -k 4 -q
+    check same-shape grey.tif grey.out.tif
+    check at-most grey.out.tif 4 noalpha
+    mk rgba.tif --width 300 --height 200 --bands 4 --pattern photo --tile 64
+    expect 0 cm run rgba.tif rgba.out.tif -k 5 -q
+    check same-shape rgba.tif rgba.out.tif
+    check at-most rgba.out.tif 5 alpha
+    check alpha-kept rgba.tif rgba.out.tif
+}
+
+case_three_blocks_give_their_colours() {
+    mk rgb.tif --width 300 --height 120 --bands 3 --pattern blocks --tile 64
+    expect 0 cm run rgb.tif rgb.out.tif -k 3 -q
+    check exactly rgb.out.tif 220,40,40 40,200,60 30,60,220
+    mk grey.tif --width 301 --height 77 --bands 1 --pattern blocks --strip 5
+    expect 0 cm run grey.tif grey.out.tif -k 3 -q
+    check exactly grey.out.tif 20 128 235
+}
+
+case_same_seed_same_bytes_any_threads() {
+    mk in.tif --width 900 --height 600 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif j1.tif --seed 7 -j1 -k 8 -q
+    expect 0 cm run in.tif j2.tif --seed 7 -j2 -k 8 -q
+    expect 0 cm run in.tif j3.tif --seed 7 -j3 -k 8 -q --memory 2M
+    cmp j1.tif j2.tif || fail "-j1 and -j2 outputs differ"
+    cmp j1.tif j3.tif || fail "-j1 and -j3 --memory 2M outputs differ"
+    expect 0 cm run in.tif s8.tif --seed 8 -j2 -k 8 -q
+    ! cmp -s j1.tif s8.tif || fail "seeds 7 and 8 gave the same output"
+}
+
+case_labels_match_colours() {
+    mk in.tif --width 400 --height 300 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif out.tif -k 7 --labels lab.tif -q
+    check labels out.tif lab.tif 7 uint8
+    mk noise.tif --width 200 --height 150 --bands 3 --pattern noise --tile 64
+    expect 0 cm run noise.tif noise.out.tif -k 300 --labels noise.lab.tif -q --max-iter 20
+    check labels noise.out.tif noise.lab.tif 300 uint16
+}
+
+case_striped_and_tiled_give_the_same_result() {
+    mk t256.tif --width 1100 --height 700 --bands 3 --pattern photo --tile 256
+    mk t512.tif --width 1100 --height 700 --bands 3 --pattern photo --tile 512 --compression lzw
+    mk s1.tif --width 1100 --height 700 --bands 3 --pattern photo --strip 1
+    mk s7.tif --width 1100 --height 700 --bands 3 --pattern photo --strip 7 --compression zstd
+    check equal-pixels t256.tif t512.tif s1.tif s7.tif
+    for f in t256 t512 s1 s7; do expect 0 cm run $f.tif $f.out.tif -k 6 --seed 3 -q; done
+    check equal-pixels t256.out.tif t512.out.tif s1.out.tif s7.out.tif
+}
+
+case_codecs_and_bigtiff() {
+    for c in none lzw deflate zstd packbits jpeg; do
+        mk in.$c.tif --width 200 --height 130 --bands 3 --pattern photo --tile 64 --compression $c
+        expect 0 cm run in.$c.tif out.$c.tif -k 4 -q --compression deflate
+        check same-shape in.$c.tif out.$c.tif
+        check at-most out.$c.tif 4 noalpha
+    done
+    expect 0 cm run in.none.tif out.zstd.tif -k 4 -q --compression zstd
+    tiffinfo out.zstd.tif 2>/dev/null | grep -q "Compression Scheme: ZSTD" || fail "zstd output"
+    expect 0 cm run in.jpeg.tif out.jpeg.tif -k 4
+    grep -q "lossy" err.txt || fail "no warning that JPEG output is lossy"
+    mk big.tif --width 200 --height 130 --bands 3 --pattern photo --tile 64 --bigtiff
+    expect 0 cm info big.tif
+    grep -q "BigTIFF" out.txt || fail "info does not report BigTIFF"
+    expect 0 cm run big.tif big.out.tif -k 4 -q --bigtiff always
+    tiffinfo big.out.tif >/dev/null 2>&1 || fail "tiffinfo cannot read a BigTIFF output"
+    "$PYTHON" -c "import tifffile,sys; sys.exit(0 if tifffile.TiffFile('big.out.tif').is_bigtiff else 1)" \
+        || fail "--bigtiff always did not write a BigTIFF"
+}
+
+case_truncated_input_exits_3() {
+    mk in.tif --width 600 --height 400 --bands 3 --pattern photo --tile 64 --compression deflate
+    truncate -s $(( $(stat -c %s in.tif) / 2 )) in.tif
+    expect 3 cm run in.tif out.tif -k 4 --labels lab.tif --model-out m.json
+    grep -q "in.tif" err.txt || fail "message does not name the file: $(cat err.txt)"
+    no_outputs out.tif lab.tif m.json
+}
+
+case_not_a_tiff_exits_3() {
+    echo "this is not an image" >in.tif
+    expect 3 cm run in.tif out.tif
+    grep -q "in.tif" err.txt || fail "message does not name the file"
+    no_outputs out.tif
+    : >empty.tif
+    expect 3 cm run empty.tif out.tif
+    no_outputs out.tif
+    expect 3 cm run missing.tif out.tif
+    grep -q "missing.tif" err.txt || fail "message does not name the missing file"
+    expect 3 cm info in.tif
+}
+
+case_unsupported_layout_exits_3() {
+    "$PYTHON" - <<'PY' || fail "making 16-bit input"
+import numpy as np, tifffile
+tifffile.imwrite("u16.tif", np.zeros((32, 32, 3), np.uint16), photometric="rgb")
+tifffile.imwrite("planar.tif", np.zeros((3, 32, 32), np.uint8), photometric="rgb",
+                 planarconfig="separate")
+PY
+    expect 3 cm run u16.tif out.tif
+    grep -q "16-bit" err.txt || fail "16-bit message: $(cat err.txt)"
+    expect 3 cm run planar.tif out.tif
+    grep -q "planar" err.txt || fail "planar message: $(cat err.txt)"
+    no_outputs out.tif
+}
+
+case_usage_errors_exit_2() {
+    mk in.tif --width 64 --height 64 --bands 3 --pattern photo --tile 32
+    expect 2 cm
+    expect 2 cm run in.tif
+    expect 2 cm run in.tif out.tif --no-such-option
+    expect 2 cm run in.tif out.tif -k 0
+    grep -q -- "-k" err.txt || fail "-k message"
+    expect 2 cm run in.tif out.tif --memory lots
+    expect 2 cm run in.tif out.tif --compression lzma
+    expect 2 cm run in.tif out.tif --format palette
+    grep -q "not implemented" err.txt || fail "--format palette message"
+    expect 2 cm run in.tif out.tif --memory 1K
+    grep -q -- "--memory" err.txt || fail "budget message does not give the --memory that works"
+    expect 2 cm run in.tif in.tif
+    check equal-pixels in.tif in.tif
+    ln -s in.tif link.tif
+    expect 2 cm run in.tif link.tif
+    expect 2 cm frobnicate
+    no_outputs out.tif
+}
+
+case_unwritable_output_exits_1() {
+    mk in.tif --width 64 --height 64 --bands 3 --pattern photo --tile 32
+    expect 1 cm run in.tif no/such/dir/out.tif
+    grep -q "no/such/dir/out.tif" err.txt || fail "message does not name the output"
+}
+
+case_model_json() {
+    mk in.tif --width 300 --height 200 --bands 4 --pattern photo --tile 64
+    expect 0 cm run in.tif out.tif -k 5 --model-out m.json -q
+    "$PYTHON" -c "
+import numpy as np, tifffile
+a = tifffile.imread('in.tif'); print(int((a[..., 3] != 0).sum()))" >valid.txt || fail "count"
+    check model m.json 5 4 "$(cat valid.txt)"
+}
+
+case_info_counts_colours_exactly() {
+    mk in.tif --width 500 --height 300 --bands 3 --pattern photo --tile 128
+    expect 0 cm info in.tif --colors
+    got=$(sed -n 's/^colors: *//p' out.txt)
+    want=$("$PYTHON" "$here/check.py" count in.tif noalpha)
+    [ "$got" = "$want" ] || fail "info --colors says $got, tifffile counts $want"
+    mk rgba.tif --width 300 --height 100 --bands 4 --pattern noise --strip 3
+    expect 0 cm info rgba.tif --colors -j1
+    got=$(sed -n 's/^colors: *//p' out.txt)
+    want=$("$PYTHON" "$here/check.py" count rgba.tif alpha)
+    [ "$got" = "$want" ] || fail "info --colors on RGBA says $got, tifffile counts $want"
+}
+
+case_help_and_version() {
+    expect 0 cm --version
+    grep -q "^chunkmeans [0-9]" out.txt || fail "--version"
+    expect 0 cm --help
+    grep -q "chunkmeans run" out.txt || fail "--help"
+    expect 0 cm run --help
+    for opt in --clusters --seed --threads --memory --max-iter --tol --batch --labels \
+               --model-out --compression --progress --quiet; do
+        grep -q -- "$opt" out.txt || fail "run --help does not mention $opt"
+    done
+}
+
+case_progress_on_request() {
+    mk in.tif --width 600 --height 400 --bands 3 --pattern photo --tile 64
+    expect 0 cm run in.tif out.tif -k 4 --progress always
+    grep -q "remap" err.txt || fail "no progress on stderr with --progress always"
+    expect 0 cm run in.tif out2.tif -k 4
+    ! grep -q "remap \[" err.txt || fail "progress drawn although stderr is not a terminal"
+}
+
+"case_$1"
