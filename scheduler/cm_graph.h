@@ -56,7 +56,8 @@ int cm_graph_size(const cm_graph_t *g);
 
 /* Runs every task once its dependencies have finished, on opts->n_threads workers.
  * Budget: tasks that hold bytes start in id order, each when it is ready and fits (none
- * overtakes another); tasks that hold none start as soon as they are ready. So a graph that
+ * overtakes another); tasks that hold none start as soon as they are ready, before any task
+ * that holds bytes (they are often consumers whose end frees memory). So a graph that
  * fits the budget when its tasks run one at a time in id order never stalls on it, at any
  * thread count; a graph that does not is refused up front with CM_EBUDGET and a message
  * giving the smallest budget that works ("use --memory NM or more"). Build graphs with each

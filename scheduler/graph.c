@@ -41,7 +41,7 @@ struct cm_graph {
     heap_t ready_bytes; /* ready tasks that hold bytes: started strictly by id */
     int *byte_order;    /* ids of the tasks that hold bytes, ascending */
     int n_byte, next_byte; /* byte_order[next_byte] is the next one allowed to start */
-    heap_t ready_free;  /* ready tasks that hold none: started whenever a worker is idle */
+    heap_t ready_free;  /* ready tasks that hold none: started first, whenever ready */
     size_t in_flight, budget, peak;
     int n_running, n_done;
     int64_t weight_done, weight_total;
@@ -229,6 +229,9 @@ static int prepare(cm_graph_t *g, size_t budget, cm_ctx_t *ctx)
 
 static int pick(cm_graph_t *g)
 {
+    /* Tasks that hold no bytes go first: they are often consumers (a writer) whose end
+     * releases a producer's buffer, so running them early keeps memory low. */
+    if (g->ready_free.n) return heap_pop(&g->ready_free);
     /* The next task holding bytes in id order starts when it is ready and fits; no other
      * task holding bytes may overtake it. */
     if (g->ready_bytes.n && g->ready_bytes.v[0] == g->byte_order[g->next_byte]) {
@@ -240,7 +243,6 @@ static int pick(cm_graph_t *g)
             return heap_pop(&g->ready_bytes);
         }
     }
-    if (g->ready_free.n) return heap_pop(&g->ready_free);
     return -1;
 }
 

@@ -615,6 +615,24 @@ static void test_budget_is_never_exceeded_by_producers_and_consumers(void **stat
     }
 }
 
+static void test_ready_consumer_holding_no_bytes_runs_before_the_next_producer(void **state)
+{
+    (void)state;
+    /* One worker, remap_i (out 100) -> write_i (no bytes): each write runs as soon as it is
+     * ready, before the next remap, so one buffer is held at a time, not the whole budget. */
+    enum { CHUNKS = 6 };
+    probe_t *p = probe_new(2 * CHUNKS, 2 * CHUNKS, 1);
+    cm_graph_t *g = cm_graph_create();
+    build_remap_write_chain(p, g, CHUNKS, 0, 100, 0, PLAIN);
+    cm_ctx_t ctx;
+    assert_int_equal(probe_run(p, g, 1, 10000, false, &ctx), 0);
+    for (int i = 0; i < 2 * CHUNKS; i++)
+        assert_int_equal(atomic_load(&p->started_at[i]), 2 * i);
+    assert_int_equal(cm_graph_peak_bytes(g), 100);
+    cm_graph_free(g);
+    probe_free(p);
+}
+
 static void test_budget_for_one_task_at_a_time_completes_without_deadlock(void **state)
 {
     (void)state;
@@ -1072,6 +1090,7 @@ int main(void)
         cmocka_unit_test(test_thousands_of_random_tasks_run_once_after_their_deps),
         cmocka_unit_test(test_worker_index_is_in_range_and_never_shared),
         cmocka_unit_test(test_tasks_holding_bytes_start_by_lowest_id),
+        cmocka_unit_test(test_ready_consumer_holding_no_bytes_runs_before_the_next_producer),
         cmocka_unit_test(test_blocked_task_is_not_overtaken_by_a_smaller_one),
         cmocka_unit_test(test_failing_task_in_chain_stops_its_dependents),
         cmocka_unit_test(test_failing_task_in_wide_graph_starts_nothing_after_it_on_one_thread),
