@@ -27,6 +27,35 @@ static inline int cm__nearest(const float *c, int k, int d, const float *x, floa
     return best;
 }
 
+/* cm__nearest with the centres stored band by band (soa: d rows of k floats), which lets the
+ * compiler vectorise over centres; dist is scratch for k floats. Sums the squared differences
+ * in the same order as cm__nearest, so both give the same label and distance. */
+static inline int cm__nearest_soa(const float *restrict soa, int k, int d, const float *x,
+                                  float *restrict dist, float *dist2)
+{
+    for (int j = 0; j < k; j++) {
+        float t = x[0] - soa[j];
+        dist[j] = t * t;
+    }
+    for (int b = 1; b < d; b++) {
+        const float *cb = soa + (size_t)b * k;
+        float xb = x[b];
+        for (int j = 0; j < k; j++) {
+            float t = xb - cb[j];
+            dist[j] += t * t;
+        }
+    }
+    int best = 0;
+    float best_d = dist[0];
+    for (int j = 1; j < k; j++) { /* branch-free: the winner is unpredictable */
+        bool closer = dist[j] < best_d;
+        best = closer ? j : best;
+        best_d = closer ? dist[j] : best_d;
+    }
+    *dist2 = best_d;
+    return best;
+}
+
 /* The features of one pixel (its non-alpha samples) as floats. */
 void cm__features_u8(const uint8_t *px, int bands, int alpha_band, float *x);
 

@@ -17,7 +17,7 @@ typedef struct remapper {
     const cm_source_t *src;
     const cm_sink_t *sink;
     cm_model_t *model;
-    const float *centres; /* k * d */
+    const float *soa;     /* centres band by band: d rows of k */
     const uint8_t *colours; /* k * d, rounded */
     chunk_out_t *chunks;
     double inertia;
@@ -52,11 +52,17 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     c->pixels = malloc(cm_grid_chunk_bytes(g));
     c->counts = calloc((size_t)k, sizeof(int64_t));
     if (r->sink->want_labels) c->labels = malloc(label_size * (size_t)n);
-    if (!c->pixels || !c->counts || (r->sink->want_labels && !c->labels)) {
+    float *dist = malloc(sizeof(float) * (size_t)k);
+    if (!dist || !c->pixels || !c->counts || (r->sink->want_labels && !c->labels)) {
+        free(dist);
         chunk_out_free(c);
         return cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
     }
-    CM_TRY(r->src->read(r->src->self, worker, t->idx, c->pixels, ctx));
+    int rc = r->src->read(r->src->self, worker, t->idx, c->pixels, ctx);
+    if (rc < 0) {
+        free(dist);
+        return rc;
+    }
 
     float xf[4];
     double inertia = 0.0;
@@ -64,7 +70,7 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     for (int64_t i = 0; i < n; i++, px += bands) {
         cm__features_u8(px, bands, alpha, xf);
         float d2;
-        int j = cm__nearest(r->centres, k, d, xf, &d2);
+        int j = cm__nearest_soa(r->soa, k, d, xf, dist, &d2);
         if (cm__pixel_valid(px, alpha)) {
             c->counts[j]++;
             inertia += d2;
@@ -79,6 +85,7 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
             ((uint16_t *)c->labels)[i] = (uint16_t)j;
     }
     c->inertia = inertia;
+    free(dist);
     return 0;
 }
 
@@ -108,19 +115,21 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
     int64_t n_chunks = cm_grid_count(g);
 
     int rc = CM_ENOMEM;
-    float *centres = malloc(sizeof(float) * (size_t)k * d);
+    float *soa = malloc(sizeof(float) * (size_t)k * d);
     uint8_t *colours = malloc((size_t)k * d);
     chunk_out_t *chunks = calloc((size_t)n_chunks, sizeof(chunk_out_t));
     remap_task_t *tasks = malloc(sizeof(remap_task_t) * (size_t)n_chunks);
     cm_graph_t *graph = cm_graph_create();
-    if (!centres || !colours || !chunks || !tasks || !graph) {
+    if (!soa || !colours || !chunks || !tasks || !graph) {
         cm_fail(ctx, CM_ENOMEM, "out of memory planning %lld chunks", (long long)n_chunks);
         goto cleanup;
     }
-    for (size_t i = 0; i < (size_t)k * d; i++) centres[i] = (float)model->centroids[i];
+    for (int j = 0; j < k; j++)
+        for (int b = 0; b < d; b++)
+            soa[(size_t)b * k + j] = (float)model->centroids[(size_t)j * d + b];
     cm_model_colors_u8(model, colours);
 
-    remapper_t r = {.src = src, .sink = sink, .model = model, .centres = centres,
+    remapper_t r = {.src = src, .sink = sink, .model = model, .soa = soa,
                     .colours = colours, .chunks = chunks};
     size_t held = cm_grid_chunk_bytes(g) + sizeof(int64_t) * (size_t)k;
     if (sink->want_labels) held += (size_t)g->chunk_w * g->chunk_h * (k <= 256 ? 1 : 2);
@@ -151,6 +160,6 @@ cleanup:
     free(tasks);
     free(chunks);
     free(colours);
-    free(centres);
+    free(soa);
     return rc;
 }
