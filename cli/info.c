@@ -76,7 +76,11 @@ int cmd_info(int argc, char **argv)
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
     int rc = cm_image_open(path, p.n_threads, &img, &ctx);
-    if (rc < 0) return cli_fail(&ctx, rc);
+    if (rc == 0) rc = cm_image_set_chunk_side(img, 512, &ctx); /* as run reads it */
+    if (rc < 0) {
+        cm_image_close(img);
+        return cli_fail(&ctx, rc);
+    }
     const cm_image_info_t *in = cm_image_info(img);
     const cm_grid_t *g = &in->grid;
 

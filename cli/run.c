@@ -31,6 +31,8 @@ static const char run_help[] =
     "      --compression C     none, lzw, deflate, zstd, jpeg or packbits (default: IN's).\n"
     "                          jpeg is lossy: OUT then holds more than k colours\n"
     "      --bigtiff WHEN      auto, always or never (default auto: when OUT could pass 4 GiB)\n"
+    "      --tile N            output tiles of N x N pixels, N a multiple of 16 (default 512);\n"
+    "                          input tiles that do not divide N are kept as they are\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr\n"
     "                          (default auto: when stderr is a terminal)\n"
     "  -q, --quiet             errors only\n"
@@ -43,7 +45,7 @@ static const char run_help[] =
 enum {
     OPT_SEED = 256, OPT_MEMORY, OPT_MAX_ITER, OPT_TOL, OPT_BATCH, OPT_LABELS, OPT_MODEL_OUT,
     OPT_COMPRESSION, OPT_BIGTIFF, OPT_PROGRESS, OPT_FORMAT, OPT_ALGORITHM, OPT_COLORSPACE,
-    OPT_SCALE, OPT_DITHER, OPT_INIT, OPT_NODATA, OPT_TRACE, OPT_GRAPH,
+    OPT_SCALE, OPT_DITHER, OPT_INIT, OPT_NODATA, OPT_TRACE, OPT_GRAPH, OPT_TILE,
 };
 
 static const struct option run_options[] = {
@@ -58,6 +60,7 @@ static const struct option run_options[] = {
     {"model-out", required_argument, 0, OPT_MODEL_OUT},
     {"compression", required_argument, 0, OPT_COMPRESSION},
     {"bigtiff", required_argument, 0, OPT_BIGTIFF},
+    {"tile", required_argument, 0, OPT_TILE},
     {"progress", required_argument, 0, OPT_PROGRESS},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},
@@ -78,6 +81,7 @@ typedef struct run_opts {
     cm_params_t params;
     const char *in, *out, *labels, *model_out, *progress, *bigtiff;
     int compression; /* -1: that of IN */
+    int64_t tile;
 } run_opts_t;
 
 /* Options from CLI.md whose other values later versions will bring. */
@@ -102,6 +106,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
     o->compression = -1;
     o->progress = "auto";
     o->bigtiff = "auto";
+    o->tile = 512;
     long long v;
     double x;
     int c;
@@ -150,6 +155,14 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case OPT_BIGTIFF:
             o->bigtiff = optarg;
             ok = one_of("--bigtiff", optarg, "auto", "always", "never");
+            break;
+        case OPT_TILE:
+            ok = cli_parse_int("--tile", optarg, 16, 65536, &v);
+            if (ok && v % 16) {
+                cli_error("--tile: %lld is not a multiple of 16", v);
+                ok = false;
+            }
+            o->tile = v;
             break;
         case OPT_PROGRESS:
             o->progress = optarg;
@@ -266,6 +279,7 @@ int cmd_run(int argc, char **argv)
     o.params.cancel = &cli_signal;
 
     rc = cm_image_open(o.in, o.params.n_threads, &img, &ctx);
+    if (rc == 0) rc = cm_image_set_chunk_side(img, o.tile, &ctx);
     if (rc < 0) goto done;
     const cm_image_info_t *in = cm_image_info(img);
     cm_source_t src = {.grid = in->grid, .read = read_chunk, .self = img};

@@ -27,7 +27,9 @@ typedef struct cm_image_info {
     bool tiled;
     bool bigtiff;
     int64_t tile_w, tile_h; /* tiles, or (width, rows per strip) for strips */
-    cm_grid_t grid;         /* how the image is read: native tiles or bands of whole strips */
+    cm_grid_t grid;         /* how the image is read: tiles (or squares of whole tiles) or
+                             * bands of whole strips */
+    int64_t out_tile_w, out_tile_h; /* output tiles that line up with the chunks */
 } cm_image_info_t;
 
 /* Opens path for reading by up to n_workers threads, checking that its layout is supported:
@@ -37,6 +39,12 @@ typedef struct cm_image_info {
  * unsupported), with a message naming the file and the reason. The caller frees *out with
  * cm_image_close. */
 int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx);
+
+/* Regroups the chunks (before any read) so that outputs can have side x side tiles: squares of
+ * whole input tiles when the input's tiles divide side (each input tile is still decoded
+ * once), otherwise the input's own tiles; for strips, bands about side rows tall written as
+ * side-wide tiles. side: a multiple of 16. Not thread-safe. */
+int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx);
 
 const cm_image_info_t *cm_image_info(const cm_image_t *img);
 const char *cm_image_path(const cm_image_t *img);
@@ -66,8 +74,8 @@ typedef struct cm_writer_spec {
 } cm_writer_spec_t;
 
 /* The output that matches an input: same size, bands, alpha and photometric (YCbCr read as
- * RGB is written as RGB), tiles that line up with the input's chunks (its own tiles, or
- * 512-wide tiles as tall as its bands of strips), and the given compression. */
+ * RGB is written as RGB), tiles that line up with its chunks (info->out_tile_w/h), and the
+ * given compression. */
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out);
 
 /* The label map that goes with an image output: one band of `bits` (8 or 16), grey, same

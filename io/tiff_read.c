@@ -10,10 +10,11 @@
 #include "cm_io.h"
 #include "io_internal.h"
 
-enum { STRIP_BAND_ROWS = 512, STRIP_BAND_MAX_BYTES = 64 << 20 };
+enum { DEFAULT_SIDE = 512, STRIP_BAND_MAX_BYTES = 64 << 20 };
 
 typedef struct handle {
     TIFF *tif;
+    uint8_t *tile; /* one decoded tile, when chunks are made of several */
     cm__tiff_msg_t msg;
 } handle_t;
 
@@ -21,8 +22,7 @@ struct cm_image {
     char *path;
     cm_image_info_t info;
     bool ycbcr_as_rgb;
-    int64_t strips_per_band;
-    int64_t tile_stride; /* bytes of a tile row, for compacting clipped tiles */
+    int64_t tiles_x, tiles_y; /* tiles per chunk, across and down (1 x 1: native tiles) */
     int n_workers;
     handle_t *handles;
 };
@@ -54,6 +54,49 @@ static const char *photometric_name(int p)
     case PHOTOMETRIC_LOGLUV: return "LogLuv";
     default: return "unknown";
     }
+}
+
+/* Chooses the chunks. side = 0: the file's own tiles, or bands of whole strips about
+ * DEFAULT_SIDE rows tall. side > 0: squares of side x side made of whole tiles when the tiles
+ * divide side (otherwise the tiles themselves), or bands of whole strips about side rows tall.
+ * Bands are a multiple of 16 rows, so that each can be written as a row of output tiles. */
+static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
+{
+    cm_image_info_t *in = &img->info;
+    int64_t chunk_w = in->tile_w, chunk_h = in->tile_h;
+    img->tiles_x = img->tiles_y = 1;
+    if (in->tiled && side > 0 && side % in->tile_w == 0 && side % in->tile_h == 0) {
+        img->tiles_x = side / in->tile_w;
+        img->tiles_y = side / in->tile_h;
+        chunk_w = chunk_h = side;
+    } else if (!in->tiled) {
+        int64_t target = side > 0 ? side : DEFAULT_SIDE, rps = in->tile_h;
+        int64_t unit = rps, row_bytes = in->width * in->bands;
+        while (unit % 16) unit += rps;
+        chunk_h = unit;
+        while (chunk_h + unit <= target && (chunk_h + unit) * row_bytes <= STRIP_BAND_MAX_BYTES)
+            chunk_h += unit;
+        if (chunk_h > (in->height + 15) / 16 * 16) chunk_h = (in->height + 15) / 16 * 16;
+    }
+    in->out_tile_w = chunk_w;
+    in->out_tile_h = chunk_h;
+    if (!in->tiled) { /* a band of strips is written as a row of tiles */
+        int64_t target = side > 0 ? side : DEFAULT_SIDE;
+        in->out_tile_w = (in->width + 15) / 16 * 16 < target ? (in->width + 15) / 16 * 16 : target;
+    }
+    cm_ctx_t grid_ctx;
+    cm_ctx_init(&grid_ctx);
+    if (cm_grid_init(&in->grid, in->width, in->height, chunk_w, chunk_h, in->bands,
+                     in->alpha_band, &grid_ctx) < 0)
+        return cm_fail(ctx, grid_ctx.code, "%s: %s", img->path, grid_ctx.msg);
+    return 0;
+}
+
+int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, side < 16 || side > 65536 || side % 16, CM_EUSAGE,
+               "tile size must be a multiple of 16 from 16 to 65536, not %lld", (long long)side);
+    return make_grid(img, side, ctx);
 }
 
 /* Checks the first directory and fills img->info. */
@@ -119,7 +162,6 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
                             .bits = bits, .sample_type = "uint8", .photometric = photo,
                             .photometric_name = photometric_name(photo), .compression = comp,
                             .tiled = TIFFIsTiled(tif), .bigtiff = TIFFIsBigTIFF(tif)};
-    int64_t chunk_w, chunk_h;
     if (in->tiled) {
         uint32_t tw = 0, th = 0;
         TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
@@ -127,36 +169,18 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
         CM_FAIL_IF(ctx, tw == 0 || th == 0 || tw % 16 || th % 16, CM_EINPUT,
                    "%s: tiles of %ux%u pixels are not supported (TIFF wants multiples of 16)",
                    path, tw, th);
-        chunk_w = in->tile_w = tw;
-        chunk_h = in->tile_h = th;
-        img->tile_stride = (int64_t)tw * spp;
+        in->tile_w = tw;
+        in->tile_h = th;
         CM_FAIL_IF(ctx, TIFFTileSize64(tif) != (uint64_t)tw * th * spp, CM_EINPUT,
                    "%s: tiles of %llu bytes, expected %llu", path,
                    (unsigned long long)TIFFTileSize64(tif), (unsigned long long)tw * th * spp);
     } else {
         uint32_t rps = h;
         TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
-        if (rps == 0 || rps > h) rps = h;
         in->tile_w = w;
-        in->tile_h = rps;
-        /* A band is whole strips, a multiple of 16 rows (so that it can be written as a row
-         * of output tiles), about STRIP_BAND_ROWS tall unless that makes it huge. */
-        int64_t unit = rps;
-        while (unit % 16) unit += rps;
-        int64_t rows = unit;
-        while (rows + unit <= STRIP_BAND_ROWS &&
-               (rows + unit) * (int64_t)w * spp <= STRIP_BAND_MAX_BYTES)
-            rows += unit;
-        if (rows > ((int64_t)h + 15) / 16 * 16) rows = ((int64_t)h + 15) / 16 * 16; /* all of it */
-        chunk_w = w;
-        chunk_h = rows;
-        img->strips_per_band = rows / rps;
+        in->tile_h = rps == 0 || rps > h ? h : rps;
     }
-    cm_ctx_t grid_ctx;
-    cm_ctx_init(&grid_ctx);
-    if (cm_grid_init(&in->grid, w, h, chunk_w, chunk_h, spp, alpha, &grid_ctx) < 0)
-        return cm_fail(ctx, grid_ctx.code, "%s: %s", path, grid_ctx.msg);
-    return 0;
+    return make_grid(img, 0, ctx);
 }
 
 int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx)
@@ -202,16 +226,29 @@ int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, 
     h->msg.text[0] = '\0';
 
     if (in->tiled) {
-        uint32_t tile = TIFFComputeTile(h->tif, (uint32_t)x, (uint32_t)y, 0, 0);
-        tmsize_t want = (tmsize_t)in->tile_w * in->tile_h * in->bands;
-        if (TIFFReadEncodedTile(h->tif, tile, buf, want) != want)
-            return cm_fail(ctx, CM_EINPUT, "%s: tile %u (at %lld,%lld) cannot be decoded: %s",
-                           img->path, tile, (long long)x, (long long)y,
-                           h->msg.text[0] ? h->msg.text : "short read");
-        if (w < in->tile_w) /* clipped at the right edge: pack the rows */
-            for (int64_t r = 1; r < rows; r++)
-                memmove(buf + r * w * in->bands, buf + r * img->tile_stride,
-                        (size_t)(w * in->bands));
+        size_t tile_bytes = (size_t)in->tile_w * in->tile_h * in->bands;
+        bool direct = img->tiles_x == 1 && img->tiles_y == 1;
+        if (!direct && !h->tile && !(h->tile = malloc(tile_bytes)))
+            return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", img->path);
+        for (int64_t ty = y; ty < y + rows; ty += in->tile_h)
+            for (int64_t tx = x; tx < x + w; tx += in->tile_w) {
+                uint8_t *dst = direct ? buf : h->tile;
+                uint32_t tile = TIFFComputeTile(h->tif, (uint32_t)tx, (uint32_t)ty, 0, 0);
+                if (TIFFReadEncodedTile(h->tif, tile, dst, (tmsize_t)tile_bytes) !=
+                    (tmsize_t)tile_bytes)
+                    return cm_fail(ctx, CM_EINPUT,
+                                   "%s: tile %u (at %lld,%lld) cannot be decoded: %s", img->path,
+                                   tile, (long long)tx, (long long)ty,
+                                   h->msg.text[0] ? h->msg.text : "short read");
+                /* Copy (or, for a native tile, pack in place) its rows into the chunk. */
+                int64_t cw = x + w - tx < in->tile_w ? x + w - tx : in->tile_w;
+                int64_t ch = y + rows - ty < in->tile_h ? y + rows - ty : in->tile_h;
+                size_t row = (size_t)(cw * in->bands), stride = (size_t)(w * in->bands);
+                uint8_t *at = buf + (size_t)(ty - y) * stride + (size_t)(tx - x) * in->bands;
+                for (int64_t r = direct ? 1 : 0; r < ch; r++)
+                    memmove(at + (size_t)r * stride, dst + (size_t)(r * in->tile_w * in->bands),
+                            row);
+            }
         return 0;
     }
     int64_t row_bytes = in->width * in->bands;
@@ -231,7 +268,10 @@ void cm_image_close(cm_image_t *img)
 {
     if (!img) return;
     for (int i = 0; img->handles && i < img->n_workers; i++)
-        if (img->handles[i].tif) TIFFClose(img->handles[i].tif);
+        if (img->handles[i].tif) {
+            TIFFClose(img->handles[i].tif);
+            free(img->handles[i].tile);
+        }
     free(img->handles);
     free(img->path);
     free(img);

@@ -21,18 +21,13 @@ struct cm_writer {
 
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out)
 {
-    const cm_grid_t *g = &in->grid;
-    int64_t tile_w = g->chunk_w, tile_h = g->chunk_h;
-    if (!in->tiled) { /* a band of strips becomes a row of tiles */
-        tile_w = (in->width + 15) / 16 * 16;
-        if (tile_w > 512) tile_w = 512;
-    }
     *out = (cm_writer_spec_t){.width = in->width, .height = in->height, .bands = in->bands,
                               .alpha_band = in->alpha_band, .bits = 8,
                               .photometric = in->photometric == PHOTOMETRIC_YCBCR
                                                  ? PHOTOMETRIC_RGB
                                                  : in->photometric,
-                              .compression = compression, .tile_w = tile_w, .tile_h = tile_h};
+                              .compression = compression, .tile_w = in->out_tile_w,
+                              .tile_h = in->out_tile_h};
 }
 
 void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, cm_writer_spec_t *out)

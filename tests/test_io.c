@@ -1373,6 +1373,82 @@ static void test_sixteen_bit_labels_are_written_exactly(void **state)
 
 /* ---- specs ------------------------------------------------------------------------------ */
 
+static void test_chunks_of_several_tiles_read_exactly(void **state)
+{
+    (void)state;
+    /* 16x16 tiles grouped into 64x64 chunks: every chunk, clipped ones included, is exact,
+     * and the output tiles follow the chunks. */
+    for (int spp = 1; spp <= 4; spp++) {
+        layout_t l = layout_for(spp, COMPRESSION_ADOBE_DEFLATE, spp == 2);
+        l.tile_w = l.tile_h = 16;
+        char path[PATH_MAX];
+        tmp_path(path, "grouped.tif");
+        make_tiff(path, &l, pattern);
+        cm_image_t *img = NULL;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        assert_int_equal(cm_image_open(path, 2, &img, &ctx), 0);
+        assert_int_equal(cm_image_set_chunk_side(img, 64, &ctx), 0);
+        const cm_image_info_t *in = cm_image_info(img);
+        assert_int_equal(in->grid.chunk_w, 64);
+        assert_int_equal(in->grid.chunk_h, 64);
+        assert_int_equal(cm_grid_count(&in->grid), 2 * 2);
+        assert_int_equal(in->out_tile_w, 64);
+        assert_int_equal(in->out_tile_h, 64);
+        check_all_chunks(img, 0, pattern, 0);
+        check_all_chunks(img, 1, pattern, 0);
+        cm_image_close(img);
+    }
+}
+
+static void test_tiles_that_do_not_divide_the_side_are_kept(void **state)
+{
+    (void)state;
+    layout_t l = layout_for(3, COMPRESSION_LZW, false);
+    l.tile_w = 48;
+    l.tile_h = 32;
+    char path[PATH_MAX];
+    tmp_path(path, "tiles48.tif");
+    make_tiff(path, &l, pattern);
+    cm_image_t *img = NULL;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    assert_int_equal(cm_image_set_chunk_side(img, 512, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_int_equal(in->grid.chunk_w, 48);
+    assert_int_equal(in->grid.chunk_h, 32);
+    assert_int_equal(in->out_tile_w, 48);
+    assert_int_equal(in->out_tile_h, 32);
+    check_all_chunks(img, 0, pattern, 0);
+    cm_image_close(img);
+}
+
+static void test_bands_of_strips_follow_the_side(void **state)
+{
+    (void)state;
+    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    l.tile_w = l.tile_h = 0;
+    l.rows_per_strip = 1;
+    char path[PATH_MAX];
+    tmp_path(path, "strips1.tif");
+    make_tiff(path, &l, pattern);
+    cm_image_t *img = NULL;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    assert_int_equal(cm_image_set_chunk_side(img, 32, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_int_equal(in->grid.chunk_w, 100);
+    assert_int_equal(in->grid.chunk_h, 32);
+    assert_int_equal(in->out_tile_w, 32);
+    assert_int_equal(in->out_tile_h, 32);
+    check_all_chunks(img, 0, pattern, 0);
+    assert_int_equal(cm_image_set_chunk_side(img, 20, &ctx), CM_EUSAGE);
+    cm_image_close(img);
+}
+
+
 static cm_image_info_t info_of(int64_t width, int64_t height, int bands, int alpha, bool tiled,
                                int64_t chunk_w, int64_t chunk_h, int photometric)
 {
@@ -1387,6 +1463,9 @@ static cm_image_info_t info_of(int64_t width, int64_t height, int bands, int alp
     cm_ctx_init(&ctx);
     assert_int_equal(cm_grid_init(&in.grid, width, height, chunk_w, chunk_h, bands, alpha, &ctx),
                      0);
+    /* as cm_image_open sets them: the chunks, or 512-wide rows of tiles for bands of strips */
+    in.out_tile_w = tiled ? chunk_w : (width + 15) / 16 * 16 < 512 ? (width + 15) / 16 * 16 : 512;
+    in.out_tile_h = chunk_h;
     return in;
 }
 
@@ -1593,6 +1672,9 @@ int main(void)
         cmocka_unit_test(test_description_is_written),
         cmocka_unit_test(test_eight_bit_labels_are_written_exactly),
         cmocka_unit_test(test_sixteen_bit_labels_are_written_exactly),
+        cmocka_unit_test(test_chunks_of_several_tiles_read_exactly),
+        cmocka_unit_test(test_tiles_that_do_not_divide_the_side_are_kept),
+        cmocka_unit_test(test_bands_of_strips_follow_the_side),
         cmocka_unit_test(test_spec_like_keeps_size_bands_alpha_and_tiles_of_tiled_input),
         cmocka_unit_test(test_spec_like_turns_bands_of_strips_into_rows_of_tiles),
         cmocka_unit_test(test_spec_like_writes_ycbcr_input_as_rgb),

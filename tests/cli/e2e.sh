@@ -36,6 +36,12 @@ case_output_has_input_shape() {
     grep -q "Samples/Pixel: 3" info.txt || fail "tiffinfo samples"
     grep -q "Bits/Sample: 8" info.txt || fail "tiffinfo bits"
     grep -q "Compression Scheme: AdobeDeflate" info.txt || fail "tiffinfo compression"
+    grep -q "Tile Width: 512 Tile Length: 512" info.txt || fail "output tiles are not 512x512"
+    expect 0 cm run in.tif out1024.tif -k 6 -q --tile 1024
+    tiffinfo out1024.tif 2>/dev/null | grep -q "Tile Width: 1024 Tile Length: 1024" || fail "--tile 1024"
+    check equal-pixels out.tif out1024.tif
+    expect 2 cm run in.tif bad.tif --tile 100
+    no_outputs bad.tif
 }
 
 case_grey_and_rgba() {
