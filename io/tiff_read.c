@@ -29,7 +29,8 @@ struct cm_image {
 
 static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
 {
-    h->tif = cm__tiff_open(img->path, "r", -1, &h->msg);
+    /* "m": no memory mapping, whose pages would count against the memory we promise */
+    h->tif = cm__tiff_open(img->path, "rm", -1, &h->msg);
     if (!h->tif) {
         if (access(img->path, R_OK) < 0)
             return cm_fail(ctx, CM_EINPUT, "%s: %s", img->path, strerror(errno));
