@@ -65,6 +65,12 @@ bool cm__pixel_valid(const uint8_t *px, int alpha_band);
 /* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
 cm_model_t *cm__model_new(int k, int d);
 
+/* Reads the fitting sample of about sample_px valid pixels: *pts holds *n points of d
+ * features, in pixel order; the caller frees it. Fails with CM_EINPUT when every sampled
+ * pixel is transparent. */
+int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample_px,
+                    float **pts, int64_t *n, cm_ctx_t *ctx);
+
 /* Runs a graph with the parameters' threads, budget, cancel flag and a progress stage. */
 int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);
 

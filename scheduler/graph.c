@@ -154,7 +154,6 @@ int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx)
     return 0;
 }
 
-/* Builds the dependents lists (CSR) and the initial ready queues. */
 static size_t need(const node_t *t)
 {
     return t->work_bytes + t->out_bytes;
