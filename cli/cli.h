@@ -3,6 +3,7 @@
 #ifndef CM_CLI_H
 #define CM_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include "cm_base.h"
 #include "cm_engine.h"
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INPUT = 3 };
+enum { CM_EXIT_OK = 0, CM_EXIT_RUNTIME = 1, CM_EXIT_USAGE = 2, CM_EXIT_INPUT = 3 };
 
 /* Verbosity: 0 = errors only (-q), 1 = summary (default), 2 = detail (-v). */
 extern int cli_verbosity;
@@ -20,8 +21,9 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "chunkmeans: warning: message" on stderr unless -q. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints the context's message and returns the exit code for an error code. */
-int cli_fail(const cm_ctx_t *ctx, int rc);
+/* Prints the context's message and returns the exit code for an error code. The message of a
+ * bad input that does not name a file is prefixed with `input`. */
+int cli_fail(const cm_ctx_t *ctx, int rc, const char *input);
 
 /* Parsers for option values; each prints its own message and returns false on a bad value. */
 bool cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
@@ -30,7 +32,7 @@ bool cli_parse_double(const char *opt, const char *s, double lo, double hi, doub
 bool cli_parse_size(const char *opt, const char *s, size_t *out);
 
 /* Ctrl-C and SIGTERM set this flag (the signal number) so the run stops cleanly. */
-extern volatile int cli_signal;
+extern volatile sig_atomic_t cli_signal;
 void cli_catch_signals(void);
 
 /* The progress display on stderr. */

@@ -12,7 +12,7 @@
 #include "cli.h"
 
 int cli_verbosity = 1;
-volatile int cli_signal = 0;
+volatile sig_atomic_t cli_signal = 0;
 
 void cli_error(const char *fmt, ...)
 {
@@ -35,18 +35,22 @@ void cli_warn(const char *fmt, ...)
     va_end(ap);
 }
 
-int cli_fail(const cm_ctx_t *ctx, int rc)
+int cli_fail(const cm_ctx_t *ctx, int rc, const char *input)
 {
     if (rc == CM_ECANCELED && cli_signal) {
-        cli_error("interrupted by signal %d; nothing was written", cli_signal);
+        cli_error("interrupted by signal %d; nothing was written", (int)cli_signal);
         return 128 + cli_signal;
     }
-    cli_error("%s", ctx->msg[0] ? ctx->msg : cm_strerror(rc));
+    const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
+    if (rc == CM_EINPUT && input && !strstr(msg, input))
+        cli_error("%s: %s", input, msg);
+    else
+        cli_error("%s", msg);
     switch (rc) {
     case CM_EUSAGE:
-    case CM_EBUDGET: return EXIT_USAGE;
-    case CM_EINPUT: return EXIT_INPUT;
-    default: return EXIT_RUNTIME;
+    case CM_EBUDGET: return CM_EXIT_USAGE;
+    case CM_EINPUT: return CM_EXIT_INPUT;
+    default: return CM_EXIT_RUNTIME;
     }
 }
 

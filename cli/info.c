@@ -1,26 +1,33 @@
 /* chunkmeans info IN [--colors]: what the file holds, and its exact number of colours. */
 #include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "cm_io.h"
 
 static const char info_help[] =
-    "Usage: chunkmeans info IN.tif [--colors] [-j N] [--memory SIZE] [--progress WHEN]\n"
+    "Usage: chunkmeans info IN.tif [--colors] [--json] [-j N] [--memory SIZE] [--progress WHEN]\n"
     "\n"
-    "Prints IN's size, bands, sample type, photometric interpretation, alpha, layout (tiles or\n"
-    "strips), compression, classic TIFF or BigTIFF, and the chunks chunkmeans reads it in.\n"
+    "Prints IN's size, bands, sample type, photometric interpretation, planar configuration,\n"
+    "extra samples and alpha, layout (tiles or strips), compression, classic TIFF or BigTIFF,\n"
+    "georeferencing, nodata, and the chunks chunkmeans reads it in.\n"
+    "  --json          the same as a JSON object, for scripts\n"
     "  --colors        also count its distinct colours (tuples of the non-alpha samples),\n"
     "                  exactly, reading the whole image once in parallel\n"
     "  -j, --threads N worker threads for --colors (default: all cores)\n"
     "  --memory SIZE   budget for chunk buffers in flight (default 256M)\n"
-    "  --progress WHEN auto, always or never (default auto)\n";
+    "  --progress WHEN auto, always or never (default auto)\n"
+    "  -q, --quiet     errors only on stderr\n";
 
-enum { OPT_COLORS = 256, OPT_MEMORY, OPT_PROGRESS };
+enum { OPT_COLORS = 256, OPT_MEMORY, OPT_PROGRESS, OPT_JSON };
 
 static const struct option info_options[] = {
     {"colors", no_argument, 0, OPT_COLORS},
     {"colours", no_argument, 0, OPT_COLORS},
+    {"json", no_argument, 0, OPT_JSON},
     {"threads", required_argument, 0, 'j'},
     {"memory", required_argument, 0, OPT_MEMORY},
     {"progress", required_argument, 0, OPT_PROGRESS},
@@ -29,6 +36,79 @@ static const struct option info_options[] = {
     {0, 0, 0, 0},
 };
 
+static const char *extra_name(uint16_t kind)
+{
+    return kind == 1 ? "associated alpha" : kind == 2 ? "unassociated alpha" : "unspecified";
+}
+
+static void print_text(const char *path, const cm_image_info_t *in, int64_t n_colors)
+{
+    const cm_grid_t *g = &in->grid;
+    printf("file:         %s\n", path);
+    printf("size:         %lld x %lld (%.1f megapixels)\n", (long long)in->width,
+           (long long)in->height, (double)in->width * (double)in->height / 1e6);
+    printf("bands:        %d%s\n", in->bands, in->palette ? " (the colours of a palette)" : "");
+    printf("sample type:  %s\n", in->sample_type);
+    printf("photometric:  %s\n", in->photometric_name);
+    printf("planar:       %s\n", in->planar_separate ? "separate" : "contiguous");
+    printf("extra:        ");
+    for (int i = 0; i < in->n_extra; i++)
+        printf("%s%s", i ? ", " : "", extra_name(in->extra[i]));
+    printf("%s\n", in->n_extra ? "" : "none");
+    if (in->alpha_band >= 0)
+        printf("alpha:        band %d\n", in->alpha_band);
+    else
+        printf("alpha:        none\n");
+    if (in->tiled)
+        printf("layout:       tiled %lldx%lld\n", (long long)in->tile_w, (long long)in->tile_h);
+    else
+        printf("layout:       striped, %lld rows per strip\n", (long long)in->tile_h);
+    printf("compression:  %s\n", cm_compression_name(in->compression));
+    printf("format:       %s\n", in->bigtiff ? "BigTIFF" : "classic TIFF");
+    printf("georef:       %s\n", in->georeferenced ? "GeoTIFF tags" : "none");
+    if (in->has_nodata)
+        printf("nodata:       %.17g\n", in->nodata);
+    else
+        printf("nodata:       none\n");
+    printf("chunks:       %lld of %lldx%lld%s\n", (long long)cm_grid_count(g),
+           (long long)g->chunk_w, (long long)g->chunk_h,
+           in->streamed ? " (strips too large: streamed once into a spill store)" : "");
+    if (n_colors >= 0) printf("colors:       %lld\n", (long long)n_colors);
+}
+
+/* The same as JSON, for scripts (keys stable; nodata NaN as the string "nan"). */
+static int print_json(const char *path, const cm_image_info_t *in, int64_t n_colors,
+                      cm_ctx_t *ctx)
+{
+    json_t *extra = json_array(), *nodata;
+    for (int i = 0; extra && i < in->n_extra; i++)
+        json_array_append_new(extra, json_string(extra_name(in->extra[i])));
+    if (!in->has_nodata)
+        nodata = json_null();
+    else if (isnan(in->nodata))
+        nodata = json_string("nan");
+    else
+        nodata = json_real(in->nodata);
+    json_t *root = json_pack(
+        "{s:s, s:I, s:I, s:i, s:s, s:s, s:s, s:o, s:o, s:b, s:I, s:I, s:s, s:b, s:b, s:o, "
+        "s:b, s:I, s:o}",
+        "file", path, "width", (json_int_t)in->width, "height", (json_int_t)in->height,
+        "bands", in->bands, "sample_type", in->sample_type, "photometric", in->photometric_name,
+        "planar", in->planar_separate ? "separate" : "contiguous", "extra_samples", extra,
+        "alpha_band", in->alpha_band >= 0 ? json_integer(in->alpha_band) : json_null(), "tiled",
+        in->tiled, "tile_width", (json_int_t)in->tile_w, in->tiled ? "tile_height" : "rows_per_strip",
+        (json_int_t)in->tile_h, "compression", cm_compression_name(in->compression), "bigtiff",
+        in->bigtiff, "georeferenced", in->georeferenced, "nodata", nodata, "palette",
+        in->palette, "chunks", (json_int_t)cm_grid_count(&in->grid), "colors",
+        n_colors >= 0 ? json_integer(n_colors) : json_null());
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    CM_FAIL_IF(ctx, !text, CM_ENOMEM, "%s: out of memory", path);
+    puts(text);
+    free(text);
+    return 0;
+}
+
 static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
     return cm_image_read_chunk(self, worker, idx, buf, ctx);
@@ -36,7 +116,7 @@ static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_
 
 int cmd_info(int argc, char **argv)
 {
-    bool colors = false;
+    bool colors = false, as_json = false;
     const char *progress = "auto";
     cm_params_t p;
     cm_params_default(&p);
@@ -46,28 +126,29 @@ int cmd_info(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "j:qh", info_options, NULL)) != -1) {
         switch (c) {
         case OPT_COLORS: colors = true; break;
+        case OPT_JSON: as_json = true; break;
         case 'j':
-            if (!cli_parse_int("--threads", optarg, 1, 1024, &v)) return EXIT_USAGE;
+            if (!cli_parse_int("--threads", optarg, 1, 1024, &v)) return CM_EXIT_USAGE;
             p.n_threads = (int)v;
             break;
         case OPT_MEMORY:
-            if (!cli_parse_size("--memory", optarg, &p.budget_bytes)) return EXIT_USAGE;
+            if (!cli_parse_size("--memory", optarg, &p.budget_bytes)) return CM_EXIT_USAGE;
             break;
         case OPT_PROGRESS:
             if (strcmp(optarg, "auto") && strcmp(optarg, "always") && strcmp(optarg, "never")) {
                 cli_error("--progress: expected auto, always or never, not '%s'", optarg);
-                return EXIT_USAGE;
+                return CM_EXIT_USAGE;
             }
             progress = optarg;
             break;
         case 'q': cli_verbosity = 0; break;
-        case 'h': fputs(info_help, stdout); return EXIT_OK;
-        default: fputs("Try 'chunkmeans info --help'.\n", stderr); return EXIT_USAGE;
+        case 'h': fputs(info_help, stdout); return CM_EXIT_OK;
+        default: fputs("Try 'chunkmeans info --help'.\n", stderr); return CM_EXIT_USAGE;
         }
     }
     if (argc - optind != 1) {
         cli_error("info needs one IN.tif (try 'chunkmeans info --help')");
-        return EXIT_USAGE;
+        return CM_EXIT_USAGE;
     }
     const char *path = argv[optind];
     if (p.n_threads <= 0) p.n_threads = cm_default_threads();
@@ -79,31 +160,12 @@ int cmd_info(int argc, char **argv)
     if (rc == 0) rc = cm_image_set_chunk_side(img, 512, &ctx); /* as run reads it */
     if (rc < 0) {
         cm_image_close(img);
-        return cli_fail(&ctx, rc);
+        return cli_fail(&ctx, rc, path);
     }
     const cm_image_info_t *in = cm_image_info(img);
     const cm_grid_t *g = &in->grid;
 
-    printf("file:         %s\n", path);
-    printf("size:         %lld x %lld (%.1f megapixels)\n", (long long)in->width,
-           (long long)in->height, (double)in->width * (double)in->height / 1e6);
-    printf("bands:        %d\n", in->bands);
-    printf("sample type:  %s\n", in->sample_type);
-    printf("photometric:  %s\n", in->photometric_name);
-    if (in->alpha_band >= 0)
-        printf("alpha:        band %d\n", in->alpha_band);
-    else
-        printf("alpha:        none\n");
-    if (in->tiled)
-        printf("layout:       tiled %lldx%lld\n", (long long)in->tile_w, (long long)in->tile_h);
-    else
-        printf("layout:       striped, %lld rows per strip\n", (long long)in->tile_h);
-    printf("compression:  %s\n", cm_compression_name(in->compression));
-    printf("format:       %s\n", in->bigtiff ? "BigTIFF" : "classic TIFF");
-    printf("chunks:       %lld of %lldx%lld\n", (long long)cm_grid_count(g),
-           (long long)g->chunk_w, (long long)g->chunk_h);
-    fflush(stdout);
-
+    int64_t n_colors = -1;
     if (colors) {
         cli_catch_signals();
         cli_progress_t prog;
@@ -113,11 +175,15 @@ int cmd_info(int argc, char **argv)
         p.progress_user = &prog;
         p.cancel = &cli_signal;
         cm_source_t src = {.grid = *g, .read = read_chunk, .self = img};
-        int64_t n = 0;
-        rc = cm_count_colors(&src, &p, &n, &ctx);
+        const char *tmp = getenv("TMPDIR");
+        rc = cm_image_prepare(img, tmp && *tmp ? tmp : "/tmp", &ctx);
+        if (rc == 0) rc = cm_count_colors(&src, &p, &n_colors, &ctx);
         cli_progress_end(&prog);
-        if (rc == 0) printf("colors:       %lld\n", (long long)n);
     }
+    if (rc == 0 && as_json)
+        rc = print_json(path, in, n_colors, &ctx);
+    else if (rc == 0)
+        print_text(path, in, n_colors);
     cm_image_close(img);
-    return rc < 0 ? cli_fail(&ctx, rc) : EXIT_OK;
+    return rc < 0 ? cli_fail(&ctx, rc, path) : CM_EXIT_OK;
 }

@@ -21,23 +21,23 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(usage, stderr);
-        return EXIT_USAGE;
+        return CM_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
-        return EXIT_OK;
+        return CM_EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
         printf("chunkmeans %s\n", CM_VERSION);
-        return EXIT_OK;
+        return CM_EXIT_OK;
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "fit") || !strcmp(cmd, "apply")) {
         cli_error("'%s' is not implemented yet; use 'chunkmeans run'", cmd);
-        return EXIT_USAGE;
+        return CM_EXIT_USAGE;
     }
     cli_error("unknown command '%s' (try 'chunkmeans --help')", cmd);
-    return EXIT_USAGE;
+    return CM_EXIT_USAGE;
 }

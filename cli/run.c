@@ -1,9 +1,12 @@
 /* chunkmeans run IN OUT: open IN, fit k colours on a sample, remap every chunk and write OUT
  * (and the label map, and the model). Wiring only: the work is in the library. */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cm_io.h"
@@ -12,8 +15,10 @@ static const char run_help[] =
     "Usage: chunkmeans run IN.tif OUT.tif [options]\n"
     "\n"
     "Fits k colours on IN with mini-batch k-means and writes OUT: IN with every pixel replaced\n"
-    "by its nearest colour (alpha kept as it is). OUT is a tiled TIFF with IN's size, bands\n"
-    "and sample type; it appears only when complete.\n"
+    "by its nearest colour. Alpha is kept as it is; pixels with alpha 0, nodata or non-finite\n"
+    "samples take no part and are written unchanged. OUT is a tiled TIFF with IN's size,\n"
+    "bands, sample type, photometric, extra samples and georeferencing; it appears only when\n"
+    "complete.\n"
     "\n"
     "Options:\n"
     "  -k, --clusters N        number of colours, 1 to 65535 (default 8)\n"
@@ -28,8 +33,16 @@ static const char run_help[] =
     "      --batch N           pixels per mini-batch step (default 8192)\n"
     "      --labels L.tif      also write the label map (uint8 when k <= 256, else uint16)\n"
     "      --model-out M.json  also write the fitted model as JSON\n"
-    "      --compression C     none, lzw, deflate, zstd, jpeg or packbits (default: IN's).\n"
-    "                          jpeg is lossy: OUT then holds more than k colours\n"
+    "      --nodata V          samples equal to V mark pixels outside the data: left out of\n"
+    "                          the fit and written unchanged (default: IN's GDAL_NODATA)\n"
+    "      --scale S           none, or standard: each band to mean 0 and deviation 1\n"
+    "                          before the fit, for bands of different ranges (default none)\n"
+    "      --format F          rgb: recoloured samples; palette: 8-bit colour-mapped output\n"
+    "                          (k <= 256, 1 or 3 colour bands); default: palette for a\n"
+    "                          palette input, else rgb\n"
+    "      --compression C     none, lzw, deflate, zstd, jpeg or packbits (default: IN's,\n"
+    "                          or deflate when IN's is lossy). jpeg is lossy: OUT then holds\n"
+    "                          more than k colours\n"
     "      --bigtiff WHEN      auto, always or never (default auto: when OUT could pass 4 GiB)\n"
     "      --tile N            output tiles of N x N pixels, N a multiple of 16 (default 512);\n"
     "                          input tiles that do not divide N are kept as they are\n"
@@ -39,8 +52,8 @@ static const char run_help[] =
     "  -v, --verbose           per-stage detail and the colours found\n"
     "  -h, --help              this text\n"
     "\n"
-    "Accepted with their default value only, for now: --format rgb, --algorithm minibatch,\n"
-    "--colorspace rgb, --scale none, --dither none, --init kmeans++.\n";
+    "Accepted with their default value only, for now: --algorithm minibatch,\n"
+    "--colorspace rgb, --dither none, --init kmeans++.\n";
 
 enum {
     OPT_SEED = 256, OPT_MEMORY, OPT_MAX_ITER, OPT_TOL, OPT_BATCH, OPT_LABELS, OPT_MODEL_OUT,
@@ -82,6 +95,9 @@ typedef struct run_opts {
     const char *in, *out, *labels, *model_out, *progress, *bigtiff;
     int compression; /* -1: that of IN */
     int64_t tile;
+    const char *format; /* rgb, palette, or auto: palette for palette input */
+    bool has_nodata;
+    double nodata;
 } run_opts_t;
 
 /* Options from CLI.md whose other values later versions will bring. */
@@ -107,8 +123,9 @@ static int parse(int argc, char **argv, run_opts_t *o)
     o->progress = "auto";
     o->bigtiff = "auto";
     o->tile = 512;
-    long long v;
-    double x;
+    o->format = "auto";
+    long long v = 0;
+    double x = 0;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "k:j:qvh", run_options, NULL)) != -1) {
@@ -117,7 +134,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case 'k':
             if (strchr(optarg, ',')) {
                 cli_error("-k: lists of k are not implemented yet; give one number");
-                return EXIT_USAGE;
+                return CM_EXIT_USAGE;
             }
             ok = cli_parse_int("-k", optarg, 1, 65535, &v);
             o->params.k = (int)v;
@@ -171,26 +188,38 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': fputs(run_help, stdout); return -1;
-        case OPT_FORMAT: ok = only_default("--format", optarg, "rgb"); break;
+        case OPT_FORMAT:
+            o->format = optarg;
+            ok = one_of("--format", optarg, "rgb", "palette", "auto");
+            break;
+        case OPT_SCALE:
+            ok = one_of("--scale", optarg, "none", "standard", "none");
+            o->params.scale = !strcmp(optarg, "standard") ? CM_SCALE_STANDARD : CM_SCALE_NONE;
+            break;
+        case OPT_NODATA: {
+            char *end;
+            o->nodata = strtod(optarg, &end); /* nan and inf too, as GDAL writes them */
+            o->has_nodata = ok = end != optarg && !*end;
+            if (!ok) cli_error("--nodata: expected a number (or nan), not '%s'", optarg);
+            break;
+        }
         case OPT_ALGORITHM: ok = only_default("--algorithm", optarg, "minibatch"); break;
         case OPT_COLORSPACE: ok = only_default("--colorspace", optarg, "rgb"); break;
-        case OPT_SCALE: ok = only_default("--scale", optarg, "none"); break;
         case OPT_DITHER: ok = only_default("--dither", optarg, "none"); break;
         case OPT_INIT: ok = only_default("--init", optarg, "kmeans++"); break;
-        case OPT_NODATA:
         case OPT_TRACE:
         case OPT_GRAPH:
-            cli_error("%s is not implemented yet", argv[optind - 2]);
-            return EXIT_USAGE;
+            cli_error("--%s is not implemented yet", c == OPT_TRACE ? "trace" : "graph");
+            return CM_EXIT_USAGE;
         default: /* getopt has printed the problem */
             fputs("Try 'chunkmeans run --help'.\n", stderr);
-            return EXIT_USAGE;
+            return CM_EXIT_USAGE;
         }
-        if (!ok) return EXIT_USAGE;
+        if (!ok) return CM_EXIT_USAGE;
     }
     if (argc - optind != 2) {
         cli_error("run needs IN.tif and OUT.tif (try 'chunkmeans run --help')");
-        return EXIT_USAGE;
+        return CM_EXIT_USAGE;
     }
     o->in = argv[optind];
     o->out = argv[optind + 1];
@@ -198,7 +227,33 @@ static int parse(int argc, char **argv, run_opts_t *o)
     return 0;
 }
 
-/* Refuses to overwrite the input: OUT (or the label map) must not be IN, through any name. */
+/* The directory of path ("." when it has none); the caller frees it. */
+static char *dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) return NULL;
+    char *slash = strrchr(copy, '/');
+    if (!slash) {
+        free(copy);
+        return strdup(".");
+    }
+    if (slash == copy) slash++; /* "/name": the root */
+    *slash = '\0';
+    return copy;
+}
+
+/* Whether a file could be created next to path (its directory exists and is writable). */
+static bool dir_writable(const char *path)
+{
+    char *dir = dir_of(path);
+    bool ok = dir && access(dir, W_OK | X_OK) == 0;
+    int e = dir ? errno : ENOMEM;
+    free(dir);
+    errno = e;
+    return ok;
+}
+
+/* Whether two paths name one file (through links too); false when either does not exist. */
 static bool same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
@@ -206,9 +261,48 @@ static bool same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
+/* The absolute name of path, whether or not it exists yet: its directory resolved, then its
+ * last component. NULL when the directory cannot be resolved. The caller frees it. */
+static char *canonical(const char *path)
+{
+    char *copy = strdup(path), *name = copy ? strrchr(copy, '/') : NULL, *dir, *out = NULL;
+    if (!copy) return NULL;
+    if (name) {
+        *name++ = '\0';
+        dir = realpath(*copy ? copy : "/", NULL);
+    } else {
+        name = copy;
+        dir = realpath(".", NULL);
+    }
+    if (dir && asprintf(&out, "%s/%s", dir, name) < 0) out = NULL;
+    free(dir);
+    free(copy);
+    return out;
+}
+
+/* Refuses an output that is the input or another output, by name or through links. */
+static bool outputs_distinct(const run_opts_t *o)
+{
+    const char *paths[4] = {o->in, o->out, o->labels, o->model_out};
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++) {
+            if (!paths[i] || !paths[j]) continue;
+            char *ci = canonical(paths[i]), *cj = canonical(paths[j]);
+            bool same = same_file(paths[i], paths[j]) || (ci && cj && !strcmp(ci, cj));
+            free(ci);
+            free(cj);
+            if (!same) continue;
+            cli_error("%s: refusing to write it: it is also %s", paths[j],
+                      i == 0 ? "the input" : "another output");
+            return false;
+        }
+    return true;
+}
+
 typedef struct sink_state {
     const cm_grid_t *grid;
     cm_writer_t *out, *labels;
+    bool out_is_labels; /* a palette output: its pixels are the labels */
 } sink_state_t;
 
 static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
@@ -217,9 +311,21 @@ static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *
     const sink_state_t *s = self;
     int64_t x, y, w, h;
     cm_grid_rect(s->grid, idx, &x, &y, &w, &h);
-    CM_TRY(cm_writer_put(s->out, x, y, w, h, pixels, ctx));
+    CM_TRY(cm_writer_put(s->out, x, y, w, h, s->out_is_labels ? labels : pixels, ctx));
     if (s->labels) CM_TRY(cm_writer_put(s->labels, x, y, w, h, labels, ctx));
     return 0;
+}
+
+/* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
+ * colours (grey centres on all three channels); unused entries stay black. */
+static void palette_colours(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
+{
+    double top = t == CM_U8 ? 255 : 65535, unit = t == CM_U8 ? 257 : 1;
+    for (int j = 0; j < m->k; j++)
+        for (int c = 0; c < 3; c++) {
+            double v = nearbyint(m->centroids[(size_t)j * m->d + (m->d == 3 ? c : 0)]);
+            cmap[256 * c + j] = (uint16_t)((v < 0 ? 0 : v > top ? top : v) * unit);
+        }
 }
 
 static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
@@ -260,13 +366,8 @@ int cmd_run(int argc, char **argv)
 {
     run_opts_t o = {0};
     int rc = parse(argc, argv, &o);
-    if (rc) return rc < 0 ? EXIT_OK : rc;
-    if (same_file(o.in, o.out) || (o.labels && (same_file(o.in, o.labels) ||
-                                                 !strcmp(o.labels, o.out)))) {
-        cli_error("%s: refusing to overwrite the input or to write two outputs to one file",
-                  o.labels && !strcmp(o.labels, o.out) ? o.labels : o.out);
-        return EXIT_USAGE;
-    }
+    if (rc) return rc < 0 ? CM_EXIT_OK : rc;
+    if (!outputs_distinct(&o)) return CM_EXIT_USAGE;
 
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -282,47 +383,98 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) rc = cm_image_set_chunk_side(img, o.tile, &ctx);
     if (rc < 0) goto done;
     const cm_image_info_t *in = cm_image_info(img);
-    cm_source_t src = {.grid = in->grid, .read = read_chunk, .self = img};
+    cm_source_t src = {.grid = in->grid, .read = read_chunk, .self = img,
+                       .has_nodata = o.has_nodata || in->has_nodata,
+                       .nodata = o.has_nodata ? o.nodata : in->nodata};
     cli_progress_t prog;
     cli_progress_init(&prog, o.progress,
                       (double)(in->width * in->height) / (double)cm_grid_count(&in->grid));
     o.params.progress = cli_progress_update;
     o.params.progress_user = &prog;
 
+    /* IN's compression, unless it is lossy (the output would hold more than k colours) or
+     * one this build cannot write: then deflate. */
     int compression = o.compression >= 0 ? o.compression : in->compression;
-    if (strcmp(cm_compression_name(compression), "unknown") == 0) {
-        cli_warn("%s: its compression cannot be written; using deflate", o.in);
+    if (o.compression < 0 && (cm_compression_lossy(compression) ||
+                              !strcmp(cm_compression_name(compression), "unknown"))) {
+        if (!cm_compression_lossy(compression))
+            cli_warn("%s: its compression cannot be written; using deflate", o.in);
         cm_compression_parse("deflate", &compression);
     }
-    if (cm_compression_lossy(compression))
+    bool palette = !strcmp(o.format, "palette") || (!strcmp(o.format, "auto") && in->palette);
+    if (cm_compression_lossy(compression) && !palette)
         cli_warn("%s: %s is lossy: the output will hold more than %d colours (use --compression "
                  "deflate for exact colours)", o.out, cm_compression_name(compression),
                  o.params.k);
+    int label_bits, d = cm_grid_features(&in->grid);
+    uint32_t masked;
+    bool maskable = cm_labels_plan(&src, o.params.k, &label_bits, &masked);
+    if (palette && (label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 ||
+                    in->stype == CM_F32)) {
+        rc = cm_fail(&ctx, CM_EUSAGE, "%s: --format palette needs 8- or 16-bit unsigned grey or "
+                                      "RGB input and k <= %d", o.out, masked == 255 ? 255 : 256);
+        goto done;
+    }
+
     cm_writer_spec_t spec, lspec;
     cm_writer_spec_like(in, compression, &spec);
-    spec.bigtiff = !strcmp(o.bigtiff, "always") ||
-                   (!strcmp(o.bigtiff, "auto") && cm_writer_needs_bigtiff(&spec));
-    if (!strcmp(o.bigtiff, "never") && cm_writer_needs_bigtiff(&spec)) {
+    spec.tags_from = img;
+    spec.set_nodata = o.has_nodata;
+    spec.nodata = o.nodata;
+    cm_writer_spec_labels(&spec, label_bits, masked, &lspec);
+    lspec.set_nodata = maskable; /* else every value is a cluster's */
+    bool always = !strcmp(o.bigtiff, "always"), never = !strcmp(o.bigtiff, "never");
+    if (never && cm_writer_needs_bigtiff(&spec)) {
         rc = cm_fail(&ctx, CM_EUSAGE, "%s: the output could pass 4 GiB: --bigtiff never cannot "
                                       "hold it", o.out);
         goto done;
     }
-    cm_writer_spec_labels(&spec, o.params.k <= 256 ? 8 : 16, &lspec);
-    lspec.bigtiff = !strcmp(o.bigtiff, "always") ||
-                    (!strcmp(o.bigtiff, "auto") && cm_writer_needs_bigtiff(&lspec));
+    spec.bigtiff = always || (!never && cm_writer_needs_bigtiff(&spec));
+    lspec.bigtiff = always || (!never && cm_writer_needs_bigtiff(&lspec));
 
+    /* Everything that can be checked before the fit is: the budget, and the outputs'
+     * directories (the image writers open their temporary files now). */
+    rc = cm_budget_check(&src, &o.params, o.labels || palette, &ctx);
+    if (rc == 0 && o.model_out && !dir_writable(o.model_out))
+        rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", o.model_out, strerror(errno));
+    if (rc == 0 && !palette) rc = cm_writer_open(o.out, &spec, &ss.out, &ctx);
+    if (rc == 0 && o.labels) rc = cm_writer_open(o.labels, &lspec, &ss.labels, &ctx);
+    if (rc < 0) goto done;
+
+    if (in->streamed) { /* strips too large for chunks: one pass into a spill store */
+        char *dir = dir_of(o.out);
+        if (cli_verbosity >= 2)
+            fprintf(stderr, "chunkmeans: %s: streaming its strips into a spill store\n", o.in);
+        rc = dir ? cm_image_prepare(img, dir, &ctx) : cm_fail(&ctx, CM_ENOMEM, "out of memory");
+        free(dir);
+        if (rc < 0) goto done;
+    }
     rc = cm_fit(&src, &o.params, &model, &ctx);
     if (rc < 0) goto done;
     t[1] = cli_now();
 
+    if (palette) { /* the colour map holds the centres; the image holds their labels */
+        cm_writer_spec_t pspec;
+        uint16_t cmap[3 * 256] = {0};
+        palette_colours(model, in->stype, cmap);
+        cm_writer_spec_palette(&spec, cmap, maskable ? masked : 256, &pspec);
+        pspec.bigtiff = lspec.bigtiff;
+        rc = cm_writer_open(o.out, &pspec, &ss.out, &ctx);
+        ss.out_is_labels = true;
+        if (rc < 0) goto done;
+    }
     ss.grid = &in->grid;
-    rc = cm_writer_open(o.out, &spec, &ss.out, &ctx);
-    if (rc == 0 && o.labels) rc = cm_writer_open(o.labels, &lspec, &ss.labels, &ctx);
-    if (rc < 0) goto done;
-    cm_sink_t sink = {.put = sink_put, .self = &ss, .want_labels = o.labels != NULL};
+    cm_sink_t sink = {.put = sink_put, .self = &ss, .want_labels = o.labels || palette};
     rc = cm_remap(&src, model, &o.params, &sink, &ctx);
     cli_progress_end(&prog);
     if (rc < 0) goto done;
+    /* The small model first: an image output is never left without the model it promises. */
+    if (o.model_out) {
+        json = cm_model_to_json(model, in->bands, in->alpha_band, in->sample_type);
+        rc = json ? cm_file_write_atomic(o.model_out, json, strlen(json), &ctx)
+                  : cm_fail(&ctx, CM_ENOMEM, "%s: out of memory", o.model_out);
+        if (rc < 0) goto done;
+    }
     if (ss.labels) {
         rc = cm_writer_commit(ss.labels, &ctx);
         ss.labels = NULL;
@@ -331,12 +483,6 @@ int cmd_run(int argc, char **argv)
     rc = cm_writer_commit(ss.out, &ctx);
     ss.out = NULL;
     if (rc < 0) goto done;
-    if (o.model_out) {
-        json = cm_model_to_json(model, in->bands, in->alpha_band, in->sample_type);
-        rc = json ? cm_file_write_atomic(o.model_out, json, strlen(json), &ctx)
-                  : cm_fail(&ctx, CM_ENOMEM, "%s: out of memory", o.model_out);
-        if (rc < 0) goto done;
-    }
     t[2] = cli_now();
     print_summary(&o, in, model, t);
 done:
@@ -346,5 +492,5 @@ done:
     free(json);
     cm_model_free(model);
     cm_image_close(img);
-    return rc < 0 ? cli_fail(&ctx, rc) : EXIT_OK;
+    return rc < 0 ? cli_fail(&ctx, rc, o.in) : CM_EXIT_OK;
 }

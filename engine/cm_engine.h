@@ -5,6 +5,7 @@
 #define CM_ENGINE_H
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "cm_base.h"
@@ -12,18 +13,21 @@
 #include "cm_grid.h"
 
 /* Where the engine reads pixels. read() fills buf (at least cm_grid_chunk_bytes bytes) with
- * chunk idx, rows packed at w * bands bytes. It is called concurrently from different
+ * chunk idx, rows packed at w * bands samples. It is called concurrently from different
  * workers (never twice at once with the same worker index) and returns 0 or a CM_E* code
  * with the message in ctx. */
 typedef struct cm_source {
     cm_grid_t grid;
+    bool has_nodata; /* pixels with a non-alpha sample equal to nodata take no part ... */
+    double nodata;   /* ... nor do float pixels with a NaN or infinite sample, nor alpha 0 */
     int (*read)(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
     void *self;
 } cm_source_t;
 
 /* Where the remap pass delivers chunks: put() receives every chunk once, in chunk order, from
- * one thread at a time. pixels are packed like the source's; labels (when asked for) hold one
- * label per pixel, uint8_t when k <= 256 and uint16_t otherwise. */
+ * one thread at a time. pixels are packed like the source's, with the pixels that take no part
+ * in the fit (masked) unchanged; labels (when asked for) hold one label per pixel, of the
+ * width and with the masked value that cm_labels_plan gives. */
 typedef struct cm_sink {
     int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
                cm_ctx_t *ctx);
@@ -35,8 +39,11 @@ typedef struct cm_sink {
  * units (chunks, or steps for "fit"). Called from worker threads, serialised. */
 typedef void (*cm_stage_fn)(void *user, const char *stage, int64_t done, int64_t total);
 
+typedef enum cm_scale { CM_SCALE_NONE, CM_SCALE_STANDARD } cm_scale_t;
+
 typedef struct cm_params {
     int k;                 /* clusters, 1..65535 */
+    cm_scale_t scale;      /* standard: each feature to mean 0, deviation 1 before the fit */
     uint64_t seed;
     int max_iter;          /* mini-batch step limit */
     double tol;            /* stop when no centre moved more than this (sample units) ... */
@@ -47,17 +54,20 @@ typedef struct cm_params {
     size_t budget_bytes;   /* chunk buffers in flight never exceed this */
     cm_stage_fn progress;
     void *progress_user;
-    const volatile int *cancel;
+    const volatile sig_atomic_t *cancel;
 } cm_params_t;
 
 /* Defaults for every field (k = 8, seed 0, ...). */
 void cm_params_default(cm_params_t *p);
 
-/* A fitted model. centroids are k rows of d features, in sample units. counts and inertia
- * are those of the last pass that assigned pixels: the remap, once it ran, otherwise the fit. */
+/* A fitted model. centroids are k rows of d features, in sample units. With scaling, mean and
+ * std (d each) give the standardisation the distances were measured in (else both NULL), and
+ * inertia is in those units. counts and inertia are those of the last pass that assigned
+ * pixels: the remap, once it ran, otherwise the fit. */
 typedef struct cm_model {
     int k, d;
     double *centroids;
+    double *mean, *std;
     int64_t *counts;
     double inertia;
     uint64_t seed;
@@ -66,6 +76,10 @@ typedef struct cm_model {
     int64_t sample_px;    /* pixels in the fitting sample */
     int64_t n_pixels;     /* pixels assigned by the remap (valid ones: alpha > 0) */
 } cm_model_t;
+
+/* Checks, before any work, that the budget holds the largest task of a fit and a remap of src
+ * (with labels or not); CM_EBUDGET with the --memory that works otherwise. */
+int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx);
 
 /* Fits a model on src. The caller owns *out and frees it with cm_model_free. Deterministic:
  * the same source, seed and parameters give the same model whatever n_threads is. */
@@ -82,8 +96,17 @@ void cm_model_free(cm_model_t *m);
  * image exactly, reading every chunk once with the parameters' threads and budget. */
 int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count, cm_ctx_t *ctx);
 
-/* The centre colours as 8-bit samples (rounded, clamped): k rows of d. */
+/* The centre colours as samples of type t (rounded and clamped for integers): k rows of d,
+ * written to out (k * d * cm_stype_size(t) bytes). */
+void cm_model_colors(const cm_model_t *m, cm_stype_t t, void *out);
+/* The same for 8-bit samples. */
 void cm_model_colors_u8(const cm_model_t *m, uint8_t *out);
+
+/* The labels a remap of src with k clusters writes: *bits is 8 when k (plus one value for
+ * masked pixels, when src can have any: alpha, nodata or float samples) fits in a byte, else
+ * 16; *masked is the label of masked pixels (255 or 65535). Returns whether src can have
+ * masked pixels at all. */
+bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked);
 
 /* Model as JSON text (versioned schema); the caller frees the string with free(). NULL when
  * out of memory. `bands`, `alpha_band` and `sample_type` describe the image it was fit on. */

@@ -40,8 +40,9 @@ int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count
 {
     const cm_grid_t *g = &src->grid;
     int d = cm_grid_features(g);
-    CM_FAIL_IF(ctx, d > 3, CM_EINPUT, "counting colours of %d samples is not supported (3 at most)",
-               d);
+    CM_FAIL_IF(ctx, d > 3 || g->stype != CM_U8, CM_EINPUT,
+               "counting colours is supported for 8-bit images of up to 3 colour samples, not %d "
+               "of %s", d, cm_stype_name(g->stype));
     size_t words = ((size_t)1 << (8 * d)) / 64 + 1;
     int64_t n_chunks = cm_grid_count(g);
     counter_t c = {.src = src, .bits = calloc(words, sizeof(uint64_t))};

@@ -56,11 +56,33 @@ static inline int cm__nearest_soa(const float *restrict soa, int k, int d, const
     return best;
 }
 
-/* The features of one pixel (its non-alpha samples) as floats. */
-void cm__features_u8(const uint8_t *px, int bands, int alpha_band, float *x);
+/* How a source's samples become features: which bands, which mask, which scaling. */
+typedef struct cm__pixfmt {
+    int bands, alpha, d;
+    int band[CM_BANDS_MAX]; /* the band of each feature */
+    cm_stype_t stype;
+    bool has_nodata, scaled;
+    double nodata;
+    float shift[CM_BANDS_MAX], mul[CM_BANDS_MAX]; /* feature = (sample - shift) * mul */
+} cm__pixfmt_t;
 
-/* Whether a pixel takes part in the fit: alpha, when present, is not zero. */
-bool cm__pixel_valid(const uint8_t *px, int alpha_band);
+/* The label of a masked pixel in the engine's own uint16 labels (k <= 65535, so never a
+ * cluster's). */
+enum { CM__MASKED = 0xffff };
+
+/* Sets up f for src; mean and std (d each) standardise the features, or are both NULL. */
+void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean,
+                     const double *std);
+
+/* Features of pixels [first, first + n) of a chunk buffer into feat (n rows of d floats), and
+ * valid[i] = 1 where the pixel takes part: alpha not 0, no sample equal to nodata, finite. */
+void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n,
+                     float *feat, uint8_t *valid);
+
+/* Writes colours[labels[i]] (k rows of d samples of the grid's type) into the feature bands
+ * of pixels [first, first + n); pixels labelled CM__MASKED are left as they are. */
+void cm__recolour(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
+                  const uint16_t *labels, const void *colours);
 
 /* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
 cm_model_t *cm__model_new(int k, int d);
@@ -70,6 +92,13 @@ cm_model_t *cm__model_new(int k, int d);
  * pixel is transparent. */
 int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample_px,
                     float **pts, int64_t *n, cm_ctx_t *ctx);
+
+/* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
+int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
+                 const volatile sig_atomic_t *cancel, double *centres, cm_ctx_t *ctx);
+
+/* Bytes a sample task holds while it runs: its chunk and a row of features. */
+size_t cm__sample_task_bytes(const cm_source_t *src);
 
 /* Runs a graph with the parameters' threads, budget, cancel flag and a progress stage. */
 int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);

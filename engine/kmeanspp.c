@@ -16,6 +16,12 @@ static float dist2(const float *a, const double *c, int d)
 int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
                 cm_ctx_t *ctx)
 {
+    return cm__kmeanspp(pts, n, d, k, seed, NULL, centres, ctx);
+}
+
+int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
+                 const volatile sig_atomic_t *cancel, double *centres, cm_ctx_t *ctx)
+{
     CM_FAIL_IF(ctx, n <= 0 || k <= 0, CM_EINPUT, "no valid pixels to fit %d clusters on", k);
     float *dmin = malloc(sizeof(float) * (size_t)n);
     CM_FAIL_IF(ctx, !dmin, CM_ENOMEM, "out of memory seeding %d clusters", k);
@@ -31,6 +37,10 @@ int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double
     }
 
     for (int j = 1; j < k; j++) {
+        if (cancel && *cancel) {
+            free(dmin);
+            return cm_fail(ctx, CM_ECANCELED, "interrupted");
+        }
         int64_t pick;
         if (total > 0.0) {
             /* Draw a point with probability proportional to its squared distance. */

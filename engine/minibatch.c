@@ -23,7 +23,7 @@ typedef struct stepper {
     const float *pts;
     int64_t n;
     int k, d;
-    int64_t per_part;
+    int64_t batch;    /* pixels per step, split over the parts */
     double *c;        /* centres (k * d), moved by the update tasks */
     float *cf;        /* the same as floats, read by the part tasks of a step */
     double *v;        /* points taken by each centre so far: 1/v is its learning rate */
@@ -53,7 +53,8 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
     memset(acc, 0, sizeof(double) * (size_t)k * (size_t)(d + 1));
     cm_rng_t rng;
     cm_rng_init(&rng, s->p->seed, draw_key(t->step, t->part));
-    for (int64_t i = 0; i < s->per_part; i++) {
+    int64_t draws = s->batch / PARTS_PER_STEP + (t->part < s->batch % PARTS_PER_STEP);
+    for (int64_t i = 0; i < draws; i++) {
         const float *x = s->pts + (int64_t)cm_rng_below(&rng, (uint64_t)s->n) * d;
         double *a = acc + (size_t)cm__nearest(s->cf, k, d, x, NULL) * (size_t)(d + 1);
         for (int b = 0; b < d; b++) a[b] += x[b];
@@ -69,7 +70,7 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
 static int reseed_empty(stepper_t *s, int step)
 {
     int k = s->k, d = s->d, moved = 0;
-    int64_t m = s->per_part * PARTS_PER_STEP;
+    int64_t m = s->batch;
     float *d2 = NULL;
     int64_t *idx = NULL;
     for (int j = 0; j < k; j++) {
@@ -172,6 +173,25 @@ static int run_window(stepper_t *s, step_task_t *tasks, int first, int last, cm_
     return rc;
 }
 
+/* Per-feature mean and standard deviation of the sample (a constant feature gets 1), and the
+ * sample standardised in place, with the arithmetic cm__to_features uses for the remap. */
+static void standardise(float *pts, int64_t n, int d, double *mean, double *std)
+{
+    for (int b = 0; b < d; b++) {
+        double sum = 0.0, sq = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += pts[i * d + b];
+        mean[b] = sum / (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            double t = pts[i * d + b] - mean[b];
+            sq += t * t;
+        }
+        std[b] = sqrt(sq / (double)n);
+        if (!(std[b] > 1e-12)) std[b] = 1.0;
+        float shift = (float)mean[b], mul = (float)(1.0 / std[b]);
+        for (int64_t i = 0; i < n; i++) pts[i * d + b] = (pts[i * d + b] - shift) * mul;
+    }
+}
+
 int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
@@ -196,7 +216,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     m = cm__model_new(k, d);
     tasks = malloc(sizeof(step_task_t) * WINDOW * (PARTS_PER_STEP + 1));
     s = (stepper_t){.p = p, .pts = pts, .n = n, .k = k, .d = d,
-                    .per_part = (p->batch + PARTS_PER_STEP - 1) / PARTS_PER_STEP,
+                    .batch = p->batch,
                     .cf = malloc(sizeof(float) * (size_t)k * (size_t)d),
                     .v = calloc((size_t)k, sizeof(double)), .sum = malloc(sizeof(double) * d),
                     .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
@@ -205,6 +225,15 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
         goto cleanup;
     }
     s.c = m->centroids;
+    if (p->scale == CM_SCALE_STANDARD) {
+        m->mean = malloc(sizeof(double) * d);
+        m->std = malloc(sizeof(double) * d);
+        if (!m->mean || !m->std) {
+            cm_fail(ctx, CM_ENOMEM, "out of memory");
+            goto cleanup;
+        }
+        standardise(pts, n, d, m->mean, m->std);
+    }
 
     /* k-means++ on an evenly strided subset of the sample. */
     int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
@@ -216,7 +245,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     }
     for (int64_t i = 0; stride > 1 && i < n_init; i++)
         memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
-    rc = cm_kmeanspp(init, n_init, d, k, p->seed, m->centroids, ctx);
+    rc = cm__kmeanspp(init, n_init, d, k, p->seed, p->cancel, m->centroids, ctx);
     if (init != pts) free(init);
     if (rc < 0) goto cleanup;
     for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
@@ -225,6 +254,11 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
         rc = run_window(&s, tasks, first, first + WINDOW < p->max_iter ? first + WINDOW
                                                                       : p->max_iter, ctx);
     if (rc < 0) goto cleanup;
+    for (int j = 0; m->mean && j < k; j++) /* back to sample units */
+        for (int b = 0; b < d; b++) {
+            double *c = &m->centroids[(size_t)j * d + b];
+            *c = *c * m->std[b] + m->mean[b];
+        }
     m->iterations = s.steps_done;
     m->converged = s.converged;
     m->seed = p->seed;

@@ -25,15 +25,9 @@ void cm_model_free(cm_model_t *m)
     if (!m) return;
     free(m->centroids);
     free(m->counts);
+    free(m->mean);
+    free(m->std);
     free(m);
-}
-
-void cm_model_colors_u8(const cm_model_t *m, uint8_t *out)
-{
-    for (size_t i = 0; i < (size_t)m->k * m->d; i++) {
-        double v = nearbyint(m->centroids[i]);
-        out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-    }
 }
 
 char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type)
@@ -57,6 +51,19 @@ char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const cha
     bad |= json_object_set_new(root, "alpha_band",
                                alpha_band >= 0 ? json_integer(alpha_band) : json_null());
     bad |= json_object_set_new(root, "sample_type", json_string(sample_type));
+    json_t *scale = json_null();
+    if (m->mean) {
+        json_t *mean = json_array(), *std = json_array();
+        for (int b = 0; b < m->d; b++) {
+            bad |= json_array_append_new(mean, json_real(m->mean[b]));
+            bad |= json_array_append_new(std, json_real(m->std[b]));
+        }
+        scale = json_object();
+        bad |= json_object_set_new(scale, "method", json_string("standard"));
+        bad |= json_object_set_new(scale, "mean", mean);
+        bad |= json_object_set_new(scale, "std", std);
+    }
+    bad |= json_object_set_new(root, "scale", scale);
     bad |= json_object_set_new(root, "centroids", cents);
     bad |= json_object_set_new(root, "counts", counts);
     cents = counts = NULL;

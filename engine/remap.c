@@ -17,8 +17,11 @@ typedef struct remapper {
     const cm_source_t *src;
     const cm_sink_t *sink;
     cm_model_t *model;
-    const float *soa;     /* centres band by band: d rows of k */
-    const uint8_t *colours; /* k * d, rounded */
+    cm__pixfmt_t fmt;
+    const float *soa;     /* centres band by band (standardised, if the model is): d rows of k */
+    const void *colours;  /* k * d samples of the image's type */
+    int label_bits;
+    uint32_t label_masked;
     chunk_out_t *chunks;
     double inertia;
     int64_t n_pixels;
@@ -37,56 +40,73 @@ static void chunk_out_free(chunk_out_t *c)
     *c = (chunk_out_t){0};
 }
 
+/* Assigns one block of pixels at a time: features, labels and masks stay in cache. */
+enum { BLOCK = 4096 };
+
+typedef struct scratch {
+    float *feat, *dist;
+    uint8_t valid[BLOCK];
+    uint16_t labels[BLOCK];
+} scratch_t;
+
 static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
     const remap_task_t *t = arg;
     remapper_t *r = t->r;
     const cm_grid_t *g = &r->src->grid;
-    int k = r->model->k, d = r->model->d, bands = g->bands, alpha = g->alpha_band;
+    int k = r->model->k, d = r->model->d;
     int64_t x, y, w, h;
     cm_grid_rect(g, t->idx, &x, &y, &w, &h);
     int64_t n = w * h;
-    size_t label_size = k <= 256 ? 1 : 2;
 
     chunk_out_t *c = &r->chunks[t->idx];
     c->pixels = malloc(cm_grid_chunk_bytes(g));
     c->counts = calloc((size_t)k, sizeof(int64_t));
-    if (r->sink->want_labels) c->labels = malloc(label_size * (size_t)n);
-    float *dist = malloc(sizeof(float) * (size_t)k);
-    if (!dist || !c->pixels || !c->counts || (r->sink->want_labels && !c->labels)) {
-        free(dist);
-        chunk_out_free(c);
-        return cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
+    if (r->sink->want_labels) c->labels = malloc((size_t)(r->label_bits / 8) * (size_t)n);
+    scratch_t *s = malloc(sizeof(scratch_t));
+    if (s) {
+        s->feat = malloc(sizeof(float) * BLOCK * (size_t)d);
+        s->dist = malloc(sizeof(float) * (size_t)k);
     }
-    int rc = r->src->read(r->src->self, worker, t->idx, c->pixels, ctx);
-    if (rc < 0) {
-        free(dist);
-        return rc;
-    }
+    int rc = 0;
+    if (!s || !s->feat || !s->dist || !c->pixels || !c->counts ||
+        (r->sink->want_labels && !c->labels))
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
+    if (rc == 0) rc = r->src->read(r->src->self, worker, t->idx, c->pixels, ctx);
 
-    float xf[4];
     double inertia = 0.0;
-    uint8_t *px = c->pixels;
-    for (int64_t i = 0; i < n; i++, px += bands) {
-        cm__features_u8(px, bands, alpha, xf);
-        float d2;
-        int j = cm__nearest_soa(r->soa, k, d, xf, dist, &d2);
-        if (cm__pixel_valid(px, alpha)) {
+    for (int64_t first = 0; rc == 0 && first < n; first += BLOCK) {
+        int64_t m = n - first < BLOCK ? n - first : BLOCK;
+        cm__to_features(&r->fmt, c->pixels, first, m, s->feat, s->valid);
+        for (int64_t i = 0; i < m; i++) {
+            if (!s->valid[i]) {
+                s->labels[i] = CM__MASKED;
+                continue;
+            }
+            float d2;
+            int j = cm__nearest_soa(r->soa, k, d, s->feat + i * d, s->dist, &d2);
+            s->labels[i] = (uint16_t)j;
             c->counts[j]++;
             inertia += d2;
         }
-        const uint8_t *col = r->colours + (size_t)j * d;
-        for (int b = 0, f = 0; b < bands; b++)
-            if (b != alpha) px[b] = col[f++];
+        cm__recolour(&r->fmt, c->pixels, first, m, s->labels, r->colours);
         if (!c->labels) continue;
-        if (label_size == 1)
-            ((uint8_t *)c->labels)[i] = (uint8_t)j;
+        if (r->label_bits == 8)
+            for (int64_t i = 0; i < m; i++)
+                ((uint8_t *)c->labels)[first + i] =
+                    s->labels[i] == CM__MASKED ? (uint8_t)r->label_masked : (uint8_t)s->labels[i];
         else
-            ((uint16_t *)c->labels)[i] = (uint16_t)j;
+            for (int64_t i = 0; i < m; i++)
+                ((uint16_t *)c->labels)[first + i] =
+                    s->labels[i] == CM__MASKED ? (uint16_t)r->label_masked : s->labels[i];
     }
     c->inertia = inertia;
-    free(dist);
-    return 0;
+    if (s) {
+        free(s->feat);
+        free(s->dist);
+    }
+    free(s);
+    return rc;
 }
 
 static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
@@ -104,6 +124,33 @@ static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
     return rc;
 }
 
+/* What a remap task holds: its chunk, counts and labels until written (held), and its
+ * scratch while it runs. */
+static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held,
+                       size_t *scratch)
+{
+    const cm_grid_t *g = &src->grid;
+    int bits;
+    uint32_t masked;
+    cm_labels_plan(src, k, &bits, &masked);
+    *held = cm_grid_chunk_bytes(g) + sizeof(int64_t) * (size_t)k;
+    if (labels) *held += (size_t)g->chunk_w * g->chunk_h * (size_t)(bits / 8);
+    *scratch = sizeof(scratch_t) +
+               sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
+}
+
+int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
+{
+    size_t held, scratch, need = cm__sample_task_bytes(src);
+    task_bytes(src, p->k, labels, &held, &scratch);
+    if (held + scratch > need) need = held + scratch;
+    if (need <= p->budget_bytes) return 0;
+    return cm_fail(ctx, CM_EBUDGET,
+                   "memory budget of %zu bytes is too small: a chunk needs %zu bytes at once "
+                   "(use --memory %zuM or more)",
+                   p->budget_bytes, need, (need + (1u << 20) - 1) >> 20);
+}
+
 int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
              const cm_sink_t *sink, cm_ctx_t *ctx)
 {
@@ -111,12 +158,11 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
     int k = model->k, d = model->d;
     CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT,
                "the model has %d features, the image %d", d, cm_grid_features(g));
-    CM_FAIL_IF(ctx, d > 4, CM_EINTERNAL, "remap supports up to 4 features, not %d", d);
     int64_t n_chunks = cm_grid_count(g);
 
     int rc = CM_ENOMEM;
     float *soa = malloc(sizeof(float) * (size_t)k * d);
-    uint8_t *colours = malloc((size_t)k * d);
+    void *colours = malloc((size_t)k * d * cm_stype_size(g->stype));
     chunk_out_t *chunks = calloc((size_t)n_chunks, sizeof(chunk_out_t));
     remap_task_t *tasks = malloc(sizeof(remap_task_t) * (size_t)n_chunks);
     cm_graph_t *graph = cm_graph_create();
@@ -124,21 +170,28 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
         cm_fail(ctx, CM_ENOMEM, "out of memory planning %lld chunks", (long long)n_chunks);
         goto cleanup;
     }
+    /* Distances are measured where the fit measured them: in standardised units, if any. */
     for (int j = 0; j < k; j++)
-        for (int b = 0; b < d; b++)
-            soa[(size_t)b * k + j] = (float)model->centroids[(size_t)j * d + b];
-    cm_model_colors_u8(model, colours);
+        for (int b = 0; b < d; b++) {
+            double v = model->centroids[(size_t)j * d + b];
+            if (model->mean) v = (v - model->mean[b]) / model->std[b];
+            soa[(size_t)b * k + j] = (float)v;
+        }
+    cm_model_colors(model, g->stype, colours);
 
     remapper_t r = {.src = src, .sink = sink, .model = model, .soa = soa,
                     .colours = colours, .chunks = chunks};
-    size_t held = cm_grid_chunk_bytes(g) + sizeof(int64_t) * (size_t)k;
-    if (sink->want_labels) held += (size_t)g->chunk_w * g->chunk_h * (k <= 256 ? 1 : 2);
+    cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
+    cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
+    size_t held, scratch;
+    task_bytes(src, k, sink->want_labels, &held, &scratch);
     int prev_write = -1;
     for (int64_t i = 0; i < n_chunks; i++) {
         tasks[i] = (remap_task_t){&r, i};
         int remap_id, deps[2];
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = remap_chunk, .arg = &tasks[i], .out_bytes = held},
+                          &(cm_task_t){.fn = remap_chunk, .arg = &tasks[i], .out_bytes = held,
+                                       .work_bytes = scratch},
                           &remap_id, ctx);
         if (rc < 0) goto cleanup;
         deps[0] = remap_id;

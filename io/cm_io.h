@@ -17,24 +17,36 @@ typedef struct cm_image cm_image_t;
 
 typedef struct cm_image_info {
     int64_t width, height;
-    int bands;              /* samples per pixel */
-    int alpha_band;         /* index of the alpha sample, or -1 */
-    int bits;               /* bits per sample (8) */
-    const char *sample_type; /* "uint8" */
-    int photometric;        /* TIFF PHOTOMETRIC_* as stored in the file */
+    int bands;               /* samples per pixel as read: a palette image reads as its colours */
+    int alpha_band;          /* index of the alpha sample, or -1 */
+    cm_stype_t stype;        /* sample type as read */
+    const char *sample_type; /* its name: "uint8", "uint16", "int16", "float32" */
+    int bits;                /* bits per sample in the file */
+    int photometric;         /* TIFF PHOTOMETRIC_* as stored in the file */
     const char *photometric_name;
-    int compression;        /* TIFF COMPRESSION_* */
+    int compression;         /* TIFF COMPRESSION_* */
     bool tiled;
     bool bigtiff;
-    int64_t tile_w, tile_h; /* tiles, or (width, rows per strip) for strips */
-    cm_grid_t grid;         /* how the image is read: tiles (or squares of whole tiles) or
-                             * bands of whole strips */
+    bool planar_separate;    /* samples stored plane by plane (read interleaved) */
+    bool palette;            /* colour-mapped: read as RGB of its colour map */
+    int n_extra;             /* extra samples (alpha, unspecified data), the last bands */
+    uint16_t extra[CM_BANDS_MAX]; /* their EXTRASAMPLE_* kinds */
+    bool has_nodata;         /* the GDAL_NODATA tag, when present and a number */
+    double nodata;
+    bool georeferenced;      /* GeoTIFF tags present */
+    bool streamed;           /* strips too large for chunks: read once, in order, into a spill
+                              * store by cm_image_prepare */
+    int64_t tile_w, tile_h;  /* tiles, or (width, rows per strip) for strips */
+    cm_grid_t grid;          /* how the image is read: tiles (or squares of whole tiles) or
+                              * bands of whole strips */
     int64_t out_tile_w, out_tile_h; /* output tiles that line up with the chunks */
 } cm_image_info_t;
 
 /* Opens path for reading by up to n_workers threads, checking that its layout is supported:
- * classic TIFF or BigTIFF, tiled or striped, 8-bit unsigned, contiguous, 1 to 4 samples
- * (grey, grey+alpha, RGB, RGBA, JPEG-compressed YCbCr read as RGB). The first image of the
+ * classic TIFF or BigTIFF, tiled or striped, contiguous or planar-separate; 8- and 16-bit
+ * unsigned, 16-bit signed or 32-bit float samples, 1 to 64 of them; grey, RGB, CMYK and
+ * multispectral with extra samples (alpha among them), JPEG-compressed YCbCr (read as RGB)
+ * and 8-bit palette images (read as the RGB of their colour map). The first image of the
  * file is used. On failure: CM_EINPUT (missing or unreadable, not a TIFF, corrupt,
  * unsupported), with a message naming the file and the reason. The caller frees *out with
  * cm_image_close. */
@@ -45,6 +57,12 @@ int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *c
  * once), otherwise the input's own tiles; for strips, bands about side rows tall written as
  * side-wide tiles. side: a multiple of 16. Not thread-safe. */
 int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx);
+
+/* Makes the image ready for reading chunks: for a file whose strips are too large to decode
+ * per chunk (info->streamed), decodes it once, in order, into a spill store of zstd frames
+ * in an unlinked scratch file under scratch_dir. Does nothing for other files. Call once,
+ * after the last cm_image_set_chunk_side and before the first read. */
+int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx);
 
 const cm_image_info_t *cm_image_info(const cm_image_t *img);
 const char *cm_image_path(const cm_image_t *img);
@@ -64,23 +82,41 @@ typedef struct cm_writer cm_writer_t;
 typedef struct cm_writer_spec {
     int64_t width, height;
     int bands;
-    int alpha_band;       /* written as unassociated alpha (ExtraSamples), or -1 */
-    int bits;             /* 8 or 16, unsigned */
-    int photometric;      /* TIFF PHOTOMETRIC_* */
-    int compression;      /* TIFF COMPRESSION_* */
-    int64_t tile_w, tile_h; /* multiples of 16 */
+    cm_stype_t stype;
+    int photometric;         /* TIFF PHOTOMETRIC_* */
+    int n_extra;             /* the last n_extra bands are extra samples of these kinds */
+    uint16_t extra[CM_BANDS_MAX];
+    int compression;         /* TIFF COMPRESSION_* */
+    bool predictor;          /* with deflate, LZW or zstd: horizontal differencing for integer
+                              * samples, the floating-point predictor for floats */
+    int64_t tile_w, tile_h;  /* multiples of 16 */
     bool bigtiff;
+    const uint16_t *colormap; /* palette output: 3 x 256 entries (red, green, blue) */
+    cm_image_t *tags_from;   /* copy georeferencing, nodata, resolution, ICC profile,
+                              * orientation and descriptive tags from this image, or NULL */
+    bool derived;            /* labels, not colours: the ICC profile, GDAL_METADATA (band
+                              * statistics, descriptions) and nodata of tags_from do not apply */
+    bool set_nodata;         /* then write GDAL_NODATA = nodata */
+    double nodata;
     const char *description; /* ImageDescription, or NULL */
 } cm_writer_spec_t;
 
-/* The output that matches an input: same size, bands, alpha and photometric (YCbCr read as
- * RGB is written as RGB), tiles that line up with its chunks (info->out_tile_w/h), and the
- * given compression. */
+/* The output that matches an input: same size, bands, sample type, photometric and extra
+ * samples (YCbCr and palette images, read as RGB, are written as RGB), tiles that line up
+ * with its chunks (info->out_tile_w/h), the given compression with its predictor, and the
+ * input's meaningful tags. */
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out);
 
 /* The label map that goes with an image output: one band of `bits` (8 or 16), grey, same
- * tiles; lossy compression (JPEG) is replaced by deflate, which keeps labels exact. */
-void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, cm_writer_spec_t *out);
+ * tiles and tags; lossy compression (JPEG) is replaced by deflate, which keeps labels exact.
+ * masked is written as its GDAL_NODATA. */
+void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, uint32_t masked,
+                           cm_writer_spec_t *out);
+
+/* A colour-mapped output of 8-bit indices (labels) with the given colour map (3 x 256 16-bit
+ * entries), otherwise like img. masked, when below 256, is written as its GDAL_NODATA. */
+void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap,
+                            uint32_t masked, cm_writer_spec_t *out);
 
 /* Whether a spec's output could pass the 4 GiB offsets of classic TIFF (its uncompressed
  * size with room for tile overhead and for data that does not compress). */

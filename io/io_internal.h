@@ -5,6 +5,8 @@
 
 #include <tiffio.h>
 
+#include "cm_io.h"
+
 typedef struct cm__tiff_msg {
     char text[256];
 } cm__tiff_msg_t;
@@ -12,5 +14,37 @@ typedef struct cm__tiff_msg {
 /* TIFFOpenExt (fd < 0) or TIFFFdOpenExt (fd >= 0) with errors recorded in *msg (the last
  * one wins) and warnings dropped. NULL on failure, with the reason in msg->text. */
 TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg);
+
+/* ---- GeoTIFF, GDAL and descriptive tags (geotags.c) ---- */
+
+/* Makes libtiff know the GeoTIFF tags (ModelPixelScale 33550, ModelTiepoint 33922,
+ * ModelTransformation 34264, GeoKeyDirectory 34735, GeoDoubleParams 34736, GeoAsciiParams
+ * 34737) and GDAL's (GDAL_METADATA 42112, GDAL_NODATA 42113) so they can be read and written:
+ * installs a process-wide tag extender once, chaining any extender installed before it.
+ * Idempotent and thread-safe. Handles opened before the first call do not know the tags for
+ * writing; call it before opening any TIFF. */
+void cm__tags_register(void);
+
+/* Copies from in to out (a TIFF being written, before its first tile) the tags that carry
+ * meaning: the eight above, the ICC profile, XResolution, YResolution, ResolutionUnit,
+ * Orientation, DocumentName, Make, Model, Artist, Copyright and DateTime. Tags missing from
+ * in are skipped. Uses only the two handles (one thread per pair). Returns 0, or CM_EIO when
+ * out refuses a tag (out opened before cm__tags_register, or libtiff's reason) with the
+ * message in msg->text. */
+int cm__tags_copy(TIFF *in, TIFF *out, cm__tiff_msg_t *msg);
+
+/* The GDAL_NODATA value of in, parsed as GDAL does ("-9999", "0", "nan", "inf", surrounding
+ * blanks allowed; C locale): 1 and *value when present and parsable, 0 otherwise. */
+int cm__tags_nodata(TIFF *in, double *value);
+
+/* Sets GDAL_NODATA on out (before its first tile) to value written so that GDAL parses it
+ * back exactly: %.17g, "nan" for any NaN, "inf" and "-inf". Returns 0, or CM_EIO with the
+ * message in msg->text. */
+int cm__tags_set_nodata(TIFF *out, double value, cm__tiff_msg_t *msg);
+
+/* ---- images (tiff_read.c) ---- */
+
+/* The handle an image was opened with, for copying its tags while no task reads with it. */
+TIFF *cm__image_tiff(cm_image_t *img);
 
 #endif

@@ -27,6 +27,7 @@ static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt
 TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg)
 {
     msg->text[0] = '\0';
+    cm__tags_register(); /* before any handle exists, so that every handle knows the tags */
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) {
         snprintf(msg->text, sizeof msg->text, "out of memory");

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <tiffio.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "cm_io.h"
 #include "io_internal.h"
@@ -14,7 +16,9 @@ enum { DEFAULT_SIDE = 512, STRIP_BAND_MAX_BYTES = 64 << 20 };
 
 typedef struct handle {
     TIFF *tif;
-    uint8_t *tile; /* one decoded tile, when chunks are made of several */
+    uint8_t *unit; /* a decoded tile or strip (one plane), when it cannot go straight in; or a
+                    * compressed chunk of the spill store */
+    ZSTD_DCtx *dctx;
     cm__tiff_msg_t msg;
 } handle_t;
 
@@ -22,7 +26,16 @@ struct cm_image {
     char *path;
     cm_image_info_t info;
     bool ycbcr_as_rgb;
+    int file_spp;             /* samples per pixel in the file (1 for a palette image) */
+    size_t file_sample_bytes; /* bytes per sample in the file */
+    size_t sample_bytes;      /* bytes per sample as read (a palette's colours: 1 or 2) */
+    uint16_t *cmap;           /* palette: 3 x 256 entries (red, green, blue), else NULL */
     int64_t tiles_x, tiles_y; /* tiles per chunk, across and down (1 x 1: native tiles) */
+    /* The spill store, for strips too large to decode per chunk: every band, decoded once in
+     * order, kept as a zstd frame in an unlinked scratch file. */
+    bool spill;
+    int spill_fd;
+    int64_t *spill_at, *spill_size; /* per chunk */
     int n_workers;
     handle_t *handles;
 };
@@ -32,6 +45,12 @@ static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
     /* "m": no memory mapping, whose pages would count against the memory we promise */
     h->tif = cm__tiff_open(img->path, "rm", -1, &h->msg);
     if (!h->tif) {
+        int e = errno;
+        /* Out of descriptors or memory is the machine's trouble, not the file's; so is any
+         * failure to open again a file that opened once. */
+        if (e == EMFILE || e == ENFILE || e == ENOMEM || h != &img->handles[0])
+            return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s",
+                           img->path, e ? strerror(e) : h->msg.text);
         if (access(img->path, R_OK) < 0)
             return cm_fail(ctx, CM_EINPUT, "%s: %s", img->path, strerror(errno));
         return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF libtiff can read: %s", img->path,
@@ -72,12 +91,18 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
         chunk_w = chunk_h = side;
     } else if (!in->tiled) {
         int64_t target = side > 0 ? side : DEFAULT_SIDE, rps = in->tile_h;
-        int64_t unit = rps, row_bytes = in->width * in->bands;
+        int64_t unit = rps, row_bytes = in->width * in->bands * (int64_t)img->sample_bytes;
+        int64_t all = (in->height + 15) / 16 * 16;
         while (unit % 16) unit += rps;
+        /* Strips too large for a chunk (one strip for the whole image, say) are streamed once
+         * into the spill store, in bands of about `target` rows. */
+        img->spill = unit * row_bytes > STRIP_BAND_MAX_BYTES;
+        in->streamed = img->spill;
+        if (img->spill) unit = 16;
         chunk_h = unit;
         while (chunk_h + unit <= target && (chunk_h + unit) * row_bytes <= STRIP_BAND_MAX_BYTES)
             chunk_h += unit;
-        if (chunk_h > (in->height + 15) / 16 * 16) chunk_h = (in->height + 15) / 16 * 16;
+        if (chunk_h > all) chunk_h = all;
     }
     in->out_tile_w = chunk_w;
     in->out_tile_h = chunk_h;
@@ -88,7 +113,7 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
     cm_ctx_t grid_ctx;
     cm_ctx_init(&grid_ctx);
     if (cm_grid_init(&in->grid, in->width, in->height, chunk_w, chunk_h, in->bands,
-                     in->alpha_band, &grid_ctx) < 0)
+                     in->alpha_band, in->stype, &grid_ctx) < 0)
         return cm_fail(ctx, grid_ctx.code, "%s: %s", img->path, grid_ctx.msg);
     return 0;
 }
@@ -98,6 +123,38 @@ int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
     CM_FAIL_IF(ctx, side < 16 || side > 65536 || side % 16, CM_EUSAGE,
                "tile size must be a multiple of 16 from 16 to 65536, not %lld", (long long)side);
     return make_grid(img, side, ctx);
+}
+
+static bool sample_type(uint16_t bits, uint16_t fmt, cm_stype_t *t)
+{
+    if (bits == 8 && fmt == SAMPLEFORMAT_UINT) *t = CM_U8;
+    else if (bits == 16 && fmt == SAMPLEFORMAT_UINT) *t = CM_U16;
+    else if (bits == 16 && fmt == SAMPLEFORMAT_INT) *t = CM_I16;
+    else if (bits == 32 && fmt == SAMPLEFORMAT_IEEEFP) *t = CM_F32;
+    else return false;
+    return true;
+}
+
+/* Keeps the colour map of a palette image: 8-bit colours when every entry is v * 257 (as
+ * 8-bit maps are stored), else 16-bit ones. */
+static int take_colormap(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
+{
+    uint16_t *r, *g, *b;
+    CM_FAIL_IF(ctx, !TIFFGetField(tif, TIFFTAG_COLORMAP, &r, &g, &b), CM_EINPUT,
+               "%s: palette image without a colour map", img->path);
+    img->cmap = malloc(sizeof(uint16_t) * 3 * 256);
+    CM_FAIL_IF(ctx, !img->cmap, CM_ENOMEM, "%s: out of memory", img->path);
+    bool eight = true;
+    for (int i = 0; i < 256; i++) {
+        img->cmap[i] = r[i];
+        img->cmap[256 + i] = g[i];
+        img->cmap[512 + i] = b[i];
+        eight = eight && r[i] % 257 == 0 && g[i] % 257 == 0 && b[i] % 257 == 0;
+    }
+    for (int i = 0; eight && i < 3 * 256; i++) img->cmap[i] /= 257;
+    img->info.stype = eight ? CM_U8 : CM_U16;
+    img->sample_bytes = eight ? 1 : 2;
+    return 0;
 }
 
 /* Checks the first directory and fills img->info. */
@@ -119,50 +176,80 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     CM_FAIL_IF(ctx, !TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photo), CM_EINPUT,
                "%s: no photometric interpretation", path);
     CM_FAIL_IF(ctx, w == 0 || h == 0, CM_EINPUT, "%s: image has no pixels (%ux%u)", path, w, h);
-    CM_FAIL_IF(ctx, bits != 8 || fmt != SAMPLEFORMAT_UINT, CM_EINPUT,
-               "%s: %u-bit %s samples are not supported (8-bit unsigned only)", path, bits,
+    CM_FAIL_IF(ctx, bits < 8, CM_EINPUT,
+               "%s: %u-bit samples are not supported (8 bits or more; convert with "
+               "'tiffcp -c none' or GDAL first)", path, bits);
+    CM_FAIL_IF(ctx, !sample_type(bits, fmt, &in->stype), CM_EINPUT,
+               "%s: %u-bit %s samples are not supported (8- or 16-bit integers, 32-bit float)",
+               path, bits,
                fmt == SAMPLEFORMAT_INT      ? "signed"
                : fmt == SAMPLEFORMAT_IEEEFP ? "float"
-                                            : "unsigned");
-    CM_FAIL_IF(ctx, spp < 1 || spp > 4, CM_EINPUT,
-               "%s: %u samples per pixel are not supported (1 to 4)", path, spp);
-    CM_FAIL_IF(ctx, planar != PLANARCONFIG_CONTIG && spp > 1, CM_EINPUT,
-               "%s: planar-separate samples are not supported (contiguous only)", path);
+               : fmt == SAMPLEFORMAT_UINT   ? "unsigned"
+                                            : "complex or untyped");
+    CM_FAIL_IF(ctx, spp < 1 || spp > CM_BANDS_MAX, CM_EINPUT,
+               "%s: %u samples per pixel are not supported (1 to %d)", path, spp, CM_BANDS_MAX);
     CM_FAIL_IF(ctx, !TIFFIsCODECConfigured(comp), CM_EINPUT,
                "%s: compression %u is not available in this libtiff", path, comp);
+    img->file_spp = spp;
+    img->file_sample_bytes = img->sample_bytes = bits / 8;
 
     uint16_t n_extra = 0, *extra = NULL;
     TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &n_extra, &extra);
-    int colour = spp - n_extra, alpha = -1;
-    if (n_extra > 0 && (extra[0] == EXTRASAMPLE_ASSOCALPHA || extra[0] == EXTRASAMPLE_UNASSALPHA))
-        alpha = colour;
+    CM_FAIL_IF(ctx, n_extra >= spp && photo != PHOTOMETRIC_MINISBLACK, CM_EINPUT,
+               "%s: %u extra samples of %u", path, n_extra, spp);
+    int colour = spp - n_extra, alpha = -1, bands = spp;
+    for (int i = 0; i < n_extra && alpha < 0; i++)
+        if (extra[i] == EXTRASAMPLE_ASSOCALPHA || extra[i] == EXTRASAMPLE_UNASSALPHA)
+            alpha = colour + i;
+    CM_FAIL_IF(ctx, alpha >= 0 && spp == 1, CM_EINPUT, "%s: only an alpha sample", path);
     switch (photo) {
     case PHOTOMETRIC_MINISBLACK:
     case PHOTOMETRIC_MINISWHITE:
-        CM_FAIL_IF(ctx, colour != 1, CM_EINPUT, "%s: grey image with %d colour samples", path,
-                   colour);
+    case PHOTOMETRIC_SEPARATED:
         break;
     case PHOTOMETRIC_RGB:
-        CM_FAIL_IF(ctx, colour != 3, CM_EINPUT, "%s: RGB image with %d colour samples", path,
+        CM_FAIL_IF(ctx, colour < 3, CM_EINPUT, "%s: RGB image with %d colour samples", path,
                    colour);
         break;
     case PHOTOMETRIC_YCBCR:
-        CM_FAIL_IF(ctx, comp != COMPRESSION_JPEG || colour != 3, CM_EINPUT,
-                   "%s: YCbCr is supported only in JPEG-compressed files", path);
+        CM_FAIL_IF(ctx, comp != COMPRESSION_JPEG || colour != 3 || bits != 8, CM_EINPUT,
+                   "%s: YCbCr is supported only in 8-bit JPEG-compressed files", path);
         img->ycbcr_as_rgb = true;
         TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+        break;
+    case PHOTOMETRIC_PALETTE:
+        CM_FAIL_IF(ctx, spp != 1 || bits != 8 || fmt != SAMPLEFORMAT_UINT, CM_EINPUT,
+                   "%s: palette images must have one 8-bit index per pixel, not %u of %u bits",
+                   path, spp, bits);
+        CM_TRY(take_colormap(img, tif, ctx));
+        bands = 3;
         break;
     default:
         return cm_fail(ctx, CM_EINPUT, "%s: photometric interpretation %s is not supported", path,
                        photometric_name(photo));
     }
-    CM_FAIL_IF(ctx, n_extra > 1 || (n_extra == 1 && alpha < 0 && spp == 1), CM_EINPUT,
-               "%s: %u extra samples are not supported", path, n_extra);
 
-    *in = (cm_image_info_t){.width = w, .height = h, .bands = spp, .alpha_band = alpha,
-                            .bits = bits, .sample_type = "uint8", .photometric = photo,
-                            .photometric_name = photometric_name(photo), .compression = comp,
-                            .tiled = TIFFIsTiled(tif), .bigtiff = TIFFIsBigTIFF(tif)};
+    in->width = w;
+    in->height = h;
+    in->bands = bands;
+    in->alpha_band = alpha;
+    in->sample_type = cm_stype_name(in->stype);
+    in->bits = bits;
+    in->photometric = photo;
+    in->photometric_name = photometric_name(photo);
+    in->compression = comp;
+    in->tiled = TIFFIsTiled(tif);
+    in->bigtiff = TIFFIsBigTIFF(tif);
+    in->planar_separate = planar == PLANARCONFIG_SEPARATE && spp > 1;
+    in->palette = img->cmap != NULL;
+    in->n_extra = n_extra;
+    for (int i = 0; i < n_extra; i++) in->extra[i] = extra[i];
+    in->has_nodata = cm__tags_nodata(tif, &in->nodata) == 1;
+    uint32_t n_keys = 0;
+    void *keys = NULL;
+    in->georeferenced = TIFFGetField(tif, 34735 /* GeoKeyDirectory */, &n_keys, &keys) && n_keys;
+
+    int64_t plane_spp = in->planar_separate ? 1 : spp;
     if (in->tiled) {
         uint32_t tw = 0, th = 0;
         TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
@@ -172,9 +259,10 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
                    path, tw, th);
         in->tile_w = tw;
         in->tile_h = th;
-        CM_FAIL_IF(ctx, TIFFTileSize64(tif) != (uint64_t)tw * th * spp, CM_EINPUT,
+        uint64_t want = (uint64_t)tw * th * plane_spp * img->file_sample_bytes;
+        CM_FAIL_IF(ctx, TIFFTileSize64(tif) != want, CM_EINPUT,
                    "%s: tiles of %llu bytes, expected %llu", path,
-                   (unsigned long long)TIFFTileSize64(tif), (unsigned long long)tw * th * spp);
+                   (unsigned long long)TIFFTileSize64(tif), (unsigned long long)want);
     } else {
         uint32_t rps = h;
         TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
@@ -195,6 +283,7 @@ int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *c
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
     img->n_workers = n_workers;
+    img->spill_fd = -1;
     int rc = open_handle(img, &img->handles[0], ctx);
     if (rc == 0) rc = inspect(img, img->handles[0].tif, ctx);
     if (rc < 0) {
@@ -203,6 +292,11 @@ int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *c
     }
     *out = img;
     return 0;
+}
+
+TIFF *cm__image_tiff(cm_image_t *img)
+{
+    return img->handles[0].tif;
 }
 
 const cm_image_info_t *cm_image_info(const cm_image_t *img)
@@ -215,6 +309,133 @@ const char *cm_image_path(const cm_image_t *img)
     return img->path;
 }
 
+/* Puts rows [0, rows) and columns [0, cols) of a decoded unit (tile or strip, one plane or
+ * all) at (ux, uy) of the chunk whose rectangle is (x, y, w): copying rows, scattering one
+ * plane into its band, or expanding palette indices to colours. */
+static void place(const cm_image_t *img, const uint8_t *unit, int64_t unit_w, int plane,
+                  int64_t rows, int64_t cols, uint8_t *buf, int64_t ux, int64_t uy, int64_t x,
+                  int64_t y, int64_t w)
+{
+    const cm_image_info_t *in = &img->info;
+    size_t sb = img->sample_bytes, px = (size_t)in->bands * sb;
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *dst = buf + ((size_t)(uy - y + r) * (size_t)w + (size_t)(ux - x)) * px;
+        if (img->cmap) {
+            const uint8_t *src = unit + (size_t)(r * unit_w);
+            for (int64_t c = 0; c < cols; c++)
+                for (int b = 0; b < 3; b++) {
+                    uint16_t v = img->cmap[256 * b + src[c]];
+                    if (sb == 1)
+                        dst[c * 3 + b] = (uint8_t)v;
+                    else
+                        memcpy(dst + (c * 3 + b) * 2, &v, 2);
+                }
+        } else if (in->planar_separate) {
+            const uint8_t *src = unit + (size_t)(r * unit_w) * sb;
+            for (int64_t c = 0; c < cols; c++)
+                memcpy(dst + (size_t)c * px + (size_t)plane * sb, src + (size_t)c * sb, sb);
+        } else {
+            memmove(dst, unit + (size_t)(r * unit_w) * px, (size_t)cols * px);
+        }
+    }
+}
+
+/* ---- the spill store ---- */
+
+int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
+{
+    if (!img->spill || img->spill_fd >= 0) return 0;
+    const cm_image_info_t *in = &img->info;
+    CM_FAIL_IF(ctx, in->planar_separate, CM_EINPUT,
+               "%s: planar-separate strips this large cannot be streamed (tile the file "
+               "first, e.g. with gdal_translate -co TILED=YES)", img->path);
+    int64_t n = cm_grid_count(&in->grid);
+    size_t band_bytes = cm_grid_chunk_bytes(&in->grid), px = (size_t)in->bands * img->sample_bytes;
+    size_t bound = ZSTD_compressBound(band_bytes), path_size = strlen(scratch_dir) + 32;
+    char *path = malloc(path_size);
+    uint8_t *band = malloc(band_bytes), *row = malloc((size_t)in->width * px), *z = malloc(bound);
+    img->spill_at = malloc(sizeof(int64_t) * (size_t)n);
+    img->spill_size = malloc(sizeof(int64_t) * (size_t)n);
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    int rc = 0;
+    if (!path || !band || !row || !z || !img->spill_at || !img->spill_size || !cctx) {
+        rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory for the spill store", img->path);
+        goto done;
+    }
+    snprintf(path, path_size, "%s/.chunkmeans-spill-XXXXXX", scratch_dir);
+    img->spill_fd = mkostemp(path, O_CLOEXEC);
+    if (img->spill_fd < 0) {
+        rc = cm_fail(ctx, CM_EIO, "%s: cannot create a scratch file: %s", path, strerror(errno));
+        goto done;
+    }
+    unlink(path); /* gone with the process, however it ends */
+
+    TIFF *tif = img->handles[0].tif;
+    cm__tiff_msg_t *msg = &img->handles[0].msg;
+    int64_t at = 0;
+    for (int64_t c = 0; c < n && rc == 0; c++) {
+        int64_t x, y, w, rows;
+        cm_grid_rect(&in->grid, c, &x, &y, &w, &rows);
+        for (int64_t r = 0; r < rows && rc == 0; r++) {
+            msg->text[0] = '\0';
+            if (TIFFReadScanline(tif, row, (uint32_t)(y + r), 0) < 0)
+                rc = cm_fail(ctx, CM_EINPUT, "%s: row %lld cannot be decoded: %s", img->path,
+                             (long long)(y + r), msg->text[0] ? msg->text : "read error");
+            else
+                place(img, row, w, 0, 1, w, band, 0, y + r, 0, y, w);
+        }
+        if (rc) break;
+        size_t got = ZSTD_compressCCtx(cctx, z, bound, band, (size_t)(w * rows) * px, 1);
+        if (ZSTD_isError(got)) {
+            rc = cm_fail(ctx, CM_EINTERNAL, "zstd: %s", ZSTD_getErrorName(got));
+            break;
+        }
+        for (size_t done = 0; done < got && rc == 0;) {
+            ssize_t k = pwrite(img->spill_fd, z + done, got - done, (off_t)(at + (int64_t)done));
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0)
+                rc = cm_fail(ctx, CM_EIO, "%s: cannot write the spill store: %s", scratch_dir,
+                             strerror(k < 0 ? errno : ENOSPC));
+            else
+                done += (size_t)k;
+        }
+        img->spill_at[c] = at;
+        img->spill_size[c] = (int64_t)got;
+        at += (int64_t)got;
+    }
+done:
+    ZSTD_freeCCtx(cctx);
+    free(z);
+    free(row);
+    free(band);
+    free(path);
+    return rc;
+}
+
+static int read_spilled(cm_image_t *img, handle_t *h, int64_t idx, uint8_t *buf, size_t n_px,
+                        cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, img->spill_fd < 0, CM_EINTERNAL, "%s: read before cm_image_prepare",
+               img->path);
+    size_t size = (size_t)img->spill_size[idx], want = n_px * (size_t)img->info.bands *
+                                                       img->sample_bytes;
+    if (!h->dctx) h->dctx = ZSTD_createDCtx();
+    if (!h->unit) h->unit = malloc(ZSTD_compressBound(cm_grid_chunk_bytes(&img->info.grid)));
+    CM_FAIL_IF(ctx, !h->dctx || !h->unit, CM_ENOMEM, "%s: out of memory", img->path);
+    for (size_t done = 0; done < size;) {
+        ssize_t k = pread(img->spill_fd, h->unit + done, size - done,
+                          (off_t)(img->spill_at[idx] + (int64_t)done));
+        if (k < 0 && errno == EINTR) continue;
+        CM_FAIL_IF(ctx, k <= 0, CM_EIO, "%s: cannot read the spill store: %s", img->path,
+                   k < 0 ? strerror(errno) : "short read");
+        done += (size_t)k;
+    }
+    size_t got = ZSTD_decompressDCtx(h->dctx, buf, want, h->unit, size);
+    CM_FAIL_IF(ctx, ZSTD_isError(got) || got != want, CM_EINTERNAL,
+               "%s: spill store chunk %lld is damaged", img->path, (long long)idx);
+    return 0;
+}
+
 int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, worker < 0 || worker >= img->n_workers, CM_EINTERNAL,
@@ -225,43 +446,49 @@ int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, 
     int64_t x, y, w, rows;
     cm_grid_rect(&in->grid, idx, &x, &y, &w, &rows);
     h->msg.text[0] = '\0';
+    if (img->spill) return read_spilled(img, h, idx, buf, (size_t)(w * rows), ctx);
 
-    if (in->tiled) {
-        size_t tile_bytes = (size_t)in->tile_w * in->tile_h * in->bands;
-        bool direct = img->tiles_x == 1 && img->tiles_y == 1;
-        if (!direct && !h->tile && !(h->tile = malloc(tile_bytes)))
-            return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", img->path);
-        for (int64_t ty = y; ty < y + rows; ty += in->tile_h)
-            for (int64_t tx = x; tx < x + w; tx += in->tile_w) {
-                uint8_t *dst = direct ? buf : h->tile;
-                uint32_t tile = TIFFComputeTile(h->tif, (uint32_t)tx, (uint32_t)ty, 0, 0);
-                if (TIFFReadEncodedTile(h->tif, tile, dst, (tmsize_t)tile_bytes) !=
-                    (tmsize_t)tile_bytes)
-                    return cm_fail(ctx, CM_EINPUT,
-                                   "%s: tile %u (at %lld,%lld) cannot be decoded: %s", img->path,
-                                   tile, (long long)tx, (long long)ty,
-                                   h->msg.text[0] ? h->msg.text : "short read");
-                /* Copy (or, for a native tile, pack in place) its rows into the chunk. */
-                int64_t cw = x + w - tx < in->tile_w ? x + w - tx : in->tile_w;
-                int64_t ch = y + rows - ty < in->tile_h ? y + rows - ty : in->tile_h;
-                size_t row = (size_t)(cw * in->bands), stride = (size_t)(w * in->bands);
-                uint8_t *at = buf + (size_t)(ty - y) * stride + (size_t)(tx - x) * in->bands;
-                for (int64_t r = direct ? 1 : 0; r < ch; r++)
-                    memmove(at + (size_t)r * stride, dst + (size_t)(r * in->tile_w * in->bands),
-                            row);
+    /* Units are the file's tiles or strips; one plane each when samples are separate. Each
+     * is decoded straight into the chunk when it has the chunk's layout, else into h->unit
+     * and placed. */
+    int planes = in->planar_separate ? img->file_spp : 1;
+    int64_t unit_w = in->tile_w, unit_h = in->tile_h;
+    size_t unit_px = (size_t)(in->planar_separate ? 1 : img->file_spp) * img->file_sample_bytes;
+    bool reshape = in->planar_separate || img->cmap;
+    bool direct = !reshape && (!in->tiled || (img->tiles_x == 1 && img->tiles_y == 1));
+    size_t unit_bytes = (size_t)unit_w * (size_t)unit_h * unit_px;
+    if (!direct && !h->unit && !(h->unit = malloc(unit_bytes)))
+        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", img->path);
+
+    for (int64_t uy = y; uy < y + rows; uy += unit_h)
+        for (int64_t ux = x; ux < x + w; ux += unit_w)
+            for (int s = 0; s < planes; s++) {
+                int64_t cols = x + w - ux < unit_w ? x + w - ux : unit_w;
+                int64_t n_rows = y + rows - uy < unit_h ? y + rows - uy : unit_h;
+                uint8_t *dst = !direct ? h->unit
+                               : in->tiled ? buf
+                                           : buf + (size_t)(uy - y) * (size_t)w * unit_px;
+                tmsize_t want, got;
+                uint32_t unit;
+                if (in->tiled) {
+                    unit = TIFFComputeTile(h->tif, (uint32_t)ux, (uint32_t)uy, 0, (uint16_t)s);
+                    want = (tmsize_t)unit_bytes;
+                    got = TIFFReadEncodedTile(h->tif, unit, dst, want);
+                } else {
+                    unit = TIFFComputeStrip(h->tif, (uint32_t)uy, (uint16_t)s);
+                    want = (tmsize_t)((size_t)n_rows * (size_t)unit_w * unit_px);
+                    got = TIFFReadEncodedStrip(h->tif, unit, dst, want);
+                }
+                if (got != want)
+                    return cm_fail(ctx, CM_EINPUT, "%s: %s %u (at %lld,%lld) cannot be decoded: %s",
+                                   img->path, in->tiled ? "tile" : "strip", unit, (long long)ux,
+                                   (long long)uy, h->msg.text[0] ? h->msg.text : "short read");
+                /* A strip decoded in place is already packed; a native tile is packed in place
+                 * (its first row is where it belongs). */
+                if (direct && !in->tiled) continue;
+                if (direct && cols == unit_w) continue;
+                place(img, dst, unit_w, s, n_rows, cols, buf, ux, uy, x, y, w);
             }
-        return 0;
-    }
-    int64_t row_bytes = in->width * in->bands;
-    for (int64_t r = 0; r < rows; r += in->tile_h) {
-        uint32_t strip = (uint32_t)((y + r) / in->tile_h);
-        int64_t n = rows - r < in->tile_h ? rows - r : in->tile_h;
-        tmsize_t want = (tmsize_t)(n * row_bytes);
-        if (TIFFReadEncodedStrip(h->tif, strip, buf + r * row_bytes, want) != want)
-            return cm_fail(ctx, CM_EINPUT, "%s: strip %u (rows %lld-%lld) cannot be decoded: %s",
-                           img->path, strip, (long long)(y + r), (long long)(y + r + n - 1),
-                           h->msg.text[0] ? h->msg.text : "short read");
-    }
     return 0;
 }
 
@@ -271,9 +498,14 @@ void cm_image_close(cm_image_t *img)
     for (int i = 0; img->handles && i < img->n_workers; i++)
         if (img->handles[i].tif) {
             TIFFClose(img->handles[i].tif);
-            free(img->handles[i].tile);
+            free(img->handles[i].unit);
+            ZSTD_freeDCtx(img->handles[i].dctx);
         }
+    if (img->spill_fd >= 0) close(img->spill_fd);
+    free(img->spill_at);
+    free(img->spill_size);
     free(img->handles);
+    free(img->cmap);
     free(img->path);
     free(img);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cm_io.h"
+#include "cm_version.h"
 #include "io_internal.h"
 
 struct cm_writer {
@@ -21,23 +22,41 @@ struct cm_writer {
 
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out)
 {
+    bool as_rgb = in->photometric == PHOTOMETRIC_YCBCR || in->palette;
     *out = (cm_writer_spec_t){.width = in->width, .height = in->height, .bands = in->bands,
-                              .alpha_band = in->alpha_band, .bits = 8,
-                              .photometric = in->photometric == PHOTOMETRIC_YCBCR
-                                                 ? PHOTOMETRIC_RGB
-                                                 : in->photometric,
-                              .compression = compression, .tile_w = in->out_tile_w,
-                              .tile_h = in->out_tile_h};
+                              .stype = in->stype,
+                              .photometric = as_rgb ? PHOTOMETRIC_RGB : in->photometric,
+                              .n_extra = in->palette ? 0 : in->n_extra,
+                              .compression = compression, .predictor = true,
+                              .tile_w = in->out_tile_w, .tile_h = in->out_tile_h};
+    memcpy(out->extra, in->extra, sizeof out->extra);
 }
 
-void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, cm_writer_spec_t *out)
+void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, uint32_t masked,
+                           cm_writer_spec_t *out)
 {
     *out = *img;
     out->bands = 1;
-    out->alpha_band = -1;
-    out->bits = bits;
+    out->n_extra = 0;
+    out->stype = bits == 8 ? CM_U8 : CM_U16;
     out->photometric = PHOTOMETRIC_MINISBLACK;
+    out->colormap = NULL;
+    out->set_nodata = true;
+    out->nodata = masked;
+    out->derived = true;
+    out->description = NULL;
     if (cm_compression_lossy(img->compression)) out->compression = COMPRESSION_ADOBE_DEFLATE;
+}
+
+void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap,
+                            uint32_t masked, cm_writer_spec_t *out)
+{
+    cm_writer_spec_labels(img, 8, masked, out);
+    out->photometric = PHOTOMETRIC_PALETTE;
+    out->colormap = colormap;
+    out->predictor = false;
+    out->set_nodata = masked < 256;
+    out->description = img->description;
 }
 
 bool cm_writer_needs_bigtiff(const cm_writer_spec_t *s)
@@ -45,7 +64,7 @@ bool cm_writer_needs_bigtiff(const cm_writer_spec_t *s)
     int64_t tiles_x = (s->width + s->tile_w - 1) / s->tile_w;
     int64_t tiles_y = (s->height + s->tile_h - 1) / s->tile_h;
     double bytes = (double)(tiles_x * s->tile_w) * (double)(tiles_y * s->tile_h) * s->bands *
-                   (s->bits / 8);
+                   (double)cm_stype_size(s->stype);
     /* deflate and LZW can grow incompressible data by a few percent; keep a wide margin */
     return bytes * 1.1 + (double)tiles_x * tiles_y * 16 > 4000.0 * (1 << 20);
 }
@@ -55,26 +74,45 @@ bool cm_compression_lossy(int code)
     return code == COMPRESSION_JPEG;
 }
 
+static bool predictable(int compression)
+{
+    return compression == COMPRESSION_ADOBE_DEFLATE || compression == COMPRESSION_DEFLATE ||
+           compression == COMPRESSION_LZW || compression == COMPRESSION_ZSTD;
+}
+
 static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
 {
     TIFF *t = wr->tif;
+    uint16_t format = s->stype == CM_F32   ? SAMPLEFORMAT_IEEEFP
+                      : s->stype == CM_I16 ? SAMPLEFORMAT_INT
+                                           : SAMPLEFORMAT_UINT;
     int ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)s->width) &&
              TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)s->height) &&
              TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)s->bands) &&
-             TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, (uint16_t)s->bits) &&
-             TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_UINT) &&
+             TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, (uint16_t)(8 * cm_stype_size(s->stype))) &&
+             TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, format) &&
              TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
              TIFFSetField(t, TIFFTAG_PHOTOMETRIC, (uint16_t)s->photometric) &&
              TIFFSetField(t, TIFFTAG_TILEWIDTH, (uint32_t)s->tile_w) &&
              TIFFSetField(t, TIFFTAG_TILELENGTH, (uint32_t)s->tile_h) &&
-             TIFFSetField(t, TIFFTAG_COMPRESSION, (uint16_t)s->compression) &&
-             TIFFSetField(t, TIFFTAG_SOFTWARE, "chunkmeans");
-    if (ok && s->alpha_band >= 0) {
-        uint16_t extra = EXTRASAMPLE_UNASSALPHA;
-        ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 1, &extra);
+             TIFFSetField(t, TIFFTAG_COMPRESSION, (uint16_t)s->compression);
+    if (ok && s->tags_from) ok = cm__tags_copy(cm__image_tiff(s->tags_from), t, &wr->msg) == 0;
+    if (ok && s->derived) {
+        TIFFUnsetField(t, TIFFTAG_ICCPROFILE);
+        TIFFUnsetField(t, 42112 /* GDAL_METADATA */);
+        TIFFUnsetField(t, 42113 /* GDAL_NODATA: a label's, if any, is set below */);
     }
+    if (ok) ok = TIFFSetField(t, TIFFTAG_SOFTWARE, "chunkmeans " CM_VERSION);
+    if (ok && s->n_extra) ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)s->n_extra, s->extra);
+    if (ok && s->colormap)
+        ok = TIFFSetField(t, TIFFTAG_COLORMAP, s->colormap, s->colormap + 256,
+                          s->colormap + 512);
+    if (ok && s->predictor && predictable(s->compression))
+        ok = TIFFSetField(t, TIFFTAG_PREDICTOR,
+                          s->stype == CM_F32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL);
     if (ok && s->compression == COMPRESSION_JPEG)
         ok = TIFFSetField(t, TIFFTAG_JPEGQUALITY, 90);
+    if (ok && s->set_nodata) ok = cm__tags_set_nodata(t, s->nodata, &wr->msg) == 0;
     if (ok && s->description) ok = TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, s->description);
     CM_FAIL_IF(ctx, !ok, CM_EUSAGE, "%s: cannot set up the output: %s", wr->path, wr->msg.text);
     return 0;
@@ -89,11 +127,14 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
     CM_FAIL_IF(ctx, spec->width > UINT32_MAX || spec->height > UINT32_MAX, CM_EUSAGE,
                "%s: %lldx%lld is too large for TIFF", path, (long long)spec->width,
                (long long)spec->height);
+    CM_FAIL_IF(ctx, spec->compression == COMPRESSION_JPEG && spec->stype != CM_U8, CM_EUSAGE,
+               "%s: JPEG compression needs 8-bit samples, not %s", path,
+               cm_stype_name(spec->stype));
     cm_writer_t *wr = calloc(1, sizeof(cm_writer_t));
     size_t tmp_size = strlen(path) + 16, tile_bytes;
     if (wr) {
         wr->spec = *spec;
-        wr->px_bytes = (size_t)spec->bands * (size_t)(spec->bits / 8);
+        wr->px_bytes = (size_t)spec->bands * cm_stype_size(spec->stype);
         wr->path = strdup(path);
         wr->tmp = malloc(tmp_size);
         if (cm_mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes))
@@ -103,7 +144,10 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
-    wr->spec.description = NULL; /* not owned: used only by set_fields */
+    /* Not owned, and used only by set_fields below. */
+    wr->spec.description = NULL;
+    wr->spec.colormap = NULL;
+    wr->spec.tags_from = NULL;
 
     int fd = cm__tmpfile_next_to(path, wr->tmp, tmp_size);
     if (fd < 0) {

@@ -4,6 +4,7 @@
 #define CM_GRAPH_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "cm_base.h"
@@ -37,7 +38,7 @@ typedef struct cm_run_opts {
     size_t budget_bytes;       /* bytes in flight never exceed this; 0 means no limit */
     cm_progress_fn progress;   /* called after each weighted task, serialised; may be NULL */
     void *progress_user;
-    const volatile int *cancel; /* when it becomes non-zero the run stops with CM_ECANCELED */
+    const volatile sig_atomic_t *cancel; /* non-zero: the run stops with CM_ECANCELED */
 } cm_run_opts_t;
 
 /* Creates an empty graph; NULL when out of memory. */

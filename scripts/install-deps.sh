@@ -3,7 +3,7 @@
 # through sudo). Safe to run again.
 set -euo pipefail
 packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libjansson-dev
-          libcmocka-dev libtiff-tools python3-numpy python3-tifffile time)
+          libcmocka-dev libtiff-tools python3-numpy python3-tifffile gdal-bin time)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -185,7 +185,8 @@ static void source_init(mem_source_t *s, const image_t *im, int64_t chunk_w, int
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     assert_int_equal(
-        cm_grid_init(&s->src.grid, im->w, im->h, chunk_w, chunk_h, im->bands, im->alpha_band, &ctx),
+        cm_grid_init(&s->src.grid, im->w, im->h, chunk_w, chunk_h, im->bands, im->alpha_band, CM_U8,
+                     &ctx),
         0);
     s->src.read = source_read;
     s->src.self = s;
@@ -245,7 +246,9 @@ static void sink_init(mem_sink_t *s, const cm_grid_t *g, bool want_labels, int k
     size_t n = (size_t)(g->width * g->height);
     s->px = calloc(n * (size_t)g->bands, 1);
     assert_non_null(s->px);
-    s->label_size = k <= 256 ? 1 : 2;
+    /* The width cm_labels_plan gives: a byte when k, plus a masked value if the grid has
+     * alpha, fits in one. */
+    s->label_size = k + (g->alpha_band >= 0 ? 1 : 0) <= 256 ? 1 : 2;
     if (want_labels) {
         s->labels = malloc(n * s->label_size);
         assert_non_null(s->labels);
@@ -344,14 +347,20 @@ static int64_t count_sum(const cm_model_t *m)
 }
 
 /* Checks the promise of the labels: each is below k, and each delivered pixel's colour is the
- * rounded centre its label names. Returns the largest label seen. */
+ * rounded centre its label names; pixels with alpha 0 have the masked label (255 or 65535).
+ * Returns the largest label seen. */
 static int check_labels(const cm_model_t *m, const mem_sink_t *out)
 {
     uint8_t *cols = model_colours(m);
     int top = -1, bands = out->grid.bands, alpha = out->grid.alpha_band;
+    int masked = out->label_size == 1 ? 255 : 65535;
     int64_t n = out->grid.width * out->grid.height;
     for (int64_t i = 0; i < n; i++) {
         int j = label_at(out, i);
+        if (alpha >= 0 && out->px[i * bands + alpha] == 0) {
+            assert_int_equal(j, masked);
+            continue;
+        }
         assert_in_range(j, 0, m->k - 1);
         assert_true(features_equal(out->px + i * bands, bands, alpha, cols + (size_t)j * m->d));
         if (j > top) top = j;
@@ -508,6 +517,8 @@ static void test_alpha_is_kept_and_transparent_pixels_are_not_counted(void **sta
         for (int64_t i = 0; i < image_pixels(&im); i++) {
             int64_t at = i * im.bands + im.alpha_band;
             assert_int_equal(out.px[at], im.px[at]);
+            if (im.px[at] == 0) /* transparent pixels are written unchanged */
+                assert_memory_equal(out.px + i * im.bands, im.px + i * im.bands, im.bands);
         }
         assert_int_equal(count_sum(m), opaque);
         assert_int_equal(m->n_pixels, opaque);
@@ -939,16 +950,23 @@ static void test_a_budget_below_one_chunk_is_refused(void **state)
     assert_int_equal(ctx.code, CM_EBUDGET);
     assert_int_equal(count, -1);
 
-    /* One chunk is enough to fit and count; two are enough to remap. */
+    /* One chunk is enough to count; cm_budget_check refuses the budget up front and names
+     * one with which both the fit and the remap run. */
     cm_params_t one = p;
     one.budget_bytes = chunk;
     cm_ctx_init(&ctx);
-    expect_ok(cm_fit(&src.src, &one, &none, &ctx), &ctx, "cm_fit with one chunk");
     expect_ok(cm_count_colors(&src.src, &one, &count, &ctx), &ctx, "cm_count_colors");
     assert_int_equal(count, 3);
     cm_params_t two = p;
     two.budget_bytes = 2 * chunk;
-    expect_ok(cm_remap(&src.src, none, &two, &out.sink, &ctx), &ctx, "cm_remap with two");
+    assert_int_equal(cm_budget_check(&src.src, &two, false, &ctx), CM_EBUDGET);
+    const char *say = strstr(ctx.msg, "--memory ");
+    assert_non_null(say);
+    two.budget_bytes = (size_t)strtoull(say + strlen("--memory "), NULL, 10) << 20;
+    cm_ctx_init(&ctx);
+    expect_ok(cm_budget_check(&src.src, &two, false, &ctx), &ctx, "cm_budget_check");
+    expect_ok(cm_fit(&src.src, &two, &none, &ctx), &ctx, "cm_fit as suggested");
+    expect_ok(cm_remap(&src.src, none, &two, &out.sink, &ctx), &ctx, "cm_remap as suggested");
     assert_int_equal(out.next_idx, cm_grid_count(&src.src.grid));
     assert_memory_equal(out.px, im.px, image_bytes(&im));
 

@@ -1,10 +1,13 @@
-/* Unit tests of io: reading generated TIFFs of every supported layout and codec, errors that
- * name the file, the atomic tiled writer and its specs, atomic files and compression names. */
+/* Unit tests of io: reading generated TIFFs of every supported layout, sample type and codec
+ * (planes, extra samples, palettes), errors that name the file, the atomic tiled writer with
+ * its sample types, predictors, tags and palettes, its specs, atomic files and compression
+ * names. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include <tiffio.h>
 
 #include "cm_io.h"
+#include "io_internal.h"
 
 /* ---- scratch directory ------------------------------------------------------------------ */
 
@@ -107,23 +111,125 @@ static uint8_t smooth(int64_t x, int64_t y, int band)
     }
 }
 
+/* The sample of type t made from the 8-bit value v at (x, y, band), exact in that type: 16-bit
+ * samples use both bytes (different ones), signed samples run from -32768 to 32767, floats
+ * are negative and positive thirds. */
+static double typed_value(cm_stype_t t, uint8_t v, int64_t x, int64_t y, int band)
+{
+    switch (t) {
+    case CM_U8:
+        return v;
+    case CM_U16:
+        return v * 256 + ((x * 3 + y + band * 17) & 0xff);
+    case CM_I16:
+        return (v - 128) * 256 + ((x + y * 3 + band * 5) & 0xff);
+    case CM_F32:
+        return (float)((v - 100) / 3.0 + band * 1.5);
+    }
+    return 0;
+}
+
+static void store_sample(uint8_t *buf, cm_stype_t t, size_t i, double v)
+{
+    switch (t) {
+    case CM_U8:
+        buf[i] = (uint8_t)v;
+        break;
+    case CM_U16: {
+        uint16_t s = (uint16_t)v;
+        memcpy(buf + 2 * i, &s, 2);
+        break;
+    }
+    case CM_I16: {
+        int16_t s = (int16_t)v;
+        memcpy(buf + 2 * i, &s, 2);
+        break;
+    }
+    case CM_F32: {
+        float s = (float)v;
+        memcpy(buf + 4 * i, &s, 4);
+        break;
+    }
+    }
+}
+
+static double load_sample(const uint8_t *buf, cm_stype_t t, size_t i)
+{
+    switch (t) {
+    case CM_U8:
+        return buf[i];
+    case CM_U16: {
+        uint16_t s;
+        memcpy(&s, buf + 2 * i, 2);
+        return s;
+    }
+    case CM_I16: {
+        int16_t s;
+        memcpy(&s, buf + 2 * i, 2);
+        return s;
+    }
+    case CM_F32: {
+        float s;
+        memcpy(&s, buf + 4 * i, 4);
+        return s;
+    }
+    }
+    return 0;
+}
+
+/* Names and TIFF descriptions of the sample types, written here rather than taken from io. */
+static const char *const stype_names[] = {"uint8", "uint16", "int16", "float32"};
+static const uint16_t stype_bits[] = {8, 16, 16, 32};
+static const uint16_t stype_formats[] = {SAMPLEFORMAT_UINT, SAMPLEFORMAT_UINT, SAMPLEFORMAT_INT,
+                                         SAMPLEFORMAT_IEEEFP};
+static const size_t stype_bytes[] = {1, 2, 2, 4};
+
 typedef struct layout {
     uint32_t width, height;
-    uint16_t spp;
+    uint16_t spp; /* samples per pixel in the file (1 for a palette image) */
     uint16_t photometric;
     uint16_t compression;
-    int extra;               /* EXTRASAMPLE_* of the last sample, or -1 for none */
+    uint16_t predictor; /* PREDICTOR_*, or 0 for none */
+    cm_stype_t stype;   /* CM_U8 unless said */
+    uint16_t bits;      /* 0 for the sample type's; fewer than 8: an image of zeros */
+    uint16_t planar;    /* 0 for contiguous */
+    int n_extra;        /* the last n_extra samples are extra samples of these kinds */
+    uint16_t extra[CM_BANDS_MAX + 1];
     uint32_t tile_w, tile_h; /* 0 for strips */
     uint32_t rows_per_strip;
     bool bigtiff;
-    uint16_t bits;   /* 0 for 8 */
-    uint16_t planar; /* 0 for contiguous */
+    const uint16_t *colormap; /* palette images: 3 x 256 entries (red, green, blue) */
+    bool geotags;             /* GeoTIFF georeferencing and a resolution */
+    const char *nodata;       /* GDAL_NODATA text, or NULL */
 } layout_t;
 
+/* The band of the first alpha among the extra samples, or -1. */
 static int layout_alpha(const layout_t *l)
 {
-    return l->extra == EXTRASAMPLE_ASSOCALPHA || l->extra == EXTRASAMPLE_UNASSALPHA ? l->spp - 1
-                                                                                    : -1;
+    for (int i = 0; i < l->n_extra; i++)
+        if (l->extra[i] == EXTRASAMPLE_ASSOCALPHA || l->extra[i] == EXTRASAMPLE_UNASSALPHA)
+            return l->spp - l->n_extra + i;
+    return -1;
+}
+
+static bool layout_palette(const layout_t *l)
+{
+    return l->photometric == PHOTOMETRIC_PALETTE;
+}
+
+static uint16_t layout_bits(const layout_t *l)
+{
+    return l->bits ? l->bits : stype_bits[l->stype];
+}
+
+/* Sample type as read: a palette image's colours are 8-bit when every entry of its map is a
+ * multiple of 257, else 16-bit. */
+static cm_stype_t layout_read_stype(const layout_t *l)
+{
+    if (!layout_palette(l)) return l->stype;
+    for (int i = 0; i < 3 * 256; i++)
+        if (l->colormap[i] % 257) return CM_U16;
+    return CM_U8;
 }
 
 static uint16_t photometric_for(int spp)
@@ -131,49 +237,62 @@ static uint16_t photometric_for(int spp)
     return spp >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
 }
 
-/* Fills a w x h rectangle at (x0, y0) of an image of the given size, rows of stride_px pixels,
- * with fn inside the image and its edge pixels repeated outside (as JPEG likes it). */
+/* Fills a w x h rectangle at (x0, y0) of image l, rows of stride_px pixels of bands
+ * [b0, b0 + nb) (one plane of a planar-separate image, or every band), with fn's values made
+ * into l's sample type inside the image and its edge pixels repeated outside (as JPEG likes
+ * it). */
 static void fill_rect(uint8_t *buf, int64_t stride_px, int64_t x0, int64_t y0, int64_t w, int64_t h,
-                      const layout_t *l, value_fn fn)
+                      const layout_t *l, int b0, int nb, value_fn fn)
 {
     for (int64_t r = 0; r < h; r++)
         for (int64_t c = 0; c < w; c++)
-            for (int b = 0; b < l->spp; b++) {
+            for (int b = 0; b < nb; b++) {
                 int64_t x = x0 + c < l->width ? x0 + c : l->width - 1;
                 int64_t y = y0 + r < l->height ? y0 + r : l->height - 1;
-                buf[(r * stride_px + c) * l->spp + b] = fn(x, y, b);
+                store_sample(buf, l->stype, (size_t)((r * stride_px + c) * nb + b),
+                             typed_value(l->stype, fn(x, y, b0 + b), x, y, b0 + b));
             }
 }
 
-/* Writes a TIFF of layout l with libtiff alone. 8-bit contiguous images get fn's pixels, the
- * others (which the reader rejects) zeros. */
+/* The georeferencing of geotags layouts (a UTM zone 11N image with 30 m pixels). */
+static const double geo_pixel_scale[] = {30.0, 30.0, 0.0};
+static const double geo_tiepoint[] = {0.0, 0.0, 0.0, 440720.0, 3751320.0, 0.0};
+static const uint16_t geo_keys[] = {1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 26711};
+enum { N_PIXEL_SCALE = 3, N_TIEPOINT = 6, N_GEO_KEYS = 16 };
+enum {
+    TAG_PIXEL_SCALE = 33550,
+    TAG_TIEPOINT = 33922,
+    TAG_GEO_KEYS = 34735,
+    TAG_GDAL_NODATA = 42113
+};
+
+/* Writes a TIFF of layout l with libtiff alone: fn's values in l's sample type, plane by plane
+ * when planar-separate; a palette image's indices are fn's band 0. Images of fewer than 8 bits
+ * (which the reader rejects) are zeros. */
 static bool write_tiff(const char *path, const layout_t *l, value_fn fn)
 {
     TIFF *t = TIFFOpen(path, l->bigtiff ? "w8" : "w");
     if (!t) return false;
-    uint16_t bits = l->bits ? l->bits : 8, planar = l->planar ? l->planar : PLANARCONFIG_CONTIG;
+    uint16_t bits = layout_bits(l), planar = l->planar ? l->planar : PLANARCONFIG_CONTIG;
     bool ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, l->width) &&
               TIFFSetField(t, TIFFTAG_IMAGELENGTH, l->height) &&
               TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, l->spp) &&
               TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bits) &&
+              TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, stype_formats[l->stype]) &&
               TIFFSetField(t, TIFFTAG_PLANARCONFIG, planar) &&
               TIFFSetField(t, TIFFTAG_PHOTOMETRIC, l->photometric) &&
               TIFFSetField(t, TIFFTAG_COMPRESSION, l->compression);
-    if (ok && l->extra >= 0) {
-        uint16_t extra = (uint16_t)l->extra;
-        ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 1, &extra);
-    }
+    if (ok && l->predictor) ok = TIFFSetField(t, TIFFTAG_PREDICTOR, l->predictor);
+    if (ok && l->n_extra)
+        ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)l->n_extra, l->extra);
     if (ok && l->tile_w)
         ok = TIFFSetField(t, TIFFTAG_TILEWIDTH, l->tile_w) &&
              TIFFSetField(t, TIFFTAG_TILELENGTH, l->tile_h);
     else if (ok)
         ok = TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, l->rows_per_strip);
-    if (ok && l->photometric == PHOTOMETRIC_PALETTE) {
-        static uint16_t red[256], green[256], blue[256];
-        for (int i = 0; i < 256; i++)
-            red[i] = green[i] = blue[i] = (uint16_t)(i * 257);
-        ok = TIFFSetField(t, TIFFTAG_COLORMAP, red, green, blue);
-    }
+    if (ok && layout_palette(l))
+        ok = l->colormap &&
+             TIFFSetField(t, TIFFTAG_COLORMAP, l->colormap, l->colormap + 256, l->colormap + 512);
     if (ok && l->compression == COMPRESSION_JPEG) {
         ok = TIFFSetField(t, TIFFTAG_JPEGQUALITY, 95);
         if (ok && l->photometric == PHOTOMETRIC_YCBCR)
@@ -181,9 +300,16 @@ static bool write_tiff(const char *path, const layout_t *l, value_fn fn)
     }
     if (ok && l->photometric == PHOTOMETRIC_YCBCR && l->compression != COMPRESSION_JPEG)
         ok = TIFFSetField(t, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
+    if (ok && l->geotags) /* known to libtiff once cm__tags_register has run (main) */
+        ok = TIFFSetField(t, TAG_PIXEL_SCALE, (uint32_t)N_PIXEL_SCALE, geo_pixel_scale) &&
+             TIFFSetField(t, TAG_TIEPOINT, (uint32_t)N_TIEPOINT, geo_tiepoint) &&
+             TIFFSetField(t, TAG_GEO_KEYS, (uint32_t)N_GEO_KEYS, geo_keys) &&
+             TIFFSetField(t, TIFFTAG_XRESOLUTION, 300.0) &&
+             TIFFSetField(t, TIFFTAG_YRESOLUTION, 150.0) &&
+             TIFFSetField(t, TIFFTAG_RESOLUTIONUNIT, RESUNIT_INCH);
+    if (ok && l->nodata) ok = TIFFSetField(t, TAG_GDAL_NODATA, l->nodata);
 
-    bool generic = bits != 8 || planar != PLANARCONFIG_CONTIG;
-    if (ok && generic) { /* zeros, strile by strile, each of its full size */
+    if (ok && bits < 8) { /* zeros, strile by strile, each of its full size */
         bool tiled = TIFFIsTiled(t);
         tmsize_t size = tiled ? TIFFTileSize(t) : TIFFStripSize(t);
         uint8_t *zeros = calloc(1, (size_t)size);
@@ -192,27 +318,31 @@ static bool write_tiff(const char *path, const layout_t *l, value_fn fn)
             ok = (tiled ? TIFFWriteEncodedTile(t, k, zeros, size)
                         : TIFFWriteEncodedStrip(t, k, zeros, size)) == size;
         free(zeros);
-    } else if (ok && l->tile_w) {
-        size_t size = (size_t)l->tile_w * l->tile_h * l->spp;
-        uint8_t *buf = malloc(size);
-        ok = buf != NULL;
-        for (uint32_t y = 0; ok && y < l->height; y += l->tile_h)
-            for (uint32_t x = 0; ok && x < l->width; x += l->tile_w) {
-                fill_rect(buf, l->tile_w, x, y, l->tile_w, l->tile_h, l, fn);
-                ok = TIFFWriteEncodedTile(t, TIFFComputeTile(t, x, y, 0, 0), buf, (tmsize_t)size) ==
-                     (tmsize_t)size;
-            }
-        free(buf);
     } else if (ok) {
+        int planes = planar == PLANARCONFIG_SEPARATE ? l->spp : 1;
+        int nb = planes > 1 ? 1 : l->spp;
+        size_t px = (size_t)nb * stype_bytes[l->stype];
         uint32_t rps = l->rows_per_strip < l->height ? l->rows_per_strip : l->height;
-        uint8_t *buf = malloc((size_t)l->width * rps * l->spp);
+        uint32_t unit_w = l->tile_w ? l->tile_w : l->width, unit_h = l->tile_w ? l->tile_h : rps;
+        uint8_t *buf = malloc((size_t)unit_w * unit_h * px);
         ok = buf != NULL;
-        for (uint32_t y = 0, s = 0; ok && y < l->height; y += rps, s++) {
-            uint32_t rows = l->height - y < rps ? l->height - y : rps;
-            fill_rect(buf, l->width, 0, y, l->width, rows, l, fn);
-            tmsize_t size = (tmsize_t)l->width * rows * l->spp;
-            ok = TIFFWriteEncodedStrip(t, s, buf, size) == size;
-        }
+        for (int p = 0; p < planes; p++)
+            for (uint32_t y = 0; ok && y < l->height; y += unit_h)
+                for (uint32_t x = 0; ok && x < l->width; x += unit_w) {
+                    int b0 = planes > 1 ? p : 0;
+                    if (l->tile_w) {
+                        tmsize_t size = (tmsize_t)((size_t)unit_w * unit_h * px);
+                        fill_rect(buf, unit_w, x, y, unit_w, unit_h, l, b0, nb, fn);
+                        uint32_t tile = TIFFComputeTile(t, x, y, 0, (uint16_t)p);
+                        ok = TIFFWriteEncodedTile(t, tile, buf, size) == size;
+                    } else {
+                        uint32_t rows = l->height - y < rps ? l->height - y : rps;
+                        tmsize_t size = (tmsize_t)((size_t)unit_w * rows * px);
+                        fill_rect(buf, unit_w, 0, y, unit_w, rows, l, b0, nb, fn);
+                        uint32_t strip = TIFFComputeStrip(t, y, (uint16_t)p);
+                        ok = TIFFWriteEncodedStrip(t, strip, buf, size) == size;
+                    }
+                }
         free(buf);
     }
     TIFFClose(t);
@@ -226,30 +356,47 @@ static void make_tiff(const char *path, const layout_t *l, value_fn fn)
 
 /* ---- checking pixels -------------------------------------------------------------------- */
 
-/* Number of samples of chunk idx (packed at w * bands) further than tol from fn; the first
- * one is described in where. Thread-safe. */
-static int64_t chunk_mismatches(const cm_grid_t *g, int64_t idx, const uint8_t *buf, value_fn fn,
-                                int tol, char *where, size_t where_size)
+/* What an image should hold: fn's values in the sample type read, or for a palette image the
+ * colours of fn's band 0 in colormap (divided by 257 when read as 8-bit). */
+typedef struct truth {
+    value_fn fn;
+    const uint16_t *colormap;
+    int tol;
+} truth_t;
+
+static double want_sample(const truth_t *tr, cm_stype_t t, int64_t x, int64_t y, int band)
+{
+    if (tr->colormap) {
+        uint16_t c = tr->colormap[256 * band + tr->fn(x, y, 0)];
+        return t == CM_U8 ? c / 257 : c;
+    }
+    return typed_value(t, tr->fn(x, y, band), x, y, band);
+}
+
+/* Number of samples of chunk idx (packed at w * bands, of the grid's type) further than the
+ * tolerance from the truth; the first one is described in where. Thread-safe. */
+static int64_t chunk_mismatches(const cm_grid_t *g, int64_t idx, const uint8_t *buf,
+                                const truth_t *tr, char *where, size_t where_size)
 {
     int64_t x0, y0, w, h, bad = 0;
     cm_grid_rect(g, idx, &x0, &y0, &w, &h);
     for (int64_t r = 0; r < h; r++)
         for (int64_t c = 0; c < w; c++)
             for (int b = 0; b < g->bands; b++) {
-                int got = buf[(r * w + c) * g->bands + b], want = fn(x0 + c, y0 + r, b);
-                if (abs(got - want) <= tol) continue;
+                double got = load_sample(buf, g->stype, (size_t)((r * w + c) * g->bands + b));
+                double want = want_sample(tr, g->stype, x0 + c, y0 + r, b);
+                if (fabs(got - want) <= tr->tol) continue;
                 if (!bad++)
                     snprintf(where, where_size,
-                             "chunk %lld: pixel (%lld,%lld) band %d is %d, "
-                             "expected %d",
+                             "chunk %lld: pixel (%lld,%lld) band %d is %.9g, expected %.9g",
                              (long long)idx, (long long)(x0 + c), (long long)(y0 + r), b, got,
                              want);
             }
     return bad;
 }
 
-/* Reads every chunk of an open image on one worker and checks it against fn. */
-static void check_all_chunks(cm_image_t *img, int worker, value_fn fn, int tol)
+/* Reads every chunk of an open image on one worker and checks it against the truth. */
+static void check_chunks(cm_image_t *img, int worker, const truth_t *tr)
 {
     const cm_image_info_t *in = cm_image_info(img);
     uint8_t *buf = malloc(cm_grid_chunk_bytes(&in->grid));
@@ -261,8 +408,8 @@ static void check_all_chunks(cm_image_t *img, int worker, value_fn fn, int tol)
         memset(buf, 0xee, cm_grid_chunk_bytes(&in->grid));
         int rc = cm_image_read_chunk(img, worker, idx, buf, &ctx);
         if (rc) fail_msg("%s: chunk %lld: %d %s", cm_image_path(img), (long long)idx, rc, ctx.msg);
-        char where[160];
-        if (chunk_mismatches(&in->grid, idx, buf, fn, tol, where, sizeof where))
+        char where[200];
+        if (chunk_mismatches(&in->grid, idx, buf, tr, where, sizeof where))
             fail_msg("%s: %s", cm_image_path(img), where);
         int64_t x, y, w, h;
         cm_grid_rect(&in->grid, idx, &x, &y, &w, &h);
@@ -270,6 +417,11 @@ static void check_all_chunks(cm_image_t *img, int worker, value_fn fn, int tol)
     }
     assert_int_equal(covered, in->width * in->height);
     free(buf);
+}
+
+static void check_all_chunks(cm_image_t *img, int worker, value_fn fn, int tol)
+{
+    check_chunks(img, worker, &(truth_t){.fn = fn, .tol = tol});
 }
 
 /* Opens path, checks its info against the layout it was written with, reads every chunk. */
@@ -281,21 +433,34 @@ static void check_image(const char *path, const layout_t *l, value_fn fn)
     int rc = cm_image_open(path, 1, &img, &ctx);
     if (rc) fail_msg("%s: open: %d %s", path, rc, ctx.msg);
     const cm_image_info_t *in = cm_image_info(img);
+    bool palette = layout_palette(l);
+    int bands = palette ? 3 : l->spp;
+    cm_stype_t stype = layout_read_stype(l);
     assert_string_equal(cm_image_path(img), path);
     assert_int_equal(in->width, l->width);
     assert_int_equal(in->height, l->height);
-    assert_int_equal(in->bands, l->spp);
+    assert_int_equal(in->bands, bands);
     assert_int_equal(in->alpha_band, layout_alpha(l));
-    assert_int_equal(in->bits, 8);
-    assert_string_equal(in->sample_type, "uint8");
+    assert_int_equal(in->bits, layout_bits(l));
+    assert_int_equal(in->stype, stype);
+    assert_string_equal(in->sample_type, stype_names[stype]);
     assert_int_equal(in->photometric, l->photometric);
     assert_int_equal(in->compression, l->compression);
     assert_int_equal(in->tiled, l->tile_w != 0);
     assert_int_equal(in->bigtiff, l->bigtiff);
+    assert_int_equal(in->planar_separate, l->planar == PLANARCONFIG_SEPARATE && l->spp > 1);
+    assert_int_equal(in->palette, palette);
+    assert_int_equal(in->n_extra, l->n_extra);
+    for (int i = 0; i < l->n_extra; i++)
+        assert_int_equal(in->extra[i], l->extra[i]);
+    assert_int_equal(in->georeferenced, l->geotags);
+    assert_int_equal(in->has_nodata, l->nodata != NULL);
+    if (l->nodata) assert_true(in->nodata == strtod(l->nodata, NULL));
     assert_int_equal(in->grid.width, l->width);
     assert_int_equal(in->grid.height, l->height);
-    assert_int_equal(in->grid.bands, l->spp);
+    assert_int_equal(in->grid.bands, bands);
     assert_int_equal(in->grid.alpha_band, layout_alpha(l));
+    assert_int_equal(in->grid.stype, stype);
     if (l->tile_w) {
         assert_int_equal(in->tile_w, l->tile_w);
         assert_int_equal(in->tile_h, l->tile_h);
@@ -311,12 +476,12 @@ static void check_image(const char *path, const layout_t *l, value_fn fn)
             assert_in_range(in->tile_h, 1, rps);
         rps = in->tile_h;
         assert_int_equal(in->grid.chunk_w, l->width);
-        assert_int_equal(in->grid.chunk_h % 16, 0);  /* a row of output tiles */
-        if (in->grid.chunk_h < l->height) /* else one chunk holds every strip */
+        assert_int_equal(in->grid.chunk_h % 16, 0);      /* a row of output tiles */
+        if (in->grid.chunk_h < l->height)                /* else one chunk holds every strip */
             assert_int_equal(in->grid.chunk_h % rps, 0); /* whole strips */
         assert_true(in->grid.chunk_h < l->height + 16);  /* never far taller than the image */
     }
-    check_all_chunks(img, 0, fn, 0);
+    check_chunks(img, 0, &(truth_t){.fn = fn, .colormap = palette ? l->colormap : NULL});
     cm_image_close(img);
 }
 
@@ -324,14 +489,28 @@ static const uint16_t lossless[] = {COMPRESSION_NONE, COMPRESSION_LZW, COMPRESSI
                                     COMPRESSION_ZSTD, COMPRESSION_PACKBITS};
 enum { N_LOSSLESS = sizeof lossless / sizeof lossless[0] };
 
+static bool predictable(uint16_t compression)
+{
+    return compression == COMPRESSION_LZW || compression == COMPRESSION_ADOBE_DEFLATE ||
+           compression == COMPRESSION_ZSTD;
+}
+
+/* The predictor TIFF wants for a sample type. */
+static uint16_t predictor_for(cm_stype_t t)
+{
+    return t == CM_F32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
+}
+
 static layout_t layout_for(int spp, uint16_t compression, bool bigtiff)
 {
+    bool alpha = spp == 2 || spp == 4;
     return (layout_t){.width = 100,
                       .height = 70,
                       .spp = (uint16_t)spp,
                       .photometric = photometric_for(spp),
                       .compression = compression,
-                      .extra = spp == 2 || spp == 4 ? EXTRASAMPLE_UNASSALPHA : -1,
+                      .n_extra = alpha ? 1 : 0,
+                      .extra = {alpha ? EXTRASAMPLE_UNASSALPHA : 0},
                       .bigtiff = bigtiff};
 }
 
@@ -387,7 +566,7 @@ static void test_associated_alpha_is_reported_as_the_alpha_band(void **state)
 {
     (void)state;
     layout_t l = layout_for(2, COMPRESSION_LZW, false);
-    l.extra = EXTRASAMPLE_ASSOCALPHA;
+    l.extra[0] = EXTRASAMPLE_ASSOCALPHA;
     l.tile_w = l.tile_h = 32;
     char path[PATH_MAX];
     tmp_path(path, "assoc-alpha.tif");
@@ -521,8 +700,8 @@ static void *reader_main(void *p)
             if (!r->errors++) snprintf(r->where, sizeof r->where, "%s", ctx.msg);
             continue;
         }
-        char where[160];
-        int64_t bad = chunk_mismatches(g, idx, buf, pattern, 0, where, sizeof where);
+        char where[200];
+        int64_t bad = chunk_mismatches(g, idx, buf, &(truth_t){.fn = pattern}, where, sizeof where);
         if (bad && !r->mismatches) snprintf(r->where, sizeof r->where, "%s", where);
         r->mismatches += bad;
         r->chunks++;
@@ -633,7 +812,6 @@ static void test_jpeg_ycbcr_opens_as_three_bands_and_decodes_close_to_the_origin
                   .spp = 3,
                   .photometric = PHOTOMETRIC_YCBCR,
                   .compression = COMPRESSION_JPEG,
-                  .extra = -1,
                   .tile_w = 32,
                   .tile_h = 32};
     char path[PATH_MAX];
@@ -774,43 +952,384 @@ static void test_corrupt_tile_is_bad_input_naming_the_file_and_the_tile(void **s
     cm_image_close(img);
 }
 
-static void test_sixteen_bit_samples_are_unsupported_input(void **state)
+/* ---- sample types, planes, extra samples and palettes ------------------------------------- */
+
+/* Images of type t, 1 to 4 samples, in every lossless compression (the predictor of the type
+ * on odd sample counts), tiled (32x32 tiles, clipped at 100x70) and striped (7-row strips of
+ * 37x600), checked chunk by chunk. */
+static void typed_reads_are_exact(cm_stype_t t)
 {
-    (void)state;
-    layout_t l = layout_for(1, COMPRESSION_NONE, false);
-    l.bits = 16;
-    l.height = 64;
-    l.rows_per_strip = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "sixteen.tif");
-    make_tiff(path, &l, pattern);
-    expect_failure(path, CM_EINPUT, "16-bit");
+    for (int spp = 1; spp <= 4; spp++)
+        for (int c = 0; c < N_LOSSLESS; c++)
+            for (int tiled = 0; tiled <= 1; tiled++) {
+                skip_unless_codec(lossless[c]);
+                layout_t l = layout_for(spp, lossless[c], spp == 2);
+                l.stype = t;
+                if (predictable(lossless[c]) && spp % 2) l.predictor = predictor_for(t);
+                if (tiled) {
+                    l.tile_w = l.tile_h = 32;
+                } else {
+                    l.width = 37;
+                    l.height = 600;
+                    l.rows_per_strip = 7;
+                }
+                char path[PATH_MAX], name[64];
+                snprintf(name, sizeof name, "%s-%d-%u-%d.tif", stype_names[t], spp, lossless[c],
+                         tiled);
+                tmp_path(path, name);
+                make_tiff(path, &l, pattern);
+                check_image(path, &l, pattern);
+            }
 }
 
-static void test_planar_separate_rgb_is_unsupported_input(void **state)
+static void test_sixteen_bit_unsigned_samples_read_exactly(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    typed_reads_are_exact(CM_U16);
+}
+
+static void test_sixteen_bit_signed_samples_read_exactly_negatives_included(void **state)
+{
+    (void)state;
+    typed_reads_are_exact(CM_I16);
+}
+
+static void test_float32_samples_read_exactly(void **state)
+{
+    (void)state;
+    typed_reads_are_exact(CM_F32);
+}
+
+/* RGB and n_extra extra samples of the given kinds. */
+static layout_t rgb_with_extras(cm_stype_t t, int n_extra, const uint16_t *kinds,
+                                uint16_t compression)
+{
+    layout_t l = layout_for(3, compression, false);
+    l.stype = t;
+    l.spp = (uint16_t)(3 + n_extra);
+    l.n_extra = n_extra;
+    for (int i = 0; i < n_extra; i++)
+        l.extra[i] = kinds[i];
+    return l;
+}
+
+static const uint16_t alpha_last[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_UNASSALPHA};
+static const uint16_t five_unspecified[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_UNSPECIFIED,
+                                            EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_UNSPECIFIED,
+                                            EXTRASAMPLE_UNSPECIFIED};
+
+static void test_planar_separate_images_read_interleaved_exactly(void **state)
+{
+    (void)state;
+    /* 3 bands; 5 with an alpha among two extra samples; 8 with five unspecified extra ones;
+     * every sample type; 32x16 tiles clipped at 100x70, or 6-row strips (the last one 4). */
+    static const struct {
+        int n_extra;
+        const uint16_t *kinds;
+    } shapes[] = {{0, NULL}, {2, alpha_last}, {5, five_unspecified}};
+    int k = 0;
+    for (int t = CM_U8; t <= CM_F32; t++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int tiled = 0; tiled <= 1; tiled++, k++) {
+                uint16_t compression = lossless[k % N_LOSSLESS];
+                skip_unless_codec(compression);
+                layout_t l =
+                    rgb_with_extras((cm_stype_t)t, shapes[s].n_extra, shapes[s].kinds, compression);
+                l.planar = PLANARCONFIG_SEPARATE;
+                if (predictable(compression)) l.predictor = predictor_for((cm_stype_t)t);
+                if (tiled) {
+                    l.tile_w = 32;
+                    l.tile_h = 16;
+                } else {
+                    l.rows_per_strip = 6;
+                }
+                char path[PATH_MAX], name[64];
+                snprintf(name, sizeof name, "planar-%s-%d-%d.tif", stype_names[t], l.spp, tiled);
+                tmp_path(path, name);
+                make_tiff(path, &l, pattern);
+                check_image(path, &l, pattern); /* alpha_band 4 for the five bands */
+            }
+}
+
+static void test_planar_separate_tiles_grouped_into_chunks_read_exactly(void **state)
+{
+    (void)state;
+    /* 16x16 tiles of each plane gathered into 64x64 chunks, on two workers. */
+    layout_t l = rgb_with_extras(CM_U16, 2, alpha_last, COMPRESSION_ADOBE_DEFLATE);
     l.planar = PLANARCONFIG_SEPARATE;
-    l.height = 64;
-    l.rows_per_strip = 16;
+    l.tile_w = l.tile_h = 16;
     char path[PATH_MAX];
-    tmp_path(path, "planar.tif");
+    tmp_path(path, "planar-grouped.tif");
     make_tiff(path, &l, pattern);
-    expect_failure(path, CM_EINPUT, "planar");
+    cm_image_t *img = NULL;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_image_open(path, 2, &img, &ctx), 0);
+    assert_int_equal(cm_image_set_chunk_side(img, 64, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_int_equal(in->grid.chunk_w, 64);
+    assert_int_equal(in->grid.chunk_h, 64);
+    assert_int_equal(in->grid.bands, 5);
+    assert_int_equal(in->grid.alpha_band, 4);
+    check_all_chunks(img, 0, pattern, 0);
+    check_all_chunks(img, 1, pattern, 0);
+    cm_image_close(img);
+
+    /* 3-row strips in bands of 48 rows (16 strips) for a side of 32... */
+    l.tile_w = l.tile_h = 0;
+    l.rows_per_strip = 3;
+    tmp_path(path, "planar-strip-bands.tif");
+    make_tiff(path, &l, pattern);
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    assert_int_equal(cm_image_set_chunk_side(img, 32, &ctx), 0);
+    in = cm_image_info(img);
+    assert_int_equal(in->grid.chunk_h, 48);
+    assert_int_equal(in->out_tile_w, 32);
+    check_all_chunks(img, 0, pattern, 0);
+    cm_image_close(img);
+
+    /* ...and a tile larger than the image. */
+    l.tile_w = l.tile_h = 128;
+    tmp_path(path, "planar-big-tile.tif");
+    make_tiff(path, &l, pattern);
+    check_image(path, &l, pattern);
 }
 
-static void test_palette_image_is_unsupported_input(void **state)
+static void test_typed_tiles_grouped_into_chunks_read_exactly(void **state)
 {
     (void)state;
-    layout_t l = layout_for(1, COMPRESSION_NONE, false);
+    for (int t = CM_U16; t <= CM_F32; t++) {
+        layout_t l = layout_for(4, COMPRESSION_ZSTD, false);
+        skip_unless_codec(COMPRESSION_ZSTD);
+        l.stype = (cm_stype_t)t;
+        l.tile_w = l.tile_h = 16;
+        char path[PATH_MAX], name[64];
+        snprintf(name, sizeof name, "grouped-%s.tif", stype_names[t]);
+        tmp_path(path, name);
+        make_tiff(path, &l, pattern);
+        cm_image_t *img = NULL;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+        assert_int_equal(cm_image_set_chunk_side(img, 64, &ctx), 0);
+        assert_int_equal(cm_image_info(img)->grid.chunk_w, 64);
+        assert_int_equal(cm_image_info(img)->grid.stype, t);
+        check_all_chunks(img, 0, pattern, 0);
+        cm_image_close(img);
+    }
+}
+
+static void test_four_workers_read_planar_separate_tiles_and_strips_concurrently(void **state)
+{
+    (void)state;
+    layout_t l = rgb_with_extras(CM_I16, 2, alpha_last, COMPRESSION_ADOBE_DEFLATE);
+    l.planar = PLANARCONFIG_SEPARATE;
+    l.width = 200;
+    l.height = 150;
+    l.tile_w = l.tile_h = 16;
+    char path[PATH_MAX];
+    tmp_path(path, "threads-planar-tiled.tif");
+    make_tiff(path, &l, pattern);
+    read_on_four_threads(path);
+
+    l = rgb_with_extras(CM_F32, 5, five_unspecified, COMPRESSION_LZW);
+    l.planar = PLANARCONFIG_SEPARATE;
+    l.width = 64;
+    l.height = 2000;
+    l.rows_per_strip = 7;
+    tmp_path(path, "threads-planar-strips.tif");
+    make_tiff(path, &l, pattern);
+    read_on_four_threads(path);
+}
+
+static void test_extra_samples_are_listed_and_the_first_alpha_among_them_found(void **state)
+{
+    (void)state;
+    static const uint16_t middle[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_ASSOCALPHA,
+                                      EXTRASAMPLE_UNSPECIFIED};
+    layout_t l = rgb_with_extras(CM_I16, 3, middle, COMPRESSION_LZW);
+    l.tile_w = l.tile_h = 32;
+    char path[PATH_MAX];
+    tmp_path(path, "extras-middle.tif");
+    make_tiff(path, &l, pattern);
+    check_image(path, &l, pattern); /* alpha_band 4, n_extra 3, the kinds in order */
+
+    /* Grey plus unspecified samples: no alpha. */
+    layout_t grey = layout_for(1, COMPRESSION_NONE, false);
+    grey.spp = 4;
+    grey.n_extra = 3;
+    memcpy(grey.extra, five_unspecified, 3 * sizeof(uint16_t));
+    grey.tile_w = grey.tile_h = 16;
+    tmp_path(path, "extras-grey.tif");
+    make_tiff(path, &grey, pattern);
+    check_image(path, &grey, pattern);
+}
+
+/* Grey plus spp - 1 unspecified extra samples, 40x30 in 16x16 tiles. */
+static layout_t many_samples(int spp)
+{
+    layout_t l = layout_for(1, COMPRESSION_ADOBE_DEFLATE, false);
+    l.width = 40;
+    l.height = 30;
+    l.tile_w = l.tile_h = 16;
+    l.spp = (uint16_t)spp;
+    l.n_extra = spp - 1;
+    for (int i = 0; i < l.n_extra; i++)
+        l.extra[i] = EXTRASAMPLE_UNSPECIFIED;
+    return l;
+}
+
+static void test_sixty_four_samples_read_exactly_interleaved_or_in_planes(void **state)
+{
+    (void)state;
+    layout_t l = many_samples(CM_BANDS_MAX);
+    assert_int_equal(l.spp, 64);
+    char path[PATH_MAX];
+    tmp_path(path, "samples-64.tif");
+    make_tiff(path, &l, pattern);
+    check_image(path, &l, pattern);
+
+    l.stype = CM_F32;
+    l.planar = PLANARCONFIG_SEPARATE;
+    l.tile_w = l.tile_h = 0;
+    l.rows_per_strip = 7;
+    tmp_path(path, "samples-64-planes.tif");
+    make_tiff(path, &l, pattern);
+    check_image(path, &l, pattern);
+}
+
+static void test_sixty_five_samples_are_unsupported_input(void **state)
+{
+    (void)state;
+    layout_t l = many_samples(65);
+    char path[PATH_MAX];
+    tmp_path(path, "samples-65.tif");
+    if (!write_tiff(path, &l, pattern)) {
+        print_message("libtiff does not write 65 samples per pixel: skipped\n");
+        skip();
+    }
+    expect_failure(path, CM_EINPUT, "65 samples");
+}
+
+/* Colour maps: eight_bit has every entry a multiple of 257 (as 8-bit maps are stored);
+ * almost_eight_bit is the same but for one entry. */
+static uint16_t eight_bit[3 * 256], almost_eight_bit[3 * 256];
+
+static void make_colormaps(void)
+{
+    for (int i = 0; i < 256; i++) {
+        eight_bit[i] = (uint16_t)(i * 257);
+        eight_bit[256 + i] = (uint16_t)((255 - i) * 257);
+        eight_bit[512 + i] = (uint16_t)(((i * 37 + 11) & 0xff) * 257);
+    }
+    memcpy(almost_eight_bit, eight_bit, sizeof eight_bit);
+    almost_eight_bit[512 + 200] += 1;
+}
+
+static layout_t palette_layout(const uint16_t *colormap, uint16_t compression, bool tiled)
+{
+    layout_t l = layout_for(1, compression, false);
     l.photometric = PHOTOMETRIC_PALETTE;
+    l.colormap = colormap;
+    if (tiled) {
+        l.tile_w = l.tile_h = 32;
+    } else {
+        l.width = 37;
+        l.height = 600;
+        l.rows_per_strip = 7; /* the last strip has 5 rows */
+    }
+    return l;
+}
+
+static void palette_reads_are_exact(const uint16_t *colormap, cm_stype_t want, const char *name)
+{
+    make_colormaps();
+    static const uint16_t codecs[] = {COMPRESSION_NONE, COMPRESSION_ADOBE_DEFLATE,
+                                      COMPRESSION_PACKBITS};
+    for (size_t c = 0; c < sizeof codecs / sizeof codecs[0]; c++)
+        for (int tiled = 0; tiled <= 1; tiled++) {
+            layout_t l = palette_layout(colormap, codecs[c], tiled);
+            assert_int_equal(layout_read_stype(&l), want);
+            char path[PATH_MAX], file[64];
+            snprintf(file, sizeof file, "%s-%u-%d.tif", name, codecs[c], tiled);
+            tmp_path(path, file);
+            make_tiff(path, &l, pattern);
+            check_image(path, &l, pattern); /* 3 bands of the map's colours, type want */
+        }
+}
+
+static void test_palette_with_an_eight_bit_map_reads_as_uint8_rgb_exactly(void **state)
+{
+    (void)state;
+    palette_reads_are_exact(eight_bit, CM_U8, "palette8");
+}
+
+static void test_palette_with_a_map_entry_not_a_multiple_of_257_reads_as_uint16_rgb(void **state)
+{
+    (void)state;
+    palette_reads_are_exact(almost_eight_bit, CM_U16, "palette16");
+}
+
+static void test_palette_tiles_grouped_into_chunks_read_exactly(void **state)
+{
+    (void)state;
+    make_colormaps();
+    layout_t l = palette_layout(almost_eight_bit, COMPRESSION_LZW, true);
+    l.tile_w = l.tile_h = 16;
+    char path[PATH_MAX];
+    tmp_path(path, "palette-grouped.tif");
+    make_tiff(path, &l, pattern);
+    cm_image_t *img = NULL;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_image_open(path, 2, &img, &ctx), 0);
+    assert_int_equal(cm_image_set_chunk_side(img, 64, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_int_equal(in->grid.chunk_w, 64);
+    assert_int_equal(in->grid.bands, 3);
+    truth_t tr = {.fn = pattern, .colormap = almost_eight_bit};
+    check_chunks(img, 0, &tr);
+    check_chunks(img, 1, &tr);
+    cm_image_close(img);
+}
+
+/* Writes an image of the given bit depth (zeros), grey or with a palette, and expects it
+ * refused with a message naming the file and the depth. */
+static void low_depth_is_refused(uint16_t bits, uint16_t photometric)
+{
+    make_colormaps();
+    layout_t l = layout_for(1, COMPRESSION_NONE, false);
+    l.bits = bits;
+    l.photometric = photometric;
+    l.colormap = eight_bit; /* only its first 1 << bits entries are used */
     l.height = 64;
     l.rows_per_strip = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "palette.tif");
+    char path[PATH_MAX], name[64], depth[16];
+    snprintf(name, sizeof name, "depth-%u-%u.tif", bits, photometric);
+    tmp_path(path, name);
     make_tiff(path, &l, pattern);
-    expect_failure(path, CM_EINPUT, "palette");
+    snprintf(depth, sizeof depth, "%u-bit", bits);
+    expect_failure(path, CM_EINPUT, depth);
+}
+
+static void test_one_bit_images_are_unsupported_input_naming_the_depth(void **state)
+{
+    (void)state;
+    low_depth_is_refused(1, PHOTOMETRIC_MINISWHITE);
+    low_depth_is_refused(1, PHOTOMETRIC_MINISBLACK);
+}
+
+static void test_two_bit_images_are_unsupported_input_naming_the_depth(void **state)
+{
+    (void)state;
+    low_depth_is_refused(2, PHOTOMETRIC_MINISBLACK);
+}
+
+static void test_four_bit_images_are_unsupported_input_naming_the_depth(void **state)
+{
+    (void)state;
+    low_depth_is_refused(4, PHOTOMETRIC_MINISBLACK);
+    low_depth_is_refused(4, PHOTOMETRIC_PALETTE);
 }
 
 static void test_uncompressed_ycbcr_is_unsupported_input(void **state)
@@ -875,7 +1394,8 @@ static void test_tiles_not_a_multiple_of_16_are_unsupported_input(void **state)
 
 typedef struct plain {
     uint32_t width, height, tile_w, tile_h;
-    uint16_t spp, bits, photometric, compression, n_extra, extra0;
+    uint16_t spp, bits, format, planar, photometric, compression, n_extra;
+    uint16_t extra[CM_BANDS_MAX];
     bool tiled, bigtiff;
     char description[64];
     uint8_t *pixels; /* width * height * spp samples of bits / 8 bytes */
@@ -893,14 +1413,19 @@ static void read_plain(const char *path, plain_t *p)
     TIFFGetField(t, TIFFTAG_IMAGELENGTH, &p->height);
     TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &p->spp);
     TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &p->bits);
+    TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &p->format);
+    TIFFGetFieldDefaulted(t, TIFFTAG_PLANARCONFIG, &p->planar);
     TIFFGetField(t, TIFFTAG_PHOTOMETRIC, &p->photometric);
     TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &p->compression);
-    if (TIFFGetField(t, TIFFTAG_EXTRASAMPLES, &p->n_extra, &extra) && p->n_extra)
-        p->extra0 = extra[0];
+    if (TIFFGetField(t, TIFFTAG_EXTRASAMPLES, &p->n_extra, &extra)) {
+        assert_in_range(p->n_extra, 0, CM_BANDS_MAX);
+        memcpy(p->extra, extra, sizeof(uint16_t) * p->n_extra);
+    }
     if (TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &desc))
         snprintf(p->description, sizeof p->description, "%s", desc);
     p->tiled = TIFFIsTiled(t);
     p->bigtiff = TIFFIsBigTIFF(t);
+    assert_int_equal(p->planar, PLANARCONFIG_CONTIG);
     size_t px = (size_t)p->spp * p->bits / 8, row = p->width * px;
     p->pixels = malloc(row * p->height);
     assert_non_null(p->pixels);
@@ -928,31 +1453,62 @@ static void read_plain(const char *path, plain_t *p)
     TIFFClose(t);
 }
 
-/* Samples of an 8-bit image further than tol from fn. */
-static int64_t plain_mismatches(const plain_t *p, value_fn fn, int tol, char *where, size_t size)
+/* The sample type of a plain image. */
+static cm_stype_t plain_stype(const plain_t *p)
 {
+    for (int t = CM_U8; t <= CM_F32; t++)
+        if (p->bits == stype_bits[t] && p->format == stype_formats[t]) return (cm_stype_t)t;
+    fail_msg("no sample type has %u bits of format %u", p->bits, p->format);
+    return CM_U8;
+}
+
+/* Samples of a plain image further than the tolerance from the truth. */
+static int64_t plain_mismatches(const plain_t *p, const truth_t *tr, char *where, size_t size)
+{
+    cm_stype_t t = plain_stype(p);
     int64_t bad = 0;
     for (uint32_t y = 0; y < p->height; y++)
         for (uint32_t x = 0; x < p->width; x++)
             for (int b = 0; b < p->spp; b++) {
-                int got = p->pixels[((size_t)y * p->width + x) * p->spp + b], want = fn(x, y, b);
-                if (abs(got - want) > tol && !bad++)
-                    snprintf(where, size, "pixel (%u,%u) band %d is %d, expected %d", x, y, b, got,
-                             want);
+                double got = load_sample(p->pixels, t, ((size_t)y * p->width + x) * p->spp + b);
+                double want = want_sample(tr, t, x, y, b);
+                if (fabs(got - want) > tr->tol && !bad++)
+                    snprintf(where, size, "pixel (%u,%u) band %d is %.9g, expected %.9g", x, y, b,
+                             got, want);
             }
     return bad;
 }
 
-/* Copies path into a new file at out through the reader and the writer, as the command does. */
-static void copy_through_writer(const char *path, const char *out, int compression,
-                                cm_writer_spec_t *spec)
+/* Whether the first directory of a classic little-endian TIFF has an entry for tag, read
+ * without libtiff (which knows codec tags such as Predictor only for codecs that use them);
+ * *value is its value when it is one SHORT. */
+static bool ifd_has_tag(const char *path, uint16_t tag, uint16_t *value)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    uint8_t head[8], entry[12], count[2];
+    bool ok = fread(head, 1, 8, f) == 8 && !memcmp(head, "II*\0", 4);
+    long dir = head[4] | head[5] << 8 | head[6] << 16 | (long)head[7] << 24;
+    ok = ok && !fseek(f, dir, SEEK_SET) && fread(count, 1, 2, f) == 2;
+    bool found = false;
+    for (int i = 0; ok && !found && i < (count[0] | count[1] << 8); i++) {
+        ok = fread(entry, 1, 12, f) == 12;
+        if (ok && (entry[0] | entry[1] << 8) == tag) {
+            found = true;
+            *value = (uint16_t)(entry[8] | entry[9] << 8);
+        }
+    }
+    fclose(f);
+    if (!ok) fail_msg("%s: not a classic little-endian TIFF whose first directory reads", path);
+    return found;
+}
+
+/* Writes every chunk of an open image through a writer of the given spec. */
+static void copy_image_to(cm_image_t *img, const char *out, const cm_writer_spec_t *spec)
 {
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    cm_image_t *img = NULL;
-    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
     const cm_image_info_t *in = cm_image_info(img);
-    cm_writer_spec_like(in, compression, spec);
     cm_writer_t *wr = NULL;
     int rc = cm_writer_open(out, spec, &wr, &ctx);
     if (rc) fail_msg("%s", ctx.msg);
@@ -968,9 +1524,23 @@ static void copy_through_writer(const char *path, const char *out, int compressi
     rc = cm_writer_commit(wr, &ctx);
     if (rc) fail_msg("%s", ctx.msg);
     free(buf);
+}
+
+/* Copies path into a new file at out through the reader and the writer, as the command does. */
+static void copy_through_writer(const char *path, const char *out, int compression,
+                                cm_writer_spec_t *spec)
+{
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    cm_writer_spec_like(cm_image_info(img), compression, spec);
+    copy_image_to(img, out, spec);
     cm_image_close(img);
 }
 
+/* Checks a copy of an image of layout l (read as RGB when YCbCr) made with spec: contiguous,
+ * same size, type, extra samples and values. */
 static void check_copy(const char *out, const layout_t *l, const cm_writer_spec_t *spec, int tol)
 {
     plain_t p;
@@ -978,7 +1548,8 @@ static void check_copy(const char *out, const layout_t *l, const cm_writer_spec_
     assert_int_equal(p.width, l->width);
     assert_int_equal(p.height, l->height);
     assert_int_equal(p.spp, l->spp);
-    assert_int_equal(p.bits, 8);
+    assert_int_equal(p.bits, stype_bits[l->stype]);
+    assert_int_equal(p.format, stype_formats[l->stype]);
     assert_int_equal(p.photometric,
                      l->photometric == PHOTOMETRIC_YCBCR ? PHOTOMETRIC_RGB : l->photometric);
     assert_int_equal(p.compression, spec->compression);
@@ -986,16 +1557,12 @@ static void check_copy(const char *out, const layout_t *l, const cm_writer_spec_
     assert_int_equal(p.tile_w, spec->tile_w);
     assert_int_equal(p.tile_h, spec->tile_h);
     assert_int_equal(p.bigtiff, spec->bigtiff);
-    if (layout_alpha(l) >= 0) {
-        assert_int_equal(p.n_extra, 1);
-        assert_int_equal(p.extra0, EXTRASAMPLE_UNASSALPHA);
-    } else {
-        assert_int_equal(p.n_extra, 0);
-    }
-    char where[160];
-    if (plain_mismatches(&p, l->photometric == PHOTOMETRIC_YCBCR ? smooth : pattern, tol, where,
-                         sizeof where))
-        fail_msg("%s: %s", out, where);
+    assert_int_equal(p.n_extra, l->n_extra);
+    for (int i = 0; i < l->n_extra; i++)
+        assert_int_equal(p.extra[i], l->extra[i]);
+    char where[200];
+    truth_t tr = {.fn = l->photometric == PHOTOMETRIC_YCBCR ? smooth : pattern, .tol = tol};
+    if (plain_mismatches(&p, &tr, where, sizeof where)) fail_msg("%s: %s", out, where);
     free(p.pixels);
 }
 
@@ -1071,7 +1638,6 @@ static void test_writer_jpeg_output_of_ycbcr_input_is_rgb_close_to_the_original(
                   .spp = 3,
                   .photometric = PHOTOMETRIC_YCBCR,
                   .compression = COMPRESSION_JPEG,
-                  .extra = -1,
                   .tile_w = 32,
                   .tile_h = 32};
     char path[PATH_MAX], out[PATH_MAX];
@@ -1131,24 +1697,28 @@ static cm_writer_spec_t direct_spec(int bands)
     return (cm_writer_spec_t){.width = 100,
                               .height = 70,
                               .bands = bands,
-                              .alpha_band = bands == 2 || bands == 4 ? bands - 1 : -1,
-                              .bits = 8,
+                              .n_extra = bands == 2 || bands == 4 ? 1 : 0,
+                              .extra = {EXTRASAMPLE_UNASSALPHA},
+                              .stype = CM_U8,
                               .photometric = photometric_for(bands),
                               .compression = COMPRESSION_ADOBE_DEFLATE,
                               .tile_w = 32,
                               .tile_h = 48};
 }
 
-/* Puts the whole pattern image, tile row by tile row (as chunks of the spec's tiles). */
+/* Puts the whole pattern image in the spec's sample type, tile row by tile row (as chunks of
+ * the spec's tiles). */
 static void put_pattern(cm_writer_t *wr, const cm_writer_spec_t *s)
 {
-    layout_t l = {
-        .width = (uint32_t)s->width, .height = (uint32_t)s->height, .spp = (uint16_t)s->bands};
-    uint8_t *buf = malloc((size_t)(s->width * s->tile_h * s->bands));
+    layout_t l = {.width = (uint32_t)s->width,
+                  .height = (uint32_t)s->height,
+                  .spp = (uint16_t)s->bands,
+                  .stype = s->stype};
+    uint8_t *buf = malloc((size_t)(s->width * s->tile_h * s->bands) * stype_bytes[s->stype]);
     assert_non_null(buf);
     for (int64_t y = 0; y < s->height; y += s->tile_h) {
         int64_t h = s->height - y < s->tile_h ? s->height - y : s->tile_h;
-        fill_rect(buf, s->width, 0, y, s->width, h, &l, pattern);
+        fill_rect(buf, s->width, 0, y, s->width, h, &l, 0, s->bands, pattern);
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         int rc = cm_writer_put(wr, 0, y, s->width, h, buf, &ctx);
@@ -1312,7 +1882,7 @@ static void write_labels(int bits)
 {
     cm_writer_spec_t img_spec = direct_spec(3), spec;
     img_spec.compression = COMPRESSION_ZSTD;
-    cm_writer_spec_labels(&img_spec, bits, &spec);
+    cm_writer_spec_labels(&img_spec, bits, bits == 8 ? 255 : 65535, &spec);
     char out[PATH_MAX], name[32];
     snprintf(name, sizeof name, "labels-%d.tif", bits);
     tmp_path(out, name);
@@ -1369,6 +1939,414 @@ static void test_sixteen_bit_labels_are_written_exactly(void **state)
 {
     (void)state;
     write_labels(16);
+}
+
+/* ---- sample types, extra samples and predictors through the writer ------------------------ */
+
+/* Checks out's Predictor tag: the type's predictor when asked for with a compression that
+ * takes one, otherwise none (absent, or 1). */
+static void check_predictor(const char *out, uint16_t compression, bool asked, cm_stype_t t)
+{
+    uint16_t pred = 0;
+    bool has = ifd_has_tag(out, TIFFTAG_PREDICTOR, &pred);
+    if (asked && predictable(compression)) {
+        if (!has || pred != predictor_for(t))
+            fail_msg("%s (%s, compression %u): predictor %s%u, expected %u", out, stype_names[t],
+                     compression, has ? "" : "absent ", pred, predictor_for(t));
+    } else if (has && pred != PREDICTOR_NONE) {
+        fail_msg("%s (%s, compression %u): predictor %u, expected none", out, stype_names[t],
+                 compression, pred);
+    }
+}
+
+static const uint16_t two_then_alpha[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_UNSPECIFIED,
+                                          EXTRASAMPLE_UNASSALPHA};
+
+/* A planar-separate image of type t (RGB and extra samples {unspecified, unspecified,
+ * unassociated alpha}) copied through the writer in every lossless compression comes out
+ * contiguous with the same type, values and extra samples, read back by plain libtiff and by
+ * cm_image_open, with the type's predictor where the compression takes one; and with no
+ * predictor when the spec asks for none. */
+static void writer_round_trip(cm_stype_t t)
+{
+    layout_t l = rgb_with_extras(t, 3, two_then_alpha, COMPRESSION_ADOBE_DEFLATE);
+    l.planar = PLANARCONFIG_SEPARATE;
+    l.predictor = predictor_for(t);
+    l.tile_w = 32;
+    l.tile_h = 16;
+    char path[PATH_MAX], out[PATH_MAX], name[64];
+    snprintf(name, sizeof name, "round-in-%s.tif", stype_names[t]);
+    tmp_path(path, name);
+    make_tiff(path, &l, pattern);
+    for (int c = 0; c < N_LOSSLESS; c++) {
+        skip_unless_codec(lossless[c]);
+        snprintf(name, sizeof name, "round-out-%s-%u.tif", stype_names[t], lossless[c]);
+        tmp_path(out, name);
+        cm_writer_spec_t spec;
+        copy_through_writer(path, out, lossless[c], &spec);
+        assert_int_equal(spec.stype, t);
+        assert_int_equal(spec.n_extra, 3);
+        assert_true(spec.predictor);
+        check_copy(out, &l, &spec, 0);
+        check_predictor(out, lossless[c], true, t);
+        layout_t back = l;
+        back.planar = 0;
+        back.predictor = 0;
+        back.compression = lossless[c];
+        check_image(out, &back, pattern); /* alpha_band 5, the three kinds */
+    }
+
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    cm_writer_spec_t spec;
+    cm_writer_spec_like(cm_image_info(img), COMPRESSION_ADOBE_DEFLATE, &spec);
+    spec.predictor = false;
+    snprintf(name, sizeof name, "round-out-%s-unpredicted.tif", stype_names[t]);
+    tmp_path(out, name);
+    copy_image_to(img, out, &spec);
+    cm_image_close(img);
+    check_copy(out, &l, &spec, 0);
+    check_predictor(out, COMPRESSION_ADOBE_DEFLATE, false, t);
+}
+
+static void test_writer_round_trips_uint16_exactly_with_extra_samples_and_predictor(void **state)
+{
+    (void)state;
+    writer_round_trip(CM_U16);
+}
+
+static void test_writer_round_trips_int16_exactly_with_extra_samples_and_predictor(void **state)
+{
+    (void)state;
+    writer_round_trip(CM_I16);
+}
+
+static void test_writer_round_trips_float32_exactly_with_extra_samples_and_predictor(void **state)
+{
+    (void)state;
+    writer_round_trip(CM_F32);
+}
+
+static void test_writer_copies_palette_input_as_the_rgb_of_its_colours(void **state)
+{
+    (void)state;
+    make_colormaps();
+    const uint16_t *maps[] = {eight_bit, almost_eight_bit};
+    for (int m = 0; m < 2; m++) {
+        layout_t l = palette_layout(maps[m], COMPRESSION_ADOBE_DEFLATE, true);
+        char path[PATH_MAX], out[PATH_MAX], name[64];
+        snprintf(name, sizeof name, "palette-copy-in-%d.tif", m);
+        tmp_path(path, name);
+        snprintf(name, sizeof name, "palette-copy-out-%d.tif", m);
+        tmp_path(out, name);
+        make_tiff(path, &l, pattern);
+        cm_writer_spec_t spec;
+        copy_through_writer(path, out, COMPRESSION_LZW, &spec);
+        plain_t p;
+        read_plain(out, &p);
+        assert_int_equal(p.photometric, PHOTOMETRIC_RGB);
+        assert_int_equal(p.spp, 3);
+        assert_int_equal(p.bits, m ? 16 : 8);
+        assert_int_equal(p.n_extra, 0);
+        char where[200];
+        if (plain_mismatches(&p, &(truth_t){.fn = pattern, .colormap = maps[m]}, where,
+                             sizeof where))
+            fail_msg("%s: %s", out, where);
+        free(p.pixels);
+    }
+}
+
+static void test_writer_writes_extra_samples_as_given(void **state)
+{
+    (void)state;
+    /* Grey and five extra samples, the alpha among them not last. */
+    static const uint16_t kinds[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_ASSOCALPHA,
+                                     EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_UNASSALPHA,
+                                     EXTRASAMPLE_UNSPECIFIED};
+    cm_writer_spec_t spec = direct_spec(1);
+    spec.bands = 6;
+    spec.stype = CM_U16;
+    spec.n_extra = 5;
+    memcpy(spec.extra, kinds, sizeof kinds);
+    char out[PATH_MAX];
+    tmp_path(out, "extras-out.tif");
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_writer_t *wr = NULL;
+    assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
+    put_pattern(wr, &spec);
+    assert_int_equal(cm_writer_commit(wr, &ctx), 0);
+    layout_t l = layout_for(1, COMPRESSION_ADOBE_DEFLATE, false);
+    l.spp = 6;
+    l.stype = CM_U16;
+    l.n_extra = 5;
+    memcpy(l.extra, kinds, sizeof kinds);
+    check_copy(out, &l, &spec, 0);
+    l.tile_w = 32;
+    l.tile_h = 48;
+    check_image(out, &l, pattern); /* alpha_band 2 */
+}
+
+static void test_writer_refuses_jpeg_of_samples_wider_than_8_bits_leaving_no_file(void **state)
+{
+    (void)state;
+    for (int t = CM_U16; t <= CM_F32; t++) {
+        char out[PATH_MAX], name[64];
+        snprintf(name, sizeof name, "jpeg-%s.tif", stype_names[t]);
+        tmp_path(out, name);
+        cm_writer_spec_t spec = direct_spec(3);
+        spec.stype = (cm_stype_t)t;
+        spec.compression = COMPRESSION_JPEG;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_writer_t *wr = NULL;
+        assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), CM_EUSAGE);
+        assert_null(wr);
+        assert_int_equal(ctx.code, CM_EUSAGE);
+        if (!strstr(ctx.msg, out) || !strstr(ctx.msg, stype_names[t]))
+            fail_msg("message does not name %s and %s: %s", out, stype_names[t], ctx.msg);
+        assert_false(exists(out));
+        assert_int_equal(count_part_files(tmp_dir, name), 0);
+    }
+}
+
+/* ---- georeferencing and NoData through the writer ----------------------------------------- */
+
+static layout_t geo_layout(void)
+{
+    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    l.tile_w = l.tile_h = 32;
+    l.geotags = true;
+    l.nodata = "-9999";
+    return l;
+}
+
+static void check_doubles(TIFF *t, const char *path, uint32_t tag, const double *want, uint32_t n)
+{
+    uint32_t count = 0;
+    const double *got = NULL;
+    if (!TIFFGetField(t, tag, &count, &got)) fail_msg("%s: no tag %u", path, tag);
+    assert_int_equal(count, n);
+    assert_memory_equal(got, want, n * sizeof(double));
+}
+
+/* Checks that path has geo_layout's georeferencing and resolution, and GDAL_NODATA nodata. */
+static void check_geotags(const char *path, const char *nodata)
+{
+    TIFF *t = TIFFOpen(path, "r");
+    if (!t) fail_msg("libtiff cannot open %s", path);
+    check_doubles(t, path, TAG_PIXEL_SCALE, geo_pixel_scale, N_PIXEL_SCALE);
+    check_doubles(t, path, TAG_TIEPOINT, geo_tiepoint, N_TIEPOINT);
+    uint32_t count = 0;
+    const uint16_t *keys = NULL;
+    if (!TIFFGetField(t, TAG_GEO_KEYS, &count, &keys)) fail_msg("%s: no GeoKeyDirectory", path);
+    assert_int_equal(count, N_GEO_KEYS);
+    assert_memory_equal(keys, geo_keys, sizeof geo_keys);
+    float xres = 0, yres = 0;
+    uint16_t unit = 0;
+    assert_true(TIFFGetField(t, TIFFTAG_XRESOLUTION, &xres));
+    assert_true(TIFFGetField(t, TIFFTAG_YRESOLUTION, &yres));
+    assert_true(TIFFGetField(t, TIFFTAG_RESOLUTIONUNIT, &unit));
+    assert_true(xres == 300.0f && yres == 150.0f);
+    assert_int_equal(unit, RESUNIT_INCH);
+    const char *text = NULL;
+    if (!TIFFGetField(t, TAG_GDAL_NODATA, &text)) fail_msg("%s: no GDAL_NODATA", path);
+    assert_string_equal(text, nodata);
+    TIFFClose(t);
+}
+
+static void test_geotiff_input_with_gdal_nodata_opens_georeferenced_with_its_nodata(void **state)
+{
+    (void)state;
+    layout_t l = geo_layout();
+    char path[PATH_MAX];
+    tmp_path(path, "geo-in.tif");
+    make_tiff(path, &l, pattern);
+    check_image(path, &l, pattern);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_true(in->georeferenced);
+    assert_true(in->has_nodata);
+    assert_true(in->nodata == -9999.0);
+    cm_image_close(img);
+}
+
+static void test_writer_copies_georeferencing_nodata_and_resolution_from_tags_from(void **state)
+{
+    (void)state;
+    layout_t l = geo_layout();
+    char path[PATH_MAX], out[PATH_MAX], bare[PATH_MAX];
+    tmp_path(path, "geo-copy-in.tif");
+    tmp_path(out, "geo-copy-out.tif");
+    tmp_path(bare, "geo-copy-bare.tif");
+    make_tiff(path, &l, pattern);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+    cm_writer_spec_t spec;
+    cm_writer_spec_like(cm_image_info(img), COMPRESSION_LZW, &spec);
+    assert_null(spec.tags_from);
+    copy_image_to(img, bare, &spec); /* without tags_from: none of them */
+    spec.tags_from = img;
+    copy_image_to(img, out, &spec);
+    cm_image_close(img);
+
+    uint16_t unused;
+    assert_false(ifd_has_tag(bare, TAG_GEO_KEYS, &unused));
+    assert_false(ifd_has_tag(bare, TAG_GDAL_NODATA, &unused));
+    check_geotags(out, "-9999");
+    check_copy(out, &l, &spec, 0);
+    assert_int_equal(cm_image_open(out, 1, &img, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_true(in->georeferenced);
+    assert_true(in->has_nodata);
+    assert_true(in->nodata == -9999.0);
+    cm_image_close(img);
+}
+
+static void test_label_output_writes_its_own_nodata_instead_of_the_input_s(void **state)
+{
+    (void)state;
+    layout_t l = geo_layout();
+    char path[PATH_MAX];
+    tmp_path(path, "geo-labels-in.tif");
+    make_tiff(path, &l, pattern);
+    static const struct {
+        int bits;
+        uint32_t masked;
+        const char *text;
+    } cases[] = {{8, 255, "255"}, {16, 65535, "65535"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[PATH_MAX], name[64];
+        snprintf(name, sizeof name, "geo-labels-%d.tif", cases[i].bits);
+        tmp_path(out, name);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_image_t *img = NULL;
+        assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+        cm_writer_spec_t spec, labels;
+        cm_writer_spec_like(cm_image_info(img), COMPRESSION_ADOBE_DEFLATE, &spec);
+        spec.tags_from = img;
+        cm_writer_spec_labels(&spec, cases[i].bits, cases[i].masked, &labels);
+        assert_ptr_equal(labels.tags_from, img);
+        cm_writer_t *wr = NULL;
+        int rc = cm_writer_open(out, &labels, &wr, &ctx);
+        if (rc) fail_msg("%s", ctx.msg);
+        put_pattern(wr, &labels);
+        assert_int_equal(cm_writer_commit(wr, &ctx), 0);
+        cm_image_close(img);
+
+        check_geotags(out, cases[i].text);
+        assert_int_equal(cm_image_open(out, 1, &img, &ctx), 0);
+        const cm_image_info_t *in = cm_image_info(img);
+        assert_int_equal(in->bands, 1);
+        assert_int_equal(in->stype, cases[i].bits == 8 ? CM_U8 : CM_U16);
+        assert_true(in->georeferenced);
+        assert_true(in->has_nodata);
+        assert_true(in->nodata == cases[i].masked);
+        check_all_chunks(img, 0, pattern, 0);
+        cm_image_close(img);
+    }
+}
+
+/* ---- palette output ----------------------------------------------------------------------- */
+
+/* A 16-bit colour map using all of its entries' bits. */
+static uint16_t wide_map[3 * 256];
+
+static void make_wide_map(void)
+{
+    for (int i = 0; i < 256; i++) {
+        wide_map[i] = (uint16_t)(i * 256 + (i ^ 0x5a));
+        wide_map[256 + i] = (uint16_t)(65535 - i * 211);
+        wide_map[512 + i] = (uint16_t)((i * 40503u) & 0xffff);
+    }
+}
+
+/* Writes the pattern's band 0 as indices of a palette output made from a 4-band image spec. */
+static void write_palette(const char *out, const uint16_t *colormap, uint32_t masked)
+{
+    cm_writer_spec_t img = direct_spec(4), spec;
+    cm_writer_spec_palette(&img, colormap, masked, &spec);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_writer_t *wr = NULL;
+    int rc = cm_writer_open(out, &spec, &wr, &ctx);
+    if (rc) fail_msg("%s", ctx.msg);
+    put_pattern(wr, &spec);
+    assert_int_equal(cm_writer_commit(wr, &ctx), 0);
+}
+
+/* Opens a palette output, checks it reads as the colours of its indices, of type want. */
+static void check_palette_back(const char *out, const uint16_t *colormap, cm_stype_t want,
+                               bool has_nodata)
+{
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(out, 1, &img, &ctx), 0);
+    const cm_image_info_t *in = cm_image_info(img);
+    assert_true(in->palette);
+    assert_int_equal(in->photometric, PHOTOMETRIC_PALETTE);
+    assert_int_equal(in->bands, 3);
+    assert_int_equal(in->stype, want);
+    assert_int_equal(in->has_nodata, has_nodata);
+    if (has_nodata) assert_true(in->nodata == 255.0);
+    check_chunks(img, 0, &(truth_t){.fn = pattern, .colormap = colormap});
+    cm_image_close(img);
+}
+
+static void test_palette_output_has_its_colour_map_and_gdal_nodata_255(void **state)
+{
+    (void)state;
+    make_wide_map();
+    char out[PATH_MAX];
+    tmp_path(out, "palette-out.tif");
+    write_palette(out, wide_map, 255);
+
+    plain_t p;
+    read_plain(out, &p);
+    assert_int_equal(p.photometric, PHOTOMETRIC_PALETTE);
+    assert_int_equal(p.spp, 1);
+    assert_int_equal(p.bits, 8);
+    assert_int_equal(p.format, SAMPLEFORMAT_UINT);
+    assert_int_equal(p.n_extra, 0);
+    char where[200];
+    if (plain_mismatches(&p, &(truth_t){.fn = pattern}, where, sizeof where))
+        fail_msg("%s: index %s", out, where);
+    free(p.pixels);
+
+    TIFF *t = TIFFOpen(out, "r");
+    assert_non_null(t);
+    const uint16_t *r = NULL, *g = NULL, *b = NULL;
+    assert_true(TIFFGetField(t, TIFFTAG_COLORMAP, &r, &g, &b));
+    assert_memory_equal(r, wide_map, 256 * sizeof(uint16_t));
+    assert_memory_equal(g, wide_map + 256, 256 * sizeof(uint16_t));
+    assert_memory_equal(b, wide_map + 512, 256 * sizeof(uint16_t));
+    const char *text = NULL;
+    assert_true(TIFFGetField(t, TAG_GDAL_NODATA, &text));
+    assert_string_equal(text, "255");
+    TIFFClose(t);
+    check_predictor(out, COMPRESSION_ADOBE_DEFLATE, false, CM_U8);
+    check_palette_back(out, wide_map, CM_U16, true);
+}
+
+static void test_palette_output_without_a_mask_below_256_has_no_nodata(void **state)
+{
+    (void)state;
+    make_colormaps();
+    char out[PATH_MAX];
+    tmp_path(out, "palette-unmasked.tif");
+    write_palette(out, eight_bit, 256);
+    uint16_t unused;
+    assert_false(ifd_has_tag(out, TAG_GDAL_NODATA, &unused));
+    check_palette_back(out, eight_bit, CM_U8, false);
 }
 
 /* ---- specs ------------------------------------------------------------------------------ */
@@ -1448,7 +2426,6 @@ static void test_bands_of_strips_follow_the_side(void **state)
     cm_image_close(img);
 }
 
-
 static cm_image_info_t info_of(int64_t width, int64_t height, int bands, int alpha, bool tiled,
                                int64_t chunk_w, int64_t chunk_h, int photometric)
 {
@@ -1456,13 +2433,16 @@ static cm_image_info_t info_of(int64_t width, int64_t height, int bands, int alp
                           .height = height,
                           .bands = bands,
                           .alpha_band = alpha,
+                          .n_extra = alpha >= 0 ? 1 : 0,
+                          .extra = {EXTRASAMPLE_UNASSALPHA},
+                          .stype = CM_U8,
                           .bits = 8,
                           .photometric = photometric,
                           .tiled = tiled};
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    assert_int_equal(cm_grid_init(&in.grid, width, height, chunk_w, chunk_h, bands, alpha, &ctx),
-                     0);
+    assert_int_equal(
+        cm_grid_init(&in.grid, width, height, chunk_w, chunk_h, bands, alpha, CM_U8, &ctx), 0);
     /* as cm_image_open sets them: the chunks, or 512-wide rows of tiles for bands of strips */
     in.out_tile_w = tiled ? chunk_w : (width + 15) / 16 * 16 < 512 ? (width + 15) / 16 * 16 : 512;
     in.out_tile_h = chunk_h;
@@ -1479,8 +2459,10 @@ static void test_spec_like_keeps_size_bands_alpha_and_tiles_of_tiled_input(void 
     assert_int_equal(s.width, 1000);
     assert_int_equal(s.height, 700);
     assert_int_equal(s.bands, 4);
-    assert_int_equal(s.alpha_band, 3);
-    assert_int_equal(s.bits, 8);
+    assert_int_equal(s.n_extra, 1);
+    assert_int_equal(s.extra[0], EXTRASAMPLE_UNASSALPHA);
+    assert_int_equal(s.stype, CM_U8);
+    assert_true(s.predictor);
     assert_int_equal(s.photometric, PHOTOMETRIC_RGB);
     assert_int_equal(s.compression, COMPRESSION_ZSTD);
     assert_int_equal(s.tile_w, 256);
@@ -1502,7 +2484,7 @@ static void test_spec_like_turns_bands_of_strips_into_rows_of_tiles(void **state
     cm_writer_spec_like(&narrow, COMPRESSION_NONE, &s);
     assert_int_equal(s.tile_w, 48);
     assert_int_equal(s.tile_h, 448);
-    assert_int_equal(s.alpha_band, 1);
+    assert_int_equal(s.n_extra, 1);
 }
 
 static void test_spec_like_writes_ycbcr_input_as_rgb(void **state)
@@ -1522,12 +2504,14 @@ static void test_spec_labels_is_one_grey_band_and_never_jpeg(void **state)
     img.compression = COMPRESSION_JPEG;
     img.bigtiff = true;
     for (int bits = 8; bits <= 16; bits += 8) {
-        cm_writer_spec_labels(&img, bits, &s);
+        cm_writer_spec_labels(&img, bits, bits == 8 ? 255 : 65535, &s);
         assert_int_equal(s.width, img.width);
         assert_int_equal(s.height, img.height);
         assert_int_equal(s.bands, 1);
-        assert_int_equal(s.alpha_band, -1);
-        assert_int_equal(s.bits, bits);
+        assert_int_equal(s.n_extra, 0);
+        assert_int_equal(s.stype, bits == 8 ? CM_U8 : CM_U16);
+        assert_true(s.set_nodata);
+        assert_true(s.nodata == (bits == 8 ? 255 : 65535));
         assert_int_equal(s.photometric, PHOTOMETRIC_MINISBLACK);
         assert_int_equal(s.compression, COMPRESSION_ADOBE_DEFLATE);
         assert_int_equal(s.tile_w, img.tile_w);
@@ -1535,8 +2519,71 @@ static void test_spec_labels_is_one_grey_band_and_never_jpeg(void **state)
         assert_true(s.bigtiff);
     }
     img.compression = COMPRESSION_LZW;
-    cm_writer_spec_labels(&img, 8, &s);
+    cm_writer_spec_labels(&img, 8, 255, &s);
     assert_int_equal(s.compression, COMPRESSION_LZW);
+}
+
+static void test_spec_like_keeps_the_sample_type_and_extra_samples(void **state)
+{
+    (void)state;
+    cm_image_info_t in = info_of(100, 70, 6, 5, true, 32, 32, PHOTOMETRIC_RGB);
+    in.stype = CM_I16;
+    in.bits = 16;
+    in.n_extra = 3;
+    memcpy(in.extra, two_then_alpha, sizeof two_then_alpha);
+    in.planar_separate = true;
+    in.georeferenced = in.has_nodata = true;
+    cm_writer_spec_t s;
+    memset(&s, 0x5a, sizeof s);
+    cm_writer_spec_like(&in, COMPRESSION_LZW, &s);
+    assert_int_equal(s.stype, CM_I16);
+    assert_int_equal(s.bands, 6);
+    assert_int_equal(s.n_extra, 3);
+    assert_memory_equal(s.extra, two_then_alpha, sizeof two_then_alpha);
+    assert_true(s.predictor);
+    assert_null(s.colormap);
+    assert_null(s.tags_from);
+    assert_false(s.set_nodata);
+}
+
+static void test_spec_like_writes_palette_input_as_rgb_without_extra_samples(void **state)
+{
+    (void)state;
+    cm_image_info_t in = info_of(100, 70, 3, -1, true, 32, 32, PHOTOMETRIC_PALETTE);
+    in.palette = true;
+    in.stype = CM_U16;
+    cm_writer_spec_t s;
+    cm_writer_spec_like(&in, COMPRESSION_ADOBE_DEFLATE, &s);
+    assert_int_equal(s.photometric, PHOTOMETRIC_RGB);
+    assert_int_equal(s.bands, 3);
+    assert_int_equal(s.stype, CM_U16);
+    assert_int_equal(s.n_extra, 0);
+    assert_null(s.colormap);
+}
+
+static void test_spec_palette_is_eight_bit_indices_with_the_map_and_no_predictor(void **state)
+{
+    (void)state;
+    make_colormaps();
+    cm_writer_spec_t img = direct_spec(4), s;
+    img.stype = CM_U16;
+    img.compression = COMPRESSION_JPEG;
+    img.description = "k=4";
+    cm_writer_spec_palette(&img, eight_bit, 255, &s);
+    assert_int_equal(s.photometric, PHOTOMETRIC_PALETTE);
+    assert_int_equal(s.bands, 1);
+    assert_int_equal(s.n_extra, 0);
+    assert_int_equal(s.stype, CM_U8);
+    assert_ptr_equal(s.colormap, eight_bit);
+    assert_false(s.predictor);
+    assert_true(s.set_nodata);
+    assert_true(s.nodata == 255);
+    assert_int_equal(s.compression, COMPRESSION_ADOBE_DEFLATE);
+    assert_int_equal(s.tile_w, img.tile_w);
+    assert_int_equal(s.tile_h, img.tile_h);
+    assert_string_equal(s.description, "k=4");
+    cm_writer_spec_palette(&img, eight_bit, 256, &s);
+    assert_false(s.set_nodata);
 }
 
 static void test_needs_bigtiff_only_past_four_gib(void **state)
@@ -1545,8 +2592,7 @@ static void test_needs_bigtiff_only_past_four_gib(void **state)
     cm_writer_spec_t s = {.width = 40000,
                           .height = 40000,
                           .bands = 3,
-                          .alpha_band = -1,
-                          .bits = 8,
+                          .stype = CM_U8,
                           .photometric = PHOTOMETRIC_RGB,
                           .compression = COMPRESSION_ADOBE_DEFLATE,
                           .tile_w = 256,
@@ -1556,7 +2602,7 @@ static void test_needs_bigtiff_only_past_four_gib(void **state)
     assert_false(cm_writer_needs_bigtiff(&s));
     cm_writer_spec_t labels;
     s.width = s.height = 40000;
-    cm_writer_spec_labels(&s, 8, &labels); /* 1.6 GB */
+    cm_writer_spec_labels(&s, 8, 255, &labels); /* 1.6 GB */
     assert_false(cm_writer_needs_bigtiff(&labels));
 }
 
@@ -1632,6 +2678,7 @@ static void test_unknown_compression_name_is_a_usage_error(void **state)
 int main(void)
 {
     TIFFSetWarningHandler(NULL); /* the generator writes nonstandard tiles on purpose */
+    cm__tags_register();         /* before any handle: the generator writes GeoTIFF and GDAL tags */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiled_classic_32px_tiles_read_exactly_with_clipped_edges),
         cmocka_unit_test(test_tiled_bigtiff_16px_tiles_read_exactly_with_clipped_edges),
@@ -1652,9 +2699,22 @@ int main(void)
         cmocka_unit_test(test_missing_file_is_bad_input_naming_the_file),
         cmocka_unit_test(test_truncated_tiff_is_bad_input_naming_the_file),
         cmocka_unit_test(test_corrupt_tile_is_bad_input_naming_the_file_and_the_tile),
-        cmocka_unit_test(test_sixteen_bit_samples_are_unsupported_input),
-        cmocka_unit_test(test_planar_separate_rgb_is_unsupported_input),
-        cmocka_unit_test(test_palette_image_is_unsupported_input),
+        cmocka_unit_test(test_sixteen_bit_unsigned_samples_read_exactly),
+        cmocka_unit_test(test_sixteen_bit_signed_samples_read_exactly_negatives_included),
+        cmocka_unit_test(test_float32_samples_read_exactly),
+        cmocka_unit_test(test_planar_separate_images_read_interleaved_exactly),
+        cmocka_unit_test(test_planar_separate_tiles_grouped_into_chunks_read_exactly),
+        cmocka_unit_test(test_typed_tiles_grouped_into_chunks_read_exactly),
+        cmocka_unit_test(test_four_workers_read_planar_separate_tiles_and_strips_concurrently),
+        cmocka_unit_test(test_extra_samples_are_listed_and_the_first_alpha_among_them_found),
+        cmocka_unit_test(test_sixty_four_samples_read_exactly_interleaved_or_in_planes),
+        cmocka_unit_test(test_sixty_five_samples_are_unsupported_input),
+        cmocka_unit_test(test_palette_with_an_eight_bit_map_reads_as_uint8_rgb_exactly),
+        cmocka_unit_test(test_palette_with_a_map_entry_not_a_multiple_of_257_reads_as_uint16_rgb),
+        cmocka_unit_test(test_palette_tiles_grouped_into_chunks_read_exactly),
+        cmocka_unit_test(test_one_bit_images_are_unsupported_input_naming_the_depth),
+        cmocka_unit_test(test_two_bit_images_are_unsupported_input_naming_the_depth),
+        cmocka_unit_test(test_four_bit_images_are_unsupported_input_naming_the_depth),
         cmocka_unit_test(test_uncompressed_ycbcr_is_unsupported_input),
         cmocka_unit_test(test_tiles_not_a_multiple_of_16_are_unsupported_input),
         cmocka_unit_test(test_writer_copies_tiled_images_exactly_in_every_lossless_compression),
@@ -1672,6 +2732,17 @@ int main(void)
         cmocka_unit_test(test_description_is_written),
         cmocka_unit_test(test_eight_bit_labels_are_written_exactly),
         cmocka_unit_test(test_sixteen_bit_labels_are_written_exactly),
+        cmocka_unit_test(test_writer_round_trips_uint16_exactly_with_extra_samples_and_predictor),
+        cmocka_unit_test(test_writer_round_trips_int16_exactly_with_extra_samples_and_predictor),
+        cmocka_unit_test(test_writer_round_trips_float32_exactly_with_extra_samples_and_predictor),
+        cmocka_unit_test(test_writer_copies_palette_input_as_the_rgb_of_its_colours),
+        cmocka_unit_test(test_writer_writes_extra_samples_as_given),
+        cmocka_unit_test(test_writer_refuses_jpeg_of_samples_wider_than_8_bits_leaving_no_file),
+        cmocka_unit_test(test_geotiff_input_with_gdal_nodata_opens_georeferenced_with_its_nodata),
+        cmocka_unit_test(test_writer_copies_georeferencing_nodata_and_resolution_from_tags_from),
+        cmocka_unit_test(test_label_output_writes_its_own_nodata_instead_of_the_input_s),
+        cmocka_unit_test(test_palette_output_has_its_colour_map_and_gdal_nodata_255),
+        cmocka_unit_test(test_palette_output_without_a_mask_below_256_has_no_nodata),
         cmocka_unit_test(test_chunks_of_several_tiles_read_exactly),
         cmocka_unit_test(test_tiles_that_do_not_divide_the_side_are_kept),
         cmocka_unit_test(test_bands_of_strips_follow_the_side),
@@ -1679,6 +2750,9 @@ int main(void)
         cmocka_unit_test(test_spec_like_turns_bands_of_strips_into_rows_of_tiles),
         cmocka_unit_test(test_spec_like_writes_ycbcr_input_as_rgb),
         cmocka_unit_test(test_spec_labels_is_one_grey_band_and_never_jpeg),
+        cmocka_unit_test(test_spec_like_keeps_the_sample_type_and_extra_samples),
+        cmocka_unit_test(test_spec_like_writes_palette_input_as_rgb_without_extra_samples),
+        cmocka_unit_test(test_spec_palette_is_eight_bit_indices_with_the_map_and_no_predictor),
         cmocka_unit_test(test_needs_bigtiff_only_past_four_gib),
         cmocka_unit_test(test_write_atomic_writes_exactly_the_bytes_and_leaves_no_part_file),
         cmocka_unit_test(test_write_atomic_into_a_missing_directory_is_an_io_error),

@@ -1,25 +1,42 @@
-/* The chunk grid: geometry only. */
+/* The chunk grid: geometry and the layout of chunk buffers. */
 #include "cm_grid.h"
 
+size_t cm_stype_size(cm_stype_t t)
+{
+    return t == CM_U8 ? 1 : t == CM_F32 ? 4 : 2;
+}
+
+const char *cm_stype_name(cm_stype_t t)
+{
+    switch (t) {
+    case CM_U8: return "uint8";
+    case CM_U16: return "uint16";
+    case CM_I16: return "int16";
+    case CM_F32: return "float32";
+    }
+    return "unknown";
+}
+
 int cm_grid_init(cm_grid_t *g, int64_t width, int64_t height, int64_t chunk_w, int64_t chunk_h,
-                 int bands, int alpha_band, cm_ctx_t *ctx)
+                 int bands, int alpha_band, cm_stype_t stype, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, width <= 0 || height <= 0, CM_EINPUT, "image has no pixels (%lldx%lld)",
                (long long)width, (long long)height);
     CM_FAIL_IF(ctx, chunk_w <= 0 || chunk_h <= 0, CM_EINPUT, "bad chunk size %lldx%lld",
                (long long)chunk_w, (long long)chunk_h);
-    CM_FAIL_IF(ctx, bands < 1 || bands > 4, CM_EINPUT, "%d bands per pixel (1 to 4 supported)",
-               bands);
+    CM_FAIL_IF(ctx, bands < 1 || bands > CM_BANDS_MAX, CM_EINPUT,
+               "%d bands per pixel (1 to %d supported)", bands, CM_BANDS_MAX);
     CM_FAIL_IF(ctx, alpha_band >= bands || (alpha_band >= 0 && bands == 1), CM_EINPUT,
                "alpha band %d of %d bands", alpha_band, bands);
     size_t bytes;
-    CM_FAIL_IF(ctx, !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes),
+    CM_FAIL_IF(ctx, !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes) ||
+                        !cm_mul_size(bytes, cm_stype_size(stype), &bytes),
                CM_EINPUT, "chunk of %lldx%lld pixels is too large", (long long)chunk_w,
                (long long)chunk_h);
     *g = (cm_grid_t){.width = width, .height = height, .chunk_w = chunk_w, .chunk_h = chunk_h,
                      .n_cx = (width + chunk_w - 1) / chunk_w,
                      .n_cy = (height + chunk_h - 1) / chunk_h,
-                     .bands = bands, .alpha_band = alpha_band};
+                     .bands = bands, .alpha_band = alpha_band, .stype = stype};
     CM_FAIL_IF(ctx, g->n_cx > INT32_MAX / g->n_cy, CM_EINPUT, "too many chunks (%lld x %lld)",
                (long long)g->n_cx, (long long)g->n_cy);
     return 0;
@@ -41,7 +58,7 @@ void cm_grid_rect(const cm_grid_t *g, int64_t idx, int64_t *x, int64_t *y, int64
 
 size_t cm_grid_chunk_bytes(const cm_grid_t *g)
 {
-    return (size_t)g->chunk_w * (size_t)g->chunk_h * (size_t)g->bands;
+    return (size_t)g->chunk_w * (size_t)g->chunk_h * (size_t)g->bands * cm_stype_size(g->stype);
 }
 
 int cm_grid_features(const cm_grid_t *g)

@@ -33,11 +33,13 @@ def fail(msg):
     sys.exit(1)
 
 
-def colours(a, alpha):
-    """Distinct tuples of the non-alpha samples."""
+def colours(a, alpha, opaque_only=False):
+    """Distinct tuples of the non-alpha samples (of the pixels with alpha > 0 if asked)."""
     if a.ndim == 2:
         return np.unique(a.reshape(-1))
     if alpha:
+        if opaque_only:
+            a = a[a[..., -1] != 0]
         a = a[..., :-1]
     return np.unique(a.reshape(-1, a.shape[-1]), axis=0)
 
@@ -54,8 +56,9 @@ def same_shape(a_path, b_path):
 
 
 def at_most(path, k, alpha):
+    """At most k colours among the pixels that take part (alpha > 0)."""
     a, _ = read(path)
-    n = len(colours(a, alpha == "alpha"))
+    n = len(colours(a, alpha == "alpha", opaque_only=True))
     if n > int(k) or n < 1:
         fail(f"{path}: {n} distinct colours, expected 1..{k}")
     print(n)

@@ -104,8 +104,12 @@ case_codecs_and_bigtiff() {
     done
     expect 0 cm run in.none.tif out.zstd.tif -k 4 -q --compression zstd
     tiffinfo out.zstd.tif 2>/dev/null | grep -q "Compression Scheme: ZSTD" || fail "zstd output"
-    expect 0 cm run in.jpeg.tif out.jpeg.tif -k 4
+    expect 0 cm run in.jpeg.tif out.jpeg.tif -k 4 --compression jpeg
     grep -q "lossy" err.txt || fail "no warning that JPEG output is lossy"
+    expect 0 cm run in.jpeg.tif out.default.tif -k 4 -q
+    tiffinfo out.default.tif 2>/dev/null | grep -q "Compression Scheme: AdobeDeflate" \
+        || fail "a JPEG input does not default to a lossless output"
+    check at-most out.default.tif 4 noalpha
     mk big.tif --width 200 --height 130 --bands 3 --pattern photo --tile 64 --bigtiff
     expect 0 cm info big.tif
     grep -q "BigTIFF" out.txt || fail "info does not report BigTIFF"
@@ -137,16 +141,15 @@ case_not_a_tiff_exits_3() {
 }
 
 case_unsupported_layout_exits_3() {
-    "$PYTHON" - <<'PY' || fail "making 16-bit input"
+    "$PYTHON" - <<'PY' || fail "making unsupported inputs"
 import numpy as np, tifffile
-tifffile.imwrite("u16.tif", np.zeros((32, 32, 3), np.uint16), photometric="rgb")
-tifffile.imwrite("planar.tif", np.zeros((3, 32, 32), np.uint8), photometric="rgb",
-                 planarconfig="separate")
+tifffile.imwrite("bilevel.tif", np.zeros((32, 32), bool))
+tifffile.imwrite("complex.tif", np.zeros((32, 32), np.complex64))
 PY
-    expect 3 cm run u16.tif out.tif
-    grep -q "16-bit" err.txt || fail "16-bit message: $(cat err.txt)"
-    expect 3 cm run planar.tif out.tif
-    grep -q "planar" err.txt || fail "planar message: $(cat err.txt)"
+    expect 3 cm run bilevel.tif out.tif
+    grep -q "1-bit" err.txt || fail "1-bit message: $(cat err.txt)"
+    expect 3 cm run complex.tif out.tif
+    grep -q "complex.tif" err.txt || fail "complex message: $(cat err.txt)"
     no_outputs out.tif
 }
 
@@ -159,8 +162,10 @@ case_usage_errors_exit_2() {
     grep -q -- "-k" err.txt || fail "-k message"
     expect 2 cm run in.tif out.tif --memory lots
     expect 2 cm run in.tif out.tif --compression lzma
-    expect 2 cm run in.tif out.tif --format palette
-    grep -q "not implemented" err.txt || fail "--format palette message"
+    expect 2 cm run in.tif out.tif --algorithm lloyd
+    grep -q "not implemented" err.txt || fail "--algorithm lloyd message"
+    expect 2 cm run in.tif out.tif --format palette -k 300
+    grep -q "palette" err.txt || fail "--format palette -k 300 message"
     expect 2 cm run in.tif out.tif --memory 1K
     grep -q -- "--memory" err.txt || fail "budget message does not give the --memory that works"
     expect 2 cm run in.tif in.tif
@@ -217,6 +222,86 @@ case_progress_on_request() {
     grep -q "remap" err.txt || fail "no progress on stderr with --progress always"
     expect 0 cm run in.tif out2.tif -k 4
     ! grep -q "remap \[" err.txt || fail "progress drawn although stderr is not a terminal"
+}
+
+case_geotiff_tags_survive() {
+    command -v gdal_translate >/dev/null || fail "gdal-bin is not installed (scripts/install-deps.sh)"
+    mk plain.tif --width 640 --height 480 --bands 3 --pattern photo --tile 128
+    gdal_translate -q -a_srs EPSG:32633 -a_ullr 500000 4600000 506400 4595200 -a_nodata 0 \
+        -co TILED=YES -co COMPRESS=DEFLATE plain.tif geo.tif || fail "gdal_translate"
+    expect 0 cm run geo.tif out.tif -k 5 --labels lab.tif -q
+    for f in geo out lab; do gdalinfo -json $f.tif >$f.json || fail "gdalinfo $f.tif"; done
+    "$PYTHON" - <<'PY' || fail "georeferencing differs"
+import json
+g, o, l = (json.load(open(f + ".json")) for f in ("geo", "out", "lab"))
+for name, d in (("OUT", o), ("labels", l)):
+    assert d["geoTransform"] == g["geoTransform"], (name, d["geoTransform"], g["geoTransform"])
+    assert d["coordinateSystem"]["wkt"] == g["coordinateSystem"]["wkt"], name
+assert [b["noDataValue"] for b in o["bands"]] == [b["noDataValue"] for b in g["bands"]]
+assert l["bands"][0]["noDataValue"] == 255, l["bands"][0]
+PY
+    expect 0 cm info geo.tif
+    grep -q "georef: *GeoTIFF" out.txt || fail "info does not report the georeferencing"
+    grep -q "nodata: *0" out.txt || fail "info does not report the nodata"
+}
+
+case_nodata_pixels_are_kept_and_labelled() {
+    mk in.tif --width 300 --height 200 --bands 3 --pattern photo --tile 64
+    expect 0 cm run in.tif out.tif -k 4 --labels lab.tif --nodata 255 -q
+    "$PYTHON" - <<'PY' || fail "nodata pixels"
+import numpy as np, tifffile
+a, b, l = (tifffile.imread(f) for f in ("in.tif", "out.tif", "lab.tif"))
+masked = (a == 255).any(axis=-1)
+assert masked.any(), "the test image has no sample of 255"
+assert (b[masked] == a[masked]).all(), "nodata pixels changed"
+assert (l[masked] == 255).all() and (l[~masked] < 4).all(), "labels of nodata pixels"
+assert len(np.unique(b[~masked].reshape(-1, 3), axis=0)) <= 4
+PY
+    gdalinfo -json out.tif | grep -q '"noDataValue":255' || fail "OUT does not declare nodata 255"
+}
+
+case_palette_output_expands_to_the_rgb_output() {
+    mk in.tif --width 320 --height 240 --bands 3 --pattern photo --tile 64
+    expect 0 cm run in.tif rgb.tif -k 6 --seed 4 -q
+    expect 0 cm run in.tif pal.tif -k 6 --seed 4 -q --format palette
+    tiffinfo pal.tif 2>/dev/null | grep -q "Photometric Interpretation: palette" || fail "not a palette"
+    "$PYTHON" - <<'PY' || fail "palette colours differ from the rgb output"
+import numpy as np, tifffile
+with tifffile.TiffFile("pal.tif") as t:
+    idx, cmap = t.pages[0].asarray(), t.pages[0].colormap  # indices, and the map
+rgb = tifffile.imread("rgb.tif")
+expanded = (cmap[:, idx] // 257).transpose(1, 2, 0).astype(np.uint8)
+assert idx.dtype == np.uint8 and idx.max() < 6
+assert np.array_equal(expanded, rgb)
+PY
+    expect 0 cm run pal.tif again.tif -k 6 -q
+    tiffinfo again.tif 2>/dev/null | grep -q "Photometric Interpretation: palette" \
+        || fail "a palette input does not give a palette output"
+}
+
+case_sparse_valid_pixels_are_found() {
+    "$PYTHON" - <<'PY' || fail "making the input"
+import numpy as np, tifffile
+a = np.zeros((3000, 3000, 4), np.uint8)
+a[2950:, 2950:, :3] = [[200, 30, 30]]
+a[2950:, 2975:, :3] = [[20, 30, 200]]
+a[2950:, 2950:, 3] = 255
+tifffile.imwrite("sparse.tif", a, photometric="rgb", extrasamples=["unassalpha"], tile=(256, 256))
+PY
+    for seed in 0 1 2; do
+        expect 0 cm run sparse.tif out$seed.tif -k 2 --seed $seed -q
+        check at-most out$seed.tif 2 alpha >/dev/null
+    done
+}
+
+case_outputs_never_overwrite_each_other() {
+    mk in.tif --width 64 --height 64 --bands 3 --pattern photo --tile 32
+    cp in.tif keep.tif
+    expect 2 cm run in.tif out.tif --model-out in.tif
+    expect 2 cm run in.tif out.tif --model-out ./out.tif
+    expect 2 cm run in.tif out.tif --labels ./out.tif
+    cmp in.tif keep.tif || fail "the input was changed"
+    no_outputs out.tif
 }
 
 "case_$1"

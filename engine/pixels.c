@@ -1,0 +1,104 @@
+/* Samples to features and centres back to samples: the one place that knows sample types,
+ * masks (alpha, nodata, non-finite floats) and the standardisation of features. */
+#include <math.h>
+
+#include "engine_internal.h"
+
+void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean,
+                     const double *std)
+{
+    const cm_grid_t *g = &src->grid;
+    *f = (cm__pixfmt_t){.bands = g->bands, .alpha = g->alpha_band, .stype = g->stype,
+                        .has_nodata = src->has_nodata, .nodata = src->nodata,
+                        .scaled = mean != NULL};
+    for (int b = 0; b < g->bands; b++)
+        if (b != g->alpha_band) f->band[f->d++] = b;
+    for (int i = 0; mean && i < f->d; i++) {
+        f->shift[i] = (float)mean[i];
+        f->mul[i] = (float)(1.0 / std[i]);
+    }
+}
+
+/* One macro body per sample type keeps the loops free of per-sample switches. */
+#define TO_FEATURES(T, IS_FLOAT)                                                                  \
+    do {                                                                                          \
+        const T *p = (const T *)buf + first * f->bands;                                          \
+        for (int64_t i = 0; i < n; i++, p += f->bands) {                                          \
+            bool ok = f->alpha < 0 || p[f->alpha] != 0;                                           \
+            float *x = feat + i * f->d;                                                           \
+            for (int j = 0; j < f->d; j++) {                                                      \
+                T v = p[f->band[j]];                                                              \
+                x[j] = (float)v;                                                                  \
+                if (IS_FLOAT && !isfinite(x[j])) ok = false;                                      \
+                if (f->has_nodata && (double)v == f->nodata) ok = false;                          \
+                if (f->scaled) x[j] = (x[j] - f->shift[j]) * f->mul[j];                           \
+            }                                                                                     \
+            valid[i] = ok;                                                                        \
+        }                                                                                         \
+    } while (0)
+
+void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n,
+                     float *feat, uint8_t *valid)
+{
+    switch (f->stype) {
+    case CM_U8: TO_FEATURES(uint8_t, false); break;
+    case CM_U16: TO_FEATURES(uint16_t, false); break;
+    case CM_I16: TO_FEATURES(int16_t, false); break;
+    case CM_F32: TO_FEATURES(float, true); break;
+    }
+}
+
+#define RECOLOUR(T)                                                                               \
+    do {                                                                                          \
+        T *p = (T *)buf + first * f->bands;                                                       \
+        const T *cols = colours;                                                                  \
+        for (int64_t i = 0; i < n; i++, p += f->bands) {                                          \
+            if (labels[i] == CM__MASKED) continue;                                               \
+            const T *c = cols + (size_t)labels[i] * f->d;                                         \
+            for (int j = 0; j < f->d; j++) p[f->band[j]] = c[j];                                  \
+        }                                                                                         \
+    } while (0)
+
+void cm__recolour(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
+                  const uint16_t *labels, const void *colours)
+{
+    switch (f->stype) {
+    case CM_U8: RECOLOUR(uint8_t); break;
+    case CM_U16: RECOLOUR(uint16_t); break;
+    case CM_I16: RECOLOUR(int16_t); break;
+    case CM_F32: RECOLOUR(float); break;
+    }
+}
+
+static double clamp_round(double v, double lo, double hi)
+{
+    v = nearbyint(v);
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+void cm_model_colors(const cm_model_t *m, cm_stype_t t, void *out)
+{
+    for (size_t i = 0; i < (size_t)m->k * m->d; i++) {
+        double v = m->centroids[i];
+        switch (t) {
+        case CM_U8: ((uint8_t *)out)[i] = (uint8_t)clamp_round(v, 0, UINT8_MAX); break;
+        case CM_U16: ((uint16_t *)out)[i] = (uint16_t)clamp_round(v, 0, UINT16_MAX); break;
+        case CM_I16: ((int16_t *)out)[i] = (int16_t)clamp_round(v, INT16_MIN, INT16_MAX); break;
+        case CM_F32: ((float *)out)[i] = (float)v; break;
+        }
+    }
+}
+
+void cm_model_colors_u8(const cm_model_t *m, uint8_t *out)
+{
+    cm_model_colors(m, CM_U8, out);
+}
+
+bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked)
+{
+    const cm_grid_t *g = &src->grid;
+    bool maskable = g->alpha_band >= 0 || src->has_nodata || g->stype == CM_F32;
+    *bits = k + (maskable ? 1 : 0) <= 256 ? 8 : 16;
+    *masked = *bits == 8 ? UINT8_MAX : UINT16_MAX;
+    return maskable;
+}
