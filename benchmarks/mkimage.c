@@ -1,8 +1,11 @@
-/* cm-mkimage: streams synthetic 8-bit TIFFs of any size (photo, cat, blocks, noise) to disk, a
- * batch of tiles or strips at a time, for tests, the README demo and benchmarks. Every pixel is a
- * pure function of (x, y, seed); it knows nothing of k-means and does not link libchunkmeans. */
+/* cm-mkimage: streams synthetic TIFFs of any size (photo, cat, blocks, noise; 8/16-bit integer or
+ * 32-bit float, 1 to 64 bands, palette, nodata and NaN) to disk, a batch of tiles or strips at a
+ * time, for tests, the README demo and benchmarks. Every pixel is a pure function of (x, y, seed,
+ * options); it knows nothing of k-means and does not link libchunkmeans. */
 
+#include <assert.h>
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -26,9 +29,11 @@
 #define PROG "cm-mkimage"
 #define EXIT_USAGE 2
 
-#define MAX_SIDE ((int64_t)1 << 30)        /* width and height limit */
-#define MAX_UNITS ((int64_t)1 << 24)       /* tiles or strips: libtiff keeps 16 bytes per unit */
-#define MAX_TILE 4096                      /* keeps a tile buffer at 64 MiB or less */
+#define MAX_SIDE ((int64_t)1 << 30)         /* width and height limit */
+#define MAX_UNITS ((int64_t)1 << 24)        /* tiles or strips: libtiff keeps 16 bytes per unit */
+#define MAX_TILE 4096                       /* keeps an 8-bit RGBA tile buffer at 64 MiB or less */
+#define MAX_TILE_BYTES ((int64_t)256 << 20) /* a tile of all bands, any sample type */
+#define MAX_BANDS 64
 #define MAX_ROW_BYTES ((int64_t)256 << 20) /* striped layout generates whole rows */
 #define BATCH_BYTES ((size_t)192 << 20)    /* encoded units in flight, per batch */
 #define BIG_STRIP_BYTES ((size_t)32 << 20) /* larger strips are streamed in bands of rows */
@@ -40,6 +45,14 @@
 
 enum pattern { PAT_PHOTO, PAT_CAT, PAT_BLOCKS, PAT_NOISE };
 static const char *const pattern_names[] = {"photo", "cat", "blocks", "noise"};
+
+/* Sample types. Every pattern makes 8-bit values v first; the type maps them monotonically. */
+enum sample_type { T_U8, T_U16, T_I16, T_F32 };
+static const char *const type_names[] = {"u8", "u16", "i16", "f32"};
+static const int type_bytes[] = {1, 2, 2, 4};
+
+/* The GDAL_NODATA tag: ASCII, the nodata value as text; libtiff learns it from tag_extender. */
+#define TAG_GDAL_NODATA 42113
 
 /* How unit bytes reach the file: compressed here in parallel and written raw, or handed to
  * libtiff's encoder (serial). */
@@ -72,6 +85,14 @@ typedef struct {
     int bigtiff;
     int quiet;
     int threads;
+    int type;            /* enum sample_type */
+    int alpha;           /* --alpha: with 5 bands or more, the last one is alpha */
+    int separate;        /* PLANARCONFIG_SEPARATE */
+    int palette;         /* PHOTOMETRIC_PALETTE, one 8-bit index per pixel */
+    int spp;             /* samples per pixel in the file: bands, or 1 with --palette */
+    int has_nodata;      /* --nodata given */
+    double nodata;       /* as stored: exact in the sample type */
+    double nan_fraction; /* f32 only; negative when not given */
 } options;
 
 /* ---------------------------------------------------------------------------------------------
@@ -191,7 +212,7 @@ typedef struct {
 typedef struct {
     int pattern;
     int64_t width, height;
-    int bands;
+    int bands; /* samples per pixel the row generators write: 1 to 4 */
     uint64_t seed;
     float inv_w, inv_h;
     float top[3], low_sky[3], ground_near[3], ground_far[3];
@@ -203,6 +224,26 @@ typedef struct {
     float noise_luma, noise_chroma; /* per-pixel noise, sample units */
     int n_shapes;
     shape shapes[MAX_SHAPES];
+
+    /* What the 8-bit pattern becomes in the file. */
+    int plain;  /* 8-bit, 1 to 4 bands, nothing below: the row generators write the samples */
+    int type;   /* enum sample_type */
+    int bps;    /* bytes per sample */
+    int spp;    /* samples per pixel in the file */
+    int colour; /* samples per pixel that are not alpha (alpha is always the last sample) */
+    int multi;  /* 5 bands or more: colour bands derived from the RGB pattern */
+    int palette;
+    int32_t mix_w[MAX_BANDS][3]; /* multispectral weights on R, G, B, in 1/256 */
+    int32_t mix_off[MAX_BANDS];  /* multispectral offset, in 1/256 */
+    uint8_t block_v[MAX_BANDS][3];
+    uint8_t near6[256], near7[256]; /* nearest colour-cube level of an 8-bit value */
+    uint8_t level7[7];
+    int has_nodata;
+    uint8_t nodata_bytes[4];     /* the nodata sample, in the sample type and host order */
+    int64_t nd_cx, nd_cy, nd_r2; /* nodata disc: centre and squared radius */
+    int has_nan;
+    double nan_below, inf_from; /* NaN where u < nan_below, +Inf where u >= inf_from */
+    uint8_t nan_bytes[4], inf_bytes[4];
 } scene;
 
 static shape *shape_new(scene *sc, int kind, float r, float g, float b)
@@ -690,6 +731,80 @@ static void scene_cat(scene *sc)
 #undef CS
 }
 
+/* Multispectral colour band b of n: a tent along s = 2b / (n - 1) over blue (s = 0), green (1)
+ * and red (2), times a band gain in [0.75, 1], plus a band offset that keeps values in 0..255. */
+static void mix_init(scene *sc, int n)
+{
+    for (int b = 0; b < n; b++) {
+        const double s = 2.0 * b / (n - 1);
+        const double wb = s <= 1.0 ? 1.0 - s : 0.0, wg = s <= 1.0 ? s : 2.0 - s;
+        const double wr = s > 1.0 ? s - 1.0 : 0.0;
+        const double gain = 0.75 + 0.025 * ((7 * b) % 11);
+        const double off = (1.0 - gain) * 255.0 * ((3 * b) % 5) / 4.0;
+        sc->mix_w[b][0] = (int32_t)(256.0 * gain * wr + 0.5);
+        sc->mix_w[b][1] = (int32_t)(256.0 * gain * wg + 0.5);
+        sc->mix_w[b][2] = (int32_t)(256.0 * gain * wb + 0.5);
+        sc->mix_off[b] = (int32_t)(256.0 * off + 0.5);
+        /* blocks: the three grey levels in permutation b mod 6, shifted by one of 11 offsets in
+         * -10..10 chosen by b / 6: three distinct values per band, no two bands alike */
+        static const uint8_t levels[3] = {20, 128, 235};
+        static const uint8_t perms[6][3] = {{0, 1, 2}, {1, 2, 0}, {2, 0, 1},
+                                            {0, 2, 1}, {2, 1, 0}, {1, 0, 2}};
+        assert(n <= 66);
+        for (int k = 0; k < 3; k++)
+            sc->block_v[b][k] = (uint8_t)(levels[perms[b % 6][k]] + 2 * ((5 * (b / 6)) % 11) - 10);
+    }
+}
+
+/* The palette: entries 0..251 a 6x7x6 cube (index 42r + 6g + b; red and blue levels 51i, green
+ * levels round(255i / 6)), entries 252..255 the greys 51, 102, 153, 204. */
+static void cube_init(scene *sc)
+{
+    for (int i = 0; i < 7; i++)
+        sc->level7[i] = (uint8_t)((255 * i + 3) / 6);
+    for (int v = 0; v < 256; v++) {
+        int best = 0;
+        for (int i = 1; i < 7; i++)
+            if (abs(v - sc->level7[i]) < abs(v - sc->level7[best])) best = i;
+        sc->near7[v] = (uint8_t)best;
+        sc->near6[v] = (uint8_t)((v + 25) / 51);
+    }
+}
+
+static void colormap_fill(const options *o, uint16_t map[3][256])
+{
+    for (int i = 0; i < 256; i++) {
+        int rgb[3] = {i, i, i}; /* one band: a grey ramp, index = grey value */
+        if (o->bands == 3 && i < 252) {
+            rgb[0] = 51 * (i / 42);
+            rgb[1] = (255 * (i / 6 % 7) + 3) / 6;
+            rgb[2] = 51 * (i % 6);
+        } else if (o->bands == 3) {
+            rgb[0] = rgb[1] = rgb[2] = 51 * (i - 251);
+        }
+        for (int c = 0; c < 3; c++)
+            map[c][i] = (uint16_t)(rgb[c] * 257);
+    }
+}
+
+/* A sample value in the file's type and host byte order; v is exact in that type. */
+static void sample_bytes(int type, double v, uint8_t out[4])
+{
+    memset(out, 0, 4);
+    if (type == T_U8) {
+        out[0] = (uint8_t)v;
+    } else if (type == T_U16) {
+        const uint16_t u = (uint16_t)v;
+        memcpy(out, &u, sizeof(u));
+    } else if (type == T_I16) {
+        const int16_t i = (int16_t)v;
+        memcpy(out, &i, sizeof(i));
+    } else {
+        const float f = (float)v;
+        memcpy(out, &f, sizeof(f));
+    }
+}
+
 static void scene_init(scene *sc, const options *o)
 {
     memset(sc, 0, sizeof(*sc));
@@ -706,6 +821,35 @@ static void scene_init(scene *sc, const options *o)
         scene_cat(sc);
     for (int i = 0; i < sc->n_shapes; i++)
         shape_finish(&sc->shapes[i]);
+
+    sc->type = o->type;
+    sc->bps = type_bytes[o->type];
+    sc->spp = o->spp;
+    sc->palette = o->palette;
+    sc->multi = o->bands >= 5;
+    const int has_alpha = o->bands == 2 || o->bands == 4 || (sc->multi && o->alpha);
+    sc->colour = sc->spp - has_alpha;
+    if (sc->multi) {
+        sc->bands = 3; /* the RGB pattern, mixed into the colour bands; row_multi adds alpha */
+        mix_init(sc, sc->colour);
+    }
+    if (sc->palette) cube_init(sc);
+    if (o->has_nodata) {
+        sc->has_nodata = 1;
+        sample_bytes(o->type, o->nodata, sc->nodata_bytes);
+        const int64_t r = (o->width < o->height ? o->width : o->height) / 6;
+        sc->nd_cx = o->width / 3;
+        sc->nd_cy = o->height / 3;
+        sc->nd_r2 = r * r;
+    }
+    if (o->nan_fraction >= 0.0) {
+        sc->has_nan = 1;
+        sc->nan_below = o->nan_fraction;
+        sc->inf_from = o->nan_fraction > 0.0 ? 1.0 - o->nan_fraction / 64.0 : 2.0;
+        sample_bytes(T_F32, NAN, sc->nan_bytes);
+        sample_bytes(T_F32, INFINITY, sc->inf_bytes);
+    }
+    sc->plain = o->type == T_U8 && o->bands <= 4 && !o->palette && !sc->has_nodata && !sc->has_nan;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -714,7 +858,11 @@ static void scene_init(scene *sc, const options *o)
 
 typedef struct {
     float *r, *g, *b, *lum, *hue, *horizon, *grain; /* one row each, max_width floats */
-    uint8_t *raw;                                   /* a unit before compression */
+    uint8_t *raw;                                   /* a unit of all bands before compression */
+    uint8_t *plane;                                 /* one band of it, separate planes */
+    uint8_t *pat;  /* a row of the 8-bit RGB(A) pattern, multispectral and palette */
+    uint8_t *row8; /* a row of 8-bit values of every sample, before the type mapping */
+    uint8_t *full; /* a row of all samples, big strips in separate planes */
     z_stream zs;
     int zs_ready;
     ZSTD_CCtx *zc;
@@ -850,6 +998,164 @@ static void row_generate(const scene *sc, worker *wk, int64_t y, int64_t x0, int
     }
 }
 
+/* Multispectral 8-bit values, sc->spp per pixel: noise draws every band from the hash, blocks
+ * takes its band table, photo and cat mix their RGB. Alpha, if any, is the last sample. */
+static void row_multi(const scene *sc, worker *wk, int64_t y, int64_t x0, int n, uint8_t *out)
+{
+    const size_t spp = (size_t)sc->spp;
+    const int nc = sc->colour;
+
+    if (sc->pattern == PAT_NOISE) {
+        const uint64_t key = mix64(sc->seed ^ UINT64_C(0x756e69666f726d));
+        for (int i = 0; i < n; i++) {
+            uint8_t *px = out + (size_t)i * spp;
+            uint64_t hsh = 0;
+            for (int k = 0; k < nc; k++, hsh >>= 8) {
+                if (k % 8 == 0) hsh = hash2(key + (uint64_t)(k / 8), x0 + i, y);
+                px[k] = (uint8_t)(hsh & 255);
+            }
+        }
+    } else if (sc->pattern == PAT_BLOCKS) {
+        for (int i = 0; i < n; i++) {
+            const int64_t x = x0 + i;
+            const int blk = 3 * x < sc->width ? 0 : (3 * x < 2 * sc->width ? 1 : 2);
+            uint8_t *px = out + (size_t)i * spp;
+            for (int k = 0; k < nc; k++)
+                px[k] = sc->block_v[k][blk];
+        }
+    } else {
+        const size_t pb = (size_t)sc->bands;
+        row_generate(sc, wk, y, x0, n, wk->pat);
+        for (int i = 0; i < n; i++) {
+            const uint8_t *rgb = wk->pat + (size_t)i * pb;
+            uint8_t *px = out + (size_t)i * spp;
+            for (int k = 0; k < nc; k++) {
+                const int32_t v = (sc->mix_w[k][0] * rgb[0] + sc->mix_w[k][1] * rgb[1] +
+                                   sc->mix_w[k][2] * rgb[2] + sc->mix_off[k] + 128) >>
+                                  8;
+                px[k] = (uint8_t)(v > 255 ? 255 : v);
+            }
+        }
+    }
+    if (nc < sc->spp)
+        for (int i = 0; i < n; i++)
+            out[(size_t)i * spp + spp - 1] = alpha_at(sc, x0 + i, y);
+}
+
+/* The palette index nearest (squared RGB distance) to a colour: the cube's nearest entry channel by
+ * channel, unless one of the four greys is strictly nearer. */
+static uint8_t palette_index(const scene *sc, const uint8_t *rgb)
+{
+    const int ri = sc->near6[rgb[0]], gi = sc->near7[rgb[1]], bi = sc->near6[rgb[2]];
+    const int dr = rgb[0] - 51 * ri, dg = rgb[1] - sc->level7[gi], db = rgb[2] - 51 * bi;
+    int best = 42 * ri + 6 * gi + bi, best_d = dr * dr + dg * dg + db * db;
+    for (int k = 1; k <= 4; k++) {
+        const int er = rgb[0] - 51 * k, eg = rgb[1] - 51 * k, eb = rgb[2] - 51 * k;
+        const int d = er * er + eg * eg + eb * eb;
+        if (d < best_d) {
+            best_d = d;
+            best = 251 + k;
+        }
+    }
+    return (uint8_t)best;
+}
+
+/* Maps n 8-bit values to the sample type: u16 v * 257, i16 v * 257 - 32768, f32 v / 255. */
+static void row_convert(int type, const uint8_t *v8, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (type == T_U16) {
+            const uint16_t u = (uint16_t)(v8[i] * 257);
+            memcpy(out + 2 * i, &u, sizeof(u));
+        } else if (type == T_I16) {
+            const int16_t s = (int16_t)(v8[i] * 257 - 32768);
+            memcpy(out + 2 * i, &s, sizeof(s));
+        } else {
+            const float f = (float)v8[i] / 255.0f;
+            memcpy(out + 4 * i, &f, sizeof(f));
+        }
+    }
+}
+
+/* Sets the non-alpha samples of pixel i to the sample value in bytes. */
+static void pixel_set(const scene *sc, uint8_t *out, int64_t i, const uint8_t *bytes)
+{
+    const size_t bps = (size_t)sc->bps;
+    uint8_t *px = out + (size_t)i * (size_t)sc->spp * bps;
+    for (int k = 0; k < sc->colour; k++)
+        memcpy(px + (size_t)k * bps, bytes, bps);
+}
+
+/* NaN and +Inf pixels (f32, --nan-fraction), then the nodata region: the first row, and the disc
+ * of squared radius nd_r2 around (nd_cx, nd_cy). */
+static void row_specials(const scene *sc, int64_t y, int64_t x0, int n, uint8_t *out)
+{
+    if (sc->has_nan) {
+        const uint64_t key = mix64(sc->seed ^ UINT64_C(0x6e616e));
+        for (int i = 0; i < n; i++) {
+            const double u = (double)(hash2(key, x0 + i, y) >> 11) * 0x1p-53;
+            if (u < sc->nan_below)
+                pixel_set(sc, out, i, sc->nan_bytes);
+            else if (u >= sc->inf_from)
+                pixel_set(sc, out, i, sc->inf_bytes);
+        }
+    }
+    if (!sc->has_nodata) return;
+    int64_t xa = x0, xb = x0 + n - 1; /* the row's nodata span, clipped below */
+    if (y > 0) {
+        const int64_t dy = y - sc->nd_cy, q = sc->nd_r2 - dy * dy;
+        if (q < 0) return;
+        int64_t hw = (int64_t)sqrt((double)q);
+        while (hw * hw > q)
+            hw--;
+        while ((hw + 1) * (hw + 1) <= q)
+            hw++;
+        xa = sc->nd_cx - hw > x0 ? sc->nd_cx - hw : x0;
+        xb = sc->nd_cx + hw < xb ? sc->nd_cx + hw : xb;
+    }
+    for (int64_t x = xa; x <= xb; x++)
+        pixel_set(sc, out, x - x0, sc->nodata_bytes);
+}
+
+/* Writes pixels x0 .. x0 + n - 1 of row y as the file stores them: sc->spp samples of sc->bps
+ * bytes each, interleaved, host byte order. */
+static void row_pixels(const scene *sc, worker *wk, int64_t y, int64_t x0, int n, uint8_t *out)
+{
+    if (sc->plain) {
+        row_generate(sc, wk, y, x0, n, out);
+        return;
+    }
+    uint8_t *v8 = sc->type == T_U8 ? out : wk->row8;
+    if (sc->multi) {
+        row_multi(sc, wk, y, x0, n, v8);
+    } else if (sc->palette && sc->bands == 3) {
+        row_generate(sc, wk, y, x0, n, wk->pat);
+        for (int i = 0; i < n; i++)
+            v8[i] = palette_index(sc, wk->pat + 3 * (size_t)i);
+    } else {
+        row_generate(sc, wk, y, x0, n, v8); /* with one band, the palette index is the grey */
+    }
+    if (sc->type != T_U8) row_convert(sc->type, v8, (size_t)n * (size_t)sc->spp, out);
+    row_specials(sc, y, x0, n, out);
+}
+
+/* Copies sample p of n interleaved pixels of spp samples (bps bytes each) to dst. */
+static void plane_extract(const uint8_t *src, size_t n, int spp, int bps, int p, uint8_t *dst)
+{
+    const size_t step = (size_t)spp * (size_t)bps;
+    src += (size_t)p * (size_t)bps;
+    if (bps == 1) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i * step];
+    } else if (bps == 2) {
+        for (size_t i = 0; i < n; i++)
+            memcpy(dst + 2 * i, src + i * step, 2);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            memcpy(dst + 4 * i, src + i * step, 4);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Writing: units (tiles, or strips) are generated and compressed in parallel a batch at a time,
  * then written in order by this thread. Strips too big for that are streamed in bands of rows.
@@ -866,10 +1172,13 @@ typedef struct {
     const scene *sc;
     int enc;
     int threads;
-    int64_t n_units, units_x;
-    int64_t unit_w, unit_h; /* tile side, or image width by rows per strip */
-    size_t unit_raw_bytes;  /* largest unit before compression */
-    size_t slot_bytes;      /* room for one unit after compression */
+    int64_t n_units, units_x; /* tile or strip positions; each has `planes` units */
+    int64_t unit_w, unit_h;   /* tile side, or image width by rows per strip */
+    int planes;               /* 1, or samples per pixel with separate planes */
+    size_t px_bytes;          /* all samples of one pixel */
+    size_t unit_raw_bytes;    /* largest position before compression, all samples */
+    size_t plane_raw_bytes;   /* largest unit before compression */
+    size_t slot_bytes;        /* room for one unit after compression */
     worker *workers;
 } writer;
 
@@ -882,7 +1191,7 @@ static int thread_index(void)
 #endif
 }
 
-/* Fills buf with unit u (tile padding zeroed) and returns its size in bytes. */
+/* Fills buf with all samples of position u (tile padding zeroed) and returns its size in bytes. */
 static size_t unit_fill(const writer *w, worker *wk, int64_t u, uint8_t *buf)
 {
     const options *o = w->o;
@@ -899,12 +1208,12 @@ static size_t unit_fill(const writer *w, worker *wk, int64_t u, uint8_t *buf)
         valid_h = o->height - y0 < w->unit_h ? o->height - y0 : w->unit_h;
         buf_h = valid_h;
     }
-    const size_t stride = (size_t)w->unit_w * (size_t)o->bands;
-    const size_t valid_bytes = (size_t)valid_w * (size_t)o->bands;
+    const size_t stride = (size_t)w->unit_w * w->px_bytes;
+    const size_t valid_bytes = (size_t)valid_w * w->px_bytes;
     for (int64_t row = 0; row < buf_h; row++) {
         uint8_t *line = buf + (size_t)row * stride;
         if (row < valid_h) {
-            row_generate(w->sc, wk, y0 + row, x0, (int)valid_w, line);
+            row_pixels(w->sc, wk, y0 + row, x0, (int)valid_w, line);
             memset(line + valid_bytes, 0, stride - valid_bytes);
         } else {
             memset(line, 0, stride);
@@ -931,9 +1240,17 @@ static size_t unit_compress(const writer *w, worker *wk, const uint8_t *src, siz
     return ZSTD_isError(n) ? 0 : n;
 }
 
-static int unit_write(const writer *w, int64_t u, uint8_t *data, size_t len)
+/* The tile or strip number of sample plane p at position u. */
+static uint32_t unit_index(const writer *w, int64_t u, int p)
 {
-    const uint32_t idx = (uint32_t)u;
+    if (w->o->tiled)
+        return TIFFComputeTile(w->tif, (uint32_t)((u % w->units_x) * w->unit_w),
+                               (uint32_t)((u / w->units_x) * w->unit_h), 0, (uint16_t)p);
+    return TIFFComputeStrip(w->tif, (uint32_t)(u * w->unit_h), (uint16_t)p);
+}
+
+static int unit_write(const writer *w, uint32_t idx, uint8_t *data, size_t len)
+{
     tmsize_t done;
 
     if (w->enc == ENC_LIBTIFF)
@@ -945,21 +1262,52 @@ static int unit_write(const writer *w, int64_t u, uint8_t *data, size_t len)
     return done < 0 ? -1 : 0;
 }
 
+/* Generates position u once and fills its `planes` slots, compressed or not; returns 0, or -1
+ * when compression failed. */
+static int position_fill(const writer *w, worker *wk, int64_t u, slot *slots, int compress)
+{
+    if (w->planes == 1) {
+        if (!compress) {
+            slots[0].len = unit_fill(w, wk, u, slots[0].data);
+            return 0;
+        }
+        const size_t raw = unit_fill(w, wk, u, wk->raw);
+        slots[0].len = unit_compress(w, wk, wk->raw, raw, slots[0].data);
+        return slots[0].len == 0 ? -1 : 0;
+    }
+    const size_t n_px = unit_fill(w, wk, u, wk->raw) / w->px_bytes;
+    const size_t len = n_px * (size_t)w->sc->bps;
+    for (int p = 0; p < w->planes; p++) {
+        if (!compress) {
+            plane_extract(wk->raw, n_px, w->sc->spp, w->sc->bps, p, slots[p].data);
+            slots[p].len = len;
+            continue;
+        }
+        plane_extract(wk->raw, n_px, w->sc->spp, w->sc->bps, p, wk->plane);
+        slots[p].len = unit_compress(w, wk, wk->plane, len, slots[p].data);
+        if (slots[p].len == 0) return -1;
+    }
+    return 0;
+}
+
+/* With separate planes, each batch writes all planes of a position before the next position. */
 static int write_batches(writer *w)
 {
     const int compress = w->enc == ENC_ZLIB || w->enc == ENC_ZSTD;
+    const int planes = w->planes;
     const size_t per_unit = w->slot_bytes;
-    int64_t batch = (int64_t)(BATCH_BYTES / per_unit);
+    int64_t batch = (int64_t)(BATCH_BYTES / (per_unit * (size_t)planes));
     int rc = -1;
 
     if (batch > 16 * (int64_t)w->threads) batch = 16 * (int64_t)w->threads;
     if (batch < w->threads) batch = w->threads;
     if (batch > w->n_units) batch = w->n_units;
-    slot *slots = calloc((size_t)batch, sizeof(*slots));
-    for (int64_t i = 0; slots && i < batch; i++)
+    const int64_t n_slots = batch * planes;
+    slot *slots = calloc((size_t)n_slots, sizeof(*slots));
+    for (int64_t i = 0; slots && i < n_slots; i++)
         if (!(slots[i].data = malloc(per_unit))) break;
-    if (!slots || !slots[batch - 1].data) {
-        fprintf(stderr, PROG ": out of memory for a batch of %" PRId64 " units\n", batch);
+    if (!slots || !slots[n_slots - 1].data) {
+        fprintf(stderr, PROG ": out of memory for a batch of %" PRId64 " units\n", n_slots);
         goto cleanup;
     }
     for (int64_t first = 0; first < w->n_units; first += batch) {
@@ -968,15 +1316,10 @@ static int write_batches(writer *w)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(w->threads)
         for (int i = 0; i < count; i++) {
             worker *wk = &w->workers[thread_index()];
-            if (compress) {
-                const size_t raw = unit_fill(w, wk, first + i, wk->raw);
-                slots[i].len = unit_compress(w, wk, wk->raw, raw, slots[i].data);
-                if (slots[i].len == 0) {
+            if (position_fill(w, wk, first + i, slots + (size_t)i * (size_t)planes, compress) !=
+                0) {
 #pragma omp atomic write
-                    failed = 1;
-                }
-            } else {
-                slots[i].len = unit_fill(w, wk, first + i, slots[i].data);
+                failed = 1;
             }
         }
         if (failed) {
@@ -985,16 +1328,20 @@ static int write_batches(writer *w)
             goto cleanup;
         }
         for (int i = 0; i < count; i++) {
-            if (unit_write(w, first + i, slots[i].data, slots[i].len) != 0) {
-                fprintf(stderr, PROG ": %s: writing %s %" PRId64 " failed: %s\n", w->o->out_path,
-                        w->o->tiled ? "tile" : "strip", first + i, strerror(errno));
-                goto cleanup;
+            for (int p = 0; p < planes; p++) {
+                const uint32_t idx = unit_index(w, first + i, p);
+                const slot *sl = &slots[(size_t)i * (size_t)planes + (size_t)p];
+                if (unit_write(w, idx, sl->data, sl->len) != 0) {
+                    fprintf(stderr, PROG ": %s: writing %s %" PRIu32 " failed: %s\n",
+                            w->o->out_path, w->o->tiled ? "tile" : "strip", idx, strerror(errno));
+                    goto cleanup;
+                }
             }
         }
     }
     rc = 0;
 cleanup:
-    for (int64_t i = 0; slots && i < batch; i++)
+    for (int64_t i = 0; slots && i < n_slots; i++)
         free(slots[i].data);
     free(slots);
     return rc;
@@ -1007,18 +1354,19 @@ static int strip_append(const writer *w, uint32_t s, uint8_t *data, size_t len)
 }
 
 /* Streams strips too large for a batch: rows are generated in parallel a band at a time and fed
- * to one streaming encoder (zstd with its own worker threads). */
+ * to one streaming encoder (zstd with its own worker threads). A strip is written in one piece,
+ * so separate planes are written one after the other, each generating the rows again. */
 static int write_big_strips(writer *w)
 {
     const options *o = w->o;
-    const size_t row_bytes = (size_t)o->width * (size_t)o->bands;
+    const size_t row_bytes = (size_t)o->width * (w->planes > 1 ? (size_t)w->sc->bps : w->px_bytes);
     int64_t band_rows = (int64_t)(BIG_STRIP_BYTES / row_bytes);
     const size_t out_cap = (size_t)4 << 20;
     uint8_t *band = NULL, *out = NULL;
     z_stream zs;
     int zs_ready = 0;
     ZSTD_CCtx *zc = NULL;
-    int64_t strip_now = 0;
+    uint32_t strip_now = 0;
     int rc = -1;
 
     if (band_rows < 1) band_rows = 1;
@@ -1036,8 +1384,10 @@ static int write_big_strips(writer *w)
         /* Multithreaded zstd output does not depend on the number of workers (>= 1). */
         ZSTD_CCtx_setParameter(zc, ZSTD_c_nbWorkers, w->threads);
     }
-    for (int64_t s = 0; s < w->n_units; s++) {
-        strip_now = s;
+    for (int64_t k = 0; k < w->n_units * w->planes; k++) {
+        const int64_t s = k % w->n_units;
+        const int p = (int)(k / w->n_units);
+        strip_now = unit_index(w, s, p);
         const int64_t y_first = s * w->unit_h;
         const int64_t y_end = y_first + w->unit_h < o->height ? y_first + w->unit_h : o->height;
         if (zs_ready && deflateReset(&zs) != Z_OK) goto codec;
@@ -1047,15 +1397,22 @@ static int write_big_strips(writer *w)
             const int last = y0 + rows == y_end;
             const size_t len = (size_t)rows * row_bytes;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(w->threads)
-            for (int i = 0; i < rows; i++)
-                row_generate(w->sc, &w->workers[thread_index()], y0 + i, 0, (int)o->width,
-                             band + (size_t)i * row_bytes);
+            for (int i = 0; i < rows; i++) {
+                worker *wk = &w->workers[thread_index()];
+                uint8_t *line = band + (size_t)i * row_bytes;
+                if (w->planes == 1) {
+                    row_pixels(w->sc, wk, y0 + i, 0, (int)o->width, line);
+                } else {
+                    row_pixels(w->sc, wk, y0 + i, 0, (int)o->width, wk->full);
+                    plane_extract(wk->full, (size_t)o->width, w->sc->spp, w->sc->bps, p, line);
+                }
+            }
             if (w->enc == ENC_NONE) {
-                if (strip_append(w, (uint32_t)s, band, len) != 0) goto io;
+                if (strip_append(w, strip_now, band, len) != 0) goto io;
             } else if (w->enc == ENC_LIBTIFF) {
                 for (int i = 0; i < rows; i++)
                     if (TIFFWriteScanline(w->tif, band + (size_t)i * row_bytes, (uint32_t)(y0 + i),
-                                          0) < 0)
+                                          (uint16_t)p) < 0)
                         goto io;
             } else if (w->enc == ENC_ZLIB) {
                 zs.next_in = band;
@@ -1066,7 +1423,7 @@ static int write_big_strips(writer *w)
                     zs.avail_out = (uInt)out_cap;
                     zrc = deflate(&zs, last ? Z_FINISH : Z_NO_FLUSH);
                     if (zrc == Z_STREAM_ERROR) goto codec;
-                    if (strip_append(w, (uint32_t)s, out, out_cap - zs.avail_out) != 0) goto io;
+                    if (strip_append(w, strip_now, out, out_cap - zs.avail_out) != 0) goto io;
                 } while (zs.avail_out == 0 || (last && zrc != Z_STREAM_END));
             } else {
                 ZSTD_inBuffer in = {band, len, 0};
@@ -1076,7 +1433,7 @@ static int write_big_strips(writer *w)
                     remaining =
                         ZSTD_compressStream2(zc, &ob, &in, last ? ZSTD_e_end : ZSTD_e_continue);
                     if (ZSTD_isError(remaining)) goto codec;
-                    if (strip_append(w, (uint32_t)s, out, ob.pos) != 0) goto io;
+                    if (strip_append(w, strip_now, out, ob.pos) != 0) goto io;
                 } while (last ? remaining != 0 : in.pos < in.size);
             }
         }
@@ -1084,7 +1441,7 @@ static int write_big_strips(writer *w)
     rc = 0;
     goto cleanup;
 io:
-    fprintf(stderr, PROG ": %s: writing strip %" PRId64 " failed: %s\n", o->out_path, strip_now,
+    fprintf(stderr, PROG ": %s: writing strip %" PRIu32 " failed: %s\n", o->out_path, strip_now,
             strerror(errno));
     goto cleanup;
 codec:
@@ -1105,19 +1462,32 @@ static void workers_free(worker *ws, int n)
     for (int i = 0; ws && i < n; i++) {
         free(ws[i].r);
         free(ws[i].raw);
+        free(ws[i].plane);
+        free(ws[i].pat);
+        free(ws[i].row8);
+        free(ws[i].full);
         if (ws[i].zs_ready) deflateEnd(&ws[i].zs);
         ZSTD_freeCCtx(ws[i].zc);
     }
     free(ws);
 }
 
-static worker *workers_new(int n, int64_t max_width, size_t raw_bytes, int enc)
+/* What each worker needs besides its float rows; a zero size is not allocated. */
+typedef struct {
+    int64_t max_width;  /* widest row generated */
+    size_t raw_bytes;   /* a position of all samples: compressing, or splitting planes */
+    size_t plane_bytes; /* one plane of it, when compressing separate planes */
+    size_t pat_bytes, row8_bytes, full_bytes;
+    int codec_state; /* compressing units: a zlib or zstd context each */
+} worker_sizes;
+
+static worker *workers_new(int n, const worker_sizes *z, int enc)
 {
     worker *ws = calloc((size_t)n, sizeof(*ws));
     if (!ws) return NULL;
     for (int i = 0; i < n; i++) {
         worker *wk = &ws[i];
-        const size_t row = (size_t)max_width;
+        const size_t row = (size_t)z->max_width;
         wk->r = malloc(7 * row * sizeof(float));
         if (!wk->r) goto fail;
         wk->g = wk->r + row;
@@ -1126,12 +1496,16 @@ static worker *workers_new(int n, int64_t max_width, size_t raw_bytes, int enc)
         wk->hue = wk->lum + row;
         wk->horizon = wk->hue + row;
         wk->grain = wk->horizon + row;
-        if (raw_bytes > 0 && !(wk->raw = malloc(raw_bytes))) goto fail;
-        if (enc == ENC_ZLIB && raw_bytes > 0) {
+        if (z->raw_bytes > 0 && !(wk->raw = malloc(z->raw_bytes))) goto fail;
+        if (z->plane_bytes > 0 && !(wk->plane = malloc(z->plane_bytes))) goto fail;
+        if (z->pat_bytes > 0 && !(wk->pat = malloc(z->pat_bytes))) goto fail;
+        if (z->row8_bytes > 0 && !(wk->row8 = malloc(z->row8_bytes))) goto fail;
+        if (z->full_bytes > 0 && !(wk->full = malloc(z->full_bytes))) goto fail;
+        if (enc == ENC_ZLIB && z->codec_state) {
             if (deflateInit(&wk->zs, ZIP_LEVEL) != Z_OK) goto fail;
             wk->zs_ready = 1;
         }
-        if (enc == ENC_ZSTD && raw_bytes > 0) {
+        if (enc == ENC_ZSTD && z->codec_state) {
             if (!(wk->zc = ZSTD_createCCtx())) goto fail;
             ZSTD_CCtx_setParameter(wk->zc, ZSTD_c_compressionLevel, ZSTD_LEVEL);
         }
@@ -1142,24 +1516,65 @@ fail:
     return NULL;
 }
 
+/* The nodata value as GDAL writes its tag: "nan", or %.17g of the value the pixels hold. */
+static void nodata_text(double v, char *buf, size_t cap)
+{
+    if (isnan(v))
+        snprintf(buf, cap, "nan");
+    else
+        snprintf(buf, cap, "%.17g", v);
+}
+
 static int set_tags(TIFF *tif, const options *o)
 {
-    const uint16_t alpha[1] = {EXTRASAMPLE_UNASSALPHA};
-    const int has_alpha = o->bands == 2 || o->bands == 4;
-    char desc[160];
+    static const uint16_t formats[] = {SAMPLEFORMAT_UINT, SAMPLEFORMAT_UINT, SAMPLEFORMAT_INT,
+                                       SAMPLEFORMAT_IEEEFP};
+    uint16_t extra[MAX_BANDS];
+    int n_extra = 0, photometric;
+    char desc[256], text[64];
     int ok = 1;
 
-    snprintf(desc, sizeof(desc), PROG " --pattern %s --seed %" PRIu64, pattern_names[o->pattern],
-             o->seed);
+    if (o->palette) {
+        photometric = PHOTOMETRIC_PALETTE;
+    } else if (o->bands >= 5) {
+        photometric = PHOTOMETRIC_MINISBLACK;
+        n_extra = o->bands - 1;
+        for (int i = 0; i < n_extra; i++)
+            extra[i] = EXTRASAMPLE_UNSPECIFIED;
+        if (o->alpha) extra[n_extra - 1] = EXTRASAMPLE_UNASSALPHA;
+    } else {
+        photometric = o->bands >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
+        if (o->bands == 2 || o->bands == 4) extra[n_extra++] = EXTRASAMPLE_UNASSALPHA;
+    }
+    int len = snprintf(desc, sizeof(desc), PROG " --pattern %s --seed %" PRIu64,
+                       pattern_names[o->pattern], o->seed);
+    if (o->type != T_U8)
+        len += snprintf(desc + len, sizeof(desc) - (size_t)len, " --type %s", type_names[o->type]);
+    if (o->palette) len += snprintf(desc + len, sizeof(desc) - (size_t)len, " --palette");
+    if (o->has_nodata) {
+        nodata_text(o->nodata, text, sizeof(text));
+        len += snprintf(desc + len, sizeof(desc) - (size_t)len, " --nodata %s", text);
+    }
+    if (o->nan_fraction >= 0.0)
+        snprintf(desc + len, sizeof(desc) - (size_t)len, " --nan-fraction %g", o->nan_fraction);
     ok &= TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, (uint32_t)o->width);
     ok &= TIFFSetField(tif, TIFFTAG_IMAGELENGTH, (uint32_t)o->height);
-    ok &= TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8);
-    ok &= TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, o->bands);
-    ok &= TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, SAMPLEFORMAT_UINT);
-    ok &= TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
-    ok &= TIFFSetField(tif, TIFFTAG_PHOTOMETRIC,
-                       o->bands >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
-    if (has_alpha) ok &= TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, 1, alpha);
+    ok &= TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8 * type_bytes[o->type]);
+    ok &= TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, o->spp);
+    ok &= TIFFSetField(tif, TIFFTAG_SAMPLEFORMAT, formats[o->type]);
+    ok &= TIFFSetField(tif, TIFFTAG_PLANARCONFIG,
+                       o->separate ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG);
+    ok &= TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, photometric);
+    if (n_extra > 0) ok &= TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, n_extra, extra);
+    if (o->palette) {
+        static uint16_t map[3][256];
+        colormap_fill(o, map);
+        ok &= TIFFSetField(tif, TIFFTAG_COLORMAP, map[0], map[1], map[2]);
+    }
+    if (o->has_nodata) {
+        nodata_text(o->nodata, text, sizeof(text));
+        ok &= TIFFSetField(tif, TAG_GDAL_NODATA, text);
+    }
     ok &= TIFFSetField(tif, TIFFTAG_ORIENTATION, ORIENTATION_TOPLEFT);
     ok &= TIFFSetField(tif, TIFFTAG_COMPRESSION, codecs[o->codec].tag);
     if (codecs[o->codec].tag == COMPRESSION_JPEG)
@@ -1173,6 +1588,18 @@ static int set_tags(TIFF *tif, const options *o)
     ok &= TIFFSetField(tif, TIFFTAG_SOFTWARE, PROG);
     ok &= TIFFSetField(tif, TIFFTAG_IMAGEDESCRIPTION, desc);
     return ok ? 0 : -1;
+}
+
+/* Teaches libtiff the GDAL_NODATA tag (ASCII), for every file it opens after main installs it. */
+static TIFFExtendProc parent_extender;
+
+static void tag_extender(TIFF *tif)
+{
+    static const TIFFFieldInfo fields[] = {
+        {TAG_GDAL_NODATA, -1, -1, TIFF_ASCII, FIELD_CUSTOM, 1, 0, "GDALNoDataValue"},
+    };
+    TIFFMergeFieldInfo(tif, fields, sizeof(fields) / sizeof(fields[0]));
+    if (parent_extender) parent_extender(tif);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1242,7 +1669,8 @@ static void format_bytes(double bytes, char *buf, size_t cap)
 static int generate(const options *o)
 {
     static scene sc; /* large (shapes); one per process */
-    const int64_t raw_total = o->width * o->height * o->bands;
+    const int bps = type_bytes[o->type];
+    const int64_t raw_total = o->width * o->height * o->spp * bps;
     const int bigtiff = o->bigtiff || raw_total > BIGTIFF_RAW_BYTES;
     const double t0 = now_seconds();
     writer w;
@@ -1265,16 +1693,27 @@ static int generate(const options *o)
         w.units_x = 1;
         w.n_units = (o->height + o->strip_rows - 1) / o->strip_rows;
     }
-    w.unit_raw_bytes = (size_t)w.unit_w * (size_t)w.unit_h * (size_t)o->bands;
+    w.planes = o->separate ? o->spp : 1;
+    w.px_bytes = (size_t)o->spp * (size_t)bps;
+    w.unit_raw_bytes = (size_t)w.unit_w * (size_t)w.unit_h * w.px_bytes;
+    w.plane_raw_bytes = w.unit_raw_bytes / (size_t)w.planes;
     const int big_strips = !o->tiled && w.unit_raw_bytes > BIG_STRIP_BYTES;
-    w.slot_bytes = w.unit_raw_bytes;
+    w.slot_bytes = w.plane_raw_bytes;
     if (w.enc == ENC_ZLIB)
-        w.slot_bytes = (size_t)compressBound((uLong)w.unit_raw_bytes);
+        w.slot_bytes = (size_t)compressBound((uLong)w.plane_raw_bytes);
     else if (w.enc == ENC_ZSTD)
-        w.slot_bytes = ZSTD_compressBound(w.unit_raw_bytes);
+        w.slot_bytes = ZSTD_compressBound(w.plane_raw_bytes);
     const int compress = !big_strips && (w.enc == ENC_ZLIB || w.enc == ENC_ZSTD);
-    w.workers = workers_new(w.threads, o->tiled ? o->tile_px : o->width,
-                            compress ? w.unit_raw_bytes : 0, w.enc);
+    worker_sizes z;
+    memset(&z, 0, sizeof(z));
+    z.max_width = o->tiled ? o->tile_px : o->width;
+    z.codec_state = compress;
+    if (!big_strips && (compress || w.planes > 1)) z.raw_bytes = w.unit_raw_bytes;
+    if (compress && w.planes > 1) z.plane_bytes = w.plane_raw_bytes;
+    if (sc.multi || (sc.palette && sc.bands == 3)) z.pat_bytes = (size_t)z.max_width * 3;
+    if (!sc.plain && o->type != T_U8) z.row8_bytes = (size_t)z.max_width * (size_t)o->spp;
+    if (big_strips && w.planes > 1) z.full_bytes = (size_t)o->width * w.px_bytes;
+    w.workers = workers_new(w.threads, &z, w.enc);
     if (!w.workers) {
         fprintf(stderr, PROG ": out of memory for %d workers\n", w.threads);
         return -1;
@@ -1293,7 +1732,8 @@ static int generate(const options *o)
     umask(mask);
     fchmod(fd, 0666 & ~mask);
     tiff_module_file = tmp_path;
-    tif = TIFFFdOpen(fd, tmp_path, bigtiff ? "w8l" : "wl");
+    /* 8-bit files little-endian as always; wider samples in host order, as they are generated */
+    tif = TIFFFdOpen(fd, tmp_path, bps == 1 ? (bigtiff ? "w8l" : "wl") : (bigtiff ? "w8" : "w"));
     if (!tif) {
         close(fd);
         goto cleanup;
@@ -1321,14 +1761,21 @@ static int generate(const options *o)
         char size[32], layout[64];
         const double bytes = stat(o->out_path, &stt) == 0 ? (double)stt.st_size : 0.0;
         static const char *const kinds[] = {"", "grey", "grey+alpha", "RGB", "RGBA"};
+        char kind[96];
         format_bytes(bytes, size, sizeof(size));
         if (o->tiled)
             snprintf(layout, sizeof(layout), "tiles %" PRId64 "x%" PRId64, o->tile_px, o->tile_px);
         else
             snprintf(layout, sizeof(layout), "strips of %" PRId64 " rows", o->strip_rows);
+        snprintf(kind, sizeof(kind), "%s%s%s%s%s",
+                 o->palette     ? (o->bands == 3 ? "RGB palette" : "grey palette")
+                 : o->bands > 4 ? (o->alpha ? "multispectral+alpha" : "multispectral")
+                                : kinds[o->bands],
+                 o->type != T_U8 ? ", " : "", o->type != T_U8 ? type_names[o->type] : "",
+                 o->separate ? ", separate planes" : "", o->has_nodata ? ", nodata" : "");
         printf("%s: %" PRId64 "x%" PRId64 ", %d band%s (%s), %s, %s, %s%s, %s (ratio %.3g to raw "
                "pixels), %.1f s\n",
-               o->out_path, o->width, o->height, o->bands, o->bands > 1 ? "s" : "", kinds[o->bands],
+               o->out_path, o->width, o->height, o->spp, o->spp > 1 ? "s" : "", kind,
                pattern_names[o->pattern], layout, codecs[o->codec].name, bigtiff ? ", BigTIFF" : "",
                size, bytes > 0 ? (double)raw_total / bytes : 0.0, now_seconds() - t0);
     }
@@ -1354,36 +1801,70 @@ static void usage(FILE *f)
         f,
         "Usage: " PROG " OUT.tif --width W --height H [options]\n"
         "\n"
-        "Streams a synthetic 8-bit TIFF of any size to OUT.tif, a batch of tiles (or strips) at\n"
-        "a time, so memory stays bounded whatever the size. Every pixel is a pure function of\n"
-        "(x, y, seed): the same arguments give a byte-identical file. The file is written to\n"
-        "OUT.tif.tmp.XXXXXX and renamed into place when complete.\n"
+        "Streams a synthetic TIFF of any size to OUT.tif, a batch of tiles (or strips) at a\n"
+        "time, so memory stays bounded whatever the size. Every pixel is a pure function of\n"
+        "(x, y, seed, options): the same arguments give a byte-identical file, whatever -j.\n"
+        "The file is written to OUT.tif.tmp.XXXXXX and renamed into place when complete.\n"
         "\n"
         "  --width W              image width in pixels (required)\n"
         "  --height H             image height in pixels (required)\n"
-        "  --bands N              1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (default 3); alpha is a\n"
-        "                         diagonal ramp from 0 (top left) to 255 (bottom right)\n"
+        "  --bands N              1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (default 3); 5 to %d:\n"
+        "                         multispectral (MinIsBlack, N-1 extra samples), every band a\n"
+        "                         different mix of the RGB pattern plus its own offset\n"
+        "                         (noise: independent samples; blocks: 3 levels per band).\n"
+        "                         Alpha is a diagonal ramp from 0 (top left) to 255 (bottom\n"
+        "                         right), unassociated\n"
+        "  --alpha                with 5 bands or more, the last band is alpha; changes\n"
+        "                         nothing with 2 or 4 bands\n"
+        "  --type T               sample type: u8 (default), u16, i16 or f32; the pattern's\n"
+        "                         8-bit value v becomes v*257 (u16), v*257-32768 (i16) or\n"
+        "                         v/255 (f32, 0 to 1), in every band including alpha\n"
         "  --pattern NAME         photo   smooth colour fields, soft shapes, shading, mild noise\n"
         "                                 (default)\n"
         "                         cat     a stylised ginger cat in a room (the README demo)\n"
-        "                         blocks  exactly 3 colours in vertical thirds\n"
+        "                         blocks  exactly 3 colours in vertical thirds (3 values per\n"
+        "                                 band in every type)\n"
         "                         noise   uniform random samples\n"
-        "  --seed N               pattern seed (default 0)\n"
-        "  --tile N               N x N tiles, N a multiple of 16 up to %d (default 512)\n"
-        "  --strip ROWS           strips of ROWS rows instead of tiles\n"
+        "  --seed N               pattern seed (default 0)\n",
+        MAX_BANDS);
+    fprintf(
+        f,
+        "  --tile N               N x N tiles, N a multiple of 16 up to %d (default 512); a\n"
+        "                         tile of all bands may hold at most 256 MiB\n"
+        "  --strip ROWS           strips of ROWS rows instead of tiles; 0: one strip\n"
+        "  --one-strip            one strip for the whole image, as --strip 0\n"
+        "  --planar MODE          contig (default: samples interleaved) or separate (one plane\n"
+        "                         per band, same pixel values)\n"
+        "  --palette              palette image, one 8-bit index per pixel, u8 only: with 1\n"
+        "                         band a grey ramp (index = grey value), with 3 bands the RGB\n"
+        "                         pattern mapped to the nearest of 256 colours (a 6x7x6 cube\n"
+        "                         and the greys 51, 102, 153, 204)\n"
+        "  --nodata V             set V in every non-alpha band of the first row and of the\n"
+        "                         disc of radius min(W,H)/6 around (W/3, H/3) (integer\n"
+        "                         divisions), and write the GDAL_NODATA tag (\"nan\", or the\n"
+        "                         stored value with %%.17g). Integer types need an integer in\n"
+        "                         range; f32 stores the nearest float and also takes nan, inf\n"
+        "                         and -inf\n"
+        "  --nan-fraction F       f32 only: NaN in every non-alpha band of about a fraction F\n"
+        "                         (0 to 1) of the pixels, +Inf in about F/64 more, chosen by\n"
+        "                         a hash of (x, y, seed); --nodata is applied after\n"
         "  --compression NAME     none, lzw, deflate, zstd, packbits or jpeg (default deflate);\n"
-        "                         jpeg (quality %d) needs 1 or 3 bands\n"
+        "                         jpeg (quality %d) needs u8 and 1 or 3 bands, without\n"
+        "                         --palette or --nodata\n"
         "  --bigtiff              write BigTIFF (automatic when the raw pixels pass 2 GiB)\n"
         "  -j, --threads N        threads (default: OMP_NUM_THREADS, else all cores)\n"
         "  -q, --quiet            print nothing on success\n"
-        "  -h, --help             show this help\n"
-        "\n"
-        "deflate (zlib level 2) and zstd (level 9) tiles or strips are compressed on all\n"
-        "threads and written raw, as is none; lzw, packbits and jpeg go through libtiff's\n"
-        "encoder on one thread. Strips over 32 MiB are streamed in bands of rows.\n"
-        "Prints one summary line. Exit status: 0 success, 1 I/O or memory failure (no output\n"
-        "left behind), 2 usage error.\n",
+        "  -h, --help             show this help\n",
         MAX_TILE, JPEG_QUALITY);
+    fputs("\n"
+          "deflate (zlib level 2) and zstd (level 9) tiles or strips are compressed on all\n"
+          "threads and written raw, as is none; lzw, packbits and jpeg go through libtiff's\n"
+          "encoder on one thread. Strips over 32 MiB (all bands) are streamed in bands of rows;\n"
+          "with separate planes such strips are generated once per plane. 8-bit files are\n"
+          "little-endian, wider samples are written in the host's byte order.\n"
+          "Prints one summary line. Exit status: 0 success, 1 I/O or memory failure (no output\n"
+          "left behind), 2 usage error.\n",
+          f);
 }
 
 static int bad_usage(const char *fmt, const char *arg)
@@ -1402,6 +1883,32 @@ static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
     const long long v = strtoll(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) return -1;
     *out = v;
+    return 0;
+}
+
+/* Parses the --nodata value into o->nodata, exactly as the sample type stores it; needs o->type.
+ * Returns 0 on success. */
+static int parse_nodata(const char *s, options *o)
+{
+    static const double lo[] = {0, 0, -32768}, hi[] = {255, 65535, 32767};
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno == ERANGE && isinf(v) && o->type == T_F32) errno = 0; /* "1e999" is inf */
+    if (errno != 0 || end == s || *end != '\0') return -1;
+    if (o->type == T_F32) {
+        if (isnan(v)) {
+            v = NAN;
+        } else if (isfinite(v) && fabs(v) > FLT_MAX) {
+            return -1;
+        } else {
+            v = (double)(float)v;
+        }
+    } else if (!(v >= lo[o->type] && v <= hi[o->type]) || v != floor(v)) {
+        return -1;
+    }
+    o->nodata = v == 0.0 ? 0.0 : v; /* -0 written as 0 */
+    o->has_nodata = 1;
     return 0;
 }
 
@@ -1424,7 +1931,14 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
         OPT_TILE,
         OPT_STRIP,
         OPT_COMPRESSION,
-        OPT_BIGTIFF
+        OPT_BIGTIFF,
+        OPT_TYPE,
+        OPT_ALPHA,
+        OPT_PLANAR,
+        OPT_ONE_STRIP,
+        OPT_PALETTE,
+        OPT_NODATA,
+        OPT_NAN_FRACTION
     };
     static const struct option longopts[] = {
         {"width", required_argument, NULL, OPT_WIDTH},
@@ -1436,12 +1950,21 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
         {"strip", required_argument, NULL, OPT_STRIP},
         {"compression", required_argument, NULL, OPT_COMPRESSION},
         {"bigtiff", no_argument, NULL, OPT_BIGTIFF},
+        {"type", required_argument, NULL, OPT_TYPE},
+        {"alpha", no_argument, NULL, OPT_ALPHA},
+        {"planar", required_argument, NULL, OPT_PLANAR},
+        {"one-strip", no_argument, NULL, OPT_ONE_STRIP},
+        {"palette", no_argument, NULL, OPT_PALETTE},
+        {"nodata", required_argument, NULL, OPT_NODATA},
+        {"nan-fraction", required_argument, NULL, OPT_NAN_FRACTION},
         {"threads", required_argument, NULL, 'j'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    static const char *const planar_names[] = {"contig", "separate"};
     const char *codec_names[N_CODECS];
+    const char *nodata_arg = NULL;
     int have_tile = 0, have_strip = 0, opt;
     int64_t v;
 
@@ -1453,6 +1976,8 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
     o->tiled = 1;
     o->tile_px = 512;
     o->codec = 2; /* deflate */
+    o->type = T_U8;
+    o->nan_fraction = -1.0;
 #ifdef _OPENMP
     o->threads = omp_get_max_threads();
 #else
@@ -1469,8 +1994,8 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
             *(opt == OPT_WIDTH ? &o->width : &o->height) = v;
             break;
         case OPT_BANDS:
-            if (parse_int(optarg, 1, 4, &v) != 0)
-                return bad_usage("bad --bands '%s' (1, 2, 3 or 4)", optarg);
+            if (parse_int(optarg, 1, MAX_BANDS, &v) != 0)
+                return bad_usage("bad --bands '%s' (1 to 64)", optarg);
             o->bands = (int)v;
             break;
         case OPT_PATTERN:
@@ -1492,12 +2017,41 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
             have_tile = 1;
             break;
         case OPT_STRIP:
-            if (parse_int(optarg, 1, MAX_SIDE, &v) != 0)
-                return bad_usage("bad --strip '%s' (rows per strip, 1 or more)", optarg);
-            o->strip_rows = v;
+        case OPT_ONE_STRIP:
+            if (opt == OPT_ONE_STRIP)
+                v = 0;
+            else if (parse_int(optarg, 0, MAX_SIDE, &v) != 0)
+                return bad_usage("bad --strip '%s' (rows per strip, or 0 for one strip)", optarg);
+            o->strip_rows = v == 0 ? MAX_SIDE : v; /* clipped to the height below */
             o->tiled = 0;
             have_strip = 1;
             break;
+        case OPT_TYPE:
+            if ((o->type = lookup(optarg, type_names, 4)) < 0)
+                return bad_usage("unknown --type '%s' (u8, u16, i16 or f32)", optarg);
+            break;
+        case OPT_ALPHA:
+            o->alpha = 1;
+            break;
+        case OPT_PLANAR:
+            if ((o->separate = lookup(optarg, planar_names, 2)) < 0)
+                return bad_usage("unknown --planar '%s' (contig or separate)", optarg);
+            break;
+        case OPT_PALETTE:
+            o->palette = 1;
+            break;
+        case OPT_NODATA:
+            nodata_arg = optarg;
+            break;
+        case OPT_NAN_FRACTION: {
+            char *end;
+            errno = 0;
+            o->nan_fraction = strtod(optarg, &end);
+            if (errno != 0 || end == optarg || *end != '\0' || !(o->nan_fraction >= 0.0) ||
+                o->nan_fraction > 1.0)
+                return bad_usage("bad --nan-fraction '%s' (0 to 1)", optarg);
+            break;
+        }
         case OPT_COMPRESSION:
             if ((o->codec = lookup(optarg, codec_names, (int)N_CODECS)) < 0)
                 return bad_usage("unknown compression '%s' (none, lzw, deflate, zstd, packbits "
@@ -1527,24 +2081,41 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
     if (optind != argc - 1)
         return bad_usage("%s", optind == argc ? "missing OUT.tif" : "more than one OUT.tif");
     o->out_path = argv[optind];
-    if (have_tile && have_strip) return bad_usage("%s", "--tile and --strip exclude each other");
+    if (have_tile && have_strip)
+        return bad_usage("%s", "--tile and --strip (or --one-strip) exclude each other");
     if (o->width == 0 || o->height == 0)
         return bad_usage("%s", "--width and --height are required");
-    if (codecs[o->codec].tag == COMPRESSION_JPEG && o->bands != 1 && o->bands != 3)
-        return bad_usage("%s", "jpeg needs 1 or 3 bands");
+    const int jpeg = codecs[o->codec].tag == COMPRESSION_JPEG;
+    if (o->alpha && o->bands != 2 && o->bands != 4 && o->bands < 5)
+        return bad_usage("%s", "--alpha needs --bands 2, 4, or 5 and more");
+    if (o->palette && ((o->bands != 1 && o->bands != 3) || o->type != T_U8))
+        return bad_usage("%s", "--palette needs --bands 1 or 3 and --type u8");
+    if (jpeg && o->type != T_U8) return bad_usage("%s", "jpeg needs --type u8");
+    if (jpeg && o->bands != 1 && o->bands != 3) return bad_usage("%s", "jpeg needs 1 or 3 bands");
+    if (jpeg && (o->palette || nodata_arg))
+        return bad_usage("jpeg is lossy: no %s", o->palette ? "--palette" : "--nodata");
+    if (o->nan_fraction >= 0.0 && o->type != T_F32)
+        return bad_usage("%s", "--nan-fraction needs --type f32");
+    if (nodata_arg && parse_nodata(nodata_arg, o) != 0)
+        return bad_usage(o->type == T_F32 ? "bad --nodata '%s' (a number, nan, inf or -inf)"
+                                          : "bad --nodata '%s' (an integer the type holds)",
+                         nodata_arg);
     if (!TIFFIsCODECConfigured(codecs[o->codec].tag))
         return bad_usage("this libtiff has no %s codec", codecs[o->codec].name);
+    o->spp = o->palette ? 1 : o->bands;
+    const int64_t px_bytes = (int64_t)o->spp * type_bytes[o->type];
     if (!o->tiled) {
         if (o->strip_rows > o->height) o->strip_rows = o->height;
-        if (codecs[o->codec].tag == COMPRESSION_JPEG && o->strip_rows % 8 != 0 &&
-            o->strip_rows != o->height)
+        if (jpeg && o->strip_rows % 8 != 0 && o->strip_rows != o->height)
             return bad_usage("%s", "jpeg strips need a multiple of 8 rows");
-        if (o->width * o->bands > MAX_ROW_BYTES)
+        if (o->width * px_bytes > MAX_ROW_BYTES)
             return bad_usage("%s", "rows too wide for strips; use --tile");
+    } else if (o->tile_px * o->tile_px * px_bytes > MAX_TILE_BYTES) {
+        return bad_usage("%s", "tiles over 256 MiB with all bands; use a smaller --tile");
     }
     const int64_t unit = o->tiled ? o->tile_px : o->strip_rows;
-    const int64_t units =
-        (o->tiled ? (o->width + unit - 1) / unit : 1) * ((o->height + unit - 1) / unit);
+    const int64_t units = (o->tiled ? (o->width + unit - 1) / unit : 1) *
+                          ((o->height + unit - 1) / unit) * (o->separate ? o->spp : 1);
     if (units > MAX_UNITS) return bad_usage("%s", "too many tiles or strips; use larger ones");
     if (strlen(o->out_path) + 16 > sizeof(tmp_path)) return bad_usage("%s", "output path too long");
     *stop = 0;
@@ -1558,6 +2129,7 @@ int main(int argc, char **argv)
     const int status = parse_args(argc, argv, &o, &stop);
 
     if (stop) return status;
+    parent_extender = TIFFSetTagExtender(tag_extender);
     TIFFSetErrorHandler(tiff_error);
     TIFFSetWarningHandler(tiff_warning);
     return generate(&o) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
