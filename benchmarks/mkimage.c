@@ -1374,6 +1374,9 @@ static int write_big_strips(writer *w)
     out = malloc(out_cap);
     if (!band || !out) goto nomem;
     memset(&zs, 0, sizeof(zs));
+    /* libtiff's encoders flush their output buffer into the strip whenever it fills; by default
+     * it holds the whole strip, so make it small */
+    if (w->enc == ENC_LIBTIFF && !TIFFWriteBufferSetup(w->tif, NULL, (tmsize_t)out_cap)) goto nomem;
     if (w->enc == ENC_ZLIB) {
         if (deflateInit(&zs, ZIP_LEVEL) != Z_OK) goto nomem;
         zs_ready = 1;
@@ -1810,12 +1813,12 @@ static void usage(FILE *f)
         "  --height H             image height in pixels (required)\n"
         "  --bands N              1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (default 3); 5 to %d:\n"
         "                         multispectral (MinIsBlack, N-1 extra samples), every band a\n"
-        "                         different mix of the RGB pattern plus its own offset\n"
+        "                         different mix of the RGB pattern with a gain and an offset\n"
         "                         (noise: independent samples; blocks: 3 levels per band).\n"
         "                         Alpha is a diagonal ramp from 0 (top left) to 255 (bottom\n"
         "                         right), unassociated\n"
         "  --alpha                with 5 bands or more, the last band is alpha; changes\n"
-        "                         nothing with 2 or 4 bands\n"
+        "                         nothing with 2 or 4 bands, refused with 1 or 3\n"
         "  --type T               sample type: u8 (default), u16, i16 or f32; the pattern's\n"
         "                         8-bit value v becomes v*257 (u16), v*257-32768 (i16) or\n"
         "                         v/255 (f32, 0 to 1), in every band including alpha\n"

@@ -28,6 +28,7 @@ typedef struct stepper {
     float *cf;        /* the same as floats, read by the part tasks of a step */
     double *v;        /* points taken by each centre so far: 1/v is its learning rate */
     double *sum;      /* d: scratch of the update */
+    const double *std; /* d: the scaling of the features, or NULL */
     double *partials; /* per part: k * (d + 1) sums (d feature sums, then the count) */
     int steps_done, calm;
     bool converged;
@@ -129,10 +130,11 @@ static int step_update(void *arg, int worker, cm_ctx_t *ctx)
         }
         if (cnt == 0.0) continue;
         s->v[j] += cnt;
-        double shift = 0.0;
+        double shift = 0.0; /* in sample units, whether or not the features are scaled */
         for (int b = 0; b < d; b++) {
             double next = cj[b] + (s->sum[b] - cnt * cj[b]) / s->v[j];
-            shift += (next - cj[b]) * (next - cj[b]);
+            double moved = (next - cj[b]) * (s->std ? s->std[b] : 1.0);
+            shift += moved * moved;
             cj[b] = next;
         }
         if (shift > shift_max) shift_max = shift;
@@ -233,6 +235,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
             goto cleanup;
         }
         standardise(pts, n, d, m->mean, m->std);
+        s.std = m->std;
     }
 
     /* k-means++ on an evenly strided subset of the sample. */

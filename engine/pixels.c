@@ -8,8 +8,11 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
                      const double *std)
 {
     const cm_grid_t *g = &src->grid;
+    /* Samples are compared with nodata in their own type, as GDAL does: a float image holds
+     * "0.1" as the float nearest to it. */
+    double nodata = g->stype == CM_F32 ? (double)(float)src->nodata : src->nodata;
     *f = (cm__pixfmt_t){.bands = g->bands, .alpha = g->alpha_band, .stype = g->stype,
-                        .has_nodata = src->has_nodata, .nodata = src->nodata,
+                        .has_nodata = src->has_nodata, .nodata = nodata,
                         .scaled = mean != NULL};
     for (int b = 0; b < g->bands; b++)
         if (b != g->alpha_band) f->band[f->d++] = b;

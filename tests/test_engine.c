@@ -1,5 +1,7 @@
-/* Unit tests of the engine (engine/cm_engine.h): fit and remap through an in-memory source and
- * sink, k-means++ seeding, the nearest-centre kernel, the exact colour count and model JSON. */
+/* Unit tests of the engine (engine/cm_engine.h): fit and remap through an in-memory source (of
+ * any sample type, with nodata) and sink, masks, sparse sampling, scaling, the memory budget,
+ * k-means++ seeding, the nearest-centre kernel, the exact colour count and model JSON. */
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -22,14 +24,21 @@
 typedef struct image {
     int64_t w, h;
     int bands, alpha_band;
-    uint8_t *px; /* w * h * bands samples, interleaved */
+    uint8_t *px;     /* w * h * bands samples of type `type`, interleaved, in machine order */
+    cm_stype_t type; /* CM_U8 unless made by image_new_typed */
 } image_t;
+
+static image_t image_new_typed(int64_t w, int64_t h, int bands, int alpha_band, cm_stype_t type)
+{
+    image_t im = {.w = w, .h = h, .bands = bands, .alpha_band = alpha_band, .type = type};
+    im.px = calloc((size_t)(w * h * bands), cm_stype_size(type));
+    assert_non_null(im.px);
+    return im;
+}
 
 static image_t image_new(int64_t w, int64_t h, int bands, int alpha_band)
 {
-    image_t im = {w, h, bands, alpha_band, calloc((size_t)(w * h * bands), 1)};
-    assert_non_null(im.px);
-    return im;
+    return image_new_typed(w, h, bands, alpha_band, CM_U8);
 }
 
 static void image_free(image_t *im)
@@ -45,17 +54,103 @@ static int64_t image_pixels(const image_t *im)
 
 static size_t image_bytes(const image_t *im)
 {
-    return (size_t)(im->w * im->h * im->bands);
+    return (size_t)(im->w * im->h * im->bands) * cm_stype_size(im->type);
+}
+
+static size_t pixel_bytes(const image_t *im)
+{
+    return (size_t)im->bands * cm_stype_size(im->type);
 }
 
 static uint8_t *pixel_at(const image_t *im, int64_t x, int64_t y)
 {
-    return im->px + (y * im->w + x) * im->bands;
+    return im->px + (size_t)(y * im->w + x) * pixel_bytes(im);
 }
 
 static int image_features(const image_t *im)
 {
     return im->alpha_band >= 0 ? im->bands - 1 : im->bands;
+}
+
+/* Sample i of a buffer of samples of type t, as a double (exact for every type). */
+static double sample_load(const void *buf, cm_stype_t t, int64_t i)
+{
+    const uint8_t *p = (const uint8_t *)buf + (size_t)i * cm_stype_size(t);
+    switch (t) {
+    case CM_U8:
+        return *p;
+    case CM_U16: {
+        uint16_t v;
+        memcpy(&v, p, sizeof v);
+        return v;
+    }
+    case CM_I16: {
+        int16_t v;
+        memcpy(&v, p, sizeof v);
+        return v;
+    }
+    case CM_F32: {
+        float v;
+        memcpy(&v, p, sizeof v);
+        return v;
+    }
+    }
+    fail_msg("bad sample type %d", (int)t);
+    return 0.0;
+}
+
+/* Stores v (a value of type t: whole and in range for integers) as sample i of buf. */
+static void sample_store(void *buf, cm_stype_t t, int64_t i, double v)
+{
+    uint8_t *p = (uint8_t *)buf + (size_t)i * cm_stype_size(t);
+    switch (t) {
+    case CM_U8:
+        assert_true(v >= 0 && v <= UINT8_MAX && v == floor(v));
+        *p = (uint8_t)v;
+        break;
+    case CM_U16: {
+        assert_true(v >= 0 && v <= UINT16_MAX && v == floor(v));
+        uint16_t s = (uint16_t)v;
+        memcpy(p, &s, sizeof s);
+        break;
+    }
+    case CM_I16: {
+        assert_true(v >= INT16_MIN && v <= INT16_MAX && v == floor(v));
+        int16_t s = (int16_t)v;
+        memcpy(p, &s, sizeof s);
+        break;
+    }
+    case CM_F32: {
+        float s = (float)v;
+        memcpy(p, &s, sizeof s);
+        break;
+    }
+    }
+}
+
+/* Sample b of pixel i of an image. */
+static double im_get(const image_t *im, int64_t i, int b)
+{
+    return sample_load(im->px, im->type, i * im->bands + b);
+}
+
+static void im_set(const image_t *im, int64_t i, int b, double v)
+{
+    sample_store(im->px, im->type, i * im->bands + b, v);
+}
+
+/* Sets the d features (alpha skipped) of pixel i to col. */
+static void im_set_colour(const image_t *im, int64_t i, const double *col)
+{
+    for (int b = 0, f = 0; b < im->bands; b++)
+        if (b != im->alpha_band) im_set(im, i, b, col[f++]);
+}
+
+/* A float sample given by its bits (NaNs with a payload, infinities). */
+static void im_set_bits(const image_t *im, int64_t i, int b, uint32_t bits)
+{
+    assert_int_equal(im->type, CM_F32);
+    memcpy(im->px + (size_t)(i * im->bands + b) * 4, &bits, 4);
 }
 
 /* The test's own generator (splitmix64), independent of the engine's. */
@@ -70,6 +165,7 @@ static uint64_t next_rand(uint64_t *s)
 /* Every sample (alpha included) takes one of `levels` values spread over 0..255. */
 static void fill_noise(image_t *im, uint64_t seed, int levels)
 {
+    assert_int_equal(im->type, CM_U8);
     for (size_t i = 0; i < image_bytes(im); i++)
         im->px[i] = (uint8_t)((int)(next_rand(&seed) % (uint64_t)levels) * 255 / (levels - 1));
 }
@@ -94,14 +190,6 @@ static void fill_blocks(image_t *im)
     for (int64_t y = 0; y < im->h; y++)
         for (int64_t x = 0; x < im->w; x++)
             set_colour(im, x, y, BLOCK_COLOURS[block_of(x, y)]);
-}
-
-/* Whether the d features of px (alpha skipped) equal col. */
-static bool features_equal(const uint8_t *px, int bands, int alpha_band, const uint8_t *col)
-{
-    for (int b = 0, f = 0; b < bands; b++)
-        if (b != alpha_band && px[b] != col[f++]) return false;
-    return true;
 }
 
 static void features_of(const uint8_t *px, int bands, int alpha_band, float *x)
@@ -135,6 +223,21 @@ static int64_t distinct_colours(const image_t *im)
         distinct += keys[i] != keys[i - 1];
     free(keys);
     return distinct;
+}
+
+/* Whether a pixel (bands samples of type t at px) takes no part in the fit, by the rule of
+ * cm_engine.h: alpha 0, a non-alpha sample equal to nodata, or a non-finite float sample. */
+static bool masked_px(const cm_grid_t *g, bool has_nodata, double nodata, const uint8_t *px)
+{
+    for (int b = 0; b < g->bands; b++) {
+        double v = sample_load(px, g->stype, b);
+        if (b == g->alpha_band) {
+            if (v == 0) return true;
+            continue;
+        }
+        if (!isfinite(v) || (has_nodata && v == nodata)) return true;
+    }
+    return false;
 }
 
 /* ---- an in-memory source ---------------------------------------------------------------- */
@@ -171,7 +274,7 @@ static int source_read(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx
         /* Junk past the rectangle (its alpha is not 0): the engine must not take it for
          * pixels. Writing the whole chunk also checks that buf holds that many bytes. */
         memset(buf, 0xa5, cm_grid_chunk_bytes(g));
-        size_t row = (size_t)(w * g->bands);
+        size_t row = (size_t)w * pixel_bytes(s->img);
         for (int64_t r = 0; r < h; r++)
             memcpy(buf + (size_t)r * row, pixel_at(s->img, x, y + r), row);
     }
@@ -179,15 +282,15 @@ static int source_read(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx
     return rc;
 }
 
+/* A source of im (of its sample type) without nodata; callers may set has_nodata after. */
 static void source_init(mem_source_t *s, const image_t *im, int64_t chunk_w, int64_t chunk_h)
 {
     memset(s, 0, sizeof *s);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    assert_int_equal(
-        cm_grid_init(&s->src.grid, im->w, im->h, chunk_w, chunk_h, im->bands, im->alpha_band, CM_U8,
-                     &ctx),
-        0);
+    assert_int_equal(cm_grid_init(&s->src.grid, im->w, im->h, chunk_w, chunk_h, im->bands,
+                                  im->alpha_band, im->type, &ctx),
+                     0);
     s->src.read = source_read;
     s->src.self = s;
     s->img = im;
@@ -199,6 +302,8 @@ static void source_init(mem_source_t *s, const image_t *im, int64_t chunk_w, int
 typedef struct mem_sink {
     cm_sink_t sink;
     cm_grid_t grid;
+    bool has_nodata; /* the source's mask, for check_labels */
+    double nodata;
     uint8_t *px;     /* the whole image as delivered */
     uint8_t *labels; /* label_size bytes per pixel, when labels are wanted */
     size_t label_size;
@@ -226,9 +331,10 @@ static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *
     } else if (idx >= 0 && idx < cm_grid_count(g)) {
         int64_t x, y, w, h;
         cm_grid_rect(g, idx, &x, &y, &w, &h);
-        size_t row = (size_t)(w * g->bands);
+        size_t px_bytes = (size_t)g->bands * cm_stype_size(g->stype), row = (size_t)w * px_bytes;
         for (int64_t r = 0; r < h; r++)
-            memcpy(s->px + ((y + r) * g->width + x) * g->bands, pixels + (size_t)r * row, row);
+            memcpy(s->px + (size_t)((y + r) * g->width + x) * px_bytes, pixels + (size_t)r * row,
+                   row);
         for (int64_t r = 0; labels && r < h; r++)
             memcpy(s->labels + ((y + r) * g->width + x) * (int64_t)s->label_size,
                    (const uint8_t *)labels + (size_t)(r * w) * s->label_size,
@@ -238,21 +344,30 @@ static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *
     return rc;
 }
 
-static void sink_init(mem_sink_t *s, const cm_grid_t *g, bool want_labels, int k)
+/* The label width the test expects of a source: a byte when k, plus a masked value if any
+ * pixel can be masked (alpha, nodata or float samples), fits in one; else two. */
+static size_t label_size_for(const cm_source_t *src, int k)
 {
+    bool maskable = src->grid.alpha_band >= 0 || src->has_nodata || src->grid.stype == CM_F32;
+    return k + (maskable ? 1 : 0) <= 256 ? 1 : 2;
+}
+
+static void sink_init(mem_sink_t *s, const cm_source_t *src, bool want_labels, int k)
+{
+    const cm_grid_t *g = &src->grid;
     memset(s, 0, sizeof *s);
     s->grid = *g;
+    s->has_nodata = src->has_nodata;
+    s->nodata = src->nodata;
     s->sink = (cm_sink_t){.put = sink_put, .self = s, .want_labels = want_labels};
     size_t n = (size_t)(g->width * g->height);
-    s->px = calloc(n * (size_t)g->bands, 1);
+    s->px = calloc(n * (size_t)g->bands, cm_stype_size(g->stype));
     assert_non_null(s->px);
-    /* The width cm_labels_plan gives: a byte when k, plus a masked value if the grid has
-     * alpha, fits in one. */
-    s->label_size = k + (g->alpha_band >= 0 ? 1 : 0) <= 256 ? 1 : 2;
+    s->label_size = label_size_for(src, k);
     if (want_labels) {
         s->labels = malloc(n * s->label_size);
         assert_non_null(s->labels);
-        memset(s->labels, 0xff, n * s->label_size);
+        memset(s->labels, 0xee, n * s->label_size);
     }
     s->fail_idx = -1;
 }
@@ -298,27 +413,34 @@ static void expect_ok(int rc, const cm_ctx_t *ctx, const char *what)
     assert_int_equal(ctx->code, CM_OK);
 }
 
-/* Fits a model on im (chunks of chunk_w x chunk_h) and remaps im into *out, which the caller
- * frees; checks that the source and sink were used as cm_engine.h says. */
+/* Fits a model on src and remaps it into *out, which the caller frees; checks that the source
+ * and sink were used as cm_engine.h says. */
+static cm_model_t *fit_remap_src(mem_source_t *src, const cm_params_t *p, bool want_labels,
+                                 mem_sink_t *out)
+{
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *m = NULL;
+    expect_ok(cm_fit(&src->src, p, &m, &ctx), &ctx, "cm_fit");
+    assert_non_null(m);
+    assert_int_equal(m->k, p->k);
+    assert_int_equal(m->d, image_features(src->img));
+
+    sink_init(out, &src->src, want_labels, p->k);
+    expect_ok(cm_remap(&src->src, m, p, &out->sink, &ctx), &ctx, "cm_remap");
+    assert_int_equal(atomic_load(&src->misuse), 0);
+    assert_int_equal(atomic_load(&out->misuse), 0);
+    assert_int_equal(out->next_idx, cm_grid_count(&src->src.grid));
+    return m;
+}
+
+/* fit_remap_src of im in chunks of chunk_w x chunk_h, without nodata. */
 static cm_model_t *fit_remap(const image_t *im, int64_t chunk_w, int64_t chunk_h,
                              const cm_params_t *p, bool want_labels, mem_sink_t *out)
 {
     mem_source_t src;
     source_init(&src, im, chunk_w, chunk_h);
-    cm_ctx_t ctx;
-    cm_ctx_init(&ctx);
-    cm_model_t *m = NULL;
-    expect_ok(cm_fit(&src.src, p, &m, &ctx), &ctx, "cm_fit");
-    assert_non_null(m);
-    assert_int_equal(m->k, p->k);
-    assert_int_equal(m->d, image_features(im));
-
-    sink_init(out, &src.src.grid, want_labels, p->k);
-    expect_ok(cm_remap(&src.src, m, p, &out->sink, &ctx), &ctx, "cm_remap");
-    assert_int_equal(atomic_load(&src.misuse), 0);
-    assert_int_equal(atomic_load(&out->misuse), 0);
-    assert_int_equal(out->next_idx, cm_grid_count(&src.src.grid));
-    return m;
+    return fit_remap_src(&src, p, want_labels, out);
 }
 
 static uint8_t *model_colours(const cm_model_t *m)
@@ -326,6 +448,15 @@ static uint8_t *model_colours(const cm_model_t *m)
     uint8_t *c = malloc((size_t)m->k * (size_t)m->d);
     assert_non_null(c);
     cm_model_colors_u8(m, c);
+    return c;
+}
+
+/* The centre colours as samples of type t; the caller frees them. */
+static uint8_t *model_colours_typed(const cm_model_t *m, cm_stype_t t)
+{
+    uint8_t *c = malloc((size_t)m->k * (size_t)m->d * cm_stype_size(t));
+    assert_non_null(c);
+    cm_model_colors(m, t, c);
     return c;
 }
 
@@ -346,23 +477,28 @@ static int64_t count_sum(const cm_model_t *m)
     return s;
 }
 
-/* Checks the promise of the labels: each is below k, and each delivered pixel's colour is the
- * rounded centre its label names; pixels with alpha 0 have the masked label (255 or 65535).
- * Returns the largest label seen. */
+/* Checks the promise of the labels: masked pixels (alpha 0, nodata, non-finite) have the
+ * masked label (255 or 65535); every other label is below k, and the delivered pixel's
+ * features are the centre colour it names, in the image's sample type. Returns the largest
+ * label seen. */
 static int check_labels(const cm_model_t *m, const mem_sink_t *out)
 {
-    uint8_t *cols = model_colours(m);
-    int top = -1, bands = out->grid.bands, alpha = out->grid.alpha_band;
-    int masked = out->label_size == 1 ? 255 : 65535;
-    int64_t n = out->grid.width * out->grid.height;
+    const cm_grid_t *g = &out->grid;
+    size_t ss = cm_stype_size(g->stype), px_bytes = (size_t)g->bands * ss;
+    uint8_t *cols = model_colours_typed(m, g->stype);
+    int top = -1, masked = out->label_size == 1 ? 255 : 65535;
+    int64_t n = g->width * g->height;
     for (int64_t i = 0; i < n; i++) {
+        const uint8_t *px = out->px + (size_t)i * px_bytes;
         int j = label_at(out, i);
-        if (alpha >= 0 && out->px[i * bands + alpha] == 0) {
+        if (masked_px(g, out->has_nodata, out->nodata, px)) {
             assert_int_equal(j, masked);
             continue;
         }
         assert_in_range(j, 0, m->k - 1);
-        assert_true(features_equal(out->px + i * bands, bands, alpha, cols + (size_t)j * m->d));
+        for (int b = 0, f = 0; b < g->bands; b++)
+            if (b != g->alpha_band)
+                assert_memory_equal(px + b * ss, cols + ((size_t)j * m->d + f++) * ss, ss);
         if (j > top) top = j;
     }
     free(cols);
@@ -454,7 +590,7 @@ static void test_remap_output_holds_at_most_k_colours_each_a_rounded_centroid(vo
             any = memcmp(out.px + i * 3, cols + j * 3, 3) == 0;
         assert_true(any);
     }
-    image_t res = {im.w, im.h, 3, -1, out.px};
+    image_t res = {im.w, im.h, 3, -1, out.px, CM_U8};
     int64_t distinct = distinct_colours(&res);
     assert_true(distinct <= 5);
     assert_true(distinct >= 2);
@@ -702,7 +838,7 @@ static void test_k_above_the_number_of_colours_leaves_finite_centres(void **stat
     }
     assert_int_equal(nonzero, 2);
     assert_memory_equal(out.px, im.px, image_bytes(&im));
-    image_t res = {im.w, im.h, 3, -1, out.px};
+    image_t res = {im.w, im.h, 3, -1, out.px, CM_U8};
     assert_int_equal(distinct_colours(&res), 2);
     check_labels(m, &out);
     sink_free(&out);
@@ -868,7 +1004,7 @@ static void test_a_failing_read_stops_the_remap_before_its_chunk(void **state)
             bad.fail_idx = fail_at[f];
             bad.fail_code = CM_EINPUT;
             mem_sink_t out;
-            sink_init(&out, &bad.src.grid, true, 4);
+            sink_init(&out, &bad.src, true, 4);
             assert_int_equal(cm_remap(&bad.src, m, &p, &out.sink, &ctx), CM_EINPUT);
             assert_int_equal(ctx.code, CM_EINPUT);
             char want[80];
@@ -899,7 +1035,7 @@ static void test_a_failing_sink_stops_the_remap(void **state)
         cm_model_t *m = NULL;
         expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit");
         mem_sink_t out;
-        sink_init(&out, &src.src.grid, false, 3);
+        sink_init(&out, &src.src, false, 3);
         out.fail_idx = 3;
         out.fail_code = CM_EIO;
         assert_int_equal(cm_remap(&src.src, m, &p, &out.sink, &ctx), CM_EIO);
@@ -939,7 +1075,7 @@ static void test_a_budget_below_one_chunk_is_refused(void **state)
 
     cm_ctx_init(&ctx);
     mem_sink_t out;
-    sink_init(&out, &src.src.grid, false, 3);
+    sink_init(&out, &src.src, false, 3);
     assert_int_equal(cm_remap(&src.src, m, &tight, &out.sink, &ctx), CM_EBUDGET);
     assert_int_equal(ctx.code, CM_EBUDGET);
     assert_int_equal(out.next_idx, 0);
@@ -1035,7 +1171,7 @@ static void test_a_raised_cancel_flag_stops_fit_and_remap(void **state)
     assert_null(none);
     cm_ctx_init(&ctx);
     mem_sink_t out;
-    sink_init(&out, &src.src.grid, false, 3);
+    sink_init(&out, &src.src, false, 3);
     assert_int_equal(cm_remap(&src.src, m, &p, &out.sink, &ctx), CM_ECANCELED);
     assert_int_equal(ctx.code, CM_ECANCELED);
     assert_int_equal(out.next_idx, 0);
@@ -1360,6 +1496,945 @@ static void test_model_json_reads_back_to_the_model(void **state)
     image_free(&rgba);
 }
 
+/* ---- sample types ----------------------------------------------------------------------- */
+
+/* Three colours per sample type, far apart, some at the type's limits. */
+static const double TYPED_BLOCKS[4][3][3] = {
+    [CM_U8] = {{200, 30, 40}, {20, 180, 60}, {40, 50, 220}},
+    [CM_U16] = {{60000, 1000, 2000}, {1000, 50000, 3000}, {2000, 3000, 65535}},
+    [CM_I16] = {{-30000, 100, 20000}, {25000, -20000, -100}, {0, 32767, -32768}},
+    [CM_F32] = {{0.1, -273.15, 1e6}, {-1e-3, 42.5, -7e5}, {3.25, 0.0, 12345.678}},
+};
+
+/* Whether centroid row j is exactly the colour col as stored in type t (col's samples are
+ * rounded to t first: 0.1 is the float nearest to it). */
+static bool centre_is(const cm_model_t *m, int j, cm_stype_t t, const double *col)
+{
+    for (int b = 0; b < m->d; b++) {
+        uint8_t s[4];
+        sample_store(s, t, 0, col[b]);
+        double want = sample_load(s, t, 0);
+        if (!(fabs(m->centroids[(size_t)j * m->d + b] - want) <= 1e-9 * (1.0 + fabs(want))))
+            return false;
+    }
+    return true;
+}
+
+static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(void **state)
+{
+    (void)state;
+    static const cm_stype_t types[4] = {CM_U8, CM_U16, CM_I16, CM_F32};
+    static const int64_t geometry[][2] = {{17, 23}, {128, 128}};
+    for (int ti = 0; ti < 4; ti++) {
+        cm_stype_t t = types[ti];
+        size_t ss = cm_stype_size(t);
+        image_t im = image_new_typed(100, 70, 3, -1, t);
+        int64_t block_px[3] = {0};
+        for (int64_t y = 0; y < im.h; y++)
+            for (int64_t x = 0; x < im.w; x++) {
+                im_set_colour(&im, y * im.w + x, TYPED_BLOCKS[t][block_of(x, y)]);
+                block_px[block_of(x, y)]++;
+            }
+        /* Each block's colour as the image stores it. */
+        uint8_t stored[3][3 * 4];
+        for (int c = 0; c < 3; c++)
+            for (int b = 0; b < 3; b++)
+                sample_store(stored[c], t, b, TYPED_BLOCKS[t][c][b]);
+
+        for (size_t gi = 0; gi < sizeof geometry / sizeof geometry[0]; gi++) {
+            cm_params_t p = params(3, 1, 2);
+            mem_sink_t out;
+            cm_model_t *m = fit_remap(&im, geometry[gi][0], geometry[gi][1], &p, true, &out);
+            uint8_t *cols = model_colours_typed(m, t);
+            bool seen[3] = {false, false, false};
+            for (int j = 0; j < 3; j++) {
+                int which = -1;
+                for (int c = 0; c < 3; c++)
+                    if (memcmp(cols + (size_t)j * 3 * ss, stored[c], 3 * ss) == 0) which = c;
+                if (which < 0)
+                    print_error("%s: centre %d (%.9g %.9g %.9g) is no block's colour\n",
+                                cm_stype_name(t), j, m->centroids[j * 3], m->centroids[j * 3 + 1],
+                                m->centroids[j * 3 + 2]);
+                assert_true(which >= 0);
+                assert_false(seen[which]);
+                seen[which] = true;
+                assert_true(centre_is(m, j, t, TYPED_BLOCKS[t][which]));
+                assert_int_equal(m->counts[j], block_px[which]);
+            }
+            /* Every pixel gets its own colour back, bit for bit. */
+            assert_memory_equal(out.px, im.px, image_bytes(&im));
+            assert_int_equal(m->n_pixels, image_pixels(&im));
+            expect_near(m->inertia, 0.0, 1e-9);
+            assert_int_equal(out.label_size, 1);
+            assert_int_equal(check_labels(m, &out), 2);
+            free(cols);
+            sink_free(&out);
+            cm_model_free(m);
+        }
+        image_free(&im);
+    }
+}
+
+static void test_model_colours_are_rounded_and_clamped_to_every_sample_type(void **state)
+{
+    (void)state;
+    int64_t counts[4] = {0};
+    double ci[12] = {-32768.4, -32767.6, 32766.6, 32767.4, 32767.6, 40000.0,
+                     -1e9,     -1.4,     -1.6,    2.6,     0.4,     -0.4};
+    static const int16_t want_i[12] = {-32768, -32768, 32767, 32767, 32767, 32767,
+                                       -32768, -1,     -2,    3,     0,     0};
+    cm_model_t m = {.k = 4, .d = 3, .centroids = ci, .counts = counts};
+    int16_t got_i[12];
+    memset(got_i, 0x5a, sizeof got_i);
+    cm_model_colors(&m, CM_I16, got_i);
+    for (int i = 0; i < 12; i++) {
+        if (got_i[i] != want_i[i])
+            print_error("int16 of %.17g: got %d, want %d\n", ci[i], got_i[i], want_i[i]);
+        assert_int_equal(got_i[i], want_i[i]);
+    }
+
+    double cu[12] = {-0.4, -1e6,   65534.6, 65535.4, 65535.6, 1e9,
+                     0.6,  1234.4, 1234.6,  65534.4, 40000.2, 7.0};
+    static const uint16_t want_u[12] = {0, 0,    65535, 65535, 65535, 65535,
+                                        1, 1234, 1235,  65534, 40000, 7};
+    m.centroids = cu;
+    uint16_t got_u[12];
+    memset(got_u, 0x5a, sizeof got_u);
+    cm_model_colors(&m, CM_U16, got_u);
+    for (int i = 0; i < 12; i++) {
+        if (got_u[i] != want_u[i])
+            print_error("uint16 of %.17g: got %u, want %u\n", cu[i], got_u[i], want_u[i]);
+        assert_int_equal(got_u[i], want_u[i]);
+    }
+
+    /* Floats are neither rounded nor clamped to a range. */
+    double cf[12] = {0.1,      -2.5,  1e30, -1e-30, 12345.678, 65535.7,
+                     -32768.6, 255.5, 0.49, -0.0,   3.0,       1e-3};
+    m.centroids = cf;
+    float got_f[12];
+    memset(got_f, 0x5a, sizeof got_f);
+    cm_model_colors(&m, CM_F32, got_f);
+    for (int i = 0; i < 12; i++) {
+        float want = (float)cf[i];
+        assert_memory_equal(&got_f[i], &want, sizeof want);
+    }
+    assert_true(got_f[0] == 0.1f && got_f[7] == 255.5f);
+
+    /* The 8-bit colours of the same centres, and the u8 shortcut agrees with the type. */
+    uint8_t got_8[12], got_8b[12];
+    cm_model_colors(&m, CM_U8, got_8);
+    cm_model_colors_u8(&m, got_8b);
+    static const uint8_t want_8[12] = {0, 0, 255, 0, 255, 255, 0, 255, 0, 0, 3, 0};
+    assert_memory_equal(got_8, want_8, sizeof want_8);
+    assert_memory_equal(got_8b, want_8, sizeof want_8);
+}
+
+/* Remaps a one-band image of type t whose pixels cycle through px_vals[4] with a given model
+ * of 3 centres; checks that each pixel becomes out_vals of its value, and the labels. */
+static void remap_with_centres(cm_stype_t t, const double px_vals[4], double centres[3],
+                               const double out_vals[4], const int labels[4])
+{
+    image_t im = image_new_typed(40, 30, 1, -1, t);
+    for (int64_t i = 0; i < image_pixels(&im); i++)
+        im_set(&im, i, 0, px_vals[i % 4]);
+    mem_source_t src;
+    source_init(&src, &im, 16, 16);
+    int64_t counts[3] = {-1, -1, -1};
+    cm_model_t m = {.k = 3, .d = 1, .centroids = centres, .counts = counts};
+    cm_params_t p = params(3, 0, 2);
+    mem_sink_t out;
+    sink_init(&out, &src.src, true, 3);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    expect_ok(cm_remap(&src.src, &m, &p, &out.sink, &ctx), &ctx, "cm_remap");
+    int64_t want_counts[3] = {0, 0, 0};
+    for (int64_t i = 0; i < image_pixels(&im); i++) {
+        double got = sample_load(out.px, t, i);
+        if (got != out_vals[i % 4])
+            print_error("%s: pixel %g became %.17g, want %.17g\n", cm_stype_name(t), px_vals[i % 4],
+                        got, out_vals[i % 4]);
+        assert_true(got == out_vals[i % 4]);
+        assert_int_equal(label_at(&out, i), labels[i % 4]);
+        want_counts[labels[i % 4]]++;
+    }
+    assert_memory_equal(counts, want_counts, sizeof counts);
+    assert_int_equal(m.n_pixels, image_pixels(&im));
+    sink_free(&out);
+    image_free(&im);
+}
+
+static void test_remapped_samples_are_rounded_and_clamped_to_the_sample_type(void **state)
+{
+    (void)state;
+    /* int16 near its limits: centres beyond them give the limits. */
+    static const double i16_px[4] = {-32767, -32000, 32000, 100};
+    static const double i16_out[4] = {-32768, -32768, 32767, 12};
+    static const int i16_lab[4] = {0, 0, 1, 2};
+    double i16_c[3] = {-40000.0, 40000.0, 12.4};
+    remap_with_centres(CM_I16, i16_px, i16_c, i16_out, i16_lab);
+    double i16_c2[3] = {-32768.6, 32767.7, -12.6}; /* just past the limits, and negative */
+    static const double i16_out2[4] = {-32768, -32768, 32767, -13};
+    remap_with_centres(CM_I16, i16_px, i16_c2, i16_out2, i16_lab);
+
+    static const double u16_px[4] = {1, 65000, 900, 65535};
+    static const double u16_out[4] = {0, 65535, 1001, 65535};
+    static const int u16_lab[4] = {0, 1, 2, 1};
+    double u16_c[3] = {-7.3, 70000.0, 1000.6};
+    remap_with_centres(CM_U16, u16_px, u16_c, u16_out, u16_lab);
+
+    static const double f32_px[4] = {-5, 100, 0.5, 1e6};
+    static const double f32_out[4] = {-4.75, (double)0.1f, (double)0.1f, 1e6 + 0.25};
+    static const int f32_lab[4] = {0, 1, 1, 2};
+    double f32_c[3] = {-4.75, 0.1, 1e6 + 0.25};
+    remap_with_centres(CM_F32, f32_px, f32_c, f32_out, f32_lab);
+}
+
+/* Floats that are hard for sums: wide ranges, fractions, a few NaN and transparent pixels. */
+static void fill_float_noise(image_t *im, uint64_t seed)
+{
+    assert_int_equal(im->type, CM_F32);
+    for (int64_t i = 0; i < image_pixels(im); i++) {
+        uint64_t r = next_rand(&seed);
+        for (int b = 0; b < im->bands; b++) {
+            double v = ((double)(next_rand(&seed) >> 11) * 0x1p-53 - 0.5) * 2000.0;
+            im_set(im, i, b, b == im->alpha_band ? (r % 17 == 0 ? 0.0 : 1.0) : v);
+        }
+        if (r % 31 == 0) { /* a NaN in one of the colour bands */
+            int b = (int)((r >> 40) % (uint64_t)image_features(im));
+            if (im->alpha_band >= 0 && b >= im->alpha_band) b++;
+            im_set_bits(im, i, b, 0x7fc00000u);
+        }
+    }
+}
+
+static void test_float32_fit_and_remap_do_not_depend_on_the_thread_count(void **state)
+{
+    (void)state;
+    static const int threads[2] = {1, 3};
+    image_t im = image_new_typed(100, 70, 4, 3, CM_F32);
+    fill_float_noise(&im, 77);
+    cm_model_t *m[2];
+    mem_sink_t out[2];
+    for (int t = 0; t < 2; t++) {
+        cm_params_t p = params(6, 9, threads[t]);
+        p.max_iter = 60;
+        p.batch = 4096;
+        m[t] = fit_remap(&im, 17, 13, &p, true, &out[t]);
+    }
+    assert_true(m[0]->iterations > 1);
+    assert_true(m[0]->inertia > 0.0 && isfinite(m[0]->inertia));
+    assert_memory_equal(m[1]->centroids, m[0]->centroids, sizeof(double) * 6 * 3);
+    assert_memory_equal(m[1]->counts, m[0]->counts, sizeof(int64_t) * 6);
+    assert_memory_equal(&m[1]->inertia, &m[0]->inertia, sizeof(double));
+    assert_int_equal(m[1]->iterations, m[0]->iterations);
+    assert_int_equal(m[1]->converged, m[0]->converged);
+    assert_int_equal(m[1]->sample_px, m[0]->sample_px);
+    assert_int_equal(m[1]->n_pixels, m[0]->n_pixels);
+    assert_memory_equal(out[1].px, out[0].px, image_bytes(&im));
+    assert_memory_equal(out[1].labels, out[0].labels, (size_t)image_pixels(&im));
+    check_labels(m[0], &out[0]);
+    for (int t = 0; t < 2; t++) {
+        sink_free(&out[t]);
+        cm_model_free(m[t]);
+    }
+    image_free(&im);
+}
+
+/* ---- masks: nodata and non-finite floats ------------------------------------------------ */
+
+/* An image of two colours a and b in which some pixels are masked: `nodata_px` of them (about
+ * a quarter) have one colour sample (a different one each time) set to nodata or to the bits
+ * of a non-finite float, the others keep a colour of a or b; with alpha, about 5% more have
+ * alpha 0. The expected figures are counted as the image is made. */
+typedef struct masked_image {
+    image_t im;
+    int64_t n_a, n_b, n_masked;
+} masked_image_t;
+
+static masked_image_t masked_image(cm_stype_t t, int bands, int alpha_band, const double *a,
+                                   const double *b, double nodata, const uint32_t *bad_bits,
+                                   int n_bad_bits, double alpha_on, uint64_t seed)
+{
+    masked_image_t mi = {image_new_typed(120, 80, bands, alpha_band, t), 0, 0, 0};
+    image_t *im = &mi.im;
+    int d = image_features(im);
+    for (int64_t i = 0; i < image_pixels(im); i++) {
+        uint64_t r = next_rand(&seed);
+        bool is_a = (r >> 20) & 1;
+        im_set_colour(im, i, is_a ? a : b);
+        if (alpha_band >= 0) im_set(im, i, alpha_band, alpha_on);
+        int kind = (int)(r % 20);
+        int f = (int)((r >> 32) % (uint64_t)d), band = f;
+        if (alpha_band >= 0 && band >= alpha_band) band++;
+        if (kind < 5) {
+            if (n_bad_bits > 0)
+                im_set_bits(im, i, band, bad_bits[(r >> 40) % (uint64_t)n_bad_bits]);
+            else
+                im_set(im, i, band, nodata);
+            mi.n_masked++;
+        } else if (kind == 5 && alpha_band >= 0) {
+            im_set(im, i, alpha_band, 0);
+            mi.n_masked++;
+        } else {
+            *(is_a ? &mi.n_a : &mi.n_b) += 1;
+        }
+    }
+    return mi;
+}
+
+/* Checks a fit and remap of mi through src: the masked pixels took no part in the fit (the
+ * centres are exactly a and b, the sample holds no more pixels than are valid), are not
+ * counted, are delivered unchanged and have the masked label. */
+static void check_masked_run(const masked_image_t *mi, mem_source_t *src, const double *a,
+                             const double *b, cm_model_t **m_out, mem_sink_t *out)
+{
+    const image_t *im = &mi->im;
+    int64_t n_valid = mi->n_a + mi->n_b;
+    cm_params_t p = params(2, 5, 2);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *m = NULL;
+    expect_ok(cm_fit(&src->src, &p, &m, &ctx), &ctx, "cm_fit");
+    assert_in_range(m->sample_px, 1, n_valid);
+    int ja = centre_is(m, 0, im->type, a) ? 0 : 1;
+    if (!centre_is(m, ja, im->type, a) || !centre_is(m, 1 - ja, im->type, b))
+        print_error("%s: centres (%.9g ...) and (%.9g ...), want %g... and %g...\n",
+                    cm_stype_name(im->type), m->centroids[0], m->centroids[m->d], a[0], b[0]);
+    assert_true(centre_is(m, ja, im->type, a));
+    assert_true(centre_is(m, 1 - ja, im->type, b));
+
+    sink_init(out, &src->src, true, 2);
+    expect_ok(cm_remap(&src->src, m, &p, &out->sink, &ctx), &ctx, "cm_remap");
+    assert_int_equal(atomic_load(&out->misuse), 0);
+    assert_int_equal(m->counts[ja], mi->n_a);
+    assert_int_equal(m->counts[1 - ja], mi->n_b);
+    assert_int_equal(m->n_pixels, n_valid);
+    assert_true(isfinite(m->inertia));
+    expect_near(m->inertia, 0.0, 1e-9);
+    /* Valid pixels get their own colour back and masked ones are left as they were: the whole
+     * image comes back byte for byte (NaN payloads included). */
+    assert_memory_equal(out->px, im->px, image_bytes(im));
+    assert_int_equal(out->label_size, 1);
+    int64_t n_masked_labels = 0;
+    for (int64_t i = 0; i < image_pixels(im); i++)
+        n_masked_labels += label_at(out, i) == 255;
+    assert_int_equal(n_masked_labels, mi->n_masked);
+    check_labels(m, out);
+    *m_out = m;
+}
+
+static void test_nodata_pixels_take_no_part_and_are_kept_and_labelled(void **state)
+{
+    (void)state;
+    static const struct {
+        cm_stype_t t;
+        int bands, alpha_band;
+        double nodata, alpha_on, a[3], b[3];
+    } cases[] = {
+        {CM_U8, 3, -1, 0, 0, {200, 30, 40}, {20, 180, 60}},
+        /* The alpha sample equals nodata in every opaque pixel: only colour samples count. */
+        {CM_U8, 4, 3, 255, 255, {200, 30, 40}, {20, 180, 60}},
+        {CM_I16, 1, -1, -9999, 0, {-5000}, {7000}},
+        {CM_U16, 2, 1, 65535, 65535, {1000}, {30000}},
+        {CM_F32, 3, -1, -9999, 0, {0.5, -2, 1e4}, {100, 200, -300}},
+        {CM_F32, 2, 0, 0, 1, {0.25}, {-0.75}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        masked_image_t mi =
+            masked_image(cases[ci].t, cases[ci].bands, cases[ci].alpha_band, cases[ci].a,
+                         cases[ci].b, cases[ci].nodata, NULL, 0, cases[ci].alpha_on, 300 + ci);
+        assert_true(mi.n_masked > image_pixels(&mi.im) / 5);
+        mem_source_t src;
+        source_init(&src, &mi.im, 32, 23);
+        src.src.has_nodata = true;
+        src.src.nodata = cases[ci].nodata;
+        cm_model_t *m;
+        mem_sink_t out;
+        check_masked_run(&mi, &src, cases[ci].a, cases[ci].b, &m, &out);
+        assert_int_equal(atomic_load(&src.misuse), 0);
+        sink_free(&out);
+        cm_model_free(m);
+        image_free(&mi.im);
+    }
+}
+
+/* Float bits that are not finite numbers: NaNs (quiet with a payload, negative, signalling)
+ * and both infinities. */
+static const uint32_t NON_FINITE[5] = {0x7fc01234u, 0xffc00000u, 0x7f800001u, 0x7f800000u,
+                                       0xff800000u};
+
+static void test_non_finite_floats_are_masked_with_or_without_nodata(void **state)
+{
+    (void)state;
+    static const double a[3] = {0.5, -2, 1e4}, b[3] = {100, 200, -300};
+    masked_image_t mi = masked_image(CM_F32, 3, -1, a, b, 0, NON_FINITE, 5, 0, 17);
+    cm_model_t *m[2];
+    mem_sink_t out[2];
+    for (int run = 0; run < 2; run++) {
+        mem_source_t src;
+        source_init(&src, &mi.im, 32, 23);
+        /* Run 1 declares NaN as nodata: nothing changes, NaNs were masked already. */
+        src.src.has_nodata = run == 1;
+        src.src.nodata = NAN;
+        check_masked_run(&mi, &src, a, b, &m[run], &out[run]);
+    }
+    assert_memory_equal(m[1]->centroids, m[0]->centroids, sizeof(double) * 2 * 3);
+    assert_memory_equal(m[1]->counts, m[0]->counts, sizeof(int64_t) * 2);
+    assert_memory_equal(out[1].labels, out[0].labels, (size_t)image_pixels(&mi.im));
+    for (int run = 0; run < 2; run++) {
+        sink_free(&out[run]);
+        cm_model_free(m[run]);
+    }
+    image_free(&mi.im);
+}
+
+static void test_a_nan_nodata_masks_nothing_in_an_integer_image(void **state)
+{
+    (void)state;
+    image_t im = image_new_typed(60, 40, 1, -1, CM_U16);
+    for (int64_t i = 0; i < image_pixels(&im); i++)
+        im_set(&im, i, 0, i % 3 ? 0 : 65535);
+    mem_source_t src;
+    source_init(&src, &im, 16, 16);
+    src.src.has_nodata = true;
+    src.src.nodata = NAN;
+    cm_params_t p = params(2, 1, 2);
+    mem_sink_t out;
+    cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+    assert_int_equal(m->n_pixels, image_pixels(&im));
+    assert_int_equal(count_sum(m), image_pixels(&im));
+    assert_int_equal(out.label_size, 1);
+    assert_int_equal(check_labels(m, &out), 1);
+    assert_memory_equal(out.px, im.px, image_bytes(&im));
+    sink_free(&out);
+    cm_model_free(m);
+    image_free(&im);
+}
+
+/* A float32 file's nodata samples hold the nodata value as a float32, while the value itself
+ * comes as text (GDAL_NODATA, --nodata) read into a double: 0.1, or GDAL's usual
+ * "-3.40282346638529e+38" for -FLT_MAX. Those samples are the nodata samples of the file, as
+ * GDAL (which compares in the band's type) takes them. */
+static void test_float_nodata_matches_samples_that_hold_it_as_float32(void **state)
+{
+    (void)state;
+    /* The nodata value as read from text, and the float32 samples that hold it. */
+    static const double nodata[3] = {0.1, -3.40282346638529e+38, -9999.5};
+    static const double stored[3] = {(double)0.1f, (double)-FLT_MAX, -9999.5};
+    static const double a[2] = {1, 2}, b[2] = {50, 60};
+    int wrong = 0;
+    for (int ni = 0; ni < 3; ni++) {
+        masked_image_t mi = masked_image(CM_F32, 2, -1, a, b, stored[ni], NULL, 0, 0, 40 + ni);
+        mem_source_t src;
+        source_init(&src, &mi.im, 32, 32);
+        src.src.has_nodata = true;
+        src.src.nodata = nodata[ni];
+        cm_params_t p = params(2, 1, 2);
+        mem_sink_t out;
+        cm_model_t *m = fit_remap_src(&src, &p, false, &out);
+        if (m->n_pixels != mi.n_a + mi.n_b) {
+            print_error("nodata %.17g, samples %.9g: %lld pixels assigned, want %lld (%lld are "
+                        "nodata)\n",
+                        nodata[ni], stored[ni], (long long)m->n_pixels,
+                        (long long)(mi.n_a + mi.n_b), (long long)mi.n_masked);
+            wrong++;
+        }
+        sink_free(&out);
+        cm_model_free(m);
+        image_free(&mi.im);
+    }
+    assert_int_equal(wrong, 0);
+}
+
+static void test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked(void **state)
+{
+    (void)state;
+    static const struct {
+        cm_stype_t t;
+        int bands, alpha_band;
+        bool has_nodata;
+        int k, bits;
+        bool maskable;
+    } cases[] = {
+        {CM_U8, 3, -1, false, 1, 8, false},       {CM_U8, 3, -1, false, 256, 8, false},
+        {CM_U8, 3, -1, false, 257, 16, false},    {CM_U8, 4, 3, false, 255, 8, true},
+        {CM_U8, 4, 3, false, 256, 16, true},      {CM_U8, 3, -1, true, 255, 8, true},
+        {CM_U8, 3, -1, true, 256, 16, true},      {CM_U16, 1, -1, false, 256, 8, false},
+        {CM_U16, 1, -1, true, 256, 16, true},     {CM_I16, 2, -1, false, 256, 8, false},
+        {CM_I16, 2, 0, false, 256, 16, true},     {CM_F32, 1, -1, false, 255, 8, true},
+        {CM_F32, 1, -1, false, 256, 16, true},    {CM_F32, 3, -1, false, 65535, 16, true},
+        {CM_U16, 8, -1, false, 65535, 16, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cm_source_t src = {.has_nodata = cases[i].has_nodata, .nodata = 0};
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        assert_int_equal(cm_grid_init(&src.grid, 10, 10, 4, 4, cases[i].bands, cases[i].alpha_band,
+                                      cases[i].t, &ctx),
+                         0);
+        int bits = -1;
+        uint32_t masked = 7;
+        bool maskable = cm_labels_plan(&src, cases[i].k, &bits, &masked);
+        if (bits != cases[i].bits || maskable != cases[i].maskable)
+            print_error("case %zu (%s, %d bands, alpha %d, nodata %d, k %d): bits %d, maskable "
+                        "%d\n",
+                        i, cm_stype_name(cases[i].t), cases[i].bands, cases[i].alpha_band,
+                        cases[i].has_nodata, cases[i].k, bits, maskable);
+        assert_int_equal(bits, cases[i].bits);
+        assert_int_equal(masked, cases[i].bits == 8 ? 255u : 65535u);
+        assert_int_equal(maskable, cases[i].maskable);
+    }
+}
+
+static void test_masked_pixels_get_65535_when_labels_are_16_bit(void **state)
+{
+    (void)state;
+    /* k = 255 with nodata still fits a byte (masked 255); k = 256 does not (masked 65535). */
+    static const int ks[2] = {255, 256};
+    image_t im = image_new(100, 70, 3, -1);
+    fill_noise(&im, 61, 256);
+    int64_t n_masked = 0;
+    for (int64_t i = 0; i < image_pixels(&im); i++) {
+        if (i % 7 == 0) im.px[i * 3 + (i / 7) % 3] = 0;
+        n_masked += im.px[i * 3] == 0 || im.px[i * 3 + 1] == 0 || im.px[i * 3 + 2] == 0;
+    }
+    for (int ki = 0; ki < 2; ki++) {
+        mem_source_t src;
+        source_init(&src, &im, 32, 32);
+        src.src.has_nodata = true;
+        src.src.nodata = 0;
+        cm_params_t p = params(ks[ki], 3, 2);
+        p.max_iter = 3;
+        p.batch = 2048;
+        mem_sink_t out;
+        cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+        assert_int_equal(out.label_size, ki == 0 ? 1 : 2);
+        int64_t masked_labels = 0;
+        for (int64_t i = 0; i < image_pixels(&im); i++)
+            masked_labels += label_at(&out, i) == (ki == 0 ? 255 : 65535);
+        assert_int_equal(masked_labels, n_masked);
+        assert_int_equal(m->n_pixels, image_pixels(&im) - n_masked);
+        assert_int_equal(count_sum(m), image_pixels(&im) - n_masked);
+        assert_true(check_labels(m, &out) < ks[ki]);
+        sink_free(&out);
+        cm_model_free(m);
+    }
+    image_free(&im);
+}
+
+/* ---- sparse valid pixels ---------------------------------------------------------------- */
+
+static void test_sparse_valid_pixels_are_found(void **state)
+{
+    (void)state;
+    static const uint8_t a[3] = {200, 30, 40}, b[3] = {20, 180, 60}, junk[3] = {255, 0, 255};
+    static const double ad[3] = {200, 30, 40}, bd[3] = {20, 180, 60};
+    /* 2000 x 2000 RGBA, transparent (and magenta) but for a 30 x 30 block in the far corner,
+     * half a, half b. */
+    image_t im = image_new(2000, 2000, 4, 3);
+    for (int64_t y = 0; y < im.h; y++)
+        for (int64_t x = 0; x < im.w; x++) {
+            bool in = x >= 1970 && y >= 1970;
+            set_colour(&im, x, y, !in ? junk : x < 1985 ? a : b);
+            pixel_at(&im, x, y)[3] = in ? 255 : 0;
+        }
+    mem_source_t src;
+    source_init(&src, &im, 256, 256);
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        cm_params_t p = params(2, seed, 2);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *m = NULL;
+        expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit of the sparse image");
+        assert_in_range(m->sample_px, 2, 900);
+        int ja = centre_is(m, 0, CM_U8, ad) ? 0 : 1;
+        assert_true(centre_is(m, ja, CM_U8, ad));
+        assert_true(centre_is(m, 1 - ja, CM_U8, bd));
+        if (seed == 1) { /* and the remap finds exactly the block */
+            mem_sink_t out;
+            sink_init(&out, &src.src, false, 2);
+            expect_ok(cm_remap(&src.src, m, &p, &out.sink, &ctx), &ctx, "cm_remap");
+            assert_int_equal(m->counts[ja], 450);
+            assert_int_equal(m->counts[1 - ja], 450);
+            assert_int_equal(m->n_pixels, 900);
+            assert_memory_equal(out.px, im.px, image_bytes(&im));
+            sink_free(&out);
+        }
+        cm_model_free(m);
+    }
+    assert_int_equal(atomic_load(&src.misuse), 0);
+    image_free(&im);
+
+    /* A strip of 128 sample cells whose last one alone holds valid pixels: whether or not the
+     * first round draws it, the rounds go on until every cell is read, and with a sample size
+     * above the image's area every valid pixel is in the sample. */
+    image_t strip = image_new(65536, 30, 4, 3);
+    for (int64_t y = 0; y < strip.h; y++)
+        for (int64_t x = strip.w - 30; x < strip.w; x++) {
+            set_colour(&strip, x, y, x < strip.w - 15 ? a : b);
+            pixel_at(&strip, x, y)[3] = 255;
+        }
+    source_init(&src, &strip, 1024, 30);
+    for (uint64_t seed = 0; seed < 6; seed++) {
+        cm_params_t p = params(2, seed, 2);
+        p.sample_px = (int64_t)1 << 22;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *m = NULL;
+        expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit of the strip");
+        assert_int_equal(m->sample_px, 900);
+        int ja = centre_is(m, 0, CM_U8, ad) ? 0 : 1;
+        assert_true(centre_is(m, ja, CM_U8, ad));
+        assert_true(centre_is(m, 1 - ja, CM_U8, bd));
+        cm_model_free(m);
+    }
+    assert_int_equal(atomic_load(&src.misuse), 0);
+    image_free(&strip);
+}
+
+/* ---- scaling ---------------------------------------------------------------------------- */
+
+/* Agreement of labels with two groups, up to swapping them: the share of pixels whose label
+ * is their group (or the other, whichever is more). */
+static double agreement2(const mem_sink_t *out, const uint8_t *group, int64_t n)
+{
+    int64_t same = 0;
+    for (int64_t i = 0; i < n; i++)
+        same += label_at(out, i) == group[i];
+    return (double)(same > n - same ? same : n - same) / (double)n;
+}
+
+/* Band 0 holds two groups, 0..2 and 8..10; band 1 is uniform noise over 0..60000. */
+static image_t narrow_and_wide(uint8_t **group_out)
+{
+    image_t im = image_new_typed(120, 100, 2, -1, CM_U16);
+    uint8_t *group = malloc((size_t)image_pixels(&im));
+    assert_non_null(group);
+    uint64_t r = 99;
+    for (int64_t i = 0; i < image_pixels(&im); i++) {
+        uint64_t v = next_rand(&r);
+        group[i] = v & 1;
+        im_set(&im, i, 0, (double)(group[i] ? 8 + (v >> 8) % 3 : (v >> 8) % 3));
+        im_set(&im, i, 1, (double)((v >> 20) % 60001));
+    }
+    *group_out = group;
+    return im;
+}
+
+static json_t *model_json(const cm_model_t *m, int bands, int alpha_band, const char *type)
+{
+    char *text = cm_model_to_json(m, bands, alpha_band, type);
+    assert_non_null(text);
+    json_error_t err;
+    json_t *root = json_loads(text, 0, &err);
+    if (!root) print_error("json_loads: %s at line %d\n", err.text, err.line);
+    assert_non_null(root);
+    free(text);
+    return root;
+}
+
+/* Checks the "scale" member of a model's JSON against the model. */
+static void check_scale_json(const cm_model_t *m)
+{
+    json_t *root = model_json(m, m->d, -1, "uint16");
+    json_t *scale = json_object_get(root, "scale");
+    if (!m->mean) {
+        assert_false(json_is_object(scale));
+        json_decref(root);
+        return;
+    }
+    assert_true(json_is_object(scale));
+    assert_string_equal(json_string_value(json_object_get(scale, "method")), "standard");
+    json_t *jm = json_object_get(scale, "mean"), *js = json_object_get(scale, "std");
+    assert_true(json_is_array(jm) && json_is_array(js));
+    assert_int_equal(json_array_size(jm), m->d);
+    assert_int_equal(json_array_size(js), m->d);
+    for (int b = 0; b < m->d; b++) {
+        assert_true(json_number_value(json_array_get(jm, (size_t)b)) == m->mean[b]);
+        assert_true(json_number_value(json_array_get(js, (size_t)b)) == m->std[b]);
+    }
+    /* The centroids are written in sample units, as the model holds them. */
+    json_t *cents = json_object_get(root, "centroids");
+    for (int j = 0; j < m->k; j++)
+        for (int b = 0; b < m->d; b++)
+            assert_true(
+                json_number_value(json_array_get(json_array_get(cents, (size_t)j), (size_t)b)) ==
+                m->centroids[(size_t)j * m->d + b]);
+    json_decref(root);
+}
+
+static void test_standard_scaling_finds_the_clusters_of_a_narrow_band(void **state)
+{
+    (void)state;
+    enum { SEEDS = 6 };
+    uint8_t *group;
+    image_t im = narrow_and_wide(&group);
+    int64_t n = image_pixels(&im);
+    double mean[2], sd[2];
+    for (int b = 0; b < 2; b++) {
+        double s = 0, sq = 0;
+        for (int64_t i = 0; i < n; i++)
+            s += im_get(&im, i, b);
+        mean[b] = s / (double)n;
+        for (int64_t i = 0; i < n; i++)
+            sq += (im_get(&im, i, b) - mean[b]) * (im_get(&im, i, b) - mean[b]);
+        sd[b] = sqrt(sq / (double)n);
+    }
+    int64_t in_group[2] = {0, 0};
+    for (int64_t i = 0; i < n; i++)
+        in_group[group[i]]++;
+
+    /* k-means has local minima (here: cutting the noise band in two), so each way of fitting
+     * keeps the best of a few seeds by its inertia, as a user would. */
+    for (int scaled = 0; scaled < 2; scaled++) {
+        double best_inertia = INFINITY, best_agreement = 0;
+        double best_c[4] = {0};
+        int64_t best_counts[2] = {0};
+        for (uint64_t seed = 1; seed <= SEEDS; seed++) {
+            cm_params_t p = params(2, seed, 2);
+            p.max_iter = 40;
+            p.scale = scaled ? CM_SCALE_STANDARD : CM_SCALE_NONE;
+            mem_sink_t out;
+            cm_model_t *m = fit_remap(&im, 32, 32, &p, true, &out);
+            if (!scaled) {
+                assert_null(m->mean);
+                assert_null(m->std);
+            } else {
+                assert_non_null(m->mean);
+                assert_non_null(m->std);
+                for (int b = 0; b < 2; b++) {
+                    expect_near(m->mean[b], mean[b], 0.02 * sd[b]);
+                    expect_near(m->std[b], sd[b], 0.02 * sd[b]);
+                }
+            }
+            if (seed == 1) check_scale_json(m);
+            assert_int_equal(m->n_pixels, n);
+            if (m->inertia < best_inertia) {
+                best_inertia = m->inertia;
+                best_agreement = agreement2(&out, group, n);
+                memcpy(best_c, m->centroids, sizeof best_c);
+                memcpy(best_counts, m->counts, sizeof best_counts);
+            }
+            sink_free(&out);
+            cm_model_free(m);
+        }
+        int lo = best_c[0] < best_c[2] ? 0 : 1;
+        print_message("%s: best agreement %.4f, centres (%.2f, %.0f) (%.2f, %.0f)\n",
+                      scaled ? "scaled" : "unscaled", best_agreement, best_c[0], best_c[1],
+                      best_c[2], best_c[3]);
+        if (!scaled) {
+            /* The wide band decides alone: both centres sit mid-way in band 0. */
+            for (int j = 0; j < 2; j++)
+                assert_true(best_c[j * 2] > 2.5 && best_c[j * 2] < 7.5);
+            assert_true(best_agreement < 0.75);
+            continue;
+        }
+        /* Every pixel is labelled by its group; the centres are in sample units (in
+         * standardised units they would be about -1 and 1, and 0 in band 1). */
+        assert_true(best_agreement == 1.0);
+        assert_in_range((int)(best_c[lo * 2] * 100), 0, 200);
+        assert_in_range((int)(best_c[(1 - lo) * 2] * 100), 800, 1000);
+        for (int j = 0; j < 2; j++)
+            assert_true(best_c[j * 2 + 1] > 25000 && best_c[j * 2 + 1] < 35000);
+        assert_int_equal(best_counts[lo], in_group[0]);
+        assert_int_equal(best_counts[1 - lo], in_group[1]);
+    }
+    free(group);
+    image_free(&im);
+}
+
+static void test_tol_is_in_sample_units_when_features_are_scaled(void **state)
+{
+    (void)state;
+    /* One band: standardising it maps the fit onto itself (same draws, centres moved by the
+     * same affine map), so with tol in sample units, as cm_params_t and --tol say, the scaled
+     * fit stops exactly when the unscaled one does. Two groups, 10000 and 50000 give or take
+     * 1000: after 60 steps the centres still move by more than 0.01 sample levels a step (but
+     * by far less than 0.01 standard deviations, about 20000). */
+    image_t im = image_new_typed(100, 70, 1, -1, CM_U16);
+    uint64_t r = 8;
+    for (int64_t i = 0; i < image_pixels(&im); i++) {
+        uint64_t v = next_rand(&r);
+        im_set(&im, i, 0, (double)((v & 1 ? 9000 : 49000) + (v >> 8) % 2001));
+    }
+    mem_source_t src;
+    source_init(&src, &im, 32, 32);
+    cm_model_t *m[2] = {NULL, NULL};
+    for (int scaled = 0; scaled < 2; scaled++) {
+        cm_params_t p = params(2, 4, 2);
+        p.max_iter = 60;
+        p.batch = 4096;
+        p.scale = scaled ? CM_SCALE_STANDARD : CM_SCALE_NONE;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        expect_ok(cm_fit(&src.src, &p, &m[scaled], &ctx), &ctx, "cm_fit");
+    }
+    print_message("unscaled: %d steps, converged %d; scaled: %d steps, converged %d\n",
+                  m[0]->iterations, m[0]->converged, m[1]->iterations, m[1]->converged);
+    bool same = m[0]->iterations == m[1]->iterations && m[0]->converged == m[1]->converged;
+    bool unscaled_ran_out = m[0]->iterations == 60 && !m[0]->converged;
+    for (int j = 0; j < 2; j++)
+        expect_near(m[1]->centroids[j], m[0]->centroids[j], 50.0);
+    cm_model_free(m[0]);
+    cm_model_free(m[1]);
+    image_free(&im);
+    assert_true(unscaled_ran_out);
+    assert_true(same);
+}
+
+/* ---- many bands ------------------------------------------------------------------------- */
+
+static void test_eight_uint16_bands_are_clustered_by_their_groups(void **state)
+{
+    (void)state;
+    enum { BANDS = 8, GROUPS = 3 };
+    image_t im = image_new_typed(100, 70, BANDS, -1, CM_U16);
+    int64_t n = image_pixels(&im);
+    uint8_t *group = malloc((size_t)n);
+    assert_non_null(group);
+    double centre[GROUPS][BANDS];
+    uint64_t r = 2024;
+    for (int g = 0; g < GROUPS; g++)
+        for (int b = 0; b < BANDS; b++)
+            centre[g][b] = (double)(5000 + next_rand(&r) % 55000);
+    int64_t in_group[GROUPS] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        group[i] = (uint8_t)(next_rand(&r) % GROUPS);
+        in_group[group[i]]++;
+        for (int b = 0; b < BANDS; b++)
+            im_set(&im, i, b, centre[group[i]][b] + (double)(next_rand(&r) % 801) - 400);
+    }
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        cm_params_t p = params(GROUPS, seed, 2);
+        p.max_iter = 40;
+        mem_sink_t out;
+        cm_model_t *m = fit_remap(&im, 32, 16, &p, true, &out);
+        assert_int_equal(m->d, BANDS);
+        /* Labels and groups match one to one. */
+        int group_of[GROUPS] = {-1, -1, -1}, bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int l = label_at(&out, i);
+            assert_in_range(l, 0, GROUPS - 1);
+            if (group_of[l] < 0) group_of[l] = group[i];
+            bad += group_of[l] != group[i];
+        }
+        assert_int_equal(bad, 0);
+        assert_true(group_of[0] != group_of[1] && group_of[0] != group_of[2] &&
+                    group_of[1] != group_of[2]);
+        for (int j = 0; j < GROUPS; j++) {
+            assert_int_equal(m->counts[j], in_group[group_of[j]]);
+            for (int b = 0; b < BANDS; b++)
+                expect_near(m->centroids[j * BANDS + b], centre[group_of[j]][b], 30.0);
+        }
+        check_labels(m, &out);
+        sink_free(&out);
+        cm_model_free(m);
+    }
+    free(group);
+    image_free(&im);
+}
+
+/* ---- the memory budget ------------------------------------------------------------------ */
+
+/* The smallest budget that cm_budget_check accepts. */
+static size_t least_budget(const cm_source_t *src, const cm_params_t *p0, bool labels)
+{
+    cm_params_t p = *p0;
+    size_t lo = 0, hi = (size_t)1 << 32;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    p.budget_bytes = hi;
+    expect_ok(cm_budget_check(src, &p, labels, &ctx), &ctx, "cm_budget_check of 4 GiB");
+    while (hi - lo > 1) {
+        p.budget_bytes = lo + (hi - lo) / 2;
+        cm_ctx_init(&ctx);
+        int rc = cm_budget_check(src, &p, labels, &ctx);
+        assert_true(rc == 0 || rc == CM_EBUDGET);
+        *(rc == 0 ? &hi : &lo) = p.budget_bytes;
+    }
+    return hi;
+}
+
+static void test_budget_check_names_a_memory_that_fits_with_labels(void **state)
+{
+    (void)state;
+    image_t im = image_new_typed(530, 270, 4, 3, CM_F32);
+    fill_float_noise(&im, 5);
+    mem_source_t src;
+    source_init(&src, &im, 512, 256);
+    size_t chunk = cm_grid_chunk_bytes(&src.src.grid);
+    assert_int_equal(chunk, (size_t)2 << 20);
+    cm_params_t p = params(20, 3, 2);
+    p.max_iter = 10;
+    p.batch = 2048;
+    size_t need = least_budget(&src.src, &p, false), need_l = least_budget(&src.src, &p, true);
+    /* A task holds at least a chunk, and a remap task with labels its labels too. */
+    assert_true(need >= chunk);
+    assert_true(need_l >= need);
+    assert_true(need_l >= chunk + (size_t)512 * 256 * label_size_for(&src.src, 20));
+
+    /* Just below: refused, with the smallest whole number of MiB that is enough. */
+    cm_params_t tight = p;
+    tight.budget_bytes = need_l - 1;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_budget_check(&src.src, &tight, true, &ctx), CM_EBUDGET);
+    assert_int_equal(ctx.code, CM_EBUDGET);
+    const char *say = strstr(ctx.msg, "--memory ");
+    if (!say) print_error("no --memory in: %s\n", ctx.msg);
+    assert_non_null(say);
+    char *end;
+    unsigned long long mib = strtoull(say + strlen("--memory "), &end, 10);
+    assert_true(*end == 'M');
+    assert_true(mib << 20 >= need_l);
+    assert_true((mib - 1) << 20 < need_l);
+    if (need_l > need) {
+        tight.budget_bytes = need;
+        cm_ctx_init(&ctx);
+        assert_int_equal(cm_budget_check(&src.src, &tight, true, &ctx), CM_EBUDGET);
+        cm_ctx_init(&ctx);
+        expect_ok(cm_budget_check(&src.src, &tight, false, &ctx), &ctx, "without labels");
+    }
+
+    /* The named budget, and the least one, run the fit and a remap with labels. */
+    size_t budgets[2] = {(size_t)mib << 20, need_l};
+    cm_model_t *m[2];
+    mem_sink_t out[2];
+    for (int i = 0; i < 2; i++) {
+        cm_params_t ok = p;
+        ok.budget_bytes = budgets[i];
+        cm_ctx_init(&ctx);
+        expect_ok(cm_budget_check(&src.src, &ok, true, &ctx), &ctx, "cm_budget_check");
+        m[i] = fit_remap_src(&src, &ok, true, &out[i]);
+        check_labels(m[i], &out[i]);
+    }
+    /* The budget changes nothing in the result. */
+    assert_memory_equal(m[1]->centroids, m[0]->centroids, sizeof(double) * 20 * 3);
+    assert_memory_equal(out[1].px, out[0].px, image_bytes(&im));
+    assert_memory_equal(out[1].labels, out[0].labels, (size_t)image_pixels(&im));
+    for (int i = 0; i < 2; i++) {
+        sink_free(&out[i]);
+        cm_model_free(m[i]);
+    }
+
+    /* Without labels the least budget is enough for a remap without labels. */
+    cm_params_t bare = p;
+    bare.budget_bytes = need;
+    cm_ctx_init(&ctx);
+    cm_model_t *mb = NULL;
+    expect_ok(cm_fit(&src.src, &bare, &mb, &ctx), &ctx, "cm_fit at the least budget");
+    mem_sink_t ob;
+    sink_init(&ob, &src.src, false, 20);
+    expect_ok(cm_remap(&src.src, mb, &bare, &ob.sink, &ctx), &ctx, "cm_remap at the least budget");
+    assert_int_equal(ob.next_idx, cm_grid_count(&src.src.grid));
+    bare.budget_bytes = need - 1;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_budget_check(&src.src, &bare, false, &ctx), CM_EBUDGET);
+    sink_free(&ob);
+    cm_model_free(mb);
+    image_free(&im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1392,6 +2467,21 @@ int main(void)
         cmocka_unit_test(test_count_colors_ignores_alpha),
         cmocka_unit_test(test_model_colours_are_rounded_and_clamped),
         cmocka_unit_test(test_model_json_reads_back_to_the_model),
+        cmocka_unit_test(test_three_blocks_of_every_sample_type_give_exactly_their_colours),
+        cmocka_unit_test(test_model_colours_are_rounded_and_clamped_to_every_sample_type),
+        cmocka_unit_test(test_remapped_samples_are_rounded_and_clamped_to_the_sample_type),
+        cmocka_unit_test(test_float32_fit_and_remap_do_not_depend_on_the_thread_count),
+        cmocka_unit_test(test_nodata_pixels_take_no_part_and_are_kept_and_labelled),
+        cmocka_unit_test(test_non_finite_floats_are_masked_with_or_without_nodata),
+        cmocka_unit_test(test_a_nan_nodata_masks_nothing_in_an_integer_image),
+        cmocka_unit_test(test_float_nodata_matches_samples_that_hold_it_as_float32),
+        cmocka_unit_test(test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked),
+        cmocka_unit_test(test_masked_pixels_get_65535_when_labels_are_16_bit),
+        cmocka_unit_test(test_sparse_valid_pixels_are_found),
+        cmocka_unit_test(test_standard_scaling_finds_the_clusters_of_a_narrow_band),
+        cmocka_unit_test(test_tol_is_in_sample_units_when_features_are_scaled),
+        cmocka_unit_test(test_eight_uint16_bands_are_clustered_by_their_groups),
+        cmocka_unit_test(test_budget_check_names_a_memory_that_fits_with_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
