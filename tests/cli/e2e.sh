@@ -304,4 +304,32 @@ case_outputs_never_overwrite_each_other() {
     no_outputs out.tif
 }
 
+case_corrupt_structures_exit_3() {
+    # Hand-made little-endian TIFFs: 32x32 RGB in one 32x32 tile whose offset points past the
+    # end of the file, and an image 0 pixels wide.
+    "$PYTHON" - <<'PY' || fail "making corrupt inputs"
+import struct
+
+def tiff(path, width, tile_offset, data=b""):
+    entries = [(256, 4, 1, width), (257, 4, 1, 32), (258, 3, 1, 8), (259, 3, 1, 1),
+               (262, 3, 1, 2), (277, 3, 1, 3), (322, 3, 1, 32), (323, 3, 1, 32),
+               (324, 4, 1, tile_offset), (325, 4, 1, 32 * 32 * 3)]
+    ifd = struct.pack("<H", len(entries))
+    for tag, typ, count, value in entries:
+        ifd += struct.pack("<HHII", tag, typ, count, value) if typ == 4 else \
+               struct.pack("<HHIHH", tag, typ, count, value, 0)
+    ifd += struct.pack("<I", 0)
+    with open(path, "wb") as f:
+        f.write(b"II*\0" + struct.pack("<I", 8) + ifd + data)
+
+tiff("past_end.tif", 32, 10_000_000)
+tiff("zero.tif", 0, 200, bytes(32 * 32 * 3))
+PY
+    expect 3 cm run past_end.tif out.tif --labels lab.tif
+    grep -q "past_end.tif" err.txt || fail "message does not name the file: $(cat err.txt)"
+    expect 3 cm run zero.tif out.tif
+    grep -q "zero.tif" err.txt || fail "message does not name the file: $(cat err.txt)"
+    no_outputs out.tif lab.tif
+}
+
 "case_$1"
