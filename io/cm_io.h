@@ -152,7 +152,7 @@ int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_
 int cm__tmpfile_next_to(const char *path, char *tmp, size_t tmp_size);
 
 /* TIFF compression by name ("none", "lzw", "deflate", "zstd", "jpeg", "packbits"): 0 and
- * *code, or CM_EUSAGE. */
+ * *code, or CM_EUSAGE for another name or a codec this libtiff was built without. */
 int cm_compression_parse(const char *name, int *code);
 /* Name of a TIFF compression code, "unknown" if it is none of ours. */
 const char *cm_compression_name(int code);

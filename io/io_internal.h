@@ -15,6 +15,9 @@ typedef struct cm__tiff_msg {
  * one wins) and warnings dropped. NULL on failure, with the reason in msg->text. */
 TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg);
 
+/* Makes a rename into path's directory durable (fsync of the directory); best effort. */
+void cm__fsync_dir_of(const char *path);
+
 /* ---- GeoTIFF, GDAL and descriptive tags (geotags.c) ---- */
 
 /* Makes libtiff know the GeoTIFF tags (ModelPixelScale 33550, ModelTiepoint 33922,

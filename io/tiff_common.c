@@ -53,16 +53,25 @@ static const struct {
 
 int cm_compression_parse(const char *name, int *code)
 {
+    int found = -1;
     for (size_t i = 0; i < sizeof compressions / sizeof compressions[0]; i++)
-        if (!strcasecmp(name, compressions[i].name)) {
-            *code = compressions[i].code;
-            return 0;
-        }
-    if (!strcasecmp(name, "zip")) {
-        *code = COMPRESSION_ADOBE_DEFLATE;
-        return 0;
+        if (!strcasecmp(name, compressions[i].name)) found = compressions[i].code;
+    if (!strcasecmp(name, "zip")) found = COMPRESSION_ADOBE_DEFLATE;
+    if (found < 0 || !TIFFIsCODECConfigured((uint16_t)found)) return CM_EUSAGE;
+    *code = found;
+    return 0;
+}
+
+void cm__fsync_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        fsync(fd); /* best effort: some file systems refuse it for directories */
+        close(fd);
     }
-    return CM_EUSAGE;
+    free(dir);
 }
 
 const char *cm_compression_name(int code)
@@ -118,7 +127,10 @@ int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_
     if (!e && fsync(fd) < 0) e = errno;
     if (close(fd) < 0 && !e) e = errno;
     if (!e && rename(tmp, path) < 0) e = errno;
-    if (e) unlink(tmp);
+    if (e)
+        unlink(tmp);
+    else
+        cm__fsync_dir_of(path);
     free(tmp);
     CM_FAIL_IF(ctx, e, CM_EIO, "%s: cannot write: %s", path, strerror(e ? e : EIO));
     return 0;

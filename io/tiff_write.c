@@ -202,6 +202,7 @@ int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
                        wr->scratch + (size_t)(th - 1) * tile_row, tile_row);
             uint32_t tile = TIFFComputeTile(wr->tif, (uint32_t)(x + tx), (uint32_t)(y + ty), 0, 0);
             wr->msg.text[0] = '\0';
+            errno = 0;
             if (TIFFWriteEncodedTile(wr->tif, tile, wr->scratch, tile_bytes) != tile_bytes)
                 return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u: %s", wr->path, tile,
                                wr->msg.text[0] ? wr->msg.text : strerror(errno ? errno : EIO));
@@ -233,6 +234,7 @@ int cm_writer_commit(cm_writer_t *wr, cm_ctx_t *ctx)
         if (fd >= 0) close(fd);
     }
     if (ok && rename(wr->tmp, wr->path) < 0) ok = 0, e = errno;
+    if (ok) cm__fsync_dir_of(wr->path); /* the rename itself survives a crash */
     if (!ok) {
         int rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path,
                          wr->msg.text[0] ? wr->msg.text : strerror(e ? e : EIO));
