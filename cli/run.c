@@ -305,15 +305,42 @@ typedef struct sink_state {
     bool out_is_labels; /* a palette output: its pixels are the labels */
 } sink_state_t;
 
-static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-                    cm_ctx_t *ctx)
+/* Compressed tiles of one chunk, for the image and the label map. */
+typedef struct encoded_pair {
+    cm_encoded_t *out, *labels;
+} encoded_pair_t;
+
+static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+                       void **encoded, cm_ctx_t *ctx)
 {
     const sink_state_t *s = self;
     int64_t x, y, w, h;
     cm_grid_rect(s->grid, idx, &x, &y, &w, &h);
-    CM_TRY(cm_writer_put(s->out, x, y, w, h, s->out_is_labels ? labels : pixels, ctx));
-    if (s->labels) CM_TRY(cm_writer_put(s->labels, x, y, w, h, labels, ctx));
+    encoded_pair_t *e = calloc(1, sizeof(encoded_pair_t));
+    CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory encoding chunk %lld", (long long)idx);
+    *encoded = e;
+    CM_TRY(cm_writer_encode(s->out, x, y, w, h, s->out_is_labels ? labels : pixels, &e->out,
+                            ctx));
+    if (s->labels) CM_TRY(cm_writer_encode(s->labels, x, y, w, h, labels, &e->labels, ctx));
     return 0;
+}
+
+static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+                    void *encoded, cm_ctx_t *ctx)
+{
+    const sink_state_t *s = self;
+    const encoded_pair_t *e = encoded;
+    CM_TRY(cm_writer_put_encoded(s->out, e->out, ctx));
+    if (s->labels) CM_TRY(cm_writer_put_encoded(s->labels, e->labels, ctx));
+    return 0;
+}
+
+static void sink_discard(void *self, void *encoded)
+{
+    encoded_pair_t *e = encoded;
+    cm_encoded_free(e->out);
+    cm_encoded_free(e->labels);
+    free(e);
 }
 
 /* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
@@ -464,7 +491,8 @@ int cmd_run(int argc, char **argv)
         if (rc < 0) goto done;
     }
     ss.grid = &in->grid;
-    cm_sink_t sink = {.put = sink_put, .self = &ss, .want_labels = o.labels || palette};
+    cm_sink_t sink = {.encode = sink_encode, .put = sink_put, .discard = sink_discard,
+                      .self = &ss, .want_labels = o.labels || palette};
     rc = cm_remap(&src, model, &o.params, &sink, &ctx);
     cli_progress_end(&prog);
     if (rc < 0) goto done;

@@ -24,13 +24,22 @@ typedef struct cm_source {
     void *self;
 } cm_source_t;
 
-/* Where the remap pass delivers chunks: put() receives every chunk once, in chunk order, from
- * one thread at a time. pixels are packed like the source's, with the pixels that take no part
- * in the fit (masked) unchanged; labels (when asked for) hold one label per pixel, of the
- * width and with the masked value that cm_labels_plan gives. */
+/* Where the remap pass delivers chunks. pixels are packed like the source's, with the pixels
+ * that take no part in the fit (masked) unchanged; labels (when asked for) hold one label per
+ * pixel, of the width and with the masked value that cm_labels_plan gives.
+ * - encode (optional) runs in the worker that remapped chunk idx, concurrently with other
+ *   chunks' encodes and with put: it turns pixels and labels into what put needs (compressed
+ *   tiles, say) and stores it in *encoded; pixels and labels are freed after it returns.
+ * - put receives every chunk once, in chunk order, from one thread at a time: encoded (when
+ *   encode is set) or pixels and labels (when not).
+ * - discard frees an encoded chunk once put has written it, or when it will not be (the run
+ *   failed). */
 typedef struct cm_sink {
+    int (*encode)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+                  void **encoded, cm_ctx_t *ctx);
     int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-               cm_ctx_t *ctx);
+               void *encoded, cm_ctx_t *ctx);
+    void (*discard)(void *self, void *encoded);
     void *self;
     bool want_labels;
 } cm_sink_t;

@@ -9,6 +9,7 @@
 typedef struct chunk_out {
     uint8_t *pixels;
     void *labels;
+    void *encoded; /* what sink->encode made of pixels and labels */
     int64_t *counts; /* k: valid pixels per centre */
     double inertia;
 } chunk_out_t;
@@ -32,8 +33,9 @@ typedef struct remap_task {
     int64_t idx;
 } remap_task_t;
 
-static void chunk_out_free(chunk_out_t *c)
+static void chunk_out_free(const cm_sink_t *sink, chunk_out_t *c)
 {
+    if (c->encoded && sink->discard) sink->discard(sink->self, c->encoded);
     free(c->pixels);
     free(c->labels);
     free(c->counts);
@@ -101,6 +103,14 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
                     s->labels[i] == CM__MASKED ? (uint16_t)r->label_masked : s->labels[i];
     }
     c->inertia = inertia;
+    /* Compress here, on every core; the writer only writes. */
+    if (rc == 0 && r->sink->encode) {
+        rc = r->sink->encode(r->sink->self, t->idx, c->pixels, c->labels, &c->encoded, ctx);
+        free(c->pixels);
+        free(c->labels);
+        c->pixels = NULL;
+        c->labels = NULL;
+    }
     if (s) {
         free(s->feat);
         free(s->dist);
@@ -114,13 +124,13 @@ static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
     const remap_task_t *t = arg;
     remapper_t *r = t->r;
     chunk_out_t *c = &r->chunks[t->idx];
-    int rc = r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, ctx);
+    int rc = r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded, ctx);
     for (int j = 0; j < r->model->k; j++) {
         r->model->counts[j] += c->counts[j];
         r->n_pixels += c->counts[j];
     }
     r->inertia += c->inertia;
-    chunk_out_free(c);
+    chunk_out_free(r->sink, c);
     return rc;
 }
 
@@ -208,7 +218,7 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
     model->inertia = r.inertia;
     model->n_pixels = r.n_pixels;
 cleanup:
-    for (int64_t i = 0; chunks && i < n_chunks; i++) chunk_out_free(&chunks[i]);
+    for (int64_t i = 0; chunks && i < n_chunks; i++) chunk_out_free(sink, &chunks[i]);
     cm_graph_free(graph);
     free(tasks);
     free(chunks);

@@ -131,9 +131,26 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
                    cm_ctx_t *ctx);
 
 /* Writes the rectangle (x, y, w, h) of the image: x and y on tile boundaries, w and h whole
- * tiles except at the right and bottom edges; pixels packed at w * bands samples per row. */
+ * tiles except at the right and bottom edges; pixels packed at w * bands samples per row.
+ * The same as cm_writer_encode then cm_writer_put_encoded. */
 int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
                   const void *pixels, cm_ctx_t *ctx);
+
+/* Tiles compressed, waiting to be written. */
+typedef struct cm_encoded cm_encoded_t;
+
+/* Compresses the tiles of a rectangle (as cm_writer_put takes it) into *out, which the caller
+ * frees with cm_encoded_free or hands to cm_writer_put_encoded. Thread-safe: any number of
+ * threads may encode at once, while one other writes; this is how tiles are compressed on
+ * every core and written by one writer. */
+int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
+                     const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx);
+
+/* Writes encoded tiles into the file, in their order. One thread at a time. */
+int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx);
+
+/* Frees encoded tiles; accepts NULL. */
+void cm_encoded_free(cm_encoded_t *e);
 
 /* Finishes the file and renames it into place; frees the writer whatever happens. On
  * failure the temporary file is removed and nothing appears at path. */

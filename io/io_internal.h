@@ -15,6 +15,15 @@ typedef struct cm__tiff_msg {
  * one wins) and warnings dropped. NULL on failure, with the reason in msg->text. */
 TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg);
 
+/* A growable memory file for libtiff. */
+typedef struct cm__membuf {
+    uint8_t *data;
+    size_t size, cap, pos;
+} cm__membuf_t;
+
+/* A TIFF written into mem (which the caller frees after TIFFClose), errors into msg. */
+TIFF *cm__tiff_open_memory(cm__membuf_t *mem, cm__tiff_msg_t *msg);
+
 /* Makes a rename into path's directory durable (fsync of the directory); best effort. */
 void cm__fsync_dir_of(const char *path);
 

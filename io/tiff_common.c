@@ -42,6 +42,80 @@ TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *
     return tif;
 }
 
+/* ---- memory files: a worker encodes tiles in one of its own ---- */
+
+static tmsize_t mem_read(thandle_t h, void *buf, tmsize_t n)
+{
+    cm__membuf_t *m = h;
+    size_t left = m->pos < m->size ? m->size - m->pos : 0, k = (size_t)n < left ? (size_t)n : left;
+    memcpy(buf, m->data + m->pos, k);
+    m->pos += k;
+    return (tmsize_t)k;
+}
+
+static tmsize_t mem_write(thandle_t h, void *buf, tmsize_t n)
+{
+    cm__membuf_t *m = h;
+    size_t end = m->pos + (size_t)n;
+    if (end > m->cap) {
+        size_t cap = m->cap ? m->cap : 65536;
+        while (cap < end) cap *= 2;
+        uint8_t *d = realloc(m->data, cap);
+        if (!d) return -1;
+        memset(d + m->cap, 0, cap - m->cap);
+        m->data = d;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->pos, buf, (size_t)n);
+    m->pos = end;
+    if (end > m->size) m->size = end;
+    return n;
+}
+
+static toff_t mem_seek(thandle_t h, toff_t off, int whence)
+{
+    cm__membuf_t *m = h;
+    uint64_t base = whence == SEEK_CUR ? m->pos : whence == SEEK_END ? m->size : 0;
+    m->pos = (size_t)(base + off);
+    return m->pos;
+}
+
+static int mem_close(thandle_t h)
+{
+    return 0;
+}
+
+static toff_t mem_size(thandle_t h)
+{
+    return ((cm__membuf_t *)h)->size;
+}
+
+static int mem_map(thandle_t h, void **base, toff_t *size)
+{
+    return 0;
+}
+
+static void mem_unmap(thandle_t h, void *base, toff_t size)
+{
+}
+
+TIFF *cm__tiff_open_memory(cm__membuf_t *mem, cm__tiff_msg_t *msg)
+{
+    msg->text[0] = '\0';
+    cm__tags_register();
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) {
+        snprintf(msg->text, sizeof msg->text, "out of memory");
+        return NULL;
+    }
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, msg);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, msg);
+    TIFF *tif = TIFFClientOpenExt("memory", "wm", mem, mem_read, mem_write, mem_seek, mem_close,
+                                  mem_size, mem_map, mem_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    return tif;
+}
+
 static const struct {
     const char *name;
     int code;

@@ -14,10 +14,18 @@
 struct cm_writer {
     TIFF *tif;
     char *path, *tmp;
-    cm_writer_spec_t spec;
-    size_t px_bytes;  /* bytes per pixel */
-    uint8_t *scratch; /* one tile */
+    cm_writer_spec_t spec;  /* pointers in it are cleared: see cmap */
+    uint16_t cmap[3 * 256]; /* the colour map, when spec.colormap was given */
+    size_t px_bytes;        /* bytes per pixel */
     cm__tiff_msg_t msg;
+};
+
+/* Tiles encoded by cm_writer_encode, waiting for cm_writer_put_encoded. */
+struct cm_encoded {
+    int n;
+    uint32_t *tile;  /* index in the file */
+    size_t *size;
+    uint8_t **data;
 };
 
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out)
@@ -80,22 +88,39 @@ static bool predictable(int compression)
            compression == COMPRESSION_LZW || compression == COMPRESSION_ZSTD;
 }
 
-static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
+/* The fields that decide how tiles are encoded, for an image of width x height: the output
+ * file itself, or the one-tile memory TIFF a worker encodes a tile with. JPEG tiles carry
+ * their own tables (JPEGTABLESMODE 0), so a tile encoded apart is complete on its own. */
+static bool set_structure(TIFF *t, const cm_writer_spec_t *s, const uint16_t *cmap,
+                          uint32_t width, uint32_t height)
 {
-    TIFF *t = wr->tif;
     uint16_t format = s->stype == CM_F32   ? SAMPLEFORMAT_IEEEFP
                       : s->stype == CM_I16 ? SAMPLEFORMAT_INT
                                            : SAMPLEFORMAT_UINT;
-    int ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)s->width) &&
-             TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)s->height) &&
-             TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)s->bands) &&
-             TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, (uint16_t)(8 * cm_stype_size(s->stype))) &&
-             TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, format) &&
-             TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
-             TIFFSetField(t, TIFFTAG_PHOTOMETRIC, (uint16_t)s->photometric) &&
-             TIFFSetField(t, TIFFTAG_TILEWIDTH, (uint32_t)s->tile_w) &&
-             TIFFSetField(t, TIFFTAG_TILELENGTH, (uint32_t)s->tile_h) &&
-             TIFFSetField(t, TIFFTAG_COMPRESSION, (uint16_t)s->compression);
+    bool ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, width) &&
+              TIFFSetField(t, TIFFTAG_IMAGELENGTH, height) &&
+              TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)s->bands) &&
+              TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, (uint16_t)(8 * cm_stype_size(s->stype))) &&
+              TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, format) &&
+              TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
+              TIFFSetField(t, TIFFTAG_PHOTOMETRIC, (uint16_t)s->photometric) &&
+              TIFFSetField(t, TIFFTAG_TILEWIDTH, (uint32_t)s->tile_w) &&
+              TIFFSetField(t, TIFFTAG_TILELENGTH, (uint32_t)s->tile_h) &&
+              TIFFSetField(t, TIFFTAG_COMPRESSION, (uint16_t)s->compression);
+    if (ok && s->n_extra) ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)s->n_extra, s->extra);
+    if (ok && cmap) ok = TIFFSetField(t, TIFFTAG_COLORMAP, cmap, cmap + 256, cmap + 512);
+    if (ok && s->predictor && predictable(s->compression))
+        ok = TIFFSetField(t, TIFFTAG_PREDICTOR,
+                          s->stype == CM_F32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL);
+    if (ok && s->compression == COMPRESSION_JPEG)
+        ok = TIFFSetField(t, TIFFTAG_JPEGQUALITY, 90) && TIFFSetField(t, TIFFTAG_JPEGTABLESMODE, 0);
+    return ok;
+}
+
+static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
+{
+    TIFF *t = wr->tif;
+    bool ok = set_structure(t, s, s->colormap, (uint32_t)s->width, (uint32_t)s->height);
     if (ok && s->tags_from) ok = cm__tags_copy(cm__image_tiff(s->tags_from), t, &wr->msg) == 0;
     if (ok && s->derived) {
         TIFFUnsetField(t, TIFFTAG_ICCPROFILE);
@@ -103,15 +128,6 @@ static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
         TIFFUnsetField(t, 42113 /* GDAL_NODATA: a label's, if any, is set below */);
     }
     if (ok) ok = TIFFSetField(t, TIFFTAG_SOFTWARE, "chunkmeans " CM_VERSION);
-    if (ok && s->n_extra) ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)s->n_extra, s->extra);
-    if (ok && s->colormap)
-        ok = TIFFSetField(t, TIFFTAG_COLORMAP, s->colormap, s->colormap + 256,
-                          s->colormap + 512);
-    if (ok && s->predictor && predictable(s->compression))
-        ok = TIFFSetField(t, TIFFTAG_PREDICTOR,
-                          s->stype == CM_F32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL);
-    if (ok && s->compression == COMPRESSION_JPEG)
-        ok = TIFFSetField(t, TIFFTAG_JPEGQUALITY, 90);
     if (ok && s->set_nodata) ok = cm__tags_set_nodata(t, s->nodata, &wr->msg) == 0;
     if (ok && s->description) ok = TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, s->description);
     CM_FAIL_IF(ctx, !ok, CM_EUSAGE, "%s: cannot set up the output: %s", wr->path, wr->msg.text);
@@ -137,10 +153,10 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
         wr->px_bytes = (size_t)spec->bands * cm_stype_size(spec->stype);
         wr->path = strdup(path);
         wr->tmp = malloc(tmp_size);
-        if (cm_mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes))
-            wr->scratch = malloc(tile_bytes);
+        if (spec->colormap) memcpy(wr->cmap, spec->colormap, sizeof wr->cmap);
     }
-    if (!wr || !wr->path || !wr->tmp || !wr->scratch) {
+    if (!wr || !wr->path || !wr->tmp ||
+        !cm_mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes)) {
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
@@ -173,47 +189,123 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
     return 0;
 }
 
-int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
-                  const void *pixels, cm_ctx_t *ctx)
+void cm_encoded_free(cm_encoded_t *e)
+{
+    if (!e) return;
+    for (int i = 0; i < e->n; i++) free(e->data[i]);
+    free(e->data);
+    free(e->size);
+    free(e->tile);
+    free(e);
+}
+
+/* Encodes one tile (tile_w x tile_h pixels at tile) with a fresh one-tile memory TIFF set up
+ * like the output, and takes the bytes libtiff wrote for it. */
+static int encode_tile(const cm_writer_t *wr, const uint8_t *tile, uint8_t **data, size_t *size,
+                       cm_ctx_t *ctx)
+{
+    const cm_writer_spec_t *s = &wr->spec;
+    cm__tiff_msg_t msg;
+    cm__membuf_t mem = {0};
+    TIFF *t = cm__tiff_open_memory(&mem, &msg);
+    CM_FAIL_IF(ctx, !t, CM_ENOMEM, "%s: cannot encode: %s", wr->path, msg.text);
+    tmsize_t bytes = (tmsize_t)((size_t)s->tile_w * (size_t)s->tile_h * wr->px_bytes);
+    uint64_t *offsets = NULL, *counts = NULL;
+    bool ok = set_structure(t, s, s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL,
+                            (uint32_t)s->tile_w, (uint32_t)s->tile_h) &&
+              TIFFWriteEncodedTile(t, 0, (void *)tile, bytes) == bytes &&
+              TIFFGetField(t, TIFFTAG_TILEOFFSETS, &offsets) &&
+              TIFFGetField(t, TIFFTAG_TILEBYTECOUNTS, &counts) &&
+              offsets[0] + counts[0] <= mem.size;
+    if (ok) {
+        *size = (size_t)counts[0];
+        *data = malloc(*size ? *size : 1);
+        if (*data) memcpy(*data, mem.data + offsets[0], *size);
+        ok = *data != NULL;
+    }
+    TIFFClose(t);
+    free(mem.data);
+    CM_FAIL_IF(ctx, !ok, CM_ENOMEM, "%s: cannot encode a tile: %s", wr->path,
+               msg.text[0] ? msg.text : "out of memory");
+    return 0;
+}
+
+int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
+                     const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx)
 {
     const cm_writer_spec_t *s = &wr->spec;
     CM_FAIL_IF(ctx, x % s->tile_w || y % s->tile_h || x + w > s->width || y + h > s->height,
                CM_EINTERNAL, "%s: region %lld,%lld %lldx%lld is not on the tile grid", wr->path,
                (long long)x, (long long)y, (long long)w, (long long)h);
+    int64_t across = (w + s->tile_w - 1) / s->tile_w, down = (h + s->tile_h - 1) / s->tile_h;
+    int64_t tiles_x = (s->width + s->tile_w - 1) / s->tile_w;
+    size_t row_bytes = (size_t)w * wr->px_bytes, tile_row = (size_t)s->tile_w * wr->px_bytes;
+    cm_encoded_t *e = calloc(1, sizeof(cm_encoded_t));
+    uint8_t *scratch = malloc(tile_row * (size_t)s->tile_h);
+    if (e) {
+        e->tile = malloc(sizeof(uint32_t) * (size_t)(across * down));
+        e->size = malloc(sizeof(size_t) * (size_t)(across * down));
+        e->data = calloc((size_t)(across * down), sizeof(uint8_t *));
+    }
+    int rc = 0;
+    if (!e || !scratch || !e->tile || !e->size || !e->data)
+        rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory encoding tiles", wr->path);
     const uint8_t *src = pixels;
-    size_t row_bytes = (size_t)w * wr->px_bytes;
-    size_t tile_row = (size_t)s->tile_w * wr->px_bytes;
-    tmsize_t tile_bytes = (tmsize_t)(tile_row * (size_t)s->tile_h);
-    for (int64_t ty = 0; ty < h; ty += s->tile_h) {
+    for (int64_t ty = 0; rc == 0 && ty < h; ty += s->tile_h) {
         int64_t th = h - ty < s->tile_h ? h - ty : s->tile_h;
-        for (int64_t tx = 0; tx < w; tx += s->tile_w) {
+        for (int64_t tx = 0; rc == 0 && tx < w; tx += s->tile_w) {
             int64_t tw = w - tx < s->tile_w ? w - tx : s->tile_w;
             size_t copy = (size_t)tw * wr->px_bytes;
             /* Edge tiles are padded by repeating the last column and row, which keeps lossy
              * codecs from smearing a border colour into the image. */
             for (int64_t r = 0; r < th; r++) {
-                uint8_t *row = wr->scratch + (size_t)r * tile_row;
+                uint8_t *row = scratch + (size_t)r * tile_row;
                 memcpy(row, src + (size_t)(ty + r) * row_bytes + (size_t)tx * wr->px_bytes, copy);
                 for (size_t o = copy; o < tile_row; o += wr->px_bytes)
                     memcpy(row + o, row + copy - wr->px_bytes, wr->px_bytes);
             }
             for (int64_t r = th; r < s->tile_h; r++)
-                memcpy(wr->scratch + (size_t)r * tile_row,
-                       wr->scratch + (size_t)(th - 1) * tile_row, tile_row);
-            uint32_t tile = TIFFComputeTile(wr->tif, (uint32_t)(x + tx), (uint32_t)(y + ty), 0, 0);
-            wr->msg.text[0] = '\0';
-            errno = 0;
-            if (TIFFWriteEncodedTile(wr->tif, tile, wr->scratch, tile_bytes) != tile_bytes)
-                return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u: %s", wr->path, tile,
-                               wr->msg.text[0] ? wr->msg.text : strerror(errno ? errno : EIO));
+                memcpy(scratch + (size_t)r * tile_row, scratch + (size_t)(th - 1) * tile_row,
+                       tile_row);
+            e->tile[e->n] = (uint32_t)(((y + ty) / s->tile_h) * tiles_x + (x + tx) / s->tile_w);
+            rc = encode_tile(wr, scratch, &e->data[e->n], &e->size[e->n], ctx);
+            if (rc == 0) e->n++;
         }
+    }
+    free(scratch);
+    if (rc < 0) {
+        cm_encoded_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
+{
+    for (int i = 0; i < e->n; i++) {
+        wr->msg.text[0] = '\0';
+        errno = 0;
+        if (TIFFWriteRawTile(wr->tif, e->tile[i], e->data[i], (tmsize_t)e->size[i]) !=
+            (tmsize_t)e->size[i])
+            return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u: %s", wr->path, e->tile[i],
+                           wr->msg.text[0] ? wr->msg.text : strerror(errno ? errno : EIO));
     }
     return 0;
 }
 
+int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
+                  const void *pixels, cm_ctx_t *ctx)
+{
+    cm_encoded_t *e = NULL;
+    CM_TRY(cm_writer_encode(wr, x, y, w, h, pixels, &e, ctx));
+    int rc = cm_writer_put_encoded(wr, e, ctx);
+    cm_encoded_free(e);
+    return rc;
+}
+
 static void writer_free(cm_writer_t *wr)
 {
-    free(wr->scratch);
     free(wr->tmp);
     free(wr->path);
     free(wr);

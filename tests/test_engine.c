@@ -315,8 +315,9 @@ typedef struct mem_sink {
 } mem_sink_t;
 
 static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-                    cm_ctx_t *ctx)
+                    void *encoded, cm_ctx_t *ctx)
 {
+    (void)encoded; /* this sink has no encode: it gets the pixels */
     mem_sink_t *s = self;
     const cm_grid_t *g = &s->grid;
     if (atomic_exchange(&s->inside, 1)) atomic_fetch_add(&s->misuse, 1);
