@@ -46,6 +46,9 @@ static const char run_help[] =
     "      --bigtiff WHEN      auto, always or never (default auto: when OUT could pass 4 GiB)\n"
     "      --tile N            output tiles of N x N pixels, N a multiple of 16 (default 512);\n"
     "                          input tiles that do not divide N are kept as they are\n"
+    "      --color-cache WHEN  auto, on or off: for 8-bit images of up to 3 colour bands, look\n"
+    "                          colours up in a table of nearest centres (32 MiB for RGB,\n"
+    "                          outside --memory); auto: on large images. Same output either way\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr\n"
     "                          (default auto: when stderr is a terminal)\n"
     "  -q, --quiet             errors only\n"
@@ -58,7 +61,7 @@ static const char run_help[] =
 enum {
     OPT_SEED = 256, OPT_MEMORY, OPT_MAX_ITER, OPT_TOL, OPT_BATCH, OPT_LABELS, OPT_MODEL_OUT,
     OPT_COMPRESSION, OPT_BIGTIFF, OPT_PROGRESS, OPT_FORMAT, OPT_ALGORITHM, OPT_COLORSPACE,
-    OPT_SCALE, OPT_DITHER, OPT_INIT, OPT_NODATA, OPT_TRACE, OPT_GRAPH, OPT_TILE,
+    OPT_SCALE, OPT_DITHER, OPT_INIT, OPT_NODATA, OPT_TRACE, OPT_GRAPH, OPT_TILE, OPT_CACHE,
 };
 
 static const struct option run_options[] = {
@@ -74,6 +77,7 @@ static const struct option run_options[] = {
     {"compression", required_argument, 0, OPT_COMPRESSION},
     {"bigtiff", required_argument, 0, OPT_BIGTIFF},
     {"tile", required_argument, 0, OPT_TILE},
+    {"color-cache", required_argument, 0, OPT_CACHE},
     {"progress", required_argument, 0, OPT_PROGRESS},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},
@@ -180,6 +184,10 @@ static int parse(int argc, char **argv, run_opts_t *o)
                 ok = false;
             }
             o->tile = v;
+            break;
+        case OPT_CACHE:
+            ok = one_of("--color-cache", optarg, "auto", "on", "off");
+            o->params.color_cache = !strcmp(optarg, "on") ? 1 : !strcmp(optarg, "off") ? 0 : -1;
             break;
         case OPT_PROGRESS:
             o->progress = optarg;

@@ -60,6 +60,7 @@ typedef struct cm_params {
     int64_t batch;         /* pixels per mini-batch step */
     int64_t sample_px;     /* about this many pixels are kept in memory for the fit (0: 2^20) */
     int n_threads;         /* workers; <= 0 for one per core */
+    int color_cache;       /* 8-bit images: colour -> label table; -1 auto, 0 off, 1 on */
     size_t budget_bytes;   /* chunk buffers in flight never exceed this */
     cm_stage_fn progress;
     void *progress_user;

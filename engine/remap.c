@@ -23,6 +23,7 @@ typedef struct remapper {
     const void *colours;  /* k * d samples of the image's type */
     int label_bits;
     uint32_t label_masked;
+    uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
     chunk_out_t *chunks;
     double inertia;
     int64_t n_pixels;
@@ -40,6 +41,34 @@ static void chunk_out_free(const cm_sink_t *sink, chunk_out_t *c)
     free(c->labels);
     free(c->counts);
     *c = (chunk_out_t){0};
+}
+
+/* The colour cache: for 8-bit images of up to 3 features, the nearest centre of a colour is
+ * looked up in a table of every colour, filled as colours are met. Any thread may fill an
+ * entry; all would store the same label, so relaxed atomics suffice. The distance is measured
+ * again to the cached centre, in the order cm__nearest_soa sums it, so inertia is the same. */
+static int cached_nearest(const remapper_t *r, const uint8_t *px, const float *x, float *dist,
+                          float *d2)
+{
+    const cm__pixfmt_t *f = &r->fmt;
+    uint32_t key = 0;
+    for (int j = 0; j < f->d; j++) key = key << 8 | px[f->band[j]];
+    uint16_t hit = __atomic_load_n(&r->cache[key], __ATOMIC_RELAXED);
+    int k = r->model->k;
+    if (!hit) {
+        int best = cm__nearest_soa(r->soa, k, f->d, x, dist, d2);
+        __atomic_store_n(&r->cache[key], (uint16_t)(best + 1), __ATOMIC_RELAXED);
+        return best;
+    }
+    int best = hit - 1;
+    float t = x[0] - r->soa[best];
+    float sum = t * t;
+    for (int b = 1; b < f->d; b++) {
+        t = x[b] - r->soa[(size_t)b * k + best];
+        sum += t * t;
+    }
+    *d2 = sum;
+    return best;
 }
 
 /* Assigns one block of pixels at a time: features, labels and masks stay in cache. */
@@ -86,7 +115,9 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
                 continue;
             }
             float d2;
-            int j = cm__nearest_soa(r->soa, k, d, s->feat + i * d, s->dist, &d2);
+            int j = r->cache ? cached_nearest(r, (const uint8_t *)c->pixels + (first + i) * g->bands,
+                                              s->feat + i * d, s->dist, &d2)
+                             : cm__nearest_soa(r->soa, k, d, s->feat + i * d, s->dist, &d2);
             s->labels[i] = (uint16_t)j;
             c->counts[j]++;
             inertia += d2;
@@ -171,6 +202,7 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
     int64_t n_chunks = cm_grid_count(g);
 
     int rc = CM_ENOMEM;
+    remapper_t r = {0};
     float *soa = malloc(sizeof(float) * (size_t)k * d);
     void *colours = malloc((size_t)k * d * cm_stype_size(g->stype));
     chunk_out_t *chunks = calloc((size_t)n_chunks, sizeof(chunk_out_t));
@@ -189,10 +221,17 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
         }
     cm_model_colors(model, g->stype, colours);
 
-    remapper_t r = {.src = src, .sink = sink, .model = model, .soa = soa,
-                    .colours = colours, .chunks = chunks};
+    r = (remapper_t){.src = src, .sink = sink, .model = model, .soa = soa, .colours = colours,
+                     .chunks = chunks};
     cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
     cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
+    /* The cache pays off once the image holds several times the table's 2^(8d) entries of
+     * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget. */
+    int64_t n_pixels = g->width * g->height;
+    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535;
+    if (cacheable && (p->color_cache > 0 || (p->color_cache < 0 && k >= 4 &&
+                                             n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
+        r.cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
     size_t held, scratch;
     task_bytes(src, k, sink->want_labels, &held, &scratch);
     int prev_write = -1;
@@ -222,6 +261,7 @@ cleanup:
     cm_graph_free(graph);
     free(tasks);
     free(chunks);
+    free(r.cache);
     free(colours);
     free(soa);
     return rc;

@@ -5,7 +5,7 @@
 void cm_params_default(cm_params_t *p)
 {
     *p = (cm_params_t){.k = 8, .seed = 0, .max_iter = 200, .tol = 0.01, .patience = 10,
-                       .batch = 8192, .sample_px = 0, .n_threads = 0,
+                       .batch = 8192, .sample_px = 0, .n_threads = 0, .color_cache = -1,
                        .budget_bytes = (size_t)256 << 20};
 }
 

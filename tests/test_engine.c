@@ -1113,6 +1113,49 @@ static void test_a_budget_below_one_chunk_is_refused(void **state)
     image_free(&im);
 }
 
+static void test_colour_cache_gives_the_labels_of_the_direct_search_ties_included(void **state)
+{
+    (void)state;
+    /* Grey (d = 1), RGB and RGBA noise; centre 1 made a copy of centre 0, so that every pixel
+     * near it is a tie that must go to centre 0 on both paths. */
+    static const int layout[][2] = {{1, -1}, {3, -1}, {4, 3}};
+    for (size_t li = 0; li < sizeof layout / sizeof layout[0]; li++) {
+        image_t im = image_new(180, 120, layout[li][0], layout[li][1]);
+        fill_noise(&im, 31 + li, 256);
+        mem_source_t src;
+        source_init(&src, &im, 64, 48);
+        cm_params_t p = params(16, 5, 2);
+        p.max_iter = 20;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *m = NULL;
+        expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit");
+        for (int b = 0; b < m->d; b++) m->centroids[m->d + b] = m->centroids[b];
+
+        mem_sink_t out[2];
+        double inertia[2];
+        int64_t counts[2][16];
+        for (int cached = 0; cached < 2; cached++) {
+            p.color_cache = cached;
+            sink_init(&out[cached], &src.src, true, p.k);
+            expect_ok(cm_remap(&src.src, m, &p, &out[cached].sink, &ctx), &ctx, "cm_remap");
+            inertia[cached] = m->inertia;
+            memcpy(counts[cached], m->counts, sizeof counts[cached]);
+        }
+        assert_memory_equal(out[0].px, out[1].px, image_bytes(&im));
+        assert_memory_equal(out[0].labels, out[1].labels,
+                            (size_t)image_pixels(&im) * out[0].label_size);
+        assert_memory_equal(&inertia[0], &inertia[1], sizeof(double)); /* bit for bit */
+        assert_memory_equal(counts[0], counts[1], sizeof counts[0]);
+        assert_int_equal(counts[0][1], 0); /* the copy never wins a tie */
+        assert_true(counts[0][0] > 0);
+        sink_free(&out[0]);
+        sink_free(&out[1]);
+        cm_model_free(m);
+        image_free(&im);
+    }
+}
+
 static void test_bad_k_is_refused(void **state)
 {
     (void)state;
@@ -2457,6 +2500,7 @@ int main(void)
         cmocka_unit_test(test_a_failing_read_stops_the_remap_before_its_chunk),
         cmocka_unit_test(test_a_failing_sink_stops_the_remap),
         cmocka_unit_test(test_a_budget_below_one_chunk_is_refused),
+        cmocka_unit_test(test_colour_cache_gives_the_labels_of_the_direct_search_ties_included),
         cmocka_unit_test(test_bad_k_is_refused),
         cmocka_unit_test(test_an_image_without_opaque_pixels_is_refused),
         cmocka_unit_test(test_a_raised_cancel_flag_stops_fit_and_remap),
