@@ -49,10 +49,13 @@ static const char run_help[] =
     "      --color-cache WHEN  auto, on or off: for 8-bit images of up to 3 colour bands, look\n"
     "                          colours up in a table of nearest centres (32 MiB for RGB,\n"
     "                          outside --memory); auto: on large images. Same output either way\n"
+    "      --trace FILE.json   write every task's start, end, thread, kind and bytes in the\n"
+    "                          Chrome trace-event format (Perfetto, chrome://tracing)\n"
+    "      --graph FILE.dot    write the task graphs of the run (Graphviz; for small runs)\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr\n"
     "                          (default auto: when stderr is a terminal)\n"
     "  -q, --quiet             errors only\n"
-    "  -v, --verbose           per-stage detail and the colours found\n"
+    "  -v, --verbose           per-stage time, MPix/s and peak buffered bytes, and the colours\n"
     "  -h, --help              this text\n"
     "\n"
     "Accepted with their default value only, for now: --algorithm minibatch,\n"
@@ -100,6 +103,7 @@ typedef struct run_opts {
     int compression; /* -1: that of IN */
     int64_t tile;
     const char *format; /* rgb, palette, or auto: palette for palette input */
+    const char *trace_path, *graph_path;
     bool has_nodata;
     double nodata;
 } run_opts_t;
@@ -215,10 +219,8 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case OPT_COLORSPACE: ok = only_default("--colorspace", optarg, "rgb"); break;
         case OPT_DITHER: ok = only_default("--dither", optarg, "none"); break;
         case OPT_INIT: ok = only_default("--init", optarg, "kmeans++"); break;
-        case OPT_TRACE:
-        case OPT_GRAPH:
-            cli_error("--%s is not implemented yet", c == OPT_TRACE ? "trace" : "graph");
-            return CM_EXIT_USAGE;
+        case OPT_TRACE: o->trace_path = optarg; break;
+        case OPT_GRAPH: o->graph_path = optarg; break;
         default: /* getopt has printed the problem */
             fputs("Try 'chunkmeans run --help'.\n", stderr);
             return CM_EXIT_USAGE;
@@ -291,9 +293,9 @@ static char *canonical(const char *path)
 /* Refuses an output that is the input or another output, by name or through links. */
 static bool outputs_distinct(const run_opts_t *o)
 {
-    const char *paths[4] = {o->in, o->out, o->labels, o->model_out};
-    for (int i = 0; i < 4; i++)
-        for (int j = i + 1; j < 4; j++) {
+    const char *paths[6] = {o->in, o->out, o->labels, o->model_out, o->trace_path, o->graph_path};
+    for (int i = 0; i < 6; i++)
+        for (int j = i + 1; j < 6; j++) {
             if (!paths[i] || !paths[j]) continue;
             char *ci = canonical(paths[i]), *cj = canonical(paths[j]);
             bool same = same_file(paths[i], paths[j]) || (ci && cj && !strcmp(ci, cj));
@@ -351,6 +353,42 @@ static void sink_discard(void *self, void *encoded)
     free(e);
 }
 
+/* The task graphs of a run, as one DOT digraph each, gathered in memory. */
+typedef struct dot_out {
+    FILE *f;
+    char *text;
+    size_t size;
+} dot_out_t;
+
+static void graph_to_dot(void *user, const char *stage, const cm_graph_t *g)
+{
+    dot_out_t *d = user;
+    cm_ctx_t ignored;
+    cm_ctx_init(&ignored);
+    fprintf(d->f, "// stage %s\n", stage);
+    cm_graph_write_dot(g, d->f, &ignored); /* a write error shows when the text is written */
+}
+
+/* Writes the trace as Chrome trace-event JSON, atomically. A failure goes into run_ctx when
+ * that holds none yet, else it is printed at once. */
+static int write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *run_ctx)
+{
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    int rc = f ? cm_trace_write_json(trace, f, &ctx) : cm_fail(&ctx, CM_ENOMEM, "out of memory");
+    if (f && fclose(f) != 0 && rc == 0) rc = cm_fail(&ctx, CM_ENOMEM, "out of memory");
+    if (rc == 0) rc = cm_file_write_atomic(path, text, size, &ctx);
+    free(text);
+    if (rc < 0 && run_ctx->code == CM_OK)
+        cm_fail(run_ctx, rc, "%s: %s", path, ctx.msg);
+    else if (rc < 0)
+        cli_error("%s: %s", path, ctx.msg);
+    return rc;
+}
+
 /* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
  * colours (grey centres on all three channels); unused entries stay black. */
 static void palette_colours(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
@@ -369,10 +407,21 @@ static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_
 }
 
 static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const cm_model_t *m,
-                          const double t[3])
+                          const double t[3], const cm_trace_t *trace)
 {
     int used = 0;
     for (int j = 0; j < m->k; j++) used += m->counts[j] > 0;
+    cm_trace_stage_t stages[8];
+    int n_stages = trace ? cm_trace_stages(trace, stages, 8) : 0;
+    for (int i = 0; cli_verbosity >= 2 && i < n_stages && i < 8; i++) {
+        bool chunks = strcmp(stages[i].stage, "fit") != 0;
+        fprintf(stderr, "chunkmeans: stage %-6s %7.2f s  %6lld tasks in %d runs", stages[i].stage,
+                stages[i].seconds, (long long)stages[i].tasks, stages[i].runs);
+        if (chunks && !strcmp(stages[i].stage, "remap"))
+            fprintf(stderr, "  %.1f MPix/s", (double)(in->width * in->height) /
+                                                 stages[i].seconds / 1e6);
+        fprintf(stderr, "  peak %.1f MiB buffered\n", (double)stages[i].peak_bytes / (1 << 20));
+    }
     if (cli_verbosity >= 2) {
         fprintf(stderr, "chunkmeans: fit %.2f s (sample of %lld pixels, %d steps%s), "
                         "remap %.2f s (%.1f MPix/s)\n",
@@ -408,6 +457,7 @@ int cmd_run(int argc, char **argv)
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
     cm_model_t *model = NULL;
+    dot_out_t graph_out = {0};
     sink_state_t ss = {0};
     char *json = NULL;
     double t[3] = {cli_now()};
@@ -469,6 +519,20 @@ int cmd_run(int argc, char **argv)
 
     /* Everything that can be checked before the fit is: the budget, and the outputs'
      * directories (the image writers open their temporary files now). */
+    if (o.trace_path || cli_verbosity >= 2) o.params.trace = cm_trace_create();
+    if (o.graph_path) {
+        graph_out.f = open_memstream(&graph_out.text, &graph_out.size);
+        o.params.graph_fn = graph_to_dot;
+        o.params.graph_user = &graph_out;
+    }
+    if ((o.trace_path || cli_verbosity >= 2) && !o.params.trace) {
+        rc = cm_fail(&ctx, CM_ENOMEM, "out of memory for the trace");
+        goto done;
+    }
+    if (o.graph_path && !graph_out.f) {
+        rc = cm_fail(&ctx, CM_ENOMEM, "out of memory for the graph");
+        goto done;
+    }
     rc = cm_budget_check(&src, &o.params, o.labels || palette, &ctx);
     if (rc == 0 && o.model_out && !dir_writable(o.model_out))
         rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", o.model_out, strerror(errno));
@@ -520,9 +584,22 @@ int cmd_run(int argc, char **argv)
     ss.out = NULL;
     if (rc < 0) goto done;
     t[2] = cli_now();
-    print_summary(&o, in, model, t);
+    print_summary(&o, in, model, t, o.params.trace);
 done:
     if (rc < 0 && o.params.progress) cli_progress_end(o.params.progress_user);
+    /* The trace and the graph are written whether the run worked or not: that is when they
+     * help most. Their own failure is reported, and fails the run only if it had not. */
+    if (o.trace_path && o.params.trace) {
+        int trc = write_trace(o.trace_path, o.params.trace, &ctx);
+        if (rc == 0) rc = trc;
+    }
+    if (o.graph_path && graph_out.f) {
+        fclose(graph_out.f);
+        int grc = cm_file_write_atomic(o.graph_path, graph_out.text, graph_out.size, &ctx);
+        if (rc == 0) rc = grc;
+        free(graph_out.text);
+    }
+    cm_trace_free(o.params.trace);
     cm_writer_abort(ss.labels);
     cm_writer_abort(ss.out);
     free(json);

@@ -64,6 +64,10 @@ typedef struct cm_params {
     size_t budget_bytes;   /* chunk buffers in flight never exceed this */
     cm_stage_fn progress;
     void *progress_user;
+    cm_trace_t *trace;     /* records every task's times, thread, kind and bytes, or NULL */
+    /* called with every graph before it runs (to draw it), or NULL */
+    void (*graph_fn)(void *user, const char *stage, const cm_graph_t *g);
+    void *graph_user;
     const volatile sig_atomic_t *cancel;
 } cm_params_t;
 

@@ -54,7 +54,7 @@ int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count
         tasks[i] = (count_task_t){&c, i};
         int tid;
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = mark_chunk, .arg = &tasks[i],
+                          &(cm_task_t){.fn = mark_chunk, .kind = "count", .arg = &tasks[i],
                                        .work_bytes = cm_grid_chunk_bytes(g), .weight = 1},
                           &tid, ctx);
     }

@@ -160,13 +160,13 @@ static int run_window(stepper_t *s, step_task_t *tasks, int first, int last, cm_
     for (int step = first; step < last && rc == 0; step++) {
         for (int q = 0; q < PARTS_PER_STEP && rc == 0; q++) {
             *t = (step_task_t){s, step, q};
-            rc = cm_graph_add(g, &(cm_task_t){.fn = step_part, .arg = t++, .deps = &update,
+            rc = cm_graph_add(g, &(cm_task_t){.fn = step_part, .kind = "step", .arg = t++, .deps = &update,
                                                .n_deps = update >= 0},
                               &parts[q], ctx);
         }
         *t = (step_task_t){s, step, -1};
         if (rc == 0)
-            rc = cm_graph_add(g, &(cm_task_t){.fn = step_update, .arg = t++, .deps = parts,
+            rc = cm_graph_add(g, &(cm_task_t){.fn = step_update, .kind = "update", .arg = t++, .deps = parts,
                                                .n_deps = PARTS_PER_STEP},
                               &update, ctx);
     }

@@ -239,14 +239,14 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
         tasks[i] = (remap_task_t){&r, i};
         int remap_id, deps[2];
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = remap_chunk, .arg = &tasks[i], .out_bytes = held,
+                          &(cm_task_t){.fn = remap_chunk, .kind = "remap", .arg = &tasks[i], .out_bytes = held,
                                        .work_bytes = scratch},
                           &remap_id, ctx);
         if (rc < 0) goto cleanup;
         deps[0] = remap_id;
         deps[1] = prev_write;
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = write_chunk, .arg = &tasks[i], .weight = 1,
+                          &(cm_task_t){.fn = write_chunk, .kind = "write", .arg = &tasks[i], .weight = 1,
                                        .deps = deps, .n_deps = prev_write < 0 ? 1 : 2},
                           &prev_write, ctx);
         if (rc < 0) goto cleanup;

@@ -176,7 +176,7 @@ static int read_round(sampler_t *s, sample_task_t *tasks, const cm_params_t *p, 
         tasks[i] = (sample_task_t){.s = s, .chunk = i};
         int id;
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = sample_chunk, .arg = &tasks[i],
+                          &(cm_task_t){.fn = sample_chunk, .kind = "sample", .arg = &tasks[i],
                                        .work_bytes = cm__sample_task_bytes(s->src), .weight = 1},
                           &id, ctx);
     }

@@ -25,6 +25,7 @@ int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx
     stage_cb_t cb = {p, stage};
     cm_run_opts_t o = {.n_threads = p->n_threads, .budget_bytes = p->budget_bytes,
                        .progress = p->progress ? stage_progress : NULL, .progress_user = &cb,
-                       .cancel = p->cancel};
+                       .cancel = p->cancel, .trace = p->trace, .stage = stage};
+    if (p->graph_fn) p->graph_fn(p->graph_user, stage, g);
     return cm_graph_run(g, &o, ctx);
 }

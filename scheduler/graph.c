@@ -1,18 +1,21 @@
 /* The task-graph executor. One mutex guards the ready queues and the byte count; workers
  * (an OpenMP team) take the next admissible task, run it unlocked, then release its
- * dependents. Tasks never see the lock. */
+ * dependents. Tasks never see the lock. Also the graph's DOT form and its runs' traces. */
 #include <errno.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cm_graph.h"
+#include "trace_internal.h"
 
 typedef struct node {
     cm_task_fn fn;
     void *arg;
+    const char *kind;
     size_t work_bytes, out_bytes;
     int64_t weight;
     int waiting_deps;    /* dependencies not finished yet */
@@ -46,6 +49,11 @@ struct cm_graph {
     int n_running, n_done;
     int64_t weight_done, weight_total;
     bool failed, ran;
+
+    /* tracing: one event per task, each filled by the worker that runs the task (no lock),
+     * handed to the trace when the run ends; NULL when the run is not traced */
+    cm_trace_event_t *trace_events;
+    int64_t trace_origin_ns;
 };
 
 static void heap_push(heap_t *h, int id)
@@ -89,6 +97,7 @@ void cm_graph_free(cm_graph_t *g)
     free(g->byte_order);
     free(g->ready_bytes.v);
     free(g->ready_free.v);
+    free(g->trace_events);
     free(g);
 }
 
@@ -145,9 +154,9 @@ int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx)
         return cm_fail(ctx, CM_ENOMEM, "task graph: out of memory at %d tasks", g->n_nodes);
 
     node_t *n = &g->nodes[g->n_nodes];
-    *n = (node_t){.fn = task->fn, .arg = task->arg, .work_bytes = task->work_bytes,
-                  .out_bytes = task->out_bytes, .weight = task->weight,
-                  .first_dep = g->n_edges, .n_deps = task->n_deps};
+    *n = (node_t){.fn = task->fn, .arg = task->arg, .kind = task->kind,
+                  .work_bytes = task->work_bytes, .out_bytes = task->out_bytes,
+                  .weight = task->weight, .first_dep = g->n_edges, .n_deps = task->n_deps};
     if (task->n_deps) memcpy(g->deps + g->n_edges, task->deps, sizeof(int) * (size_t)task->n_deps);
     g->n_edges += task->n_deps;
     *id = g->n_nodes++;
@@ -296,6 +305,21 @@ static void wait_for_work(cm_graph_t *g, const cm_run_opts_t *opts)
     pthread_cond_timedwait(&g->cv, &g->mu, &ts);
 }
 
+/* Runs task id and fills its trace event. Touches only that event: no lock needed. */
+static int run_traced(cm_graph_t *g, int id, int worker, cm_ctx_t *ctx)
+{
+    const node_t *t = &g->nodes[id];
+    int64_t start_ns = cm__trace_now_ns();
+    int rc = t->fn(t->arg, worker, ctx);
+    int64_t end_ns = cm__trace_now_ns();
+    cm_trace_event_t *e = &g->trace_events[id];
+    e->start_us = (double)(start_ns - g->trace_origin_ns) / 1e3;
+    e->end_us = (double)(end_ns - g->trace_origin_ns) / 1e3;
+    e->worker = worker;
+    e->failed = rc < 0;
+    return rc;
+}
+
 static void worker_loop(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx, int worker)
 {
     pthread_mutex_lock(&g->mu);
@@ -324,7 +348,7 @@ static void worker_loop(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx,
         pthread_mutex_unlock(&g->mu);
 
         node_t *t = &g->nodes[id];
-        int rc = t->fn(t->arg, worker, ctx);
+        int rc = g->trace_events ? run_traced(g, id, worker, ctx) : t->fn(t->arg, worker, ctx);
 
         pthread_mutex_lock(&g->mu);
         g->n_running--;
@@ -339,25 +363,130 @@ static void worker_loop(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx,
     pthread_mutex_unlock(&g->mu);
 }
 
+static const char *kind_name(const node_t *t)
+{
+    return t->kind ? t->kind : "task";
+}
+
+/* Opens the run in the trace and prepares one event per task, none of them run yet. */
+static int trace_begin(cm_graph_t *g, const cm_run_opts_t *opts, int *run, cm_ctx_t *ctx)
+{
+    g->trace_events = malloc(sizeof(cm_trace_event_t) * (g->n_nodes ? (size_t)g->n_nodes : 1));
+    if (!g->trace_events) return cm_fail(ctx, CM_ENOMEM, "trace: out of memory");
+    const char *stage = NULL;
+    int rc = cm__trace_begin_run(opts->trace, opts->stage, g->n_nodes, run, &stage, ctx);
+    if (rc < 0) {
+        free(g->trace_events);
+        g->trace_events = NULL;
+        return rc;
+    }
+    g->trace_origin_ns = cm__trace_origin_ns(opts->trace);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const node_t *t = &g->nodes[i];
+        g->trace_events[i] = (cm_trace_event_t){.kind = kind_name(t), .stage = stage,
+                                                 .bytes = need(t), .task = i, .run = *run,
+                                                 .worker = -1};
+    }
+    return 0;
+}
+
+/* Hands the run's events to the trace; called once the workers have joined. */
+static void trace_end(cm_graph_t *g, cm_trace_t *trace, int run, int n_threads)
+{
+    cm__trace_end_run(trace, run, g->trace_events, g->n_nodes, n_threads, g->peak);
+    free(g->trace_events);
+    g->trace_events = NULL;
+}
+
 int cm_graph_run(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, g->ran, CM_EUSAGE, "task graph: a graph runs once");
     g->ran = true;
-    CM_TRY(prepare(g, opts->budget_bytes, ctx));
-    if (g->n_nodes == 0) return 0;
+    int run = -1, n_threads = 0;
+    if (opts->trace) CM_TRY(trace_begin(g, opts, &run, ctx));
 
-    int n_threads = opts->n_threads > 0 ? opts->n_threads : cm_default_threads();
-    if (n_threads > g->n_nodes) n_threads = g->n_nodes;
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    int rc = prepare(g, opts->budget_bytes, ctx);
+    if (rc == 0 && g->n_nodes > 0) {
+        n_threads = opts->n_threads > 0 ? opts->n_threads : cm_default_threads();
+        if (n_threads > g->n_nodes) n_threads = g->n_nodes;
+        pthread_mutex_init(&g->mu, NULL);
+        pthread_cond_init(&g->cv, NULL);
 #pragma omp parallel num_threads(n_threads)
-    worker_loop(g, opts, ctx, omp_get_thread_num());
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
-
-    if (g->failed) {
-        if (ctx->code == CM_OK) cm_fail(ctx, CM_EINTERNAL, "task graph failed");
-        return ctx->code;
+        worker_loop(g, opts, ctx, omp_get_thread_num());
+        pthread_cond_destroy(&g->cv);
+        pthread_mutex_destroy(&g->mu);
+        if (g->failed) {
+            if (ctx->code == CM_OK) cm_fail(ctx, CM_EINTERNAL, "task graph failed");
+            rc = ctx->code;
+        }
     }
+    if (opts->trace) trace_end(g, opts->trace, run, n_threads);
+    return rc;
+}
+
+/* ---- DOT -------------------------------------------------------------------------------- */
+
+/* Writes s between double quotes as a DOT string. */
+static void put_dot_string(const char *s, FILE *f)
+{
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if (*s == '\n') {
+            fputs("\\n", f);
+            continue;
+        }
+        fputc(*s, f);
+    }
+}
+
+/* Bytes for a reader: exact below 1 KiB, else one decimal in the largest binary unit. */
+static void format_bytes(size_t bytes, char *buf, size_t len)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        snprintf(buf, len, "%zu B", bytes);
+        return;
+    }
+    double v = (double)bytes / 1024;
+    int u = 0;
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+/* A fill colour per kind, so that reads, remaps and writes stand apart. */
+static const char *kind_colour(const char *kind)
+{
+    static const char *const palette[] = {"#a6cee3", "#b2df8a", "#fb9a99", "#fdbf6f",
+                                          "#cab2d6", "#ffff99", "#8dd3c7", "#d9d9d9"};
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = kind; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return palette[h % (sizeof palette / sizeof palette[0])];
+}
+
+int cm_graph_write_dot(const cm_graph_t *g, FILE *f, cm_ctx_t *ctx)
+{
+    errno = 0;
+    fputs("digraph tasks {\n    node [shape=box, style=filled, fontname=\"Helvetica\"];\n", f);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const node_t *t = &g->nodes[i];
+        char bytes[32];
+        format_bytes(need(t), bytes, sizeof bytes);
+        fprintf(f, "    t%d [label=\"", i);
+        put_dot_string(kind_name(t), f);
+        fprintf(f, " %d\\n%s\", fillcolor=\"%s\"];\n", i, bytes, kind_colour(kind_name(t)));
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const node_t *t = &g->nodes[i];
+        for (int e = 0; e < t->n_deps; e++)
+            fprintf(f, "    t%d -> t%d;\n", g->deps[t->first_dep + e], i);
+    }
+    fputs("}\n", f);
+    if (fflush(f) != 0 || ferror(f))
+        return cm_fail(ctx, CM_EIO, "task graph: writing the DOT form failed: %s",
+                       errno ? strerror(errno) : "output error");
     return 0;
 }

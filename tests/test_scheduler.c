@@ -1,5 +1,6 @@
 /* Unit tests of the task graph (scheduler/cm_graph.h): dependency order, failure and cancel,
- * the byte budget, progress, determinism of ordered reductions and the API's edge cases. */
+ * the byte budget, progress, determinism of ordered reductions, the API's edge cases, and the
+ * trace of task times with its JSON and the graph's DOT form. */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cm_graph.h"
 
@@ -81,6 +83,7 @@ struct probe {
     int worker_limit; /* worker indices must be below this */
     probe_arg_t *args;
     int *behaviour;
+    const char **kind; /* the kind each task was added with (NULL for none) */
     size_t *work, *out;
     int *dep_first, *dep_n, *dep_ids; /* deps of task i: dep_ids[dep_first[i] + k], k < dep_n[i] */
     atomic_int *runs, *started_at, *ended_at, *consumers_left, *busy;
@@ -101,6 +104,7 @@ static probe_t *probe_new(int cap, int cap_edges, int n_threads)
     p->worker_limit = n_threads > 0 ? n_threads : cm_default_threads();
     p->args = calloc((size_t)cap, sizeof *p->args);
     p->behaviour = calloc((size_t)cap, sizeof *p->behaviour);
+    p->kind = calloc((size_t)cap, sizeof *p->kind);
     p->work = calloc((size_t)cap, sizeof *p->work);
     p->out = calloc((size_t)cap, sizeof *p->out);
     p->dep_first = calloc((size_t)cap, sizeof *p->dep_first);
@@ -112,9 +116,9 @@ static probe_t *probe_new(int cap, int cap_edges, int n_threads)
     p->consumers_left = calloc((size_t)cap, sizeof *p->consumers_left);
     p->start_rank = calloc((size_t)cap, sizeof *p->start_rank);
     p->busy = calloc((size_t)p->worker_limit, sizeof *p->busy);
-    assert_true(p->args && p->behaviour && p->work && p->out && p->dep_first && p->dep_n &&
-                p->dep_ids && p->runs && p->started_at && p->ended_at && p->consumers_left &&
-                p->start_rank && p->busy);
+    assert_true(p->args && p->behaviour && p->kind && p->work && p->out && p->dep_first &&
+                p->dep_n && p->dep_ids && p->runs && p->started_at && p->ended_at &&
+                p->consumers_left && p->start_rank && p->busy);
     for (int i = 0; i < cap; i++) {
         atomic_store(&p->started_at[i], -1);
         atomic_store(&p->ended_at[i], -1);
@@ -126,6 +130,7 @@ static void probe_free(probe_t *p)
 {
     free(p->args);
     free(p->behaviour);
+    free(p->kind);
     free(p->work);
     free(p->out);
     free(p->dep_first);
@@ -220,7 +225,8 @@ static int probe_add(probe_t *p, cm_graph_t *g, size_t work, size_t out, int64_t
                    .out_bytes = out,
                    .weight = weight,
                    .deps = deps,
-                   .n_deps = n_deps};
+                   .n_deps = n_deps,
+                   .kind = p->kind[i]};
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     int id = -1;
@@ -228,6 +234,15 @@ static int probe_add(probe_t *p, cm_graph_t *g, size_t work, size_t out, int64_t
     assert_int_equal(id, i); /* ids count up from 0 */
     p->n++;
     return id;
+}
+
+/* probe_add for a task of the given kind. */
+static int probe_add_kind(probe_t *p, cm_graph_t *g, const char *kind, size_t work, size_t out,
+                          const int *deps, int n_deps)
+{
+    assert_true(p->n < p->cap);
+    p->kind[p->n] = kind;
+    return probe_add(p, g, work, out, 0, PLAIN, deps, n_deps);
 }
 
 static int probe_run(probe_t *p, cm_graph_t *g, int n_threads, size_t budget, bool with_cancel,
@@ -1083,6 +1098,468 @@ static void test_graph_runs_only_once(void **state)
     cm_graph_free(g);
 }
 
+/* ---- trace ------------------------------------------------------------------------------ */
+
+static const char *const kinds[] = {"read", "remap", "write", "step"};
+
+/* Runs g (built with p) with a trace, as run `run` of stage `stage`. */
+static int traced_run(probe_t *p, cm_graph_t *g, int n_threads, size_t budget, cm_trace_t *tr,
+                      const char *stage, cm_ctx_t *ctx)
+{
+    cm_run_opts_t opts = {.n_threads = n_threads, .budget_bytes = budget, .trace = tr,
+                          .stage = stage, .cancel = &p->cancel_flag};
+    cm_ctx_init(ctx);
+    return cm_graph_run(g, &opts, ctx);
+}
+
+/* The trace holds, for run `run` (events first .. first + p->n), exactly one event per task of
+ * p, with its kind, bytes and stage, a worker in range, end >= start, and each task starting no
+ * earlier than its dependencies ended. */
+static void assert_trace_matches_probe(const cm_trace_t *tr, size_t first, int run,
+                                       const char *stage, const probe_t *p)
+{
+    const cm_trace_event_t **by_task = calloc((size_t)p->n, sizeof *by_task);
+    assert_non_null(by_task);
+    assert_true(cm_trace_events(tr) >= first + (size_t)p->n);
+    for (size_t i = first; i < first + (size_t)p->n; i++) {
+        const cm_trace_event_t *e = cm_trace_event(tr, i);
+        assert_non_null(e);
+        assert_int_equal(e->run, run);
+        assert_true(e->task >= 0 && e->task < p->n);
+        if (by_task[e->task]) fail_msg("task %d has two events", e->task);
+        by_task[e->task] = e;
+        assert_true(e->start_us >= 0);
+        assert_true(e->end_us >= e->start_us);
+        assert_true(e->worker >= 0 && e->worker < p->worker_limit);
+        assert_false(e->failed);
+        assert_string_equal(e->kind, p->kind[e->task] ? p->kind[e->task] : "task");
+        assert_string_equal(e->stage, stage ? stage : "graph");
+        assert_int_equal(e->bytes, p->work[e->task] + p->out[e->task]);
+        if (p->sleep_us) assert_true(e->end_us - e->start_us >= (double)p->sleep_us);
+    }
+    for (int i = 0; i < p->n; i++) {
+        assert_non_null(by_task[i]);
+        for (int k = 0; k < p->dep_n[i]; k++) {
+            int d = p->dep_ids[p->dep_first[i] + k];
+            if (by_task[i]->start_us < by_task[d]->end_us)
+                fail_msg("task %d started at %.3f us, its dependency %d ended at %.3f us", i,
+                         by_task[i]->start_us, d, by_task[d]->end_us);
+        }
+    }
+    free((void *)by_task);
+}
+
+/* Writes the trace as JSON, parses it back and checks its shape: n_tasks "X" events that
+ * agree with the trace's events, and one thread-name "M" event per worker. */
+static void assert_json_round_trips(const cm_trace_t *tr, size_t n_tasks, int n_workers)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_trace_write_json(tr, f, &ctx), 0);
+    rewind(f);
+    json_error_t err;
+    json_t *root = json_loadf(f, 0, &err);
+    fclose(f);
+    if (!root) fail_msg("trace JSON does not parse: line %d: %s", err.line, err.text);
+    assert_true(json_is_object(root));
+    assert_string_equal(json_string_value(json_object_get(root, "displayTimeUnit")), "ms");
+    json_t *events = json_object_get(root, "traceEvents");
+    assert_true(json_is_array(events));
+    size_t n_x = 0, n_m = 0, i;
+    json_t *ev;
+    json_array_foreach(events, i, ev) {
+        const char *ph = json_string_value(json_object_get(ev, "ph"));
+        assert_non_null(ph);
+        assert_int_equal(json_integer_value(json_object_get(ev, "pid")), 1);
+        json_int_t tid = json_integer_value(json_object_get(ev, "tid"));
+        assert_true(tid >= 0 && tid < n_workers);
+        if (strcmp(ph, "M") == 0) {
+            char want[32];
+            snprintf(want, sizeof want, "worker %d", (int)tid);
+            assert_string_equal(json_string_value(json_object_get(ev, "name")), "thread_name");
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(ev, "args"), "name")), want);
+            n_m++;
+            continue;
+        }
+        assert_string_equal(ph, "X");
+        const cm_trace_event_t *e = cm_trace_event(tr, n_x++);
+        assert_non_null(e);
+        json_t *args = json_object_get(ev, "args");
+        assert_int_equal(json_integer_value(json_object_get(args, "task")), e->task);
+        assert_int_equal(json_integer_value(json_object_get(args, "run")), e->run);
+        assert_int_equal(json_integer_value(json_object_get(args, "bytes")), e->bytes);
+        assert_string_equal(json_string_value(json_object_get(ev, "name")), e->kind);
+        assert_string_equal(json_string_value(json_object_get(ev, "cat")), e->stage);
+        assert_int_equal(tid, e->worker);
+        double ts = json_number_value(json_object_get(ev, "ts"));
+        double dur = json_number_value(json_object_get(ev, "dur"));
+        assert_true(fabs(ts - e->start_us) < 1e-3);
+        assert_true(dur >= 0 && fabs(ts + dur - e->end_us) < 1e-3);
+    }
+    assert_int_equal(n_x, n_tasks);
+    assert_int_equal(n_m, (size_t)n_workers);
+    json_decref(root);
+}
+
+/* The diamond A -> {B, C} -> D with kinds and bytes. */
+static void build_kinded_diamond(probe_t *p, cm_graph_t *g)
+{
+    int a = probe_add_kind(p, g, "read", 100, 0, NULL, 0);
+    int b = probe_add_kind(p, g, "remap", 10, 40, &a, 1);
+    int c = probe_add_kind(p, g, NULL, 0, 0, &a, 1);
+    int bc[2] = {b, c};
+    probe_add_kind(p, g, "write", 7, 0, bc, 2);
+}
+
+/* n tasks of every kind with random dependencies (mostly recent) and random bytes. */
+static void build_kinded_random_graph(probe_t *p, cm_graph_t *g, int n, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        cm_rng_t rng;
+        cm_rng_init(&rng, seed, (uint64_t)i);
+        int deps[3], n_deps = i ? (int)cm_rng_below(&rng, 4) : 0;
+        for (int k = 0; k < n_deps; k++) {
+            uint64_t span = cm_rng_below(&rng, 4) ? (i < 32 ? (uint64_t)i : 32) : (uint64_t)i;
+            deps[k] = i - 1 - (int)cm_rng_below(&rng, span);
+        }
+        size_t work = cm_rng_below(&rng, 1000), out = cm_rng_below(&rng, 2) ? 0 : 64;
+        probe_add_kind(p, g, kinds[cm_rng_below(&rng, 4)], work, out, deps, n_deps);
+    }
+}
+
+static void test_traced_diamond_has_one_event_per_task_in_dependency_order(void **state)
+{
+    (void)state;
+    const int threads[] = {1, 2, 4};
+    for (int t = 0; t < 3; t++) {
+        for (int rep = 0; rep < 20; rep++) {
+            probe_t *p = probe_new(4, 4, threads[t]);
+            p->sleep_us = 50;
+            cm_graph_t *g = cm_graph_create();
+            cm_trace_t *tr = cm_trace_create();
+            assert_true(g && tr);
+            build_kinded_diamond(p, g);
+            cm_ctx_t ctx;
+            int rc = traced_run(p, g, threads[t], 0, tr, "fit", &ctx);
+            if (rc) fail_run(p, g, threads[t], rc, &ctx);
+            assert_ran_once_after_deps(p);
+            assert_int_equal(cm_trace_runs(tr), 1);
+            assert_int_equal(cm_trace_events(tr), 4);
+            assert_null(cm_trace_event(tr, 4));
+            assert_trace_matches_probe(tr, 0, 0, "fit", p);
+            /* The diamond runs on at most two workers at once, but the team may be larger. */
+            assert_json_round_trips(tr, 4, threads[t] < 4 ? threads[t] : 4);
+            cm_trace_free(tr);
+            cm_graph_free(g);
+            probe_free(p);
+        }
+    }
+}
+
+static void test_traced_thousand_tasks_have_one_event_each_on_1_2_4_threads(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    const int threads[] = {1, 2, 4};
+    for (int t = 0; t < 3; t++) {
+        probe_t *p = probe_new(N, N * 3, threads[t]);
+        cm_graph_t *g = cm_graph_create();
+        cm_trace_t *tr = cm_trace_create();
+        assert_true(g && tr);
+        build_kinded_random_graph(p, g, N, 4242);
+        cm_ctx_t ctx;
+        int rc = traced_run(p, g, threads[t], 0, tr, NULL, &ctx);
+        if (rc) fail_run(p, g, threads[t], rc, &ctx);
+        assert_ran_once_after_deps(p);
+        assert_int_equal(cm_trace_events(tr), N);
+        assert_trace_matches_probe(tr, 0, 0, NULL, p);
+        assert_json_round_trips(tr, N, threads[t]);
+
+        cm_trace_stage_t st[2];
+        assert_int_equal(cm_trace_stages(tr, st, 2), 1);
+        assert_string_equal(st[0].stage, "graph");
+        assert_int_equal(st[0].tasks, N);
+        assert_int_equal(st[0].runs, 1);
+        assert_int_equal(st[0].peak_bytes, cm_graph_peak_bytes(g));
+        assert_true(st[0].seconds > 0);
+        cm_trace_free(tr);
+        cm_graph_free(g);
+        probe_free(p);
+    }
+}
+
+static void test_runs_with_stage_names_are_summed_per_stage(void **state)
+{
+    (void)state;
+    cm_trace_t *tr = cm_trace_create();
+    assert_non_null(tr);
+    const char *names[3] = {"fit", "remap", "fit"};
+    const int sizes[3] = {12, 30, 4}; /* the first "fit" holds more bytes than the second */
+    size_t peaks[3];
+    double span_us = 0;
+    for (int r = 0; r < 3; r++) {
+        probe_t *p = probe_new(sizes[r], sizes[r] * 3, 2);
+        p->sleep_us = 200;
+        cm_graph_t *g = cm_graph_create();
+        if (sizes[r] == 4)
+            build_kinded_diamond(p, g);
+        else
+            build_kinded_random_graph(p, g, sizes[r], 7);
+        /* Stage names are copied: the caller's buffer may change after the run. */
+        char name[16];
+        snprintf(name, sizeof name, "%s", names[r]);
+        cm_ctx_t ctx;
+        int rc = traced_run(p, g, 2, 0, tr, name, &ctx);
+        if (rc) fail_run(p, g, 2, rc, &ctx);
+        memset(name, 'x', sizeof name - 1);
+        size_t first = cm_trace_events(tr) - (size_t)sizes[r];
+        assert_trace_matches_probe(tr, first, r, names[r], p);
+        peaks[r] = cm_graph_peak_bytes(g);
+        cm_graph_free(g);
+        probe_free(p);
+    }
+    assert_int_equal(cm_trace_runs(tr), 3);
+    assert_int_equal(cm_trace_events(tr), 46);
+    span_us = cm_trace_event(tr, 45)->end_us;
+    assert_true(peaks[0] > peaks[2]);
+
+    cm_trace_stage_t st[4];
+    memset(st, 0, sizeof st);
+    assert_int_equal(cm_trace_stages(tr, st, 4), 2);
+    assert_string_equal(st[0].stage, "fit");
+    assert_int_equal(st[0].tasks, 16);
+    assert_int_equal(st[0].runs, 2);
+    assert_int_equal(st[0].peak_bytes, peaks[0]);
+    assert_string_equal(st[1].stage, "remap");
+    assert_int_equal(st[1].tasks, 30);
+    assert_int_equal(st[1].runs, 1);
+    assert_int_equal(st[1].peak_bytes, peaks[1]);
+    for (int s = 0; s < 2; s++) {
+        /* Each run lasts at least as long as its longest chain of 200 us tasks. */
+        assert_true(st[s].seconds >= 3 * 200e-6);
+        assert_true(st[s].seconds <= span_us * 1e-6);
+    }
+    assert_null(st[2].stage); /* untouched */
+    /* Fewer slots than stages: fills what fits, returns how many there are. */
+    cm_trace_stage_t one = {0};
+    assert_int_equal(cm_trace_stages(tr, &one, 1), 2);
+    assert_string_equal(one.stage, "fit");
+    assert_int_equal(one.tasks, 16);
+    assert_int_equal(cm_trace_stages(tr, NULL, 0), 2);
+    assert_json_round_trips(tr, 46, 2);
+    cm_trace_free(tr);
+    cm_trace_free(NULL);
+}
+
+static void test_failed_run_traces_the_tasks_that_ran(void **state)
+{
+    (void)state;
+    enum { N = 10, BAD = 5 };
+    cm_trace_t *tr = cm_trace_create();
+    probe_t *p = probe_new(N, N, 1);
+    p->fail_code = CM_EIO;
+    cm_graph_t *g = cm_graph_create();
+    int prev = -1;
+    for (int i = 0; i < N; i++) {
+        p->kind[i] = "step";
+        prev = probe_add(p, g, 1, 0, 0, i == BAD ? FAIL : PLAIN, &prev, i ? 1 : 0);
+    }
+    cm_ctx_t ctx;
+    assert_int_equal(traced_run(p, g, 1, 0, tr, "fit", &ctx), CM_EIO);
+    assert_int_equal(cm_trace_events(tr), BAD + 1);
+    for (size_t i = 0; i < cm_trace_events(tr); i++) {
+        const cm_trace_event_t *e = cm_trace_event(tr, i);
+        assert_int_equal(e->task, (int)i);
+        assert_int_equal(e->failed, e->task == BAD);
+    }
+    cm_graph_free(g);
+    probe_free(p);
+
+    /* A run refused up front (budget) and an empty run still count as runs, with no tasks. */
+    p = probe_new(1, 0, 1);
+    g = cm_graph_create();
+    probe_add_kind(p, g, "read", 100, 0, NULL, 0);
+    assert_int_equal(traced_run(p, g, 1, 50, tr, "remap", &ctx), CM_EBUDGET);
+    cm_graph_free(g);
+    probe_free(p);
+    g = cm_graph_create();
+    cm_run_opts_t opts = {.n_threads = 2, .trace = tr, .stage = "empty"};
+    assert_int_equal(cm_graph_run(g, &opts, &ctx), 0);
+    cm_graph_free(g);
+
+    assert_int_equal(cm_trace_runs(tr), 3);
+    assert_int_equal(cm_trace_events(tr), BAD + 1);
+    cm_trace_stage_t st[3];
+    assert_int_equal(cm_trace_stages(tr, st, 3), 3);
+    assert_int_equal(st[0].tasks, BAD + 1);
+    assert_int_equal(st[1].tasks, 0);
+    assert_int_equal(st[1].seconds, 0);
+    assert_int_equal(st[2].tasks, 0);
+    assert_int_equal(st[2].runs, 1);
+    assert_json_round_trips(tr, BAD + 1, 1);
+    cm_trace_free(tr);
+}
+
+typedef struct shared_run {
+    cm_trace_t *tr;
+    int rc;
+    probe_t *p;
+    int n_before_run;
+} shared_run_t;
+
+static void *run_on_shared_trace(void *arg)
+{
+    shared_run_t *s = arg;
+    cm_graph_t *g = cm_graph_create();
+    build_kinded_random_graph(s->p, g, s->p->cap, (uint64_t)s->p->cap);
+    cm_run_opts_t opts = {.n_threads = 2, .trace = s->tr, .stage = "shared"};
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    s->rc = cm_graph_run(g, &opts, &ctx);
+    cm_graph_free(g);
+    return NULL;
+}
+
+static void test_graphs_running_at_once_may_share_a_trace(void **state)
+{
+    (void)state;
+    enum { RUNS = 4 };
+    cm_trace_t *tr = cm_trace_create();
+    shared_run_t s[RUNS];
+    pthread_t th[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        s[r] = (shared_run_t){.tr = tr, .p = probe_new(300 + r, 3 * (300 + r), 2)};
+        s[r].p->sleep_us = 10;
+        assert_int_equal(pthread_create(&th[r], NULL, run_on_shared_trace, &s[r]), 0);
+    }
+    for (int r = 0; r < RUNS; r++) {
+        pthread_join(th[r], NULL);
+        assert_int_equal(s[r].rc, 0);
+    }
+    assert_int_equal(cm_trace_runs(tr), RUNS);
+    /* Each run's events are contiguous; its run number says which graph it was (by size). */
+    size_t at = 0;
+    bool seen[RUNS] = {false};
+    while (at < cm_trace_events(tr)) {
+        int run = cm_trace_event(tr, at)->run;
+        assert_true(run >= 0 && run < RUNS && !seen[run]);
+        seen[run] = true;
+        size_t n = 0;
+        while (at + n < cm_trace_events(tr) && cm_trace_event(tr, at + n)->run == run)
+            n++;
+        probe_t *p = NULL;
+        for (int r = 0; r < RUNS; r++)
+            if ((size_t)s[r].p->n == n) p = s[r].p;
+        assert_non_null(p);
+        assert_trace_matches_probe(tr, at, run, "shared", p);
+        at += n;
+    }
+    cm_trace_stage_t st;
+    assert_int_equal(cm_trace_stages(tr, &st, 1), 1);
+    assert_int_equal(st.tasks, 4 * 300 + 6);
+    assert_int_equal(st.runs, RUNS);
+    for (int r = 0; r < RUNS; r++)
+        probe_free(s[r].p);
+    cm_trace_free(tr);
+}
+
+static void test_run_without_trace_behaves_as_before(void **state)
+{
+    (void)state;
+    cm_trace_t *unused = cm_trace_create();
+    const int threads[] = {1, 4};
+    for (int t = 0; t < 2; t++) {
+        probe_t *p = probe_new(500, 1500, threads[t]);
+        cm_graph_t *g = cm_graph_create();
+        build_kinded_random_graph(p, g, 500, 99);
+        cm_ctx_t ctx;
+        /* A stage name without a trace is ignored. */
+        int rc = traced_run(p, g, threads[t], 0, NULL, "fit", &ctx);
+        if (rc) fail_run(p, g, threads[t], rc, &ctx);
+        assert_ran_once_after_deps(p);
+        assert_int_equal(cm_graph_done_count(g), 500);
+        cm_graph_free(g);
+        probe_free(p);
+    }
+    assert_int_equal(cm_trace_events(unused), 0);
+    assert_int_equal(cm_trace_runs(unused), 0);
+    assert_int_equal(cm_trace_stages(unused, NULL, 0), 0);
+    assert_json_round_trips(unused, 0, 0);
+    cm_trace_free(unused);
+}
+
+/* ---- DOT -------------------------------------------------------------------------------- */
+
+/* The graph's DOT form as a string (caller frees). */
+static char *dot_text(const cm_graph_t *g)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_graph_write_dot(g, f, &ctx), 0);
+    long len = ftell(f);
+    assert_true(len > 0);
+    rewind(f);
+    char *text = calloc((size_t)len + 1, 1);
+    assert_non_null(text);
+    assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    return text;
+}
+
+static int count_substrings(const char *s, const char *sub)
+{
+    int n = 0;
+    for (const char *at = strstr(s, sub); at; at = strstr(at + 1, sub))
+        n++;
+    return n;
+}
+
+static void test_dot_of_a_diamond_has_its_four_nodes_and_four_edges(void **state)
+{
+    (void)state;
+    probe_t *p = probe_new(4, 4, 2);
+    cm_graph_t *g = cm_graph_create();
+    build_kinded_diamond(p, g);
+    char *before = dot_text(g);
+    assert_true(strncmp(before, "digraph", 7) == 0);
+    assert_int_equal(count_substrings(before, "[label="), 4);
+    assert_int_equal(count_substrings(before, " -> "), 4);
+    const char *expected[] = {
+        "t0 [label=\"read 0\\n100 B\"", "t1 [label=\"remap 1\\n50 B\"",
+        "t2 [label=\"task 2\\n0 B\"",   "t3 [label=\"write 3\\n7 B\"",
+        "t0 -> t1;",                    "t0 -> t2;",
+        "t1 -> t3;",                    "t2 -> t3;",
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        if (!strstr(before, expected[i])) fail_msg("no '%s' in:\n%s", expected[i], before);
+    assert_int_equal(count_substrings(before, "{"), 1);
+    assert_int_equal(count_substrings(before, "}"), 1);
+
+    cm_ctx_t ctx;
+    assert_int_equal(probe_run(p, g, 2, 0, false, &ctx), 0);
+    char *after = dot_text(g);
+    assert_string_equal(before, after); /* the run does not change the graph's form */
+    free(before);
+    free(after);
+    cm_graph_free(g);
+    probe_free(p);
+
+    /* Kinds are quoted for DOT, and large byte counts are shown in binary units. */
+    g = cm_graph_create();
+    int id;
+    cm_task_t odd = {.fn = nop_task, .kind = "say \"hi\"\\", .work_bytes = (size_t)3 << 20};
+    assert_int_equal(cm_graph_add(g, &odd, &id, NULL), 0);
+    char *text = dot_text(g);
+    assert_non_null(strstr(text, "label=\"say \\\"hi\\\"\\\\ 0\\n3.0 MiB\""));
+    free(text);
+    cm_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1112,6 +1589,13 @@ int main(void)
         cmocka_unit_test(test_add_rejects_unknown_or_future_dependency),
         cmocka_unit_test(test_empty_graph_runs_and_returns_zero),
         cmocka_unit_test(test_graph_runs_only_once),
+        cmocka_unit_test(test_traced_diamond_has_one_event_per_task_in_dependency_order),
+        cmocka_unit_test(test_traced_thousand_tasks_have_one_event_each_on_1_2_4_threads),
+        cmocka_unit_test(test_runs_with_stage_names_are_summed_per_stage),
+        cmocka_unit_test(test_failed_run_traces_the_tasks_that_ran),
+        cmocka_unit_test(test_graphs_running_at_once_may_share_a_trace),
+        cmocka_unit_test(test_run_without_trace_behaves_as_before),
+        cmocka_unit_test(test_dot_of_a_diamond_has_its_four_nodes_and_four_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

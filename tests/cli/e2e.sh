@@ -332,4 +332,29 @@ PY
     no_outputs out.tif lab.tif
 }
 
+case_trace_and_graph() {
+    mk in.tif --width 700 --height 400 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif out.tif -k 4 -q --trace trace.json --graph graph.dot
+    expect 0 cm info in.tif
+    chunks=$(sed -n 's/^chunks: *\([0-9]*\).*/\1/p' out.txt)
+    "$PYTHON" - "$chunks" <<'PY' || fail "trace"
+import json, sys
+chunks = int(sys.argv[1])
+events = json.load(open("trace.json"))["traceEvents"]
+done = [e for e in events if e["ph"] == "X"]
+assert all(e["dur"] >= 0 and e["ts"] >= 0 and "tid" in e for e in done)
+by_kind = {}
+for e in done:
+    by_kind[e["name"]] = by_kind.get(e["name"], 0) + 1
+assert by_kind.get("remap") == chunks and by_kind.get("write") == chunks, (by_kind, chunks)
+assert by_kind.get("sample", 0) >= 1 and by_kind.get("update", 0) >= 1, by_kind
+tasks = {(e["args"]["run"], e["args"]["task"]) for e in done}
+assert len(tasks) == len(done), "a task has two events"
+PY
+    grep -q "^digraph tasks" graph.dot || fail "no DOT graph"
+    expect 0 cm run in.tif out2.tif -k 4 -v
+    grep -q "stage remap" err.txt || fail "-v does not report the stages"
+    expect 2 cm run in.tif out3.tif --trace in.tif
+}
+
 "case_$1"
