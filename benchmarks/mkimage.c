@@ -450,8 +450,7 @@ static void hsv_to_rgb(float h, float s, float v, float rgb[3])
     const float f = h6 - floorf(h6);
     const float p = v * (1.0f - s), q = v * (1.0f - s * f), t = v * (1.0f - s * (1.0f - f));
     const float table[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
-    for (int c = 0; c < 3; c++)
-        rgb[c] = 255.0f * table[sector][c];
+    for (int c = 0; c < 3; c++) rgb[c] = 255.0f * table[sector][c];
 }
 
 static void set3(float dst[3], float r, float g, float b)
@@ -760,8 +759,7 @@ static void mix_init(scene *sc, int n)
  * levels round(255i / 6)), entries 252..255 the greys 51, 102, 153, 204. */
 static void cube_init(scene *sc)
 {
-    for (int i = 0; i < 7; i++)
-        sc->level7[i] = (uint8_t)((255 * i + 3) / 6);
+    for (int i = 0; i < 7; i++) sc->level7[i] = (uint8_t)((255 * i + 3) / 6);
     for (int v = 0; v < 256; v++) {
         int best = 0;
         for (int i = 1; i < 7; i++)
@@ -782,8 +780,7 @@ static void colormap_fill(const options *o, uint16_t map[3][256])
         } else if (o->bands == 3) {
             rgb[0] = rgb[1] = rgb[2] = 51 * (i - 251);
         }
-        for (int c = 0; c < 3; c++)
-            map[c][i] = (uint16_t)(rgb[c] * 257);
+        for (int c = 0; c < 3; c++) map[c][i] = (uint16_t)(rgb[c] * 257);
     }
 }
 
@@ -819,8 +816,7 @@ static void scene_init(scene *sc, const options *o)
         scene_photo(sc);
     else if (o->pattern == PAT_CAT)
         scene_cat(sc);
-    for (int i = 0; i < sc->n_shapes; i++)
-        shape_finish(&sc->shapes[i]);
+    for (int i = 0; i < sc->n_shapes; i++) shape_finish(&sc->shapes[i]);
 
     sc->type = o->type;
     sc->bps = type_bytes[o->type];
@@ -918,8 +914,7 @@ static void row_scene(const scene *sc, worker *wk, int64_t y, int64_t x0, int n,
         g[i] = c[1];
         b[i] = c[2] - sc->hue_amp * hue[i];
     }
-    for (int k = 0; k < sc->n_shapes; k++)
-        shape_paint_row(&sc->shapes[k], y, x0, n, r, g, b);
+    for (int k = 0; k < sc->n_shapes; k++) shape_paint_row(&sc->shapes[k], y, x0, n, r, g, b);
 
     const float dv = 2.0f * v - 1.0f;
     const uint64_t noise_key = mix64(sc->seed ^ UINT64_C(0x6e6f697365));
@@ -977,8 +972,7 @@ static void row_noise(const scene *sc, int64_t y, int64_t x0, int n, uint8_t *ou
         const int64_t x = x0 + i;
         uint64_t hsh = hash2(key, x, y);
         uint8_t *px = out + (size_t)i * (size_t)sc->bands;
-        for (int k = 0; k < colour_bands; k++, hsh >>= 8)
-            px[k] = (uint8_t)(hsh & 255);
+        for (int k = 0; k < colour_bands; k++, hsh >>= 8) px[k] = (uint8_t)(hsh & 255);
         if (colour_bands < sc->bands) px[colour_bands] = alpha_at(sc, x, y);
     }
 }
@@ -986,15 +980,9 @@ static void row_noise(const scene *sc, int64_t y, int64_t x0, int n, uint8_t *ou
 static void row_generate(const scene *sc, worker *wk, int64_t y, int64_t x0, int n, uint8_t *out)
 {
     switch (sc->pattern) {
-    case PAT_BLOCKS:
-        row_blocks(sc, y, x0, n, out);
-        break;
-    case PAT_NOISE:
-        row_noise(sc, y, x0, n, out);
-        break;
-    default:
-        row_scene(sc, wk, y, x0, n, out);
-        break;
+    case PAT_BLOCKS: row_blocks(sc, y, x0, n, out); break;
+    case PAT_NOISE: row_noise(sc, y, x0, n, out); break;
+    default: row_scene(sc, wk, y, x0, n, out); break;
     }
 }
 
@@ -1020,8 +1008,7 @@ static void row_multi(const scene *sc, worker *wk, int64_t y, int64_t x0, int n,
             const int64_t x = x0 + i;
             const int blk = 3 * x < sc->width ? 0 : (3 * x < 2 * sc->width ? 1 : 2);
             uint8_t *px = out + (size_t)i * spp;
-            for (int k = 0; k < nc; k++)
-                px[k] = sc->block_v[k][blk];
+            for (int k = 0; k < nc; k++) px[k] = sc->block_v[k][blk];
         }
     } else {
         const size_t pb = (size_t)sc->bands;
@@ -1038,8 +1025,7 @@ static void row_multi(const scene *sc, worker *wk, int64_t y, int64_t x0, int n,
         }
     }
     if (nc < sc->spp)
-        for (int i = 0; i < n; i++)
-            out[(size_t)i * spp + spp - 1] = alpha_at(sc, x0 + i, y);
+        for (int i = 0; i < n; i++) out[(size_t)i * spp + spp - 1] = alpha_at(sc, x0 + i, y);
 }
 
 /* The palette index nearest (squared RGB distance) to a colour: the cube's nearest entry channel by
@@ -1082,8 +1068,7 @@ static void pixel_set(const scene *sc, uint8_t *out, int64_t i, const uint8_t *b
 {
     const size_t bps = (size_t)sc->bps;
     uint8_t *px = out + (size_t)i * (size_t)sc->spp * bps;
-    for (int k = 0; k < sc->colour; k++)
-        memcpy(px + (size_t)k * bps, bytes, bps);
+    for (int k = 0; k < sc->colour; k++) memcpy(px + (size_t)k * bps, bytes, bps);
 }
 
 /* NaN and +Inf pixels (f32, --nan-fraction), then the nodata region: the first row, and the disc
@@ -1106,15 +1091,12 @@ static void row_specials(const scene *sc, int64_t y, int64_t x0, int n, uint8_t 
         const int64_t dy = y - sc->nd_cy, q = sc->nd_r2 - dy * dy;
         if (q < 0) return;
         int64_t hw = (int64_t)sqrt((double)q);
-        while (hw * hw > q)
-            hw--;
-        while ((hw + 1) * (hw + 1) <= q)
-            hw++;
+        while (hw * hw > q) hw--;
+        while ((hw + 1) * (hw + 1) <= q) hw++;
         xa = sc->nd_cx - hw > x0 ? sc->nd_cx - hw : x0;
         xb = sc->nd_cx + hw < xb ? sc->nd_cx + hw : xb;
     }
-    for (int64_t x = xa; x <= xb; x++)
-        pixel_set(sc, out, x - x0, sc->nodata_bytes);
+    for (int64_t x = xa; x <= xb; x++) pixel_set(sc, out, x - x0, sc->nodata_bytes);
 }
 
 /* Writes pixels x0 .. x0 + n - 1 of row y as the file stores them: sc->spp samples of sc->bps
@@ -1130,8 +1112,7 @@ static void row_pixels(const scene *sc, worker *wk, int64_t y, int64_t x0, int n
         row_multi(sc, wk, y, x0, n, v8);
     } else if (sc->palette && sc->bands == 3) {
         row_generate(sc, wk, y, x0, n, wk->pat);
-        for (int i = 0; i < n; i++)
-            v8[i] = palette_index(sc, wk->pat + 3 * (size_t)i);
+        for (int i = 0; i < n; i++) v8[i] = palette_index(sc, wk->pat + 3 * (size_t)i);
     } else {
         row_generate(sc, wk, y, x0, n, v8); /* with one band, the palette index is the grey */
     }
@@ -1145,14 +1126,11 @@ static void plane_extract(const uint8_t *src, size_t n, int spp, int bps, int p,
     const size_t step = (size_t)spp * (size_t)bps;
     src += (size_t)p * (size_t)bps;
     if (bps == 1) {
-        for (size_t i = 0; i < n; i++)
-            dst[i] = src[i * step];
+        for (size_t i = 0; i < n; i++) dst[i] = src[i * step];
     } else if (bps == 2) {
-        for (size_t i = 0; i < n; i++)
-            memcpy(dst + 2 * i, src + i * step, 2);
+        for (size_t i = 0; i < n; i++) memcpy(dst + 2 * i, src + i * step, 2);
     } else {
-        for (size_t i = 0; i < n; i++)
-            memcpy(dst + 4 * i, src + i * step, 4);
+        for (size_t i = 0; i < n; i++) memcpy(dst + 4 * i, src + i * step, 4);
     }
 }
 
@@ -1341,8 +1319,7 @@ static int write_batches(writer *w)
     }
     rc = 0;
 cleanup:
-    for (int64_t i = 0; slots && i < n_slots; i++)
-        free(slots[i].data);
+    for (int64_t i = 0; slots && i < n_slots; i++) free(slots[i].data);
     free(slots);
     return rc;
 }
@@ -1542,8 +1519,7 @@ static int set_tags(TIFF *tif, const options *o)
     } else if (o->bands >= 5) {
         photometric = PHOTOMETRIC_MINISBLACK;
         n_extra = o->bands - 1;
-        for (int i = 0; i < n_extra; i++)
-            extra[i] = EXTRASAMPLE_UNSPECIFIED;
+        for (int i = 0; i < n_extra; i++) extra[i] = EXTRASAMPLE_UNSPECIFIED;
         if (o->alpha) extra[n_extra - 1] = EXTRASAMPLE_UNASSALPHA;
     } else {
         photometric = o->bands >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
@@ -1628,8 +1604,7 @@ static void install_signal_handlers(void)
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-        sigaction(sigs[i], &sa, NULL);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) sigaction(sigs[i], &sa, NULL);
 }
 
 static const char *tiff_module_file;
@@ -1971,8 +1946,7 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
     int have_tile = 0, have_strip = 0, opt;
     int64_t v;
 
-    for (size_t i = 0; i < N_CODECS; i++)
-        codec_names[i] = codecs[i].name;
+    for (size_t i = 0; i < N_CODECS; i++) codec_names[i] = codecs[i].name;
     memset(o, 0, sizeof(*o));
     o->bands = 3;
     o->pattern = PAT_PHOTO;
@@ -2033,19 +2007,13 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
             if ((o->type = lookup(optarg, type_names, 4)) < 0)
                 return bad_usage("unknown --type '%s' (u8, u16, i16 or f32)", optarg);
             break;
-        case OPT_ALPHA:
-            o->alpha = 1;
-            break;
+        case OPT_ALPHA: o->alpha = 1; break;
         case OPT_PLANAR:
             if ((o->separate = lookup(optarg, planar_names, 2)) < 0)
                 return bad_usage("unknown --planar '%s' (contig or separate)", optarg);
             break;
-        case OPT_PALETTE:
-            o->palette = 1;
-            break;
-        case OPT_NODATA:
-            nodata_arg = optarg;
-            break;
+        case OPT_PALETTE: o->palette = 1; break;
+        case OPT_NODATA: nodata_arg = optarg; break;
         case OPT_NAN_FRACTION: {
             char *end;
             errno = 0;
@@ -2061,24 +2029,16 @@ static int parse_args(int argc, char **argv, options *o, int *stop)
                                  "or jpeg)",
                                  optarg);
             break;
-        case OPT_BIGTIFF:
-            o->bigtiff = 1;
-            break;
+        case OPT_BIGTIFF: o->bigtiff = 1; break;
         case 'j':
             if (parse_int(optarg, 1, 1024, &v) != 0)
                 return bad_usage("bad --threads '%s' (1 to 1024)", optarg);
             o->threads = (int)v;
             break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case ':':
-            return bad_usage("option '%s' needs a value", argv[optind - 1]);
-        default:
-            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        case ':': return bad_usage("option '%s' needs a value", argv[optind - 1]);
+        default: return bad_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc - 1)

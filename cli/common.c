@@ -88,14 +88,32 @@ bool cli_parse_size(const char *opt, const char *s, size_t *out)
     double mult = 1;
     if (!errno && end != s) {
         switch (*end) {
-        case 'k': case 'K': mult = 0x1p10; end++; break;
-        case 'm': case 'M': mult = 0x1p20; end++; break;
-        case 'g': case 'G': mult = 0x1p30; end++; break;
-        case 't': case 'T': mult = 0x1p40; end++; break;
+        case 'k':
+        case 'K':
+            mult = 0x1p10;
+            end++;
+            break;
+        case 'm':
+        case 'M':
+            mult = 0x1p20;
+            end++;
+            break;
+        case 'g':
+        case 'G':
+            mult = 0x1p30;
+            end++;
+            break;
+        case 't':
+        case 'T':
+            mult = 0x1p40;
+            end++;
+            break;
         default: break;
         }
-        if (mult > 1 && (!strcasecmp(end, "ib") || !strcasecmp(end, "b"))) end += strlen(end);
-        else if (mult == 1 && !strcasecmp(end, "b")) end++;
+        if (mult > 1 && (!strcasecmp(end, "ib") || !strcasecmp(end, "b")))
+            end += strlen(end);
+        else if (mult == 1 && !strcasecmp(end, "b"))
+            end++;
     }
     v *= mult;
     if (errno || end == s || *end || !isfinite(v) || v < 1 || v >= 0x1p62) {

@@ -52,8 +52,7 @@ static void print_text(const char *path, const cm_image_info_t *in, int64_t n_co
     printf("photometric:  %s\n", in->photometric_name);
     printf("planar:       %s\n", in->planar_separate ? "separate" : "contiguous");
     printf("extra:        ");
-    for (int i = 0; i < in->n_extra; i++)
-        printf("%s%s", i ? ", " : "", extra_name(in->extra[i]));
+    for (int i = 0; i < in->n_extra; i++) printf("%s%s", i ? ", " : "", extra_name(in->extra[i]));
     printf("%s\n", in->n_extra ? "" : "none");
     if (in->alpha_band >= 0)
         printf("alpha:        band %d\n", in->alpha_band);
@@ -77,8 +76,7 @@ static void print_text(const char *path, const cm_image_info_t *in, int64_t n_co
 }
 
 /* The same as JSON, for scripts (keys stable; nodata NaN as the string "nan"). */
-static int print_json(const char *path, const cm_image_info_t *in, int64_t n_colors,
-                      cm_ctx_t *ctx)
+static int print_json(const char *path, const cm_image_info_t *in, int64_t n_colors, cm_ctx_t *ctx)
 {
     json_t *extra = json_array(), *nodata;
     for (int i = 0; extra && i < in->n_extra; i++)
@@ -92,14 +90,14 @@ static int print_json(const char *path, const cm_image_info_t *in, int64_t n_col
     json_t *root = json_pack(
         "{s:s, s:I, s:I, s:i, s:s, s:s, s:s, s:o, s:o, s:b, s:I, s:I, s:s, s:b, s:b, s:o, "
         "s:b, s:I, s:o}",
-        "file", path, "width", (json_int_t)in->width, "height", (json_int_t)in->height,
-        "bands", in->bands, "sample_type", in->sample_type, "photometric", in->photometric_name,
-        "planar", in->planar_separate ? "separate" : "contiguous", "extra_samples", extra,
-        "alpha_band", in->alpha_band >= 0 ? json_integer(in->alpha_band) : json_null(), "tiled",
-        in->tiled, "tile_width", (json_int_t)in->tile_w, in->tiled ? "tile_height" : "rows_per_strip",
+        "file", path, "width", (json_int_t)in->width, "height", (json_int_t)in->height, "bands",
+        in->bands, "sample_type", in->sample_type, "photometric", in->photometric_name, "planar",
+        in->planar_separate ? "separate" : "contiguous", "extra_samples", extra, "alpha_band",
+        in->alpha_band >= 0 ? json_integer(in->alpha_band) : json_null(), "tiled", in->tiled,
+        "tile_width", (json_int_t)in->tile_w, in->tiled ? "tile_height" : "rows_per_strip",
         (json_int_t)in->tile_h, "compression", cm_compression_name(in->compression), "bigtiff",
-        in->bigtiff, "georeferenced", in->georeferenced, "nodata", nodata, "palette",
-        in->palette, "chunks", (json_int_t)cm_grid_count(&in->grid), "colors",
+        in->bigtiff, "georeferenced", in->georeferenced, "nodata", nodata, "palette", in->palette,
+        "chunks", (json_int_t)cm_grid_count(&in->grid), "colors",
         n_colors >= 0 ? json_integer(n_colors) : json_null());
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);

@@ -62,9 +62,27 @@ static const char run_help[] =
     "--colorspace rgb, --dither none, --init kmeans++.\n";
 
 enum {
-    OPT_SEED = 256, OPT_MEMORY, OPT_MAX_ITER, OPT_TOL, OPT_BATCH, OPT_LABELS, OPT_MODEL_OUT,
-    OPT_COMPRESSION, OPT_BIGTIFF, OPT_PROGRESS, OPT_FORMAT, OPT_ALGORITHM, OPT_COLORSPACE,
-    OPT_SCALE, OPT_DITHER, OPT_INIT, OPT_NODATA, OPT_TRACE, OPT_GRAPH, OPT_TILE, OPT_CACHE,
+    OPT_SEED = 256,
+    OPT_MEMORY,
+    OPT_MAX_ITER,
+    OPT_TOL,
+    OPT_BATCH,
+    OPT_LABELS,
+    OPT_MODEL_OUT,
+    OPT_COMPRESSION,
+    OPT_BIGTIFF,
+    OPT_PROGRESS,
+    OPT_FORMAT,
+    OPT_ALGORITHM,
+    OPT_COLORSPACE,
+    OPT_SCALE,
+    OPT_DITHER,
+    OPT_INIT,
+    OPT_NODATA,
+    OPT_TRACE,
+    OPT_GRAPH,
+    OPT_TILE,
+    OPT_CACHE,
 };
 
 static const struct option run_options[] = {
@@ -116,8 +134,7 @@ static bool only_default(const char *opt, const char *value, const char *dflt)
     return false;
 }
 
-static bool one_of(const char *opt, const char *value, const char *a, const char *b,
-                   const char *c)
+static bool one_of(const char *opt, const char *value, const char *a, const char *b, const char *c)
 {
     if (!strcmp(value, a) || !strcmp(value, b) || !strcmp(value, c)) return true;
     cli_error("%s: expected %s, %s or %s, not '%s'", opt, a, b, c, value);
@@ -173,7 +190,8 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case OPT_COMPRESSION:
             if (cm_compression_parse(optarg, &o->compression) < 0) {
                 cli_error("--compression: expected none, lzw, deflate, zstd, jpeg or packbits, "
-                          "not '%s'", optarg);
+                          "not '%s'",
+                          optarg);
                 ok = false;
             }
             break;
@@ -329,8 +347,7 @@ static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const voi
     encoded_pair_t *e = calloc(1, sizeof(encoded_pair_t));
     CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory encoding chunk %lld", (long long)idx);
     *encoded = e;
-    CM_TRY(cm_writer_encode(s->out, x, y, w, h, s->out_is_labels ? labels : pixels, &e->out,
-                            ctx));
+    CM_TRY(cm_writer_encode(s->out, x, y, w, h, s->out_is_labels ? labels : pixels, &e->out, ctx));
     if (s->labels) CM_TRY(cm_writer_encode(s->labels, x, y, w, h, labels, &e->labels, ctx));
     return 0;
 }
@@ -418,13 +435,14 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
         fprintf(stderr, "chunkmeans: stage %-6s %7.2f s  %6lld tasks in %d runs", stages[i].stage,
                 stages[i].seconds, (long long)stages[i].tasks, stages[i].runs);
         if (chunks && !strcmp(stages[i].stage, "remap"))
-            fprintf(stderr, "  %.1f MPix/s", (double)(in->width * in->height) /
-                                                 stages[i].seconds / 1e6);
+            fprintf(stderr, "  %.1f MPix/s",
+                    (double)(in->width * in->height) / stages[i].seconds / 1e6);
         fprintf(stderr, "  peak %.1f MiB buffered\n", (double)stages[i].peak_bytes / (1 << 20));
     }
     if (cli_verbosity >= 2) {
-        fprintf(stderr, "chunkmeans: fit %.2f s (sample of %lld pixels, %d steps%s), "
-                        "remap %.2f s (%.1f MPix/s)\n",
+        fprintf(stderr,
+                "chunkmeans: fit %.2f s (sample of %lld pixels, %d steps%s), "
+                "remap %.2f s (%.1f MPix/s)\n",
                 t[1] - t[0], (long long)m->sample_px, m->iterations,
                 m->converged ? ", converged" : ", step limit", t[2] - t[1],
                 (double)(in->width * in->height) / (t[2] - t[1]) / 1e6);
@@ -440,8 +458,9 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
         }
     }
     if (cli_verbosity >= 1)
-        fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d (%d used), mean squared error %.2f, "
-                        "%.2f s\n",
+        fprintf(stderr,
+                "chunkmeans: %s: %lldx%lld, k=%d (%d used), mean squared error %.2f, "
+                "%.2f s\n",
                 o->out, (long long)in->width, (long long)in->height, m->k, used,
                 m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0, t[2] - t[0]);
 }
@@ -468,7 +487,9 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) rc = cm_image_set_chunk_side(img, o.tile, &ctx);
     if (rc < 0) goto done;
     const cm_image_info_t *in = cm_image_info(img);
-    cm_source_t src = {.grid = in->grid, .read = read_chunk, .self = img,
+    cm_source_t src = {.grid = in->grid,
+                       .read = read_chunk,
+                       .self = img,
                        .has_nodata = o.has_nodata || in->has_nodata,
                        .nodata = o.has_nodata ? o.nodata : in->nodata};
     cli_progress_t prog;
@@ -489,15 +510,17 @@ int cmd_run(int argc, char **argv)
     bool palette = !strcmp(o.format, "palette") || (!strcmp(o.format, "auto") && in->palette);
     if (cm_compression_lossy(compression) && !palette)
         cli_warn("%s: %s is lossy: the output will hold more than %d colours (use --compression "
-                 "deflate for exact colours)", o.out, cm_compression_name(compression),
-                 o.params.k);
+                 "deflate for exact colours)",
+                 o.out, cm_compression_name(compression), o.params.k);
     int label_bits, d = cm_grid_features(&in->grid);
     uint32_t masked;
     bool maskable = cm_labels_plan(&src, o.params.k, &label_bits, &masked);
-    if (palette && (label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 ||
-                    in->stype == CM_F32)) {
-        rc = cm_fail(&ctx, CM_EUSAGE, "%s: --format palette needs 8- or 16-bit unsigned grey or "
-                                      "RGB input and k <= %d", o.out, masked == 255 ? 255 : 256);
+    if (palette &&
+        (label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 || in->stype == CM_F32)) {
+        rc = cm_fail(&ctx, CM_EUSAGE,
+                     "%s: --format palette needs 8- or 16-bit unsigned grey or "
+                     "RGB input and k <= %d",
+                     o.out, masked == 255 ? 255 : 256);
         goto done;
     }
 
@@ -510,8 +533,10 @@ int cmd_run(int argc, char **argv)
     lspec.set_nodata = maskable; /* else every value is a cluster's */
     bool always = !strcmp(o.bigtiff, "always"), never = !strcmp(o.bigtiff, "never");
     if (never && cm_writer_needs_bigtiff(&spec)) {
-        rc = cm_fail(&ctx, CM_EUSAGE, "%s: the output could pass 4 GiB: --bigtiff never cannot "
-                                      "hold it", o.out);
+        rc = cm_fail(&ctx, CM_EUSAGE,
+                     "%s: the output could pass 4 GiB: --bigtiff never cannot "
+                     "hold it",
+                     o.out);
         goto done;
     }
     spec.bigtiff = always || (!never && cm_writer_needs_bigtiff(&spec));
@@ -563,8 +588,11 @@ int cmd_run(int argc, char **argv)
         if (rc < 0) goto done;
     }
     ss.grid = &in->grid;
-    cm_sink_t sink = {.encode = sink_encode, .put = sink_put, .discard = sink_discard,
-                      .self = &ss, .want_labels = o.labels || palette};
+    cm_sink_t sink = {.encode = sink_encode,
+                      .put = sink_put,
+                      .discard = sink_discard,
+                      .self = &ss,
+                      .want_labels = o.labels || palette};
     rc = cm_remap(&src, model, &o.params, &sink, &ctx);
     cli_progress_end(&prog);
     if (rc < 0) goto done;

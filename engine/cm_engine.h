@@ -37,8 +37,8 @@ typedef struct cm_source {
 typedef struct cm_sink {
     int (*encode)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
                   void **encoded, cm_ctx_t *ctx);
-    int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-               void *encoded, cm_ctx_t *ctx);
+    int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels, void *encoded,
+               cm_ctx_t *ctx);
     void (*discard)(void *self, void *encoded);
     void *self;
     bool want_labels;
@@ -51,20 +51,20 @@ typedef void (*cm_stage_fn)(void *user, const char *stage, int64_t done, int64_t
 typedef enum cm_scale { CM_SCALE_NONE, CM_SCALE_STANDARD } cm_scale_t;
 
 typedef struct cm_params {
-    int k;                 /* clusters, 1..65535 */
-    cm_scale_t scale;      /* standard: each feature to mean 0, deviation 1 before the fit */
+    int k;            /* clusters, 1..65535 */
+    cm_scale_t scale; /* standard: each feature to mean 0, deviation 1 before the fit */
     uint64_t seed;
-    int max_iter;          /* mini-batch step limit */
-    double tol;            /* stop when no centre moved more than this (sample units) ... */
-    int patience;          /* ... for this many consecutive steps */
-    int64_t batch;         /* pixels per mini-batch step */
-    int64_t sample_px;     /* about this many pixels are kept in memory for the fit (0: 2^20) */
-    int n_threads;         /* workers; <= 0 for one per core */
-    int color_cache;       /* 8-bit images: colour -> label table; -1 auto, 0 off, 1 on */
-    size_t budget_bytes;   /* chunk buffers in flight never exceed this */
+    int max_iter;        /* mini-batch step limit */
+    double tol;          /* stop when no centre moved more than this (sample units) ... */
+    int patience;        /* ... for this many consecutive steps */
+    int64_t batch;       /* pixels per mini-batch step */
+    int64_t sample_px;   /* about this many pixels are kept in memory for the fit (0: 2^20) */
+    int n_threads;       /* workers; <= 0 for one per core */
+    int color_cache;     /* 8-bit images: colour -> label table; -1 auto, 0 off, 1 on */
+    size_t budget_bytes; /* chunk buffers in flight never exceed this */
     cm_stage_fn progress;
     void *progress_user;
-    cm_trace_t *trace;     /* records every task's times, thread, kind and bytes, or NULL */
+    cm_trace_t *trace; /* records every task's times, thread, kind and bytes, or NULL */
     /* called with every graph before it runs (to draw it), or NULL */
     void (*graph_fn)(void *user, const char *stage, const cm_graph_t *g);
     void *graph_user;
@@ -85,10 +85,10 @@ typedef struct cm_model {
     int64_t *counts;
     double inertia;
     uint64_t seed;
-    int iterations;       /* mini-batch steps taken */
-    bool converged;       /* stopped on tol, not on max_iter */
-    int64_t sample_px;    /* pixels in the fitting sample */
-    int64_t n_pixels;     /* pixels assigned by the remap (valid ones: alpha > 0) */
+    int iterations;    /* mini-batch steps taken */
+    bool converged;    /* stopped on tol, not on max_iter */
+    int64_t sample_px; /* pixels in the fitting sample */
+    int64_t n_pixels;  /* pixels assigned by the remap (valid ones: alpha > 0) */
 } cm_model_t;
 
 /* Checks, before any work, that the budget holds the largest task of a fit and a remap of src
@@ -101,8 +101,8 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
 
 /* Remaps every chunk of src to its nearest centres and hands it to sink, in chunk order.
  * Updates model->counts, inertia and n_pixels with exact figures for the whole image. */
-int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
-             const cm_sink_t *sink, cm_ctx_t *ctx);
+int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, const cm_sink_t *sink,
+             cm_ctx_t *ctx);
 
 void cm_model_free(cm_model_t *m);
 

@@ -42,7 +42,8 @@ int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count
     int d = cm_grid_features(g);
     CM_FAIL_IF(ctx, d > 3 || g->stype != CM_U8, CM_EINPUT,
                "counting colours is supported for 8-bit images of up to 3 colour samples, not %d "
-               "of %s", d, cm_stype_name(g->stype));
+               "of %s",
+               d, cm_stype_name(g->stype));
     size_t words = ((size_t)1 << (8 * d)) / 64 + 1;
     int64_t n_chunks = cm_grid_count(g);
     counter_t c = {.src = src, .bits = calloc(words, sizeof(uint64_t))};
@@ -54,8 +55,11 @@ int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count
         tasks[i] = (count_task_t){&c, i};
         int tid;
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = mark_chunk, .kind = "count", .arg = &tasks[i],
-                                       .work_bytes = cm_grid_chunk_bytes(g), .weight = 1},
+                          &(cm_task_t){.fn = mark_chunk,
+                                       .kind = "count",
+                                       .arg = &tasks[i],
+                                       .work_bytes = cm_grid_chunk_bytes(g),
+                                       .weight = 1},
                           &tid, ctx);
     }
     if (rc == 0) rc = cm__graph_run(graph, p, "count", ctx);

@@ -76,8 +76,8 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
 
 /* Features of pixels [first, first + n) of a chunk buffer into feat (n rows of d floats), and
  * valid[i] = 1 where the pixel takes part: alpha not 0, no sample equal to nodata, finite. */
-void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n,
-                     float *feat, uint8_t *valid);
+void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n, float *feat,
+                     uint8_t *valid);
 
 /* Writes colours[labels[i]] (k rows of d samples of the grid's type) into the feature bands
  * of pixels [first, first + n); pixels labelled CM__MASKED are left as they are. */
@@ -90,8 +90,8 @@ cm_model_t *cm__model_new(int k, int d);
 /* Reads the fitting sample of about sample_px valid pixels: *pts holds *n points of d
  * features, in pixel order; the caller frees it. Fails with CM_EINPUT when every sampled
  * pixel is transparent. */
-int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample_px,
-                    float **pts, int64_t *n, cm_ctx_t *ctx);
+int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample_px, float **pts,
+                    int64_t *n, cm_ctx_t *ctx);
 
 /* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,

@@ -6,10 +6,10 @@
 #include "engine_internal.h"
 
 enum {
-    PARTS_PER_STEP = 8,        /* tasks per step: fixed, so results do not follow threads */
-    INIT_POINTS_MAX = 200000,  /* k-means++ runs on at most this many sample points */
-    RESEED_EVERY = 10,         /* steps between checks for empty centres */
-    WINDOW = 64,               /* steps per graph */
+    PARTS_PER_STEP = 8,       /* tasks per step: fixed, so results do not follow threads */
+    INIT_POINTS_MAX = 200000, /* k-means++ runs on at most this many sample points */
+    RESEED_EVERY = 10,        /* steps between checks for empty centres */
+    WINDOW = 64,              /* steps per graph */
 };
 
 /* ---- mini-batch steps ----
@@ -23,13 +23,13 @@ typedef struct stepper {
     const float *pts;
     int64_t n;
     int k, d;
-    int64_t batch;    /* pixels per step, split over the parts */
-    double *c;        /* centres (k * d), moved by the update tasks */
-    float *cf;        /* the same as floats, read by the part tasks of a step */
-    double *v;        /* points taken by each centre so far: 1/v is its learning rate */
-    double *sum;      /* d: scratch of the update */
+    int64_t batch;     /* pixels per step, split over the parts */
+    double *c;         /* centres (k * d), moved by the update tasks */
+    float *cf;         /* the same as floats, read by the part tasks of a step */
+    double *v;         /* points taken by each centre so far: 1/v is its learning rate */
+    double *sum;       /* d: scratch of the update */
     const double *std; /* d: the scaling of the features, or NULL */
-    double *partials; /* per part: k * (d + 1) sums (d feature sums, then the count) */
+    double *partials;  /* per part: k * (d + 1) sums (d feature sums, then the count) */
     int steps_done, calm;
     bool converged;
 } stepper_t;
@@ -160,14 +160,22 @@ static int run_window(stepper_t *s, step_task_t *tasks, int first, int last, cm_
     for (int step = first; step < last && rc == 0; step++) {
         for (int q = 0; q < PARTS_PER_STEP && rc == 0; q++) {
             *t = (step_task_t){s, step, q};
-            rc = cm_graph_add(g, &(cm_task_t){.fn = step_part, .kind = "step", .arg = t++, .deps = &update,
-                                               .n_deps = update >= 0},
+            rc = cm_graph_add(g,
+                              &(cm_task_t){.fn = step_part,
+                                           .kind = "step",
+                                           .arg = t++,
+                                           .deps = &update,
+                                           .n_deps = update >= 0},
                               &parts[q], ctx);
         }
         *t = (step_task_t){s, step, -1};
         if (rc == 0)
-            rc = cm_graph_add(g, &(cm_task_t){.fn = step_update, .kind = "update", .arg = t++, .deps = parts,
-                                               .n_deps = PARTS_PER_STEP},
+            rc = cm_graph_add(g,
+                              &(cm_task_t){.fn = step_update,
+                                           .kind = "update",
+                                           .arg = t++,
+                                           .deps = parts,
+                                           .n_deps = PARTS_PER_STEP},
                               &update, ctx);
     }
     if (rc == 0) rc = cm__graph_run(g, s->p, "fit", ctx);
@@ -217,10 +225,15 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     rc = CM_ENOMEM;
     m = cm__model_new(k, d);
     tasks = malloc(sizeof(step_task_t) * WINDOW * (PARTS_PER_STEP + 1));
-    s = (stepper_t){.p = p, .pts = pts, .n = n, .k = k, .d = d,
+    s = (stepper_t){.p = p,
+                    .pts = pts,
+                    .n = n,
+                    .k = k,
+                    .d = d,
                     .batch = p->batch,
                     .cf = malloc(sizeof(float) * (size_t)k * (size_t)d),
-                    .v = calloc((size_t)k, sizeof(double)), .sum = malloc(sizeof(double) * d),
+                    .v = calloc((size_t)k, sizeof(double)),
+                    .sum = malloc(sizeof(double) * d),
                     .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
     if (!m || !tasks || !s.cf || !s.v || !s.sum || !s.partials) {
         cm_fail(ctx, CM_ENOMEM, "out of memory for %d centres", k);
@@ -254,8 +267,8 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
 
     for (int first = 0; first < p->max_iter && !s.converged && rc == 0; first += WINDOW)
-        rc = run_window(&s, tasks, first, first + WINDOW < p->max_iter ? first + WINDOW
-                                                                      : p->max_iter, ctx);
+        rc = run_window(&s, tasks, first,
+                        first + WINDOW < p->max_iter ? first + WINDOW : p->max_iter, ctx);
     if (rc < 0) goto cleanup;
     for (int j = 0; m->mean && j < k; j++) /* back to sample units */
         for (int b = 0; b < d; b++) {

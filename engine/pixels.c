@@ -4,15 +4,17 @@
 
 #include "engine_internal.h"
 
-void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean,
-                     const double *std)
+void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean, const double *std)
 {
     const cm_grid_t *g = &src->grid;
     /* Samples are compared with nodata in their own type, as GDAL does: a float image holds
      * "0.1" as the float nearest to it. */
     double nodata = g->stype == CM_F32 ? (double)(float)src->nodata : src->nodata;
-    *f = (cm__pixfmt_t){.bands = g->bands, .alpha = g->alpha_band, .stype = g->stype,
-                        .has_nodata = src->has_nodata, .nodata = nodata,
+    *f = (cm__pixfmt_t){.bands = g->bands,
+                        .alpha = g->alpha_band,
+                        .stype = g->stype,
+                        .has_nodata = src->has_nodata,
+                        .nodata = nodata,
                         .scaled = mean != NULL};
     for (int b = 0; b < g->bands; b++)
         if (b != g->alpha_band) f->band[f->d++] = b;
@@ -23,25 +25,25 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
 }
 
 /* One macro body per sample type keeps the loops free of per-sample switches. */
-#define TO_FEATURES(T, IS_FLOAT)                                                                  \
-    do {                                                                                          \
-        const T *p = (const T *)buf + first * f->bands;                                          \
-        for (int64_t i = 0; i < n; i++, p += f->bands) {                                          \
-            bool ok = f->alpha < 0 || p[f->alpha] != 0;                                           \
-            float *x = feat + i * f->d;                                                           \
-            for (int j = 0; j < f->d; j++) {                                                      \
-                T v = p[f->band[j]];                                                              \
-                x[j] = (float)v;                                                                  \
-                if (IS_FLOAT && !isfinite(x[j])) ok = false;                                      \
-                if (f->has_nodata && (double)v == f->nodata) ok = false;                          \
-                if (f->scaled) x[j] = (x[j] - f->shift[j]) * f->mul[j];                           \
-            }                                                                                     \
-            valid[i] = ok;                                                                        \
-        }                                                                                         \
+#define TO_FEATURES(T, IS_FLOAT)                                                                   \
+    do {                                                                                           \
+        const T *p = (const T *)buf + first * f->bands;                                            \
+        for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
+            bool ok = f->alpha < 0 || p[f->alpha] != 0;                                            \
+            float *x = feat + i * f->d;                                                            \
+            for (int j = 0; j < f->d; j++) {                                                       \
+                T v = p[f->band[j]];                                                               \
+                x[j] = (float)v;                                                                   \
+                if (IS_FLOAT && !isfinite(x[j])) ok = false;                                       \
+                if (f->has_nodata && (double)v == f->nodata) ok = false;                           \
+                if (f->scaled) x[j] = (x[j] - f->shift[j]) * f->mul[j];                            \
+            }                                                                                      \
+            valid[i] = ok;                                                                         \
+        }                                                                                          \
     } while (0)
 
-void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n,
-                     float *feat, uint8_t *valid)
+void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n, float *feat,
+                     uint8_t *valid)
 {
     switch (f->stype) {
     case CM_U8: TO_FEATURES(uint8_t, false); break;
@@ -51,15 +53,15 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
     }
 }
 
-#define RECOLOUR(T)                                                                               \
-    do {                                                                                          \
-        T *p = (T *)buf + first * f->bands;                                                       \
-        const T *cols = colours;                                                                  \
-        for (int64_t i = 0; i < n; i++, p += f->bands) {                                          \
-            if (labels[i] == CM__MASKED) continue;                                               \
-            const T *c = cols + (size_t)labels[i] * f->d;                                         \
-            for (int j = 0; j < f->d; j++) p[f->band[j]] = c[j];                                  \
-        }                                                                                         \
+#define RECOLOUR(T)                                                                                \
+    do {                                                                                           \
+        T *p = (T *)buf + first * f->bands;                                                        \
+        const T *cols = colours;                                                                   \
+        for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
+            if (labels[i] == CM__MASKED) continue;                                                 \
+            const T *c = cols + (size_t)labels[i] * f->d;                                          \
+            for (int j = 0; j < f->d; j++) p[f->band[j]] = c[j];                                   \
+        }                                                                                          \
     } while (0)
 
 void cm__recolour(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,

@@ -9,7 +9,7 @@
 typedef struct chunk_out {
     uint8_t *pixels;
     void *labels;
-    void *encoded; /* what sink->encode made of pixels and labels */
+    void *encoded;   /* what sink->encode made of pixels and labels */
     int64_t *counts; /* k: valid pixels per centre */
     double inertia;
 } chunk_out_t;
@@ -19,8 +19,8 @@ typedef struct remapper {
     const cm_sink_t *sink;
     cm_model_t *model;
     cm__pixfmt_t fmt;
-    const float *soa;     /* centres band by band (standardised, if the model is): d rows of k */
-    const void *colours;  /* k * d samples of the image's type */
+    const float *soa;    /* centres band by band (standardised, if the model is): d rows of k */
+    const void *colours; /* k * d samples of the image's type */
     int label_bits;
     uint32_t label_masked;
     uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
@@ -115,9 +115,10 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
                 continue;
             }
             float d2;
-            int j = r->cache ? cached_nearest(r, (const uint8_t *)c->pixels + (first + i) * g->bands,
-                                              s->feat + i * d, s->dist, &d2)
-                             : cm__nearest_soa(r->soa, k, d, s->feat + i * d, s->dist, &d2);
+            int j = r->cache
+                        ? cached_nearest(r, (const uint8_t *)c->pixels + (first + i) * g->bands,
+                                         s->feat + i * d, s->dist, &d2)
+                        : cm__nearest_soa(r->soa, k, d, s->feat + i * d, s->dist, &d2);
             s->labels[i] = (uint16_t)j;
             c->counts[j]++;
             inertia += d2;
@@ -167,8 +168,7 @@ static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
 
 /* What a remap task holds: its chunk, counts and labels until written (held), and its
  * scratch while it runs. */
-static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held,
-                       size_t *scratch)
+static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held, size_t *scratch)
 {
     const cm_grid_t *g = &src->grid;
     int bits;
@@ -176,8 +176,8 @@ static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held,
     cm_labels_plan(src, k, &bits, &masked);
     *held = cm_grid_chunk_bytes(g) + sizeof(int64_t) * (size_t)k;
     if (labels) *held += (size_t)g->chunk_w * g->chunk_h * (size_t)(bits / 8);
-    *scratch = sizeof(scratch_t) +
-               sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
+    *scratch =
+        sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
 }
 
 int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
@@ -192,13 +192,13 @@ int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, c
                    p->budget_bytes, need, (need + (1u << 20) - 1) >> 20);
 }
 
-int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
-             const cm_sink_t *sink, cm_ctx_t *ctx)
+int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, const cm_sink_t *sink,
+             cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
     int k = model->k, d = model->d;
-    CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT,
-               "the model has %d features, the image %d", d, cm_grid_features(g));
+    CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT, "the model has %d features, the image %d",
+               d, cm_grid_features(g));
     int64_t n_chunks = cm_grid_count(g);
 
     int rc = CM_ENOMEM;
@@ -221,16 +221,16 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
         }
     cm_model_colors(model, g->stype, colours);
 
-    r = (remapper_t){.src = src, .sink = sink, .model = model, .soa = soa, .colours = colours,
-                     .chunks = chunks};
+    r = (remapper_t){
+        .src = src, .sink = sink, .model = model, .soa = soa, .colours = colours, .chunks = chunks};
     cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
     cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
      * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget. */
     int64_t n_pixels = g->width * g->height;
     bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535;
-    if (cacheable && (p->color_cache > 0 || (p->color_cache < 0 && k >= 4 &&
-                                             n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
+    if (cacheable && (p->color_cache > 0 ||
+                      (p->color_cache < 0 && k >= 4 && n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
         r.cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
     size_t held, scratch;
     task_bytes(src, k, sink->want_labels, &held, &scratch);
@@ -239,15 +239,22 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p,
         tasks[i] = (remap_task_t){&r, i};
         int remap_id, deps[2];
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = remap_chunk, .kind = "remap", .arg = &tasks[i], .out_bytes = held,
+                          &(cm_task_t){.fn = remap_chunk,
+                                       .kind = "remap",
+                                       .arg = &tasks[i],
+                                       .out_bytes = held,
                                        .work_bytes = scratch},
                           &remap_id, ctx);
         if (rc < 0) goto cleanup;
         deps[0] = remap_id;
         deps[1] = prev_write;
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = write_chunk, .kind = "write", .arg = &tasks[i], .weight = 1,
-                                       .deps = deps, .n_deps = prev_write < 0 ? 1 : 2},
+                          &(cm_task_t){.fn = write_chunk,
+                                       .kind = "write",
+                                       .arg = &tasks[i],
+                                       .weight = 1,
+                                       .deps = deps,
+                                       .n_deps = prev_write < 0 ? 1 : 2},
                           &prev_write, ctx);
         if (rc < 0) goto cleanup;
     }

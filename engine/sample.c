@@ -25,7 +25,7 @@ typedef struct sampler {
     const uint8_t *round_of; /* per cell: the round it was drawn in, 0 if not drawn */
     uint8_t round;           /* the round being read */
     int64_t cells_x;
-    uint64_t threshold;    /* keep a pixel when its hash is below this */
+    uint64_t threshold; /* keep a pixel when its hash is below this */
     uint64_t seed;
     int d;
 } sampler_t;
@@ -33,8 +33,8 @@ typedef struct sampler {
 typedef struct sample_task {
     const sampler_t *s;
     int64_t chunk;
-    float *pts;      /* d features per point */
-    int64_t *pos;    /* y * width + x per point */
+    float *pts;   /* d features per point */
+    int64_t *pos; /* y * width + x per point */
     int64_t n, cap;
 } sample_task_t;
 
@@ -72,9 +72,9 @@ static int sample_chunk(void *arg, int worker, cm_ctx_t *ctx)
     void *buf = malloc(cm_grid_chunk_bytes(g));
     float *feat = malloc(sizeof(float) * (size_t)w * d);
     uint8_t *valid = malloc((size_t)w);
-    int rc = buf && feat && valid ? s->src->read(s->src->self, worker, t->chunk, buf, ctx)
-                                  : cm_fail(ctx, CM_ENOMEM, "out of memory reading chunk %lld",
-                                            (long long)t->chunk);
+    int rc = buf && feat && valid
+                 ? s->src->read(s->src->self, worker, t->chunk, buf, ctx)
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory reading chunk %lld", (long long)t->chunk);
     for (int64_t r = 0; rc == 0 && r < h; r++) {
         int64_t y = y0 + r;
         cm__to_features(&s->fmt, buf, r * w, w, feat, valid);
@@ -176,8 +176,11 @@ static int read_round(sampler_t *s, sample_task_t *tasks, const cm_params_t *p, 
         tasks[i] = (sample_task_t){.s = s, .chunk = i};
         int id;
         rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = sample_chunk, .kind = "sample", .arg = &tasks[i],
-                                       .work_bytes = cm__sample_task_bytes(s->src), .weight = 1},
+                          &(cm_task_t){.fn = sample_chunk,
+                                       .kind = "sample",
+                                       .arg = &tasks[i],
+                                       .work_bytes = cm__sample_task_bytes(s->src),
+                                       .weight = 1},
                           &id, ctx);
     }
     if (rc == 0) rc = cm__graph_run(graph, p, "sample", ctx);
@@ -194,8 +197,9 @@ int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample
     int64_t cells_x = (g->width + CELL - 1) / CELL, cells_y = (g->height + CELL - 1) / CELL;
     int64_t n_cells = cells_x * cells_y, n_chunks = cm_grid_count(g);
     int64_t n_chosen = n_cells / 16;
-    n_chosen = n_chosen < SAMPLE_CELLS_MIN ? SAMPLE_CELLS_MIN
-               : n_chosen > SAMPLE_CELLS_MAX ? SAMPLE_CELLS_MAX : n_chosen;
+    n_chosen = n_chosen < SAMPLE_CELLS_MIN   ? SAMPLE_CELLS_MIN
+               : n_chosen > SAMPLE_CELLS_MAX ? SAMPLE_CELLS_MAX
+                                             : n_chosen;
     if (n_chosen > n_cells) n_chosen = n_cells;
 
     int rc = CM_ENOMEM;
@@ -209,8 +213,7 @@ int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample
         cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
         goto cleanup;
     }
-    sampler_t s = {.src = src, .round_of = round_of, .cells_x = cells_x, .seed = p->seed,
-                   .d = d};
+    sampler_t s = {.src = src, .round_of = round_of, .cells_x = cells_x, .seed = p->seed, .d = d};
     cm__pixfmt_init(&s.fmt, src, NULL, NULL);
 
     /* A seeded Fisher-Yates shuffle, carried on round after round, draws the cells. */

@@ -24,21 +24,21 @@ typedef struct cm_image_info {
     int bits;                /* bits per sample in the file */
     int photometric;         /* TIFF PHOTOMETRIC_* as stored in the file */
     const char *photometric_name;
-    int compression;         /* TIFF COMPRESSION_* */
+    int compression; /* TIFF COMPRESSION_* */
     bool tiled;
     bool bigtiff;
-    bool planar_separate;    /* samples stored plane by plane (read interleaved) */
-    bool palette;            /* colour-mapped: read as RGB of its colour map */
-    int n_extra;             /* extra samples (alpha, unspecified data), the last bands */
+    bool planar_separate;         /* samples stored plane by plane (read interleaved) */
+    bool palette;                 /* colour-mapped: read as RGB of its colour map */
+    int n_extra;                  /* extra samples (alpha, unspecified data), the last bands */
     uint16_t extra[CM_BANDS_MAX]; /* their EXTRASAMPLE_* kinds */
-    bool has_nodata;         /* the GDAL_NODATA tag, when present and a number */
+    bool has_nodata;              /* the GDAL_NODATA tag, when present and a number */
     double nodata;
-    bool georeferenced;      /* GeoTIFF tags present */
-    bool streamed;           /* strips too large for chunks: read once, in order, into a spill
-                              * store by cm_image_prepare */
-    int64_t tile_w, tile_h;  /* tiles, or (width, rows per strip) for strips */
-    cm_grid_t grid;          /* how the image is read: tiles (or squares of whole tiles) or
-                              * bands of whole strips */
+    bool georeferenced;     /* GeoTIFF tags present */
+    bool streamed;          /* strips too large for chunks: read once, in order, into a spill
+                             * store by cm_image_prepare */
+    int64_t tile_w, tile_h; /* tiles, or (width, rows per strip) for strips */
+    cm_grid_t grid;         /* how the image is read: tiles (or squares of whole tiles) or
+                             * bands of whole strips */
     int64_t out_tile_w, out_tile_h; /* output tiles that line up with the chunks */
 } cm_image_info_t;
 
@@ -83,20 +83,20 @@ typedef struct cm_writer_spec {
     int64_t width, height;
     int bands;
     cm_stype_t stype;
-    int photometric;         /* TIFF PHOTOMETRIC_* */
-    int n_extra;             /* the last n_extra bands are extra samples of these kinds */
+    int photometric; /* TIFF PHOTOMETRIC_* */
+    int n_extra;     /* the last n_extra bands are extra samples of these kinds */
     uint16_t extra[CM_BANDS_MAX];
-    int compression;         /* TIFF COMPRESSION_* */
-    bool predictor;          /* with deflate, LZW or zstd: horizontal differencing for integer
-                              * samples, the floating-point predictor for floats */
-    int64_t tile_w, tile_h;  /* multiples of 16 */
+    int compression;        /* TIFF COMPRESSION_* */
+    bool predictor;         /* with deflate, LZW or zstd: horizontal differencing for integer
+                             * samples, the floating-point predictor for floats */
+    int64_t tile_w, tile_h; /* multiples of 16 */
     bool bigtiff;
     const uint16_t *colormap; /* palette output: 3 x 256 entries (red, green, blue) */
-    cm_image_t *tags_from;   /* copy georeferencing, nodata, resolution, ICC profile,
-                              * orientation and descriptive tags from this image, or NULL */
-    bool derived;            /* labels, not colours: the ICC profile, GDAL_METADATA (band
-                              * statistics, descriptions) and nodata of tags_from do not apply */
-    bool set_nodata;         /* then write GDAL_NODATA = nodata */
+    cm_image_t *tags_from;    /* copy georeferencing, nodata, resolution, ICC profile,
+                               * orientation and descriptive tags from this image, or NULL */
+    bool derived;             /* labels, not colours: the ICC profile, GDAL_METADATA (band
+                               * statistics, descriptions) and nodata of tags_from do not apply */
+    bool set_nodata;          /* then write GDAL_NODATA = nodata */
     double nodata;
     const char *description; /* ImageDescription, or NULL */
 } cm_writer_spec_t;
@@ -115,8 +115,8 @@ void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, uint32_t maske
 
 /* A colour-mapped output of 8-bit indices (labels) with the given colour map (3 x 256 16-bit
  * entries), otherwise like img. masked, when below 256, is written as its GDAL_NODATA. */
-void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap,
-                            uint32_t masked, cm_writer_spec_t *out);
+void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap, uint32_t masked,
+                            cm_writer_spec_t *out);
 
 /* Whether a spec's output could pass the 4 GiB offsets of classic TIFF (its uncompressed
  * size with room for tile overhead and for data that does not compress). */
@@ -133,8 +133,8 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
 /* Writes the rectangle (x, y, w, h) of the image: x and y on tile boundaries, w and h whole
  * tiles except at the right and bottom edges; pixels packed at w * bands samples per row.
  * The same as cm_writer_encode then cm_writer_put_encoded. */
-int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
-                  const void *pixels, cm_ctx_t *ctx);
+int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, const void *pixels,
+                  cm_ctx_t *ctx);
 
 /* Tiles compressed, waiting to be written. */
 typedef struct cm_encoded cm_encoded_t;

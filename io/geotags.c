@@ -199,8 +199,7 @@ int cm__tags_nodata(TIFF *in, double *value)
     double v = strtod_l(text, &end, c_locale);
     freelocale(c_locale);
     if (end == text) return 0;
-    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
-        end++;
+    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') end++;
     if (*end) return 0;
     *value = v;
     return 1;

@@ -95,9 +95,7 @@ static int mem_map(thandle_t h, void **base, toff_t *size)
     return 0;
 }
 
-static void mem_unmap(thandle_t h, void *base, toff_t size)
-{
-}
+static void mem_unmap(thandle_t h, void *base, toff_t size) {}
 
 TIFF *cm__tiff_open_memory(cm__membuf_t *mem, cm__tiff_msg_t *msg)
 {
@@ -120,9 +118,8 @@ static const struct {
     const char *name;
     int code;
 } compressions[] = {
-    {"none", COMPRESSION_NONE},     {"lzw", COMPRESSION_LZW},
-    {"deflate", COMPRESSION_ADOBE_DEFLATE}, {"zstd", COMPRESSION_ZSTD},
-    {"jpeg", COMPRESSION_JPEG},     {"packbits", COMPRESSION_PACKBITS},
+    {"none", COMPRESSION_NONE}, {"lzw", COMPRESSION_LZW},   {"deflate", COMPRESSION_ADOBE_DEFLATE},
+    {"zstd", COMPRESSION_ZSTD}, {"jpeg", COMPRESSION_JPEG}, {"packbits", COMPRESSION_PACKBITS},
 };
 
 int cm_compression_parse(const char *name, int *code)

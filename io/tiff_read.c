@@ -49,8 +49,8 @@ static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
         /* Out of descriptors or memory is the machine's trouble, not the file's; so is any
          * failure to open again a file that opened once. */
         if (e == EMFILE || e == ENFILE || e == ENOMEM || h != &img->handles[0])
-            return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s",
-                           img->path, e ? strerror(e) : h->msg.text);
+            return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s", img->path,
+                           e ? strerror(e) : h->msg.text);
         if (access(img->path, R_OK) < 0)
             return cm_fail(ctx, CM_EINPUT, "%s: %s", img->path, strerror(errno));
         return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF libtiff can read: %s", img->path,
@@ -112,8 +112,8 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
     }
     cm_ctx_t grid_ctx;
     cm_ctx_init(&grid_ctx);
-    if (cm_grid_init(&in->grid, in->width, in->height, chunk_w, chunk_h, in->bands,
-                     in->alpha_band, in->stype, &grid_ctx) < 0)
+    if (cm_grid_init(&in->grid, in->width, in->height, chunk_w, chunk_h, in->bands, in->alpha_band,
+                     in->stype, &grid_ctx) < 0)
         return cm_fail(ctx, grid_ctx.code, "%s: %s", img->path, grid_ctx.msg);
     return 0;
 }
@@ -127,11 +127,16 @@ int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
 
 static bool sample_type(uint16_t bits, uint16_t fmt, cm_stype_t *t)
 {
-    if (bits == 8 && fmt == SAMPLEFORMAT_UINT) *t = CM_U8;
-    else if (bits == 16 && fmt == SAMPLEFORMAT_UINT) *t = CM_U16;
-    else if (bits == 16 && fmt == SAMPLEFORMAT_INT) *t = CM_I16;
-    else if (bits == 32 && fmt == SAMPLEFORMAT_IEEEFP) *t = CM_F32;
-    else return false;
+    if (bits == 8 && fmt == SAMPLEFORMAT_UINT)
+        *t = CM_U8;
+    else if (bits == 16 && fmt == SAMPLEFORMAT_UINT)
+        *t = CM_U16;
+    else if (bits == 16 && fmt == SAMPLEFORMAT_INT)
+        *t = CM_I16;
+    else if (bits == 32 && fmt == SAMPLEFORMAT_IEEEFP)
+        *t = CM_F32;
+    else
+        return false;
     return true;
 }
 
@@ -163,10 +168,11 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     const char *path = img->path;
     cm_image_info_t *in = &img->info;
     uint32_t w = 0, h = 0;
-    uint16_t spp = 1, bits = 1, fmt = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG,
-             photo = 0, comp = COMPRESSION_NONE;
-    CM_FAIL_IF(ctx, !TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) ||
-                        !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h),
+    uint16_t spp = 1, bits = 1, fmt = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG, photo = 0,
+             comp = COMPRESSION_NONE;
+    CM_FAIL_IF(ctx,
+               !TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) ||
+                   !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h),
                CM_EINPUT, "%s: no image size in the TIFF directory", path);
     TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
     TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bits);
@@ -178,7 +184,8 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     CM_FAIL_IF(ctx, w == 0 || h == 0, CM_EINPUT, "%s: image has no pixels (%ux%u)", path, w, h);
     CM_FAIL_IF(ctx, bits < 8, CM_EINPUT,
                "%s: %u-bit samples are not supported (8 bits or more; convert with "
-               "'tiffcp -c none' or GDAL first)", path, bits);
+               "'tiffcp -c none' or GDAL first)",
+               path, bits);
     CM_FAIL_IF(ctx, !sample_type(bits, fmt, &in->stype), CM_EINPUT,
                "%s: %u-bit %s samples are not supported (8- or 16-bit integers, 32-bit float)",
                path, bits,
@@ -205,8 +212,7 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     switch (photo) {
     case PHOTOMETRIC_MINISBLACK:
     case PHOTOMETRIC_MINISWHITE:
-    case PHOTOMETRIC_SEPARATED:
-        break;
+    case PHOTOMETRIC_SEPARATED: break;
     case PHOTOMETRIC_RGB:
         CM_FAIL_IF(ctx, colour < 3, CM_EINPUT, "%s: RGB image with %d colour samples", path,
                    colour);
@@ -255,8 +261,8 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
         TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
         TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
         CM_FAIL_IF(ctx, tw == 0 || th == 0 || tw % 16 || th % 16, CM_EINPUT,
-                   "%s: tiles of %ux%u pixels are not supported (TIFF wants multiples of 16)",
-                   path, tw, th);
+                   "%s: tiles of %ux%u pixels are not supported (TIFF wants multiples of 16)", path,
+                   tw, th);
         in->tile_w = tw;
         in->tile_h = th;
         uint64_t want = (uint64_t)tw * th * plane_spp * img->file_sample_bytes;
@@ -348,7 +354,8 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
     const cm_image_info_t *in = &img->info;
     CM_FAIL_IF(ctx, in->planar_separate, CM_EINPUT,
                "%s: planar-separate strips this large cannot be streamed (tile the file "
-               "first, e.g. with gdal_translate -co TILED=YES)", img->path);
+               "first, e.g. with gdal_translate -co TILED=YES)",
+               img->path);
     int64_t n = cm_grid_count(&in->grid);
     size_t band_bytes = cm_grid_chunk_bytes(&in->grid), px = (size_t)in->bands * img->sample_bytes;
     size_t bound = ZSTD_compressBound(band_bytes), path_size = strlen(scratch_dir) + 32;
@@ -415,10 +422,9 @@ done:
 static int read_spilled(cm_image_t *img, handle_t *h, int64_t idx, uint8_t *buf, size_t n_px,
                         cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, img->spill_fd < 0, CM_EINTERNAL, "%s: read before cm_image_prepare",
-               img->path);
-    size_t size = (size_t)img->spill_size[idx], want = n_px * (size_t)img->info.bands *
-                                                       img->sample_bytes;
+    CM_FAIL_IF(ctx, img->spill_fd < 0, CM_EINTERNAL, "%s: read before cm_image_prepare", img->path);
+    size_t size = (size_t)img->spill_size[idx],
+           want = n_px * (size_t)img->info.bands * img->sample_bytes;
     if (!h->dctx) h->dctx = ZSTD_createDCtx();
     if (!h->unit) h->unit = malloc(ZSTD_compressBound(cm_grid_chunk_bytes(&img->info.grid)));
     CM_FAIL_IF(ctx, !h->dctx || !h->unit, CM_ENOMEM, "%s: out of memory", img->path);
@@ -438,8 +444,8 @@ static int read_spilled(cm_image_t *img, handle_t *h, int64_t idx, uint8_t *buf,
 
 int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, worker < 0 || worker >= img->n_workers, CM_EINTERNAL,
-               "worker %d of %d", worker, img->n_workers);
+    CM_FAIL_IF(ctx, worker < 0 || worker >= img->n_workers, CM_EINTERNAL, "worker %d of %d", worker,
+               img->n_workers);
     handle_t *h = &img->handles[worker];
     if (!h->tif) CM_TRY(open_handle(img, h, ctx));
     const cm_image_info_t *in = &img->info;
@@ -465,7 +471,7 @@ int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, 
             for (int s = 0; s < planes; s++) {
                 int64_t cols = x + w - ux < unit_w ? x + w - ux : unit_w;
                 int64_t n_rows = y + rows - uy < unit_h ? y + rows - uy : unit_h;
-                uint8_t *dst = !direct ? h->unit
+                uint8_t *dst = !direct     ? h->unit
                                : in->tiled ? buf
                                            : buf + (size_t)(uy - y) * (size_t)w * unit_px;
                 tmsize_t want, got;

@@ -23,7 +23,7 @@ struct cm_writer {
 /* Tiles encoded by cm_writer_encode, waiting for cm_writer_put_encoded. */
 struct cm_encoded {
     int n;
-    uint32_t *tile;  /* index in the file */
+    uint32_t *tile; /* index in the file */
     size_t *size;
     uint8_t **data;
 };
@@ -31,12 +31,16 @@ struct cm_encoded {
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out)
 {
     bool as_rgb = in->photometric == PHOTOMETRIC_YCBCR || in->palette;
-    *out = (cm_writer_spec_t){.width = in->width, .height = in->height, .bands = in->bands,
+    *out = (cm_writer_spec_t){.width = in->width,
+                              .height = in->height,
+                              .bands = in->bands,
                               .stype = in->stype,
                               .photometric = as_rgb ? PHOTOMETRIC_RGB : in->photometric,
                               .n_extra = in->palette ? 0 : in->n_extra,
-                              .compression = compression, .predictor = true,
-                              .tile_w = in->out_tile_w, .tile_h = in->out_tile_h};
+                              .compression = compression,
+                              .predictor = true,
+                              .tile_w = in->out_tile_w,
+                              .tile_h = in->out_tile_h};
     memcpy(out->extra, in->extra, sizeof out->extra);
 }
 
@@ -56,8 +60,8 @@ void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, uint32_t maske
     if (cm_compression_lossy(img->compression)) out->compression = COMPRESSION_ADOBE_DEFLATE;
 }
 
-void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap,
-                            uint32_t masked, cm_writer_spec_t *out)
+void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap, uint32_t masked,
+                            cm_writer_spec_t *out)
 {
     cm_writer_spec_labels(img, 8, masked, out);
     out->photometric = PHOTOMETRIC_PALETTE;
@@ -91,8 +95,8 @@ static bool predictable(int compression)
 /* The fields that decide how tiles are encoded, for an image of width x height: the output
  * file itself, or the one-tile memory TIFF a worker encodes a tile with. JPEG tiles carry
  * their own tables (JPEGTABLESMODE 0), so a tile encoded apart is complete on its own. */
-static bool set_structure(TIFF *t, const cm_writer_spec_t *s, const uint16_t *cmap,
-                          uint32_t width, uint32_t height)
+static bool set_structure(TIFF *t, const cm_writer_spec_t *s, const uint16_t *cmap, uint32_t width,
+                          uint32_t height)
 {
     uint16_t format = s->stype == CM_F32   ? SAMPLEFORMAT_IEEEFP
                       : s->stype == CM_I16 ? SAMPLEFORMAT_INT
@@ -107,7 +111,8 @@ static bool set_structure(TIFF *t, const cm_writer_spec_t *s, const uint16_t *cm
               TIFFSetField(t, TIFFTAG_TILEWIDTH, (uint32_t)s->tile_w) &&
               TIFFSetField(t, TIFFTAG_TILELENGTH, (uint32_t)s->tile_h) &&
               TIFFSetField(t, TIFFTAG_COMPRESSION, (uint16_t)s->compression);
-    if (ok && s->n_extra) ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)s->n_extra, s->extra);
+    if (ok && s->n_extra)
+        ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)s->n_extra, s->extra);
     if (ok && cmap) ok = TIFFSetField(t, TIFFTAG_COLORMAP, cmap, cmap + 256, cmap + 512);
     if (ok && s->predictor && predictable(s->compression))
         ok = TIFFSetField(t, TIFFTAG_PREDICTOR,
@@ -134,10 +139,10 @@ static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
     return 0;
 }
 
-int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
-                   cm_ctx_t *ctx)
+int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out, cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, spec->tile_w <= 0 || spec->tile_w % 16 || spec->tile_h <= 0 || spec->tile_h % 16,
+    CM_FAIL_IF(ctx,
+               spec->tile_w <= 0 || spec->tile_w % 16 || spec->tile_h <= 0 || spec->tile_h % 16,
                CM_EUSAGE, "%s: output tiles must be multiples of 16, not %lldx%lld", path,
                (long long)spec->tile_w, (long long)spec->tile_h);
     CM_FAIL_IF(ctx, spec->width > UINT32_MAX || spec->height > UINT32_MAX, CM_EUSAGE,
@@ -294,8 +299,8 @@ int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
     return 0;
 }
 
-int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
-                  const void *pixels, cm_ctx_t *ctx)
+int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, const void *pixels,
+                  cm_ctx_t *ctx)
 {
     cm_encoded_t *e = NULL;
     CM_TRY(cm_writer_encode(wr, x, y, w, h, pixels, &e, ctx));

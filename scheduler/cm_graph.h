@@ -41,13 +41,13 @@ typedef struct cm_task {
 typedef void (*cm_progress_fn)(void *user, int64_t done, int64_t total);
 
 typedef struct cm_run_opts {
-    int n_threads;             /* workers; <= 0 means one per core */
-    size_t budget_bytes;       /* bytes in flight never exceed this; 0 means no limit */
-    cm_progress_fn progress;   /* called after each weighted task, serialised; may be NULL */
+    int n_threads;           /* workers; <= 0 means one per core */
+    size_t budget_bytes;     /* bytes in flight never exceed this; 0 means no limit */
+    cm_progress_fn progress; /* called after each weighted task, serialised; may be NULL */
     void *progress_user;
     const volatile sig_atomic_t *cancel; /* non-zero: the run stops with CM_ECANCELED */
-    cm_trace_t *trace;         /* records every task that runs; NULL: no tracing */
-    const char *stage;         /* the run's name in the trace ("fit"); NULL: "graph" */
+    cm_trace_t *trace;                   /* records every task that runs; NULL: no tracing */
+    const char *stage;                   /* the run's name in the trace ("fit"); NULL: "graph" */
 } cm_run_opts_t;
 
 /* Creates an empty graph; NULL when out of memory. */

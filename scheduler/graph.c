@@ -18,8 +18,8 @@ typedef struct node {
     const char *kind;
     size_t work_bytes, out_bytes;
     int64_t weight;
-    int waiting_deps;    /* dependencies not finished yet */
-    int open_consumers;  /* dependents not finished yet: out_bytes live until 0 */
+    int waiting_deps;      /* dependencies not finished yet */
+    int open_consumers;    /* dependents not finished yet: out_bytes live until 0 */
     int first_dep, n_deps; /* slice of g->deps */
     int first_out, n_out;  /* slice of g->dependents (built by run) */
     bool finished;
@@ -41,10 +41,10 @@ struct cm_graph {
     /* run state, guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    heap_t ready_bytes; /* ready tasks that hold bytes: started strictly by id */
-    int *byte_order;    /* ids of the tasks that hold bytes, ascending */
+    heap_t ready_bytes;    /* ready tasks that hold bytes: started strictly by id */
+    int *byte_order;       /* ids of the tasks that hold bytes, ascending */
     int n_byte, next_byte; /* byte_order[next_byte] is the next one allowed to start */
-    heap_t ready_free;  /* ready tasks that hold none: started first, whenever ready */
+    heap_t ready_free;     /* ready tasks that hold none: started first, whenever ready */
     size_t in_flight, budget, peak;
     int n_running, n_done;
     int64_t weight_done, weight_total;
@@ -154,9 +154,14 @@ int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx)
         return cm_fail(ctx, CM_ENOMEM, "task graph: out of memory at %d tasks", g->n_nodes);
 
     node_t *n = &g->nodes[g->n_nodes];
-    *n = (node_t){.fn = task->fn, .arg = task->arg, .kind = task->kind,
-                  .work_bytes = task->work_bytes, .out_bytes = task->out_bytes,
-                  .weight = task->weight, .first_dep = g->n_edges, .n_deps = task->n_deps};
+    *n = (node_t){.fn = task->fn,
+                  .arg = task->arg,
+                  .kind = task->kind,
+                  .work_bytes = task->work_bytes,
+                  .out_bytes = task->out_bytes,
+                  .weight = task->weight,
+                  .first_dep = g->n_edges,
+                  .n_deps = task->n_deps};
     if (task->n_deps) memcpy(g->deps + g->n_edges, task->deps, sizeof(int) * (size_t)task->n_deps);
     g->n_edges += task->n_deps;
     *id = g->n_nodes++;
@@ -274,8 +279,7 @@ static void finish(cm_graph_t *g, int id, const cm_run_opts_t *opts)
     for (int e = 0; e < t->n_out; e++) {
         int c = g->dependents[t->first_out + e];
         node_t *ct = &g->nodes[c];
-        if (--ct->waiting_deps == 0)
-            heap_push(need(ct) ? &g->ready_bytes : &g->ready_free, c);
+        if (--ct->waiting_deps == 0) heap_push(need(ct) ? &g->ready_bytes : &g->ready_free, c);
     }
     if (t->weight && opts->progress) {
         g->weight_done += t->weight;
@@ -383,9 +387,12 @@ static int trace_begin(cm_graph_t *g, const cm_run_opts_t *opts, int *run, cm_ct
     g->trace_origin_ns = cm__trace_origin_ns(opts->trace);
     for (int i = 0; i < g->n_nodes; i++) {
         const node_t *t = &g->nodes[i];
-        g->trace_events[i] = (cm_trace_event_t){.kind = kind_name(t), .stage = stage,
-                                                 .bytes = need(t), .task = i, .run = *run,
-                                                 .worker = -1};
+        g->trace_events[i] = (cm_trace_event_t){.kind = kind_name(t),
+                                                .stage = stage,
+                                                .bytes = need(t),
+                                                .task = i,
+                                                .run = *run,
+                                                .worker = -1};
     }
     return 0;
 }
@@ -462,8 +469,7 @@ static const char *kind_colour(const char *kind)
     static const char *const palette[] = {"#a6cee3", "#b2df8a", "#fb9a99", "#fdbf6f",
                                           "#cab2d6", "#ffff99", "#8dd3c7", "#d9d9d9"};
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *c = kind; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
+    for (const char *c = kind; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
     return palette[h % (sizeof palette / sizeof palette[0])];
 }
 

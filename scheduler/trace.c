@@ -61,8 +61,7 @@ cm_trace_t *cm_trace_create(void)
 void cm_trace_free(cm_trace_t *t)
 {
     if (!t) return;
-    for (int i = 0; i < t->n_stages; i++)
-        free(t->stages[i]);
+    for (int i = 0; i < t->n_stages; i++) free(t->stages[i]);
     free(t->stages);
     free(t->runs);
     free(t->events);
@@ -170,8 +169,7 @@ void cm__trace_end_run(cm_trace_t *t, int run, const cm_trace_event_t *events, i
 int cm_trace_stages(const cm_trace_t *t, cm_trace_stage_t *out, int max)
 {
     int n = t->n_stages < max ? t->n_stages : max;
-    for (int i = 0; i < n; i++)
-        out[i] = (cm_trace_stage_t){.stage = t->stages[i]};
+    for (int i = 0; i < n; i++) out[i] = (cm_trace_stage_t){.stage = t->stages[i]};
     for (int i = 0; i < t->n_runs; i++) {
         const run_t *r = &t->runs[i];
         if (r->stage >= n) continue;

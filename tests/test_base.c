@@ -124,8 +124,7 @@ static void test_concurrent_failures_record_one_consistent_error(void **state)
             rs[i] = (racer_t){.ctx = &ctx, .idx = i, .barrier = &barrier};
             assert_int_equal(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
         }
-        for (int i = 0; i < RACERS; i++)
-            pthread_join(th[i], NULL);
+        for (int i = 0; i < RACERS; i++) pthread_join(th[i], NULL);
         pthread_barrier_destroy(&barrier);
 
         int idx = -1, code = 0;
@@ -151,8 +150,7 @@ static void test_strerror_names_are_distinct_and_non_empty(void **state)
         assert_non_null(s);
         assert_true(strlen(s) > 0);
         assert_string_not_equal(s, unknown);
-        for (int j = 0; j < i; j++)
-            assert_string_not_equal(s, cm_strerror(codes[j]));
+        for (int j = 0; j < i; j++) assert_string_not_equal(s, cm_strerror(codes[j]));
     }
 }
 
@@ -265,8 +263,7 @@ static void test_same_seed_and_key_give_the_same_stream(void **state)
     cm_rng_t a, b;
     cm_rng_init(&a, 42, 1234);
     cm_rng_init(&b, 42, 1234);
-    for (int i = 0; i < 1000; i++)
-        assert_true(cm_rng_next(&a) == cm_rng_next(&b));
+    for (int i = 0; i < 1000; i++) assert_true(cm_rng_next(&a) == cm_rng_next(&b));
     /* Mixed calls consume the same stream. */
     cm_rng_init(&a, 9, 9);
     cm_rng_init(&b, 9, 9);
@@ -298,16 +295,14 @@ static void test_different_keys_and_seeds_give_different_streams(void **state)
         first[N_KEYS + k] = cm_rng_next(&r);
     }
     qsort(first, 2 * N_KEYS, sizeof first[0], cmp_u64);
-    for (int i = 1; i < 2 * N_KEYS; i++)
-        assert_true(first[i] != first[i - 1]);
+    for (int i = 1; i < 2 * N_KEYS; i++) assert_true(first[i] != first[i - 1]);
 
     /* Two keys give sequences that differ almost everywhere, not just at the start. */
     cm_rng_t a, b;
     cm_rng_init(&a, 7, 1);
     cm_rng_init(&b, 7, 2);
     int same = 0;
-    for (int i = 0; i < 1000; i++)
-        same += cm_rng_next(&a) == cm_rng_next(&b);
+    for (int i = 0; i < 1000; i++) same += cm_rng_next(&a) == cm_rng_next(&b);
     assert_int_equal(same, 0);
 
     /* Seed and key are not interchangeable. */
@@ -338,8 +333,7 @@ static void test_below_stays_in_range(void **state)
             assert_true(v < ns[j]);
         }
     }
-    for (int i = 0; i < 100; i++)
-        assert_true(cm_rng_below(&r, 1) == 0);
+    for (int i = 0; i < 100; i++) assert_true(cm_rng_below(&r, 1) == 0);
 }
 
 static void test_below_is_roughly_uniform_over_a_small_range(void **state)
@@ -349,8 +343,7 @@ static void test_below_is_roughly_uniform_over_a_small_range(void **state)
     long counts[N] = {0};
     cm_rng_t r;
     cm_rng_init(&r, 2024, 77);
-    for (int i = 0; i < DRAWS; i++)
-        counts[cm_rng_below(&r, N)]++;
+    for (int i = 0; i < DRAWS; i++) counts[cm_rng_below(&r, N)]++;
     double expected = (double)DRAWS / N, chi2 = 0;
     for (int k = 0; k < N; k++) {
         double d = (double)counts[k] - expected;
@@ -359,8 +352,7 @@ static void test_below_is_roughly_uniform_over_a_small_range(void **state)
     /* 9 degrees of freedom: the 99.99% quantile is about 33.7. */
     assert_true(chi2 < 40.0);
     /* Not degenerate either (a constant or alternating output would still be "in range"). */
-    for (int k = 0; k < N; k++)
-        assert_true(counts[k] > 0);
+    for (int k = 0; k < N; k++) assert_true(counts[k] > 0);
 }
 
 static void test_below_has_no_modulo_bias_for_large_n(void **state)
@@ -373,8 +365,7 @@ static void test_below_has_no_modulo_bias_for_large_n(void **state)
     int low = 0;
     cm_rng_t r;
     cm_rng_init(&r, 5, 6);
-    for (int i = 0; i < DRAWS; i++)
-        low += cm_rng_below(&r, n) < n / 2;
+    for (int i = 0; i < DRAWS; i++) low += cm_rng_below(&r, n) < n / 2;
     double frac = (double)low / DRAWS;
     assert_true(frac > 0.48 && frac < 0.52);
 }
@@ -407,16 +398,14 @@ static void test_uniform_is_in_unit_interval_with_mean_one_half(void **state)
 static uint64_t inv_mul(uint64_t a)
 {
     uint64_t x = a; /* Newton's iteration for the inverse of an odd number modulo 2^64 */
-    for (int i = 0; i < 6; i++)
-        x *= 2 - a * x;
+    for (int i = 0; i < 6; i++) x *= 2 - a * x;
     return x;
 }
 
 static uint64_t inv_xorshift(uint64_t y, int s)
 {
     uint64_t x = y;
-    for (int i = 0; i < 64 / s + 1; i++)
-        x = y ^ (x >> s);
+    for (int i = 0; i < 64 / s + 1; i++) x = y ^ (x >> s);
     return x;
 }
 

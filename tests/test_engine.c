@@ -77,8 +77,7 @@ static double sample_load(const void *buf, cm_stype_t t, int64_t i)
 {
     const uint8_t *p = (const uint8_t *)buf + (size_t)i * cm_stype_size(t);
     switch (t) {
-    case CM_U8:
-        return *p;
+    case CM_U8: return *p;
     case CM_U16: {
         uint16_t v;
         memcpy(&v, p, sizeof v);
@@ -188,8 +187,7 @@ static int block_of(int64_t x, int64_t y)
 static void fill_blocks(image_t *im)
 {
     for (int64_t y = 0; y < im->h; y++)
-        for (int64_t x = 0; x < im->w; x++)
-            set_colour(im, x, y, BLOCK_COLOURS[block_of(x, y)]);
+        for (int64_t x = 0; x < im->w; x++) set_colour(im, x, y, BLOCK_COLOURS[block_of(x, y)]);
 }
 
 static void features_of(const uint8_t *px, int bands, int alpha_band, float *x)
@@ -219,8 +217,7 @@ static int64_t distinct_colours(const image_t *im)
     }
     qsort(keys, (size_t)n, sizeof(uint32_t), cmp_u32);
     int64_t distinct = n > 0;
-    for (int64_t i = 1; i < n; i++)
-        distinct += keys[i] != keys[i - 1];
+    for (int64_t i = 1; i < n; i++) distinct += keys[i] != keys[i - 1];
     free(keys);
     return distinct;
 }
@@ -465,16 +462,14 @@ static float *model_centres_f(const cm_model_t *m)
 {
     float *c = malloc(sizeof(float) * (size_t)m->k * (size_t)m->d);
     assert_non_null(c);
-    for (size_t i = 0; i < (size_t)m->k * (size_t)m->d; i++)
-        c[i] = (float)m->centroids[i];
+    for (size_t i = 0; i < (size_t)m->k * (size_t)m->d; i++) c[i] = (float)m->centroids[i];
     return c;
 }
 
 static int64_t count_sum(const cm_model_t *m)
 {
     int64_t s = 0;
-    for (int j = 0; j < m->k; j++)
-        s += m->counts[j];
+    for (int j = 0; j < m->k; j++) s += m->counts[j];
     return s;
 }
 
@@ -518,8 +513,7 @@ static void test_three_blocks_give_exactly_their_colours(void **state)
     fill_blocks(&im);
     int64_t block_px[3] = {0};
     for (int64_t y = 0; y < im.h; y++)
-        for (int64_t x = 0; x < im.w; x++)
-            block_px[block_of(x, y)]++;
+        for (int64_t x = 0; x < im.w; x++) block_px[block_of(x, y)]++;
 
     for (size_t gi = 0; gi < sizeof geometry / sizeof geometry[0]; gi++) {
         cm_params_t p = params(3, 1, 2);
@@ -555,16 +549,14 @@ static void test_grey_levels_give_exactly_their_levels(void **state)
     static const uint8_t levels[4] = {0, 90, 91, 255};
     image_t im = image_new(100, 70, 1, -1);
     for (int64_t y = 0; y < im.h; y++)
-        for (int64_t x = 0; x < im.w; x++)
-            *pixel_at(&im, x, y) = levels[(x / 9 + y / 5) % 4];
+        for (int64_t x = 0; x < im.w; x++) *pixel_at(&im, x, y) = levels[(x / 9 + y / 5) % 4];
     cm_params_t p = params(4, 3, 2);
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
     uint8_t *cols = model_colours(m);
     int found = 0;
     for (int j = 0; j < 4; j++)
-        for (int l = 0; l < 4; l++)
-            found += cols[j] == levels[l];
+        for (int l = 0; l < 4; l++) found += cols[j] == levels[l];
     assert_int_equal(found, 4);
     assert_true(cols[0] != cols[1] && cols[0] != cols[2] && cols[0] != cols[3] &&
                 cols[1] != cols[2] && cols[1] != cols[3] && cols[2] != cols[3]);
@@ -587,8 +579,7 @@ static void test_remap_output_holds_at_most_k_colours_each_a_rounded_centroid(vo
     uint8_t *cols = model_colours(m);
     for (int64_t i = 0; i < image_pixels(&im); i++) {
         bool any = false;
-        for (int j = 0; j < m->k && !any; j++)
-            any = memcmp(out.px + i * 3, cols + j * 3, 3) == 0;
+        for (int j = 0; j < m->k && !any; j++) any = memcmp(out.px + i * 3, cols + j * 3, 3) == 0;
         assert_true(any);
     }
     image_t res = {im.w, im.h, 3, -1, out.px, CM_U8};
@@ -619,8 +610,7 @@ static void test_remap_counts_and_inertia_are_exact(void **state)
         counts[cm_nearest(cf, 6, 3, x, &d2)]++;
         inertia += d2;
     }
-    for (int j = 0; j < 6; j++)
-        assert_int_equal(m->counts[j], counts[j]);
+    for (int j = 0; j < 6; j++) assert_int_equal(m->counts[j], counts[j]);
     assert_int_equal(m->n_pixels, image_pixels(&im));
     assert_true(inertia > 0.0);
     expect_near(m->inertia, inertia, 1e-9 * inertia);
@@ -746,11 +736,9 @@ static void test_labels_are_uint16_when_k_exceeds_256(void **state)
     /* Labels past 255 do occur, so they cannot have been truncated to a byte. */
     assert_true(check_labels(m, &out) > 255);
     int64_t high = 0;
-    for (int64_t i = 0; i < image_pixels(&im); i++)
-        high += label_at(&out, i) > 255;
+    for (int64_t i = 0; i < image_pixels(&im); i++) high += label_at(&out, i) > 255;
     int64_t high_counts = 0;
-    for (int j = 256; j < 300; j++)
-        high_counts += m->counts[j];
+    for (int j = 256; j < 300; j++) high_counts += m->counts[j];
     assert_int_equal(high, high_counts);
     sink_free(&out);
     cm_model_free(m);
@@ -808,8 +796,7 @@ static void test_a_different_seed_gives_different_centroids(void **state)
     }
     assert_memory_not_equal(m[0]->centroids, m[1]->centroids, sizeof(double) * 5 * 3);
     assert_memory_equal(m[0]->centroids, m[2]->centroids, sizeof(double) * 5 * 3);
-    for (int i = 0; i < 3; i++)
-        cm_model_free(m[i]);
+    for (int i = 0; i < 3; i++) cm_model_free(m[i]);
     image_free(&im);
 }
 
@@ -828,8 +815,7 @@ static void test_k_above_the_number_of_colours_leaves_finite_centres(void **stat
     cm_params_t p = params(10, 8, 2);
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 32, 32, &p, true, &out);
-    for (int i = 0; i < 10 * 3; i++)
-        assert_true(isfinite(m->centroids[i]));
+    for (int i = 0; i < 10 * 3; i++) assert_true(isfinite(m->centroids[i]));
     int nonzero = 0;
     for (int j = 0; j < 10; j++) {
         if (m->counts[j] == 0) continue;
@@ -857,21 +843,17 @@ static void test_one_cluster_lands_on_the_mean_colour(void **state)
             uint8_t c[3] = {(uint8_t)(x * 255 / 99), (uint8_t)(y * y * 255 / (69 * 69)),
                             (uint8_t)((x * y) % 256)};
             set_colour(&im, x, y, c);
-            for (int b = 0; b < 3; b++)
-                mean[b] += c[b];
+            for (int b = 0; b < 3; b++) mean[b] += c[b];
         }
-    for (int b = 0; b < 3; b++)
-        mean[b] /= (double)image_pixels(&im);
+    for (int b = 0; b < 3; b++) mean[b] /= (double)image_pixels(&im);
     cm_params_t p = params(1, 10, 2);
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
-    for (int b = 0; b < 3; b++)
-        expect_near(m->centroids[b], mean[b], 0.5);
+    for (int b = 0; b < 3; b++) expect_near(m->centroids[b], mean[b], 0.5);
     assert_int_equal(m->counts[0], image_pixels(&im));
     uint8_t only[3];
     cm_model_colors_u8(m, only);
-    for (int64_t i = 0; i < image_pixels(&im); i++)
-        assert_memory_equal(out.px + i * 3, only, 3);
+    for (int64_t i = 0; i < image_pixels(&im); i++) assert_memory_equal(out.px + i * 3, only, 3);
     sink_free(&out);
     cm_model_free(m);
     image_free(&im);
@@ -1181,8 +1163,7 @@ static void test_an_image_without_opaque_pixels_is_refused(void **state)
     (void)state;
     image_t im = image_new(100, 70, 4, 3);
     fill_noise(&im, 2, 256);
-    for (int64_t i = 0; i < image_pixels(&im); i++)
-        im.px[i * 4 + 3] = 0;
+    for (int64_t i = 0; i < image_pixels(&im); i++) im.px[i * 4 + 3] = 0;
     mem_source_t src;
     source_init(&src, &im, 32, 32);
     cm_params_t p = params(2, 1, 2);
@@ -1295,8 +1276,7 @@ static void test_kmeanspp_fills_k_centres_from_fewer_distinct_points(void **stat
     static const float values[3][3] = {{0, 0, 0}, {10, 20, 30}, {255, 128, 1}};
     enum { N = 40, K = 8 };
     float pts[N * 3];
-    for (int i = 0; i < N; i++)
-        memcpy(pts + i * 3, values[(i * 7) % 3], sizeof values[0]);
+    for (int i = 0; i < N; i++) memcpy(pts + i * 3, values[(i * 7) % 3], sizeof values[0]);
 
     for (uint64_t seed = 0; seed < 4; seed++) {
         double c[K * 3], again[K * 3];
@@ -1316,8 +1296,7 @@ static void test_kmeanspp_fills_k_centres_from_fewer_distinct_points(void **stat
         /* The distinct values come first: no repeat while a value is still uncovered. */
         assert_true(seen[0] && seen[1] && seen[2]);
         for (int j = 1; j < 3; j++)
-            for (int i = 0; i < j; i++)
-                assert_memory_not_equal(c + i * 3, c + j * 3, 24);
+            for (int i = 0; i < j; i++) assert_memory_not_equal(c + i * 3, c + j * 3, 24);
         expect_ok(cm_kmeanspp(pts, N, 3, K, seed, again, &ctx), &ctx, "cm_kmeanspp again");
         assert_memory_equal(c, again, sizeof c);
     }
@@ -1344,8 +1323,7 @@ static void test_kmeanspp_picks_spread_centres_on_separate_clusters(void **state
     static const float base[4] = {0, 80, 160, 240};
     float pts[N];
     uint64_t r = 5;
-    for (int i = 0; i < N; i++)
-        pts[i] = base[i % 4] + (float)(next_rand(&r) % 3);
+    for (int i = 0; i < N; i++) pts[i] = base[i % 4] + (float)(next_rand(&r) % 3);
     for (uint64_t seed = 0; seed < 8; seed++) {
         double c[4];
         cm_ctx_t ctx;
@@ -1531,8 +1509,7 @@ static void test_model_json_reads_back_to_the_model(void **state)
     p.max_iter = 15;
     m = fit_remap(&rgba, 32, 32, &p, false, &out);
     bool fractional = false;
-    for (int i = 0; i < 5 * 3; i++)
-        fractional |= m->centroids[i] != floor(m->centroids[i]);
+    for (int i = 0; i < 5 * 3; i++) fractional |= m->centroids[i] != floor(m->centroids[i]);
     assert_true(fractional);
     check_json(m, 4, 3);
     sink_free(&out);
@@ -1582,8 +1559,7 @@ static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(vo
         /* Each block's colour as the image stores it. */
         uint8_t stored[3][3 * 4];
         for (int c = 0; c < 3; c++)
-            for (int b = 0; b < 3; b++)
-                sample_store(stored[c], t, b, TYPED_BLOCKS[t][c][b]);
+            for (int b = 0; b < 3; b++) sample_store(stored[c], t, b, TYPED_BLOCKS[t][c][b]);
 
         for (size_t gi = 0; gi < sizeof geometry / sizeof geometry[0]; gi++) {
             cm_params_t p = params(3, 1, 2);
@@ -1679,8 +1655,7 @@ static void remap_with_centres(cm_stype_t t, const double px_vals[4], double cen
                                const double out_vals[4], const int labels[4])
 {
     image_t im = image_new_typed(40, 30, 1, -1, t);
-    for (int64_t i = 0; i < image_pixels(&im); i++)
-        im_set(&im, i, 0, px_vals[i % 4]);
+    for (int64_t i = 0; i < image_pixels(&im); i++) im_set(&im, i, 0, px_vals[i % 4]);
     mem_source_t src;
     source_init(&src, &im, 16, 16);
     int64_t counts[3] = {-1, -1, -1};
@@ -1860,8 +1835,7 @@ static void check_masked_run(const masked_image_t *mi, mem_source_t *src, const 
     assert_memory_equal(out->px, im->px, image_bytes(im));
     assert_int_equal(out->label_size, 1);
     int64_t n_masked_labels = 0;
-    for (int64_t i = 0; i < image_pixels(im); i++)
-        n_masked_labels += label_at(out, i) == 255;
+    for (int64_t i = 0; i < image_pixels(im); i++) n_masked_labels += label_at(out, i) == 255;
     assert_int_equal(n_masked_labels, mi->n_masked);
     check_labels(m, out);
     *m_out = m;
@@ -1936,8 +1910,7 @@ static void test_a_nan_nodata_masks_nothing_in_an_integer_image(void **state)
 {
     (void)state;
     image_t im = image_new_typed(60, 40, 1, -1, CM_U16);
-    for (int64_t i = 0; i < image_pixels(&im); i++)
-        im_set(&im, i, 0, i % 3 ? 0 : 65535);
+    for (int64_t i = 0; i < image_pixels(&im); i++) im_set(&im, i, 0, i % 3 ? 0 : 65535);
     mem_source_t src;
     source_init(&src, &im, 16, 16);
     src.src.has_nodata = true;
@@ -2143,8 +2116,7 @@ static void test_sparse_valid_pixels_are_found(void **state)
 static double agreement2(const mem_sink_t *out, const uint8_t *group, int64_t n)
 {
     int64_t same = 0;
-    for (int64_t i = 0; i < n; i++)
-        same += label_at(out, i) == group[i];
+    for (int64_t i = 0; i < n; i++) same += label_at(out, i) == group[i];
     return (double)(same > n - same ? same : n - same) / (double)n;
 }
 
@@ -2217,16 +2189,14 @@ static void test_standard_scaling_finds_the_clusters_of_a_narrow_band(void **sta
     double mean[2], sd[2];
     for (int b = 0; b < 2; b++) {
         double s = 0, sq = 0;
-        for (int64_t i = 0; i < n; i++)
-            s += im_get(&im, i, b);
+        for (int64_t i = 0; i < n; i++) s += im_get(&im, i, b);
         mean[b] = s / (double)n;
         for (int64_t i = 0; i < n; i++)
             sq += (im_get(&im, i, b) - mean[b]) * (im_get(&im, i, b) - mean[b]);
         sd[b] = sqrt(sq / (double)n);
     }
     int64_t in_group[2] = {0, 0};
-    for (int64_t i = 0; i < n; i++)
-        in_group[group[i]]++;
+    for (int64_t i = 0; i < n; i++) in_group[group[i]]++;
 
     /* k-means has local minima (here: cutting the noise band in two), so each way of fitting
      * keeps the best of a few seeds by its inertia, as a user would. */
@@ -2268,8 +2238,7 @@ static void test_standard_scaling_finds_the_clusters_of_a_narrow_band(void **sta
                       best_c[2], best_c[3]);
         if (!scaled) {
             /* The wide band decides alone: both centres sit mid-way in band 0. */
-            for (int j = 0; j < 2; j++)
-                assert_true(best_c[j * 2] > 2.5 && best_c[j * 2] < 7.5);
+            for (int j = 0; j < 2; j++) assert_true(best_c[j * 2] > 2.5 && best_c[j * 2] < 7.5);
             assert_true(best_agreement < 0.75);
             continue;
         }
@@ -2317,8 +2286,7 @@ static void test_tol_is_in_sample_units_when_features_are_scaled(void **state)
                   m[0]->iterations, m[0]->converged, m[1]->iterations, m[1]->converged);
     bool same = m[0]->iterations == m[1]->iterations && m[0]->converged == m[1]->converged;
     bool unscaled_ran_out = m[0]->iterations == 60 && !m[0]->converged;
-    for (int j = 0; j < 2; j++)
-        expect_near(m[1]->centroids[j], m[0]->centroids[j], 50.0);
+    for (int j = 0; j < 2; j++) expect_near(m[1]->centroids[j], m[0]->centroids[j], 50.0);
     cm_model_free(m[0]);
     cm_model_free(m[1]);
     image_free(&im);
@@ -2339,8 +2307,7 @@ static void test_eight_uint16_bands_are_clustered_by_their_groups(void **state)
     double centre[GROUPS][BANDS];
     uint64_t r = 2024;
     for (int g = 0; g < GROUPS; g++)
-        for (int b = 0; b < BANDS; b++)
-            centre[g][b] = (double)(5000 + next_rand(&r) % 55000);
+        for (int b = 0; b < BANDS; b++) centre[g][b] = (double)(5000 + next_rand(&r) % 55000);
     int64_t in_group[GROUPS] = {0};
     for (int64_t i = 0; i < n; i++) {
         group[i] = (uint8_t)(next_rand(&r) % GROUPS);

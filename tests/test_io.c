@@ -102,12 +102,9 @@ static uint8_t pattern(int64_t x, int64_t y, int band)
 static uint8_t smooth(int64_t x, int64_t y, int band)
 {
     switch (band) {
-    case 0:
-        return (uint8_t)(40 + x + y);
-    case 1:
-        return (uint8_t)(200 - x);
-    default:
-        return (uint8_t)(60 + 2 * y);
+    case 0: return (uint8_t)(40 + x + y);
+    case 1: return (uint8_t)(200 - x);
+    default: return (uint8_t)(60 + 2 * y);
     }
 }
 
@@ -117,14 +114,10 @@ static uint8_t smooth(int64_t x, int64_t y, int band)
 static double typed_value(cm_stype_t t, uint8_t v, int64_t x, int64_t y, int band)
 {
     switch (t) {
-    case CM_U8:
-        return v;
-    case CM_U16:
-        return v * 256 + ((x * 3 + y + band * 17) & 0xff);
-    case CM_I16:
-        return (v - 128) * 256 + ((x + y * 3 + band * 5) & 0xff);
-    case CM_F32:
-        return (float)((v - 100) / 3.0 + band * 1.5);
+    case CM_U8: return v;
+    case CM_U16: return v * 256 + ((x * 3 + y + band * 17) & 0xff);
+    case CM_I16: return (v - 128) * 256 + ((x + y * 3 + band * 5) & 0xff);
+    case CM_F32: return (float)((v - 100) / 3.0 + band * 1.5);
     }
     return 0;
 }
@@ -132,9 +125,7 @@ static double typed_value(cm_stype_t t, uint8_t v, int64_t x, int64_t y, int ban
 static void store_sample(uint8_t *buf, cm_stype_t t, size_t i, double v)
 {
     switch (t) {
-    case CM_U8:
-        buf[i] = (uint8_t)v;
-        break;
+    case CM_U8: buf[i] = (uint8_t)v; break;
     case CM_U16: {
         uint16_t s = (uint16_t)v;
         memcpy(buf + 2 * i, &s, 2);
@@ -156,8 +147,7 @@ static void store_sample(uint8_t *buf, cm_stype_t t, size_t i, double v)
 static double load_sample(const uint8_t *buf, cm_stype_t t, size_t i)
 {
     switch (t) {
-    case CM_U8:
-        return buf[i];
+    case CM_U8: return buf[i];
     case CM_U16: {
         uint16_t s;
         memcpy(&s, buf + 2 * i, 2);
@@ -451,8 +441,7 @@ static void check_image(const char *path, const layout_t *l, value_fn fn)
     assert_int_equal(in->planar_separate, l->planar == PLANARCONFIG_SEPARATE && l->spp > 1);
     assert_int_equal(in->palette, palette);
     assert_int_equal(in->n_extra, l->n_extra);
-    for (int i = 0; i < l->n_extra; i++)
-        assert_int_equal(in->extra[i], l->extra[i]);
+    for (int i = 0; i < l->n_extra; i++) assert_int_equal(in->extra[i], l->extra[i]);
     assert_int_equal(in->georeferenced, l->geotags);
     assert_int_equal(in->has_nodata, l->nodata != NULL);
     if (l->nodata) assert_true(in->nodata == strtod(l->nodata, NULL));
@@ -726,8 +715,7 @@ static void read_on_four_threads(const char *path)
         rs[i] = (reader_t){.img = img, .worker = i, .barrier = &barrier};
         assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rs[i]), 0);
     }
-    for (int i = 0; i < N_THREADS; i++)
-        pthread_join(th[i], NULL);
+    for (int i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
     pthread_barrier_destroy(&barrier);
     for (int i = 0; i < N_THREADS; i++) {
         if (rs[i].errors || rs[i].mismatches)
@@ -1008,8 +996,7 @@ static layout_t rgb_with_extras(cm_stype_t t, int n_extra, const uint16_t *kinds
     l.stype = t;
     l.spp = (uint16_t)(3 + n_extra);
     l.n_extra = n_extra;
-    for (int i = 0; i < n_extra; i++)
-        l.extra[i] = kinds[i];
+    for (int i = 0; i < n_extra; i++) l.extra[i] = kinds[i];
     return l;
 }
 
@@ -1174,8 +1161,7 @@ static layout_t many_samples(int spp)
     l.tile_w = l.tile_h = 16;
     l.spp = (uint16_t)spp;
     l.n_extra = spp - 1;
-    for (int i = 0; i < l.n_extra; i++)
-        l.extra[i] = EXTRASAMPLE_UNSPECIFIED;
+    for (int i = 0; i < l.n_extra; i++) l.extra[i] = EXTRASAMPLE_UNSPECIFIED;
     return l;
 }
 
@@ -1558,8 +1544,7 @@ static void check_copy(const char *out, const layout_t *l, const cm_writer_spec_
     assert_int_equal(p.tile_h, spec->tile_h);
     assert_int_equal(p.bigtiff, spec->bigtiff);
     assert_int_equal(p.n_extra, l->n_extra);
-    for (int i = 0; i < l->n_extra; i++)
-        assert_int_equal(p.extra[i], l->extra[i]);
+    for (int i = 0; i < l->n_extra; i++) assert_int_equal(p.extra[i], l->extra[i]);
     char where[200];
     truth_t tr = {.fn = l->photometric == PHOTOMETRIC_YCBCR ? smooth : pattern, .tol = tol};
     if (plain_mismatches(&p, &tr, where, sizeof where)) fail_msg("%s: %s", out, where);

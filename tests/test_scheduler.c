@@ -182,9 +182,7 @@ static int probe_task(void *arg, int worker, cm_ctx_t *ctx)
         p->cancel_flag = 1;
         atomic_store(&p->trigger, 1);
         break;
-    case WAIT_OTHER:
-        wait_until(&p->n_started, 2, 300);
-        break;
+    case WAIT_OTHER: wait_until(&p->n_started, 2, 300); break;
     }
 
     if (own_worker) atomic_store(&p->busy[worker], 0);
@@ -258,8 +256,7 @@ static int probe_run(probe_t *p, cm_graph_t *g, int n_threads, size_t budget, bo
 static int probe_ran(const probe_t *p)
 {
     int total = 0;
-    for (int i = 0; i < p->n; i++)
-        total += atomic_load(&p->runs[i]);
+    for (int i = 0; i < p->n; i++) total += atomic_load(&p->runs[i]);
     return total;
 }
 
@@ -361,8 +358,7 @@ static void test_worker_index_is_in_range_and_never_shared(void **state)
         probe_t *p = probe_new(200, 0, threads[t]);
         p->sleep_us = 20;
         cm_graph_t *g = cm_graph_create();
-        for (int i = 0; i < 200; i++)
-            probe_add(p, g, 0, 0, 0, PLAIN, NULL, 0);
+        for (int i = 0; i < 200; i++) probe_add(p, g, 0, 0, 0, PLAIN, NULL, 0);
         cm_ctx_t ctx;
         assert_int_equal(probe_run(p, g, threads[t], 0, false, &ctx), 0);
         assert_ran_once_after_deps(p); /* includes worker_errors == 0 */
@@ -381,12 +377,10 @@ static void test_tasks_holding_bytes_start_by_lowest_id(void **state)
     probe_t *p = probe_new(8, 8, 1);
     cm_graph_t *g = cm_graph_create();
     int root = probe_add(p, g, 1, 0, 0, PLAIN, NULL, 0);
-    for (int i = 1; i < 8; i++)
-        probe_add(p, g, 1, 0, 0, PLAIN, i % 2 ? &root : NULL, i % 2);
+    for (int i = 1; i < 8; i++) probe_add(p, g, 1, 0, 0, PLAIN, i % 2 ? &root : NULL, i % 2);
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 1, 0, false, &ctx), 0);
-    for (int i = 0; i < 8; i++)
-        assert_int_equal(atomic_load(&p->started_at[i]), 2 * i);
+    for (int i = 0; i < 8; i++) assert_int_equal(atomic_load(&p->started_at[i]), 2 * i);
     cm_graph_free(g);
     probe_free(p);
 }
@@ -430,8 +424,7 @@ static void test_failing_task_in_chain_stops_its_dependents(void **state)
         assert_int_equal(probe_run(p, g, threads[t], 0, false, &ctx), CM_EIO);
         assert_int_equal(ctx.code, CM_EIO);
         assert_string_equal(ctx.msg, "task 5: simulated failure");
-        for (int i = 0; i < N; i++)
-            assert_int_equal(atomic_load(&p->runs[i]), i <= BAD);
+        for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i <= BAD);
         assert_int_equal(cm_graph_done_count(g), BAD);
         cm_graph_free(g);
         probe_free(p);
@@ -445,16 +438,14 @@ static void test_failing_task_in_wide_graph_starts_nothing_after_it_on_one_threa
     probe_t *p = probe_new(N, 0, 1);
     p->fail_code = CM_EINPUT;
     cm_graph_t *g = cm_graph_create();
-    for (int i = 0; i < N; i++)
-        probe_add(p, g, 1, 0, 0, i == BAD ? FAIL : PLAIN, NULL, 0);
+    for (int i = 0; i < N; i++) probe_add(p, g, 1, 0, 0, i == BAD ? FAIL : PLAIN, NULL, 0);
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 1, 0, false, &ctx), CM_EINPUT);
     assert_string_equal(ctx.msg, "task 20: simulated failure");
     /* Whatever the order, the failing task is the last one that started. */
     assert_int_equal(probe_ran(p), atomic_load(&p->start_rank[BAD]) + 1);
     /* And with the lowest-id rule, exactly tasks 0..BAD ran. */
-    for (int i = 0; i < N; i++)
-        assert_int_equal(atomic_load(&p->runs[i]), i <= BAD);
+    for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i <= BAD);
     assert_int_equal(cm_graph_done_count(g), BAD);
     cm_graph_free(g);
     probe_free(p);
@@ -464,11 +455,9 @@ static void test_failing_task_in_wide_graph_starts_nothing_after_it_on_one_threa
  * little longer; when they return, a scheduler that keeps going would start more tasks. */
 static void build_blocked_wide_graph(probe_t *p, cm_graph_t *g, enum behaviour trigger, int n)
 {
-    for (int i = 0; i < 3; i++)
-        probe_add(p, g, 1, 0, 1, BLOCK, NULL, 0);
+    for (int i = 0; i < 3; i++) probe_add(p, g, 1, 0, 1, BLOCK, NULL, 0);
     int trig = probe_add(p, g, 1, 0, 1, trigger, NULL, 0);
-    for (int i = 4; i < n; i++)
-        probe_add(p, g, 1, 0, 1, PLAIN, i % 2 ? &trig : NULL, i % 2);
+    for (int i = 4; i < n; i++) probe_add(p, g, 1, 0, 1, PLAIN, i % 2 ? &trig : NULL, i % 2);
 }
 
 static void test_failing_task_in_wide_graph_starts_nothing_after_it_on_four_threads(void **state)
@@ -484,8 +473,7 @@ static void test_failing_task_in_wide_graph_starts_nothing_after_it_on_four_thre
     assert_int_equal(ctx.code, CM_EINPUT);
     assert_string_equal(ctx.msg, "task 3: simulated failure");
     assert_int_equal(atomic_load(&p->timeouts), 0); /* the failing task did run alongside */
-    for (int i = 0; i < N; i++)
-        assert_int_equal(atomic_load(&p->runs[i]), i < 4);
+    for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i < 4);
     assert_int_equal(cm_graph_done_count(g), 3); /* the blocked ones finished */
     cm_graph_free(g);
     probe_free(p);
@@ -550,8 +538,7 @@ static void test_cancel_from_a_task_stops_the_chain(void **state)
         assert_int_equal(probe_run(p, g, threads[t], 0, true, &ctx), CM_ECANCELED);
         assert_int_equal(ctx.code, CM_ECANCELED);
         assert_true(strlen(ctx.msg) > 0);
-        for (int i = 0; i < N; i++)
-            assert_int_equal(atomic_load(&p->runs[i]), i <= STOP);
+        for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i <= STOP);
         cm_graph_free(g);
         probe_free(p);
     }
@@ -568,8 +555,7 @@ static void test_cancel_from_a_task_starts_nothing_after_it_on_four_threads(void
     assert_int_equal(probe_run(p, g, 4, 0, true, &ctx), CM_ECANCELED);
     assert_int_equal(ctx.code, CM_ECANCELED);
     assert_int_equal(atomic_load(&p->timeouts), 0);
-    for (int i = 0; i < N; i++)
-        assert_int_equal(atomic_load(&p->runs[i]), i < 4);
+    for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i < 4);
     cm_graph_free(g);
     probe_free(p);
 }
@@ -579,8 +565,7 @@ static void test_cancel_set_before_the_run_runs_nothing(void **state)
     (void)state;
     probe_t *p = probe_new(5, 0, 2);
     cm_graph_t *g = cm_graph_create();
-    for (int i = 0; i < 5; i++)
-        probe_add(p, g, 0, 0, 1, PLAIN, NULL, 0);
+    for (int i = 0; i < 5; i++) probe_add(p, g, 0, 0, 1, PLAIN, NULL, 0);
     p->cancel_flag = 1;
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 2, 0, true, &ctx), CM_ECANCELED);
@@ -641,8 +626,7 @@ static void test_ready_consumer_holding_no_bytes_runs_before_the_next_producer(v
     build_remap_write_chain(p, g, CHUNKS, 0, 100, 0, PLAIN);
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 1, 10000, false, &ctx), 0);
-    for (int i = 0; i < 2 * CHUNKS; i++)
-        assert_int_equal(atomic_load(&p->started_at[i]), 2 * i);
+    for (int i = 0; i < 2 * CHUNKS; i++) assert_int_equal(atomic_load(&p->started_at[i]), 2 * i);
     assert_int_equal(cm_graph_peak_bytes(g), 100);
     cm_graph_free(g);
     probe_free(p);
@@ -775,8 +759,7 @@ static void test_budget_is_never_exceeded_by_many_random_tasks(void **state)
         cm_rng_t rng;
         cm_rng_init(&rng, 777, (uint64_t)i);
         int deps[2], n_deps = i ? (int)cm_rng_below(&rng, 3) : 0;
-        for (int k = 0; k < n_deps; k++)
-            deps[k] = (int)cm_rng_below(&rng, (uint64_t)i);
+        for (int k = 0; k < n_deps; k++) deps[k] = (int)cm_rng_below(&rng, (uint64_t)i);
         probe_add(p, g, 1 + cm_rng_below(&rng, 100), 0, 0, PLAIN, deps, n_deps);
     }
     cm_ctx_t ctx;
@@ -944,8 +927,7 @@ static int reduce_task(void *arg, int worker, cm_ctx_t *ctx)
     (void)worker;
     (void)ctx;
     double s = 0;
-    for (int i = 0; i < SLOTS; i++)
-        s += a->slots[i];
+    for (int i = 0; i < SLOTS; i++) s += a->slots[i];
     *a->result = s;
     return 0;
 }
@@ -953,8 +935,7 @@ static int reduce_task(void *arg, int worker, cm_ctx_t *ctx)
 static double reduce_with_threads(int n_threads)
 {
     double slots[SLOTS], result = -1.0;
-    for (int i = 0; i < SLOTS; i++)
-        slots[i] = (double)NAN;
+    for (int i = 0; i < SLOTS; i++) slots[i] = (double)NAN;
     partial_arg_t pargs[SLOTS];
     int ids[SLOTS];
     cm_graph_t *g = cm_graph_create();
@@ -979,10 +960,8 @@ static void test_ordered_reduction_is_bit_identical_across_thread_counts(void **
 {
     (void)state;
     double forward = 0, backward = 0;
-    for (int i = 0; i < SLOTS; i++)
-        forward += partial_value(i);
-    for (int i = SLOTS - 1; i >= 0; i--)
-        backward += partial_value(i);
+    for (int i = 0; i < SLOTS; i++) forward += partial_value(i);
+    for (int i = SLOTS - 1; i >= 0; i--) backward += partial_value(i);
     /* The data make the order visible: a different order gives different bits. */
     assert_memory_not_equal(&forward, &backward, sizeof forward);
 
@@ -1106,8 +1085,11 @@ static const char *const kinds[] = {"read", "remap", "write", "step"};
 static int traced_run(probe_t *p, cm_graph_t *g, int n_threads, size_t budget, cm_trace_t *tr,
                       const char *stage, cm_ctx_t *ctx)
 {
-    cm_run_opts_t opts = {.n_threads = n_threads, .budget_bytes = budget, .trace = tr,
-                          .stage = stage, .cancel = &p->cancel_flag};
+    cm_run_opts_t opts = {.n_threads = n_threads,
+                          .budget_bytes = budget,
+                          .trace = tr,
+                          .stage = stage,
+                          .cancel = &p->cancel_flag};
     cm_ctx_init(ctx);
     return cm_graph_run(g, &opts, ctx);
 }
@@ -1169,7 +1151,8 @@ static void assert_json_round_trips(const cm_trace_t *tr, size_t n_tasks, int n_
     assert_true(json_is_array(events));
     size_t n_x = 0, n_m = 0, i;
     json_t *ev;
-    json_array_foreach(events, i, ev) {
+    json_array_foreach(events, i, ev)
+    {
         const char *ph = json_string_value(json_object_get(ev, "ph"));
         assert_non_null(ph);
         assert_int_equal(json_integer_value(json_object_get(ev, "pid")), 1);
@@ -1448,8 +1431,7 @@ static void test_graphs_running_at_once_may_share_a_trace(void **state)
         assert_true(run >= 0 && run < RUNS && !seen[run]);
         seen[run] = true;
         size_t n = 0;
-        while (at + n < cm_trace_events(tr) && cm_trace_event(tr, at + n)->run == run)
-            n++;
+        while (at + n < cm_trace_events(tr) && cm_trace_event(tr, at + n)->run == run) n++;
         probe_t *p = NULL;
         for (int r = 0; r < RUNS; r++)
             if ((size_t)s[r].p->n == n) p = s[r].p;
@@ -1461,8 +1443,7 @@ static void test_graphs_running_at_once_may_share_a_trace(void **state)
     assert_int_equal(cm_trace_stages(tr, &st, 1), 1);
     assert_int_equal(st.tasks, 4 * 300 + 6);
     assert_int_equal(st.runs, RUNS);
-    for (int r = 0; r < RUNS; r++)
-        probe_free(s[r].p);
+    for (int r = 0; r < RUNS; r++) probe_free(s[r].p);
     cm_trace_free(tr);
 }
 
@@ -1514,8 +1495,7 @@ static char *dot_text(const cm_graph_t *g)
 static int count_substrings(const char *s, const char *sub)
 {
     int n = 0;
-    for (const char *at = strstr(s, sub); at; at = strstr(at + 1, sub))
-        n++;
+    for (const char *at = strstr(s, sub); at; at = strstr(at + 1, sub)) n++;
     return n;
 }
 
@@ -1530,10 +1510,14 @@ static void test_dot_of_a_diamond_has_its_four_nodes_and_four_edges(void **state
     assert_int_equal(count_substrings(before, "[label="), 4);
     assert_int_equal(count_substrings(before, " -> "), 4);
     const char *expected[] = {
-        "t0 [label=\"read 0\\n100 B\"", "t1 [label=\"remap 1\\n50 B\"",
-        "t2 [label=\"task 2\\n0 B\"",   "t3 [label=\"write 3\\n7 B\"",
-        "t0 -> t1;",                    "t0 -> t2;",
-        "t1 -> t3;",                    "t2 -> t3;",
+        "t0 [label=\"read 0\\n100 B\"",
+        "t1 [label=\"remap 1\\n50 B\"",
+        "t2 [label=\"task 2\\n0 B\"",
+        "t3 [label=\"write 3\\n7 B\"",
+        "t0 -> t1;",
+        "t0 -> t2;",
+        "t1 -> t3;",
+        "t2 -> t3;",
     };
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         if (!strstr(before, expected[i])) fail_msg("no '%s' in:\n%s", expected[i], before);

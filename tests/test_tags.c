@@ -110,8 +110,7 @@ static void register_tags(void)
     pthread_t threads[8];
     for (int i = 0; i < 8; i++)
         assert_int_equal(pthread_create(&threads[i], NULL, register_from_thread, NULL), 0);
-    for (int i = 0; i < 8; i++)
-        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (int i = 0; i < 8; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
     cm__tags_register();
 }
 
@@ -167,8 +166,7 @@ static uint8_t icc[300];
 
 static void fill_icc(void)
 {
-    for (size_t i = 0; i < sizeof icc; i++)
-        icc[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < sizeof icc; i++) icc[i] = (uint8_t)(i * 7 + 3);
 }
 
 enum { XRES_X2 = 601, YRES_X4 = 601 }; /* 300.5 and 150.25: exact as floats and rationals */
@@ -209,8 +207,7 @@ static void write_tiles_and_close(TIFF *t)
 {
     uint8_t tile[TILE * TILE];
     for (uint32_t i = 0; i < (IMG_W / TILE) * (IMG_H / TILE); i++) {
-        for (int p = 0; p < TILE * TILE; p++)
-            tile[p] = (uint8_t)(i * 50 + (unsigned)p);
+        for (int p = 0; p < TILE * TILE; p++) tile[p] = (uint8_t)(i * 50 + (unsigned)p);
         assert_int_equal(TIFFWriteEncodedTile(t, i, tile, sizeof tile), (tmsize_t)sizeof tile);
     }
     TIFFClose(t);
@@ -295,8 +292,7 @@ static void check_every_tag(const char *path, bool bigtiff, uint16_t orientation
     uint16_t *keys = NULL;
     assert_true(TIFFGetField(t, TAG_GEO_KEYS, &count, &keys));
     assert_int_equal(count, N_OF(geo_keys));
-    for (uint32_t i = 0; i < count; i++)
-        assert_int_equal(keys[i], geo_keys[i]);
+    for (uint32_t i = 0; i < count; i++) assert_int_equal(keys[i], geo_keys[i]);
     check_string(t, TAG_GEO_ASCII, geo_ascii);
     check_string(t, TAG_GDAL_METADATA, gdal_metadata);
     check_string(t, TAG_GDAL_NODATA, gdal_nodata);

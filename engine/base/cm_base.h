@@ -11,13 +11,13 @@
 /* Error codes: functions return 0 or one of these (negative). */
 enum {
     CM_OK = 0,
-    CM_EUSAGE = -1,     /* bad option or value given by the caller */
-    CM_EINPUT = -2,     /* bad, corrupt or unsupported input */
-    CM_EIO = -3,        /* reading or writing failed (disk full, permissions, ...) */
-    CM_ENOMEM = -4,     /* an allocation failed */
-    CM_EBUDGET = -5,    /* the memory budget is too small for the plan */
-    CM_EINTERNAL = -6,  /* a bug: an invariant did not hold */
-    CM_ECANCELED = -7,  /* the work was cancelled (another task failed, or a signal) */
+    CM_EUSAGE = -1,    /* bad option or value given by the caller */
+    CM_EINPUT = -2,    /* bad, corrupt or unsupported input */
+    CM_EIO = -3,       /* reading or writing failed (disk full, permissions, ...) */
+    CM_ENOMEM = -4,    /* an allocation failed */
+    CM_EBUDGET = -5,   /* the memory budget is too small for the plan */
+    CM_EINTERNAL = -6, /* a bug: an invariant did not hold */
+    CM_ECANCELED = -7, /* the work was cancelled (another task failed, or a signal) */
 };
 
 #define CM_MSG_MAX 512
@@ -34,8 +34,7 @@ void cm_ctx_init(cm_ctx_t *ctx);
 
 /* Records a failure (if none is recorded yet) and returns code, so callers can write
  * `return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF", path);`. */
-int cm_fail(cm_ctx_t *ctx, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int cm_fail(cm_ctx_t *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int cm_vfail(cm_ctx_t *ctx, int code, const char *fmt, va_list ap);
 
 /* Short name of an error code ("bad input", "I/O error", ...). */

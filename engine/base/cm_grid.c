@@ -29,14 +29,20 @@ int cm_grid_init(cm_grid_t *g, int64_t width, int64_t height, int64_t chunk_w, i
     CM_FAIL_IF(ctx, alpha_band >= bands || (alpha_band >= 0 && bands == 1), CM_EINPUT,
                "alpha band %d of %d bands", alpha_band, bands);
     size_t bytes;
-    CM_FAIL_IF(ctx, !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes) ||
-                        !cm_mul_size(bytes, cm_stype_size(stype), &bytes),
+    CM_FAIL_IF(ctx,
+               !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes) ||
+                   !cm_mul_size(bytes, cm_stype_size(stype), &bytes),
                CM_EINPUT, "chunk of %lldx%lld pixels is too large", (long long)chunk_w,
                (long long)chunk_h);
-    *g = (cm_grid_t){.width = width, .height = height, .chunk_w = chunk_w, .chunk_h = chunk_h,
+    *g = (cm_grid_t){.width = width,
+                     .height = height,
+                     .chunk_w = chunk_w,
+                     .chunk_h = chunk_h,
                      .n_cx = (width + chunk_w - 1) / chunk_w,
                      .n_cy = (height + chunk_h - 1) / chunk_h,
-                     .bands = bands, .alpha_band = alpha_band, .stype = stype};
+                     .bands = bands,
+                     .alpha_band = alpha_band,
+                     .stype = stype};
     CM_FAIL_IF(ctx, g->n_cx > INT32_MAX / g->n_cy, CM_EINPUT, "too many chunks (%lld x %lld)",
                (long long)g->n_cx, (long long)g->n_cy);
     return 0;
