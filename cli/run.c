@@ -27,9 +27,13 @@ static const char run_help[] =
     "  -j, --threads N         worker threads (default: all cores)\n"
     "      --memory SIZE       budget for chunk buffers in flight, e.g. 512M, 2G\n"
     "                          (default 256M)\n"
-    "      --max-iter N        mini-batch step limit (default 200)\n"
-    "      --tol X             stop when no centre moves more than X sample levels for 10\n"
-    "                          steps in a row (default 0.01)\n"
+    "      --algorithm A       minibatch: steps on a sample (default); lloyd: exact Lloyd\n"
+    "                          iterations over every pixel, one pass over the image each;\n"
+    "                          histogram: the same over the colour histogram (8-bit, up to 3\n"
+    "                          colour bands); auto: histogram where it applies, else minibatch\n"
+    "      --max-iter N        step limit (default 200; lloyd 30, histogram 300 iterations)\n"
+    "      --tol X             stop when no centre moves more than X sample levels (for 10\n"
+    "                          steps in a row with minibatch) (default 0.01)\n"
     "      --batch N           pixels per mini-batch step (default 8192)\n"
     "      --labels L.tif      also write the label map (uint8 when k <= 256, else uint16)\n"
     "      --model-out M.json  also write the fitted model as JSON\n"
@@ -58,8 +62,8 @@ static const char run_help[] =
     "  -v, --verbose           per-stage time, MPix/s and peak buffered bytes, and the colours\n"
     "  -h, --help              this text\n"
     "\n"
-    "Accepted with their default value only, for now: --algorithm minibatch,\n"
-    "--colorspace rgb, --dither none, --init kmeans++.\n";
+    "Accepted with their default value only, for now: --colorspace rgb, --dither none,\n"
+    "--init kmeans++.\n";
 
 enum {
     OPT_SEED = 256,
@@ -151,6 +155,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
     o->format = "auto";
     long long v = 0;
     double x = 0;
+    bool max_iter_given = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "k:j:qvh", run_options, NULL)) != -1) {
@@ -176,6 +181,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case OPT_MAX_ITER:
             ok = cli_parse_int("--max-iter", optarg, 1, 100000000, &v);
             o->params.max_iter = (int)v;
+            max_iter_given = true;
             break;
         case OPT_TOL:
             ok = cli_parse_double("--tol", optarg, 0, 1e30, &x);
@@ -233,7 +239,14 @@ static int parse(int argc, char **argv, run_opts_t *o)
             if (!ok) cli_error("--nodata: expected a number (or nan), not '%s'", optarg);
             break;
         }
-        case OPT_ALGORITHM: ok = only_default("--algorithm", optarg, "minibatch"); break;
+        case OPT_ALGORITHM:
+            ok = !strcmp(optarg, "auto") ||
+                 one_of("--algorithm", optarg, "minibatch", "lloyd", "histogram");
+            o->params.algorithm = !strcmp(optarg, "lloyd")       ? CM_ALG_LLOYD
+                                  : !strcmp(optarg, "histogram") ? CM_ALG_HISTOGRAM
+                                  : !strcmp(optarg, "auto")      ? CM_ALG_AUTO
+                                                                 : CM_ALG_MINIBATCH;
+            break;
         case OPT_COLORSPACE: ok = only_default("--colorspace", optarg, "rgb"); break;
         case OPT_DITHER: ok = only_default("--dither", optarg, "none"); break;
         case OPT_INIT: ok = only_default("--init", optarg, "kmeans++"); break;
@@ -245,6 +258,8 @@ static int parse(int argc, char **argv, run_opts_t *o)
         }
         if (!ok) return CM_EXIT_USAGE;
     }
+    if (!max_iter_given && o->params.algorithm == CM_ALG_LLOYD) o->params.max_iter = 30;
+    if (!max_iter_given && o->params.algorithm == CM_ALG_HISTOGRAM) o->params.max_iter = 300;
     if (argc - optind != 2) {
         cli_error("run needs IN.tif and OUT.tif (try 'chunkmeans run --help')");
         return CM_EXIT_USAGE;

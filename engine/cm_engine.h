@@ -50,11 +50,23 @@ typedef void (*cm_stage_fn)(void *user, const char *stage, int64_t done, int64_t
 
 typedef enum cm_scale { CM_SCALE_NONE, CM_SCALE_STANDARD } cm_scale_t;
 
+/* How the centres are fitted after k-means++: mini-batch steps on the sample; exact Lloyd
+ * iterations over every pixel (one pass over the image each); the same iterations over the
+ * colour histogram (8-bit, up to 3 colour bands: one pass to count, then each iteration costs
+ * the number of distinct colours); auto: histogram where it applies, else mini-batch. */
+typedef enum cm_algorithm {
+    CM_ALG_MINIBATCH,
+    CM_ALG_LLOYD,
+    CM_ALG_HISTOGRAM,
+    CM_ALG_AUTO
+} cm_algorithm_t;
+
 typedef struct cm_params {
     int k;            /* clusters, 1..65535 */
     cm_scale_t scale; /* standard: each feature to mean 0, deviation 1 before the fit */
+    cm_algorithm_t algorithm;
     uint64_t seed;
-    int max_iter;        /* mini-batch step limit */
+    int max_iter;        /* mini-batch step limit, or exact iteration limit */
     double tol;          /* stop when no centre moved more than this (sample units) ... */
     int patience;        /* ... for this many consecutive steps */
     int64_t batch;       /* pixels per mini-batch step */
@@ -85,10 +97,11 @@ typedef struct cm_model {
     int64_t *counts;
     double inertia;
     uint64_t seed;
-    int iterations;    /* mini-batch steps taken */
-    bool converged;    /* stopped on tol, not on max_iter */
-    int64_t sample_px; /* pixels in the fitting sample */
-    int64_t n_pixels;  /* pixels assigned by the remap (valid ones: alpha > 0) */
+    int iterations;           /* mini-batch steps, or exact iterations, taken */
+    cm_algorithm_t algorithm; /* the one that ran (auto resolved) */
+    bool converged;           /* stopped on tol, not on max_iter */
+    int64_t sample_px;        /* pixels in the fitting sample */
+    int64_t n_pixels;         /* pixels assigned by the remap (valid ones: alpha > 0) */
 } cm_model_t;
 
 /* Checks, before any work, that the budget holds the largest task of a fit and a remap of src

@@ -100,6 +100,17 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
 /* Bytes a sample task holds while it runs: its chunk and a row of features. */
 size_t cm__sample_task_bytes(const cm_source_t *src);
 
+/* Refines the k-means++ centres of m (in standardised units if m is scaled) with exact Lloyd
+ * iterations over every pixel of src, or over its colour histogram; sets counts, inertia,
+ * iterations and converged. */
+int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t algorithm,
+                  cm_model_t *m, cm_ctx_t *ctx);
+
+/* Up to max_iter Lloyd iterations on the n sample points (d features each, standardised if m
+ * is): the mini-batch result, moved to the exact means of the sample. Sets counts. */
+int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
+               cm_ctx_t *ctx);
+
 /* Runs a graph with the parameters' threads, budget, cancel flag and a progress stage. */
 int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);
 

@@ -10,6 +10,7 @@ enum {
     INIT_POINTS_MAX = 200000, /* k-means++ runs on at most this many sample points */
     RESEED_EVERY = 10,        /* steps between checks for empty centres */
     WINDOW = 64,              /* steps per graph */
+    POLISH_MAX = 10,          /* Lloyd iterations on the sample after the steps */
 };
 
 /* ---- mini-batch steps ----
@@ -266,20 +267,33 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     if (rc < 0) goto cleanup;
     for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
 
-    for (int first = 0; first < p->max_iter && !s.converged && rc == 0; first += WINDOW)
-        rc = run_window(&s, tasks, first,
-                        first + WINDOW < p->max_iter ? first + WINDOW : p->max_iter, ctx);
+    cm_algorithm_t alg = p->algorithm;
+    if (alg == CM_ALG_AUTO) /* exact and cheap where it applies */
+        alg = g->stype == CM_U8 && d <= 3 && !m->mean ? CM_ALG_HISTOGRAM : CM_ALG_MINIBATCH;
+    m->algorithm = alg;
+    if (alg == CM_ALG_MINIBATCH) {
+        for (int first = 0; first < p->max_iter && !s.converged && rc == 0; first += WINDOW)
+            rc = run_window(&s, tasks, first,
+                            first + WINDOW < p->max_iter ? first + WINDOW : p->max_iter, ctx);
+        for (int j = 0; j < k; j++) m->counts[j] = (int64_t)s.v[j];
+        m->iterations = s.steps_done;
+        m->converged = s.converged;
+        /* Mini-batch centres carry the noise of their last batches; a few Lloyd iterations on
+         * the in-memory sample settle them on its exact means. */
+        if (rc == 0) rc = cm__polish(pts, n, p, POLISH_MAX, m, ctx);
+    } else {
+        free(pts); /* the exact modes read the whole image instead */
+        pts = NULL;
+        rc = cm__fit_exact(src, p, alg, m, ctx);
+    }
     if (rc < 0) goto cleanup;
     for (int j = 0; m->mean && j < k; j++) /* back to sample units */
         for (int b = 0; b < d; b++) {
             double *c = &m->centroids[(size_t)j * d + b];
             *c = *c * m->std[b] + m->mean[b];
         }
-    m->iterations = s.steps_done;
-    m->converged = s.converged;
     m->seed = p->seed;
     m->sample_px = n;
-    for (int j = 0; j < k; j++) m->counts[j] = (int64_t)s.v[j];
     *out = m;
     m = NULL;
 cleanup:

@@ -70,6 +70,8 @@ char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const cha
     bad |= json_object_set_new(root, "inertia", json_real(m->inertia));
     bad |= json_object_set_new(root, "pixels", json_integer(m->n_pixels));
     bad |= json_object_set_new(root, "seed", json_integer((json_int_t)m->seed));
+    static const char *const algorithms[] = {"minibatch", "lloyd", "histogram", "auto"};
+    bad |= json_object_set_new(root, "algorithm", json_string(algorithms[m->algorithm]));
     bad |= json_object_set_new(root, "iterations", json_integer(m->iterations));
     bad |= json_object_set_new(root, "converged", json_boolean(m->converged));
     bad |= json_object_set_new(root, "sample_pixels", json_integer(m->sample_px));

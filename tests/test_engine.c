@@ -1138,6 +1138,126 @@ static void test_colour_cache_gives_the_labels_of_the_direct_search_ties_include
     }
 }
 
+static cm_model_t *fit_only(mem_source_t *src, const cm_params_t *p)
+{
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *m = NULL;
+    expect_ok(cm_fit(&src->src, p, &m, &ctx), &ctx, "cm_fit");
+    return m;
+}
+
+static void test_lloyd_and_histogram_give_the_same_centres(void **state)
+{
+    (void)state;
+    /* Exact integer sums make the per-pixel and the per-colour iterations the same
+     * arithmetic: identical centres, counts, inertia and iterations, on 1 and 3 threads;
+     * transparent pixels take no part in either. */
+    static const int layout[][2] = {{3, -1}, {1, -1}, {4, 3}};
+    for (size_t li = 0; li < sizeof layout / sizeof layout[0]; li++) {
+        image_t im = image_new(150, 90, layout[li][0], layout[li][1]);
+        fill_noise(&im, 71 + li, 40);
+        if (im.alpha_band >= 0)
+            for (int64_t i = 0; i < image_pixels(&im); i++)
+                im.px[i * im.bands + im.alpha_band] = i % 7 ? 255 : 0;
+        mem_source_t src;
+        source_init(&src, &im, 64, 32);
+        cm_model_t *m[2][2];
+        for (int alg = 0; alg < 2; alg++)
+            for (int t = 0; t < 2; t++) {
+                cm_params_t p = params(5, 3, t ? 3 : 1);
+                p.algorithm = alg ? CM_ALG_HISTOGRAM : CM_ALG_LLOYD;
+                p.max_iter = 50;
+                m[alg][t] = fit_only(&src, &p);
+                assert_int_equal(m[alg][t]->algorithm, p.algorithm);
+            }
+        size_t bytes = sizeof(double) * (size_t)m[0][0]->k * m[0][0]->d;
+        for (int alg = 0; alg < 2; alg++)
+            for (int t = 0; t < 2; t++) {
+                assert_memory_equal(m[alg][t]->centroids, m[0][0]->centroids, bytes);
+                assert_memory_equal(m[alg][t]->counts, m[0][0]->counts,
+                                    sizeof(int64_t) * (size_t)m[0][0]->k);
+                assert_int_equal(m[alg][t]->iterations, m[0][0]->iterations);
+                expect_near(m[alg][t]->inertia, m[0][0]->inertia, 1e-9 * m[0][0]->inertia);
+            }
+        int64_t valid = 0;
+        for (int64_t i = 0; i < image_pixels(&im); i++)
+            valid += im.alpha_band < 0 || im.px[i * im.bands + im.alpha_band] != 0;
+        assert_int_equal(count_sum(m[0][0]), valid);
+        assert_true(m[0][0]->iterations >= 2);
+        for (int alg = 0; alg < 2; alg++)
+            for (int t = 0; t < 2; t++) cm_model_free(m[alg][t]);
+        image_free(&im);
+    }
+}
+
+static void test_exact_modes_are_at_least_as_good_as_minibatch(void **state)
+{
+    (void)state;
+    image_t im = image_new(160, 100, 3, -1);
+    fill_noise(&im, 5, 256);
+    mem_source_t src;
+    source_init(&src, &im, 64, 64);
+    cm_params_t p = params(8, 2, 2);
+    cm_model_t *mb = fit_only(&src, &p);
+    p.algorithm = CM_ALG_LLOYD;
+    p.max_iter = 100;
+    cm_model_t *ex = fit_only(&src, &p);
+    /* Both measured the same way: inertia over every pixel, by a remap. */
+    mem_sink_t out;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    double inertia[2];
+    cm_model_t *models[2] = {mb, ex};
+    for (int i = 0; i < 2; i++) {
+        sink_init(&out, &src.src, false, p.k);
+        expect_ok(cm_remap(&src.src, models[i], &p, &out.sink, &ctx), &ctx, "cm_remap");
+        inertia[i] = models[i]->inertia;
+        sink_free(&out);
+    }
+    assert_true(inertia[1] <= inertia[0] * 1.0001);
+    assert_true(ex->converged);
+    cm_model_free(mb);
+    cm_model_free(ex);
+    image_free(&im);
+}
+
+static void test_histogram_refuses_what_it_cannot_count_and_auto_picks(void **state)
+{
+    (void)state;
+    image_t im = image_new(40, 30, 3, -1);
+    fill_noise(&im, 9, 256);
+    mem_source_t src;
+    source_init(&src, &im, 16, 16);
+    cm_params_t p = params(3, 1, 2);
+    p.algorithm = CM_ALG_AUTO;
+    cm_model_t *m = fit_only(&src, &p);
+    assert_int_equal(m->algorithm, CM_ALG_HISTOGRAM);
+    cm_model_free(m);
+    p.scale = CM_SCALE_STANDARD; /* histogram keys are raw samples: auto goes mini-batch */
+    m = fit_only(&src, &p);
+    assert_int_equal(m->algorithm, CM_ALG_MINIBATCH);
+    cm_model_free(m);
+    image_free(&im);
+
+    image_t wide = image_new_typed(40, 30, 3, -1, CM_U16);
+    uint64_t seed = 9;
+    for (int64_t i = 0; i < image_pixels(&wide); i++)
+        for (int b = 0; b < 3; b++) im_set(&wide, i, b, (double)(next_rand(&seed) % 65536));
+    source_init(&src, &wide, 16, 16);
+    p = params(3, 1, 2);
+    p.algorithm = CM_ALG_HISTOGRAM;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_fit(&src.src, &p, &m, &ctx), CM_EUSAGE);
+    assert_non_null(strstr(ctx.msg, "histogram"));
+    p.algorithm = CM_ALG_LLOYD; /* lloyd takes any sample type */
+    m = fit_only(&src, &p);
+    assert_int_equal(m->algorithm, CM_ALG_LLOYD);
+    cm_model_free(m);
+    image_free(&wide);
+}
+
 static void test_bad_k_is_refused(void **state)
 {
     (void)state;
@@ -2468,6 +2588,9 @@ int main(void)
         cmocka_unit_test(test_a_failing_sink_stops_the_remap),
         cmocka_unit_test(test_a_budget_below_one_chunk_is_refused),
         cmocka_unit_test(test_colour_cache_gives_the_labels_of_the_direct_search_ties_included),
+        cmocka_unit_test(test_lloyd_and_histogram_give_the_same_centres),
+        cmocka_unit_test(test_exact_modes_are_at_least_as_good_as_minibatch),
+        cmocka_unit_test(test_histogram_refuses_what_it_cannot_count_and_auto_picks),
         cmocka_unit_test(test_bad_k_is_refused),
         cmocka_unit_test(test_an_image_without_opaque_pixels_is_refused),
         cmocka_unit_test(test_a_raised_cancel_flag_stops_fit_and_remap),

@@ -162,8 +162,9 @@ case_usage_errors_exit_2() {
     grep -q -- "-k" err.txt || fail "-k message"
     expect 2 cm run in.tif out.tif --memory lots
     expect 2 cm run in.tif out.tif --compression lzma
-    expect 2 cm run in.tif out.tif --algorithm lloyd
-    grep -q "not implemented" err.txt || fail "--algorithm lloyd message"
+    expect 2 cm run in.tif out.tif --colorspace lab
+    grep -q "not implemented" err.txt || fail "--colorspace lab message"
+    expect 2 cm run in.tif out.tif --algorithm fastest
     expect 2 cm run in.tif out.tif --format palette -k 300
     grep -q "palette" err.txt || fail "--format palette -k 300 message"
     expect 2 cm run in.tif out.tif --memory 1K
@@ -355,6 +356,22 @@ PY
     expect 0 cm run in.tif out2.tif -k 4 -v
     grep -q "stage remap" err.txt || fail "-v does not report the stages"
     expect 2 cm run in.tif out3.tif --trace in.tif
+}
+
+case_exact_modes_are_deterministic_and_agree() {
+    mk in.tif --width 500 --height 300 --bands 3 --pattern photo --tile 128
+    for a in lloyd histogram auto minibatch; do
+        expect 0 cm run in.tif $a.j1.tif -k 5 --seed 2 --algorithm $a -j1 -q --model-out $a.json
+        expect 0 cm run in.tif $a.j2.tif -k 5 --seed 2 --algorithm $a -j2 -q
+        cmp $a.j1.tif $a.j2.tif || fail "--algorithm $a: -j1 and -j2 outputs differ"
+    done
+    cmp lloyd.j1.tif histogram.j1.tif || fail "lloyd and histogram outputs differ"
+    "$PYTHON" - <<'PY' || fail "models"
+import json
+l, h, a = (json.load(open(f + ".json")) for f in ("lloyd", "histogram", "auto"))
+assert l["centroids"] == h["centroids"] and l["counts"] == h["counts"], "centres differ"
+assert (l["algorithm"], h["algorithm"], a["algorithm"]) == ("lloyd", "histogram", "histogram")
+PY
 }
 
 "case_$1"

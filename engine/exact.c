@@ -1,0 +1,400 @@
+/* The exact modes: Lloyd iterations over every pixel of the image (one pass over all chunks
+ * per iteration), and the same iterations over the image's colour histogram (8-bit images of
+ * up to 3 colour bands), where an iteration costs the number of distinct colours, not pixels.
+ * Sums are exact integers where the features are (unscaled integer samples), so both modes
+ * give the very same centres from the same start. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+enum { BLOCK = 4096, HIST_PARTS = 64 };
+
+/* Per-centre sums: exact int64 for integer features, double otherwise; and counts. */
+typedef struct sums {
+    int64_t *isum; /* k * d, or NULL */
+    double *fsum;  /* k * d, or NULL */
+    int64_t *count;
+} sums_t;
+
+static bool sums_alloc(sums_t *s, int k, int d, bool exact)
+{
+    size_t n = (size_t)k * d;
+    *s = (sums_t){.count = calloc((size_t)k, sizeof(int64_t))};
+    if (exact)
+        s->isum = calloc(n, sizeof(int64_t));
+    else
+        s->fsum = calloc(n, sizeof(double));
+    return s->count && (s->isum || s->fsum);
+}
+
+static void sums_free(sums_t *s)
+{
+    free(s->isum);
+    free(s->fsum);
+    free(s->count);
+    *s = (sums_t){0};
+}
+
+/* Adds w copies of point x (d features) to centre j. */
+static inline void sums_add(sums_t *s, int d, int j, const float *x, int64_t w)
+{
+    if (s->isum)
+        for (int b = 0; b < d; b++) s->isum[(size_t)j * d + b] += (int64_t)x[b] * w;
+    else
+        for (int b = 0; b < d; b++) s->fsum[(size_t)j * d + b] += (double)x[b] * (double)w;
+    s->count[j] += w;
+}
+
+static void sums_merge(sums_t *into, const sums_t *from, int k, int d)
+{
+    for (size_t i = 0; i < (size_t)k * d; i++) {
+        if (into->isum) into->isum[i] += from->isum[i];
+        if (into->fsum) into->fsum[i] += from->fsum[i];
+    }
+    for (int j = 0; j < k; j++) into->count[j] += from->count[j];
+}
+
+/* The shared state of one iteration. */
+typedef struct iteration {
+    const cm_source_t *src;
+    cm__pixfmt_t fmt;
+    int k, d;
+    bool exact; /* integer sums */
+    float *soa; /* centres band by band */
+    sums_t total;
+    sums_t *parts; /* per chunk (Lloyd) or per part (histogram) */
+    double inertia;
+    double *part_inertia;
+    /* histogram: distinct colours (keys) and counts; or points: the fitting sample */
+    const uint32_t *colours;
+    const uint32_t *weights;
+    int64_t n_colours;
+    const float *pts;
+    int64_t n_pts;
+} iteration_t;
+
+typedef struct it_task {
+    iteration_t *it;
+    int64_t idx;
+} it_task_t;
+
+/* Lloyd: assigns every valid pixel of a chunk and sums it into the chunk's own sums. */
+static int lloyd_part(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const it_task_t *t = arg;
+    iteration_t *it = t->it;
+    const cm_grid_t *g = &it->src->grid;
+    int64_t x, y, w, h;
+    cm_grid_rect(g, t->idx, &x, &y, &w, &h);
+    sums_t *s = &it->parts[t->idx];
+    void *buf = malloc(cm_grid_chunk_bytes(g));
+    float *feat = malloc(sizeof(float) * BLOCK * (size_t)it->d);
+    float *dist = malloc(sizeof(float) * (size_t)it->k);
+    uint8_t *valid = malloc(BLOCK);
+    int rc = buf && feat && dist && valid && sums_alloc(s, it->k, it->d, it->exact)
+                 ? it->src->read(it->src->self, worker, t->idx, buf, ctx)
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)t->idx);
+    double inertia = 0.0;
+    for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
+        int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
+        cm__to_features(&it->fmt, buf, first, m, feat, valid);
+        for (int64_t i = 0; i < m; i++) {
+            if (!valid[i]) continue;
+            float d2;
+            int j = cm__nearest_soa(it->soa, it->k, it->d, feat + i * it->d, dist, &d2);
+            sums_add(s, it->d, j, feat + i * it->d, 1);
+            inertia += d2;
+        }
+    }
+    it->part_inertia[t->idx] = inertia;
+    free(valid);
+    free(dist);
+    free(feat);
+    free(buf);
+    return rc;
+}
+
+/* Adds a part's sums into the total, in part order (the tasks are chained). */
+static int merge_part(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const it_task_t *t = arg;
+    iteration_t *it = t->it;
+    sums_merge(&it->total, &it->parts[t->idx], it->k, it->d);
+    it->inertia += it->part_inertia[t->idx];
+    sums_free(&it->parts[t->idx]);
+    return 0;
+}
+
+/* Histogram: assigns a slice of the distinct colours, each weighted by its count. */
+static int histogram_part(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const it_task_t *t = arg;
+    iteration_t *it = t->it;
+    int64_t first = it->n_colours * t->idx / HIST_PARTS;
+    int64_t last = it->n_colours * (t->idx + 1) / HIST_PARTS;
+    sums_t *s = &it->parts[t->idx];
+    float *dist = malloc(sizeof(float) * (size_t)it->k);
+    if (!dist || !sums_alloc(s, it->k, it->d, it->exact)) {
+        free(dist);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory");
+    }
+    double inertia = 0.0;
+    for (int64_t i = first; i < last; i++) {
+        /* The colour's features, as cm__to_features makes them from its samples. */
+        uint8_t px[3];
+        float x[3];
+        for (int b = 0; b < it->d; b++) px[b] = (uint8_t)(it->colours[i] >> (8 * (it->d - 1 - b)));
+        for (int b = 0; b < it->d; b++) {
+            x[b] = (float)px[b];
+            if (it->fmt.scaled) x[b] = (x[b] - it->fmt.shift[b]) * it->fmt.mul[b];
+        }
+        float d2;
+        int j = cm__nearest_soa(it->soa, it->k, it->d, x, dist, &d2);
+        sums_add(s, it->d, j, x, it->weights[i]);
+        inertia += (double)d2 * it->weights[i];
+    }
+    it->part_inertia[t->idx] = inertia;
+    free(dist);
+    return 0;
+}
+
+/* Points: assigns a slice of the fitting sample. */
+static int points_part(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const it_task_t *t = arg;
+    iteration_t *it = t->it;
+    int64_t first = it->n_pts * t->idx / HIST_PARTS, last = it->n_pts * (t->idx + 1) / HIST_PARTS;
+    sums_t *s = &it->parts[t->idx];
+    float *dist = malloc(sizeof(float) * (size_t)it->k);
+    if (!dist || !sums_alloc(s, it->k, it->d, false)) {
+        free(dist);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory");
+    }
+    double inertia = 0.0;
+    for (int64_t i = first; i < last; i++) {
+        float d2;
+        const float *x = it->pts + i * it->d;
+        sums_add(s, it->d, cm__nearest_soa(it->soa, it->k, it->d, x, dist, &d2), x, 1);
+        inertia += d2;
+    }
+    it->part_inertia[t->idx] = inertia;
+    free(dist);
+    return 0;
+}
+
+/* One iteration: n_parts part tasks, each followed by its merge in part order. */
+static int run_iteration(iteration_t *it, int64_t n_parts, cm_task_fn part, size_t part_bytes,
+                         const cm_params_t *p, cm_ctx_t *ctx)
+{
+    cm_graph_t *g = cm_graph_create();
+    it_task_t *tasks = malloc(sizeof(it_task_t) * (size_t)n_parts);
+    int rc = g && tasks && sums_alloc(&it->total, it->k, it->d, it->exact)
+                 ? 0
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    it->inertia = 0.0;
+    int prev = -1;
+    for (int64_t i = 0; rc == 0 && i < n_parts; i++) {
+        tasks[i] = (it_task_t){it, i};
+        int id, deps[2];
+        rc = cm_graph_add(
+            g,
+            &(cm_task_t){.fn = part, .kind = "assign", .arg = &tasks[i], .work_bytes = part_bytes},
+            &id, ctx);
+        deps[0] = id;
+        deps[1] = prev;
+        if (rc == 0)
+            rc = cm_graph_add(g,
+                              &(cm_task_t){.fn = merge_part,
+                                           .kind = "reduce",
+                                           .arg = &tasks[i],
+                                           .deps = deps,
+                                           .n_deps = prev < 0 ? 1 : 2},
+                              &prev, ctx);
+    }
+    if (rc == 0) rc = cm__graph_run(g, p, "fit", ctx);
+    for (int64_t i = 0; i < n_parts; i++) sums_free(&it->parts[i]);
+    cm_graph_free(g);
+    free(tasks);
+    return rc;
+}
+
+/* Moves every centre that took points to their mean; returns the largest move, in sample
+ * units (std scales it back when the features are standardised). */
+static double update(iteration_t *it, double *c, const double *std)
+{
+    double shift_max = 0.0;
+    for (int j = 0; j < it->k; j++) {
+        int64_t n = it->total.count[j];
+        if (n == 0) continue; /* an empty centre stays where it is */
+        double shift = 0.0;
+        for (int b = 0; b < it->d; b++) {
+            size_t at = (size_t)j * it->d + b;
+            double sum = it->total.isum ? (double)it->total.isum[at] : it->total.fsum[at];
+            double next = sum / (double)n, moved = (next - c[at]) * (std ? std[b] : 1.0);
+            shift += moved * moved;
+            c[at] = next;
+        }
+        if (shift > shift_max) shift_max = shift;
+    }
+    return sqrt(shift_max);
+}
+
+/* The histogram of an 8-bit image: counts of every colour of its feature bands. */
+typedef struct hist_task {
+    const cm_source_t *src;
+    const cm__pixfmt_t *fmt;
+    uint32_t *counts;
+    int64_t idx;
+} hist_task_t;
+
+static int histogram_chunk(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const hist_task_t *t = arg;
+    const cm_grid_t *g = &t->src->grid;
+    int64_t x, y, w, h;
+    cm_grid_rect(g, t->idx, &x, &y, &w, &h);
+    uint8_t *buf = malloc(cm_grid_chunk_bytes(g));
+    float *feat = malloc(sizeof(float) * BLOCK * (size_t)t->fmt->d);
+    uint8_t *valid = malloc(BLOCK);
+    int rc = buf && feat && valid
+                 ? t->src->read(t->src->self, worker, t->idx, buf, ctx)
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)t->idx);
+    for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
+        int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
+        cm__to_features(t->fmt, buf, first, m, feat, valid); /* for the mask */
+        for (int64_t i = 0; i < m; i++) {
+            if (!valid[i]) continue;
+            const uint8_t *px = buf + (first + i) * g->bands;
+            uint32_t key = 0;
+            for (int b = 0; b < t->fmt->d; b++) key = key << 8 | px[t->fmt->band[b]];
+            if (__atomic_add_fetch(&t->counts[key], 1, __ATOMIC_RELAXED) == 0)
+                rc = cm_fail(ctx, CM_EINPUT, "a colour appears more than 2^32 times");
+        }
+    }
+    free(valid);
+    free(feat);
+    free(buf);
+    return rc;
+}
+
+/* Builds the list of distinct colours (in colour order) and their counts. */
+static int build_histogram(const cm_source_t *src, const cm__pixfmt_t *fmt, const cm_params_t *p,
+                           uint32_t **keys, uint32_t **weights, int64_t *n, cm_ctx_t *ctx)
+{
+    const cm_grid_t *g = &src->grid;
+    size_t size = (size_t)1 << (8 * fmt->d);
+    int64_t n_chunks = cm_grid_count(g);
+    uint32_t *counts = calloc(size, sizeof(uint32_t));
+    hist_task_t *tasks = malloc(sizeof(hist_task_t) * (size_t)n_chunks);
+    cm_graph_t *graph = cm_graph_create();
+    int rc =
+        counts && tasks && graph ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory for a histogram");
+    for (int64_t i = 0; rc == 0 && i < n_chunks; i++) {
+        tasks[i] = (hist_task_t){src, fmt, counts, i};
+        int id;
+        rc = cm_graph_add(graph,
+                          &(cm_task_t){.fn = histogram_chunk,
+                                       .kind = "histogram",
+                                       .arg = &tasks[i],
+                                       .work_bytes = cm_grid_chunk_bytes(g),
+                                       .weight = 1},
+                          &id, ctx);
+    }
+    if (rc == 0) rc = cm__graph_run(graph, p, "histogram", ctx);
+    int64_t distinct = 0;
+    for (size_t i = 0; rc == 0 && i < size; i++) distinct += counts[i] != 0;
+    if (rc == 0) {
+        *keys = malloc(sizeof(uint32_t) * (size_t)(distinct ? distinct : 1));
+        *weights = malloc(sizeof(uint32_t) * (size_t)(distinct ? distinct : 1));
+        if (!*keys || !*weights) rc = cm_fail(ctx, CM_ENOMEM, "out of memory for a histogram");
+    }
+    for (size_t i = 0, at = 0; rc == 0 && i < size; i++)
+        if (counts[i]) {
+            (*keys)[at] = (uint32_t)i;
+            (*weights)[at++] = counts[i];
+        }
+    *n = distinct;
+    cm_graph_free(graph);
+    free(tasks);
+    free(counts);
+    return rc;
+}
+
+int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
+               cm_ctx_t *ctx)
+{
+    int k = m->k, d = m->d;
+    iteration_t it = {.k = k, .d = d, .pts = pts, .n_pts = n};
+    it.soa = malloc(sizeof(float) * (size_t)k * d);
+    it.parts = calloc(HIST_PARTS, sizeof(sums_t));
+    it.part_inertia = calloc(HIST_PARTS, sizeof(double));
+    int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    for (int iter = 0; rc == 0 && iter < max_iter; iter++) {
+        for (int j = 0; j < k; j++)
+            for (int b = 0; b < d; b++) it.soa[(size_t)b * k + j] = (float)m->centroids[j * d + b];
+        rc = run_iteration(&it, HIST_PARTS, points_part, 0, p, ctx);
+        if (rc < 0) break;
+        double shift = update(&it, m->centroids, m->std);
+        for (int j = 0; j < k; j++) m->counts[j] = it.total.count[j];
+        sums_free(&it.total);
+        if (shift < p->tol) break;
+    }
+    sums_free(&it.total);
+    free(it.part_inertia);
+    free(it.parts);
+    free(it.soa);
+    return rc;
+}
+
+int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t algorithm,
+                  cm_model_t *m, cm_ctx_t *ctx)
+{
+    const cm_grid_t *g = &src->grid;
+    int k = m->k, d = m->d;
+    bool histogram = algorithm == CM_ALG_HISTOGRAM;
+    CM_FAIL_IF(ctx, histogram && (g->stype != CM_U8 || d > 3), CM_EUSAGE,
+               "--algorithm histogram needs 8-bit samples and at most 3 colour bands, not %d of "
+               "%s",
+               d, cm_stype_name(g->stype));
+    iteration_t it = {.src = src, .k = k, .d = d};
+    cm__pixfmt_init(&it.fmt, src, m->mean, m->std);
+    it.exact = !it.fmt.scaled && g->stype != CM_F32;
+    int64_t n_parts = histogram ? HIST_PARTS : cm_grid_count(g);
+    uint32_t *keys = NULL, *weights = NULL;
+    it.soa = malloc(sizeof(float) * (size_t)k * d);
+    it.parts = calloc((size_t)n_parts, sizeof(sums_t));
+    it.part_inertia = calloc((size_t)n_parts, sizeof(double));
+    int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    if (rc == 0 && histogram)
+        rc = build_histogram(src, &it.fmt, p, &keys, &weights, &it.n_colours, ctx);
+    it.colours = keys;
+    it.weights = weights;
+    size_t part_bytes =
+        histogram ? 0 : cm_grid_chunk_bytes(g) + sizeof(float) * BLOCK * (size_t)d + BLOCK;
+    int iter = 0;
+    bool converged = false;
+    while (rc == 0 && iter < p->max_iter && !converged) {
+        for (int j = 0; j < k; j++)
+            for (int b = 0; b < d; b++) it.soa[(size_t)b * k + j] = (float)m->centroids[j * d + b];
+        rc = run_iteration(&it, n_parts, histogram ? histogram_part : lloyd_part, part_bytes, p,
+                           ctx);
+        if (rc < 0) break;
+        double shift = update(&it, m->centroids, m->std);
+        for (int j = 0; j < k; j++) m->counts[j] = it.total.count[j];
+        m->inertia = it.inertia;
+        sums_free(&it.total);
+        iter++;
+        converged = shift < p->tol;
+        if (p->progress) p->progress(p->progress_user, "fit", iter, converged ? iter : p->max_iter);
+    }
+    sums_free(&it.total);
+    m->iterations = iter;
+    m->converged = converged;
+    free(keys);
+    free(weights);
+    free(it.part_inertia);
+    free(it.parts);
+    free(it.soa);
+    return rc;
+}
