@@ -48,6 +48,16 @@ typedef struct cm_sink {
  * units (chunks, or steps for "fit"). Called from worker threads, serialised. */
 typedef void (*cm_stage_fn)(void *user, const char *stage, int64_t done, int64_t total);
 
+/* The nearest-centre kernels: the scalar reference; the vector kernel (the compiler's code for
+ * the baseline instruction set, SSE2 on x86-64); AVX2 where the processor has it; auto picks
+ * the fastest available. All give the same labels and distances, ties included. */
+typedef enum cm_kernel {
+    CM_KERNEL_AUTO,
+    CM_KERNEL_SCALAR,
+    CM_KERNEL_SSE2,
+    CM_KERNEL_AVX2
+} cm_kernel_t;
+
 typedef enum cm_scale { CM_SCALE_NONE, CM_SCALE_STANDARD } cm_scale_t;
 
 /* How the centres are fitted after k-means++: mini-batch steps on the sample; exact Lloyd
@@ -73,6 +83,7 @@ typedef struct cm_params {
     int64_t sample_px;   /* about this many pixels are kept in memory for the fit (0: 2^20) */
     int n_threads;       /* workers; <= 0 for one per core */
     int color_cache;     /* 8-bit images: colour -> label table; -1 auto, 0 off, 1 on */
+    cm_kernel_t kernel;  /* nearest-centre kernel of the remap and exact modes (auto) */
     size_t budget_bytes; /* chunk buffers in flight never exceed this */
     cm_stage_fn progress;
     void *progress_user;
@@ -142,6 +153,15 @@ char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const cha
 /* Nearest centre of one feature vector x (d floats) among k centres c (k*d floats): the
  * smallest squared distance, ties to the lowest index. */
 int cm_nearest(const float *c, int k, int d, const float *x, float *dist2);
+
+bool cm_kernel_available(cm_kernel_t kernel);
+const char *cm_kernel_name(cm_kernel_t kernel);
+
+/* Nearest centres of n points (n rows of d floats) among k centres (k rows of d): labels[i]
+ * and squared distances d2[i], with the given kernel. CM_EUSAGE for a kernel this processor
+ * lacks. */
+int cm_assign(cm_kernel_t kernel, const float *centres, int k, int d, const float *pts, int64_t n,
+              uint16_t *labels, float *d2, cm_ctx_t *ctx);
 
 /* k-means++ seeding of k centres from n points (n*d floats), seeded. Writes k*d doubles.
  * When the points hold fewer than k distinct values the extra centres repeat chosen points. */

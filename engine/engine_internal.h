@@ -111,6 +111,11 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
 int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
                cm_ctx_t *ctx);
 
+/* Nearest centres of n points with a kernel (soa: d rows of k; dist: k floats of scratch);
+ * points with valid[i] == 0 are skipped (valid NULL: none). */
+void cm__assign_block(cm_kernel_t kernel, const float *soa, int k, int d, const float *x, int64_t n,
+                      const uint8_t *valid, uint16_t *labels, float *d2, float *dist);
+
 /* Runs a graph with the parameters' threads, budget, cancel flag and a progress stage. */
 int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);
 

@@ -61,6 +61,7 @@ typedef struct iteration {
     cm__pixfmt_t fmt;
     int k, d;
     bool exact; /* integer sums */
+    cm_kernel_t kernel;
     float *soa; /* centres band by band */
     sums_t total;
     sums_t *parts; /* per chunk (Lloyd) or per part (histogram) */
@@ -90,25 +91,27 @@ static int lloyd_part(void *arg, int worker, cm_ctx_t *ctx)
     sums_t *s = &it->parts[t->idx];
     void *buf = malloc(cm_grid_chunk_bytes(g));
     float *feat = malloc(sizeof(float) * BLOCK * (size_t)it->d);
-    float *dist = malloc(sizeof(float) * (size_t)it->k);
+    float *dist = malloc(sizeof(float) * (size_t)it->k), *d2 = malloc(sizeof(float) * BLOCK);
     uint8_t *valid = malloc(BLOCK);
-    int rc = buf && feat && dist && valid && sums_alloc(s, it->k, it->d, it->exact)
+    uint16_t *labels = malloc(sizeof(uint16_t) * BLOCK);
+    int rc = buf && feat && dist && d2 && valid && labels && sums_alloc(s, it->k, it->d, it->exact)
                  ? it->src->read(it->src->self, worker, t->idx, buf, ctx)
                  : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)t->idx);
     double inertia = 0.0;
     for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
         int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
         cm__to_features(&it->fmt, buf, first, m, feat, valid);
+        cm__assign_block(it->kernel, it->soa, it->k, it->d, feat, m, valid, labels, d2, dist);
         for (int64_t i = 0; i < m; i++) {
             if (!valid[i]) continue;
-            float d2;
-            int j = cm__nearest_soa(it->soa, it->k, it->d, feat + i * it->d, dist, &d2);
-            sums_add(s, it->d, j, feat + i * it->d, 1);
-            inertia += d2;
+            sums_add(s, it->d, labels[i], feat + i * it->d, 1);
+            inertia += d2[i];
         }
     }
     it->part_inertia[t->idx] = inertia;
+    free(labels);
     free(valid);
+    free(d2);
     free(dist);
     free(feat);
     free(buf);
@@ -357,7 +360,7 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
                "--algorithm histogram needs 8-bit samples and at most 3 colour bands, not %d of "
                "%s",
                d, cm_stype_name(g->stype));
-    iteration_t it = {.src = src, .k = k, .d = d};
+    iteration_t it = {.src = src, .k = k, .d = d, .kernel = p->kernel};
     cm__pixfmt_init(&it.fmt, src, m->mean, m->std);
     it.exact = !it.fmt.scaled && g->stype != CM_F32;
     int64_t n_parts = histogram ? HIST_PARTS : cm_grid_count(g);

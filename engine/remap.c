@@ -24,6 +24,7 @@ typedef struct remapper {
     int label_bits;
     uint32_t label_masked;
     uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
+    cm_kernel_t kernel;
     chunk_out_t *chunks;
     double inertia;
     int64_t n_pixels;
@@ -78,6 +79,7 @@ typedef struct scratch {
     float *feat, *dist;
     uint8_t valid[BLOCK];
     uint16_t labels[BLOCK];
+    float d2[BLOCK];
 } scratch_t;
 
 static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
@@ -109,19 +111,20 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     for (int64_t first = 0; rc == 0 && first < n; first += BLOCK) {
         int64_t m = n - first < BLOCK ? n - first : BLOCK;
         cm__to_features(&r->fmt, c->pixels, first, m, s->feat, s->valid);
+        if (!r->cache)
+            cm__assign_block(r->kernel, r->soa, k, d, s->feat, m, s->valid, s->labels, s->d2,
+                             s->dist);
         for (int64_t i = 0; i < m; i++) {
             if (!s->valid[i]) {
                 s->labels[i] = CM__MASKED;
                 continue;
             }
-            float d2;
-            int j = r->cache
-                        ? cached_nearest(r, (const uint8_t *)c->pixels + (first + i) * g->bands,
-                                         s->feat + i * d, s->dist, &d2)
-                        : cm__nearest_soa(r->soa, k, d, s->feat + i * d, s->dist, &d2);
-            s->labels[i] = (uint16_t)j;
-            c->counts[j]++;
-            inertia += d2;
+            if (r->cache)
+                s->labels[i] =
+                    (uint16_t)cached_nearest(r, (const uint8_t *)c->pixels + (first + i) * g->bands,
+                                             s->feat + i * d, s->dist, &s->d2[i]);
+            c->counts[s->labels[i]]++;
+            inertia += s->d2[i];
         }
         cm__recolour(&r->fmt, c->pixels, first, m, s->labels, r->colours);
         if (!c->labels) continue;
@@ -225,6 +228,7 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
         .src = src, .sink = sink, .model = model, .soa = soa, .colours = colours, .chunks = chunks};
     cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
     cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
+    r.kernel = p->kernel;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
      * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget. */
     int64_t n_pixels = g->width * g->height;

@@ -1258,6 +1258,69 @@ static void test_histogram_refuses_what_it_cannot_count_and_auto_picks(void **st
     image_free(&wide);
 }
 
+static void test_every_kernel_gives_the_labels_of_the_scalar_reference(void **state)
+{
+    (void)state;
+    /* Integer-valued centres with repeats and points on the grid make exact ties common;
+     * every kernel must pick the lowest index and the same distance as cm_nearest. */
+    static const int ds[] = {1, 3, 4, 8}, ks[] = {2, 8, 32, 256};
+    const cm_kernel_t kernels[] = {CM_KERNEL_SCALAR, CM_KERNEL_SSE2, CM_KERNEL_AVX2,
+                                   CM_KERNEL_AUTO};
+    uint64_t seed = 77;
+    enum { N = 3000 };
+    for (size_t di = 0; di < 4; di++)
+        for (size_t ki = 0; ki < 4; ki++) {
+            int d = ds[di], k = ks[ki];
+            float *c = malloc(sizeof(float) * (size_t)k * d);
+            float *x = malloc(sizeof(float) * N * (size_t)d);
+            uint16_t *want = malloc(sizeof(uint16_t) * N), *got = malloc(sizeof(uint16_t) * N);
+            float *want_d2 = malloc(sizeof(float) * N), *got_d2 = malloc(sizeof(float) * N);
+            assert_true(c && x && want && got && want_d2 && got_d2);
+            for (int i = 0; i < k * d; i++) c[i] = (float)(next_rand(&seed) % 9);
+            for (int j = 1; j < k; j += 3) memcpy(c + j * d, c + (j - 1) * d, sizeof(float) * d);
+            for (int i = 0; i < N * d; i++) {
+                uint64_t r = next_rand(&seed);
+                x[i] = r % 4 ? (float)(r % 11) - 1.0f : (float)(r % 1000) / 97.0f;
+            }
+            int ties = 0;
+            for (int i = 0; i < N; i++) {
+                want[i] = (uint16_t)cm_nearest(c, k, d, x + i * d, &want_d2[i]);
+                for (int j = 0; j < want[i]; j++) { /* a tie: an earlier centre just as near? */
+                    float s = 0.f;
+                    for (int b = 0; b < d; b++) {
+                        float t = x[i * d + b] - c[j * d + b];
+                        s += t * t;
+                    }
+                    assert_true(s > want_d2[i]);
+                }
+                for (int j = want[i] + 1; j < k; j++) {
+                    float s = 0.f;
+                    for (int b = 0; b < d; b++) {
+                        float t = x[i * d + b] - c[j * d + b];
+                        s += t * t;
+                    }
+                    ties += s == want_d2[i];
+                }
+            }
+            assert_true(k == 2 || ties > 0); /* the data does exercise ties */
+            for (size_t kk = 0; kk < 4; kk++) {
+                if (!cm_kernel_available(kernels[kk])) continue;
+                cm_ctx_t ctx;
+                cm_ctx_init(&ctx);
+                expect_ok(cm_assign(kernels[kk], c, k, d, x, N, got, got_d2, &ctx), &ctx,
+                          cm_kernel_name(kernels[kk]));
+                assert_memory_equal(got, want, sizeof(uint16_t) * N);
+                assert_memory_equal(got_d2, want_d2, sizeof(float) * N);
+            }
+            free(c);
+            free(x);
+            free(want);
+            free(got);
+            free(want_d2);
+            free(got_d2);
+        }
+}
+
 static void test_bad_k_is_refused(void **state)
 {
     (void)state;
@@ -2591,6 +2654,7 @@ int main(void)
         cmocka_unit_test(test_lloyd_and_histogram_give_the_same_centres),
         cmocka_unit_test(test_exact_modes_are_at_least_as_good_as_minibatch),
         cmocka_unit_test(test_histogram_refuses_what_it_cannot_count_and_auto_picks),
+        cmocka_unit_test(test_every_kernel_gives_the_labels_of_the_scalar_reference),
         cmocka_unit_test(test_bad_k_is_refused),
         cmocka_unit_test(test_an_image_without_opaque_pixels_is_refused),
         cmocka_unit_test(test_a_raised_cancel_flag_stops_fit_and_remap),
