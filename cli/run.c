@@ -385,6 +385,9 @@ static void sink_discard(void *self, void *encoded)
     free(e);
 }
 
+/* Where scratch files go: next to OUT, on the disk the user chose for big files. */
+static char scratch_dir[4096];
+
 /* The task graphs of a run, as one DOT digraph each, gathered in memory. */
 typedef struct dot_out {
     FILE *f;
@@ -431,6 +434,11 @@ static void palette_colours(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
             double v = nearbyint(m->centroids[(size_t)j * m->d + (m->d == 3 ? c : 0)]);
             cmap[256 * c + j] = (uint16_t)((v < 0 ? 0 : v > top ? top : v) * unit);
         }
+}
+
+static int keep_chunks(void *self, cm_ctx_t *ctx)
+{
+    return cm_image_keep_chunks(self, scratch_dir, ctx);
 }
 
 static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
@@ -502,8 +510,12 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) rc = cm_image_set_chunk_side(img, o.tile, &ctx);
     if (rc < 0) goto done;
     const cm_image_info_t *in = cm_image_info(img);
+    char *out_dir = dir_of(o.out);
+    snprintf(scratch_dir, sizeof scratch_dir, "%s", out_dir ? out_dir : ".");
+    free(out_dir);
     cm_source_t src = {.grid = in->grid,
                        .read = read_chunk,
+                       .keep = keep_chunks,
                        .self = img,
                        .has_nodata = o.has_nodata || in->has_nodata,
                        .nodata = o.has_nodata ? o.nodata : in->nodata};
@@ -581,11 +593,9 @@ int cmd_run(int argc, char **argv)
     if (rc < 0) goto done;
 
     if (in->streamed) { /* strips too large for chunks: one pass into a spill store */
-        char *dir = dir_of(o.out);
         if (cli_verbosity >= 2)
             fprintf(stderr, "chunkmeans: %s: streaming its strips into a spill store\n", o.in);
-        rc = dir ? cm_image_prepare(img, dir, &ctx) : cm_fail(&ctx, CM_ENOMEM, "out of memory");
-        free(dir);
+        rc = cm_image_prepare(img, scratch_dir, &ctx);
         if (rc < 0) goto done;
     }
     rc = cm_fit(&src, &o.params, &model, &ctx);

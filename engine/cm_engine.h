@@ -18,6 +18,9 @@
  * with the message in ctx. */
 typedef struct cm_source {
     cm_grid_t grid;
+    /* Optional: asks the source to make reading every chunk again cheap (keep them in a
+     * spill store, say), before passes that do; a failure only means they will not be. */
+    int (*keep)(void *self, cm_ctx_t *ctx);
     bool has_nodata; /* pixels with a non-alpha sample equal to nodata take no part ... */
     double nodata;   /* ... nor do float pixels with a NaN or infinite sample, nor alpha 0 */
     int (*read)(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);

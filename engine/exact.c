@@ -375,6 +375,11 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     it.weights = weights;
     size_t part_bytes =
         histogram ? 0 : cm_grid_chunk_bytes(g) + sizeof(float) * BLOCK * (size_t)d + BLOCK;
+    if (rc == 0 && !histogram && src->keep && p->max_iter > 1) {
+        cm_ctx_t ignored; /* without a store, chunks are decoded again: slower, as correct */
+        cm_ctx_init(&ignored);
+        src->keep(src->self, &ignored);
+    }
     int iter = 0;
     bool converged = false;
     while (rc == 0 && iter < p->max_iter && !converged) {

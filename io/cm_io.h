@@ -64,6 +64,13 @@ int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx);
  * after the last cm_image_set_chunk_side and before the first read. */
 int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx);
 
+/* From now on, chunks decoded from the file are also kept, compressed with zstd level 1, in a
+ * spill store (an unlinked scratch file under scratch_dir), and read from there when asked
+ * for again: for passes that read every chunk several times. Does nothing for files whose
+ * decoding is already cheap (uncompressed, packbits). Storing is best effort: a chunk that cannot
+ * be stored is decoded again. Not thread-safe: call between reads. */
+int cm_image_keep_chunks(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx);
+
 const cm_image_info_t *cm_image_info(const cm_image_t *img);
 const char *cm_image_path(const cm_image_t *img);
 

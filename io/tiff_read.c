@@ -16,9 +16,11 @@ enum { DEFAULT_SIDE = 512, STRIP_BAND_MAX_BYTES = 64 << 20 };
 
 typedef struct handle {
     TIFF *tif;
-    uint8_t *unit; /* a decoded tile or strip (one plane), when it cannot go straight in; or a
-                    * compressed chunk of the spill store */
+    uint8_t *unit; /* a decoded tile or strip (one plane), when it cannot go straight in */
     ZSTD_DCtx *dctx;
+    ZSTD_CCtx *cctx; /* recording chunks into the spill store */
+    uint8_t *zbuf;   /* compressed chunk being recorded */
+    uint8_t *zin;    /* compressed chunk read back from the spill store */
     cm__tiff_msg_t msg;
 } handle_t;
 
@@ -35,7 +37,10 @@ struct cm_image {
      * order, kept as a zstd frame in an unlinked scratch file. */
     bool spill;
     int spill_fd;
-    int64_t *spill_at, *spill_size; /* per chunk */
+    int64_t *spill_at, *spill_size; /* per chunk; size -1 while not stored */
+    /* Recording: chunks decoded from the file are also stored, for cheap re-reads. */
+    bool recording;
+    int64_t spill_end; /* bytes of the store taken, grown atomically */
     int n_workers;
     handle_t *handles;
 };
@@ -348,6 +353,19 @@ static void place(const cm_image_t *img, const uint8_t *unit, int64_t unit_w, in
 
 /* ---- the spill store ---- */
 
+/* Creates the (unlinked) scratch file of the spill store under dir; false with errno. */
+static bool spill_create(cm_image_t *img, const char *dir)
+{
+    size_t size = strlen(dir) + 32;
+    char *path = malloc(size);
+    if (!path) return false;
+    snprintf(path, size, "%s/.chunkmeans-spill-XXXXXX", dir);
+    img->spill_fd = mkostemp(path, O_CLOEXEC);
+    if (img->spill_fd >= 0) unlink(path);
+    free(path);
+    return img->spill_fd >= 0;
+}
+
 int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
 {
     if (!img->spill || img->spill_fd >= 0) return 0;
@@ -369,13 +387,11 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
         rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory for the spill store", img->path);
         goto done;
     }
-    snprintf(path, path_size, "%s/.chunkmeans-spill-XXXXXX", scratch_dir);
-    img->spill_fd = mkostemp(path, O_CLOEXEC);
-    if (img->spill_fd < 0) {
-        rc = cm_fail(ctx, CM_EIO, "%s: cannot create a scratch file: %s", path, strerror(errno));
+    if (!spill_create(img, scratch_dir)) { /* unlinked: gone with the process, however it ends */
+        rc = cm_fail(ctx, CM_EIO, "%s: cannot create a scratch file: %s", scratch_dir,
+                     strerror(errno));
         goto done;
     }
-    unlink(path); /* gone with the process, however it ends */
 
     TIFF *tif = img->handles[0].tif;
     cm__tiff_msg_t *msg = &img->handles[0].msg;
@@ -419,6 +435,50 @@ done:
     return rc;
 }
 
+int cm_image_keep_chunks(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
+{
+    if (img->spill || img->recording) return 0; /* already read from a store */
+    int comp = img->info.compression;
+    if (comp == COMPRESSION_NONE || comp == COMPRESSION_PACKBITS) return 0; /* cheap already */
+    int64_t n = cm_grid_count(&img->info.grid);
+    img->spill_at = malloc(sizeof(int64_t) * (size_t)n);
+    img->spill_size = malloc(sizeof(int64_t) * (size_t)n);
+    if (!img->spill_at || !img->spill_size) {
+        free(img->spill_at);
+        free(img->spill_size);
+        img->spill_at = img->spill_size = NULL;
+        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory for the spill store", img->path);
+    }
+    for (int64_t i = 0; i < n; i++) img->spill_size[i] = -1;
+    if (!spill_create(img, scratch_dir))
+        return cm_fail(ctx, CM_EIO, "%s: cannot create a scratch file: %s", scratch_dir,
+                       strerror(errno));
+    img->recording = true;
+    return 0;
+}
+
+/* Stores a decoded chunk in the spill store. Best effort: when the disk is full or memory
+ * short, the chunk is simply decoded from the file again next time. */
+static void record_chunk(cm_image_t *img, handle_t *h, int64_t idx, const uint8_t *buf,
+                         size_t bytes)
+{
+    size_t bound = ZSTD_compressBound(cm_grid_chunk_bytes(&img->info.grid));
+    if (!h->cctx) h->cctx = ZSTD_createCCtx();
+    if (!h->zbuf) h->zbuf = malloc(bound);
+    if (!h->cctx || !h->zbuf) return;
+    size_t got = ZSTD_compressCCtx(h->cctx, h->zbuf, bound, buf, bytes, 1);
+    if (ZSTD_isError(got)) return;
+    int64_t at = __atomic_fetch_add(&img->spill_end, (int64_t)got, __ATOMIC_RELAXED);
+    for (size_t done = 0; done < got;) {
+        ssize_t k = pwrite(img->spill_fd, h->zbuf + done, got - done, (off_t)(at + (int64_t)done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return; /* not stored: read from the file again */
+        done += (size_t)k;
+    }
+    img->spill_at[idx] = at;
+    img->spill_size[idx] = (int64_t)got; /* seen by later graph runs, after their barrier */
+}
+
 static int read_spilled(cm_image_t *img, handle_t *h, int64_t idx, uint8_t *buf, size_t n_px,
                         cm_ctx_t *ctx)
 {
@@ -426,34 +486,27 @@ static int read_spilled(cm_image_t *img, handle_t *h, int64_t idx, uint8_t *buf,
     size_t size = (size_t)img->spill_size[idx],
            want = n_px * (size_t)img->info.bands * img->sample_bytes;
     if (!h->dctx) h->dctx = ZSTD_createDCtx();
-    if (!h->unit) h->unit = malloc(ZSTD_compressBound(cm_grid_chunk_bytes(&img->info.grid)));
-    CM_FAIL_IF(ctx, !h->dctx || !h->unit, CM_ENOMEM, "%s: out of memory", img->path);
+    if (!h->zin) h->zin = malloc(ZSTD_compressBound(cm_grid_chunk_bytes(&img->info.grid)));
+    CM_FAIL_IF(ctx, !h->dctx || !h->zin, CM_ENOMEM, "%s: out of memory", img->path);
     for (size_t done = 0; done < size;) {
-        ssize_t k = pread(img->spill_fd, h->unit + done, size - done,
+        ssize_t k = pread(img->spill_fd, h->zin + done, size - done,
                           (off_t)(img->spill_at[idx] + (int64_t)done));
         if (k < 0 && errno == EINTR) continue;
         CM_FAIL_IF(ctx, k <= 0, CM_EIO, "%s: cannot read the spill store: %s", img->path,
                    k < 0 ? strerror(errno) : "short read");
         done += (size_t)k;
     }
-    size_t got = ZSTD_decompressDCtx(h->dctx, buf, want, h->unit, size);
+    size_t got = ZSTD_decompressDCtx(h->dctx, buf, want, h->zin, size);
     CM_FAIL_IF(ctx, ZSTD_isError(got) || got != want, CM_EINTERNAL,
                "%s: spill store chunk %lld is damaged", img->path, (long long)idx);
     return 0;
 }
 
-int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
+/* Decodes the rectangle of a chunk from the file's tiles or strips. */
+static int read_from_file(cm_image_t *img, handle_t *h, int64_t x, int64_t y, int64_t w,
+                          int64_t rows, uint8_t *buf, cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, worker < 0 || worker >= img->n_workers, CM_EINTERNAL, "worker %d of %d", worker,
-               img->n_workers);
-    handle_t *h = &img->handles[worker];
-    if (!h->tif) CM_TRY(open_handle(img, h, ctx));
     const cm_image_info_t *in = &img->info;
-    int64_t x, y, w, rows;
-    cm_grid_rect(&in->grid, idx, &x, &y, &w, &rows);
-    h->msg.text[0] = '\0';
-    if (img->spill) return read_spilled(img, h, idx, buf, (size_t)(w * rows), ctx);
-
     /* Units are the file's tiles or strips; one plane each when samples are separate. Each
      * is decoded straight into the chunk when it has the chunk's layout, else into h->unit
      * and placed. */
@@ -498,6 +551,24 @@ int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, 
     return 0;
 }
 
+int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, worker < 0 || worker >= img->n_workers, CM_EINTERNAL, "worker %d of %d", worker,
+               img->n_workers);
+    handle_t *h = &img->handles[worker];
+    if (!h->tif) CM_TRY(open_handle(img, h, ctx));
+    const cm_image_info_t *in = &img->info;
+    int64_t x, y, w, rows;
+    cm_grid_rect(&in->grid, idx, &x, &y, &w, &rows);
+    h->msg.text[0] = '\0';
+    if (img->spill || (img->recording && img->spill_size[idx] >= 0))
+        return read_spilled(img, h, idx, buf, (size_t)(w * rows), ctx);
+    int rc = read_from_file(img, h, x, y, w, rows, buf, ctx);
+    if (rc == 0 && img->recording)
+        record_chunk(img, h, idx, buf, (size_t)(w * rows) * (size_t)in->bands * img->sample_bytes);
+    return rc;
+}
+
 void cm_image_close(cm_image_t *img)
 {
     if (!img) return;
@@ -505,7 +576,10 @@ void cm_image_close(cm_image_t *img)
         if (img->handles[i].tif) {
             TIFFClose(img->handles[i].tif);
             free(img->handles[i].unit);
+            free(img->handles[i].zbuf);
+            free(img->handles[i].zin);
             ZSTD_freeDCtx(img->handles[i].dctx);
+            ZSTD_freeCCtx(img->handles[i].cctx);
         }
     if (img->spill_fd >= 0) close(img->spill_fd);
     free(img->spill_at);
