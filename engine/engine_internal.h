@@ -107,9 +107,10 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
                   cm_model_t *m, cm_ctx_t *ctx);
 
 /* Up to max_iter Lloyd iterations on the n sample points (d features each, standardised if m
- * is): the mini-batch result, moved to the exact means of the sample. Sets counts. */
+ * is), moving m's centres to exact means of the sample. Sets counts, and *inertia to the
+ * sample's inertia at the last assignment. */
 int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
-               cm_ctx_t *ctx);
+               double *inertia, cm_ctx_t *ctx);
 
 /* Nearest centres of n points with a kernel (soa: d rows of k; dist: k floats of scratch);
  * points with valid[i] == 0 are skipped (valid NULL: none). */

@@ -325,7 +325,7 @@ static int build_histogram(const cm_source_t *src, const cm__pixfmt_t *fmt, cons
 }
 
 int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
-               cm_ctx_t *ctx)
+               double *inertia, cm_ctx_t *ctx)
 {
     int k = m->k, d = m->d;
     iteration_t it = {.k = k, .d = d, .pts = pts, .n_pts = n};
@@ -340,6 +340,7 @@ int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, 
         if (rc < 0) break;
         double shift = update(&it, m->centroids, m->std);
         for (int j = 0; j < k; j++) m->counts[j] = it.total.count[j];
+        *inertia = it.inertia;
         sums_free(&it.total);
         if (shift < p->tol) break;
     }

@@ -11,6 +11,7 @@ enum {
     RESEED_EVERY = 10,        /* steps between checks for empty centres */
     WINDOW = 64,              /* steps per graph */
     POLISH_MAX = 10,          /* Lloyd iterations on the sample after the steps */
+    LLOYD_MAX = 100,          /* Lloyd iterations on the sample from the k-means++ start */
 };
 
 /* ---- mini-batch steps ----
@@ -216,6 +217,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     int64_t sample_px = p->sample_px > 0 ? p->sample_px : (int64_t)1 << 20;
 
     float *pts = NULL;
+    double *start = NULL; /* the k-means++ centres */
     int64_t n = 0;
     cm_model_t *m = NULL;
     step_task_t *tasks = NULL;
@@ -266,6 +268,8 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     if (init != pts) free(init);
     if (rc < 0) goto cleanup;
     for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
+    start = malloc(sizeof(double) * (size_t)k * d); /* NULL: no second try, nothing else */
+    if (start) memcpy(start, m->centroids, sizeof(double) * (size_t)k * d);
 
     cm_algorithm_t alg = p->algorithm;
     if (alg == CM_ALG_AUTO) /* exact and cheap where it applies */
@@ -279,8 +283,26 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
         m->iterations = s.steps_done;
         m->converged = s.converged;
         /* Mini-batch centres carry the noise of their last batches; a few Lloyd iterations on
-         * the in-memory sample settle them on its exact means. */
-        if (rc == 0) rc = cm__polish(pts, n, p, POLISH_MAX, m, ctx);
+         * the in-memory sample settle them on its exact means. Early noisy steps can also
+         * lead them into a worse optimum than Lloyd from the same start would reach, so that
+         * is tried on the sample too, and the lower inertia wins. */
+        double mb_inertia = 0.0, lloyd_inertia = 0.0;
+        if (rc == 0) rc = cm__polish(pts, n, p, POLISH_MAX, m, &mb_inertia, ctx);
+        if (rc == 0 && start) {
+            double *mine = m->centroids;
+            int64_t *counts = m->counts;
+            int64_t *alt_counts = calloc((size_t)k, sizeof(int64_t));
+            if (alt_counts) {
+                m->centroids = start;
+                m->counts = alt_counts;
+                rc = cm__polish(pts, n, p, LLOYD_MAX, m, &lloyd_inertia, ctx);
+                bool better = rc == 0 && lloyd_inertia < mb_inertia;
+                m->centroids = better ? start : mine;
+                m->counts = better ? alt_counts : counts;
+                start = better ? mine : start; /* freed below, whichever lost */
+                free(better ? counts : alt_counts);
+            }
+        }
     } else {
         free(pts); /* the exact modes read the whole image instead */
         pts = NULL;
@@ -298,6 +320,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     m = NULL;
 cleanup:
     cm_model_free(m);
+    free(start);
     free(s.partials);
     free(s.sum);
     free(s.v);
