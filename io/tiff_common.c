@@ -24,10 +24,12 @@ static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt
     return 1;
 }
 
-TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg)
+/* Options that send a handle's errors to msg and drop its warnings; NULL when out of memory
+ * (said in msg). Registers our tags first, so that every handle knows them. */
+static TIFFOpenOptions *open_options(cm__tiff_msg_t *msg)
 {
     msg->text[0] = '\0';
-    cm__tags_register(); /* before any handle exists, so that every handle knows the tags */
+    cm__tags_register();
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
     if (!opts) {
         snprintf(msg->text, sizeof msg->text, "out of memory");
@@ -35,6 +37,13 @@ TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *
     }
     TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, msg);
     TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, msg);
+    return opts;
+}
+
+TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *msg)
+{
+    TIFFOpenOptions *opts = open_options(msg);
+    if (!opts) return NULL;
     errno = 0;
     TIFF *tif = fd < 0 ? TIFFOpenExt(path, mode, opts) : TIFFFdOpenExt(fd, path, mode, opts);
     TIFFOpenOptionsFree(opts);
@@ -99,15 +108,8 @@ static void mem_unmap(thandle_t h, void *base, toff_t size) {}
 
 TIFF *cm__tiff_open_memory(cm__membuf_t *mem, cm__tiff_msg_t *msg)
 {
-    msg->text[0] = '\0';
-    cm__tags_register();
-    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
-    if (!opts) {
-        snprintf(msg->text, sizeof msg->text, "out of memory");
-        return NULL;
-    }
-    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_error, msg);
-    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_warning, msg);
+    TIFFOpenOptions *opts = open_options(msg);
+    if (!opts) return NULL;
     TIFF *tif = TIFFClientOpenExt("memory", "wm", mem, mem_read, mem_write, mem_seek, mem_close,
                                   mem_size, mem_map, mem_unmap, opts);
     TIFFOpenOptionsFree(opts);
