@@ -53,6 +53,9 @@ void cli_progress_end(cli_progress_t *p);
 
 double cli_now(void);
 
+/* A cm_source_t's read() over an open cm_image_t (self). */
+int cli_read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
+
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cm_io.h"
 
 int cli_verbosity = 1;
 volatile sig_atomic_t cli_signal = 0;
@@ -203,4 +204,9 @@ void cli_progress_end(cli_progress_t *p)
 {
     if (p->enabled && p->drawn) fputs("\r\033[K", stderr);
     p->drawn = false;
+}
+
+int cli_read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
+{
+    return cm_image_read_chunk(self, worker, idx, buf, ctx);
 }

@@ -107,11 +107,6 @@ static int print_json(const char *path, const cm_image_info_t *in, int64_t n_col
     return 0;
 }
 
-static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
-{
-    return cm_image_read_chunk(self, worker, idx, buf, ctx);
-}
-
 int cmd_info(int argc, char **argv)
 {
     bool colors = false, as_json = false;
@@ -172,7 +167,7 @@ int cmd_info(int argc, char **argv)
         p.progress = cli_progress_update;
         p.progress_user = &prog;
         p.cancel = &cli_signal;
-        cm_source_t src = {.grid = *g, .read = read_chunk, .self = img};
+        cm_source_t src = {.grid = *g, .read = cli_read_chunk, .self = img};
         const char *tmp = getenv("TMPDIR");
         rc = cm_image_prepare(img, tmp && *tmp ? tmp : "/tmp", &ctx);
         if (rc == 0) rc = cm_count_colors(&src, &p, &n_colors, &ctx);

@@ -441,11 +441,6 @@ static int keep_chunks(void *self, cm_ctx_t *ctx)
     return cm_image_keep_chunks(self, scratch_dir, ctx);
 }
 
-static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
-{
-    return cm_image_read_chunk(self, worker, idx, buf, ctx);
-}
-
 static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const cm_model_t *m,
                           const double t[3], const cm_trace_t *trace)
 {
@@ -514,7 +509,7 @@ int cmd_run(int argc, char **argv)
     snprintf(scratch_dir, sizeof scratch_dir, "%s", out_dir ? out_dir : ".");
     free(out_dir);
     cm_source_t src = {.grid = in->grid,
-                       .read = read_chunk,
+                       .read = cli_read_chunk,
                        .keep = keep_chunks,
                        .self = img,
                        .has_nodata = o.has_nodata || in->has_nodata,

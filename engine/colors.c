@@ -6,6 +6,7 @@
 
 typedef struct counter {
     const cm_source_t *src;
+    cm__pixfmt_t fmt; /* for the colour key: masked pixels count too */
     uint64_t *bits;
 } counter_t;
 
@@ -25,9 +26,7 @@ static int mark_chunk(void *arg, int worker, cm_ctx_t *ctx)
     int rc = t->c->src->read(t->c->src->self, worker, t->idx, buf, ctx);
     const uint8_t *px = buf;
     for (int64_t i = 0; rc == 0 && i < w * h; i++, px += g->bands) {
-        uint32_t colour = 0;
-        for (int b = 0; b < g->bands; b++)
-            if (b != g->alpha_band) colour = colour << 8 | px[b];
+        uint32_t colour = cm__colour_key(&t->c->fmt, px);
         uint64_t bit = 1ULL << (colour & 63), *word = &t->c->bits[colour >> 6];
         if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
             __atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
@@ -47,6 +46,7 @@ int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count
     size_t words = ((size_t)1 << (8 * d)) / 64 + 1;
     int64_t n_chunks = cm_grid_count(g);
     counter_t c = {.src = src, .bits = calloc(words, sizeof(uint64_t))};
+    cm__pixfmt_init(&c.fmt, src, NULL, NULL);
     count_task_t *tasks = malloc(sizeof(count_task_t) * (size_t)n_chunks);
     cm_graph_t *graph = cm_graph_create();
     int rc = 0;

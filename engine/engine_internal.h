@@ -70,6 +70,15 @@ typedef struct cm__pixfmt {
  * cluster's). */
 enum { CM__MASKED = 0xffff };
 
+/* The colour of an 8-bit pixel as one number: its feature samples, first in the high byte.
+ * The key of the colour cache, the histogram and the colour count. */
+static inline uint32_t cm__colour_key(const cm__pixfmt_t *f, const uint8_t *px)
+{
+    uint32_t key = 0;
+    for (int j = 0; j < f->d; j++) key = key << 8 | px[f->band[j]];
+    return key;
+}
+
 /* Sets up f for src; mean and std (d each) standardise the features, or are both NULL. */
 void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean,
                      const double *std);

@@ -269,8 +269,7 @@ static int histogram_chunk(void *arg, int worker, cm_ctx_t *ctx)
         for (int64_t i = 0; i < m; i++) {
             if (!valid[i]) continue;
             const uint8_t *px = buf + (first + i) * g->bands;
-            uint32_t key = 0;
-            for (int b = 0; b < t->fmt->d; b++) key = key << 8 | px[t->fmt->band[b]];
+            uint32_t key = cm__colour_key(t->fmt, px);
             if (__atomic_add_fetch(&t->counts[key], 1, __ATOMIC_RELAXED) == 0)
                 rc = cm_fail(ctx, CM_EINPUT, "a colour appears more than 2^32 times");
         }

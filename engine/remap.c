@@ -52,8 +52,7 @@ static int cached_nearest(const remapper_t *r, const uint8_t *px, const float *x
                           float *d2)
 {
     const cm__pixfmt_t *f = &r->fmt;
-    uint32_t key = 0;
-    for (int j = 0; j < f->d; j++) key = key << 8 | px[f->band[j]];
+    uint32_t key = cm__colour_key(f, px);
     uint16_t hit = __atomic_load_n(&r->cache[key], __ATOMIC_RELAXED);
     int k = r->model->k;
     if (!hit) {
