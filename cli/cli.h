@@ -28,6 +28,10 @@ int cli_fail(const cm_ctx_t *ctx, int rc, const char *input);
 /* Parsers for option values; each prints its own message and returns false on a bad value. */
 bool cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
 bool cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* "2,5,10": 1 to max_n different whole numbers from lo to hi, in the order given, into out
+ * (max_n entries) and *n. */
+bool cli_parse_int_list(const char *opt, const char *s, long long lo, long long hi, int max_n,
+                        long long *out, int *n);
 /* "512M", "2G", "1.5GiB", "65536": bytes, binary multiples. */
 bool cli_parse_size(const char *opt, const char *s, size_t *out);
 

@@ -1,4 +1,5 @@
 /* Messages, exit codes, option value parsing, signals and the progress line. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -122,6 +123,33 @@ bool cli_parse_size(const char *opt, const char *s, size_t *out)
         return false;
     }
     *out = (size_t)v;
+    return true;
+}
+
+bool cli_parse_int_list(const char *opt, const char *s, long long lo, long long hi, int max_n,
+                        long long *out, int *n)
+{
+    int count = 0;
+    const char *p = s;
+    for (;;) {
+        char *end = (char *)p;
+        long long v = 0;
+        errno = 0;
+        if (isdigit((unsigned char)*p)) v = strtoll(p, &end, 10); /* no sign, no blanks */
+        bool repeated = false;
+        for (int i = 0; i < count; i++) repeated |= out[i] == v;
+        if (errno || end == p || (*end && *end != ',') || v < lo || v > hi || repeated ||
+            count == max_n) {
+            cli_error("%s: expected up to %d different whole numbers from %lld to %lld, separated "
+                      "by commas, not '%s'",
+                      opt, max_n, lo, hi, s);
+            return false;
+        }
+        out[count++] = v;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *n = count;
     return true;
 }
 
