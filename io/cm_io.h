@@ -52,6 +52,12 @@ typedef struct cm_image_info {
  * cm_image_close. */
 int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx);
 
+/* The same for a TIFF file held in memory: size bytes at data, which must stay unchanged
+ * until cm_image_close; name stands for the path in messages. Spill stores still go to
+ * files. */
+int cm_image_open_memory(const void *data, size_t size, const char *name, int n_workers,
+                         cm_image_t **out, cm_ctx_t *ctx);
+
 /* Regroups the chunks (before any read) so that outputs can have side x side tiles: squares of
  * whole input tiles when the input's tiles divide side (each input tile is still decoded
  * once), otherwise the input's own tiles; for strips, bands about side rows tall written as

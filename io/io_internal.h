@@ -21,8 +21,9 @@ typedef struct cm__membuf {
     size_t size, cap, pos;
 } cm__membuf_t;
 
-/* A TIFF written into mem (which the caller frees after TIFFClose), errors into msg. */
-TIFF *cm__tiff_open_memory(cm__membuf_t *mem, cm__tiff_msg_t *msg);
+/* A TIFF in mem, opened with mode ("wm": written into mem, which the caller frees after
+ * TIFFClose; "rm": read from mem->data, never written), errors into msg. */
+TIFF *cm__tiff_open_memory(cm__membuf_t *mem, const char *mode, cm__tiff_msg_t *msg);
 
 /* Makes a rename into path's directory durable (fsync of the directory); best effort. */
 void cm__fsync_dir_of(const char *path);

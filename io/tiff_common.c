@@ -51,7 +51,7 @@ TIFF *cm__tiff_open(const char *path, const char *mode, int fd, cm__tiff_msg_t *
     return tif;
 }
 
-/* ---- memory files: a worker encodes tiles in one of its own ---- */
+/* ---- memory files: a worker encodes tiles in one of its own; images are read from one ---- */
 
 static tmsize_t mem_read(thandle_t h, void *buf, tmsize_t n)
 {
@@ -106,11 +106,11 @@ static int mem_map(thandle_t h, void **base, toff_t *size)
 
 static void mem_unmap(thandle_t h, void *base, toff_t size) {}
 
-TIFF *cm__tiff_open_memory(cm__membuf_t *mem, cm__tiff_msg_t *msg)
+TIFF *cm__tiff_open_memory(cm__membuf_t *mem, const char *mode, cm__tiff_msg_t *msg)
 {
     TIFFOpenOptions *opts = open_options(msg);
     if (!opts) return NULL;
-    TIFF *tif = TIFFClientOpenExt("memory", "wm", mem, mem_read, mem_write, mem_seek, mem_close,
+    TIFF *tif = TIFFClientOpenExt("memory", mode, mem, mem_read, mem_write, mem_seek, mem_close,
                                   mem_size, mem_map, mem_unmap, opts);
     TIFFOpenOptionsFree(opts);
     return tif;

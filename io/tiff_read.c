@@ -18,14 +18,17 @@ typedef struct handle {
     TIFF *tif;
     uint8_t *unit; /* a decoded tile or strip (one plane), when it cannot go straight in */
     ZSTD_DCtx *dctx;
-    ZSTD_CCtx *cctx; /* recording chunks into the spill store */
-    uint8_t *zbuf;   /* compressed chunk being recorded */
-    uint8_t *zin;    /* compressed chunk read back from the spill store */
+    ZSTD_CCtx *cctx;  /* recording chunks into the spill store */
+    uint8_t *zbuf;    /* compressed chunk being recorded */
+    uint8_t *zin;     /* compressed chunk read back from the spill store */
+    cm__membuf_t mem; /* this handle's position in an image opened from memory */
     cm__tiff_msg_t msg;
 } handle_t;
 
 struct cm_image {
     char *path;
+    const uint8_t *data; /* the file's bytes, for an image opened from memory (else NULL) */
+    size_t data_size;
     cm_image_info_t info;
     bool ycbcr_as_rgb;
     int file_spp;             /* samples per pixel in the file (1 for a palette image) */
@@ -48,7 +51,16 @@ struct cm_image {
 static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
 {
     /* "m": no memory mapping, whose pages would count against the memory we promise */
-    h->tif = cm__tiff_open(img->path, "rm", -1, &h->msg);
+    if (img->data) {
+        /* libtiff only reads through a handle opened "r": the bytes are never written */
+        h->mem = (cm__membuf_t){(uint8_t *)img->data, img->data_size, img->data_size, 0};
+        h->tif = cm__tiff_open_memory(&h->mem, "rm", &h->msg);
+        if (!h->tif)
+            return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF libtiff can read: %s", img->path,
+                           h->msg.text);
+    } else {
+        h->tif = cm__tiff_open(img->path, "rm", -1, &h->msg);
+    }
     if (!h->tif) {
         int e = errno;
         /* Out of descriptors or memory is the machine's trouble, not the file's; so is any
@@ -283,11 +295,16 @@ static int inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     return make_grid(img, 0, ctx);
 }
 
-int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx)
+static int open_image(const char *path, const void *data, size_t size, int n_workers,
+                      cm_image_t **out, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, n_workers < 1, CM_EUSAGE, "bad number of workers %d", n_workers);
     cm_image_t *img = calloc(1, sizeof(cm_image_t));
-    if (img) img->path = strdup(path);
+    if (img) {
+        img->data = data;
+        img->data_size = size;
+        img->path = strdup(path);
+    }
     if (img) img->handles = calloc((size_t)n_workers, sizeof(handle_t));
     if (!img || !img->path || !img->handles) {
         cm_image_close(img);
@@ -303,6 +320,18 @@ int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *c
     }
     *out = img;
     return 0;
+}
+
+int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx)
+{
+    return open_image(path, NULL, 0, n_workers, out, ctx);
+}
+
+int cm_image_open_memory(const void *data, size_t size, const char *name, int n_workers,
+                         cm_image_t **out, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !data, CM_EUSAGE, "%s: no data", name);
+    return open_image(name, data, size, n_workers, out, ctx);
 }
 
 TIFF *cm__image_tiff(cm_image_t *img)

@@ -212,7 +212,7 @@ static int encode_tile(const cm_writer_t *wr, const uint8_t *tile, uint8_t **dat
     const cm_writer_spec_t *s = &wr->spec;
     cm__tiff_msg_t msg;
     cm__membuf_t mem = {0};
-    TIFF *t = cm__tiff_open_memory(&mem, &msg);
+    TIFF *t = cm__tiff_open_memory(&mem, "wm", &msg);
     CM_FAIL_IF(ctx, !t, CM_ENOMEM, "%s: cannot encode: %s", wr->path, msg.text);
     tmsize_t bytes = (tmsize_t)((size_t)s->tile_w * (size_t)s->tile_h * wr->px_bytes);
     uint64_t *offsets = NULL, *counts = NULL;

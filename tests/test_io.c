@@ -1256,6 +1256,71 @@ static void test_palette_with_a_map_entry_not_a_multiple_of_257_reads_as_uint16_
     palette_reads_are_exact(almost_eight_bit, CM_U16, "palette16");
 }
 
+/* The whole file in memory; the caller frees it. */
+static uint8_t *slurp(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n > 0);
+    rewind(f);
+    uint8_t *data = malloc((size_t)n);
+    assert_non_null(data);
+    assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *size = (size_t)n;
+    return data;
+}
+
+static void test_images_read_from_memory_read_as_from_their_file(void **state)
+{
+    (void)state;
+    make_colormaps();
+    layout_t layouts[3] = {layout_for(4, COMPRESSION_ADOBE_DEFLATE, false),
+                           layout_for(3, COMPRESSION_LZW, true),
+                           palette_layout(eight_bit, COMPRESSION_PACKBITS, false)};
+    layouts[0].tile_w = layouts[0].tile_h = 16;
+    layouts[1].rows_per_strip = 9;
+    layouts[1].planar = PLANARCONFIG_SEPARATE;
+    for (int i = 0; i < 3; i++) {
+        char path[PATH_MAX], name[32];
+        snprintf(name, sizeof name, "memory-%d.tif", i);
+        tmp_path(path, name);
+        make_tiff(path, &layouts[i], pattern);
+        size_t size;
+        uint8_t *data = slurp(path, &size);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_image_t *img = NULL;
+        if (cm_image_open_memory(data, size, "in-memory.tif", 2, &img, &ctx))
+            fail_msg("layout %d: %s", i, ctx.msg);
+        assert_string_equal(cm_image_path(img), "in-memory.tif");
+        assert_int_equal(cm_image_info(img)->bands,
+                         layouts[i].photometric == PHOTOMETRIC_PALETTE ? 3 : layouts[i].spp);
+        const truth_t truth = {.fn = pattern, .colormap = layouts[i].colormap};
+        check_chunks(img, 1, &truth); /* each worker has its own position in the bytes */
+        check_chunks(img, 0, &truth);
+        cm_image_close(img);
+
+        /* cut short: the header opens, a chunk does not decode, and the name is given */
+        cm_ctx_init(&ctx);
+        int rc = cm_image_open_memory(data, size / 2, "in-memory.tif", 1, &img, &ctx);
+        if (rc == 0) {
+            const cm_grid_t *g = &cm_image_info(img)->grid;
+            uint8_t *buf = malloc(cm_grid_chunk_bytes(g));
+            assert_non_null(buf);
+            for (int64_t c = 0; rc == 0 && c < cm_grid_count(g); c++)
+                rc = cm_image_read_chunk(img, 0, c, buf, &ctx);
+            free(buf);
+            cm_image_close(img);
+        }
+        assert_int_equal(rc, CM_EINPUT);
+        assert_non_null(strstr(ctx.msg, "in-memory.tif"));
+        free(data);
+    }
+}
+
 static void test_palette_tiles_grouped_into_chunks_read_exactly(void **state)
 {
     (void)state;
@@ -2666,6 +2731,7 @@ int main(void)
     cm__tags_register();         /* before any handle: the generator writes GeoTIFF and GDAL tags */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiled_classic_32px_tiles_read_exactly_with_clipped_edges),
+        cmocka_unit_test(test_images_read_from_memory_read_as_from_their_file),
         cmocka_unit_test(test_tiled_bigtiff_16px_tiles_read_exactly_with_clipped_edges),
         cmocka_unit_test(test_tile_larger_than_the_image_reads_exactly),
         cmocka_unit_test(test_associated_alpha_is_reported_as_the_alpha_band),
