@@ -153,6 +153,23 @@ bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked);
  * out of memory. `bands`, `alpha_band` and `sample_type` describe the image it was fit on. */
 char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type);
 
+enum { CM_MODEL_SCHEMA = 1, CM_K_MAX = 65535 };
+
+/* What a model file says of the images it fits: their bands, alpha band (-1: none) and
+ * sample type, and the chunkmeans version that wrote it ("" when not said). */
+typedef struct cm_model_meta {
+    int bands, alpha_band;
+    cm_stype_t stype;
+    char version[32];
+} cm_model_meta_t;
+
+/* Reads a model from its JSON text (len bytes, no terminating NUL needed), checking every
+ * field of the schema: k rows of finite centroids, counts, scaling, and bands that agree.
+ * CM_EINPUT with the reason for anything else; name stands for the file in messages. The
+ * caller frees *out with cm_model_free. */
+int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,
+                       cm_model_meta_t *meta, cm_ctx_t *ctx);
+
 /* Nearest centre of one feature vector x (d floats) among k centres c (k*d floats): the
  * smallest squared distance, ties to the lowest index. */
 int cm_nearest(const float *c, int k, int d, const float *x, float *dist2);

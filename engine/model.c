@@ -1,9 +1,15 @@
 /* The fitted model: its memory, its colours, and its JSON form (through jansson). */
 #include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cm_version.h"
 #include "engine_internal.h"
+
+static const char *const algorithm_names[] = {"minibatch", "lloyd", "histogram", "auto"};
 
 cm_model_t *cm__model_new(int k, int d)
 {
@@ -43,7 +49,7 @@ char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const cha
         if (json_array_append_new(counts, json_integer(m->counts[j]))) goto fail;
     }
     int bad = json_object_set_new(root, "format", json_string("chunkmeans-model"));
-    bad |= json_object_set_new(root, "schema_version", json_integer(1));
+    bad |= json_object_set_new(root, "schema_version", json_integer(CM_MODEL_SCHEMA));
     bad |= json_object_set_new(root, "chunkmeans_version", json_string(CM_VERSION));
     bad |= json_object_set_new(root, "k", json_integer(m->k));
     bad |= json_object_set_new(root, "bands", json_integer(bands));
@@ -70,8 +76,7 @@ char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const cha
     bad |= json_object_set_new(root, "inertia", json_real(m->inertia));
     bad |= json_object_set_new(root, "pixels", json_integer(m->n_pixels));
     bad |= json_object_set_new(root, "seed", json_integer((json_int_t)m->seed));
-    static const char *const algorithms[] = {"minibatch", "lloyd", "histogram", "auto"};
-    bad |= json_object_set_new(root, "algorithm", json_string(algorithms[m->algorithm]));
+    bad |= json_object_set_new(root, "algorithm", json_string(algorithm_names[m->algorithm]));
     bad |= json_object_set_new(root, "iterations", json_integer(m->iterations));
     bad |= json_object_set_new(root, "converged", json_boolean(m->converged));
     bad |= json_object_set_new(root, "sample_pixels", json_integer(m->sample_px));
@@ -84,4 +89,165 @@ fail:
     json_decref(counts);
     json_decref(root);
     return NULL;
+}
+
+/* ---- reading a model back ---- */
+
+typedef struct reader {
+    json_t *root;
+    const char *name;
+    cm_ctx_t *ctx;
+} reader_t;
+
+static int bad(const reader_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(const reader_t *r, const char *fmt, ...)
+{
+    char why[CM_MSG_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return cm_fail(r->ctx, CM_EINPUT, "%s: not a chunkmeans model: %s", r->name, why);
+}
+
+/* The integer member key, within [lo, hi]; absent gives def when optional. */
+static int get_int(const reader_t *r, const char *key, bool required, json_int_t def, json_int_t lo,
+                   json_int_t hi, json_int_t *out)
+{
+    json_t *v = json_object_get(r->root, key);
+    if (!v && !required) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return bad(r, "\"%s\" must be a whole number from %lld to %lld", key, (long long)lo,
+                   (long long)hi);
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* An array of exactly n finite numbers (each above zero when positive is set), into out. */
+static int get_numbers(const reader_t *r, const json_t *a, size_t n, bool positive,
+                       const char *what, double *out)
+{
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return bad(r, "%s must be a list of %zu numbers", what, n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(a, i);
+        double x = json_number_value(v);
+        if (!json_is_number(v) || !isfinite(x) || (positive && !(x > 0)))
+            return bad(r, "%s[%zu] must be a finite%s number", what, i,
+                       positive ? " positive" : "");
+        out[i] = x;
+    }
+    return 0;
+}
+
+static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta)
+{
+    json_t *root = r->root;
+    if (!json_is_object(root)) return bad(r, "the top level must be an object");
+    if (!json_is_string(json_object_get(root, "format")) ||
+        strcmp(json_string_value(json_object_get(root, "format")), "chunkmeans-model"))
+        return bad(r, "\"format\" must be \"chunkmeans-model\"");
+    json_int_t schema, k, bands, d, alpha = -1, v;
+    CM_TRY(get_int(r, "schema_version", true, 0, 1, INT32_MAX, &schema));
+    if (schema != CM_MODEL_SCHEMA)
+        return bad(r, "schema version %lld; this chunkmeans reads version %d", (long long)schema,
+                   CM_MODEL_SCHEMA);
+    CM_TRY(get_int(r, "k", true, 0, 1, CM_K_MAX, &k));
+    CM_TRY(get_int(r, "bands", true, 0, 1, CM_BANDS_MAX, &bands));
+    json_t *a = json_object_get(root, "alpha_band");
+    if (!json_is_null(a)) CM_TRY(get_int(r, "alpha_band", true, 0, 0, bands - 1, &alpha));
+    CM_TRY(get_int(r, "features", true, 0, bands - (alpha >= 0), bands - (alpha >= 0), &d));
+    const char *st = json_string_value(json_object_get(root, "sample_type"));
+    static const cm_stype_t types[] = {CM_U8, CM_U16, CM_I16, CM_F32};
+    int ti = -1;
+    for (int i = 0; i < 4 && st; i++)
+        if (!strcmp(st, cm_stype_name(types[i]))) ti = i;
+    if (ti < 0) return bad(r, "\"sample_type\" must be uint8, uint16, int16 or float32");
+    *meta = (cm_model_meta_t){.bands = (int)bands, .alpha_band = (int)alpha, .stype = types[ti]};
+    const char *version = json_string_value(json_object_get(root, "chunkmeans_version"));
+    snprintf(meta->version, sizeof meta->version, "%s", version ? version : "");
+
+    cm_model_t *m = cm__model_new((int)k, (int)d);
+    if (!m) return cm_fail(r->ctx, CM_ENOMEM, "%s: out of memory", r->name);
+    *out = m;
+    json_t *cents = json_object_get(root, "centroids");
+    if (!json_is_array(cents) || json_array_size(cents) != (size_t)k)
+        return bad(r, "\"centroids\" must be a list of k = %lld rows", (long long)k);
+    for (json_int_t j = 0; j < k; j++) {
+        char what[32];
+        snprintf(what, sizeof what, "centroids[%lld]", (long long)j);
+        CM_TRY(get_numbers(r, json_array_get(cents, (size_t)j), (size_t)d, false, what,
+                           m->centroids + j * d));
+    }
+    json_t *counts = json_object_get(root, "counts");
+    if (counts && (!json_is_array(counts) || json_array_size(counts) != (size_t)k))
+        return bad(r, "\"counts\" must be a list of k = %lld whole numbers", (long long)k);
+    for (json_int_t j = 0; counts && j < k; j++) {
+        json_t *c = json_array_get(counts, (size_t)j);
+        if (!json_is_integer(c) || json_integer_value(c) < 0)
+            return bad(r, "counts[%lld] must be a whole number >= 0", (long long)j);
+        m->counts[j] = json_integer_value(c);
+    }
+    json_t *scale = json_object_get(root, "scale");
+    if (scale && !json_is_null(scale)) {
+        const char *method = json_string_value(json_object_get(scale, "method"));
+        if (!json_is_object(scale) || !method || strcmp(method, "standard"))
+            return bad(r, "\"scale\" must be null or {\"method\": \"standard\", ...}");
+        m->mean = malloc((size_t)d * sizeof(double));
+        m->std = malloc((size_t)d * sizeof(double));
+        if (!m->mean || !m->std) return cm_fail(r->ctx, CM_ENOMEM, "%s: out of memory", r->name);
+        CM_TRY(get_numbers(r, json_object_get(scale, "mean"), (size_t)d, false, "scale.mean",
+                           m->mean));
+        CM_TRY(get_numbers(r, json_object_get(scale, "std"), (size_t)d, true, "scale.std", m->std));
+    }
+    json_t *inertia = json_object_get(root, "inertia");
+    if (inertia && (!json_is_number(inertia) || !(json_number_value(inertia) >= 0) ||
+                    !isfinite(json_number_value(inertia))))
+        return bad(r, "\"inertia\" must be a finite number >= 0");
+    m->inertia = inertia ? json_number_value(inertia) : 0;
+    CM_TRY(get_int(r, "pixels", false, 0, 0, INT64_MAX, &v));
+    m->n_pixels = v;
+    CM_TRY(get_int(r, "sample_pixels", false, 0, 0, INT64_MAX, &v));
+    m->sample_px = v;
+    CM_TRY(get_int(r, "iterations", false, 0, 0, INT32_MAX, &v));
+    m->iterations = (int)v;
+    CM_TRY(get_int(r, "seed", false, 0, INT64_MIN, INT64_MAX, &v));
+    m->seed = (uint64_t)v; /* written as the signed integer of the same bits */
+    json_t *conv = json_object_get(root, "converged");
+    if (conv && !json_is_boolean(conv)) return bad(r, "\"converged\" must be true or false");
+    m->converged = json_is_true(conv);
+    json_t *alg = json_object_get(root, "algorithm");
+    m->algorithm = CM_ALG_MINIBATCH;
+    if (alg) {
+        const char *name = json_string_value(alg);
+        int found = -1;
+        for (int i = 0; i < 3 && name; i++)
+            if (!strcmp(name, algorithm_names[i])) found = i;
+        if (found < 0) return bad(r, "\"algorithm\" must be minibatch, lloyd or histogram");
+        m->algorithm = (cm_algorithm_t)found;
+    }
+    return 0;
+}
+
+int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,
+                       cm_model_meta_t *meta, cm_ctx_t *ctx)
+{
+    *out = NULL;
+    json_error_t jerr;
+    reader_t r = {json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), name, ctx};
+    if (!r.root)
+        return cm_fail(ctx, CM_EINPUT, "%s: not JSON: %s at line %d, column %d", name, jerr.text,
+                       jerr.line, jerr.column);
+    cm_model_t *m = NULL;
+    int rc = read_model(&r, &m, meta);
+    json_decref(r.root);
+    if (rc < 0) {
+        cm_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
 }

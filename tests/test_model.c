@@ -1,0 +1,185 @@
+/* Model JSON: what cm_model_to_json writes cm_model_from_json reads back exactly, and every
+ * malformed field is refused with a message that names the file and the field. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cm_engine.h"
+
+static cm_model_t *example(bool scaled)
+{
+    cm_model_t *m = calloc(1, sizeof *m);
+    assert_non_null(m);
+    m->k = 3;
+    m->d = 2;
+    m->centroids = calloc(6, sizeof(double));
+    m->counts = calloc(3, sizeof(int64_t));
+    assert_non_null(m->centroids);
+    assert_non_null(m->counts);
+    for (int i = 0; i < 6; i++) m->centroids[i] = 0.1 * i + 1.0 / 3.0;
+    for (int j = 0; j < 3; j++) m->counts[j] = 1000000007LL * (j + 1);
+    if (scaled) {
+        m->mean = malloc(2 * sizeof(double));
+        m->std = malloc(2 * sizeof(double));
+        assert_non_null(m->mean);
+        assert_non_null(m->std);
+        m->mean[0] = 12.5, m->mean[1] = -3.25;
+        m->std[0] = 0.125, m->std[1] = 7e-3;
+    }
+    m->inertia = 12345.678901234567;
+    m->seed = UINT64_MAX - 6; /* above INT64_MAX: stored as a negative JSON integer */
+    m->iterations = 77;
+    m->algorithm = CM_ALG_LLOYD;
+    m->converged = true;
+    m->sample_px = 1 << 20;
+    m->n_pixels = 5000000000LL;
+    return m;
+}
+
+static void round_trip_is_exact(void **state)
+{
+    (void)state;
+    for (int scaled = 0; scaled < 2; scaled++) {
+        cm_model_t *m = example(scaled);
+        char *text = cm_model_to_json(m, 3, 2, "uint16");
+        assert_non_null(text);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *back = NULL;
+        cm_model_meta_t meta;
+        assert_int_equal(cm_model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx), 0);
+        assert_int_equal(meta.bands, 3);
+        assert_int_equal(meta.alpha_band, 2);
+        assert_int_equal(meta.stype, CM_U16);
+        assert_true(meta.version[0] != '\0');
+        assert_int_equal(back->k, 3);
+        assert_int_equal(back->d, 2);
+        assert_memory_equal(back->centroids, m->centroids, 6 * sizeof(double));
+        assert_memory_equal(back->counts, m->counts, 3 * sizeof(int64_t));
+        assert_int_equal(back->mean != NULL, scaled);
+        if (scaled) {
+            assert_memory_equal(back->mean, m->mean, 2 * sizeof(double));
+            assert_memory_equal(back->std, m->std, 2 * sizeof(double));
+        }
+        assert_true(back->inertia == m->inertia);
+        assert_true(back->seed == m->seed);
+        assert_int_equal(back->iterations, 77);
+        assert_int_equal(back->algorithm, CM_ALG_LLOYD);
+        assert_true(back->converged);
+        assert_int_equal(back->sample_px, 1 << 20);
+        assert_int_equal(back->n_pixels, 5000000000LL);
+        cm_model_free(back);
+        cm_model_free(m);
+        free(text);
+    }
+}
+
+/* Replaces the first `from` in text by `to`; the caller frees the result. */
+static char *replaced(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    assert_non_null(at);
+    size_t head = (size_t)(at - text), n = strlen(text) - strlen(from) + strlen(to);
+    char *out = malloc(n + 1);
+    assert_non_null(out);
+    memcpy(out, text, head);
+    strcpy(out + head, to);
+    strcat(out, at + strlen(from));
+    return out;
+}
+
+static void malformed_fields_are_refused(void **state)
+{
+    (void)state;
+    cm_model_t *m = example(true);
+    char *good = cm_model_to_json(m, 3, 2, "uint16");
+    assert_non_null(good);
+    cm_model_free(m);
+    static const struct {
+        const char *from, *to, *says;
+    } cases[] = {
+        {"\"chunkmeans-model\"", "\"other\"", "\"format\""},
+        {"\"schema_version\": 1", "\"schema_version\": 2", "schema version 2"},
+        {"\"k\": 3", "\"k\": 4", "\"centroids\""},
+        {"\"k\": 3", "\"k\": 0", "\"k\""},
+        {"\"k\": 3", "\"k\": 65536", "\"k\""},
+        {"\"k\": 3", "\"k\": 3.0", "\"k\""},
+        {"\"bands\": 3", "\"bands\": 65", "\"bands\""},
+        {"\"bands\": 3", "\"bands\": 4", "\"features\""},
+        {"\"alpha_band\": 2", "\"alpha_band\": 3", "\"alpha_band\""},
+        {"\"alpha_band\": 2", "\"alpha_band\": null", "\"features\""},
+        {"\"uint16\"", "\"uint12\"", "\"sample_type\""},
+        {"\"centroids\": [\n    [", "\"centroids\": [\n    [\"x\", ", "centroids[0]"},
+        {"\"counts\": [", "\"counts\": [-1, ", "\"counts\""},
+        {"\"method\": \"standard\"", "\"method\": \"minmax\"", "\"scale\""},
+        {"\"std\": [", "\"std\": [0, ", "scale.std"},
+        {"\"std\": [\n", "\"std\": [\n-1, ", "scale.std"},
+        {"\"inertia\": ", "\"inertia\": -", "\"inertia\""},
+        {"\"algorithm\": \"lloyd\"", "\"algorithm\": \"auto\"", "\"algorithm\""},
+        {"\"converged\": true", "\"converged\": 1", "\"converged\""},
+        {"\"iterations\": 77", "\"iterations\": -1", "\"iterations\""},
+        {"\"k\": 3", "\"k\": 3, \"k\": 3", "duplicate"},
+        {"{", "[{", "not JSON"},
+        {"\"seed\"", "\"seed\": 1, \"x\"", ""}, /* unknown members are fine: still valid */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = replaced(good, cases[i].from, cases[i].to);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *back = NULL;
+        cm_model_meta_t meta;
+        int rc = cm_model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx);
+        if (!cases[i].says[0]) {
+            assert_int_equal(rc, 0);
+            cm_model_free(back);
+        } else {
+            if (rc != CM_EINPUT || !strstr(ctx.msg, cases[i].says) || !strstr(ctx.msg, "m.json"))
+                fail_msg("case %zu (%s -> %s): rc %d, message '%s'", i, cases[i].from, cases[i].to,
+                         rc, ctx.msg);
+            assert_null(back);
+        }
+        free(text);
+    }
+    free(good);
+}
+
+static void text_need_not_end_in_nul(void **state)
+{
+    (void)state;
+    cm_model_t *m = example(false);
+    char *text = cm_model_to_json(m, 2, -1, "float32");
+    assert_non_null(text);
+    size_t n = strlen(text);
+    char *copy = malloc(n);
+    assert_non_null(copy);
+    memcpy(copy, text, n); /* no NUL after the last byte: ASan sees any read past it */
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *back = NULL;
+    cm_model_meta_t meta;
+    assert_int_equal(cm_model_from_json(copy, n, "m.json", &back, &meta, &ctx), 0);
+    assert_int_equal(meta.alpha_band, -1);
+    assert_int_equal(meta.stype, CM_F32);
+    cm_model_free(back);
+    assert_int_equal(cm_model_from_json(copy, n - 1, "m.json", &back, &meta, &ctx), CM_EINPUT);
+    assert_null(back);
+    free(copy);
+    free(text);
+    cm_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip_is_exact),
+        cmocka_unit_test(malformed_fields_are_refused),
+        cmocka_unit_test(text_need_not_end_in_nul),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
