@@ -1,5 +1,6 @@
 /* Unit tests of engine/base: the error context (first failure wins), error names, the
- * overflow-checked size helpers and the counter-based random streams. */
+ * overflow-checked size helpers, the chunk grid at sizes past 32 bits, and the counter-based
+ * random streams. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cm_base.h"
+#include "cm_grid.h"
 
 /* ---- error context ---------------------------------------------------------------------- */
 
@@ -243,6 +245,155 @@ static void test_add_size_computes_sums_and_detects_overflow(void **state)
     assert_false(cm_add_size(SIZE_MAX, SIZE_MAX, &r));
 }
 
+static void test_mul_i64_computes_pixel_counts_past_32_bits(void **state)
+{
+    (void)state;
+    int64_t r = 0;
+    assert_true(cm_mul_i64(70000, 70000, &r));
+    assert_true(r == 4900000000LL && r > (int64_t)UINT32_MAX);
+    assert_true(cm_mul_i64(INT64_MAX, 1, &r));
+    assert_true(r == INT64_MAX);
+    assert_true(cm_mul_i64((int64_t)1 << 31, (int64_t)1 << 31, &r));
+    assert_true(r == (int64_t)1 << 62);
+    assert_true(cm_mul_i64(0, INT64_MAX, &r));
+    assert_true(r == 0);
+    assert_true(cm_mul_i64((int64_t)UINT32_MAX, (int64_t)UINT32_MAX >> 1, &r)); /* < 2^63 */
+}
+
+static void test_mul_i64_detects_overflow(void **state)
+{
+    (void)state;
+    int64_t r;
+    /* The largest TIFF: both sides 2^32 - 1, whose pixel count passes INT64_MAX. */
+    assert_false(cm_mul_i64((int64_t)UINT32_MAX, (int64_t)UINT32_MAX, &r));
+    assert_false(cm_mul_i64((int64_t)1 << 32, (int64_t)1 << 31, &r)); /* exactly 2^63 */
+    assert_false(cm_mul_i64(INT64_MAX, 2, &r));
+    assert_false(cm_mul_i64(INT64_MIN, -1, &r));
+    assert_false(cm_mul_i64(INT64_MAX / 2 + 1, 2, &r));
+}
+
+static void test_add_i64_computes_sums_and_detects_overflow(void **state)
+{
+    (void)state;
+    int64_t r = 0;
+    assert_true(cm_add_i64(4899999999LL, 1, &r));
+    assert_true(r == 4900000000LL);
+    assert_true(cm_add_i64(INT64_MAX - 1, 1, &r));
+    assert_true(r == INT64_MAX);
+    assert_true(cm_add_i64(INT64_MIN, INT64_MAX, &r));
+    assert_true(r == -1);
+    assert_false(cm_add_i64(INT64_MAX, 1, &r));
+    assert_false(cm_add_i64(INT64_MIN, -1, &r));
+    assert_false(cm_add_i64(INT64_MAX / 2 + 1, INT64_MAX / 2 + 1, &r));
+}
+
+static void test_ceil_div_i64_rounds_up_without_overflow(void **state)
+{
+    (void)state;
+    assert_true(cm_ceil_div_i64(0, 1) == 0);
+    assert_true(cm_ceil_div_i64(1, 1) == 1);
+    assert_true(cm_ceil_div_i64(1, 512) == 1);
+    assert_true(cm_ceil_div_i64(512, 512) == 1);
+    assert_true(cm_ceil_div_i64(513, 512) == 2);
+    assert_true(cm_ceil_div_i64(70000, 512) == 137);
+    assert_true(cm_ceil_div_i64(70000, 16) == 4375);
+    /* (a + b - 1) / b would overflow here. */
+    assert_true(cm_ceil_div_i64(INT64_MAX, 1) == INT64_MAX);
+    assert_true(cm_ceil_div_i64(INT64_MAX, 2) == ((int64_t)1 << 62));
+    assert_true(cm_ceil_div_i64(INT64_MAX, INT64_MAX) == 1);
+    assert_true(cm_ceil_div_i64(INT64_MAX - 1, INT64_MAX) == 1);
+    assert_true(cm_ceil_div_i64(INT64_MAX, 4096) == INT64_MAX / 4096 + 1);
+}
+
+/* ---- the chunk grid at the limits --------------------------------------------------------- */
+
+static void test_grid_of_70000_square_has_more_than_2_to_32_pixels(void **state)
+{
+    (void)state;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_grid_t g;
+    assert_int_equal(cm_grid_init(&g, 70000, 70000, 512, 512, 3, -1, CM_U8, &ctx), 0);
+    assert_true(g.n_cx == 137 && g.n_cy == 137);
+    assert_true(cm_grid_count(&g) == 18769);
+    assert_true(cm_grid_chunk_bytes(&g) == (size_t)512 * 512 * 3);
+    /* The last chunk is clipped to the image, and its last pixel's position passes 2^32. */
+    int64_t x, y, w, h, pos;
+    cm_grid_rect(&g, cm_grid_count(&g) - 1, &x, &y, &w, &h);
+    assert_true(x == 69632 && y == 69632 && w == 368 && h == 368);
+    assert_true(cm_mul_i64(y + h - 1, g.width, &pos) && cm_add_i64(pos, x + w - 1, &pos));
+    assert_true(pos == 4899999999LL);
+    /* The smallest tiles TIFF allows give the most chunks: still well within limits. */
+    assert_int_equal(cm_grid_init(&g, 70000, 70000, 16, 16, 64, 63, CM_F32, &ctx), 0);
+    assert_true(cm_grid_count(&g) == 4375LL * 4375);
+    assert_true(cm_grid_chunk_bytes(&g) == (size_t)16 * 16 * 64 * 4);
+    cm_grid_rect(&g, cm_grid_count(&g) - 1, &x, &y, &w, &h);
+    assert_true(x == 69984 && y == 69984 && w == 16 && h == 16);
+    assert_int_equal(ctx.code, CM_OK);
+}
+
+static void test_grid_of_the_largest_tiff_sides_is_refused(void **state)
+{
+    (void)state;
+    const int64_t side = UINT32_MAX; /* TIFF's largest width and height */
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_grid_t g;
+    /* Its pixel count does not fit in an int64_t. */
+    assert_int_equal(cm_grid_init(&g, side, side, 512, 512, 1, -1, CM_U8, &ctx), CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "too large"));
+    /* One side that long is fine in strips, but not in 16 x 16 tiles (2^28 chunks per row). */
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_grid_init(&g, side, 16, side, 16, 1, -1, CM_U8, &ctx), 0);
+    assert_true(cm_grid_count(&g) == 1);
+    assert_int_equal(cm_grid_init(&g, side, 1 << 20, 16, 16, 1, -1, CM_U8, &ctx), CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "too many chunks"));
+}
+
+static void test_grid_at_int64_edges_neither_overflows_nor_accepts(void **state)
+{
+    (void)state;
+    cm_ctx_t ctx;
+    cm_grid_t g;
+    cm_ctx_init(&ctx);
+    /* One row of INT64_MAX pixels: chunk counts computed without overflow, then refused. */
+    assert_int_equal(cm_grid_init(&g, INT64_MAX, 1, 1 << 20, 1, 1, -1, CM_U8, &ctx), CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "too many chunks"));
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_grid_init(&g, INT64_MAX, 2, 16, 16, 1, -1, CM_U8, &ctx), CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "too large"));
+    /* A chunk whose bytes do not fit in a size_t. */
+    cm_ctx_init(&ctx);
+    assert_int_equal(
+        cm_grid_init(&g, 16, 16, (int64_t)1 << 32, (int64_t)1 << 32, 3, -1, CM_U8, &ctx),
+        CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "too large"));
+    cm_ctx_init(&ctx);
+    assert_int_equal(
+        cm_grid_init(&g, 16, 16, (int64_t)1 << 31, (int64_t)1 << 30, 2, -1, CM_F32, &ctx),
+        CM_EINPUT);
+    /* Empty images and chunks. */
+    assert_int_equal(cm_grid_init(&g, 0, 16, 16, 16, 1, -1, CM_U8, NULL), CM_EINPUT);
+    assert_int_equal(cm_grid_init(&g, 16, -1, 16, 16, 1, -1, CM_U8, NULL), CM_EINPUT);
+    assert_int_equal(cm_grid_init(&g, 16, 16, 0, 16, 1, -1, CM_U8, NULL), CM_EINPUT);
+}
+
+static void test_grid_takes_1_to_64_bands(void **state)
+{
+    (void)state;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_grid_t g;
+    assert_int_equal(cm_grid_init(&g, 32, 32, 16, 16, 1, -1, CM_U8, &ctx), 0);
+    assert_int_equal(cm_grid_init(&g, 32, 32, 16, 16, CM_BANDS_MAX, -1, CM_U16, &ctx), 0);
+    assert_int_equal(cm_grid_features(&g), CM_BANDS_MAX);
+    assert_int_equal(ctx.code, CM_OK);
+    assert_int_equal(cm_grid_init(&g, 32, 32, 16, 16, CM_BANDS_MAX + 1, -1, CM_U8, &ctx),
+                     CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "65 bands"));
+    assert_int_equal(cm_grid_init(&g, 32, 32, 16, 16, 0, -1, CM_U8, NULL), CM_EINPUT);
+}
+
 /* ---- random streams --------------------------------------------------------------------- */
 
 static void test_rng_next_matches_splitmix64_reference(void **state)
@@ -448,6 +599,14 @@ int main(void)
         cmocka_unit_test(test_mul_size_detects_overflow),
         cmocka_unit_test(test_mul3_size_checks_both_products),
         cmocka_unit_test(test_add_size_computes_sums_and_detects_overflow),
+        cmocka_unit_test(test_mul_i64_computes_pixel_counts_past_32_bits),
+        cmocka_unit_test(test_mul_i64_detects_overflow),
+        cmocka_unit_test(test_add_i64_computes_sums_and_detects_overflow),
+        cmocka_unit_test(test_ceil_div_i64_rounds_up_without_overflow),
+        cmocka_unit_test(test_grid_of_70000_square_has_more_than_2_to_32_pixels),
+        cmocka_unit_test(test_grid_of_the_largest_tiff_sides_is_refused),
+        cmocka_unit_test(test_grid_at_int64_edges_neither_overflows_nor_accepts),
+        cmocka_unit_test(test_grid_takes_1_to_64_bands),
         cmocka_unit_test(test_rng_next_matches_splitmix64_reference),
         cmocka_unit_test(test_same_seed_and_key_give_the_same_stream),
         cmocka_unit_test(test_different_keys_and_seeds_give_different_streams),

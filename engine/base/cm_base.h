@@ -68,6 +68,21 @@ static inline bool cm_add_size(size_t a, size_t b, size_t *out)
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* The same for pixel counts and positions (int64_t): false when the result does not fit. */
+static inline bool cm_mul_i64(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool cm_add_i64(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+/* ceil(a / b) for a >= 0 and b > 0, without the overflow of (a + b - 1) / b near INT64_MAX. */
+static inline int64_t cm_ceil_div_i64(int64_t a, int64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
 /* Counter-based random numbers: a stream is keyed by (seed, key) and its values depend on
  * nothing else, so any task can draw its own numbers whatever thread runs it. */
 typedef struct cm_rng {

@@ -28,6 +28,10 @@ int cm_grid_init(cm_grid_t *g, int64_t width, int64_t height, int64_t chunk_w, i
                "%d bands per pixel (1 to %d supported)", bands, CM_BANDS_MAX);
     CM_FAIL_IF(ctx, alpha_band >= bands || (alpha_band >= 0 && bands == 1), CM_EINPUT,
                "alpha band %d of %d bands", alpha_band, bands);
+    /* Every pixel position (y * width + x) must fit in an int64_t, and so every count. */
+    int64_t n_px;
+    CM_FAIL_IF(ctx, !cm_mul_i64(width, height, &n_px), CM_EINPUT,
+               "image of %lldx%lld pixels is too large", (long long)width, (long long)height);
     size_t bytes;
     CM_FAIL_IF(ctx,
                !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes) ||
@@ -38,8 +42,8 @@ int cm_grid_init(cm_grid_t *g, int64_t width, int64_t height, int64_t chunk_w, i
                      .height = height,
                      .chunk_w = chunk_w,
                      .chunk_h = chunk_h,
-                     .n_cx = (width + chunk_w - 1) / chunk_w,
-                     .n_cy = (height + chunk_h - 1) / chunk_h,
+                     .n_cx = cm_ceil_div_i64(width, chunk_w),
+                     .n_cy = cm_ceil_div_i64(height, chunk_h),
                      .bands = bands,
                      .alpha_band = alpha_band,
                      .stype = stype};
