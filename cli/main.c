@@ -32,8 +32,14 @@ int main(int argc, char **argv)
         printf("chunkmeans %s\n", CM_VERSION);
         return CM_EXIT_OK;
     }
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    int (*command)(int, char **) = !strcmp(cmd, "run")    ? cmd_run
+                                   : !strcmp(cmd, "info") ? cmd_info
+                                                          : NULL;
+    if (command) {
+        int rc = command(argc - 1, argv + 1);
+        cm_graph_release_threads(); /* leak checkers see no worker thread left */
+        return rc;
+    }
     if (!strcmp(cmd, "fit") || !strcmp(cmd, "apply")) {
         cli_error("'%s' is not implemented yet; use 'chunkmeans run'", cmd);
         return CM_EXIT_USAGE;

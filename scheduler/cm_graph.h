@@ -77,6 +77,11 @@ int cm_graph_size(const cm_graph_t *g);
  * error is returned with its message in ctx. A graph runs once. */
 int cm_graph_run(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx);
 
+/* Ends the worker threads that graph runs keep for the next run (they start again when
+ * needed). Call it before exit, so that no thread is alive whose memory a leak checker
+ * would count as lost. */
+void cm_graph_release_threads(void);
+
 /* After a run: the largest number of bytes that were in flight at once. */
 size_t cm_graph_peak_bytes(const cm_graph_t *g);
 

@@ -496,3 +496,8 @@ int cm_graph_write_dot(const cm_graph_t *g, FILE *f, cm_ctx_t *ctx)
                        errno ? strerror(errno) : "output error");
     return 0;
 }
+
+void cm_graph_release_threads(void)
+{
+    omp_pause_resource_all(omp_pause_hard);
+}
