@@ -150,7 +150,7 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
     if (!json_is_string(json_object_get(root, "format")) ||
         strcmp(json_string_value(json_object_get(root, "format")), "chunkmeans-model"))
         return bad(r, "\"format\" must be \"chunkmeans-model\"");
-    json_int_t schema, k, bands, d, alpha = -1, v;
+    json_int_t schema = 0, k = 0, bands = 0, d = 0, alpha = -1, v = 0;
     CM_TRY(get_int(r, "schema_version", true, 0, 1, INT32_MAX, &schema));
     if (schema != CM_MODEL_SCHEMA)
         return bad(r, "schema version %lld; this chunkmeans reads version %d", (long long)schema,

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages chunkmeans needs to build, test and run its demo (as root, or
-# through sudo). Safe to run again.
+# through sudo). Safe to run again. --fuzz adds clang and libFuzzer (tests/fuzz/run.sh).
 set -euo pipefail
 packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libjansson-dev
-          libcmocka-dev libtiff-tools python3-numpy python3-tifffile gdal-bin time)
+          libcmocka-dev libtiff-tools python3-numpy python3-tifffile gdal-bin time valgrind)
+for opt in "$@"; do
+    case $opt in
+    --fuzz) packages+=(clang libclang-rt-dev libomp-dev) ;;
+    *) echo "install-deps.sh: unknown option '$opt'" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
