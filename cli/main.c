@@ -1,4 +1,5 @@
 /* chunkmeans: the command. Dispatches to the subcommands; --help and --version. */
+#include <signal.h>
 #include <string.h>
 
 #include "cli.h"
@@ -19,6 +20,9 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
+    /* A file-size limit (ulimit -f) must fail the write with EFBIG, which the writers report
+     * and clean up after, instead of killing the process and leaving a temporary file. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fputs(usage, stderr);
         return CM_EXIT_USAGE;

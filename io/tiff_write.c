@@ -148,6 +148,12 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
     CM_FAIL_IF(ctx, spec->width > UINT32_MAX || spec->height > UINT32_MAX, CM_EUSAGE,
                "%s: %lldx%lld is too large for TIFF", path, (long long)spec->width,
                (long long)spec->height);
+    /* Both sides below 2^32 and tiles of at least 16: the product fits in an int64_t. */
+    int64_t n_tiles =
+        cm_ceil_div_i64(spec->width, spec->tile_w) * cm_ceil_div_i64(spec->height, spec->tile_h);
+    CM_FAIL_IF(ctx, n_tiles > UINT32_MAX, CM_EUSAGE,
+               "%s: %lld tiles of %lldx%lld are more than TIFF can index (use a larger --tile)",
+               path, (long long)n_tiles, (long long)spec->tile_w, (long long)spec->tile_h);
     CM_FAIL_IF(ctx, spec->compression == COMPRESSION_JPEG && spec->stype != CM_U8, CM_EUSAGE,
                "%s: JPEG compression needs 8-bit samples, not %s", path,
                cm_stype_name(spec->stype));
@@ -286,6 +292,13 @@ int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int
     return 0;
 }
 
+/* Why a write failed: the system's reason (disk full, file too large) when there is one, which
+ * says more than libtiff's "Write error at scanline ...", else libtiff's message. */
+static const char *reason(const cm_writer_t *wr, int e)
+{
+    return e ? strerror(e) : wr->msg.text[0] ? wr->msg.text : strerror(EIO);
+}
+
 int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
 {
     for (int i = 0; i < e->n; i++) {
@@ -294,7 +307,7 @@ int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
         if (TIFFWriteRawTile(wr->tif, e->tile[i], e->data[i], (tmsize_t)e->size[i]) !=
             (tmsize_t)e->size[i])
             return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u: %s", wr->path, e->tile[i],
-                           wr->msg.text[0] ? wr->msg.text : strerror(errno ? errno : EIO));
+                           reason(wr, errno));
     }
     return 0;
 }
@@ -333,8 +346,7 @@ int cm_writer_commit(cm_writer_t *wr, cm_ctx_t *ctx)
     if (ok && rename(wr->tmp, wr->path) < 0) ok = 0, e = errno;
     if (ok) cm__fsync_dir_of(wr->path); /* the rename itself survives a crash */
     if (!ok) {
-        int rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path,
-                         wr->msg.text[0] ? wr->msg.text : strerror(e ? e : EIO));
+        int rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path, reason(wr, e));
         cm_writer_abort(wr);
         return rc;
     }
