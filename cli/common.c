@@ -37,10 +37,23 @@ void cli_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
+}
+
 int cli_fail(const cm_ctx_t *ctx, int rc, const char *input)
 {
-    if (rc == CM_ECANCELED && cli_signal) {
-        cli_error("interrupted by signal %d; nothing was written", (int)cli_signal);
+    if (cli_signal) {
+        /* The run stopped because of the signal, or failed as it arrived: either way the user
+         * asked it to stop, and the shell convention is 128 + the signal's number. */
+        if (rc != CM_ECANCELED && ctx->msg[0]) cli_error("%s", ctx->msg);
+        cli_error("interrupted by %s; nothing was written", signal_name((int)cli_signal));
         return 128 + cli_signal;
     }
     const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
@@ -155,18 +168,28 @@ bool cli_parse_int_list(const char *opt, const char *s, long long lo, long long 
 
 static void on_signal(int sig)
 {
-    cli_signal = sig;
+    if (!cli_signal) cli_signal = sig; /* the first one is the one reported */
 }
 
 void cli_catch_signals(void)
 {
+    /* SA_RESTART: a signal must not fail a read or write with EINTR (libtiff does not retry),
+     * which would be reported as a bad input or an I/O error instead of the interruption.
+     * SA_RESETHAND: the first signal asks for a clean stop; a second one ends the process at
+     * once, as users who press Ctrl-C twice expect (leaving at most a temporary file). */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        /* A signal ignored when we started stays ignored: nohup's SIGHUP, and SIGINT in jobs
+         * a shell started in the background, must not stop the run. */
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
 }
 
 double cli_now(void)
