@@ -163,7 +163,7 @@ int cmd_info(int argc, char **argv)
         cli_catch_signals();
         cli_progress_t prog;
         cli_progress_init(&prog, progress,
-                          (double)(in->width * in->height) / (double)cm_grid_count(g));
+                          (double)in->width * (double)in->height / (double)cm_grid_count(g));
         p.progress = cli_progress_update;
         p.progress_user = &prog;
         p.cancel = &cli_signal;

@@ -21,7 +21,8 @@ static const char run_help[] =
     "samples and georeferencing; it appears only when complete.\n"
     "\n"
     "Options:\n"
-    "  -k, --clusters N        number of colours, 1 to 65535 (default 8)\n"
+    "  -k, --clusters N        number of colours, 1 to 65535 (default 8); lowered, with a\n"
+    "                          warning, to the number of pixels that take part when fewer\n"
     "      --seed N            random seed; the same seed gives the same output for any -j\n"
     "                          (default 0)\n"
     "  -j, --threads N         worker threads (default: all cores)\n"
@@ -48,8 +49,9 @@ static const char run_help[] =
     "                          or deflate when IN's is lossy). jpeg is lossy: OUT then holds\n"
     "                          more than k colours\n"
     "      --bigtiff WHEN      auto, always or never (default auto: when OUT could pass 4 GiB)\n"
-    "      --tile N            output tiles of N x N pixels, N a multiple of 16 (default 512);\n"
-    "                          input tiles that do not divide N are kept as they are\n"
+    "      --tile N            output tiles of N x N pixels, N a multiple of 16 from 16 to\n"
+    "                          4096 (default 512); input tiles that do not divide N are kept\n"
+    "                          as they are\n"
     "      --color-cache WHEN  auto, on or off: for 8-bit images of up to 3 colour bands, look\n"
     "                          colours up in a table of nearest centres (32 MiB for RGB,\n"
     "                          outside --memory); auto: on large images. Same output either way\n"
@@ -206,7 +208,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
             ok = one_of("--bigtiff", optarg, "auto", "always", "never");
             break;
         case OPT_TILE:
-            ok = cli_parse_int("--tile", optarg, 16, 65536, &v);
+            ok = cli_parse_int("--tile", optarg, 16, 4096, &v);
             if (ok && v % 16) {
                 cli_error("--tile: %lld is not a multiple of 16", v);
                 ok = false;
@@ -454,7 +456,7 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
                 stages[i].seconds, (long long)stages[i].tasks, stages[i].runs);
         if (chunks && !strcmp(stages[i].stage, "remap"))
             fprintf(stderr, "  %.1f MPix/s",
-                    (double)(in->width * in->height) / stages[i].seconds / 1e6);
+                    (double)in->width * (double)in->height / stages[i].seconds / 1e6);
         fprintf(stderr, "  peak %.1f MiB buffered\n", (double)stages[i].peak_bytes / (1 << 20));
     }
     if (cli_verbosity >= 2) {
@@ -463,7 +465,7 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
                 "remap %.2f s (%.1f MPix/s)\n",
                 t[1] - t[0], (long long)m->sample_px, m->iterations,
                 m->converged ? ", converged" : ", step limit", t[2] - t[1],
-                (double)(in->width * in->height) / (t[2] - t[1]) / 1e6);
+                (double)in->width * (double)in->height / (t[2] - t[1]) / 1e6);
         uint8_t *col = malloc((size_t)m->k * m->d);
         if (col) {
             cm_model_colors_u8(m, col);
@@ -483,6 +485,35 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
                 m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0, t[2] - t[0]);
 }
 
+/* A sink that writes nothing: a remap pass that only counts the pixels that take part. */
+static int put_nothing(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+                       void *encoded, cm_ctx_t *ctx)
+{
+    return 0;
+}
+
+/* The pixels of src that take part in the fit (not alpha 0, nodata or non-finite), counted
+ * exactly by a remap pass with the model (whose counts it overwrites). */
+static int count_valid(const cm_source_t *src, cm_model_t *model, const cm_params_t *params,
+                       int64_t *n_valid, cm_ctx_t *ctx)
+{
+    cm_params_t p = *params;
+    p.progress = NULL; /* a pass the user did not ask for: the bar would go back to 0 */
+    cm_sink_t none = {.put = put_nothing};
+    CM_TRY(cm_remap(src, model, &p, &none, ctx));
+    *n_valid = model->n_pixels;
+    return 0;
+}
+
+/* Refuses an output path that names a directory: the rename at the very end would fail. */
+static int check_not_dir(const char *path, cm_ctx_t *ctx)
+{
+    struct stat st;
+    CM_FAIL_IF(ctx, path && stat(path, &st) == 0 && S_ISDIR(st.st_mode), CM_EIO,
+               "%s: is a directory", path);
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     run_opts_t o = {0};
@@ -497,6 +528,8 @@ int cmd_run(int argc, char **argv)
     dot_out_t graph_out = {0};
     sink_state_t ss = {0};
     char *json = NULL;
+    const char *published[2]; /* outputs renamed into place so far */
+    int n_published = 0;
     double t[3] = {cli_now()};
     cli_catch_signals();
     o.params.cancel = &cli_signal;
@@ -516,9 +549,19 @@ int cmd_run(int argc, char **argv)
                        .nodata = o.has_nodata ? o.nodata : in->nodata};
     cli_progress_t prog;
     cli_progress_init(&prog, o.progress,
-                      (double)(in->width * in->height) / (double)cm_grid_count(&in->grid));
+                      (double)in->width * (double)in->height / (double)cm_grid_count(&in->grid));
     o.params.progress = cli_progress_update;
     o.params.progress_user = &prog;
+
+    /* k above the pixel count: as many centres as pixels (k-means cannot use more). Pixels
+     * that take no part can lower the count further; the fit tells, and k is lowered again
+     * after it. */
+    int64_t n_px = in->width * in->height; /* fits: the grid checked it */
+    if (o.params.k > n_px) {
+        cli_warn("%s: -k %d is more than its %lld pixels; using k=%lld", o.in, o.params.k,
+                 (long long)n_px, (long long)n_px);
+        o.params.k = (int)n_px;
+    }
 
     /* IN's compression, unless it is lossy (the output would hold more than k colours) or
      * one this build cannot write: then deflate. */
@@ -581,6 +624,8 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     rc = cm_budget_check(&src, &o.params, o.labels || palette, &ctx);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = check_not_dir(i == 0 ? o.out : i == 1 ? o.labels : o.model_out, &ctx);
     if (rc == 0 && o.model_out && !dir_writable(o.model_out))
         rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", o.model_out, strerror(errno));
     if (rc == 0 && !palette) rc = cm_writer_open(o.out, &spec, &ss.out, &ctx);
@@ -595,6 +640,35 @@ int cmd_run(int argc, char **argv)
     }
     rc = cm_fit(&src, &o.params, &model, &ctx);
     if (rc < 0) goto done;
+    if (model->sample_px < o.params.k) {
+        /* Fewer pixels in the sample than centres: maybe fewer in the image too. Count them,
+         * and when they are fewer than k, fit again with k lowered to their number, so that
+         * the model, the label map and its sample type agree on k. */
+        int64_t n_valid = 0;
+        rc = count_valid(&src, model, &o.params, &n_valid, &ctx);
+        if (rc < 0) goto done;
+        if (n_valid < o.params.k) {
+            cli_warn("%s: -k %d is more than its %lld pixels that take part; using k=%lld", o.in,
+                     o.params.k, (long long)n_valid, (long long)n_valid);
+            o.params.k = (int)n_valid;
+            cm_model_free(model);
+            model = NULL;
+            rc = cm_fit(&src, &o.params, &model, &ctx);
+            if (rc < 0) goto done;
+            int bits;
+            maskable = cm_labels_plan(&src, o.params.k, &bits, &masked);
+            if (ss.labels && bits != label_bits) { /* uint16 labels become uint8 */
+                cm_writer_abort(ss.labels);
+                ss.labels = NULL;
+                cm_writer_spec_labels(&spec, bits, masked, &lspec);
+                lspec.set_nodata = maskable;
+                lspec.bigtiff = always || (!never && cm_writer_needs_bigtiff(&lspec));
+                rc = cm_writer_open(o.labels, &lspec, &ss.labels, &ctx);
+                if (rc < 0) goto done;
+            }
+            label_bits = bits;
+        }
+    }
     t[1] = cli_now();
 
     if (palette) { /* the colour map holds the centres; the image holds their labels */
@@ -615,18 +689,24 @@ int cmd_run(int argc, char **argv)
                       .want_labels = o.labels || palette};
     rc = cm_remap(&src, model, &o.params, &sink, &ctx);
     cli_progress_end(&prog);
+    /* A signal that came after the last task still stops the run: nothing appears. */
+    if (rc == 0 && cli_signal) rc = cm_fail(&ctx, CM_ECANCELED, "interrupted");
     if (rc < 0) goto done;
-    /* The small model first: an image output is never left without the model it promises. */
+    /* The small model first: an image output is never left without the model it promises.
+     * A later commit can still fail (a file-size limit reached by the image's directory, say):
+     * the outputs committed before it are then removed, so that a failed run leaves none. */
     if (o.model_out) {
         json = cm_model_to_json(model, in->bands, in->alpha_band, in->sample_type);
         rc = json ? cm_file_write_atomic(o.model_out, json, strlen(json), &ctx)
                   : cm_fail(&ctx, CM_ENOMEM, "%s: out of memory", o.model_out);
         if (rc < 0) goto done;
+        published[n_published++] = o.model_out;
     }
     if (ss.labels) {
         rc = cm_writer_commit(ss.labels, &ctx);
         ss.labels = NULL;
         if (rc < 0) goto done;
+        published[n_published++] = o.labels;
     }
     rc = cm_writer_commit(ss.out, &ctx);
     ss.out = NULL;
@@ -635,6 +715,7 @@ int cmd_run(int argc, char **argv)
     print_summary(&o, in, model, t, o.params.trace);
 done:
     if (rc < 0 && o.params.progress) cli_progress_end(o.params.progress_user);
+    for (int i = 0; rc < 0 && i < n_published; i++) unlink(published[i]);
     /* The trace and the graph are written whether the run worked or not: that is when they
      * help most. Their own failure is reported, and fails the run only if it had not. */
     if (o.trace_path && o.params.trace) {
