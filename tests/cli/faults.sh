@@ -11,7 +11,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cm-faults.XXXXXX")
 pid=
 # A run left in the background by a failed check is killed (stopped or not).
 trap '[ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null; chmod -R u+w "$work"; rm -rf "$work"' EXIT
-cd "$work"
+cd "$work" || exit 1
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
@@ -78,11 +78,20 @@ quick=(-k 6 --algorithm lloyd --max-iter 1)
 
 # ---- faults ---------------------------------------------------------------------------------
 
+# limited KIB CMD...: runs CMD with files limited to KIB kibibytes (ulimit -f).
+limited() {
+    (
+        ulimit -f "$1" || exit 99
+        shift
+        exec "$@"
+    )
+}
+
 case_file_size_limit_leaves_nothing() {
     # SIGXFSZ would kill the process at the limit; it must see EFBIG instead, say which file,
     # and remove its temporary files. The limit (ulimit -f, in KiB) is per file.
     mk rgb.tif --width 1000 --height 1000 --bands 3 --pattern noise --tile 64 --compression none
-    expect 1 bash -c 'ulimit -f 1000; exec "$0" "$@"' "$CHUNKMEANS" run rgb.tif out.tif -k 4 \
+    expect 1 limited 1000 "$CHUNKMEANS" run rgb.tif out.tif -k 4 \
         --compression none --max-iter 5 -q
     said "out.tif"
     said "File too large"
@@ -90,7 +99,7 @@ case_file_size_limit_leaves_nothing() {
     # An older OUT is left as it was.
     echo "an older output" >out.tif
     cp out.tif old.tif
-    expect 1 bash -c 'ulimit -f 1000; exec "$0" "$@"' "$CHUNKMEANS" run rgb.tif out.tif -k 4 \
+    expect 1 limited 1000 "$CHUNKMEANS" run rgb.tif out.tif -k 4 \
         --compression none --max-iter 5 -q --labels lab.tif --model-out m.json
     cmp -s out.tif old.tif || fail "the older output was changed"
     rm out.tif old.tif
@@ -98,7 +107,7 @@ case_file_size_limit_leaves_nothing() {
 
     # The label map first: uint16 labels (k > 256) take twice the bytes of a grey image.
     mk grey.tif --width 500 --height 500 --bands 1 --pattern noise --tile 64 --compression none
-    expect 1 bash -c 'ulimit -f 400; exec "$0" "$@"' "$CHUNKMEANS" run grey.tif out.tif -k 300 \
+    expect 1 limited 400 "$CHUNKMEANS" run grey.tif out.tif -k 300 \
         --compression none --max-iter 5 -q --labels lab.tif --model-out m.json
     said "lab.tif"
     said "File too large"
@@ -106,7 +115,7 @@ case_file_size_limit_leaves_nothing() {
 
     # The model first: 4096 centres take 130 kB of JSON, the images a few kB.
     mk small.tif --width 64 --height 64 --bands 1 --pattern noise --tile 16
-    expect 1 bash -c 'ulimit -f 60; exec "$0" "$@"' "$CHUNKMEANS" run small.tif out.tif -k 4096 \
+    expect 1 limited 60 "$CHUNKMEANS" run small.tif out.tif -k 4096 \
         --max-iter 5 -q --labels lab.tif --model-out m.json
     said "m.json"
     said "File too large"
@@ -337,7 +346,7 @@ case_output_that_is_the_input_is_refused() {
     ln -s "$work/in.tif" abs-soft.tif
     ln -s "$work" dirlink
     ln -s soft.tif chain.tif
-    ls -A | grep -vxE "(out|err|before|after).txt" >before.txt
+    find . -mindepth 1 ! -name '*.txt' -printf '%p %s %T@\n' | sort >before.txt
     for out in in.tif ./in.tif "$work/in.tif" sub/../in.tif hard.tif soft.tif abs-soft.tif \
         dirlink/in.tif chain.tif; do
         expect 2 cm run in.tif "$out" -k 3
@@ -348,7 +357,7 @@ case_output_that_is_the_input_is_refused() {
     done
     expect 2 cm run hard.tif in.tif -k 3
     [ "$(sha256sum <in.tif)" = "$sum" ] || fail "the input changed"
-    ls -A | grep -vxE "(out|err|before|after).txt" >after.txt
+    find . -mindepth 1 ! -name '*.txt' -printf '%p %s %T@\n' | sort >after.txt
     cmp -s before.txt after.txt || fail "files appeared: $(diff before.txt after.txt)"
     no_outputs out.tif
 }
