@@ -120,7 +120,7 @@ find_exe() { # first executable among the arguments
 }
 mkimage=$(find_exe "${MKIMAGE:-}" "$build/benchmarks/cm-mkimage") ||
     die "no cm-mkimage in $build/benchmarks (build it: meson compile -C $build) or set MKIMAGE"
-chunkmeans_src=$(find_exe "${CHUNKMEANS:-}" "$build/cli/chunkmeans" "$build/chunkmeans") ||
+chunkmeans_src=$(find_exe "${CHUNKMEANS:-}" "$build/chunkmeans" "$build/cli/chunkmeans") ||
     die "no chunkmeans in $build/cli or $build (build it: meson compile -C $build) or set CHUNKMEANS"
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ echo "== ${width}x${height} RGB ($((width * height / 1000000)) megapixels), k = 
     --pattern blocks --compression deflate --tile 512 --quiet
 echo "input: $(stat -c %s "$work/in.tif") bytes"
 
-/usr/bin/time -v -o "$work/run.time" "$build/cli/chunkmeans" run "$work/in.tif" "$work/out.tif" \
+/usr/bin/time -v -o "$work/run.time" "$build/chunkmeans" run "$work/in.tif" "$work/out.tif" \
     -k 3 --bigtiff auto --labels "$work/labels.tif" --compression deflate -q
 wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { print $2 }' "$work/run.time")
 rss=$(awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$work/run.time")

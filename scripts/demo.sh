@@ -11,10 +11,10 @@ mkdir -p "$out"
 
 "$build/benchmarks/cm-mkimage" "$out/cat.tif" --width 4000 --height 3000 --pattern cat \
     --compression deflate --quiet
-colours() { "$build/cli/chunkmeans" info --colors --progress never "$1" | sed -n 's/^colors: *//p'; }
+colours() { "$build/chunkmeans" info --colors --progress never "$1" | sed -n 's/^colors: *//p'; }
 
 echo "input:  $out/cat.tif  4000x3000 RGB, $(colours "$out/cat.tif") distinct colours"
 for k in 2 5 10; do
-    "$build/cli/chunkmeans" run "$out/cat.tif" "$out/cat.k$k.tif" -k "$k" --seed 1 -q
+    "$build/chunkmeans" run "$out/cat.tif" "$out/cat.k$k.tif" -k "$k" --seed 1 -q
     echo "k=$k:    $out/cat.k$k.tif  $(colours "$out/cat.k$k.tif") distinct colours"
 done

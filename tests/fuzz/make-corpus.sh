@@ -5,7 +5,7 @@
 # usage: tests/fuzz/make-corpus.sh BUILD_DIR OUT_DIR   (BUILD_DIR: a normal build, not -Dfuzz)
 set -euo pipefail
 build=$1 out=$2
-mk=$build/benchmarks/cm-mkimage cm=$build/cli/chunkmeans
+mk=$build/benchmarks/cm-mkimage cm=$build/chunkmeans
 mkdir -p "$out/tiff" "$out/model" "$out/options"
 n=0
 tiff() { # NAME ARGS...: one small image
