@@ -167,6 +167,7 @@ int cmd_info(int argc, char **argv)
         p.progress = cli_progress_update;
         p.progress_user = &prog;
         p.cancel = &cli_signal;
+        cm_image_set_cancel(img, &cli_signal);
         cm_source_t src = {.grid = *g, .read = cli_read_chunk, .self = img};
         const char *tmp = getenv("TMPDIR");
         rc = cm_image_prepare(img, tmp && *tmp ? tmp : "/tmp", &ctx);

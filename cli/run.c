@@ -535,6 +535,7 @@ int cmd_run(int argc, char **argv)
     o.params.cancel = &cli_signal;
 
     rc = cm_image_open(o.in, o.params.n_threads, &img, &ctx);
+    if (rc == 0) cm_image_set_cancel(img, &cli_signal);
     if (rc == 0) rc = cm_image_set_chunk_side(img, o.tile, &ctx);
     if (rc < 0) goto done;
     const cm_image_info_t *in = cm_image_info(img);

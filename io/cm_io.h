@@ -4,6 +4,7 @@
 #ifndef CM_IO_H
 #define CM_IO_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,6 +77,9 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx);
  * decoding is already cheap (uncompressed, packbits). Storing is best effort: a chunk that cannot
  * be stored is decoded again. Not thread-safe: call between reads. */
 int cm_image_keep_chunks(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx);
+
+/* Makes cm_image_prepare's streaming stop with CM_ECANCELED once *flag is set (a signal). */
+void cm_image_set_cancel(cm_image_t *img, const volatile sig_atomic_t *flag);
 
 const cm_image_info_t *cm_image_info(const cm_image_t *img);
 const char *cm_image_path(const cm_image_t *img);

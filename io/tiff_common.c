@@ -15,7 +15,13 @@
 static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
     cm__tiff_msg_t *msg = user;
-    if (msg) vsnprintf(msg->text, sizeof msg->text, fmt, ap);
+    if (!msg) return 1;
+    vsnprintf(msg->text, sizeof msg->text, fmt, ap);
+    /* some messages start with the file's name, which ours give already */
+    const char *name = tif ? TIFFFileName(tif) : NULL;
+    size_t n = name ? strlen(name) : 0;
+    if (n && !strncmp(msg->text, name, n) && !strncmp(msg->text + n, ": ", 2))
+        memmove(msg->text, msg->text + n + 2, strlen(msg->text + n + 2) + 1);
     return 1; /* handled: libtiff's global handler stays quiet */
 }
 

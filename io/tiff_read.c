@@ -22,6 +22,8 @@ typedef struct handle {
     uint8_t *zbuf;    /* compressed chunk being recorded */
     uint8_t *zin;     /* compressed chunk read back from the spill store */
     cm__membuf_t mem; /* this handle's position in an image opened from memory */
+    int fd;           /* the file, opened for this worker with the others; -1 once libtiff owns
+                       * it (or for memory) */
     cm__tiff_msg_t msg;
 } handle_t;
 
@@ -46,6 +48,7 @@ struct cm_image {
     int64_t spill_end; /* bytes of the store taken, grown atomically */
     int n_workers;
     handle_t *handles;
+    const volatile sig_atomic_t *cancel; /* stops long loops of our own, or NULL */
 };
 
 static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
@@ -59,15 +62,17 @@ static int open_handle(cm_image_t *img, handle_t *h, cm_ctx_t *ctx)
             return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF libtiff can read: %s", img->path,
                            h->msg.text);
     } else {
-        h->tif = cm__tiff_open(img->path, "rm", -1, &h->msg);
+        h->tif = cm__tiff_open(img->path, "rm", h->fd, &h->msg);
+        if (h->tif) h->fd = -1; /* closed by TIFFClose */
     }
     if (!h->tif) {
         int e = errno;
-        /* Out of descriptors or memory is the machine's trouble, not the file's; so is any
-         * failure to open again a file that opened once. */
-        if (e == EMFILE || e == ENFILE || e == ENOMEM || h != &img->handles[0])
-            return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s", img->path,
-                           e ? strerror(e) : h->msg.text);
+        if (e == ENOMEM) return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", img->path);
+        /* Every worker's descriptor was opened with the first: a later worker failing to read
+         * the header means the file changed under us (truncated, rewritten). */
+        if (h != &img->handles[0])
+            return cm_fail(ctx, CM_EINPUT, "%s: changed while being read: %s", img->path,
+                           h->msg.text[0] ? h->msg.text : strerror(e));
         if (access(img->path, R_OK) < 0)
             return cm_fail(ctx, CM_EINPUT, "%s: %s", img->path, strerror(errno));
         return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF libtiff can read: %s", img->path,
@@ -109,14 +114,15 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
     } else if (!in->tiled) {
         int64_t target = side > 0 ? side : DEFAULT_SIDE, rps = in->tile_h;
         int64_t unit = rps, row_bytes = in->width * in->bands * (int64_t)img->sample_bytes;
-        int64_t all = (in->height + 15) / 16 * 16;
+        int64_t all = (in->height + 15) / 16 * 16, unit_bytes;
         while (unit % 16) unit += rps;
         /* Strips too large for a chunk (one strip for the whole image, say) are streamed once
          * into the spill store, in bands of about `target` rows. */
-        img->spill = unit * row_bytes > STRIP_BAND_MAX_BYTES;
+        img->spill = !cm_mul_i64(unit, row_bytes, &unit_bytes) || unit_bytes > STRIP_BAND_MAX_BYTES;
         in->streamed = img->spill;
         if (img->spill) unit = 16;
         chunk_h = unit;
+        /* chunk_h + unit <= target <= 65536 is tested first, and row_bytes < 2^40 */
         while (chunk_h + unit <= target && (chunk_h + unit) * row_bytes <= STRIP_BAND_MAX_BYTES)
             chunk_h += unit;
         if (chunk_h > all) chunk_h = all;
@@ -303,16 +309,30 @@ static int open_image(const char *path, const void *data, size_t size, int n_wor
     if (img) {
         img->data = data;
         img->data_size = size;
+        img->spill_fd = -1;
         img->path = strdup(path);
     }
     if (img) img->handles = calloc((size_t)n_workers, sizeof(handle_t));
+    for (int i = 0; img && img->handles && i < n_workers; i++) img->handles[i].fd = -1;
     if (!img || !img->path || !img->handles) {
         cm_image_close(img);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
     img->n_workers = n_workers;
-    img->spill_fd = -1;
-    int rc = open_handle(img, &img->handles[0], ctx);
+    int rc = 0;
+    /* One descriptor per worker, all opened now: every worker then reads the same file even
+     * if the path is replaced during the run, and running out of descriptors shows now. */
+    for (int i = 0; !data && i < n_workers && rc == 0; i++) {
+        img->handles[i].fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (img->handles[i].fd >= 0) continue;
+        int e = errno;
+        if (e == EMFILE || e == ENFILE || e == ENOMEM)
+            rc = cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s", path,
+                         strerror(e));
+        else
+            rc = cm_fail(ctx, CM_EINPUT, "%s: %s", path, strerror(e));
+    }
+    if (rc == 0) rc = open_handle(img, &img->handles[0], ctx);
     if (rc == 0) rc = inspect(img, img->handles[0].tif, ctx);
     if (rc < 0) {
         cm_image_close(img);
@@ -337,6 +357,11 @@ int cm_image_open_memory(const void *data, size_t size, const char *name, int n_
 TIFF *cm__image_tiff(cm_image_t *img)
 {
     return img->handles[0].tif;
+}
+
+void cm_image_set_cancel(cm_image_t *img, const volatile sig_atomic_t *flag)
+{
+    img->cancel = flag;
 }
 
 const cm_image_info_t *cm_image_info(const cm_image_t *img)
@@ -428,6 +453,10 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
     for (int64_t c = 0; c < n && rc == 0; c++) {
         int64_t x, y, w, rows;
         cm_grid_rect(&in->grid, c, &x, &y, &w, &rows);
+        if (img->cancel && *img->cancel) {
+            rc = cm_fail(ctx, CM_ECANCELED, "%s: interrupted while streaming", img->path);
+            break;
+        }
         for (int64_t r = 0; r < rows && rc == 0; r++) {
             msg->text[0] = '\0';
             if (TIFFReadScanline(tif, row, (uint32_t)(y + r), 0) < 0)
@@ -532,6 +561,37 @@ static int read_spilled(cm_image_t *img, handle_t *h, int64_t idx, uint8_t *buf,
 }
 
 /* Decodes the rectangle of a chunk from the file's tiles or strips. */
+/* Sparse files (GDAL's SPARSE_OK) leave out the tiles or strips that hold nothing: their
+ * offset is 0, never valid data. As GDAL does, they read as the nodata value where the image
+ * declares one that its samples can hold, else as zeros. Returns n. */
+static tmsize_t fill_absent(const cm_image_t *img, uint8_t *dst, size_t n)
+{
+    const cm_image_info_t *in = &img->info;
+    double v = in->nodata;
+    union {
+        uint8_t u8;
+        uint16_t u16;
+        int16_t i16;
+        float f32;
+    } s = {0};
+    bool holds = in->has_nodata && !img->cmap;
+    switch (in->stype) {
+    case CM_U8: holds = holds && v >= 0 && v <= UINT8_MAX && v == (s.u8 = (uint8_t)v); break;
+    case CM_U16: holds = holds && v >= 0 && v <= UINT16_MAX && v == (s.u16 = (uint16_t)v); break;
+    case CM_I16:
+        holds = holds && v >= INT16_MIN && v <= INT16_MAX && v == (s.i16 = (int16_t)v);
+        break;
+    case CM_F32: s.f32 = (float)v; break;
+    }
+    size_t sb = img->file_sample_bytes;
+    if (!holds || sb > sizeof s) {
+        memset(dst, 0, n);
+        return (tmsize_t)n;
+    }
+    for (size_t i = 0; i + sb <= n; i += sb) memcpy(dst + i, &s, sb);
+    return (tmsize_t)n;
+}
+
 static int read_from_file(cm_image_t *img, handle_t *h, int64_t x, int64_t y, int64_t w,
                           int64_t rows, uint8_t *buf, cm_ctx_t *ctx)
 {
@@ -557,16 +617,17 @@ static int read_from_file(cm_image_t *img, handle_t *h, int64_t x, int64_t y, in
                                : in->tiled ? buf
                                            : buf + (size_t)(uy - y) * (size_t)w * unit_px;
                 tmsize_t want, got;
-                uint32_t unit;
-                if (in->tiled) {
-                    unit = TIFFComputeTile(h->tif, (uint32_t)ux, (uint32_t)uy, 0, (uint16_t)s);
-                    want = (tmsize_t)unit_bytes;
+                uint32_t unit =
+                    in->tiled ? TIFFComputeTile(h->tif, (uint32_t)ux, (uint32_t)uy, 0, (uint16_t)s)
+                              : TIFFComputeStrip(h->tif, (uint32_t)uy, (uint16_t)s);
+                want = in->tiled ? (tmsize_t)unit_bytes
+                                 : (tmsize_t)((size_t)n_rows * (size_t)unit_w * unit_px);
+                if (TIFFGetStrileOffset(h->tif, unit) == 0) /* absent: a sparse file */
+                    got = fill_absent(img, dst, (size_t)want);
+                else if (in->tiled)
                     got = TIFFReadEncodedTile(h->tif, unit, dst, want);
-                } else {
-                    unit = TIFFComputeStrip(h->tif, (uint32_t)uy, (uint16_t)s);
-                    want = (tmsize_t)((size_t)n_rows * (size_t)unit_w * unit_px);
+                else
                     got = TIFFReadEncodedStrip(h->tif, unit, dst, want);
-                }
                 if (got != want)
                     return cm_fail(ctx, CM_EINPUT, "%s: %s %u (at %lld,%lld) cannot be decoded: %s",
                                    img->path, in->tiled ? "tile" : "strip", unit, (long long)ux,
@@ -601,7 +662,8 @@ int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, 
 void cm_image_close(cm_image_t *img)
 {
     if (!img) return;
-    for (int i = 0; img->handles && i < img->n_workers; i++)
+    for (int i = 0; img->handles && i < img->n_workers; i++) {
+        if (img->handles[i].fd >= 0) close(img->handles[i].fd);
         if (img->handles[i].tif) {
             TIFFClose(img->handles[i].tif);
             free(img->handles[i].unit);
@@ -610,6 +672,7 @@ void cm_image_close(cm_image_t *img)
             ZSTD_freeDCtx(img->handles[i].dctx);
             ZSTD_freeCCtx(img->handles[i].cctx);
         }
+    }
     if (img->spill_fd >= 0) close(img->spill_fd);
     free(img->spill_at);
     free(img->spill_size);

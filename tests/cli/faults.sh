@@ -264,8 +264,7 @@ PY
 }
 
 case_input_truncated_while_read_exits_3() {
-    # One worker: every read goes through the handle opened before the truncation (see the
-    # report on tiff_read.c's open_handle for what happens to handles opened after it).
+    # One worker: every read goes through the handle opened before the truncation.
     # Truncated while the sample is read, and while the remap writes tiles.
     for stage in sample remap; do
         big_input in.tif
@@ -279,6 +278,16 @@ case_input_truncated_while_read_exits_3() {
         said "cannot be decoded"
         no_outputs out.tif lab.tif m.json
     done
+    # Four workers, whose handles may be opened after the truncation: still bad input (exit 3),
+    # "changed while being read" or a tile that cannot be decoded.
+    big_input in.tif
+    start "$CHUNKMEANS" run in.tif out.tif -k 6 --max-iter 5 -j4 --progress always
+    stopped_at "sample "
+    truncate -s 4096 in.tif
+    kill -CONT "$pid"
+    finish 3
+    said "in.tif: "
+    no_outputs out.tif
 }
 
 case_output_directory_vanishes_exits_1() {
@@ -406,15 +415,19 @@ case_dimensions_past_32_bits() {
 import json; d = json.load(open('out.txt'))
 assert (d['width'], d['height'], d['chunks'], d['bigtiff']) == (70000, 70000, 18769, True), d
 " || fail "info --json: $(cat out.txt)"
-    # Its budget arithmetic fails cleanly, and so does reading it: libtiff 4.5 takes absent
-    # tiles' byte counts for bogus, estimates them as full tiles and reads them at offset 0,
-    # which here ends short of a tile. (A sparse file larger than a tile would be read as
-    # garbage: see the report on tiff_read.c.)
+    # Its budget arithmetic fails cleanly.
     expect 2 cm run huge.tif out.tif --memory 1K
     said "memory budget"
-    expect 3 cm run huge.tif out.tif -k 2 -j2
-    said "huge.tif"
     no_outputs out.tif
+    # Absent tiles read as zeros, as GDAL reads them (libtiff alone would take their byte
+    # counts for bogus and decode the file's header as pixels).
+    sparse_bigtiff sparse.tif 2048 1024 16
+    expect 0 cm run sparse.tif out.tif -k 2 -q
+    "$PYTHON" -c "
+import tifffile; a = tifffile.imread('out.tif')
+assert a.shape == (1024, 2048, 3) and not a.any(), (a.shape, a.max())
+" || fail "a sparse file did not read as zeros"
+    rm -f out.tif
     # The widest TIFF, 2^32 - 1 pixels by 16 rows: described, and the budget it would need
     # (some 244 GiB) computed without overflow.
     sparse_bigtiff wide.tif 4294967295 16 0
