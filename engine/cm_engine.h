@@ -74,10 +74,31 @@ typedef enum cm_algorithm {
     CM_ALG_AUTO
 } cm_algorithm_t;
 
+/* The space colours are clustered in: the samples themselves (rgb, and every image that is
+ * not RGB), or CIELAB (lab: 3 colour bands of uint8, uint16 or float32 samples taken as sRGB
+ * with a D65 white, float as 0..1), where distances follow perceived differences. With lab the
+ * features are L*, a*, b* (then standardised, with --scale standard); centroids stay in sample
+ * units (the sRGB colour of the Lab mean, which may lie a little outside 0..max before
+ * cm_model_colors clamps it). */
+typedef enum cm_colorspace { CM_COLORSPACE_RGB, CM_COLORSPACE_LAB } cm_colorspace_t;
+
+/* How the remap picks a pixel's centre: the nearest one (none), or the nearest after adding
+ * an offset from an 8 x 8 Bayer threshold matrix indexed by the pixel's position in the image
+ * (ordered), the same on every feature, spread over the mean distance between neighbouring
+ * centres. The offset depends on the absolute position only, so the output has no seams at
+ * chunk borders and does not depend on the chunks or threads. */
+typedef enum cm_dither { CM_DITHER_NONE, CM_DITHER_ORDERED } cm_dither_t;
+
 typedef struct cm_params {
-    int k;            /* clusters, 1..65535 */
+    int k;            /* clusters, 1..65535 (ignored when init_centres is set) */
     cm_scale_t scale; /* standard: each feature to mean 0, deviation 1 before the fit */
     cm_algorithm_t algorithm;
+    cm_colorspace_t colorspace; /* of the fit; the remap follows the model's */
+    /* Start of the fit: init_k centres of d features (sample units, rows), owned by the caller
+     * and read during cm_fit only; NULL: k-means++ with k centres. See cm_init_from_json. */
+    const double *init_centres;
+    int init_k;
+    cm_dither_t dither; /* of the remap */
     uint64_t seed;
     int max_iter;        /* mini-batch step limit, or exact iteration limit */
     double tol;          /* stop when no centre moved more than this (sample units) ... */
@@ -102,8 +123,10 @@ void cm_params_default(cm_params_t *p);
 
 /* A fitted model. centroids are k rows of d features, in sample units. With scaling, mean and
  * std (d each) give the standardisation the distances were measured in (else both NULL), and
- * inertia is in those units. counts and inertia are those of the last pass that assigned
- * pixels: the remap, once it ran, otherwise the fit. */
+ * inertia is in those units. With colorspace lab, distances, mean, std and inertia are in
+ * CIELAB units (then standardised, with scaling), centroids still in sample units. counts and
+ * inertia are those of the last pass that assigned pixels: the remap, once it ran, otherwise the
+ * fit. */
 typedef struct cm_model {
     int k, d;
     double *centroids;
@@ -111,11 +134,12 @@ typedef struct cm_model {
     int64_t *counts;
     double inertia;
     uint64_t seed;
-    int iterations;           /* mini-batch steps, or exact iterations, taken */
-    cm_algorithm_t algorithm; /* the one that ran (auto resolved) */
-    bool converged;           /* stopped on tol, not on max_iter */
-    int64_t sample_px;        /* pixels in the fitting sample */
-    int64_t n_pixels;         /* pixels assigned by the remap (valid ones: alpha > 0) */
+    int iterations;             /* mini-batch steps, or exact iterations, taken */
+    cm_algorithm_t algorithm;   /* the one that ran (auto resolved) */
+    cm_colorspace_t colorspace; /* of the features the distances were measured in */
+    bool converged;             /* stopped on tol, not on max_iter */
+    int64_t sample_px;          /* pixels in the fitting sample */
+    int64_t n_pixels;           /* pixels assigned by the remap (valid ones: alpha > 0) */
 } cm_model_t;
 
 /* Checks, before any work, that the budget holds the largest task of a fit and a remap of src
@@ -169,6 +193,34 @@ typedef struct cm_model_meta {
  * caller frees *out with cm_model_free. */
 int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,
                        cm_model_meta_t *meta, cm_ctx_t *ctx);
+
+/* Reads the starting centres of a fit (cm_params_t.init_centres) from JSON text (len bytes,
+ * no terminating NUL needed): a chunkmeans model (its centroids), {"colors": [[r, g, b], ...]}
+ * or a plain list of rows, in sample units, each of d numbers. *k is the number of rows
+ * (1..65535); the caller frees *centres (k rows of d) with free(). CM_EINPUT with the reason,
+ * naming the file by name, for anything else (a row of another length among them). */
+int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centres,
+                      int *k, cm_ctx_t *ctx);
+
+/* "rgb" or "lab". */
+const char *cm_colorspace_name(cm_colorspace_t cs);
+
+/* One colour between sRGB samples of type t (0..255, 0..65535, or float 0..1; int16 is taken
+ * as 0..32767) and CIELAB (D65). Both ways are defined for colours outside the sRGB gamut
+ * (the curves continue linearly), and rgb is not clamped. Thread-safe. */
+void cm_srgb_to_lab(cm_stype_t t, const double rgb[3], double lab[3]);
+void cm_lab_to_srgb(cm_stype_t t, const double lab[3], double rgb[3]);
+
+/* Colour differences of two CIELAB colours: ΔE*76 (Euclidean) or CIEDE2000 (kL = kC = kH =
+ * 1). */
+typedef enum cm_delta_e { CM_DE76, CM_DE2000 } cm_delta_e_t;
+double cm_delta_e(cm_delta_e_t formula, const double lab1[3], const double lab2[3]);
+
+/* Mean colour difference between images a and b of n_px pixels of `bands` interleaved
+ * samples of type t whose first three non-alpha bands are sRGB; pixels whose alpha is 0 in a
+ * are left out. NaN when there are fewer than 3 colour bands or no pixel to compare. */
+double cm_mean_delta_e(cm_delta_e_t formula, cm_stype_t t, const void *a, const void *b,
+                       int64_t n_px, int bands, int alpha_band);
 
 /* Nearest centre of one feature vector x (d floats) among k centres c (k*d floats): the
  * smallest squared distance, ties to the lowest index. */

@@ -62,6 +62,7 @@ typedef struct cm__pixfmt {
     int band[CM_BANDS_MAX]; /* the band of each feature */
     cm_stype_t stype;
     bool has_nodata, scaled;
+    bool lab; /* the 3 features are CIELAB of the sRGB samples (before the scaling) */
     double nodata;
     float shift[CM_BANDS_MAX], mul[CM_BANDS_MAX]; /* feature = (sample - shift) * mul */
 } cm__pixfmt_t;
@@ -79,7 +80,29 @@ static inline uint32_t cm__colour_key(const cm__pixfmt_t *f, const uint8_t *px)
     return key;
 }
 
-/* Sets up f for src; mean and std (d each) standardise the features, or are both NULL. */
+/* The clusters a fit makes: init_k with given centres, else k. */
+static inline int cm__params_k(const cm_params_t *p)
+{
+    return p->init_centres ? p->init_k : p->k;
+}
+
+/* CIELAB of the sRGB colour in x (3 sample values of type t), in place. The one conversion
+ * of samples to Lab features, so the sample, the remap and the histogram agree to the bit. */
+void cm__lab_features(cm_stype_t t, float *x);
+
+/* 0 when colour space cs can be used on images of grid g, else CM_EUSAGE with the reason. */
+int cm__colorspace_check(const cm_grid_t *g, cm_colorspace_t cs, cm_ctx_t *ctx);
+
+/* One centre (d values) from sample units to the features distances are measured in (Lab
+ * with cs lab, then standardised when mean and std are not NULL), and back; in and out may
+ * be the same array. */
+void cm__centre_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+                         const double *std, const double *in, double *out);
+void cm__centre_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+                        const double *std, const double *in, double *out);
+
+/* Sets up f for src; mean and std (d each) standardise the features, or are both NULL. f
+ * converts to Lab when f->lab is set after this. */
 void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean,
                      const double *std);
 

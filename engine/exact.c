@@ -150,7 +150,12 @@ static int histogram_part(void *arg, int worker, cm_ctx_t *ctx)
         for (int b = 0; b < it->d; b++) px[b] = (uint8_t)(it->colours[i] >> (8 * (it->d - 1 - b)));
         for (int b = 0; b < it->d; b++) {
             x[b] = (float)px[b];
-            if (it->fmt.scaled) x[b] = (x[b] - it->fmt.shift[b]) * it->fmt.mul[b];
+            if (it->fmt.scaled && !it->fmt.lab) x[b] = (x[b] - it->fmt.shift[b]) * it->fmt.mul[b];
+        }
+        if (it->fmt.lab) {
+            cm__lab_features(CM_U8, x);
+            for (int b = 0; it->fmt.scaled && b < it->d; b++)
+                x[b] = (x[b] - it->fmt.shift[b]) * it->fmt.mul[b];
         }
         float d2;
         int j = cm__nearest_soa(it->soa, it->k, it->d, x, dist, &d2);
@@ -362,7 +367,8 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
                d, cm_stype_name(g->stype));
     iteration_t it = {.src = src, .k = k, .d = d, .kernel = p->kernel};
     cm__pixfmt_init(&it.fmt, src, m->mean, m->std);
-    it.exact = !it.fmt.scaled && g->stype != CM_F32;
+    it.fmt.lab = m->colorspace == CM_COLORSPACE_LAB;
+    it.exact = !it.fmt.scaled && !it.fmt.lab && g->stype != CM_F32;
     int64_t n_parts = histogram ? HIST_PARTS : cm_grid_count(g);
     uint32_t *keys = NULL, *weights = NULL;
     it.soa = malloc(sizeof(float) * (size_t)k * d);

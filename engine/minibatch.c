@@ -204,11 +204,29 @@ static void standardise(float *pts, int64_t n, int d, double *mean, double *std)
     }
 }
 
+/* k-means++ on an evenly strided subset of the n sample points. */
+static int seed(const float *pts, int64_t n, int d, int k, const cm_params_t *p, double *centres,
+                cm_ctx_t *ctx)
+{
+    int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
+    int64_t n_init = (n + stride - 1) / stride;
+    float *init = stride > 1 ? malloc(sizeof(float) * (size_t)n_init * d) : NULL;
+    CM_FAIL_IF(ctx, stride > 1 && !init, CM_ENOMEM, "out of memory seeding");
+    for (int64_t i = 0; stride > 1 && i < n_init; i++)
+        memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
+    int rc = cm__kmeanspp(init ? init : pts, n_init, d, k, p->seed, p->cancel, centres, ctx);
+    free(init);
+    return rc;
+}
+
 int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
-    int d = cm_grid_features(g), k = p->k;
+    int d = cm_grid_features(g), k = cm__params_k(p);
+    CM_FAIL_IF(ctx, p->init_centres && (k < 1 || k > 65535), CM_EUSAGE,
+               "there must be 1 to 65535 starting centres, not %d", k);
     CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
+    CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
                "--max-iter and --batch must be positive");
 
@@ -224,9 +242,13 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     stepper_t s = {0};
     int rc = cm__sample_take(src, p, sample_px, &pts, &n, ctx);
     if (rc < 0) return rc;
+    /* The sample holds samples: its features are their Lab colours, made as the remap does. */
+    for (int64_t i = 0; p->colorspace == CM_COLORSPACE_LAB && i < n; i++)
+        cm__lab_features(g->stype, pts + i * d);
 
     rc = CM_ENOMEM;
     m = cm__model_new(k, d);
+    if (m) m->colorspace = p->colorspace;
     tasks = malloc(sizeof(step_task_t) * WINDOW * (PARTS_PER_STEP + 1));
     s = (stepper_t){.p = p,
                     .pts = pts,
@@ -254,18 +276,14 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
         s.std = m->std;
     }
 
-    /* k-means++ on an evenly strided subset of the sample. */
-    int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
-    int64_t n_init = (n + stride - 1) / stride;
-    float *init = stride > 1 ? malloc(sizeof(float) * (size_t)n_init * d) : pts;
-    if (!init) {
-        cm_fail(ctx, CM_ENOMEM, "out of memory seeding");
-        goto cleanup;
+    if (p->init_centres) { /* given in sample units: to the features of the fit */
+        for (int j = 0; j < k; j++)
+            cm__centre_features(p->colorspace, g->stype, d, m->mean, m->std,
+                                p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
+        rc = 0;
+    } else {
+        rc = seed(pts, n, d, k, p, m->centroids, ctx);
     }
-    for (int64_t i = 0; stride > 1 && i < n_init; i++)
-        memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
-    rc = cm__kmeanspp(init, n_init, d, k, p->seed, p->cancel, m->centroids, ctx);
-    if (init != pts) free(init);
     if (rc < 0) goto cleanup;
     for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
     start = malloc(sizeof(double) * (size_t)k * d); /* NULL: no second try, nothing else */
@@ -309,11 +327,10 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
         rc = cm__fit_exact(src, p, alg, m, ctx);
     }
     if (rc < 0) goto cleanup;
-    for (int j = 0; m->mean && j < k; j++) /* back to sample units */
-        for (int b = 0; b < d; b++) {
-            double *c = &m->centroids[(size_t)j * d + b];
-            *c = *c * m->std[b] + m->mean[b];
-        }
+    for (int j = 0; (m->mean || m->colorspace != CM_COLORSPACE_RGB) && j < k; j++) {
+        double *c = m->centroids + (size_t)j * d; /* back to sample units */
+        cm__centre_samples(m->colorspace, g->stype, d, m->mean, m->std, c, c);
+    }
     m->seed = p->seed;
     m->sample_px = n;
     *out = m;

@@ -57,6 +57,7 @@ char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const cha
     bad |= json_object_set_new(root, "alpha_band",
                                alpha_band >= 0 ? json_integer(alpha_band) : json_null());
     bad |= json_object_set_new(root, "sample_type", json_string(sample_type));
+    bad |= json_object_set_new(root, "colorspace", json_string(cm_colorspace_name(m->colorspace)));
     json_t *scale = json_null();
     if (m->mean) {
         json_t *mean = json_array(), *std = json_array();
@@ -97,6 +98,7 @@ typedef struct reader {
     json_t *root;
     const char *name;
     cm_ctx_t *ctx;
+    const char *kind; /* what the file is not, in messages (NULL: a chunkmeans model) */
 } reader_t;
 
 static int bad(const reader_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,7 +109,8 @@ static int bad(const reader_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    return cm_fail(r->ctx, CM_EINPUT, "%s: not a chunkmeans model: %s", r->name, why);
+    return cm_fail(r->ctx, CM_EINPUT, "%s: not %s: %s", r->name,
+                   r->kind ? r->kind : "a chunkmeans model", why);
 }
 
 /* The integer member key, within [lo, hi]; absent gives def when optional. */
@@ -191,6 +194,15 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
             return bad(r, "counts[%lld] must be a whole number >= 0", (long long)j);
         m->counts[j] = json_integer_value(c);
     }
+    json_t *cs = json_object_get(root, "colorspace"); /* absent: rgb, as before it was written */
+    if (cs) {
+        const char *name = json_string_value(cs);
+        if (!name || (strcmp(name, "rgb") && strcmp(name, "lab")))
+            return bad(r, "\"colorspace\" must be \"rgb\" or \"lab\"");
+        m->colorspace = strcmp(name, "lab") ? CM_COLORSPACE_RGB : CM_COLORSPACE_LAB;
+        if (m->colorspace == CM_COLORSPACE_LAB && (d != 3 || types[ti] == CM_I16))
+            return bad(r, "\"colorspace\" lab needs 3 features of uint8, uint16 or float32");
+    }
     json_t *scale = json_object_get(root, "scale");
     if (scale && !json_is_null(scale)) {
         const char *method = json_string_value(json_object_get(scale, "method"));
@@ -237,7 +249,7 @@ int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_
 {
     *out = NULL;
     json_error_t jerr;
-    reader_t r = {json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), name, ctx};
+    reader_t r = {json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), name, ctx, NULL};
     if (!r.root)
         return cm_fail(ctx, CM_EINPUT, "%s: not JSON: %s at line %d, column %d", name, jerr.text,
                        jerr.line, jerr.column);
@@ -250,4 +262,76 @@ int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_
     }
     *out = m;
     return 0;
+}
+
+/* ---- starting centres ---- */
+
+/* Rows of d numbers from a JSON list (of colours, say) into a new array of *k rows. */
+static int read_rows(const reader_t *r, const json_t *rows, const char *what, int d,
+                     double **centres, int *k)
+{
+    size_t n = json_array_size(rows);
+    if (n < 1 || n > CM_K_MAX)
+        return bad(r, "%s must hold from 1 to %d colours, not %zu", what, CM_K_MAX, n);
+    double *c = malloc(sizeof(double) * n * (size_t)d);
+    if (!c) return cm_fail(r->ctx, CM_ENOMEM, "%s: out of memory", r->name);
+    for (size_t j = 0; j < n; j++) {
+        const json_t *row = json_array_get(rows, j);
+        char name[48];
+        snprintf(name, sizeof name, "%s[%zu]", what, j);
+        if (json_is_array(row) && json_array_size(row) != (size_t)d) {
+            free(c);
+            return cm_fail(r->ctx, CM_EINPUT, "%s: %s has %zu values; the image has %d bands",
+                           r->name, name, json_array_size(row), d);
+        }
+        int rc = get_numbers(r, row, (size_t)d, false, name, c + j * (size_t)d);
+        if (rc < 0) {
+            free(c);
+            return rc;
+        }
+    }
+    *centres = c;
+    *k = (int)n;
+    return 0;
+}
+
+int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centres,
+                      int *k, cm_ctx_t *ctx)
+{
+    *centres = NULL;
+    *k = 0;
+    CM_FAIL_IF(ctx, d < 1 || d > CM_BANDS_MAX, CM_EUSAGE, "%s: %d features", name, d);
+    json_error_t jerr;
+    reader_t r = {json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), name, ctx,
+                  "a list of starting colours"};
+    if (!r.root)
+        return cm_fail(ctx, CM_EINPUT, "%s: not JSON: %s at line %d, column %d", name, jerr.text,
+                       jerr.line, jerr.column);
+    int rc;
+    json_t *colors = json_object_get(r.root, "colors");
+    if (json_is_object(r.root) && json_object_get(r.root, "format")) {
+        cm_model_t *m = NULL;
+        cm_model_meta_t meta;
+        rc = cm_model_from_json(text, len, name, &m, &meta, ctx);
+        if (rc == 0 && m->d != d)
+            rc = cm_fail(ctx, CM_EINPUT, "%s: the model has %d features; the image has %d bands",
+                         name, m->d, d);
+        if (rc == 0) {
+            *centres = m->centroids; /* in sample units, whatever the model's colour space */
+            *k = m->k;
+            m->centroids = NULL;
+        }
+        cm_model_free(m);
+    } else if (json_is_object(r.root) && json_is_array(colors)) {
+        rc = read_rows(&r, colors, "colors", d, centres, k);
+    } else if (json_is_array(r.root)) {
+        rc = read_rows(&r, r.root, "colours", d, centres, k);
+    } else {
+        rc = cm_fail(ctx, CM_EINPUT,
+                     "%s: starting centres must be a chunkmeans model, {\"colors\": [[...], "
+                     "...]} or a list of colours [[...], ...]",
+                     name);
+    }
+    json_decref(r.root);
+    return rc;
 }

@@ -1,5 +1,7 @@
 /* Samples to features and centres back to samples: the one place that knows sample types,
- * masks (alpha, nodata, non-finite floats) and the standardisation of features. */
+ * masks (alpha, nodata, non-finite floats), the colour space and the standardisation of
+ * features (colorspace.c holds the Lab arithmetic). */
+#include <assert.h>
 #include <math.h>
 
 #include "engine_internal.h"
@@ -36,7 +38,12 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
                 x[j] = (float)v;                                                                   \
                 if (IS_FLOAT && !isfinite(x[j])) ok = false;                                       \
                 if (f->has_nodata && (double)v == f->nodata) ok = false;                           \
-                if (f->scaled) x[j] = (x[j] - f->shift[j]) * f->mul[j];                            \
+                if (f->scaled && !f->lab) x[j] = (x[j] - f->shift[j]) * f->mul[j];                 \
+            }                                                                                      \
+            if (f->lab) {                                                                          \
+                cm__lab_features(f->stype, x);                                                     \
+                for (int j = 0; f->scaled && j < f->d; j++)                                        \
+                    x[j] = (x[j] - f->shift[j]) * f->mul[j];                                       \
             }                                                                                      \
             valid[i] = ok;                                                                         \
         }                                                                                          \
@@ -106,4 +113,28 @@ bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked)
     *bits = k + (maskable ? 1 : 0) <= 256 ? 8 : 16;
     *masked = *bits == 8 ? UINT8_MAX : UINT16_MAX;
     return maskable;
+}
+
+void cm__centre_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+                         const double *std, const double *in, double *out)
+{
+    for (int b = 0; b < d; b++) out[b] = in[b];
+    if (cs == CM_COLORSPACE_LAB) {
+        assert(d == 3);
+        cm_srgb_to_lab(t, in, out);
+    }
+    for (int b = 0; mean && b < d; b++) out[b] = (out[b] - mean[b]) / std[b];
+}
+
+void cm__centre_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+                        const double *std, const double *in, double *out)
+{
+    double x[CM_BANDS_MAX];
+    for (int b = 0; b < d; b++) x[b] = mean ? in[b] * std[b] + mean[b] : in[b];
+    if (cs == CM_COLORSPACE_LAB) {
+        assert(d == 3);
+        cm_lab_to_srgb(t, x, out);
+        return;
+    }
+    for (int b = 0; b < d; b++) out[b] = x[b];
 }

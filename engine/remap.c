@@ -24,6 +24,7 @@ typedef struct remapper {
     int label_bits;
     uint32_t label_masked;
     uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
+    float spread;    /* ordered dither: the offsets' range, in feature units; 0: no dither */
     cm_kernel_t kernel;
     chunk_out_t *chunks;
     double inertia;
@@ -44,6 +45,18 @@ static void chunk_out_free(const cm_sink_t *sink, chunk_out_t *c)
     *c = (chunk_out_t){0};
 }
 
+/* The squared distance from x to centre j, summed in the order of cm__nearest_soa. */
+static float dist2_to(const float *soa, int k, int d, const float *x, int j)
+{
+    float t = x[0] - soa[j];
+    float sum = t * t;
+    for (int b = 1; b < d; b++) {
+        t = x[b] - soa[(size_t)b * k + j];
+        sum += t * t;
+    }
+    return sum;
+}
+
 /* The colour cache: for 8-bit images of up to 3 features, the nearest centre of a colour is
  * looked up in a table of every colour, filled as colours are met. Any thread may fill an
  * entry; all would store the same label, so relaxed atomics suffice. The distance is measured
@@ -61,14 +74,61 @@ static int cached_nearest(const remapper_t *r, const uint8_t *px, const float *x
         return best;
     }
     int best = hit - 1;
-    float t = x[0] - r->soa[best];
-    float sum = t * t;
-    for (int b = 1; b < f->d; b++) {
-        t = x[b] - r->soa[(size_t)b * k + best];
-        sum += t * t;
-    }
-    *d2 = sum;
+    *d2 = dist2_to(r->soa, k, f->d, x, best);
     return best;
+}
+
+/* ---- ordered dither ----
+ * An 8 x 8 Bayer matrix (its thresholds 0..63 are the bits of x ^ y and y, interleaved and
+ * reversed), made a symmetric offset in (-1/2, 1/2) and indexed by the pixel's position in
+ * the image: the same pixel gets the same offset whatever chunk it is in. */
+enum { BAYER = 8 };
+
+static float bayer_offset(int64_t x, int64_t y)
+{
+    unsigned u = (unsigned)(x & (BAYER - 1)), v = (unsigned)(y & (BAYER - 1)), m = 0;
+    for (int i = 0; i < 3; i++) {
+        unsigned w = u ^ v;
+        m |= ((w >> i) & 1u) << (2 * (2 - i) + 1) | ((v >> i) & 1u) << (2 * (2 - i));
+    }
+    return ((float)m + 0.5f) / (BAYER * BAYER) - 0.5f;
+}
+
+/* The range of the offsets: the mean distance from each centre to its nearest other one (in
+ * feature units, soa: d rows of k), over sqrt(d) since the offset is added to every feature:
+ * between two neighbouring centres on the grey diagonal the dithered pixels then take either
+ * in proportion to where the pixel lies between them. */
+static float dither_spread(const float *soa, int k, int d)
+{
+    if (k < 2) return 0.f;
+    double sum = 0.0;
+    for (int i = 0; i < k; i++) {
+        double best = INFINITY;
+        for (int j = 0; j < k; j++) {
+            if (j == i) continue;
+            double s = 0.0;
+            for (int b = 0; b < d; b++) {
+                double t = (double)soa[(size_t)b * k + i] - soa[(size_t)b * k + j];
+                s += t * t;
+            }
+            if (s < best) best = s;
+        }
+        sum += sqrt(best);
+    }
+    return (float)(sum / k / sqrt(d));
+}
+
+/* Adds the dither offsets of pixels [first, first + n) of a chunk at (x0, y0), w wide, to
+ * their features: from feat into out. */
+static void dither_block(const remapper_t *r, int64_t x0, int64_t y0, int64_t w, int64_t first,
+                         int64_t n, const float *feat, float *out)
+{
+    int d = r->model->d;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t at = first + i;
+        float off = r->spread * bayer_offset(x0 + at % w, y0 + at / w);
+        for (int b = 0; b < d; b++) out[i * d + b] = feat[i * d + b] + off;
+    }
 }
 
 /* Assigns one block of pixels at a time: features, labels and masks stay in cache. */
@@ -76,6 +136,7 @@ enum { BLOCK = 4096 };
 
 typedef struct scratch {
     float *feat, *dist;
+    float *dithered; /* the features with their dither offsets, or NULL */
     uint8_t valid[BLOCK];
     uint16_t labels[BLOCK];
     float d2[BLOCK];
@@ -99,10 +160,11 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     if (s) {
         s->feat = malloc(sizeof(float) * BLOCK * (size_t)d);
         s->dist = malloc(sizeof(float) * (size_t)k);
+        s->dithered = r->spread > 0.f ? malloc(sizeof(float) * BLOCK * (size_t)d) : NULL;
     }
     int rc = 0;
-    if (!s || !s->feat || !s->dist || !c->pixels || !c->counts ||
-        (r->sink->want_labels && !c->labels))
+    if (!s || !s->feat || !s->dist || (r->spread > 0.f && !s->dithered) || !c->pixels ||
+        !c->counts || (r->sink->want_labels && !c->labels))
         rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
     if (rc == 0) rc = r->src->read(r->src->self, worker, t->idx, c->pixels, ctx);
 
@@ -110,9 +172,17 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     for (int64_t first = 0; rc == 0 && first < n; first += BLOCK) {
         int64_t m = n - first < BLOCK ? n - first : BLOCK;
         cm__to_features(&r->fmt, c->pixels, first, m, s->feat, s->valid);
-        if (!r->cache)
+        if (s->dithered) {
+            /* Labels of the dithered features; distances (inertia) of the pixels' own. */
+            dither_block(r, x, y, w, first, m, s->feat, s->dithered);
+            cm__assign_block(r->kernel, r->soa, k, d, s->dithered, m, s->valid, s->labels, s->d2,
+                             s->dist);
+            for (int64_t i = 0; i < m; i++)
+                if (s->valid[i]) s->d2[i] = dist2_to(r->soa, k, d, s->feat + i * d, s->labels[i]);
+        } else if (!r->cache) {
             cm__assign_block(r->kernel, r->soa, k, d, s->feat, m, s->valid, s->labels, s->d2,
                              s->dist);
+        }
         for (int64_t i = 0; i < m; i++) {
             if (!s->valid[i]) {
                 s->labels[i] = CM__MASKED;
@@ -148,6 +218,7 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     if (s) {
         free(s->feat);
         free(s->dist);
+        free(s->dithered);
     }
     free(s);
     return rc;
@@ -170,7 +241,8 @@ static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
 
 /* What a remap task holds: its chunk, counts and labels until written (held), and its
  * scratch while it runs. */
-static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held, size_t *scratch)
+static void task_bytes(const cm_source_t *src, int k, bool labels, bool dither, size_t *held,
+                       size_t *scratch)
 {
     const cm_grid_t *g = &src->grid;
     int bits;
@@ -180,12 +252,13 @@ static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held,
     if (labels) *held += (size_t)g->chunk_w * g->chunk_h * (size_t)(bits / 8);
     *scratch =
         sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
+    if (dither) *scratch += sizeof(float) * (size_t)BLOCK * cm_grid_features(g);
 }
 
 int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
 {
     size_t held, scratch, need = cm__sample_task_bytes(src);
-    task_bytes(src, p->k, labels, &held, &scratch);
+    task_bytes(src, cm__params_k(p), labels, p->dither != CM_DITHER_NONE, &held, &scratch);
     if (held + scratch > need) need = held + scratch;
     if (need <= p->budget_bytes) return 0;
     return cm_fail(ctx, CM_EBUDGET,
@@ -201,6 +274,9 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
     int k = model->k, d = model->d;
     CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT, "the model has %d features, the image %d",
                d, cm_grid_features(g));
+    CM_TRY(cm__colorspace_check(g, model->colorspace, ctx));
+    CM_FAIL_IF(ctx, p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED, CM_EUSAGE,
+               "unknown dither %d", (int)p->dither);
     int64_t n_chunks = cm_grid_count(g);
 
     int rc = CM_ENOMEM;
@@ -214,29 +290,34 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
         cm_fail(ctx, CM_ENOMEM, "out of memory planning %lld chunks", (long long)n_chunks);
         goto cleanup;
     }
-    /* Distances are measured where the fit measured them: in standardised units, if any. */
-    for (int j = 0; j < k; j++)
-        for (int b = 0; b < d; b++) {
-            double v = model->centroids[(size_t)j * d + b];
-            if (model->mean) v = (v - model->mean[b]) / model->std[b];
-            soa[(size_t)b * k + j] = (float)v;
-        }
+    /* Distances are measured where the fit measured them: in Lab, in standardised units, if
+     * either. */
+    for (int j = 0; j < k; j++) {
+        double v[CM_BANDS_MAX];
+        cm__centre_features(model->colorspace, g->stype, d, model->mean, model->std,
+                            model->centroids + (size_t)j * d, v);
+        for (int b = 0; b < d; b++) soa[(size_t)b * k + j] = (float)v[b];
+    }
     cm_model_colors(model, g->stype, colours);
 
     r = (remapper_t){
         .src = src, .sink = sink, .model = model, .soa = soa, .colours = colours, .chunks = chunks};
     cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
+    r.fmt.lab = model->colorspace == CM_COLORSPACE_LAB;
+    if (p->dither == CM_DITHER_ORDERED) r.spread = dither_spread(soa, k, d);
     cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
     r.kernel = p->kernel;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
-     * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget. */
+     * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget. It keys on the
+     * pixel's colour, which decides its features (Lab ones too) and so its centre, but not
+     * the dithered centre, which also follows the pixel's position: dithering goes without. */
     int64_t n_pixels = g->width * g->height;
-    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535;
+    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535 && r.spread == 0.f;
     if (cacheable && (p->color_cache > 0 ||
                       (p->color_cache < 0 && k >= 4 && n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
         r.cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
     size_t held, scratch;
-    task_bytes(src, k, sink->want_labels, &held, &scratch);
+    task_bytes(src, k, sink->want_labels, r.spread > 0.f, &held, &scratch);
     int prev_write = -1;
     for (int64_t i = 0; i < n_chunks; i++) {
         tasks[i] = (remap_task_t){&r, i};

@@ -2629,6 +2629,336 @@ static void test_budget_check_names_a_memory_that_fits_with_labels(void **state)
     image_free(&im);
 }
 
+/* ---- colour space, starting centres, dither ----------------------------------------------- */
+
+/* Mostly dark blues and greens that differ little in RGB but much to the eye (the sRGB curve
+ * is steep near black), plus a few bright, pale colours far apart in RGB: k-means in RGB
+ * spends its centres on the bright ones, in Lab on the darks where most pixels are. */
+static void fill_dark_and_bright(image_t *im, uint64_t seed)
+{
+    for (int64_t i = 0; i < image_pixels(im); i++) {
+        uint64_t r = next_rand(&seed);
+        double col[3];
+        if (r % 10 == 0) { /* bright: one of 8 pale colours with a little noise */
+            int c = (int)(r >> 8) % 8;
+            for (int b = 0; b < 3; b++)
+                col[b] = 160 + ((c >> b) & 1) * 80 + (double)((r >> (16 + 4 * b)) % 12);
+        } else { /* dark: blue-green shades */
+            col[0] = (double)((r >> 8) % 12);
+            col[1] = (double)((r >> 16) % 48);
+            col[2] = (double)((r >> 24) % 64);
+        }
+        im_set_colour(im, i, col);
+    }
+}
+
+static double remapped_delta_e(const image_t *im, cm_colorspace_t cs, int k, uint64_t seed,
+                               cm_delta_e_t formula)
+{
+    cm_params_t p = params(k, seed, 2);
+    p.colorspace = cs;
+    mem_sink_t out;
+    cm_model_t *m = fit_remap(im, 64, 64, &p, false, &out);
+    assert_int_equal(m->colorspace, cs);
+    double de = cm_mean_delta_e(formula, im->type, im->px, out.px, image_pixels(im), im->bands,
+                                im->alpha_band);
+    sink_free(&out);
+    cm_model_free(m);
+    return de;
+}
+
+static void test_lab_clustering_gives_a_lower_mean_delta_e_than_rgb(void **state)
+{
+    (void)state;
+    image_t im = image_new(256, 192, 3, -1);
+    fill_dark_and_bright(&im, 77);
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        for (int f = 0; f < 2; f++) {
+            cm_delta_e_t formula = f ? CM_DE2000 : CM_DE76;
+            double rgb = remapped_delta_e(&im, CM_COLORSPACE_RGB, 6, seed, formula);
+            double lab = remapped_delta_e(&im, CM_COLORSPACE_LAB, 6, seed, formula);
+            print_message("seed %d, ΔE%s: rgb %.3f, lab %.3f\n", (int)seed, f ? "2000" : "76", rgb,
+                          lab);
+            assert_true(lab < 0.9 * rgb);
+        }
+    }
+    image_free(&im);
+}
+
+static void test_lab_remap_holds_k_colours_and_follows_no_thread_count(void **state)
+{
+    (void)state;
+    /* RGBA with transparent pixels, uint8 (histogram by auto, and minibatch), uint16 and float;
+     * the colour cache on and off. */
+    static const cm_stype_t types[] = {CM_U8, CM_U8, CM_U16, CM_F32};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        image_t im = image_new_typed(120, 90, 4, 3, types[ti]);
+        double max = types[ti] == CM_F32 ? 1.0 : types[ti] == CM_U16 ? 65535 : 255;
+        uint64_t rs = 5 + ti;
+        for (int64_t i = 0; i < image_pixels(&im); i++) {
+            double col[3];
+            for (int b = 0; b < 3; b++) col[b] = (double)(next_rand(&rs) % 256) / 255 * max;
+            if (types[ti] != CM_F32)
+                for (int b = 0; b < 3; b++) col[b] = nearbyint(col[b]);
+            im_set_colour(&im, i, col);
+            im_set(&im, i, 3, i % 7 == 0 ? 0 : max);
+        }
+        mem_sink_t out[3];
+        cm_model_t *m[3];
+        for (int run = 0; run < 3; run++) {
+            cm_params_t p = params(5, 9, run == 0 ? 1 : 3);
+            p.colorspace = CM_COLORSPACE_LAB;
+            p.algorithm = ti == 1 ? CM_ALG_MINIBATCH : CM_ALG_AUTO;
+            p.color_cache = run == 2 ? 1 : 0;
+            m[run] = fit_remap(&im, 32, 24, &p, true, &out[run]);
+            assert_int_equal(check_labels(m[run], &out[run]) < 5, true);
+        }
+        if (ti == 0) assert_int_equal(m[0]->algorithm, CM_ALG_HISTOGRAM);
+        for (int run = 1; run < 3; run++) {
+            assert_memory_equal(m[0]->centroids, m[run]->centroids, sizeof(double) * 15);
+            assert_memory_equal(out[0].px, out[run].px, image_bytes(&im));
+            assert_memory_equal(out[0].labels, out[run].labels, (size_t)image_pixels(&im));
+            assert_memory_equal(&m[0]->inertia, &m[run]->inertia, sizeof(double));
+        }
+        /* Transparent pixels are carried over. */
+        for (int64_t i = 0; i < image_pixels(&im); i += 7)
+            assert_memory_equal(out[0].px + (size_t)i * pixel_bytes(&im), pixel_at(&im, i, 0),
+                                pixel_bytes(&im));
+        for (int run = 0; run < 3; run++) {
+            sink_free(&out[run]);
+            cm_model_free(m[run]);
+        }
+        image_free(&im);
+    }
+}
+
+static void test_lab_needs_three_colour_bands(void **state)
+{
+    (void)state;
+    static const struct {
+        int bands, alpha;
+        cm_stype_t type;
+    } cases[] = {{1, -1, CM_U8}, {2, 1, CM_U8}, {4, -1, CM_U8}, {3, -1, CM_I16}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        image_t im = image_new_typed(40, 30, cases[i].bands, cases[i].alpha, cases[i].type);
+        mem_source_t src;
+        source_init(&src, &im, 16, 16);
+        cm_params_t p = params(2, 1, 1);
+        p.colorspace = CM_COLORSPACE_LAB;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *m = NULL;
+        assert_int_equal(cm_fit(&src.src, &p, &m, &ctx), CM_EUSAGE);
+        assert_null(m);
+        assert_non_null(strstr(ctx.msg, "lab"));
+        assert_int_equal(atomic_load(&src.reads), 0); /* refused before any work */
+        image_free(&im);
+    }
+}
+
+static void test_a_fit_from_the_true_centres_stays_on_them(void **state)
+{
+    (void)state;
+    image_t im = image_new(100, 70, 3, -1);
+    fill_blocks(&im);
+    double start[9];
+    for (int j = 0; j < 3; j++)
+        for (int b = 0; b < 3; b++) start[j * 3 + b] = BLOCK_COLOURS[2 - j][b];
+    static const cm_algorithm_t algs[] = {CM_ALG_MINIBATCH, CM_ALG_LLOYD, CM_ALG_HISTOGRAM};
+    for (int scaled = 0; scaled < 2; scaled++)
+        for (size_t a = 0; a < 3; a++) {
+            if (scaled && algs[a] == CM_ALG_HISTOGRAM) continue;
+            cm_params_t p = params(8, 4, 2); /* k follows the starting centres */
+            p.init_centres = start;
+            p.init_k = 3;
+            p.algorithm = algs[a];
+            p.scale = scaled ? CM_SCALE_STANDARD : CM_SCALE_NONE;
+            mem_sink_t out;
+            mem_source_t src;
+            source_init(&src, &im, 32, 32);
+            cm_ctx_t ctx;
+            cm_ctx_init(&ctx);
+            cm_model_t *m = NULL;
+            expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit");
+            assert_int_equal(m->k, 3);
+            /* Exactly, unless float features (scaled) round them a little. */
+            for (int i = 0; i < 9; i++)
+                expect_near(m->centroids[i], start[i], scaled ? 1e-4 : 1e-9);
+            p.k = 3;
+            sink_init(&out, &src.src, false, 3);
+            expect_ok(cm_remap(&src.src, m, &p, &out.sink, &ctx), &ctx, "cm_remap");
+            assert_memory_equal(out.px, im.px, image_bytes(&im));
+            sink_free(&out);
+            cm_model_free(m);
+        }
+    image_free(&im);
+}
+
+static void test_a_fit_from_nearby_centres_converges_to_the_true_ones(void **state)
+{
+    (void)state;
+    image_t im = image_new(100, 70, 3, -1);
+    fill_blocks(&im);
+    double start[9];
+    for (int j = 0; j < 3; j++)
+        for (int b = 0; b < 3; b++) start[j * 3 + b] = BLOCK_COLOURS[j][b] + (b == j ? 40 : -15);
+    for (int lab = 0; lab < 2; lab++) {
+        cm_params_t p = params(3, 4, 2);
+        p.init_centres = start;
+        p.init_k = 3;
+        p.colorspace = lab ? CM_COLORSPACE_LAB : CM_COLORSPACE_RGB;
+        mem_source_t src;
+        source_init(&src, &im, 32, 32);
+        cm_model_t *m = fit_only(&src, &p);
+        /* Centre j started near colour j and ends on it (in Lab, to within float features). */
+        for (int i = 0; i < 9; i++)
+            expect_near(m->centroids[i], BLOCK_COLOURS[i / 3][i % 3], lab ? 1e-3 : 1e-9);
+        cm_model_free(m);
+    }
+    image_free(&im);
+}
+
+static void test_bad_starting_centres_are_refused(void **state)
+{
+    (void)state;
+    image_t im = image_new(40, 30, 3, -1);
+    fill_blocks(&im);
+    mem_source_t src;
+    source_init(&src, &im, 16, 16);
+    double start[3] = {1, 2, 3};
+    cm_params_t p = params(2, 1, 1);
+    p.init_centres = start;
+    p.init_k = 0;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *m = NULL;
+    assert_int_equal(cm_fit(&src.src, &p, &m, &ctx), CM_EUSAGE);
+    assert_null(m);
+    /* A list of colours of 4 values for this 3-band image: refused, naming the file. */
+    const char *text = "{\"colors\": [[1, 2, 3, 4]]}";
+    double *c = NULL;
+    int k = 0;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_init_from_json(text, strlen(text), "picked.json", 3, &c, &k, &ctx),
+                     CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "picked.json"));
+    assert_null(c);
+    image_free(&im);
+}
+
+/* A horizontal grey ramp, 0 at the left to 255 at the right, with an alpha band that hides
+ * every 13th pixel. */
+static image_t ramp_image(int64_t w, int64_t h)
+{
+    image_t im = image_new(w, h, 2, 1);
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t x = 0; x < w; x++) {
+            uint8_t *px = pixel_at(&im, x, y);
+            px[0] = (uint8_t)(x * 255 / (w - 1));
+            px[1] = (y * w + x) % 13 == 0 ? 0 : 255;
+        }
+    return im;
+}
+
+static void test_dither_does_not_depend_on_chunks_or_threads(void **state)
+{
+    (void)state;
+    image_t im = image_new(160, 96, 4, 3);
+    fill_noise(&im, 12, 256);
+    static const int64_t geometry[][3] = {{32, 32, 1}, {64, 16, 2}, {17, 23, 3}, {160, 96, 2}};
+    mem_source_t src;
+    source_init(&src, &im, 32, 32);
+    cm_params_t p = params(6, 2, 2);
+    cm_model_t *m = fit_only(&src, &p);
+    p.dither = CM_DITHER_ORDERED;
+    mem_sink_t out[4];
+    for (int gi = 0; gi < 4; gi++) {
+        source_init(&src, &im, geometry[gi][0], geometry[gi][1]);
+        p.n_threads = (int)geometry[gi][2];
+        p.color_cache = gi % 2; /* asked for, and still not used: it would ignore positions */
+        sink_init(&out[gi], &src.src, true, p.k);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        expect_ok(cm_remap(&src.src, m, &p, &out[gi].sink, &ctx), &ctx, "cm_remap");
+        check_labels(m, &out[gi]);
+    }
+    for (int gi = 1; gi < 4; gi++) {
+        assert_memory_equal(out[0].px, out[gi].px, image_bytes(&im));
+        assert_memory_equal(out[0].labels, out[gi].labels, (size_t)image_pixels(&im));
+    }
+    /* The dither changed something, and left the transparent pixels alone. */
+    mem_sink_t plain;
+    p.dither = CM_DITHER_NONE;
+    sink_init(&plain, &src.src, true, p.k);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    expect_ok(cm_remap(&src.src, m, &p, &plain.sink, &ctx), &ctx, "cm_remap");
+    assert_memory_not_equal(plain.labels, out[0].labels, (size_t)image_pixels(&im));
+    for (int64_t i = 0; i < image_pixels(&im); i++)
+        if (im.px[i * 4 + 3] == 0) {
+            assert_memory_equal(out[0].px + i * 4, im.px + i * 4, 4);
+            assert_int_equal(out[0].labels[i], 255);
+        }
+    sink_free(&plain);
+    for (int gi = 0; gi < 4; gi++) sink_free(&out[gi]);
+    cm_model_free(m);
+    image_free(&im);
+}
+
+static void test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without(void **state)
+{
+    (void)state;
+    image_t im = ramp_image(256, 64);
+    mem_source_t src;
+    source_init(&src, &im, 48, 40);
+    cm_params_t p = params(2, 3, 2);
+    cm_model_t *m = fit_only(&src, &p);
+    int lo = m->centroids[0] < m->centroids[1] ? 0 : 1; /* the dark centre */
+    for (int dither = 0; dither < 2; dither++) {
+        p.dither = dither ? CM_DITHER_ORDERED : CM_DITHER_NONE;
+        mem_sink_t out;
+        sink_init(&out, &src.src, true, p.k);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        expect_ok(cm_remap(&src.src, m, &p, &out.sink, &ctx), &ctx, "cm_remap");
+        /* Columns that hold both labels, and the share of bright labels in each band of 8
+         * columns (the width of the matrix: every band meets all its thresholds). */
+        int mixed = 0, edges = 0, prev = -1;
+        int64_t n[32] = {0}, bright[32] = {0};
+        for (int64_t x = 0; x < im.w; x++) {
+            int cn = 0, cb = 0;
+            for (int64_t y = 0; y < im.h; y++) {
+                int l = out.labels[y * im.w + x];
+                if (l == 255) continue;
+                cn++;
+                cb += l != lo;
+            }
+            mixed += cb > 0 && cb < cn;
+            edges += prev >= 0 && (cb > 0) != prev;
+            prev = cb > 0;
+            n[x / 8] += cn;
+            bright[x / 8] += cb;
+        }
+        double share[32];
+        for (int i = 0; i < 32; i++) share[i] = (double)bright[i] / (double)n[i];
+        if (!dither) {
+            /* A hard edge: dark columns, then bright ones. */
+            assert_int_equal(mixed, 0);
+            assert_int_equal(edges, 1);
+        } else {
+            /* A transition of many mixed columns, bright more and more often to the right. */
+            print_message("dither: %d mixed columns\n", mixed);
+            assert_true(mixed >= 40);
+            assert_true(share[0] == 0 && share[31] == 1);
+            for (int i = 1; i < 32; i++) assert_true(share[i] >= share[i - 1] - 0.05);
+            expect_near((share[15] + share[16]) / 2, 0.5, 0.15);
+        }
+        sink_free(&out);
+    }
+    cm_model_free(m);
+    image_free(&im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2681,6 +3011,16 @@ int main(void)
         cmocka_unit_test(test_tol_is_in_sample_units_when_features_are_scaled),
         cmocka_unit_test(test_eight_uint16_bands_are_clustered_by_their_groups),
         cmocka_unit_test(test_budget_check_names_a_memory_that_fits_with_labels),
+        cmocka_unit_test(test_lab_clustering_gives_a_lower_mean_delta_e_than_rgb),
+        cmocka_unit_test(test_lab_remap_holds_k_colours_and_follows_no_thread_count),
+        cmocka_unit_test(test_lab_needs_three_colour_bands),
+        cmocka_unit_test(test_a_fit_from_the_true_centres_stays_on_them),
+        cmocka_unit_test(test_a_fit_from_nearby_centres_converges_to_the_true_ones),
+        cmocka_unit_test(test_bad_starting_centres_are_refused),
+        cmocka_unit_test(test_dither_does_not_depend_on_chunks_or_threads),
+        cmocka_unit_test(test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without),
     };
+    if (getenv("CM_TEST_FILTER")) /* runs only the tests matching a pattern ("test_lab*") */
+        cmocka_set_test_filter(getenv("CM_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,6 +71,7 @@ static void round_trip_is_exact(void **state)
         assert_true(back->seed == m->seed);
         assert_int_equal(back->iterations, 77);
         assert_int_equal(back->algorithm, CM_ALG_LLOYD);
+        assert_int_equal(back->colorspace, CM_COLORSPACE_RGB);
         assert_true(back->converged);
         assert_int_equal(back->sample_px, 1 << 20);
         assert_int_equal(back->n_pixels, 5000000000LL);
@@ -174,12 +175,80 @@ static void text_need_not_end_in_nul(void **state)
     cm_model_free(m);
 }
 
+static int read_back(const char *text, cm_model_t **back, cm_ctx_t *ctx)
+{
+    cm_ctx_init(ctx);
+    cm_model_meta_t meta;
+    *back = NULL;
+    return cm_model_from_json(text, strlen(text), "m.json", back, &meta, ctx);
+}
+
+static void colorspace_is_kept_and_absent_means_rgb(void **state)
+{
+    (void)state;
+    cm_model_t m = {.k = 2,
+                    .d = 3,
+                    .centroids = (double[]){10, 20, 30, 40.25, 50, 60},
+                    .counts = (int64_t[]){5, 6},
+                    .colorspace = CM_COLORSPACE_LAB};
+    char *text = cm_model_to_json(&m, 4, 3, "uint8");
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"colorspace\": \"lab\""));
+    cm_ctx_t ctx;
+    cm_model_t *back;
+    assert_int_equal(read_back(text, &back, &ctx), 0);
+    assert_int_equal(back->colorspace, CM_COLORSPACE_LAB);
+    assert_memory_equal(back->centroids, m.centroids, 6 * sizeof(double));
+    cm_model_free(back);
+
+    /* A model written before the field existed is an rgb one. */
+    char *old = replaced(text, "\"colorspace\": \"lab\",", "");
+    assert_null(strstr(old, "colorspace"));
+    assert_int_equal(read_back(old, &back, &ctx), 0);
+    assert_int_equal(back->colorspace, CM_COLORSPACE_RGB);
+    cm_model_free(back);
+    free(old);
+
+    /* Other names, and lab on what is not 3 colours of uint8, uint16 or float32, are refused. */
+    static const struct {
+        const char *from, *to;
+    } cases[] = {
+        {"\"lab\"", "\"xyz\""},
+        {"\"lab\"", "1"},
+        {"\"uint8\"", "\"int16\""},
+        {"\"bands\": 4", "\"bands\": 3"}, /* with alpha band 3: refused for the alpha */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *bad = replaced(text, cases[i].from, cases[i].to);
+        int rc = read_back(bad, &back, &ctx);
+        if (rc != CM_EINPUT || !strstr(ctx.msg, "m.json"))
+            fail_msg("case %zu: rc %d, message '%s'", i, rc, ctx.msg);
+        assert_null(back);
+        free(bad);
+    }
+    char *lab16 = replaced(text, "\"uint8\"", "\"int16\"");
+    assert_int_equal(read_back(lab16, &back, &ctx), CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "\"colorspace\""));
+    free(lab16);
+    free(text);
+
+    cm_model_t *two = example(false); /* 2 features */
+    two->colorspace = CM_COLORSPACE_LAB;
+    text = cm_model_to_json(two, 2, -1, "float32");
+    assert_non_null(text);
+    assert_int_equal(read_back(text, &back, &ctx), CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, "\"colorspace\""));
+    free(text);
+    cm_model_free(two);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_is_exact),
         cmocka_unit_test(malformed_fields_are_refused),
         cmocka_unit_test(text_need_not_end_in_nul),
+        cmocka_unit_test(colorspace_is_kept_and_absent_means_rgb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
