@@ -82,11 +82,14 @@ typedef enum cm_algorithm {
  * cm_model_colors clamps it). */
 typedef enum cm_colorspace { CM_COLORSPACE_RGB, CM_COLORSPACE_LAB } cm_colorspace_t;
 
-/* How the remap picks a pixel's centre: the nearest one (none), or the nearest after adding
- * an offset from an 8 x 8 Bayer threshold matrix indexed by the pixel's position in the image
- * (ordered), the same on every feature, spread over the mean distance between neighbouring
- * centres. The offset depends on the absolute position only, so the output has no seams at
- * chunk borders and does not depend on the chunks or threads. */
+/* How the remap picks a pixel's centre: the nearest one (none), or (ordered) one of its two
+ * nearest centres a and b, after moving it along b - a by an offset from an 8 x 8 Bayer
+ * threshold matrix indexed by its position in the image: a pixel a fraction t of the way from
+ * a to b takes b at a share t of the positions, so a region keeps its mean colour in whatever
+ * direction a and b lie, and a pixel on a centre keeps it. Nothing but the pixel's position
+ * and colour decides, so the output has no seams at chunk borders and does not depend on the
+ * chunks or threads. Counts and inertia are those of the pixels' own features to the centres
+ * they took. */
 typedef enum cm_dither { CM_DITHER_NONE, CM_DITHER_ORDERED } cm_dither_t;
 
 typedef struct cm_params {

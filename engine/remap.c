@@ -24,7 +24,7 @@ typedef struct remapper {
     int label_bits;
     uint32_t label_masked;
     uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
-    float spread;    /* ordered dither: the offsets' range, in feature units; 0: no dither */
+    bool dither;     /* ordered dither (with at least 2 centres) */
     cm_kernel_t kernel;
     chunk_out_t *chunks;
     double inertia;
@@ -94,40 +94,53 @@ static float bayer_offset(int64_t x, int64_t y)
     return ((float)m + 0.5f) / (BAYER * BAYER) - 0.5f;
 }
 
-/* The range of the offsets: the mean distance from each centre to its nearest other one (in
- * feature units, soa: d rows of k), over sqrt(d) since the offset is added to every feature:
- * between two neighbouring centres on the grey diagonal the dithered pixels then take either
- * in proportion to where the pixel lies between them. */
-static float dither_spread(const float *soa, int k, int d)
+/* Labels of the valid pixels [first, first + n) of a chunk at (x0, y0), w wide, with ordered
+ * dither, and their squared distances to the centres they take (dist: k floats of scratch).
+ * A pixel x whose nearest centres are a, then b (ties to the lower index), lies a fraction
+ * t = (x - a).(b - a) / |b - a|^2 of the way from a to b; it is moved by (m - 1/2) (b - a),
+ * m the threshold of its position in [0, 1), and takes the nearer of a and b from there: b
+ * when m > 1 - t, so for a share t of the pixels around it. On average the output is then the
+ * colour of the input whatever direction a and b lie in, and a pixel on a centre keeps it.
+ * Nothing but the pixel's position and features decides, so no chunk or thread can change
+ * it. */
+static void dither_assign(const remapper_t *r, int64_t x0, int64_t y0, int64_t w, int64_t first,
+                          int64_t n, const float *feat, const uint8_t *valid, float *dist,
+                          uint16_t *labels, float *d2)
 {
-    if (k < 2) return 0.f;
-    double sum = 0.0;
-    for (int i = 0; i < k; i++) {
-        double best = INFINITY;
-        for (int j = 0; j < k; j++) {
-            if (j == i) continue;
-            double s = 0.0;
-            for (int b = 0; b < d; b++) {
-                double t = (double)soa[(size_t)b * k + i] - soa[(size_t)b * k + j];
-                s += t * t;
-            }
-            if (s < best) best = s;
-        }
-        sum += sqrt(best);
-    }
-    return (float)(sum / k / sqrt(d));
-}
-
-/* Adds the dither offsets of pixels [first, first + n) of a chunk at (x0, y0), w wide, to
- * their features: from feat into out. */
-static void dither_block(const remapper_t *r, int64_t x0, int64_t y0, int64_t w, int64_t first,
-                         int64_t n, const float *feat, float *out)
-{
-    int d = r->model->d;
+    int k = r->model->k, d = r->model->d;
+    const float *soa = r->soa;
     for (int64_t i = 0; i < n; i++) {
+        if (!valid[i]) continue;
+        const float *x = feat + i * d;
+        for (int j = 0; j < k; j++) { /* band by band, as cm__nearest_soa: the same sums */
+            float t = x[0] - soa[j];
+            dist[j] = t * t;
+        }
+        for (int b = 1; b < d; b++)
+            for (int j = 0; j < k; j++) {
+                float t = x[b] - soa[(size_t)b * k + j];
+                dist[j] += t * t;
+            }
+        int a = dist[1] < dist[0] ? 1 : 0, nb = 1 - a;
+        for (int j = 2; j < k; j++) {
+            if (dist[j] < dist[a]) {
+                nb = a;
+                a = j;
+            } else if (dist[j] < dist[nb]) {
+                nb = j;
+            }
+        }
+        double along = 0.0, len2 = 0.0;
+        for (int b = 0; b < d; b++) {
+            double step = (double)soa[(size_t)b * k + nb] - soa[(size_t)b * k + a];
+            along += ((double)x[b] - soa[(size_t)b * k + a]) * step;
+            len2 += step * step;
+        }
         int64_t at = first + i;
-        float off = r->spread * bayer_offset(x0 + at % w, y0 + at / w);
-        for (int b = 0; b < d; b++) out[i * d + b] = feat[i * d + b] + off;
+        double off = bayer_offset(x0 + at % w, y0 + at / w); /* m - 1/2 */
+        int take = len2 > 0.0 && along / len2 + off > 0.5 ? nb : a;
+        labels[i] = (uint16_t)take;
+        d2[i] = dist[take];
     }
 }
 
@@ -136,7 +149,6 @@ enum { BLOCK = 4096 };
 
 typedef struct scratch {
     float *feat, *dist;
-    float *dithered; /* the features with their dither offsets, or NULL */
     uint8_t valid[BLOCK];
     uint16_t labels[BLOCK];
     float d2[BLOCK];
@@ -160,11 +172,10 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     if (s) {
         s->feat = malloc(sizeof(float) * BLOCK * (size_t)d);
         s->dist = malloc(sizeof(float) * (size_t)k);
-        s->dithered = r->spread > 0.f ? malloc(sizeof(float) * BLOCK * (size_t)d) : NULL;
     }
     int rc = 0;
-    if (!s || !s->feat || !s->dist || (r->spread > 0.f && !s->dithered) || !c->pixels ||
-        !c->counts || (r->sink->want_labels && !c->labels))
+    if (!s || !s->feat || !s->dist || !c->pixels || !c->counts ||
+        (r->sink->want_labels && !c->labels))
         rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
     if (rc == 0) rc = r->src->read(r->src->self, worker, t->idx, c->pixels, ctx);
 
@@ -172,13 +183,8 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     for (int64_t first = 0; rc == 0 && first < n; first += BLOCK) {
         int64_t m = n - first < BLOCK ? n - first : BLOCK;
         cm__to_features(&r->fmt, c->pixels, first, m, s->feat, s->valid);
-        if (s->dithered) {
-            /* Labels of the dithered features; distances (inertia) of the pixels' own. */
-            dither_block(r, x, y, w, first, m, s->feat, s->dithered);
-            cm__assign_block(r->kernel, r->soa, k, d, s->dithered, m, s->valid, s->labels, s->d2,
-                             s->dist);
-            for (int64_t i = 0; i < m; i++)
-                if (s->valid[i]) s->d2[i] = dist2_to(r->soa, k, d, s->feat + i * d, s->labels[i]);
+        if (r->dither) {
+            dither_assign(r, x, y, w, first, m, s->feat, s->valid, s->dist, s->labels, s->d2);
         } else if (!r->cache) {
             cm__assign_block(r->kernel, r->soa, k, d, s->feat, m, s->valid, s->labels, s->d2,
                              s->dist);
@@ -218,7 +224,6 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     if (s) {
         free(s->feat);
         free(s->dist);
-        free(s->dithered);
     }
     free(s);
     return rc;
@@ -241,8 +246,7 @@ static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
 
 /* What a remap task holds: its chunk, counts and labels until written (held), and its
  * scratch while it runs. */
-static void task_bytes(const cm_source_t *src, int k, bool labels, bool dither, size_t *held,
-                       size_t *scratch)
+static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held, size_t *scratch)
 {
     const cm_grid_t *g = &src->grid;
     int bits;
@@ -252,13 +256,12 @@ static void task_bytes(const cm_source_t *src, int k, bool labels, bool dither, 
     if (labels) *held += (size_t)g->chunk_w * g->chunk_h * (size_t)(bits / 8);
     *scratch =
         sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
-    if (dither) *scratch += sizeof(float) * (size_t)BLOCK * cm_grid_features(g);
 }
 
 int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
 {
     size_t held, scratch, need = cm__sample_task_bytes(src);
-    task_bytes(src, cm__params_k(p), labels, p->dither != CM_DITHER_NONE, &held, &scratch);
+    task_bytes(src, cm__params_k(p), labels, &held, &scratch);
     if (held + scratch > need) need = held + scratch;
     if (need <= p->budget_bytes) return 0;
     return cm_fail(ctx, CM_EBUDGET,
@@ -304,7 +307,7 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
         .src = src, .sink = sink, .model = model, .soa = soa, .colours = colours, .chunks = chunks};
     cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
     r.fmt.lab = model->colorspace == CM_COLORSPACE_LAB;
-    if (p->dither == CM_DITHER_ORDERED) r.spread = dither_spread(soa, k, d);
+    r.dither = p->dither == CM_DITHER_ORDERED && k > 1;
     cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
     r.kernel = p->kernel;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
@@ -312,12 +315,12 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
      * pixel's colour, which decides its features (Lab ones too) and so its centre, but not
      * the dithered centre, which also follows the pixel's position: dithering goes without. */
     int64_t n_pixels = g->width * g->height;
-    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535 && r.spread == 0.f;
+    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535 && !r.dither;
     if (cacheable && (p->color_cache > 0 ||
                       (p->color_cache < 0 && k >= 4 && n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
         r.cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
     size_t held, scratch;
-    task_bytes(src, k, sink->want_labels, r.spread > 0.f, &held, &scratch);
+    task_bytes(src, k, sink->want_labels, &held, &scratch);
     int prev_write = -1;
     for (int64_t i = 0; i < n_chunks; i++) {
         tasks[i] = (remap_task_t){&r, i};

@@ -2846,18 +2846,40 @@ static void test_bad_starting_centres_are_refused(void **state)
     image_free(&im);
 }
 
-/* A horizontal grey ramp, 0 at the left to 255 at the right, with an alpha band that hides
- * every 13th pixel. */
-static image_t ramp_image(int64_t w, int64_t h)
+/* A horizontal ramp with an alpha band that hides every 13th pixel: grey, 0 at the left to
+ * 255 at the right; or (hue) RGB from red to green, whose steps have no grey component. */
+static image_t ramp_image(int64_t w, int64_t h, bool hue)
 {
-    image_t im = image_new(w, h, 2, 1);
+    image_t im = image_new(w, h, hue ? 4 : 2, hue ? 3 : 1);
     for (int64_t y = 0; y < h; y++)
         for (int64_t x = 0; x < w; x++) {
-            uint8_t *px = pixel_at(&im, x, y);
-            px[0] = (uint8_t)(x * 255 / (w - 1));
-            px[1] = (y * w + x) % 13 == 0 ? 0 : 255;
+            uint8_t *px = pixel_at(&im, x, y), v = (uint8_t)(x * 255 / (w - 1));
+            if (hue) {
+                px[0] = (uint8_t)(255 - v);
+                px[1] = v;
+                px[2] = 0;
+            } else {
+                px[0] = v;
+            }
+            px[im.bands - 1] = (y * w + x) % 13 == 0 ? 0 : 255;
         }
     return im;
+}
+
+static void test_dither_keeps_pixels_that_sit_on_a_centre(void **state)
+{
+    (void)state;
+    image_t im = image_new(100, 70, 3, -1);
+    fill_blocks(&im);
+    cm_params_t p = params(3, 1, 2);
+    p.dither = CM_DITHER_ORDERED;
+    mem_sink_t out;
+    cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
+    assert_memory_equal(out.px, im.px, image_bytes(&im));
+    expect_near(m->inertia, 0.0, 1e-9);
+    sink_free(&out);
+    cm_model_free(m);
+    image_free(&im);
 }
 
 static void test_dither_does_not_depend_on_chunks_or_threads(void **state)
@@ -2908,55 +2930,75 @@ static void test_dither_does_not_depend_on_chunks_or_threads(void **state)
 static void test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without(void **state)
 {
     (void)state;
-    image_t im = ramp_image(256, 64);
-    mem_source_t src;
-    source_init(&src, &im, 48, 40);
-    cm_params_t p = params(2, 3, 2);
-    cm_model_t *m = fit_only(&src, &p);
-    int lo = m->centroids[0] < m->centroids[1] ? 0 : 1; /* the dark centre */
-    for (int dither = 0; dither < 2; dither++) {
-        p.dither = dither ? CM_DITHER_ORDERED : CM_DITHER_NONE;
-        mem_sink_t out;
-        sink_init(&out, &src.src, true, p.k);
-        cm_ctx_t ctx;
-        cm_ctx_init(&ctx);
-        expect_ok(cm_remap(&src.src, m, &p, &out.sink, &ctx), &ctx, "cm_remap");
-        /* Columns that hold both labels, and the share of bright labels in each band of 8
-         * columns (the width of the matrix: every band meets all its thresholds). */
-        int mixed = 0, edges = 0, prev = -1;
-        int64_t n[32] = {0}, bright[32] = {0};
-        for (int64_t x = 0; x < im.w; x++) {
-            int cn = 0, cb = 0;
-            for (int64_t y = 0; y < im.h; y++) {
-                int l = out.labels[y * im.w + x];
-                if (l == 255) continue;
-                cn++;
-                cb += l != lo;
+    for (int hue = 0; hue < 2; hue++) {
+        image_t im = ramp_image(256, 64, hue);
+        mem_source_t src;
+        source_init(&src, &im, 48, 40);
+        cm_params_t p = params(2, 3, 2);
+        cm_model_t *m = fit_only(&src, &p);
+        /* The centre of the left end: the darker one, or the redder one. */
+        int lo = (m->centroids[0] < m->centroids[m->d]) != hue ? 0 : 1;
+        for (int dither = 0; dither < 2; dither++) {
+            p.dither = dither ? CM_DITHER_ORDERED : CM_DITHER_NONE;
+            mem_sink_t out;
+            sink_init(&out, &src.src, true, p.k);
+            cm_ctx_t ctx;
+            cm_ctx_init(&ctx);
+            expect_ok(cm_remap(&src.src, m, &p, &out.sink, &ctx), &ctx, "cm_remap");
+            /* Columns that hold both labels, and the share of bright labels in each band of 8
+             * columns (the width of the matrix: every band meets all its thresholds). */
+            int mixed = 0, edges = 0, prev = -1;
+            int64_t n[32] = {0}, bright[32] = {0};
+            for (int64_t x = 0; x < im.w; x++) {
+                int cn = 0, cb = 0;
+                for (int64_t y = 0; y < im.h; y++) {
+                    int l = out.labels[y * im.w + x];
+                    if (l == 255) continue;
+                    cn++;
+                    cb += l != lo;
+                }
+                mixed += cb > 0 && cb < cn;
+                edges += prev >= 0 && (cb > 0) != prev;
+                prev = cb > 0;
+                n[x / 8] += cn;
+                bright[x / 8] += cb;
             }
-            mixed += cb > 0 && cb < cn;
-            edges += prev >= 0 && (cb > 0) != prev;
-            prev = cb > 0;
-            n[x / 8] += cn;
-            bright[x / 8] += cb;
+            double share[32];
+            for (int i = 0; i < 32; i++) share[i] = (double)bright[i] / (double)n[i];
+            if (!dither) {
+                /* A hard edge: dark columns, then bright ones. */
+                assert_int_equal(mixed, 0);
+                assert_int_equal(edges, 1);
+            } else {
+                /* A transition of many mixed columns, bright more and more often to the right. */
+                print_message("dither (%s ramp): %d mixed columns\n", hue ? "hue" : "grey", mixed);
+                assert_true(mixed >= 40);
+                assert_true(share[0] == 0 && share[31] == 1);
+                for (int i = 1; i < 32; i++) assert_true(share[i] >= share[i - 1] - 0.05);
+                expect_near((share[15] + share[16]) / 2, 0.5, 0.15);
+                /* Each band of 8 columns between the centres keeps its mean colour (that of its
+                 * green, for hue). */
+                for (int i = 0; i < 32; i++) {
+                    double in = 0, got = 0;
+                    int64_t cnt = 0;
+                    for (int64_t y = 0; y < im.h; y++)
+                        for (int64_t x = 8 * i; x < 8 * i + 8; x++) {
+                            if (out.labels[y * im.w + x] == 255) continue;
+                            in += pixel_at(&im, x, y)[hue];
+                            got += out.px[(y * im.w + x) * im.bands + hue];
+                            cnt++;
+                        }
+                    double c0 = m->centroids[hue], c1 = m->centroids[m->d + hue];
+                    double mean = in / (double)cnt;
+                    if (mean > fmin(c0, c1) + 4 && mean < fmax(c0, c1) - 4) /* between them */
+                        expect_near(got / (double)cnt, mean, 6.0);
+                }
+            }
+            sink_free(&out);
         }
-        double share[32];
-        for (int i = 0; i < 32; i++) share[i] = (double)bright[i] / (double)n[i];
-        if (!dither) {
-            /* A hard edge: dark columns, then bright ones. */
-            assert_int_equal(mixed, 0);
-            assert_int_equal(edges, 1);
-        } else {
-            /* A transition of many mixed columns, bright more and more often to the right. */
-            print_message("dither: %d mixed columns\n", mixed);
-            assert_true(mixed >= 40);
-            assert_true(share[0] == 0 && share[31] == 1);
-            for (int i = 1; i < 32; i++) assert_true(share[i] >= share[i - 1] - 0.05);
-            expect_near((share[15] + share[16]) / 2, 0.5, 0.15);
-        }
-        sink_free(&out);
+        cm_model_free(m);
+        image_free(&im);
     }
-    cm_model_free(m);
-    image_free(&im);
 }
 
 int main(void)
@@ -3017,6 +3059,7 @@ int main(void)
         cmocka_unit_test(test_a_fit_from_the_true_centres_stays_on_them),
         cmocka_unit_test(test_a_fit_from_nearby_centres_converges_to_the_true_ones),
         cmocka_unit_test(test_bad_starting_centres_are_refused),
+        cmocka_unit_test(test_dither_keeps_pixels_that_sit_on_a_centre),
         cmocka_unit_test(test_dither_does_not_depend_on_chunks_or_threads),
         cmocka_unit_test(test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without),
     };
