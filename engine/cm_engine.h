@@ -243,4 +243,15 @@ int cm_assign(cm_kernel_t kernel, const float *centres, int k, int d, const floa
 int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
                 cm_ctx_t *ctx);
 
+/* ---- several images (batch fits) ---- */
+
+/* cm_fit on n_srcs sources of the same bands, alpha band and sample type, sampled as one
+ * image: cells are drawn from all of them alike and every valid pixel has the same chance to
+ * be in the sample, so each source weighs by its number of valid pixels. With one source it is
+ * cm_fit exactly. Several sources take the minibatch algorithm only (auto resolves to it);
+ * another gives CM_EUSAGE, sources that differ CM_EINPUT. Same ownership and determinism as
+ * cm_fit. */
+int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
+                cm_ctx_t *ctx);
+
 #endif

@@ -221,6 +221,14 @@ static int seed(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
 
 int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
 {
+    return cm_fit_many(src, 1, p, out, ctx);
+}
+
+int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
+                cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to fit on");
+    const cm_source_t *src = &srcs[0];
     const cm_grid_t *g = &src->grid;
     int d = cm_grid_features(g), k = cm__params_k(p);
     CM_FAIL_IF(ctx, p->init_centres && (k < 1 || k > 65535), CM_EUSAGE,
@@ -229,6 +237,9 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
                "--max-iter and --batch must be positive");
+    CM_FAIL_IF(ctx,
+               n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
+               CM_EUSAGE, "several images are fitted with the minibatch algorithm only");
 
     /* A million pixels are plenty for the means. The size does not follow the budget, so
      * that --memory changes the speed and never the result. */
@@ -240,7 +251,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     cm_model_t *m = NULL;
     step_task_t *tasks = NULL;
     stepper_t s = {0};
-    int rc = cm__sample_take(src, p, sample_px, &pts, &n, ctx);
+    int rc = cm__sample_take(srcs, n_srcs, p, sample_px, &pts, &n, ctx);
     if (rc < 0) return rc;
     /* The sample holds samples: its features are their Lab colours, made as the remap does. */
     for (int64_t i = 0; p->colorspace == CM_COLORSPACE_LAB && i < n; i++)
@@ -290,8 +301,9 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
     if (start) memcpy(start, m->centroids, sizeof(double) * (size_t)k * d);
 
     cm_algorithm_t alg = p->algorithm;
-    if (alg == CM_ALG_AUTO) /* exact and cheap where it applies */
-        alg = g->stype == CM_U8 && d <= 3 && !m->mean ? CM_ALG_HISTOGRAM : CM_ALG_MINIBATCH;
+    if (alg == CM_ALG_AUTO) /* exact and cheap where it applies (one image) */
+        alg = g->stype == CM_U8 && d <= 3 && !m->mean && n_srcs == 1 ? CM_ALG_HISTOGRAM
+                                                                     : CM_ALG_MINIBATCH;
     m->algorithm = alg;
     if (alg == CM_ALG_MINIBATCH) {
         for (int first = 0; first < p->max_iter && !s.converged && rc == 0; first += WINDOW)

@@ -1,5 +1,7 @@
 /* The fitting sample: a seeded choice of image cells, read once through the scheduler, and in
- * them the pixels whose hash falls under a threshold. Independent of the file's layout. */
+ * them the pixels whose hash falls under a threshold. Independent of the file's layout. Several
+ * sources (images of the same kind) share one list of cells, so each gives the sample its share
+ * of the valid pixels. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,24 +19,38 @@ enum {
  * cells' area. When masked pixels leave the sample short, more cells are drawn, in rounds
  * that double them, until it is full enough or every cell has been read; pixels are taken in
  * the round their cell was drawn, so none is read twice into it. The points are put in pixel
- * order at the end. */
+ * order at the end.
+ *
+ * Several sources are one image for the sampler: their cells form one list (those of source 0
+ * first), drawn from with the same shuffle, and their pixel positions one range (source i's
+ * start after those of sources 0 .. i-1). Every pixel of every source thus has the same chance
+ * to be in the sample, and each source's share of it follows its number of valid pixels. With
+ * one source this is exactly the sample of that image alone. */
+
+/* Where each source starts in the shared lists of cells, chunks and pixel positions. */
+typedef struct span {
+    int64_t cell, chunk, px;
+    int64_t cells_x;
+} span_t;
 
 typedef struct sampler {
-    const cm_source_t *src;
-    cm__pixfmt_t fmt;
+    const cm_source_t *srcs;
+    cm__pixfmt_t *fmt;  /* per source (their nodata may differ) */
+    const span_t *span; /* per source, and one past the last for the totals */
+    int n_srcs;
     const uint8_t *round_of; /* per cell: the round it was drawn in, 0 if not drawn */
     uint8_t round;           /* the round being read */
-    int64_t cells_x;
-    uint64_t threshold; /* keep a pixel when its hash is below this */
+    uint64_t threshold;      /* keep a pixel when its hash is below this */
     uint64_t seed;
     int d;
 } sampler_t;
 
 typedef struct sample_task {
     const sampler_t *s;
-    int64_t chunk;
-    float *pts;   /* d features per point */
-    int64_t *pos; /* y * width + x per point */
+    int src;
+    int64_t chunk; /* in its source */
+    float *pts;    /* d features per point */
+    int64_t *pos;  /* y * width + x per point */
     int64_t n, cap;
 } sample_task_t;
 
@@ -65,7 +81,9 @@ static int sample_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
     sample_task_t *t = arg;
     const sampler_t *s = t->s;
-    const cm_grid_t *g = &s->src->grid;
+    const cm_source_t *src = &s->srcs[t->src];
+    const span_t *sp = &s->span[t->src];
+    const cm_grid_t *g = &src->grid;
     int d = s->d;
     int64_t x0, y0, w, h;
     cm_grid_rect(g, t->chunk, &x0, &y0, &w, &h);
@@ -73,14 +91,15 @@ static int sample_chunk(void *arg, int worker, cm_ctx_t *ctx)
     float *feat = malloc(sizeof(float) * (size_t)w * d);
     uint8_t *valid = malloc((size_t)w);
     int rc = buf && feat && valid
-                 ? s->src->read(s->src->self, worker, t->chunk, buf, ctx)
+                 ? src->read(src->self, worker, t->chunk, buf, ctx)
                  : cm_fail(ctx, CM_ENOMEM, "out of memory reading chunk %lld", (long long)t->chunk);
     for (int64_t r = 0; rc == 0 && r < h; r++) {
         int64_t y = y0 + r;
-        cm__to_features(&s->fmt, buf, r * w, w, feat, valid);
+        cm__to_features(&s->fmt[t->src], buf, r * w, w, feat, valid);
         for (int64_t c = 0; c < w; c++) {
-            int64_t x = x0 + c, pos = y * g->width + x;
-            if (!valid[c] || s->round_of[(y / CELL) * s->cells_x + x / CELL] != s->round ||
+            int64_t x = x0 + c, pos = sp->px + y * g->width + x;
+            if (!valid[c] ||
+                s->round_of[sp->cell + (y / CELL) * sp->cells_x + x / CELL] != s->round ||
                 pixel_hash(s->seed, pos) >= s->threshold)
                 continue;
             if (!append_point(t, d, feat + c * d, pos)) {
@@ -158,51 +177,111 @@ size_t cm__sample_task_bytes(const cm_source_t *src)
     return cm_grid_chunk_bytes(g) + (size_t)g->chunk_w * (sizeof(float) * cm_grid_features(g) + 1);
 }
 
-/* Reads the chunks that meet the cells of round s->round. */
+/* Reads the chunks that meet the cells of round s->round, source after source. */
 static int read_round(sampler_t *s, sample_task_t *tasks, const cm_params_t *p, cm_ctx_t *ctx)
 {
-    const cm_grid_t *g = &s->src->grid;
     cm_graph_t *graph = cm_graph_create();
     CM_FAIL_IF(ctx, !graph, CM_ENOMEM, "out of memory planning the sample");
     int rc = 0;
-    for (int64_t i = 0; rc == 0 && i < cm_grid_count(g); i++) {
-        int64_t x, y, w, h;
-        cm_grid_rect(g, i, &x, &y, &w, &h);
-        bool meets = false;
-        for (int64_t cy = y / CELL; cy <= (y + h - 1) / CELL && !meets; cy++)
-            for (int64_t cx = x / CELL; cx <= (x + w - 1) / CELL && !meets; cx++)
-                meets = s->round_of[cy * s->cells_x + cx] == s->round;
-        if (!meets) continue;
-        tasks[i] = (sample_task_t){.s = s, .chunk = i};
-        int id;
-        rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = sample_chunk,
-                                       .kind = "sample",
-                                       .arg = &tasks[i],
-                                       .work_bytes = cm__sample_task_bytes(s->src),
-                                       .weight = 1},
-                          &id, ctx);
+    for (int si = 0; si < s->n_srcs; si++) {
+        const cm_grid_t *g = &s->srcs[si].grid;
+        const span_t *sp = &s->span[si];
+        for (int64_t i = 0; rc == 0 && i < cm_grid_count(g); i++) {
+            int64_t x, y, w, h;
+            cm_grid_rect(g, i, &x, &y, &w, &h);
+            bool meets = false;
+            for (int64_t cy = y / CELL; cy <= (y + h - 1) / CELL && !meets; cy++)
+                for (int64_t cx = x / CELL; cx <= (x + w - 1) / CELL && !meets; cx++)
+                    meets = s->round_of[sp->cell + cy * sp->cells_x + cx] == s->round;
+            if (!meets) continue;
+            sample_task_t *t = &tasks[sp->chunk + i];
+            *t = (sample_task_t){.s = s, .src = si, .chunk = i};
+            int id;
+            rc = cm_graph_add(graph,
+                              &(cm_task_t){.fn = sample_chunk,
+                                           .kind = "sample",
+                                           .arg = t,
+                                           .work_bytes = cm__sample_task_bytes(&s->srcs[si]),
+                                           .weight = 1},
+                              &id, ctx);
+        }
     }
     if (rc == 0) rc = cm__graph_run(graph, p, "sample", ctx);
     cm_graph_free(graph);
     return rc;
 }
 
+/* The area of a cell of the shared list: found by its source (a binary search of the spans),
+ * clipped to that source's image. */
+static double cell_area(const sampler_t *s, int64_t cell)
+{
+    int lo = 0, hi = s->n_srcs - 1;
+    while (lo < hi) { /* the last source whose first cell is at or before cell */
+        int mid = (lo + hi + 1) / 2;
+        if (s->span[mid].cell <= cell)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const cm_grid_t *g = &s->srcs[lo].grid;
+    int64_t local = cell - s->span[lo].cell;
+    int64_t cx = local % s->span[lo].cells_x, cy = local / s->span[lo].cells_x;
+    return (double)((cx + 1) * CELL < g->width ? CELL : g->width - cx * CELL) *
+           (double)((cy + 1) * CELL < g->height ? CELL : g->height - cy * CELL);
+}
+
+/* The spans of the sources (n_srcs + 1 of them: the last holds the totals); CM_EINPUT when
+ * the sources do not agree in bands, alpha and sample type, or their pixels are too many. */
+static int plan_spans(const cm_source_t *srcs, int n_srcs, span_t *span, cm_ctx_t *ctx)
+{
+    const cm_grid_t *g0 = &srcs[0].grid;
+    span[0] = (span_t){0};
+    for (int i = 0; i < n_srcs; i++) {
+        const cm_grid_t *g = &srcs[i].grid;
+        CM_FAIL_IF(
+            ctx, g->bands != g0->bands || g->alpha_band != g0->alpha_band || g->stype != g0->stype,
+            CM_EINPUT, "image %d has %d bands of %s (alpha %d), image 0 %d bands of %s (alpha %d)",
+            i, g->bands, cm_stype_name(g->stype), g->alpha_band, g0->bands,
+            cm_stype_name(g0->stype), g0->alpha_band);
+        int64_t cells_y = (g->height + CELL - 1) / CELL;
+        span[i].cells_x = (g->width + CELL - 1) / CELL;
+        span[i + 1] = (span_t){.cell = span[i].cell + span[i].cells_x * cells_y,
+                               .chunk = span[i].chunk + cm_grid_count(g)};
+        CM_FAIL_IF(ctx, !cm_add_i64(span[i].px, g->width * g->height, &span[i + 1].px), CM_EINPUT,
+                   "the images hold too many pixels together");
+    }
+    return 0;
+}
+
 /* Picks the cells, reads the chunks that meet them and returns the points in pixel order. */
-int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample_px,
+int cm__sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, int64_t sample_px,
                     float **pts_out, int64_t *n_out, cm_ctx_t *ctx)
 {
-    const cm_grid_t *g = &src->grid;
-    int d = cm_grid_features(g);
-    int64_t cells_x = (g->width + CELL - 1) / CELL, cells_y = (g->height + CELL - 1) / CELL;
-    int64_t n_cells = cells_x * cells_y, n_chunks = cm_grid_count(g);
+    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to sample");
+    int d = cm_grid_features(&srcs[0].grid);
+    int rc = CM_ENOMEM;
+    span_t *span = malloc(sizeof(span_t) * ((size_t)n_srcs + 1));
+    cm__pixfmt_t *fmt = malloc(sizeof(cm__pixfmt_t) * (size_t)n_srcs);
+    if (!span || !fmt) {
+        free(span);
+        free(fmt);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
+    }
+    rc = plan_spans(srcs, n_srcs, span, ctx);
+    if (rc < 0) {
+        free(span);
+        free(fmt);
+        return rc;
+    }
+    for (int i = 0; i < n_srcs; i++) cm__pixfmt_init(&fmt[i], &srcs[i], NULL, NULL);
+    int64_t n_cells = span[n_srcs].cell, n_chunks = span[n_srcs].chunk;
     int64_t n_chosen = n_cells / 2;
     n_chosen = n_chosen < SAMPLE_CELLS_MIN   ? SAMPLE_CELLS_MIN
                : n_chosen > SAMPLE_CELLS_MAX ? SAMPLE_CELLS_MAX
                                              : n_chosen;
     if (n_chosen > n_cells) n_chosen = n_cells;
 
-    int rc = CM_ENOMEM;
+    rc = CM_ENOMEM;
     int64_t *order = malloc(sizeof(int64_t) * (size_t)n_cells);
     uint8_t *round_of = calloc((size_t)n_cells, 1);
     sample_task_t *tasks = calloc((size_t)n_chunks, sizeof(sample_task_t));
@@ -213,8 +292,13 @@ int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample
         cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
         goto cleanup;
     }
-    sampler_t s = {.src = src, .round_of = round_of, .cells_x = cells_x, .seed = p->seed, .d = d};
-    cm__pixfmt_init(&s.fmt, src, NULL, NULL);
+    sampler_t s = {.srcs = srcs,
+                   .fmt = fmt,
+                   .span = span,
+                   .n_srcs = n_srcs,
+                   .round_of = round_of,
+                   .seed = p->seed,
+                   .d = d};
 
     /* A seeded Fisher-Yates shuffle, carried on round after round, draws the cells. */
     for (int64_t i = 0; i < n_cells; i++) order[i] = i;
@@ -225,14 +309,11 @@ int cm__sample_take(const cm_source_t *src, const cm_params_t *p, int64_t sample
         s.round++;
         for (; drawn < n_chosen; drawn++) {
             int64_t j = drawn + (int64_t)cm_rng_below(&rng, (uint64_t)(n_cells - drawn));
-            int64_t t = order[drawn], cx, cy;
+            int64_t t = order[drawn];
             order[drawn] = order[j];
             order[j] = t;
             round_of[order[drawn]] = s.round;
-            cx = order[drawn] % cells_x;
-            cy = order[drawn] / cells_x;
-            area += (double)((cx + 1) * CELL < g->width ? CELL : g->width - cx * CELL) *
-                    (double)((cy + 1) * CELL < g->height ? CELL : g->height - cy * CELL);
+            area += cell_area(&s, order[drawn]);
         }
         double keep = (double)sample_px / area;
         s.threshold = keep >= 1.0 ? UINT64_MAX : (uint64_t)(keep * 0x1p64);
@@ -277,5 +358,7 @@ cleanup:
     free(tasks);
     free(round_of);
     free(order);
+    free(fmt);
+    free(span);
     return rc;
 }
