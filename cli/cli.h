@@ -10,6 +10,7 @@
 
 #include "cm_base.h"
 #include "cm_engine.h"
+#include "cm_io.h"
 
 enum { CM_EXIT_OK = 0, CM_EXIT_RUNTIME = 1, CM_EXIT_USAGE = 2, CM_EXIT_INPUT = 3 };
 
@@ -60,7 +61,123 @@ double cli_now(void);
 /* A cm_source_t's read() over an open cm_image_t (self). */
 int cli_read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
 
+/* ---- options that run, fit and apply share (options.c) ---- */
+
+/* getopt_long's codes of the long options without a short form. */
+enum {
+    CLI_OPT_SEED = 256,
+    CLI_OPT_MEMORY,
+    CLI_OPT_MAX_ITER,
+    CLI_OPT_TOL,
+    CLI_OPT_BATCH,
+    CLI_OPT_LABELS,
+    CLI_OPT_MODEL_OUT,
+    CLI_OPT_COMPRESSION,
+    CLI_OPT_BIGTIFF,
+    CLI_OPT_PROGRESS,
+    CLI_OPT_FORMAT,
+    CLI_OPT_ALGORITHM,
+    CLI_OPT_COLORSPACE,
+    CLI_OPT_SCALE,
+    CLI_OPT_DITHER,
+    CLI_OPT_INIT,
+    CLI_OPT_NODATA,
+    CLI_OPT_TRACE,
+    CLI_OPT_GRAPH,
+    CLI_OPT_TILE,
+    CLI_OPT_CACHE,
+    CLI_OPT_OUT_DIR,
+    CLI_OPT_LABELS_DIR,
+    CLI_OPT_OVERWRITE,
+};
+
+/* The values of the shared options. */
+typedef struct cli_opts {
+    cm_params_t params;
+    const char *progress, *bigtiff;
+    const char *format; /* rgb, palette, or auto: palette for palette input */
+    int compression;    /* -1: that of IN */
+    int64_t tile;
+    bool has_nodata, max_iter_given;
+    double nodata;
+} cli_opts_t;
+
+/* The defaults of every shared option. */
+void cli_opts_default(cli_opts_t *o);
+/* Takes getopt_long's code c and argument: 1 when c is a shared option and its value is good,
+ * -1 when the value is bad (the message printed), 0 when c is not a shared option. */
+int cli_option(cli_opts_t *o, int c, const char *arg);
+/* Defaults that follow other options (the step limit of the exact modes, the threads). */
+void cli_opts_finish(cli_opts_t *o);
+/* The source that reads img (with the --nodata of o, else the image's). */
+cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
+
+/* Fits p->k centres on the sources (cm_fit_many); when they turn out to hold fewer pixels that
+ * take part than k, warns (naming `what`), lowers p->k to their number and fits again. */
+int cli_fit(const cm_source_t *srcs, int n_srcs, cm_params_t *p, const char *what, cm_model_t **out,
+            cm_ctx_t *ctx);
+
+/* ---- outputs of one image (output.c) ---- */
+
+/* Where scratch files go (spill stores): next to the output, on the disk the user chose for big
+ * files. The source's keep() of cli_source keeps chunks there. */
+extern char cli_scratch_dir[4096];
+int cli_keep_chunks(void *self, cm_ctx_t *ctx);
+
+/* The directory of path ("." when it has none); the caller frees it. */
+char *cli_dir_of(const char *path);
+/* Whether a file could be created next to path (its directory exists and is writable). */
+bool cli_dir_writable(const char *path);
+/* The absolute name of path, whether or not it exists yet: its directory resolved, then its
+ * last component. NULL when the directory cannot be resolved. The caller frees it. */
+char *cli_canonical(const char *path);
+/* Refuses (with a message) paths[j] that names the same file as paths[i], i < j, by name or
+ * through links; paths[0] is the input. NULL entries are skipped. */
+bool cli_paths_distinct(const char *const *paths, int n);
+/* "3 bands of uint8", "4 bands of uint16 with alpha": what a model must agree with. */
+void cli_describe_pixels(const cm_image_info_t *in, char *buf, size_t size);
+/* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
+int cli_check_not_dir(const char *path, cm_ctx_t *ctx);
+
+/* The recoloured image and label map written for one input. */
+typedef struct cli_outputs {
+    const cm_image_info_t *in;
+    const char *out, *labels, *bigtiff;
+    cm_writer_spec_t spec, lspec;
+    bool palette, maskable; /* palette: the output's pixels are the labels */
+    int label_bits;
+    uint32_t masked;
+    cm_writer_t *w_out, *w_labels;
+} cli_outputs_t;
+
+/* Chooses compression (IN's, or deflate when it is lossy or cannot be written; warnings say
+ * so), format and BigTIFF for writing IN (img, read through src) recoloured with k colours to
+ * out, and its label map to labels (NULL: none). CM_EUSAGE for options that cannot hold it. */
+int cli_outputs_plan(cli_outputs_t *w, const cli_opts_t *o, cm_image_t *img, const cm_source_t *src,
+                     int k, const char *in_path, const char *out, const char *labels,
+                     cm_ctx_t *ctx);
+/* Opens the writers (their temporary files): the image's unless it is a palette output, whose
+ * colour map waits for the model, and the label map's. */
+int cli_outputs_open(cli_outputs_t *w, cm_ctx_t *ctx);
+/* Plans for a lower k (fewer pixels than centres), opening the label map again if its sample
+ * type changes. */
+int cli_outputs_set_k(cli_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx);
+/* The sink of the remap pass with model m (opens a palette output's writer now). */
+int cli_outputs_sink(cli_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx);
+/* Renames the label map, then the image, into place; when the image fails the label map is
+ * removed again. Frees the writers either way. */
+int cli_outputs_commit(cli_outputs_t *w, cm_ctx_t *ctx);
+/* Drops whatever is not committed; safe to call twice. */
+void cli_outputs_abort(cli_outputs_t *w);
+
+/* The pixels of src that take part in the fit (not alpha 0, nodata or non-finite), counted
+ * exactly by a remap pass with model (whose counts it overwrites). */
+int cli_count_valid(const cm_source_t *src, cm_model_t *model, const cm_params_t *params,
+                    int64_t *n_valid, cm_ctx_t *ctx);
+
 int cmd_run(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 
 #endif

@@ -1,0 +1,176 @@
+/* The options that run, fit and apply share: their values, parsed into one cli_opts_t, so
+ * that every command reads -k, --memory, --nodata, --compression ... alike. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cm_io.h"
+
+void cli_opts_default(cli_opts_t *o)
+{
+    *o = (cli_opts_t){
+        .compression = -1, .progress = "auto", .bigtiff = "auto", .tile = 512, .format = "auto"};
+    cm_params_default(&o->params);
+}
+
+/* Options from CLI.md whose other values later versions will bring. */
+static bool only_default(const char *opt, const char *value, const char *dflt)
+{
+    if (!strcmp(value, dflt)) return true;
+    cli_error("%s %s is not implemented yet (only %s)", opt, value, dflt);
+    return false;
+}
+
+static bool one_of(const char *opt, const char *value, const char *a, const char *b, const char *c)
+{
+    if (!strcmp(value, a) || !strcmp(value, b) || !strcmp(value, c)) return true;
+    cli_error("%s: expected %s, %s or %s, not '%s'", opt, a, b, c, value);
+    return false;
+}
+
+int cli_option(cli_opts_t *o, int c, const char *arg)
+{
+    long long v = 0;
+    double x = 0;
+    bool ok = true;
+    switch (c) {
+    case 'k':
+        if (strchr(arg, ',')) {
+            cli_error("-k: lists of k are not implemented yet; give one number");
+            return -1;
+        }
+        ok = cli_parse_int("-k", arg, 1, 65535, &v);
+        o->params.k = (int)v;
+        break;
+    case CLI_OPT_SEED:
+        ok = cli_parse_int("--seed", arg, 0, INT64_MAX, &v);
+        o->params.seed = (uint64_t)v;
+        break;
+    case 'j':
+        ok = cli_parse_int("--threads", arg, 1, 1024, &v);
+        o->params.n_threads = (int)v;
+        break;
+    case CLI_OPT_MEMORY: ok = cli_parse_size("--memory", arg, &o->params.budget_bytes); break;
+    case CLI_OPT_MAX_ITER:
+        ok = cli_parse_int("--max-iter", arg, 1, 100000000, &v);
+        o->params.max_iter = (int)v;
+        o->max_iter_given = true;
+        break;
+    case CLI_OPT_TOL:
+        ok = cli_parse_double("--tol", arg, 0, 1e30, &x);
+        o->params.tol = x;
+        break;
+    case CLI_OPT_BATCH:
+        ok = cli_parse_int("--batch", arg, 1, 1LL << 32, &v);
+        o->params.batch = v;
+        break;
+    case CLI_OPT_COMPRESSION:
+        if (cm_compression_parse(arg, &o->compression) < 0) {
+            cli_error("--compression: expected none, lzw, deflate, zstd, jpeg or packbits, "
+                      "not '%s'",
+                      arg);
+            ok = false;
+        }
+        break;
+    case CLI_OPT_BIGTIFF:
+        o->bigtiff = arg;
+        ok = one_of("--bigtiff", arg, "auto", "always", "never");
+        break;
+    case CLI_OPT_TILE:
+        ok = cli_parse_int("--tile", arg, 16, 4096, &v);
+        if (ok && v % 16) {
+            cli_error("--tile: %lld is not a multiple of 16", v);
+            ok = false;
+        }
+        o->tile = v;
+        break;
+    case CLI_OPT_CACHE:
+        ok = one_of("--color-cache", arg, "auto", "on", "off");
+        o->params.color_cache = !strcmp(arg, "on") ? 1 : !strcmp(arg, "off") ? 0 : -1;
+        break;
+    case CLI_OPT_PROGRESS:
+        o->progress = arg;
+        ok = one_of("--progress", arg, "auto", "always", "never");
+        break;
+    case 'q': cli_verbosity = 0; break;
+    case 'v': cli_verbosity = 2; break;
+    case CLI_OPT_FORMAT:
+        o->format = arg;
+        ok = one_of("--format", arg, "rgb", "palette", "auto");
+        break;
+    case CLI_OPT_SCALE:
+        ok = one_of("--scale", arg, "none", "standard", "none");
+        o->params.scale = !strcmp(arg, "standard") ? CM_SCALE_STANDARD : CM_SCALE_NONE;
+        break;
+    case CLI_OPT_NODATA: {
+        char *end;
+        o->nodata = strtod(arg, &end); /* nan and inf too, as GDAL writes them */
+        o->has_nodata = ok = end != arg && !*end;
+        if (!ok) cli_error("--nodata: expected a number (or nan), not '%s'", arg);
+        break;
+    }
+    case CLI_OPT_ALGORITHM:
+        ok = !strcmp(arg, "auto") || one_of("--algorithm", arg, "minibatch", "lloyd", "histogram");
+        o->params.algorithm = !strcmp(arg, "lloyd")       ? CM_ALG_LLOYD
+                              : !strcmp(arg, "histogram") ? CM_ALG_HISTOGRAM
+                              : !strcmp(arg, "auto")      ? CM_ALG_AUTO
+                                                          : CM_ALG_MINIBATCH;
+        break;
+    case CLI_OPT_COLORSPACE: ok = only_default("--colorspace", arg, "rgb"); break;
+    case CLI_OPT_DITHER: ok = only_default("--dither", arg, "none"); break;
+    case CLI_OPT_INIT: ok = only_default("--init", arg, "kmeans++"); break;
+    default: return 0;
+    }
+    return ok ? 1 : -1;
+}
+
+void cli_opts_finish(cli_opts_t *o)
+{
+    if (!o->max_iter_given && o->params.algorithm == CM_ALG_LLOYD) o->params.max_iter = 30;
+    if (!o->max_iter_given && o->params.algorithm == CM_ALG_HISTOGRAM) o->params.max_iter = 300;
+    if (o->params.n_threads <= 0) o->params.n_threads = cm_default_threads();
+}
+
+cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o)
+{
+    const cm_image_info_t *in = cm_image_info(img);
+    return (cm_source_t){.grid = in->grid,
+                         .read = cli_read_chunk,
+                         .keep = cli_keep_chunks,
+                         .self = img,
+                         .has_nodata = o->has_nodata || in->has_nodata,
+                         .nodata = o->has_nodata ? o->nodata : in->nodata};
+}
+
+int cli_fit(const cm_source_t *srcs, int n_srcs, cm_params_t *p, const char *what, cm_model_t **out,
+            cm_ctx_t *ctx)
+{
+    cm_model_t *model = NULL;
+    CM_TRY(cm_fit_many(srcs, n_srcs, p, &model, ctx));
+    if (model->sample_px < p->k) {
+        /* Fewer pixels in the sample than centres: maybe fewer in the images too. Count them,
+         * and when they are fewer than k, fit again with k lowered to their number, so that
+         * the model, the label map and its sample type agree on k. */
+        int64_t n_valid = 0;
+        int rc = 0;
+        for (int i = 0; i < n_srcs && rc == 0; i++) {
+            int64_t n = 0;
+            rc = cli_count_valid(&srcs[i], model, p, &n, ctx);
+            n_valid += n;
+        }
+        if (rc == 0 && n_valid < p->k) {
+            cli_warn("%s: -k %d is more than its %lld pixels that take part; using k=%lld", what,
+                     p->k, (long long)n_valid, (long long)n_valid);
+            p->k = (int)n_valid;
+            cm_model_free(model);
+            model = NULL;
+            rc = cm_fit_many(srcs, n_srcs, p, &model, ctx);
+        }
+        if (rc < 0) {
+            cm_model_free(model);
+            return rc;
+        }
+    }
+    *out = model;
+    return 0;
+}
