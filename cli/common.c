@@ -20,9 +20,11 @@ void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    flockfile(stderr); /* one line, whatever other threads print */
     fputs("chunkmeans: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
     va_end(ap);
 }
 
@@ -31,9 +33,11 @@ void cli_warn(const char *fmt, ...)
     if (cli_verbosity < 1) return;
     va_list ap;
     va_start(ap, fmt);
+    flockfile(stderr);
     fputs("chunkmeans: warning: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
     va_end(ap);
 }
 
@@ -232,11 +236,12 @@ void cli_progress_update(void *user, const char *stage, int64_t done, int64_t to
     int fill = (int)(frac * 20);
     for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
     bar[20] = '\0';
-    bool steps = !strcmp(stage, "fit");
+    bool steps = !strcmp(stage, "fit"), files = !strcmp(stage, "apply");
     if (elapsed > 0.5 && done > 0) {
         double per_s = (double)done / elapsed;
-        if (steps)
-            snprintf(rate, sizeof rate, "%.0f steps/s", per_s);
+        if (steps || files)
+            snprintf(rate, sizeof rate, "%.*f %s/s", files ? 1 : 0, per_s,
+                     files ? "files" : "steps");
         else
             snprintf(rate, sizeof rate, "%.1f MPix/s", per_s * p->px_per_chunk / 1e6);
         if (done < total) {
@@ -246,7 +251,11 @@ void cli_progress_update(void *user, const char *stage, int64_t done, int64_t to
         }
     }
     fprintf(stderr, "\r%-6s [%s] %3d%% %lld/%lld %s  %s  %s\033[K", stage, bar, (int)(frac * 100),
-            (long long)done, (long long)total, steps ? "steps" : "chunks", rate, eta);
+            (long long)done, (long long)total,
+            steps   ? "steps"
+            : files ? "files"
+                    : "chunks",
+            rate, eta);
     fflush(stderr);
     p->drawn = true;
 }

@@ -7,13 +7,20 @@
 
 static const char usage[] =
     "Usage:\n"
-    "  chunkmeans run  IN.tif OUT.tif [-k N] [options]   recolour IN with its k best colours\n"
-    "  chunkmeans info IN.tif [--colors]                 describe IN (and count its colours)\n"
+    "  chunkmeans run   IN.tif OUT.tif [-k N] [options]  recolour IN with its k best colours\n"
+    "  chunkmeans fit   IN.tif [IN2.tif ...] -k N -o MODEL.json\n"
+    "                                                    fit k colours on a sample of all the\n"
+    "                                                    inputs and write them as a model\n"
+    "  chunkmeans apply MODEL.json IN.tif OUT.tif        recolour IN with a model's colours\n"
+    "  chunkmeans apply MODEL.json IN.tif ... --out-dir DIR\n"
+    "                                                    the same for many files, side by side;\n"
+    "                                                    outputs that exist are skipped\n"
+    "  chunkmeans info  IN.tif [--colors]                describe IN (and count its colours)\n"
     "  chunkmeans --help | --version\n"
     "\n"
     "chunkmeans clusters the pixels of a TIFF of any size with k-means, out of core: the image\n"
     "streams through a task graph in chunks (its tiles, or bands of strips), so memory follows\n"
-    "--memory, not the image size. 'chunkmeans run --help' lists the options.\n"
+    "--memory, not the image size. 'chunkmeans COMMAND --help' lists a command's options.\n"
     "\n"
     "Exit codes: 0 success, 1 runtime failure (I/O, disk full, memory), 2 usage error,\n"
     "3 bad or unsupported input. On failure no output file is left behind.\n";
@@ -36,17 +43,15 @@ int main(int argc, char **argv)
         printf("chunkmeans %s\n", CM_VERSION);
         return CM_EXIT_OK;
     }
-    int (*command)(int, char **) = !strcmp(cmd, "run")    ? cmd_run
-                                   : !strcmp(cmd, "info") ? cmd_info
-                                                          : NULL;
+    int (*command)(int, char **) = !strcmp(cmd, "run")     ? cmd_run
+                                   : !strcmp(cmd, "fit")   ? cmd_fit
+                                   : !strcmp(cmd, "apply") ? cmd_apply
+                                   : !strcmp(cmd, "info")  ? cmd_info
+                                                           : NULL;
     if (command) {
         int rc = command(argc - 1, argv + 1);
         cm_graph_release_threads(); /* leak checkers see no worker thread left */
         return rc;
-    }
-    if (!strcmp(cmd, "fit") || !strcmp(cmd, "apply")) {
-        cli_error("'%s' is not implemented yet; use 'chunkmeans run'", cmd);
-        return CM_EXIT_USAGE;
     }
     cli_error("unknown command '%s' (try 'chunkmeans --help')", cmd);
     return CM_EXIT_USAGE;
