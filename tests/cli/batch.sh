@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Tests of the batch commands: fit on many files, apply a model to many files (skipping what
+# exists, going on past a failing file), and fit then apply giving the pixels of run. Each case
+# makes its own small TIFFs and takes seconds. Usage: batch.sh CASE (run by meson test).
+set -uo pipefail
+: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/cm-batch.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
+mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
+cm() { "$CHUNKMEANS" "$@"; }
+# expect CODE CMD...: runs CMD, requires exit CODE, keeps stdout and stderr in out.txt, err.txt
+expect() {
+    local want=$1
+    shift
+    "$@" >out.txt 2>err.txt
+    local got=$?
+    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
+    ! grep -q -E "Sanitizer|runtime error:" err.txt || { cat err.txt >&2; fail "sanitizer report"; }
+}
+said() { grep -q -- "$1" err.txt || fail "stderr lacks '$1': $(cat err.txt)"; }
+no_temporaries() {
+    local parts
+    parts=$(find . -name '*.part-*' | head -5)
+    [ -z "$parts" ] || fail "temporary files left: $parts"
+}
+# many N DIR [mkimage options]: N small RGB images DIR/f01.tif ... of different seeds and sizes.
+many() {
+    local n=$1 dir=$2 i
+    shift 2
+    mkdir -p "$dir"
+    for ((i = 1; i <= n; i++)); do
+        mk "$dir/$(printf 'f%02d.tif' "$i")" --width $((40 + i)) --height $((30 + i % 7)) \
+            --pattern photo --seed "$i" --tile 16 "$@"
+    done
+}
+# stamps DIR: inode, size and modification time (ns) of every file in DIR, one line each. An
+# output written again is renamed into place from a new file, so its inode changes.
+stamps() { find "$1" -type f -printf '%p %i %s %T@\n' | sort; }
+
+case_fit_then_apply_gives_the_pixels_of_run() {
+    mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 256 --compression deflate
+    expect 0 cm run in.tif run.tif -k 6 --seed 7 --labels run.lab.tif -q
+    expect 0 cm fit in.tif -k 6 --seed 7 -o m.json -q
+    [ -s m.json ] || fail "no model"
+    expect 0 cm apply m.json in.tif apply.tif --labels apply.lab.tif -q
+    check equal-pixels run.tif apply.tif
+    check equal-pixels run.lab.tif apply.lab.tif
+    cmp run.tif apply.tif || fail "the files differ (their pixels are equal)"
+    # The same holds with alpha, scaling and another algorithm; and a seed changes the result.
+    mk rgba.tif --width 300 --height 200 --bands 4 --pattern photo --tile 64
+    for opts in "--scale standard" "--algorithm lloyd --max-iter 4" "--algorithm auto"; do
+        # shellcheck disable=SC2086 # the options are words
+        expect 0 cm run rgba.tif run4.tif -k 5 --seed 3 $opts -q
+        # shellcheck disable=SC2086
+        expect 0 cm fit rgba.tif -k 5 --seed 3 $opts -o m4.json -q
+        expect 0 cm apply m4.json rgba.tif apply4.tif --overwrite -q
+        check equal-pixels run4.tif apply4.tif
+    done
+    expect 0 cm fit in.tif -k 6 --seed 8 -o m8.json -q
+    expect 0 cm apply m8.json in.tif apply8.tif -q
+    ! cmp -s run.tif apply8.tif || fail "seeds 7 and 8 gave the same output"
+}
+
+case_apply_50_files_then_skip_them_all() {
+    many 50 in
+    expect 0 cm fit in/*.tif -k 5 -o m.json
+    said "fitted on 50 inputs"
+    # Small enough to be sampled whole: every pixel of every input is in the sample.
+    "$PYTHON" -c "import json, sys
+m = json.load(open('m.json'))
+want = sum((40 + i) * (30 + i % 7) for i in range(1, 51))
+sys.exit(0 if m['sample_pixels'] == want else 'sample of %d pixels, not %d' % (m['sample_pixels'], want))" ||
+        fail "the sample does not hold every input"
+    expect 0 cm apply m.json in/*.tif --out-dir out
+    said "50 files: 50 written, 0 skipped, 0 failed"
+    [ "$(find out -name '*.tif' | wc -l)" -eq 50 ] || fail "not 50 outputs: $(ls out)"
+    for f in in/*.tif; do check same-shape "$f" "out/${f#in/}"; done
+    check at-most out/f17.tif 5 noalpha
+    stamps out >before.txt
+    sleep 0.05 # a rewrite would show in the times too
+    expect 0 cm apply m.json in/*.tif --out-dir out -v
+    said "50 files: 0 written, 50 skipped, 0 failed"
+    [ "$(grep -c "skipped" err.txt)" -eq 51 ] || fail "not every file was named as skipped"
+    stamps out >after.txt
+    cmp before.txt after.txt || fail "outputs were touched: $(diff before.txt after.txt)"
+    # -j1 and -j2 give the same files, as run does.
+    expect 0 cm apply m.json in/*.tif --out-dir out1 -j1 -q
+    expect 0 cm apply m.json in/*.tif --out-dir out2 -j2 -q
+    for f in in/*.tif; do cmp "out1/${f#in/}" "out2/${f#in/}" || fail "-j1 and -j2 differ"; done
+    expect 0 cm fit in/*.tif -k 5 -o m1.json -j1 -q
+    cmp m.json m1.json || fail "fit: -j1 and -jN models differ"
+}
+
+case_one_corrupt_file_among_50_exits_1() {
+    many 50 in
+    expect 0 cm fit in/*.tif -k 4 -o m.json -q
+    head -c 300 in/f23.tif >cut.tif && mv cut.tif in/f23.tif
+    expect 1 cm apply m.json in/*.tif --out-dir out -j2
+    [ "$(find out -name '*.tif' | wc -l)" -eq 49 ] || fail "not 49 outputs"
+    [ ! -e out/f23.tif ] || fail "an output for the corrupt input"
+    said "1 of 50 files failed:"
+    grep -q "^  in/f23.tif: not a TIFF" err.txt || fail "the summary does not name in/f23.tif"
+    said "49 written, 0 skipped, 1 failed"
+    no_temporaries
+    # Once it is fixed, only it is written.
+    mk in/f23.tif --width 63 --height 32 --pattern photo --seed 23 --tile 16
+    stamps out >before.txt
+    expect 0 cm apply m.json in/*.tif --out-dir out -q
+    [ -e out/f23.tif ] || fail "the repaired input was not written"
+    stamps out | grep -v f23.tif >after.txt
+    cmp before.txt after.txt || fail "outputs other than f23.tif were touched"
+}
+
+case_fit_on_different_kinds_exits_3() {
+    many 3 in
+    mk in/grey.tif --width 50 --height 40 --bands 1 --pattern photo --tile 16
+    expect 3 cm fit in/f01.tif in/f02.tif in/grey.tif in/f03.tif -k 4 -o m.json
+    said "in/grey.tif: 1 band of uint8"
+    [ ! -e m.json ] || fail "a model was written"
+    mk in/wide.tif --width 50 --height 40 --bands 3 --type u16 --pattern photo --tile 16
+    expect 3 cm fit in/f01.tif in/wide.tif -k 4 -o m.json
+    said "in/wide.tif: 3 bands of uint16"
+    mk in/rgba.tif --width 50 --height 40 --bands 4 --pattern photo --tile 16
+    expect 3 cm fit in/f01.tif in/f02.tif in/rgba.tif -o m.json
+    said "in/rgba.tif"
+    [ ! -e m.json ] || fail "a model was written"
+    # Several inputs: minibatch only.
+    expect 2 cm fit in/f01.tif in/f02.tif --algorithm lloyd -o m.json
+    expect 0 cm fit in/f01.tif --algorithm lloyd --max-iter 3 -o m.json -q
+}
+
+case_model_that_does_not_fit_the_image_exits_3() {
+    many 2 in
+    expect 0 cm fit in/*.tif -k 3 -o rgb.json -q
+    mk grey.tif --width 50 --height 40 --bands 1 --pattern photo --tile 16
+    expect 3 cm apply rgb.json grey.tif out.tif
+    said "grey.tif: 1 band of uint8, but the model rgb.json was fitted on 3 bands of uint8"
+    [ ! -e out.tif ] || fail "an output was written"
+    mk u16.tif --width 50 --height 40 --bands 3 --type u16 --pattern photo --tile 16
+    expect 3 cm apply rgb.json u16.tif out.tif
+    said "u16.tif: 3 bands of uint16"
+    # Among other files: reported, the others written, exit 1.
+    expect 1 cm apply rgb.json in/f01.tif grey.tif in/f02.tif --out-dir out
+    said "grey.tif: 1 band of uint8, but the model"
+    { [ -e out/f01.tif ] && [ -e out/f02.tif ] && [ ! -e out/grey.tif ]; } || fail "outputs: $(ls out)"
+    # A file that is no model exits 3 before any input is read.
+    echo '{"k": 3}' >bad.json
+    expect 3 cm apply bad.json in/f01.tif out2.tif
+    said "bad.json: not a chunkmeans model"
+    no_temporaries
+}
+
+case_out_dir_and_labels_dir() {
+    many 3 in
+    expect 0 cm fit in/*.tif -k 4 -o m.json -q
+    # The directories are made (one level: a missing parent is an error).
+    expect 1 cm apply m.json in/*.tif --out-dir new/out -q
+    said "new/out: cannot make the directory"
+    expect 0 cm apply m.json in/*.tif --out-dir out --labels-dir labels -q
+    for i in 01 02 03; do
+        check labels "out/f$i.tif" "labels/f$i.tif" 4 uint8
+        expect 0 cm apply m.json "in/f$i.tif" "one$i.tif" --labels "lab$i.tif" -q
+        check equal-pixels "one$i.tif" "out/f$i.tif"
+        check equal-pixels "lab$i.tif" "labels/f$i.tif"
+    done
+    # An output whose label map is missing is written again, with it.
+    rm labels/f02.tif
+    stamps out >before.txt
+    expect 0 cm apply m.json in/*.tif --out-dir out --labels-dir labels
+    said "3 files: 1 written, 2 skipped"
+    [ -e labels/f02.tif ] || fail "the label map was not written"
+    # Outputs that would collide, or be the inputs, are refused before anything is written.
+    mkdir -p other && cp in/f01.tif other/f01.tif
+    expect 2 cm apply m.json in/f01.tif other/f01.tif --out-dir out2
+    said "would both write out2/f01.tif"
+    expect 2 cm apply m.json in/*.tif --out-dir same --labels-dir same
+    expect 2 cm apply m.json in/*.tif --out-dir in
+    said "it is also the input"
+    expect 2 cm apply m.json in/f01.tif --out-dir out --labels lab.tif
+    expect 2 cm apply m.json in/f01.tif in/f02.tif out.tif
+    [ ! -e out2 ] || [ -z "$(ls out2)" ] || fail "out2 holds files"
+}
+
+case_overwrite_rewrites() {
+    many 3 in
+    expect 0 cm fit in/*.tif -k 4 -o m.json -q
+    expect 0 cm apply m.json in/*.tif --out-dir out -q
+    cp -r out kept
+    stamps out >before.txt
+    expect 0 cm apply m.json in/*.tif --out-dir out --overwrite
+    said "3 files: 3 written, 0 skipped"
+    stamps out >after.txt
+    for f in f01 f02 f03; do
+        [ "$(grep "/$f.tif" before.txt | cut -d' ' -f2)" != "$(grep "/$f.tif" after.txt | cut -d' ' -f2)" ] ||
+            fail "out/$f.tif was not written again (same inode)"
+        cmp "out/$f.tif" "kept/$f.tif" || fail "out/$f.tif changed"
+    done
+    # One input: the same.
+    expect 0 cm apply m.json in/f01.tif one.tif -q
+    echo "an older output" >one.tif
+    expect 0 cm apply m.json in/f01.tif one.tif
+    said "one.tif exists; skipped"
+    grep -q "older" one.tif || fail "one.tif was written over"
+    expect 0 cm apply m.json in/f01.tif one.tif --overwrite -q
+    cmp one.tif out/f01.tif || fail "--overwrite did not write one.tif"
+}
+
+case_files_that_need_the_whole_budget_run_alone() {
+    # Chunks of 512 x 512 RGB need about 0.9 MiB each: with -j2 each of two files at once
+    # would have 0.75 MiB of 1.5M; they run one at a time with all of it instead.
+    mk a.tif --width 600 --height 520 --pattern photo --tile 512
+    mk b.tif --width 520 --height 600 --pattern photo --tile 512 --seed 2
+    expect 0 cm fit a.tif b.tif -k 4 -o m.json -q
+    expect 0 cm apply m.json a.tif b.tif --out-dir out -j2 --memory 1.5M
+    said "2 written"
+    expect 0 cm apply m.json a.tif b.tif --out-dir big -j2 -q
+    { cmp out/a.tif big/a.tif && cmp out/b.tif big/b.tif; } || fail "the outputs depend on --memory"
+    expect 2 cm apply m.json a.tif small.tif --memory 200K
+    said "use --memory"
+}
+
+case_help_names_the_batch_commands() {
+    expect 0 cm --help
+    { grep -q "chunkmeans fit" out.txt && grep -q "chunkmeans apply" out.txt; } || fail "--help"
+    expect 0 cm fit --help
+    grep -q "only minibatch" out.txt || fail "fit --help does not say minibatch only"
+    expect 0 cm apply --help
+    { grep -q -- "--out-dir" out.txt && grep -q -- "--overwrite" out.txt; } || fail "apply --help"
+    expect 2 cm fit
+    expect 2 cm apply
+    expect 2 cm apply m.json
+}
+
+"case_$1"
