@@ -104,8 +104,8 @@ typedef struct cm_params {
     cm_dither_t dither; /* of the remap */
     uint64_t seed;
     int max_iter;        /* mini-batch step limit, or exact iteration limit */
-    double tol;          /* stop when no centre moved more than this (sample units; Lab ... */
-    int patience;        /* ... units with lab) for this many consecutive steps */
+    double tol;          /* stop when no centre moved more than this (sample units, ... */
+    int patience;        /* ... Lab ones with lab) for this many consecutive steps */
     int64_t batch;       /* pixels per mini-batch step */
     int64_t sample_px;   /* about this many pixels are kept in memory for the fit (0: 2^20) */
     int n_threads;       /* workers; <= 0 for one per core */
