@@ -2732,6 +2732,46 @@ static void test_lab_remap_holds_k_colours_and_follows_no_thread_count(void **st
     }
 }
 
+static void test_a_lab_model_read_back_from_json_remaps_to_the_same_bytes(void **state)
+{
+    (void)state;
+    /* What apply does with the model that run wrote: the centroids go through JSON (in sample
+     * units) and back to Lab, and must give the very same pixels, labels and figures. */
+    image_t im = image_new(150, 100, 3, -1);
+    fill_dark_and_bright(&im, 3);
+    for (int dither = 0; dither < 2; dither++) {
+        cm_params_t p = params(7, 5, 2);
+        p.colorspace = CM_COLORSPACE_LAB;
+        p.scale = dither ? CM_SCALE_STANDARD : CM_SCALE_NONE;
+        p.dither = dither ? CM_DITHER_ORDERED : CM_DITHER_NONE;
+        mem_sink_t out, again;
+        cm_model_t *m = fit_remap(&im, 64, 48, &p, true, &out);
+        char *text = cm_model_to_json(m, 3, -1, "uint8");
+        assert_non_null(text);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_model_t *back = NULL;
+        cm_model_meta_t meta;
+        expect_ok(cm_model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx), &ctx,
+                  "cm_model_from_json");
+        assert_int_equal(back->colorspace, CM_COLORSPACE_LAB);
+        mem_source_t src;
+        source_init(&src, &im, 32, 32);
+        sink_init(&again, &src.src, true, p.k);
+        expect_ok(cm_remap(&src.src, back, &p, &again.sink, &ctx), &ctx, "cm_remap");
+        assert_memory_equal(out.px, again.px, image_bytes(&im));
+        assert_memory_equal(out.labels, again.labels, (size_t)image_pixels(&im));
+        assert_memory_equal(m->counts, back->counts, sizeof(int64_t) * 7);
+        assert_memory_equal(&m->inertia, &back->inertia, sizeof(double));
+        free(text);
+        cm_model_free(back);
+        cm_model_free(m);
+        sink_free(&out);
+        sink_free(&again);
+    }
+    image_free(&im);
+}
+
 static void test_lab_needs_three_colour_bands(void **state)
 {
     (void)state;
@@ -3055,6 +3095,7 @@ int main(void)
         cmocka_unit_test(test_budget_check_names_a_memory_that_fits_with_labels),
         cmocka_unit_test(test_lab_clustering_gives_a_lower_mean_delta_e_than_rgb),
         cmocka_unit_test(test_lab_remap_holds_k_colours_and_follows_no_thread_count),
+        cmocka_unit_test(test_a_lab_model_read_back_from_json_remaps_to_the_same_bytes),
         cmocka_unit_test(test_lab_needs_three_colour_bands),
         cmocka_unit_test(test_a_fit_from_the_true_centres_stays_on_them),
         cmocka_unit_test(test_a_fit_from_nearby_centres_converges_to_the_true_ones),
