@@ -318,6 +318,7 @@ int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_mo
          * is tried on the sample too, and the lower inertia wins. */
         double mb_inertia = 0.0, lloyd_inertia = 0.0;
         if (rc == 0) rc = cm__polish(pts, n, p, POLISH_MAX, m, &mb_inertia, ctx);
+        m->inertia = mb_inertia; /* the sample's, until a remap measures the image's */
         if (rc == 0 && start) {
             double *mine = m->centroids;
             int64_t *counts = m->counts;
@@ -327,6 +328,7 @@ int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_mo
                 m->counts = alt_counts;
                 rc = cm__polish(pts, n, p, LLOYD_MAX, m, &lloyd_inertia, ctx);
                 bool better = rc == 0 && lloyd_inertia < mb_inertia;
+                if (better) m->inertia = lloyd_inertia;
                 m->centroids = better ? start : mine;
                 m->counts = better ? alt_counts : counts;
                 start = better ? mine : start; /* freed below, whichever lost */

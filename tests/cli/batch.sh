@@ -76,6 +76,9 @@ m = json.load(open('m.json'))
 want = sum((40 + i) * (30 + i % 7) for i in range(1, 51))
 sys.exit(0 if m['sample_pixels'] == want else 'sample of %d pixels, not %d' % (m['sample_pixels'], want))" ||
         fail "the sample does not hold every input"
+    # Its inertia is the sample's (no remap measured the images).
+    "$PYTHON" -c "import json, sys; m = json.load(open('m.json')); sys.exit(m['inertia'] <= 0)" ||
+        fail "the model of fit has no inertia"
     expect 0 cm apply m.json in/*.tif --out-dir out
     said "50 files: 50 written, 0 skipped, 0 failed"
     [ "$(find out -name '*.tif' | wc -l)" -eq 50 ] || fail "not 50 outputs: $(ls out)"
