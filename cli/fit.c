@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 
@@ -23,7 +24,8 @@ static const char fit_help[] =
     "      --seed N            random seed; the same seed gives the same model for any -j\n"
     "                          (default 0)\n"
     "  -j, --threads N         worker threads (default: all cores); each input is opened\n"
-    "                          once per thread\n"
+    "                          once per thread (fewer threads when the limit of open\n"
+    "                          files, raised as far as allowed, cannot hold that)\n"
     "      --memory SIZE       budget for chunk buffers in flight, e.g. 512M, 2G\n"
     "                          (default 256M)\n"
     "      --algorithm A       minibatch (default), lloyd, histogram or auto, as for run.\n"
@@ -114,6 +116,29 @@ static int parse(int argc, char **argv, fit_opts_t *f)
     return 0;
 }
 
+/* Every input is opened once per worker thread, all at once: raises the limit of open files
+ * towards what that takes, and when the system's limit is lower still, takes fewer threads. */
+static void fit_descriptors(int n_in, int *n_threads)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+    rlim_t spare = 64; /* standard streams, the model, scratch and spill files */
+    rlim_t need = (rlim_t)n_in * (rlim_t)*n_threads + spare;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > need ? need : lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim); /* a failure leaves the old limit, read again below */
+        getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return;
+    rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / (rlim_t)n_in : 0;
+    int threads = fit < 1 ? 1 : (int)fit;
+    if (threads >= *n_threads) return;
+    cli_warn("%d inputs opened by %d threads need more files open than allowed (%llu); using %d "
+             "thread%s",
+             n_in, *n_threads, (unsigned long long)lim.rlim_cur, threads, threads == 1 ? "" : "s");
+    *n_threads = threads;
+}
+
 /* CM_EINPUT naming img when its pixels are not of the kind of the first input's. */
 static int check_same_kind(const char *path, const cm_image_info_t *in, const char *first_path,
                            const cm_image_info_t *first, cm_ctx_t *ctx)
@@ -159,6 +184,7 @@ int cmd_fit(int argc, char **argv)
     rc = cli_check_not_dir(f.model_out, &ctx);
     if (rc == 0 && !cli_dir_writable(f.model_out))
         rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", f.model_out, strerror(errno));
+    fit_descriptors(f.n_in, &params->n_threads);
     int64_t n_px = 0, n_chunks = 0;
     for (int i = 0; i < f.n_in && rc == 0; i++) {
         failed = f.in[i];

@@ -38,6 +38,14 @@ many() {
             --pattern photo --seed "$i" --tile 16 "$@"
     done
 }
+# with_open_files N CMD...: runs CMD with at most N open files (soft and hard limits).
+with_open_files() {
+    (
+        ulimit -n "$1" || exit 99
+        shift
+        exec "$@"
+    )
+}
 # stamps DIR: inode, size and modification time (ns) of every file in DIR, one line each. An
 # output written again is renamed into place from a new file, so its inode changes.
 stamps() { find "$1" -type f -printf '%p %i %s %T@\n' | sort; }
@@ -104,6 +112,11 @@ PY
     for f in in/*.tif; do cmp "out1/${f#in/}" "out2/${f#in/}" || fail "-j1 and -j2 differ"; done
     expect 0 cm fit in/*.tif -k 5 -o m1.json -j1 -q
     cmp m.json m1.json || fail "fit: -j1 and -jN models differ"
+    # 50 inputs opened by 4 threads need 200 descriptors: under a hard limit of 100 the fit
+    # takes 1 thread, and gives the same model.
+    expect 0 with_open_files 100 "$CHUNKMEANS" fit in/*.tif -k 5 -o m100.json -j4
+    said "using 1 thread"
+    cmp m.json m100.json || fail "fit under a limit of open files gave another model"
 }
 
 case_one_corrupt_file_among_50_exits_1() {
