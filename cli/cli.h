@@ -8,9 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cm_base.h"
-#include "cm_engine.h"
-#include "cm_io.h"
+#include "chunkmeans.h"
 
 enum { CM_EXIT_OK = 0, CM_EXIT_RUNTIME = 1, CM_EXIT_USAGE = 2, CM_EXIT_INPUT = 3 };
 

@@ -1,0 +1,330 @@
+/* The file-level API of chunkmeans.h: fit on a TIFF file, apply a model to one, model JSON
+ * files. A layer above io and engine (engine never opens files, io never knows centroids):
+ * it only wires their public functions together, as the command does. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunkmeans.h"
+
+const char *cm_version(void)
+{
+    return CM_VERSION;
+}
+
+void cm_options_default(cm_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    cm_params_default(&o->params);
+    o->compression = -1;
+    o->tile = 512;
+}
+
+/* An open input and where its spill stores go: the self of its cm_source_t. */
+typedef struct input {
+    cm_image_t *img;
+    const char *scratch_dir;
+    bool prepared; /* cm_image_prepare ran: once per image */
+} input_t;
+
+static int input_read(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
+{
+    const input_t *in = self;
+    return cm_image_read_chunk(in->img, worker, idx, buf, ctx);
+}
+
+static int input_keep(void *self, cm_ctx_t *ctx)
+{
+    const input_t *in = self;
+    return cm_image_keep_chunks(in->img, in->scratch_dir, ctx);
+}
+
+/* The options with the defaults that depend on the machine resolved: the threads. */
+static cm_options_t resolved(const cm_options_t *o)
+{
+    cm_options_t r = *o;
+    if (r.params.n_threads <= 0) r.params.n_threads = cm_default_threads();
+    return r;
+}
+
+/* The directory of path ("." when it has none), into buf. */
+static void dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, size, ".");
+    else if (slash == path)
+        snprintf(buf, size, "/");
+    else
+        snprintf(buf, size, "%.*s", (int)(slash - path), path);
+}
+
+/* Opens in_path with the options' threads and tiles, ready for reading chunks, and the source
+ * over it. scratch: the directory for spill stores (the caller's buffer, kept alive). */
+static int input_open(input_t *in, const char *in_path, const cm_options_t *o, const char *scratch,
+                      cm_source_t *src, cm_ctx_t *ctx)
+{
+    *in = (input_t){.scratch_dir = scratch};
+    CM_FAIL_IF(ctx, !in_path, CM_EUSAGE, "no input file given");
+    CM_FAIL_IF(ctx, o->tile < 16 || o->tile > 4096 || o->tile % 16, CM_EUSAGE,
+               "tile side %lld: a multiple of 16 from 16 to 4096", (long long)o->tile);
+    CM_TRY(cm_image_open(in_path, o->params.n_threads, &in->img, ctx));
+    if (o->params.cancel) cm_image_set_cancel(in->img, o->params.cancel);
+    CM_TRY(cm_image_set_chunk_side(in->img, o->tile, ctx));
+    const cm_image_info_t *info = cm_image_info(in->img);
+    *src = (cm_source_t){.grid = info->grid,
+                         .read = input_read,
+                         .keep = input_keep,
+                         .self = in,
+                         .has_nodata = o->has_nodata || info->has_nodata,
+                         .nodata = o->has_nodata ? o->nodata : info->nodata};
+    return 0;
+}
+
+/* Fits on an open input, k lowered to the pixel count when the image has fewer. */
+/* cm_image_prepare, once. */
+static int input_prepare(input_t *in, cm_ctx_t *ctx)
+{
+    if (!in->prepared) CM_TRY(cm_image_prepare(in->img, in->scratch_dir, ctx));
+    in->prepared = true;
+    return 0;
+}
+
+static int fit_input(input_t *in, const cm_source_t *src, const cm_options_t *o, cm_model_t **out,
+                     cm_model_meta_t *meta, cm_ctx_t *ctx)
+{
+    const cm_image_info_t *info = cm_image_info(in->img);
+    cm_params_t p = o->params;
+    int64_t n_px = info->width * info->height; /* fits: the grid checked it */
+    if (p.k > n_px) p.k = (int)n_px;
+    CM_TRY(cm_budget_check(src, &p, o->labels_path != NULL, ctx));
+    CM_TRY(input_prepare(in, ctx));
+    CM_TRY(cm_fit(src, &p, out, ctx));
+    if (meta) {
+        *meta = (cm_model_meta_t){
+            .bands = info->bands, .alpha_band = info->alpha_band, .stype = info->stype};
+        snprintf(meta->version, sizeof meta->version, "%s", CM_VERSION);
+    }
+    return 0;
+}
+
+/* The outputs of one image being written. */
+typedef struct outputs {
+    const cm_grid_t *grid;
+    cm_writer_t *img, *labels;
+} outputs_t;
+
+typedef struct encoded_pair {
+    cm_encoded_t *img, *labels;
+} encoded_pair_t;
+
+static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+                       void **encoded, cm_ctx_t *ctx)
+{
+    const outputs_t *w = self;
+    int64_t x, y, cw, ch;
+    cm_grid_rect(w->grid, idx, &x, &y, &cw, &ch);
+    encoded_pair_t *e = calloc(1, sizeof *e);
+    CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory encoding chunk %lld", (long long)idx);
+    *encoded = e;
+    CM_TRY(cm_writer_encode(w->img, x, y, cw, ch, pixels, &e->img, ctx));
+    if (w->labels) CM_TRY(cm_writer_encode(w->labels, x, y, cw, ch, labels, &e->labels, ctx));
+    return 0;
+}
+
+static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
+                    void *encoded, cm_ctx_t *ctx)
+{
+    const outputs_t *w = self;
+    const encoded_pair_t *e = encoded;
+    CM_TRY(cm_writer_put_encoded(w->img, e->img, ctx));
+    if (w->labels) CM_TRY(cm_writer_put_encoded(w->labels, e->labels, ctx));
+    return 0;
+}
+
+static void sink_discard(void *self, void *encoded)
+{
+    encoded_pair_t *e = encoded;
+    cm_encoded_free(e->img);
+    cm_encoded_free(e->labels);
+    free(e);
+}
+
+static int check_not_dir(const char *path, cm_ctx_t *ctx)
+{
+    struct stat st;
+    CM_FAIL_IF(ctx, path && stat(path, &st) == 0 && S_ISDIR(st.st_mode), CM_EIO,
+               "%s: is a directory", path);
+    return 0;
+}
+
+/* Remaps an open input with model into out_path (and o->labels_path), committed only when
+ * both are complete. */
+static int apply_input(input_t *in, const cm_source_t *src, cm_model_t *model,
+                       const cm_model_meta_t *meta, const char *in_path, const char *out_path,
+                       const cm_options_t *o, cm_ctx_t *ctx)
+{
+    const cm_image_info_t *info = cm_image_info(in->img);
+    CM_FAIL_IF(ctx, !model || !out_path, CM_EUSAGE, "no model or no output file given");
+    CM_FAIL_IF(ctx,
+               meta && (meta->bands != info->bands || meta->stype != info->stype ||
+                        meta->alpha_band != info->alpha_band),
+               CM_EINPUT, "%s: %d bands of %s%s, but the model was fitted on %d of %s%s", in_path,
+               info->bands, info->sample_type, info->alpha_band >= 0 ? " with alpha" : "",
+               meta ? meta->bands : 0, meta ? cm_stype_name(meta->stype) : "",
+               meta && meta->alpha_band >= 0 ? " with alpha" : "");
+    CM_FAIL_IF(ctx, model->d != cm_grid_features(&info->grid), CM_EINPUT,
+               "%s: %d features per pixel, but the model has %d", in_path,
+               cm_grid_features(&info->grid), model->d);
+    CM_TRY(check_not_dir(out_path, ctx));
+    CM_TRY(check_not_dir(o->labels_path, ctx));
+
+    /* The input's compression, unless it is lossy (the output would hold more than k colours)
+     * or one this build cannot write: then deflate. */
+    int compression = o->compression;
+    if (compression < 0) {
+        compression = info->compression;
+        if (cm_compression_lossy(compression) ||
+            !strcmp(cm_compression_name(compression), "unknown"))
+            CM_TRY(cm_compression_parse("deflate", &compression));
+    }
+    cm_writer_spec_t spec, lspec;
+    cm_writer_spec_like(info, compression, &spec);
+    spec.tags_from = in->img;
+    spec.set_nodata = o->has_nodata;
+    spec.nodata = o->nodata;
+    spec.bigtiff = cm_writer_needs_bigtiff(&spec);
+    int bits;
+    uint32_t masked;
+    bool maskable = cm_labels_plan(src, model->k, &bits, &masked);
+    cm_writer_spec_labels(&spec, bits, masked, &lspec);
+    lspec.set_nodata = maskable;
+    lspec.bigtiff = cm_writer_needs_bigtiff(&lspec);
+
+    cm_params_t p = o->params;
+    CM_TRY(cm_budget_check(src, &p, o->labels_path != NULL, ctx));
+    outputs_t w = {.grid = &info->grid};
+    int rc = cm_writer_open(out_path, &spec, &w.img, ctx);
+    if (rc == 0 && o->labels_path) rc = cm_writer_open(o->labels_path, &lspec, &w.labels, ctx);
+    if (rc == 0) rc = input_prepare(in, ctx);
+    cm_sink_t sink = {.encode = sink_encode,
+                      .put = sink_put,
+                      .discard = sink_discard,
+                      .self = &w,
+                      .want_labels = o->labels_path != NULL};
+    if (rc == 0) rc = cm_remap(src, model, &p, &sink, ctx);
+    if (rc == 0 && p.cancel && *p.cancel) rc = cm_fail(ctx, CM_ECANCELED, "interrupted");
+    if (rc == 0 && w.labels) {
+        rc = cm_writer_commit(w.labels, ctx);
+        w.labels = NULL;
+    }
+    if (rc == 0) {
+        rc = cm_writer_commit(w.img, ctx);
+        w.img = NULL;
+        if (rc < 0 && o->labels_path) unlink(o->labels_path); /* a failed output leaves none */
+    }
+    cm_writer_abort(w.labels);
+    cm_writer_abort(w.img);
+    return rc;
+}
+
+int cm_fit_file(const char *in_path, const cm_options_t *o, cm_model_t **out, cm_model_meta_t *meta,
+                cm_ctx_t *ctx)
+{
+    cm_options_t op = resolved(o);
+    *out = NULL;
+    input_t in;
+    cm_source_t src;
+    int rc = input_open(&in, in_path, &op, op.scratch_dir ? op.scratch_dir : ".", &src, ctx);
+    if (rc == 0) rc = fit_input(&in, &src, &op, out, meta, ctx);
+    cm_image_close(in.img);
+    return rc;
+}
+
+int cm_apply_file(cm_model_t *model, const cm_model_meta_t *meta, const char *in_path,
+                  const char *out_path, const cm_options_t *o, cm_ctx_t *ctx)
+{
+    cm_options_t op = resolved(o);
+    char dir[4096];
+    dir_of(out_path ? out_path : ".", dir, sizeof dir);
+    input_t in;
+    cm_source_t src;
+    int rc = input_open(&in, in_path, &op, op.scratch_dir ? op.scratch_dir : dir, &src, ctx);
+    if (rc == 0) rc = apply_input(&in, &src, model, meta, in_path, out_path, &op, ctx);
+    cm_image_close(in.img);
+    return rc;
+}
+
+int cm_run_file(const char *in_path, const char *out_path, const cm_options_t *o, cm_model_t **out,
+                cm_model_meta_t *meta, cm_ctx_t *ctx)
+{
+    cm_options_t op = resolved(o);
+    char dir[4096];
+    dir_of(out_path ? out_path : ".", dir, sizeof dir);
+    input_t in;
+    cm_source_t src;
+    cm_model_t *model = NULL;
+    cm_model_meta_t m;
+    if (out) *out = NULL;
+    int rc = input_open(&in, in_path, &op, op.scratch_dir ? op.scratch_dir : dir, &src, ctx);
+    if (rc == 0) rc = fit_input(&in, &src, &op, &model, &m, ctx);
+    if (rc == 0) rc = apply_input(&in, &src, model, &m, in_path, out_path, &op, ctx);
+    cm_image_close(in.img);
+    if (rc == 0 && meta) *meta = m;
+    if (rc == 0 && out)
+        *out = model;
+    else
+        cm_model_free(model);
+    return rc;
+}
+
+int cm_model_save(const cm_model_t *m, const cm_model_meta_t *meta, const char *path, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !m || !meta || !path, CM_EUSAGE, "no model, description or path given");
+    char *json = cm_model_to_json(m, meta->bands, meta->alpha_band, cm_stype_name(meta->stype));
+    CM_FAIL_IF(ctx, !json, CM_ENOMEM, "%s: out of memory", path);
+    int rc = cm_file_write_atomic(path, json, strlen(json), ctx);
+    free(json);
+    return rc;
+}
+
+int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx)
+{
+    *out = NULL;
+    CM_FAIL_IF(ctx, !path, CM_EUSAGE, "no model file given");
+    FILE *f = fopen(path, "rb");
+    CM_FAIL_IF(ctx, !f, CM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= (size_t)1 << 30) { /* a model of 65535 centres of 64 bands is far less */
+                rc = cm_fail(ctx, CM_EINPUT, "%s: too large for a model", path);
+                break;
+            }
+            cap = cap ? 2 * cap : 65536;
+            char *grown = realloc(text, cap);
+            if (!grown) {
+                rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = cm_fail(ctx, CM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+    }
+    fclose(f);
+    cm_model_meta_t ignored;
+    if (rc == 0) rc = cm_model_from_json(text, len, path, out, meta ? meta : &ignored, ctx);
+    free(text);
+    return rc;
+}
