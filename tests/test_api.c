@@ -1,0 +1,331 @@
+/* The file-level API of chunkmeans.h: run equals fit then apply, byte for byte; outputs hold
+ * only the model's colours; models survive a save and a load; bad inputs, models that do not
+ * fit and outputs that cannot be written give their codes and messages and leave nothing. */
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <tiff.h>
+
+#include "chunkmeans.h"
+
+static char dir[] = "/tmp/cm-test-api.XXXXXX";
+static char in_path[64];
+
+static void path_in_dir(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", dir, name);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* A 96 x 80 RGB image in tiles of 16: four quadrants of different colours with a little
+ * position-based noise, so that a fit of 4 finds them. */
+static int make_input(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir)) return -1;
+    path_in_dir(in_path, sizeof in_path, "in.tif");
+    cm_writer_spec_t spec = {.width = 96,
+                             .height = 80,
+                             .bands = 3,
+                             .stype = CM_U8,
+                             .photometric = PHOTOMETRIC_RGB,
+                             .compression = COMPRESSION_ADOBE_DEFLATE,
+                             .tile_w = 16,
+                             .tile_h = 16};
+    static const uint8_t quad[4][3] = {{200, 30, 30}, {30, 200, 30}, {30, 30, 200}, {220, 220, 40}};
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_writer_t *wr = NULL;
+    if (cm_writer_open(in_path, &spec, &wr, &ctx) < 0) return -1;
+    uint8_t tile[16 * 16 * 3];
+    for (int64_t ty = 0; ty < spec.height; ty += 16)
+        for (int64_t tx = 0; tx < spec.width; tx += 16) {
+            for (int y = 0; y < 16; y++)
+                for (int x = 0; x < 16; x++) {
+                    int64_t px = tx + x, py = ty + y;
+                    int q = (px >= 48) + 2 * (py >= 40);
+                    for (int b = 0; b < 3; b++)
+                        tile[(y * 16 + x) * 3 + b] =
+                            (uint8_t)(quad[q][b] + (int)((px * 7 + py * 13 + b * 5) % 11) - 5);
+                }
+            if (cm_writer_put(wr, tx, ty, 16, 16, tile, &ctx) < 0) {
+                cm_writer_abort(wr);
+                return -1;
+            }
+        }
+    return cm_writer_commit(wr, &ctx) < 0 ? -1 : 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int remove_dir(void **state)
+{
+    (void)state;
+    return nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void options_k4(cm_options_t *o)
+{
+    cm_options_default(o);
+    o->params.k = 4;
+    o->params.seed = 7;
+    o->params.n_threads = 2;
+}
+
+static void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n > 0);
+    rewind(f);
+    void *buf = malloc((size_t)n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *size = (size_t)n;
+    return buf;
+}
+
+static void test_version_is_that_of_the_headers(void **state)
+{
+    (void)state;
+    assert_string_equal(cm_version(), CM_VERSION);
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", CM_VERSION_MAJOR, CM_VERSION_MINOR, CM_VERSION_PATCH);
+    assert_string_equal(v, CM_VERSION);
+    assert_int_equal(CM_VERSION_NUMBER,
+                     CM_VERSION_MAJOR * 10000 + CM_VERSION_MINOR * 100 + CM_VERSION_PATCH);
+}
+
+static void test_options_default_to_the_command_s_defaults(void **state)
+{
+    (void)state;
+    cm_options_t o;
+    memset(&o, 0xff, sizeof o);
+    cm_options_default(&o);
+    assert_int_equal(o.params.k, 8);
+    assert_int_equal(o.params.seed, 0);
+    assert_int_equal(o.compression, -1);
+    assert_null(o.labels_path);
+    assert_null(o.scratch_dir);
+    assert_false(o.has_nodata);
+    assert_int_equal(o.tile, 512);
+}
+
+static void test_run_file_writes_what_fit_then_apply_write(void **state)
+{
+    (void)state;
+    char run_out[96], apply_out[96];
+    path_in_dir(run_out, sizeof run_out, "run.tif");
+    path_in_dir(apply_out, sizeof apply_out, "apply.tif");
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *run_model = NULL, *model = NULL;
+    cm_model_meta_t run_meta, meta;
+    assert_int_equal(cm_run_file(in_path, run_out, &o, &run_model, &run_meta, &ctx), 0);
+    assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
+    assert_int_equal(cm_apply_file(model, &meta, in_path, apply_out, &o, &ctx), 0);
+    assert_int_equal(ctx.code, CM_OK);
+
+    assert_int_equal(model->k, 4);
+    assert_int_equal(model->d, 3);
+    assert_memory_equal(model->centroids, run_model->centroids, 12 * sizeof(double));
+    assert_int_equal(model->n_pixels, 96 * 80);
+    assert_int_equal(run_meta.bands, 3);
+    assert_int_equal(run_meta.alpha_band, -1);
+    assert_int_equal(run_meta.stype, CM_U8);
+    assert_string_equal(meta.version, CM_VERSION);
+    size_t n_run, n_apply;
+    void *a = read_file(run_out, &n_run), *b = read_file(apply_out, &n_apply);
+    assert_int_equal(n_run, n_apply);
+    assert_memory_equal(a, b, n_run);
+    free(a);
+    free(b);
+
+    /* Every pixel of the output is one of the model's colours, and each quadrant is one. */
+    uint8_t colours[4 * 3];
+    cm_model_colors_u8(model, colours);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(run_out, 1, &img, &ctx), 0);
+    const cm_grid_t *g = &cm_image_info(img)->grid;
+    uint8_t *buf = malloc(cm_grid_chunk_bytes(g));
+    assert_non_null(buf);
+    for (int64_t idx = 0; idx < cm_grid_count(g); idx++) {
+        assert_int_equal(cm_image_read_chunk(img, 0, idx, buf, &ctx), 0);
+        int64_t x, y, w, h;
+        cm_grid_rect(g, idx, &x, &y, &w, &h);
+        for (int64_t i = 0; i < w * h; i++) {
+            bool found = false;
+            for (int j = 0; j < 4 && !found; j++) found = !memcmp(buf + i * 3, colours + j * 3, 3);
+            assert_true(found);
+        }
+    }
+    free(buf);
+    cm_image_close(img);
+    for (int j = 0; j < 4; j++) assert_int_equal(model->counts[j], 48 * 40);
+    cm_model_free(model);
+    cm_model_free(run_model);
+}
+
+static void test_model_saved_then_loaded_is_the_same(void **state)
+{
+    (void)state;
+    char json[96];
+    path_in_dir(json, sizeof json, "model.json");
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL, *loaded = NULL;
+    cm_model_meta_t meta, loaded_meta;
+    assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
+    assert_int_equal(cm_model_save(model, &meta, json, &ctx), 0);
+    assert_int_equal(cm_model_load(json, &loaded, &loaded_meta, &ctx), 0);
+    assert_int_equal(loaded->k, model->k);
+    assert_int_equal(loaded->d, model->d);
+    assert_memory_equal(loaded->centroids, model->centroids, 12 * sizeof(double));
+    assert_int_equal(loaded->seed, 7);
+    assert_int_equal(loaded_meta.bands, 3);
+    assert_int_equal(loaded_meta.alpha_band, -1);
+    assert_int_equal(loaded_meta.stype, CM_U8);
+    assert_string_equal(loaded_meta.version, CM_VERSION);
+    cm_model_free(model);
+    cm_model_free(loaded);
+}
+
+static void test_model_that_does_not_fit_the_image_is_refused_leaving_nothing(void **state)
+{
+    (void)state;
+    char out[96];
+    path_in_dir(out, sizeof out, "misfit.tif");
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL;
+    cm_model_meta_t meta;
+    assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
+    meta.stype = CM_U16;
+    assert_int_equal(cm_apply_file(model, &meta, in_path, out, &o, &ctx), CM_EINPUT);
+    assert_int_equal(ctx.code, CM_EINPUT);
+    assert_non_null(strstr(ctx.msg, in_path));
+    assert_non_null(strstr(ctx.msg, "uint16"));
+    assert_false(exists(out));
+    cm_model_free(model);
+}
+
+static void test_missing_input_is_bad_input_naming_it(void **state)
+{
+    (void)state;
+    char missing[96];
+    path_in_dir(missing, sizeof missing, "missing.tif");
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = (cm_model_t *)&ctx; /* set to NULL on failure */
+    assert_int_equal(cm_fit_file(missing, &o, &model, NULL, &ctx), CM_EINPUT);
+    assert_null(model);
+    assert_non_null(strstr(ctx.msg, missing));
+    assert_string_equal(cm_strerror(CM_EINPUT), "bad input");
+}
+
+static void test_output_that_is_a_directory_is_an_io_error_and_leaves_no_labels(void **state)
+{
+    (void)state;
+    char labels[96];
+    path_in_dir(labels, sizeof labels, "dir-labels.tif");
+    cm_options_t o;
+    options_k4(&o);
+    o.labels_path = labels;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL;
+    assert_int_equal(cm_run_file(in_path, dir, &o, &model, NULL, &ctx), CM_EIO);
+    assert_null(model);
+    assert_non_null(strstr(ctx.msg, "is a directory"));
+    assert_false(exists(labels));
+}
+
+static void test_labels_path_gets_one_band_of_labels_below_k(void **state)
+{
+    (void)state;
+    char out[96], labels[96];
+    path_in_dir(out, sizeof out, "with-labels.tif");
+    path_in_dir(labels, sizeof labels, "labels.tif");
+    cm_options_t o;
+    options_k4(&o);
+    o.labels_path = labels;
+    o.compression = COMPRESSION_LZW;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_run_file(in_path, out, &o, NULL, NULL, &ctx), 0);
+    cm_image_t *img = NULL;
+    assert_int_equal(cm_image_open(labels, 1, &img, &ctx), 0);
+    const cm_image_info_t *info = cm_image_info(img);
+    assert_int_equal(info->bands, 1);
+    assert_int_equal(info->stype, CM_U8);
+    assert_int_equal(info->width, 96);
+    assert_int_equal(info->height, 80);
+    uint8_t *buf = malloc(cm_grid_chunk_bytes(&info->grid));
+    assert_non_null(buf);
+    assert_int_equal(cm_image_read_chunk(img, 0, 0, buf, &ctx), 0);
+    assert_true(buf[0] < 4);
+    free(buf);
+    cm_image_close(img);
+    assert_int_equal(cm_image_open(out, 1, &img, &ctx), 0);
+    assert_int_equal(cm_image_info(img)->compression, COMPRESSION_LZW);
+    cm_image_close(img);
+}
+
+static void test_file_that_is_no_model_is_bad_input_naming_it(void **state)
+{
+    (void)state;
+    char json[96];
+    path_in_dir(json, sizeof json, "not-a-model.json");
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_file_write_atomic(json, "{\"k\": \"four\"}", 13, &ctx), 0);
+    cm_model_t *model = NULL;
+    assert_int_equal(cm_model_load(json, &model, NULL, &ctx), CM_EINPUT);
+    assert_null(model);
+    assert_non_null(strstr(ctx.msg, json));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version_is_that_of_the_headers),
+        cmocka_unit_test(test_options_default_to_the_command_s_defaults),
+        cmocka_unit_test(test_run_file_writes_what_fit_then_apply_write),
+        cmocka_unit_test(test_model_saved_then_loaded_is_the_same),
+        cmocka_unit_test(test_model_that_does_not_fit_the_image_is_refused_leaving_nothing),
+        cmocka_unit_test(test_missing_input_is_bad_input_naming_it),
+        cmocka_unit_test(test_output_that_is_a_directory_is_an_io_error_and_leaves_no_labels),
+        cmocka_unit_test(test_labels_path_gets_one_band_of_labels_below_k),
+        cmocka_unit_test(test_file_that_is_no_model_is_bad_input_naming_it),
+    };
+    return cmocka_run_group_tests(tests, make_input, remove_dir);
+}
