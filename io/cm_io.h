@@ -181,10 +181,6 @@ void cm_writer_abort(cm_writer_t *wr);
 /* Writes len bytes to path atomically (temporary file, fsync, rename). */
 int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_t *ctx);
 
-/* Creates an empty temporary file next to path ("<path>.part-XXXXXX"); stores its name in
- * tmp (at least strlen(path) + 16 bytes) and returns its descriptor, or -1 with errno. */
-int cm__tmpfile_next_to(const char *path, char *tmp, size_t tmp_size);
-
 /* TIFF compression by name ("none", "lzw", "deflate", "zstd", "jpeg", "packbits"): 0 and
  * *code, or CM_EUSAGE for another name or a codec this libtiff was built without. */
 int cm_compression_parse(const char *name, int *code);

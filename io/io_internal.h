@@ -25,6 +25,10 @@ typedef struct cm__membuf {
  * TIFFClose; "rm": read from mem->data, never written), errors into msg. */
 TIFF *cm__tiff_open_memory(cm__membuf_t *mem, const char *mode, cm__tiff_msg_t *msg);
 
+/* Creates an empty temporary file next to path ("<path>.part-XXXXXX"); stores its name in
+ * tmp (at least strlen(path) + 16 bytes) and returns its descriptor, or -1 with errno. */
+int cm__tmpfile_next_to(const char *path, char *tmp, size_t tmp_size);
+
 /* Makes a rename into path's directory durable (fsync of the directory); best effort. */
 void cm__fsync_dir_of(const char *path);
 
