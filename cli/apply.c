@@ -46,6 +46,8 @@ static const char apply_help[] =
     "      --bigtiff WHEN      auto, always or never (default auto)\n"
     "      --tile N            output tiles of N x N pixels, as for run (default 512)\n"
     "      --color-cache WHEN  auto, on or off, as for run\n"
+    "      --dither D          none or ordered, as for run: the same pixels as run with it\n"
+    "      --colorspace CS     the model's colour space is used; a different one is refused\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr (in files, for\n"
     "                          several inputs)\n"
     "  -q, --quiet             errors only\n"
@@ -69,6 +71,8 @@ static const struct option apply_options[] = {
     {"bigtiff", required_argument, 0, CLI_OPT_BIGTIFF},
     {"tile", required_argument, 0, CLI_OPT_TILE},
     {"color-cache", required_argument, 0, CLI_OPT_CACHE},
+    {"dither", required_argument, 0, CLI_OPT_DITHER},
+    {"colorspace", required_argument, 0, CLI_OPT_COLORSPACE},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},
@@ -94,6 +98,7 @@ typedef struct batch {
     char *model_text;
     size_t model_len;
     cm_model_meta_t meta;
+    cm_colorspace_t colorspace; /* the model's */
     job_t *jobs;
     int n_jobs, n_todo;
     int threads_per;   /* threads of one file in progress */
@@ -387,7 +392,15 @@ static int load_model(batch_t *b, cm_ctx_t *ctx)
     cm_model_t *m = NULL;
     if (rc == 0)
         rc = cm_model_from_json(b->model_text, b->model_len, b->model_path, &m, &b->meta, ctx);
+    if (rc == 0) b->colorspace = m->colorspace;
     cm_model_free(m);
+    /* The colour space is the model's: its centres were fitted in it. */
+    if (rc == 0 && b->o.colorspace_given && b->o.params.colorspace != b->colorspace)
+        rc = cm_fail(ctx, CM_EUSAGE,
+                     "--colorspace %s: the model %s was fitted in %s, and apply remaps in the "
+                     "model's colour space (leave --colorspace out)",
+                     cm_colorspace_name(b->o.params.colorspace), b->model_path,
+                     cm_colorspace_name(b->colorspace));
     return rc;
 }
 

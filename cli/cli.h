@@ -89,6 +89,9 @@ enum {
     CLI_OPT_OVERWRITE,
 };
 
+/* The most values -k takes in a list. */
+enum { CLI_K_LIST_MAX = 16 };
+
 /* The values of the shared options. */
 typedef struct cli_opts {
     cm_params_t params;
@@ -97,7 +100,12 @@ typedef struct cli_opts {
     int compression;    /* -1: that of IN */
     int64_t tile;
     bool has_nodata, max_iter_given;
+    bool k_given, colorspace_given, dither_given;
     double nodata;
+    int ks[CLI_K_LIST_MAX]; /* -k: every k given (params.k is the first), n_k of them */
+    int n_k;
+    const char *init_path; /* --init FILE.json, or NULL for k-means++ */
+    double *init_centres;  /* its centres once cli_opts_load_init read them (owned) */
 } cli_opts_t;
 
 /* The defaults of every shared option. */
@@ -107,6 +115,19 @@ void cli_opts_default(cli_opts_t *o);
 int cli_option(cli_opts_t *o, int c, const char *arg);
 /* Defaults that follow other options (the step limit of the exact modes, the threads). */
 void cli_opts_finish(cli_opts_t *o);
+/* Reads the --init file (if any) for images of d features into o->params.init_centres and
+ * init_k, and sets params.k to their number. CM_EINPUT naming the file when it cannot be read
+ * or its centres do not have d features; CM_EUSAGE when -k was given and differs. */
+int cli_opts_load_init(cli_opts_t *o, int d, cm_ctx_t *ctx);
+/* Frees what the options own (the --init centres); safe to call twice. */
+void cli_opts_free(cli_opts_t *o);
+/* CM_EUSAGE, naming path, when colour space cs cannot be used on the image in: lab needs an
+ * RGB image (3 colour bands of uint8, uint16 or float32, plus an optional alpha). */
+int cli_check_colorspace(const cm_image_info_t *in, const char *path, cm_colorspace_t cs,
+                         cm_ctx_t *ctx);
+/* Reads the whole file at path (up to max_bytes) into *text (the caller frees it) and *len.
+ * CM_EINPUT naming the file when it cannot be read or is larger. */
+int cli_read_file(const char *path, size_t max_bytes, char **text, size_t *len, cm_ctx_t *ctx);
 /* The source that reads img (with the --nodata of o, else the image's). */
 cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
 

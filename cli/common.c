@@ -270,3 +270,40 @@ int cli_read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *
 {
     return cm_image_read_chunk(self, worker, idx, buf, ctx);
 }
+
+int cli_read_file(const char *path, size_t max_bytes, char **text, size_t *len, cm_ctx_t *ctx)
+{
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    CM_FAIL_IF(ctx, !f, CM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (*len == cap) {
+            size_t grow = cap ? 2 * cap : 65536;
+            char *grown = cap < max_bytes ? realloc(*text, grow) : NULL;
+            if (!grown) {
+                rc =
+                    cm_fail(ctx, CM_EINPUT, "%s: too large (more than %zu bytes)", path, max_bytes);
+                break;
+            }
+            *text = grown;
+            cap = grow;
+        }
+        size_t got = fread(*text + *len, 1, cap - *len, f);
+        *len += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = cm_fail(ctx, CM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+    }
+    fclose(f);
+    if (rc < 0) {
+        free(*text);
+        *text = NULL;
+        *len = 0;
+    }
+    return rc;
+}

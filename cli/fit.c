@@ -38,6 +38,11 @@ static const char fit_help[] =
     "                          (default none)\n"
     "      --nodata V          samples equal to V mark pixels outside the data (default:\n"
     "                          each input's GDAL_NODATA)\n"
+    "      --colorspace CS     rgb, or lab: cluster an RGB image's colours in CIELAB\n"
+    "                          (default rgb); apply then remaps in the model's space\n"
+    "      --init I            kmeans++ (default), or FILE.json: start from its centres (a\n"
+    "                          model, {\"colors\": [[r, g, b], ...]} or a list of rows); k is\n"
+    "                          their number (a different -k is refused)\n"
     "      --tile N            read in chunks of N x N pixels, as run --tile N does (default\n"
     "                          512); matters for exact (lloyd) fits of float images only\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr\n"
@@ -65,6 +70,7 @@ static const struct option fit_options[] = {
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
     {"colorspace", required_argument, 0, CLI_OPT_COLORSPACE},
     {"init", required_argument, 0, CLI_OPT_INIT},
+    {"dither", required_argument, 0, CLI_OPT_DITHER},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
@@ -96,6 +102,14 @@ static int parse(int argc, char **argv, fit_opts_t *f)
         }
     }
     cli_opts_finish(&f->o);
+    if (f->o.dither_given) {
+        cli_error("--dither is a choice of the remap: give it to apply (or run), not fit");
+        return CM_EXIT_USAGE;
+    }
+    if (f->o.n_k > 1) {
+        cli_error("-k: fit writes one model, for one k; a list of k is for run");
+        return CM_EXIT_USAGE;
+    }
     f->in = argv + optind;
     f->n_in = argc - optind;
     if (f->n_in < 1 || !f->model_out) {
@@ -208,9 +222,20 @@ int cmd_fit(int argc, char **argv)
         rc = cm_image_prepare(imgs[i], cli_scratch_dir, &ctx);
     }
     if (rc < 0) goto done;
+    rc = cli_check_colorspace(cm_image_info(imgs[0]), f.in[0], params->colorspace, &ctx);
+    if (rc == 0) {
+        failed = f.o.init_path;
+        rc = cli_opts_load_init(&f.o, cm_grid_features(&cm_image_info(imgs[0])->grid), &ctx);
+    }
+    if (rc < 0) goto done;
     failed = f.n_in == 1 ? f.in[0] : NULL;
 
     const char *what = f.n_in == 1 ? f.in[0] : "the inputs";
+    if (params->init_centres && params->k > n_px) {
+        rc = cm_fail(&ctx, CM_EUSAGE, "%s: its %d centres are more than the %lld pixels of %s",
+                     f.o.init_path, params->k, (long long)n_px, what);
+        goto done;
+    }
     if (params->k > n_px) {
         cli_warn("%s: -k %d is more than its %lld pixels; using k=%lld", what, params->k,
                  (long long)n_px, (long long)n_px);
@@ -253,5 +278,6 @@ done:
     for (int i = 0; imgs && i < f.n_in; i++) cm_image_close(imgs[i]);
     free(imgs);
     free(srcs);
+    cli_opts_free(&f.o);
     return rc < 0 ? cli_fail(&ctx, rc, failed) : CM_EXIT_OK;
 }

@@ -34,14 +34,21 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
     double x = 0;
     bool ok = true;
     switch (c) {
-    case 'k':
-        if (strchr(arg, ',')) {
-            cli_error("-k: lists of k are not implemented yet; give one number");
-            return -1;
+    case 'k': {
+        long long ks[CLI_K_LIST_MAX];
+        int n = 0;
+        if (strchr(arg, ','))
+            ok = cli_parse_int_list("-k", arg, 1, 65535, CLI_K_LIST_MAX, ks, &n);
+        else if ((ok = cli_parse_int("-k", arg, 1, 65535, &v)))
+            ks[n++] = v;
+        for (int i = 0; ok && i < n; i++) o->ks[i] = (int)ks[i];
+        if (ok) {
+            o->n_k = n;
+            o->params.k = o->ks[0];
+            o->k_given = true;
         }
-        ok = cli_parse_int("-k", arg, 1, 65535, &v);
-        o->params.k = (int)v;
         break;
+    }
     case CLI_OPT_SEED:
         ok = cli_parse_int("--seed", arg, 0, INT64_MAX, &v);
         o->params.seed = (uint64_t)v;
@@ -116,9 +123,26 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
                               : !strcmp(arg, "auto")      ? CM_ALG_AUTO
                                                           : CM_ALG_MINIBATCH;
         break;
-    case CLI_OPT_COLORSPACE: ok = only_default("--colorspace", arg, "rgb"); break;
-    case CLI_OPT_DITHER: ok = only_default("--dither", arg, "none"); break;
-    case CLI_OPT_INIT: ok = only_default("--init", arg, "kmeans++"); break;
+    case CLI_OPT_COLORSPACE:
+        ok = one_of("--colorspace", arg, "rgb", "lab", "rgb");
+        o->params.colorspace = !strcmp(arg, "lab") ? CM_COLORSPACE_LAB : CM_COLORSPACE_RGB;
+        o->colorspace_given = true;
+        break;
+    case CLI_OPT_DITHER:
+        ok = one_of("--dither", arg, "none", "ordered", "none");
+        o->params.dither = !strcmp(arg, "ordered") ? CM_DITHER_ORDERED : CM_DITHER_NONE;
+        o->dither_given = true;
+        break;
+    case CLI_OPT_INIT:
+        /* kmeans++, random (not yet), or a file of centres */
+        if (!strcmp(arg, "random")) {
+            ok = only_default("--init", arg, "kmeans++ or FILE.json");
+        } else if (!*arg) {
+            cli_error("--init: expected kmeans++ or FILE.json, not ''");
+            ok = false;
+        }
+        o->init_path = strcmp(arg, "kmeans++") ? arg : NULL;
+        break;
     default: return 0;
     }
     return ok ? 1 : -1;
@@ -129,6 +153,50 @@ void cli_opts_finish(cli_opts_t *o)
     if (!o->max_iter_given && o->params.algorithm == CM_ALG_LLOYD) o->params.max_iter = 30;
     if (!o->max_iter_given && o->params.algorithm == CM_ALG_HISTOGRAM) o->params.max_iter = 300;
     if (o->params.n_threads <= 0) o->params.n_threads = cm_default_threads();
+}
+
+int cli_opts_load_init(cli_opts_t *o, int d, cm_ctx_t *ctx)
+{
+    if (!o->init_path) return 0;
+    char *text = NULL;
+    size_t len = 0;
+    int k = 0;
+    free(o->init_centres);
+    o->init_centres = NULL;
+    int rc = cli_read_file(o->init_path, (size_t)1 << 30, &text, &len, ctx);
+    if (rc == 0) rc = cm_init_from_json(text, len, o->init_path, d, &o->init_centres, &k, ctx);
+    free(text);
+    if (rc < 0) return rc;
+    /* -k and the file both say how many centres: one number, or a refusal. */
+    CM_FAIL_IF(ctx, o->k_given && o->params.k != k, CM_EUSAGE,
+               "-k %d conflicts with the %d centres of %s: give -k %d, or no -k", o->params.k, k,
+               o->init_path, k);
+    o->params.init_centres = o->init_centres;
+    o->params.init_k = k;
+    o->params.k = k;
+    return 0;
+}
+
+void cli_opts_free(cli_opts_t *o)
+{
+    free(o->init_centres);
+    o->init_centres = NULL;
+    o->params.init_centres = NULL;
+}
+
+int cli_check_colorspace(const cm_image_info_t *in, const char *path, cm_colorspace_t cs,
+                         cm_ctx_t *ctx)
+{
+    if (cs != CM_COLORSPACE_LAB) return 0;
+    /* Palette and YCbCr images read as RGB. */
+    bool rgb = !strcmp(in->photometric_name, "RGB") || !strcmp(in->photometric_name, "YCbCr") ||
+               in->palette;
+    int colours = in->bands - (in->alpha_band >= 0);
+    CM_FAIL_IF(ctx, !rgb || colours != 3 || in->stype == CM_I16, CM_EUSAGE,
+               "%s: --colorspace lab needs an RGB image (3 colour bands of uint8, uint16 or "
+               "float32, and an optional alpha), not %d band%s of %s, photometric %s",
+               path, in->bands, in->bands == 1 ? "" : "s", in->sample_type, in->photometric_name);
+    return 0;
 }
 
 cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o)
@@ -147,7 +215,7 @@ int cli_fit(const cm_source_t *srcs, int n_srcs, cm_params_t *p, const char *wha
 {
     cm_model_t *model = NULL;
     CM_TRY(cm_fit_many(srcs, n_srcs, p, &model, ctx));
-    if (model->sample_px < p->k) {
+    if (model->sample_px < p->k && !p->init_centres) {
         /* Fewer pixels in the sample than centres: maybe fewer in the images too. Count them,
          * and when they are fewer than k, fit again with k lowered to their number, so that
          * the model, the label map and its sample type agree on k. */

@@ -18,7 +18,10 @@ static const char run_help[] =
     "pixels with alpha 0, nodata or non-finite samples take no part and are written\n"
     "unchanged. OUT is a tiled TIFF with IN's size, bands, sample type, photometric, extra\n"
     "samples and georeferencing; it appears only when complete.\n"
-    "\n"
+    "\n";
+
+/* Two strings: ISO C only promises 4095 characters in one. */
+static const char run_help_options[] =
     "Options:\n"
     "  -k, --clusters N        number of colours, 1 to 65535 (default 8); lowered, with a\n"
     "                          warning, to the number of pixels that take part when fewer\n"
@@ -62,9 +65,14 @@ static const char run_help[] =
     "  -q, --quiet             errors only\n"
     "  -v, --verbose           per-stage time, MPix/s and peak buffered bytes, and the colours\n"
     "  -h, --help              this text\n"
-    "\n"
-    "Accepted with their default value only, for now: --colorspace rgb, --dither none,\n"
-    "--init kmeans++.\n";
+    "      --colorspace CS     rgb, or lab: cluster an RGB image's colours in CIELAB, where\n"
+    "                          distances follow perceived differences (default rgb)\n"
+    "      --init I            kmeans++ (default), or FILE.json: start from its centres (a\n"
+    "                          model, {\"colors\": [[r, g, b], ...]} or a list of rows, in\n"
+    "                          sample units); k is their number (a different -k is refused)\n"
+    "      --dither D          none, or ordered: a position-based 8x8 dither between each\n"
+    "                          pixel's two nearest colours; no seams, same for any -j or\n"
+    "                          --tile (default none)\n";
 
 static const struct option run_options[] = {
     {"clusters", required_argument, 0, 'k'},
@@ -114,7 +122,10 @@ static int parse(int argc, char **argv, run_opts_t *o)
         switch (c) {
         case CLI_OPT_LABELS: o->labels = optarg; break;
         case CLI_OPT_MODEL_OUT: o->model_out = optarg; break;
-        case 'h': fputs(run_help, stdout); return -1;
+        case 'h':
+            fputs(run_help, stdout);
+            fputs(run_help_options, stdout);
+            return -1;
         case CLI_OPT_TRACE: o->trace_path = optarg; break;
         case CLI_OPT_GRAPH: o->graph_path = optarg; break;
         default: /* getopt has printed the problem */
@@ -123,6 +134,10 @@ static int parse(int argc, char **argv, run_opts_t *o)
         }
     }
     cli_opts_finish(&o->o);
+    if (o->o.n_k > 1) {
+        cli_error("-k: lists of k are not implemented yet; give one number");
+        return CM_EXIT_USAGE;
+    }
     if (argc - optind != 2) {
         cli_error("run needs IN.tif and OUT.tif (try 'chunkmeans run --help')");
         return CM_EXIT_USAGE;
@@ -227,6 +242,7 @@ int cmd_run(int argc, char **argv)
     cli_outputs_t w = {0};
     char *json = NULL;
     bool model_published = false;
+    const char *failed = o.in; /* the file a bad input is about */
     double t[3] = {cli_now()};
     cli_catch_signals();
     params->cancel = &cli_signal;
@@ -236,6 +252,13 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) rc = cm_image_set_chunk_side(img, o.o.tile, &ctx);
     if (rc < 0) goto done;
     const cm_image_info_t *in = cm_image_info(img);
+    rc = cli_check_colorspace(in, o.in, params->colorspace, &ctx);
+    if (rc == 0) {
+        failed = o.o.init_path;
+        rc = cli_opts_load_init(&o.o, cm_grid_features(&in->grid), &ctx);
+    }
+    if (rc < 0) goto done;
+    failed = o.in;
     char *out_dir = cli_dir_of(o.out);
     snprintf(cli_scratch_dir, sizeof cli_scratch_dir, "%s", out_dir ? out_dir : ".");
     free(out_dir);
@@ -250,6 +273,11 @@ int cmd_run(int argc, char **argv)
      * that take no part can lower the count further; the fit tells, and k is lowered again
      * after it. */
     int64_t n_px = in->width * in->height; /* fits: the grid checked it */
+    if (params->init_centres && params->k > n_px) {
+        rc = cm_fail(&ctx, CM_EUSAGE, "%s: its %d centres are more than the %lld pixels of %s",
+                     o.o.init_path, params->k, (long long)n_px, o.in);
+        goto done;
+    }
     if (params->k > n_px) {
         cli_warn("%s: -k %d is more than its %lld pixels; using k=%lld", o.in, params->k,
                  (long long)n_px, (long long)n_px);
@@ -334,5 +362,6 @@ done:
     free(json);
     cm_model_free(model);
     cm_image_close(img);
-    return rc < 0 ? cli_fail(&ctx, rc, o.in) : CM_EXIT_OK;
+    cli_opts_free(&o.o);
+    return rc < 0 ? cli_fail(&ctx, rc, failed) : CM_EXIT_OK;
 }

@@ -162,8 +162,10 @@ case_usage_errors_exit_2() {
     grep -q -- "-k" err.txt || fail "-k message"
     expect 2 cm run in.tif out.tif --memory lots
     expect 2 cm run in.tif out.tif --compression lzma
-    expect 2 cm run in.tif out.tif --colorspace lab
-    grep -q "not implemented" err.txt || fail "--colorspace lab message"
+    expect 2 cm run in.tif out.tif --colorspace xyz
+    grep -q -- "--colorspace" err.txt || fail "--colorspace xyz message"
+    expect 2 cm run in.tif out.tif --init random
+    grep -q "not implemented" err.txt || fail "--init random message"
     expect 2 cm run in.tif out.tif --algorithm fastest
     expect 2 cm run in.tif out.tif --format palette -k 300
     grep -q "palette" err.txt || fail "--format palette -k 300 message"

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Tests of the options of issue 6 as the command offers them: --colorspace lab, --init with
+# given centres, --dither ordered (run and apply alike), and run -k with a list of k written in
+# one remap pass. Each case makes its own small TIFFs and takes seconds.
+# Usage: features.sh CASE (run by meson test).
+set -uo pipefail
+: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/cm-features.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
+mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
+cm() { "$CHUNKMEANS" "$@"; }
+# expect CODE CMD...: runs CMD, requires exit CODE, keeps stdout and stderr in out.txt, err.txt
+expect() {
+    local want=$1
+    shift
+    "$@" >out.txt 2>err.txt
+    local got=$?
+    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
+    ! grep -q -E "Sanitizer|runtime error:" err.txt || { cat err.txt >&2; fail "sanitizer report"; }
+}
+said() { grep -q -- "$1" err.txt || fail "stderr lacks '$1': $(cat err.txt)"; }
+no_outputs() { # no output and no temporary file left in the directory
+    for f in "$@"; do [ ! -e "$f" ] || fail "$f was left behind"; done
+    ! ls ./*.part-* >/dev/null 2>&1 || fail "temporary files left: $(ls ./*.part-*)"
+}
+
+case_lab_gives_at_most_k_colours_unlike_rgb() {
+    mk in.tif --width 500 --height 300 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif rgb.tif -k 6 --seed 3 -q
+    expect 0 cm run in.tif lab.tif -k 6 --seed 3 -q --colorspace lab --model-out lab.json
+    check same-shape in.tif lab.tif
+    check at-most lab.tif 6 noalpha
+    ! cmp -s rgb.tif lab.tif || fail "--colorspace lab gave the output of rgb"
+    grep -q '"colorspace": *"lab"' lab.json || fail "the model does not say lab: $(cat lab.json)"
+    expect 0 cm run in.tif lab2.tif -k 6 --seed 3 -q --colorspace lab -j1
+    cmp lab.tif lab2.tif || fail "--colorspace lab depends on -j"
+    # RGBA and 16-bit RGB are RGB too
+    mk rgba16.tif --width 200 --height 100 --bands 4 --type u16 --pattern photo --tile 64
+    expect 0 cm run rgba16.tif rgba16.out.tif -k 4 -q --colorspace lab
+    check at-most rgba16.out.tif 4 alpha
+    check alpha-kept rgba16.tif rgba16.out.tif
+}
+
+case_lab_on_a_grey_image_exits_2() {
+    mk grey.tif --width 100 --height 80 --bands 1 --pattern photo --tile 16
+    expect 2 cm run grey.tif out.tif -k 3 --colorspace lab
+    said "grey.tif: --colorspace lab needs an RGB image"
+    no_outputs out.tif
+    expect 2 cm fit grey.tif -k 3 --colorspace lab -o m.json
+    said "needs an RGB image"
+    no_outputs m.json
+    mk ms.tif --width 64 --height 48 --bands 5 --pattern photo --tile 16
+    expect 2 cm run ms.tif out.tif -k 3 --colorspace lab
+    said "needs an RGB image"
+    mk s16.tif --width 64 --height 48 --bands 3 --type i16 --pattern photo --tile 16
+    expect 2 cm run s16.tif out.tif -k 3 --colorspace lab
+    said "needs an RGB image"
+    expect 2 cm run grey.tif out.tif --colorspace hsv
+    said "--colorspace"
+    # apply takes the model's colour space: another one is refused
+    mk rgb.tif --width 100 --height 80 --bands 3 --pattern photo --tile 16
+    expect 0 cm fit rgb.tif -k 3 --colorspace lab -o lab.json -q
+    expect 2 cm apply lab.json rgb.tif out.tif --colorspace rgb
+    said "fitted in lab"
+    no_outputs out.tif
+    expect 0 cm apply lab.json rgb.tif same.tif --colorspace lab -q
+    expect 0 cm run rgb.tif run.tif -k 3 --colorspace lab -q
+    cmp same.tif run.tif || fail "fit --colorspace lab then apply differs from run"
+}
+
+case_init_colours_give_exactly_those_colours() {
+    mk rgb.tif --width 300 --height 120 --bands 3 --pattern blocks --tile 64
+    echo '{"colors": [[220, 40, 40], [40, 200, 60], [30, 60, 220]]}' >colours.json
+    expect 0 cm run rgb.tif out.tif --init colours.json -q --model-out m.json
+    check exactly out.tif 220,40,40 40,200,60 30,60,220
+    grep -q '"k": *3' m.json || fail "the model does not have k = 3"
+    # a plain list, -k that agrees, and fit then apply
+    echo '[[30, 60, 220], [220, 40, 40], [40, 200, 60]]' >rows.json
+    expect 0 cm run rgb.tif rows.tif --init rows.json -k 3 -q
+    check exactly rows.tif 220,40,40 40,200,60 30,60,220
+    expect 0 cm fit rgb.tif --init colours.json -o fitted.json -q
+    expect 0 cm apply fitted.json rgb.tif applied.tif -q
+    check exactly applied.tif 220,40,40 40,200,60 30,60,220
+    # a model as the start
+    expect 0 cm run rgb.tif again.tif --init m.json -q
+    cmp out.tif again.tif || fail "--init with the model differs from --init with its colours"
+    # -k that differs is refused, and --init kmeans++ is the default
+    expect 2 cm run rgb.tif bad.tif --init colours.json -k 4
+    said "-k 4 conflicts with the 3 centres of colours.json"
+    no_outputs bad.tif
+    expect 0 cm run rgb.tif pp.tif --init kmeans++ -k 3 -q
+    expect 0 cm run rgb.tif dflt.tif -k 3 -q
+    cmp pp.tif dflt.tif || fail "--init kmeans++ is not the default"
+}
+
+case_init_of_wrong_dimension_exits_3() {
+    mk rgb.tif --width 120 --height 60 --bands 3 --pattern blocks --tile 32
+    echo '{"colors": [[220, 40], [40, 200]]}' >two.json
+    expect 3 cm run rgb.tif out.tif --init two.json
+    said "two.json"
+    no_outputs out.tif
+    expect 3 cm fit rgb.tif --init two.json -o m.json
+    said "two.json"
+    no_outputs m.json
+    echo '{"colors": [[1, 2, 3], [4, 5]]}' >ragged.json
+    expect 3 cm run rgb.tif out.tif --init ragged.json
+    said "ragged.json"
+    echo 'not json' >junk.json
+    expect 3 cm run rgb.tif out.tif --init junk.json
+    said "junk.json"
+    expect 3 cm run rgb.tif out.tif --init missing.json
+    said "missing.json"
+    no_outputs out.tif
+}
+
+case_dither_changes_the_output_alike_for_any_threads_and_tiles() {
+    mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif plain.tif -k 5 --seed 4 -q
+    expect 0 cm run in.tif j1.tif -k 5 --seed 4 -q --dither ordered -j1
+    expect 0 cm run in.tif j2.tif -k 5 --seed 4 -q --dither ordered -j2
+    ! cmp -s plain.tif j1.tif || fail "--dither ordered changed nothing"
+    cmp j1.tif j2.tif || fail "--dither ordered: -j1 and -j2 differ"
+    check at-most j1.tif 5 noalpha
+    # the tile size changes the file's layout, never its pixels
+    expect 0 cm run in.tif t256.tif -k 5 --seed 4 -q --dither ordered --tile 256
+    expect 0 cm run in.tif t256b.tif -k 5 --seed 4 -q --dither ordered --tile 256 -j1
+    cmp t256.tif t256b.tif || fail "--tile 256: -j2 and -j1 differ"
+    check equal-pixels j1.tif t256.tif
+    expect 0 cm run in.tif none.tif -k 5 --seed 4 -q --dither none
+    cmp plain.tif none.tif || fail "--dither none is not the default"
+    expect 2 cm run in.tif bad.tif --dither floyd
+    said "--dither"
+    expect 2 cm fit in.tif -o m.json --dither ordered
+    said "give it to apply"
+}
+
+case_apply_dither_is_run_dither() {
+    mk in.tif --width 400 --height 300 --bands 3 --pattern photo --tile 64
+    expect 0 cm run in.tif run.tif -k 6 --seed 9 -q --dither ordered --labels run.lab.tif
+    expect 0 cm fit in.tif -k 6 --seed 9 -o m.json -q
+    expect 0 cm apply m.json in.tif apply.tif -q --dither ordered --labels apply.lab.tif
+    cmp run.tif apply.tif || fail "apply --dither ordered differs from run --dither ordered"
+    cmp run.lab.tif apply.lab.tif || fail "the label maps differ"
+    expect 0 cm run in.tif runlab.tif -k 6 --seed 9 -q --dither ordered --colorspace lab
+    expect 0 cm fit in.tif -k 6 --seed 9 -o lab.json -q --colorspace lab
+    expect 0 cm apply lab.json in.tif applylab.tif -q --dither ordered
+    cmp runlab.tif applylab.tif || fail "lab: apply --dither ordered differs from run"
+}
+
+"case_$1"
