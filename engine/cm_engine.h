@@ -158,6 +158,18 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
 int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, const cm_sink_t *sink,
              cm_ctx_t *ctx);
 
+/* cm_remap with n_models models at once (of src's features, any k and colour space each), in
+ * one pass: every chunk is read once and remapped with each model in turn; chunks remapped
+ * with models[i] go to sinks[i] in chunk order. Updates every model's counts, inertia and
+ * n_pixels. With one model it is cm_remap exactly. The chunk buffers of all models are held
+ * together: cm_budget_check_ks says whether the budget holds them. */
+int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
+                  const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx);
+
+/* cm_budget_check for a fit and a remap pass with n_k models of ks[i] centres each. */
+int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
+                       bool labels, cm_ctx_t *ctx);
+
 void cm_model_free(cm_model_t *m);
 
 /* Counts the distinct colours (tuples of the non-alpha samples, up to 3 of them) of the whole

@@ -1,6 +1,7 @@
-/* The remap pass: one task per chunk assigns its pixels to the nearest centre in place, and
- * one writer task per chunk, chained in chunk order, hands it to the sink and adds up the
- * exact counts and inertia. */
+/* The remap pass: one task per chunk reads it once and, for every model of the pass, assigns
+ * its pixels to the nearest centre and encodes the result; per model, one writer task per
+ * chunk, chained in chunk order, hands it to that model's sink and adds up the exact counts and
+ * inertia. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +15,14 @@ typedef struct chunk_out {
     double inertia;
 } chunk_out_t;
 
+/* One model of the pass and its output. */
 typedef struct remapper {
     const cm_source_t *src;
     const cm_sink_t *sink;
     cm_model_t *model;
     cm__pixfmt_t fmt;
-    const float *soa;    /* centres band by band (standardised, if the model is): d rows of k */
-    const void *colours; /* k * d samples of the image's type */
+    float *soa;    /* centres band by band (standardised, if the model is): d rows of k */
+    void *colours; /* k * d samples of the image's type */
     int label_bits;
     uint32_t label_masked;
     uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
@@ -31,10 +33,23 @@ typedef struct remapper {
     int64_t n_pixels;
 } remapper_t;
 
-typedef struct remap_task {
+/* The models of one pass over the source. */
+typedef struct pass {
+    const cm_source_t *src;
     remapper_t *r;
+    int n;
+    int k_max;
+} pass_t;
+
+typedef struct remap_task {
+    pass_t *pass;
     int64_t idx;
 } remap_task_t;
+
+typedef struct write_task {
+    remapper_t *r;
+    int64_t idx;
+} write_task_t;
 
 static void chunk_out_free(const cm_sink_t *sink, chunk_out_t *c)
 {
@@ -154,33 +169,21 @@ typedef struct scratch {
     float d2[BLOCK];
 } scratch_t;
 
-static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
+/* Remaps chunk idx at (x, y), w x h, for one model: c->pixels holds the chunk as read; fills
+ * c's counts, inertia and labels, recolours c->pixels and encodes them when the sink does. */
+static int remap_one(const remapper_t *r, int64_t idx, int64_t x, int64_t y, int64_t w, int64_t h,
+                     chunk_out_t *c, scratch_t *s, cm_ctx_t *ctx)
 {
-    const remap_task_t *t = arg;
-    remapper_t *r = t->r;
     const cm_grid_t *g = &r->src->grid;
     int k = r->model->k, d = r->model->d;
-    int64_t x, y, w, h;
-    cm_grid_rect(g, t->idx, &x, &y, &w, &h);
     int64_t n = w * h;
-
-    chunk_out_t *c = &r->chunks[t->idx];
-    c->pixels = malloc(cm_grid_chunk_bytes(g));
     c->counts = calloc((size_t)k, sizeof(int64_t));
     if (r->sink->want_labels) c->labels = malloc((size_t)(r->label_bits / 8) * (size_t)n);
-    scratch_t *s = malloc(sizeof(scratch_t));
-    if (s) {
-        s->feat = malloc(sizeof(float) * BLOCK * (size_t)d);
-        s->dist = malloc(sizeof(float) * (size_t)k);
-    }
-    int rc = 0;
-    if (!s || !s->feat || !s->dist || !c->pixels || !c->counts ||
-        (r->sink->want_labels && !c->labels))
-        rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
-    if (rc == 0) rc = r->src->read(r->src->self, worker, t->idx, c->pixels, ctx);
+    CM_FAIL_IF(ctx, !c->counts || (r->sink->want_labels && !c->labels), CM_ENOMEM,
+               "out of memory remapping chunk %lld", (long long)idx);
 
     double inertia = 0.0;
-    for (int64_t first = 0; rc == 0 && first < n; first += BLOCK) {
+    for (int64_t first = 0; first < n; first += BLOCK) {
         int64_t m = n - first < BLOCK ? n - first : BLOCK;
         cm__to_features(&r->fmt, c->pixels, first, m, s->feat, s->valid);
         if (r->dither) {
@@ -214,13 +217,56 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     }
     c->inertia = inertia;
     /* Compress here, on every core; the writer only writes. */
-    if (rc == 0 && r->sink->encode) {
-        rc = r->sink->encode(r->sink->self, t->idx, c->pixels, c->labels, &c->encoded, ctx);
+    if (r->sink->encode) {
+        int rc = r->sink->encode(r->sink->self, idx, c->pixels, c->labels, &c->encoded, ctx);
         free(c->pixels);
         free(c->labels);
         c->pixels = NULL;
         c->labels = NULL;
+        if (rc < 0) return rc;
     }
+    return 0;
+}
+
+/* Reads chunk idx once and remaps it with every model of the pass: each model but the last
+ * works on a copy of the chunk as read, the last on the chunk itself. */
+static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const remap_task_t *t = arg;
+    const pass_t *pass = t->pass;
+    const cm_grid_t *g = &pass->src->grid;
+    int64_t x, y, w, h;
+    cm_grid_rect(g, t->idx, &x, &y, &w, &h);
+    size_t chunk_bytes = cm_grid_chunk_bytes(g);
+
+    uint8_t *raw = malloc(chunk_bytes);
+    scratch_t *s = malloc(sizeof(scratch_t));
+    if (s) {
+        s->feat = malloc(sizeof(float) * BLOCK * (size_t)cm_grid_features(g));
+        s->dist = malloc(sizeof(float) * (size_t)pass->k_max);
+    }
+    int rc = 0;
+    if (!raw || !s || !s->feat || !s->dist)
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
+    if (rc == 0) rc = pass->src->read(pass->src->self, worker, t->idx, raw, ctx);
+    for (int i = 0; rc == 0 && i < pass->n; i++) {
+        const remapper_t *r = &pass->r[i];
+        chunk_out_t *c = &r->chunks[t->idx];
+        if (i == pass->n - 1) {
+            c->pixels = raw;
+            raw = NULL;
+        } else {
+            c->pixels = malloc(chunk_bytes);
+            if (!c->pixels) {
+                rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld",
+                             (long long)t->idx);
+                break;
+            }
+            memcpy(c->pixels, raw, chunk_bytes);
+        }
+        rc = remap_one(r, t->idx, x, y, w, h, c, s, ctx);
+    }
+    free(raw);
     if (s) {
         free(s->feat);
         free(s->dist);
@@ -231,7 +277,7 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
 
 static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
-    const remap_task_t *t = arg;
+    const write_task_t *t = arg;
     remapper_t *r = t->r;
     chunk_out_t *c = &r->chunks[t->idx];
     int rc = r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded, ctx);
@@ -244,8 +290,8 @@ static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
     return rc;
 }
 
-/* What a remap task holds: its chunk, counts and labels until written (held), and its
- * scratch while it runs. */
+/* What a remap task holds for one model of k centres: its chunk, counts and labels until
+ * written (held), and its scratch while it runs. */
 static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held, size_t *scratch)
 {
     const cm_grid_t *g = &src->grid;
@@ -258,10 +304,25 @@ static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held,
         sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
 }
 
-int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
+/* The same for a task that remaps with n models of ks[i] centres: a chunk, counts and labels
+ * per model (the chunk as read becomes the last model's), and the largest scratch. */
+static void pass_bytes(const cm_source_t *src, const int *ks, int n, bool labels, size_t *held,
+                       size_t *scratch)
+{
+    *held = *scratch = 0;
+    for (int i = 0; i < n; i++) {
+        size_t h, w;
+        task_bytes(src, ks[i], labels, &h, &w);
+        *held += h;
+        if (w > *scratch) *scratch = w;
+    }
+}
+
+int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
+                       bool labels, cm_ctx_t *ctx)
 {
     size_t held, scratch, need = cm__sample_task_bytes(src);
-    task_bytes(src, cm__params_k(p), labels, &held, &scratch);
+    pass_bytes(src, ks, n_k, labels, &held, &scratch);
     if (held + scratch > need) need = held + scratch;
     if (need <= p->budget_bytes) return 0;
     return cm_fail(ctx, CM_EBUDGET,
@@ -270,93 +331,151 @@ int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, c
                    p->budget_bytes, need, (need + (1u << 20) - 1) >> 20);
 }
 
-int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, const cm_sink_t *sink,
-             cm_ctx_t *ctx)
+int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
+{
+    int k = cm__params_k(p);
+    return cm_budget_check_ks(src, p, &k, 1, labels, ctx);
+}
+
+/* Sets up r for remapping src with model to sink; CM_ENOMEM when out of memory. */
+static int remapper_init(remapper_t *r, const cm_source_t *src, cm_model_t *model,
+                         const cm_params_t *p, const cm_sink_t *sink, int n_models, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
     int k = model->k, d = model->d;
-    CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT, "the model has %d features, the image %d",
-               d, cm_grid_features(g));
-    CM_TRY(cm__colorspace_check(g, model->colorspace, ctx));
-    CM_FAIL_IF(ctx, p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED, CM_EUSAGE,
-               "unknown dither %d", (int)p->dither);
     int64_t n_chunks = cm_grid_count(g);
-
-    int rc = CM_ENOMEM;
-    remapper_t r = {0};
-    float *soa = malloc(sizeof(float) * (size_t)k * d);
-    void *colours = malloc((size_t)k * d * cm_stype_size(g->stype));
-    chunk_out_t *chunks = calloc((size_t)n_chunks, sizeof(chunk_out_t));
-    remap_task_t *tasks = malloc(sizeof(remap_task_t) * (size_t)n_chunks);
-    cm_graph_t *graph = cm_graph_create();
-    if (!soa || !colours || !chunks || !tasks || !graph) {
-        cm_fail(ctx, CM_ENOMEM, "out of memory planning %lld chunks", (long long)n_chunks);
-        goto cleanup;
-    }
+    *r = (remapper_t){.src = src, .sink = sink, .model = model};
+    r->soa = malloc(sizeof(float) * (size_t)k * d);
+    r->colours = malloc((size_t)k * d * cm_stype_size(g->stype));
+    r->chunks = calloc((size_t)n_chunks, sizeof(chunk_out_t));
+    CM_FAIL_IF(ctx, !r->soa || !r->colours || !r->chunks, CM_ENOMEM,
+               "out of memory planning %lld chunks", (long long)n_chunks);
     /* Distances are measured where the fit measured them: in Lab, in standardised units, if
      * either. */
     for (int j = 0; j < k; j++) {
         double v[CM_BANDS_MAX];
         cm__centre_features(model->colorspace, g->stype, d, model->mean, model->std,
                             model->centroids + (size_t)j * d, v);
-        for (int b = 0; b < d; b++) soa[(size_t)b * k + j] = (float)v[b];
+        for (int b = 0; b < d; b++) r->soa[(size_t)b * k + j] = (float)v[b];
     }
-    cm_model_colors(model, g->stype, colours);
-
-    r = (remapper_t){
-        .src = src, .sink = sink, .model = model, .soa = soa, .colours = colours, .chunks = chunks};
-    cm__pixfmt_init(&r.fmt, src, model->mean, model->std);
-    r.fmt.lab = model->colorspace == CM_COLORSPACE_LAB;
-    r.dither = p->dither == CM_DITHER_ORDERED && k > 1;
-    cm_labels_plan(src, k, &r.label_bits, &r.label_masked);
-    r.kernel = p->kernel;
+    cm_model_colors(model, g->stype, r->colours);
+    cm__pixfmt_init(&r->fmt, src, model->mean, model->std);
+    r->fmt.lab = model->colorspace == CM_COLORSPACE_LAB;
+    r->dither = p->dither == CM_DITHER_ORDERED && k > 1;
+    cm_labels_plan(src, k, &r->label_bits, &r->label_masked);
+    r->kernel = p->kernel;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
-     * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget. It keys on the
+     * work, or when asked for; its 32 MiB (RGB) are outside the chunk budget, so a pass with
+     * several models goes without unless asked for it (the output is the same). It keys on the
      * pixel's colour, which decides its features (Lab ones too) and so its centre, but not
      * the dithered centre, which also follows the pixel's position: dithering goes without. */
     int64_t n_pixels = g->width * g->height;
-    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535 && !r.dither;
-    if (cacheable && (p->color_cache > 0 ||
-                      (p->color_cache < 0 && k >= 4 && n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
-        r.cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
+    bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535 && !r->dither;
+    if (cacheable && (p->color_cache > 0 || (p->color_cache < 0 && n_models == 1 && k >= 4 &&
+                                             n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
+        r->cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
+    return 0;
+}
+
+static void remapper_free(remapper_t *r)
+{
+    for (int64_t i = 0; r->chunks && i < cm_grid_count(&r->src->grid); i++)
+        chunk_out_free(r->sink, &r->chunks[i]);
+    free(r->chunks);
+    free(r->cache);
+    free(r->colours);
+    free(r->soa);
+    *r = (remapper_t){0};
+}
+
+int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
+                  const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx)
+{
+    const cm_grid_t *g = &src->grid;
+    CM_FAIL_IF(ctx, n_models < 1, CM_EUSAGE, "no model to remap with");
+    CM_FAIL_IF(ctx, p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED, CM_EUSAGE,
+               "unknown dither %d", (int)p->dither);
+    int k_max = 1;
+    for (int i = 0; i < n_models; i++) {
+        int d = models[i]->d;
+        CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT,
+                   "the model has %d features, the image %d", d, cm_grid_features(g));
+        CM_TRY(cm__colorspace_check(g, models[i]->colorspace, ctx));
+        if (models[i]->k > k_max) k_max = models[i]->k;
+    }
+    int64_t n_chunks = cm_grid_count(g);
+
+    int rc = CM_ENOMEM;
+    pass_t pass = {.src = src, .n = n_models, .k_max = k_max};
+    pass.r = calloc((size_t)n_models, sizeof(remapper_t));
+    int *ks = malloc(sizeof(int) * (size_t)n_models);
+    remap_task_t *tasks = malloc(sizeof(remap_task_t) * (size_t)n_chunks);
+    write_task_t *writes = malloc(sizeof(write_task_t) * (size_t)n_chunks * (size_t)n_models);
+    int *prev_write = malloc(sizeof(int) * (size_t)n_models);
+    cm_graph_t *graph = cm_graph_create();
+    if (!pass.r || !ks || !tasks || !writes || !prev_write || !graph) {
+        cm_fail(ctx, CM_ENOMEM, "out of memory planning %lld chunks", (long long)n_chunks);
+        goto cleanup;
+    }
+    bool labels = false;
+    for (int i = 0; i < n_models; i++) {
+        rc = remapper_init(&pass.r[i], src, models[i], p, &sinks[i], n_models, ctx);
+        if (rc < 0) goto cleanup;
+        ks[i] = models[i]->k;
+        labels |= sinks[i].want_labels;
+        prev_write[i] = -1;
+    }
     size_t held, scratch;
-    task_bytes(src, k, sink->want_labels, &held, &scratch);
-    int prev_write = -1;
-    for (int64_t i = 0; i < n_chunks; i++) {
-        tasks[i] = (remap_task_t){&r, i};
-        int remap_id, deps[2];
+    pass_bytes(src, ks, n_models, labels, &held, &scratch);
+    for (int64_t c = 0; c < n_chunks; c++) {
+        tasks[c] = (remap_task_t){&pass, c};
+        int remap_id;
         rc = cm_graph_add(graph,
                           &(cm_task_t){.fn = remap_chunk,
                                        .kind = "remap",
-                                       .arg = &tasks[i],
+                                       .arg = &tasks[c],
                                        .out_bytes = held,
                                        .work_bytes = scratch},
                           &remap_id, ctx);
         if (rc < 0) goto cleanup;
-        deps[0] = remap_id;
-        deps[1] = prev_write;
-        rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = write_chunk,
-                                       .kind = "write",
-                                       .arg = &tasks[i],
-                                       .weight = 1,
-                                       .deps = deps,
-                                       .n_deps = prev_write < 0 ? 1 : 2},
-                          &prev_write, ctx);
-        if (rc < 0) goto cleanup;
+        /* One chain of writes per model, each in chunk order; the first counts for progress. */
+        for (int i = 0; i < n_models; i++) {
+            write_task_t *w = &writes[c * n_models + i];
+            *w = (write_task_t){&pass.r[i], c};
+            int deps[2] = {remap_id, prev_write[i]};
+            rc = cm_graph_add(graph,
+                              &(cm_task_t){.fn = write_chunk,
+                                           .kind = "write",
+                                           .arg = w,
+                                           .weight = i == 0,
+                                           .deps = deps,
+                                           .n_deps = prev_write[i] < 0 ? 1 : 2},
+                              &prev_write[i], ctx);
+            if (rc < 0) goto cleanup;
+        }
     }
-    memset(model->counts, 0, sizeof(int64_t) * (size_t)k);
+    for (int i = 0; i < n_models; i++)
+        memset(models[i]->counts, 0, sizeof(int64_t) * (size_t)models[i]->k);
     rc = cm__graph_run(graph, p, "remap", ctx);
     if (rc < 0) goto cleanup;
-    model->inertia = r.inertia;
-    model->n_pixels = r.n_pixels;
+    for (int i = 0; i < n_models; i++) {
+        models[i]->inertia = pass.r[i].inertia;
+        models[i]->n_pixels = pass.r[i].n_pixels;
+    }
 cleanup:
-    for (int64_t i = 0; chunks && i < n_chunks; i++) chunk_out_free(sink, &chunks[i]);
+    for (int i = 0; pass.r && i < n_models; i++)
+        if (pass.r[i].src) remapper_free(&pass.r[i]);
     cm_graph_free(graph);
+    free(prev_write);
+    free(writes);
     free(tasks);
-    free(chunks);
-    free(r.cache);
-    free(colours);
-    free(soa);
+    free(ks);
+    free(pass.r);
     return rc;
+}
+
+int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, const cm_sink_t *sink,
+             cm_ctx_t *ctx)
+{
+    return cm_remap_many(src, &model, 1, p, sink, ctx);
 }
