@@ -87,6 +87,7 @@ enum {
     CLI_OPT_OUT_DIR,
     CLI_OPT_LABELS_DIR,
     CLI_OPT_OVERWRITE,
+    CLI_OPT_SUMMARY,
 };
 
 /* The most values -k takes in a list. */
@@ -153,6 +154,9 @@ char *cli_canonical(const char *path);
 /* Refuses (with a message) paths[j] that names the same file as paths[i], i < j, by name or
  * through links; paths[0] is the input. NULL entries are skipped. */
 bool cli_paths_distinct(const char *const *paths, int n);
+/* path with ".k<k>" before its extension ("out.tif" -> "out.k5.tif"; "out" -> "out.k5"), or
+ * NULL when path is NULL or out of memory. The caller frees it. */
+char *cli_path_with_k(const char *path, int k);
 /* "3 bands of uint8", "4 bands of uint16 with alpha": what a model must agree with. */
 void cli_describe_pixels(const cm_image_info_t *in, char *buf, size_t size);
 /* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */

@@ -83,6 +83,18 @@ bool cli_paths_distinct(const char *const *paths, int n)
     return true;
 }
 
+char *cli_path_with_k(const char *path, int k)
+{
+    if (!path) return NULL;
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    /* a dot in a directory's name, or one that starts the file's name, is no extension */
+    if (dot && ((slash && dot < slash + 2) || (!slash && dot == path))) dot = NULL;
+    size_t stem = dot ? (size_t)(dot - path) : strlen(path);
+    char *out = NULL;
+    if (asprintf(&out, "%.*s.k%d%s", (int)stem, path, k, dot ? dot : "") < 0) return NULL;
+    return out;
+}
+
 void cli_describe_pixels(const cm_image_info_t *in, char *buf, size_t size)
 {
     snprintf(buf, size, "%d band%s of %s%s", in->bands, in->bands == 1 ? "" : "s", in->sample_type,

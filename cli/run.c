@@ -2,6 +2,7 @@
  * (and the label map, and the model). Wiring only: the work is in the library. */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,11 +21,16 @@ static const char run_help[] =
     "samples and georeferencing; it appears only when complete.\n"
     "\n";
 
-/* Two strings: ISO C only promises 4095 characters in one. */
+/* Three strings: ISO C only promises 4095 characters in one. */
 static const char run_help_options[] =
     "Options:\n"
     "  -k, --clusters N        number of colours, 1 to 65535 (default 8); lowered, with a\n"
-    "                          warning, to the number of pixels that take part when fewer\n"
+    "                          warning, to the number of pixels that take part when fewer.\n"
+    "                          A list (-k 2,5,10, up to 16) fits every k on the same sample\n"
+    "                          and writes OUT, --labels and --model-out once per k, named\n"
+    "                          with .k2, .k5, ... before the extension, in one pass over IN\n"
+    "      --summary S.json    also write k, inertia, counts and outputs of every k, and\n"
+    "                          the chunk reads of the remap pass, as JSON\n"
     "      --seed N            random seed; the same seed gives the same output for any -j\n"
     "                          (default 0)\n"
     "  -j, --threads N         worker threads (default: all cores)\n"
@@ -37,7 +43,8 @@ static const char run_help_options[] =
     "      --max-iter N        step limit (default 200; lloyd 30, histogram 300 iterations)\n"
     "      --tol X             stop when no centre moves more than X sample levels (for 10\n"
     "                          steps in a row with minibatch) (default 0.01)\n"
-    "      --batch N           pixels per mini-batch step (default 8192)\n"
+    "      --batch N           pixels per mini-batch step (default 8192)\n";
+static const char run_help_outputs[] =
     "      --labels L.tif      also write the label map (uint8 when k <= 256, else uint16)\n"
     "      --model-out M.json  also write the fitted model as JSON\n"
     "      --nodata V          samples equal to V mark pixels outside the data: left out of\n"
@@ -101,13 +108,14 @@ static const struct option run_options[] = {
     {"nodata", required_argument, 0, CLI_OPT_NODATA},
     {"trace", required_argument, 0, CLI_OPT_TRACE},
     {"graph", required_argument, 0, CLI_OPT_GRAPH},
+    {"summary", required_argument, 0, CLI_OPT_SUMMARY},
     {0, 0, 0, 0},
 };
 
 typedef struct run_opts {
     cli_opts_t o;
     const char *in, *out, *labels, *model_out;
-    const char *trace_path, *graph_path;
+    const char *trace_path, *graph_path, *summary_path;
 } run_opts_t;
 
 static int parse(int argc, char **argv, run_opts_t *o)
@@ -125,17 +133,19 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case 'h':
             fputs(run_help, stdout);
             fputs(run_help_options, stdout);
+            fputs(run_help_outputs, stdout);
             return -1;
         case CLI_OPT_TRACE: o->trace_path = optarg; break;
         case CLI_OPT_GRAPH: o->graph_path = optarg; break;
+        case CLI_OPT_SUMMARY: o->summary_path = optarg; break;
         default: /* getopt has printed the problem */
             fputs("Try 'chunkmeans run --help'.\n", stderr);
             return CM_EXIT_USAGE;
         }
     }
     cli_opts_finish(&o->o);
-    if (o->o.n_k > 1) {
-        cli_error("-k: lists of k are not implemented yet; give one number");
+    if (o->o.n_k > 1 && o->o.init_path) {
+        cli_error("--init gives the centres, and so k: it cannot go with a list of k");
         return CM_EXIT_USAGE;
     }
     if (argc - optind != 2) {
@@ -183,11 +193,36 @@ static int write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *run_
     return rc;
 }
 
-static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const cm_model_t *m,
-                          const double t[3], const cm_trace_t *trace)
+/* The outputs of one k. */
+typedef struct run_out {
+    int k;
+    char *out, *labels, *model_out; /* owned */
+    cli_outputs_t w;
+    cm_model_t *model;
+    bool model_published, committed;
+} run_out_t;
+
+/* A source that counts its reads: the proof that the remap pass reads each chunk once. */
+typedef struct counted {
+    cm_source_t inner;
+    int64_t reads; /* atomic */
+} counted_t;
+
+static int counted_read(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
-    int used = 0;
-    for (int j = 0; j < m->k; j++) used += m->counts[j] > 0;
+    counted_t *c = self;
+    __atomic_fetch_add(&c->reads, 1, __ATOMIC_RELAXED);
+    return c->inner.read(c->inner.self, worker, idx, buf, ctx);
+}
+
+static int counted_keep(void *self, cm_ctx_t *ctx)
+{
+    const counted_t *c = self;
+    return c->inner.keep ? c->inner.keep(c->inner.self, ctx) : 0;
+}
+
+static void print_stages(const cm_image_info_t *in, const cm_trace_t *trace)
+{
     cm_trace_stage_t stages[8];
     int n_stages = trace ? cm_trace_stages(trace, stages, 8) : 0;
     for (int i = 0; cli_verbosity >= 2 && i < n_stages && i < 8; i++) {
@@ -199,13 +234,25 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
                     (double)in->width * (double)in->height / stages[i].seconds / 1e6);
         fprintf(stderr, "  peak %.1f MiB buffered\n", (double)stages[i].peak_bytes / (1 << 20));
     }
-    if (cli_verbosity >= 2) {
+}
+
+static void print_model(const run_out_t *r, const cm_image_info_t *in, const double t[3], bool many)
+{
+    const cm_model_t *m = r->model;
+    int used = 0;
+    for (int j = 0; j < m->k; j++) used += m->counts[j] > 0;
+    if (cli_verbosity >= 2 && !many)
         fprintf(stderr,
                 "chunkmeans: fit %.2f s (sample of %lld pixels, %d steps%s), "
                 "remap %.2f s (%.1f MPix/s)\n",
                 t[1] - t[0], (long long)m->sample_px, m->iterations,
                 m->converged ? ", converged" : ", step limit", t[2] - t[1],
                 (double)in->width * (double)in->height / (t[2] - t[1]) / 1e6);
+    if (cli_verbosity >= 2) {
+        if (many)
+            fprintf(stderr, "chunkmeans: k=%d: sample of %lld pixels, %d steps%s\n", m->k,
+                    (long long)m->sample_px, m->iterations,
+                    m->converged ? ", converged" : ", step limit");
         uint8_t *col = malloc((size_t)m->k * m->d);
         if (col) {
             cm_model_colors_u8(m, col);
@@ -217,12 +264,68 @@ static void print_summary(const run_opts_t *o, const cm_image_info_t *in, const 
             free(col);
         }
     }
-    if (cli_verbosity >= 1)
+    if (cli_verbosity >= 1 && !many)
         fprintf(stderr,
                 "chunkmeans: %s: %lldx%lld, k=%d (%d used), mean squared error %.2f, "
                 "%.2f s\n",
-                o->out, (long long)in->width, (long long)in->height, m->k, used,
+                r->out, (long long)in->width, (long long)in->height, m->k, used,
                 m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0, t[2] - t[0]);
+    else if (cli_verbosity >= 1) /* one line per k: the inertias show the elbow */
+        fprintf(stderr, "chunkmeans: %s: k=%d (%d used), inertia %.6g, mean squared error %.2f\n",
+                r->out, m->k, used, m->inertia,
+                m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0);
+}
+
+/* The summary of a run as JSON text (the caller frees it), or NULL when out of memory. */
+static char *summary_json(const run_opts_t *o, const cm_image_info_t *in, const run_out_t *outs,
+                          int n, int64_t chunks, int64_t chunks_read, int64_t fit_reads)
+{
+    json_t *root = json_object(), *runs = json_array();
+    bool bad = !root || !runs;
+    bad |= json_object_set_new(root, "input", json_string(o->in));
+    bad |= json_object_set_new(root, "width", json_integer(in->width));
+    bad |= json_object_set_new(root, "height", json_integer(in->height));
+    bad |= json_object_set_new(root, "seed", json_integer((json_int_t)o->o.params.seed));
+    bad |= json_object_set_new(root, "colorspace",
+                               json_string(cm_colorspace_name(o->o.params.colorspace)));
+    bad |= json_object_set_new(root, "chunks", json_integer(chunks));
+    bad |= json_object_set_new(root, "chunks_read", json_integer(chunks_read));
+    bad |= json_object_set_new(root, "fit_chunks_read", json_integer(fit_reads));
+    for (int i = 0; !bad && i < n; i++) {
+        const cm_model_t *m = outs[i].model;
+        json_t *r = json_object(), *counts = json_array();
+        bad |= !r || !counts;
+        for (int j = 0; !bad && j < m->k; j++)
+            bad |= json_array_append_new(counts, json_integer(m->counts[j]));
+        bad |= json_object_set_new(r, "k", json_integer(m->k));
+        bad |= json_object_set_new(r, "k_asked", json_integer(outs[i].k));
+        bad |= json_object_set_new(r, "inertia", json_real(m->inertia));
+        bad |= json_object_set_new(r, "pixels", json_integer(m->n_pixels));
+        bad |= json_object_set_new(r, "mean_squared_error",
+                                   json_real(m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0));
+        bad |= json_object_set_new(r, "counts", counts);
+        bad |= json_object_set_new(r, "output", json_string(outs[i].out));
+        bad |= json_object_set_new(r, "labels",
+                                   outs[i].labels ? json_string(outs[i].labels) : json_null());
+        bad |= json_object_set_new(
+            r, "model", outs[i].model_out ? json_string(outs[i].model_out) : json_null());
+        bad |= json_object_set_new(r, "sample_px", json_integer(m->sample_px));
+        bad |= json_object_set_new(r, "iterations", json_integer(m->iterations));
+        bad |= json_array_append_new(runs, r);
+    }
+    bad |= json_object_set_new(root, "runs", runs);
+    char *text = bad ? NULL : json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    return text;
+}
+
+/* Writes text atomically to path and frees it; CM_ENOMEM when text is NULL. */
+static int publish(const char *path, char *text, cm_ctx_t *ctx)
+{
+    if (!text) return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
+    int rc = cm_file_write_atomic(path, text, strlen(text), ctx);
+    free(text);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv)
@@ -230,20 +333,59 @@ int cmd_run(int argc, char **argv)
     run_opts_t o = {0};
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? CM_EXIT_OK : rc;
-    const char *paths[6] = {o.in, o.out, o.labels, o.model_out, o.trace_path, o.graph_path};
-    if (!cli_paths_distinct(paths, 6)) return CM_EXIT_USAGE;
     cm_params_t *params = &o.o.params;
+    /* One output per k: OUT itself for one k, OUT.kN for each of a list. */
+    int n = o.o.n_k > 1 ? o.o.n_k : 1;
+    run_out_t *outs = calloc((size_t)n, sizeof(run_out_t));
+    const char **paths = calloc(5 + 3 * (size_t)n, sizeof(char *));
+    if (!outs || !paths) {
+        free(outs);
+        free(paths);
+        cli_error("out of memory");
+        return CM_EXIT_RUNTIME;
+    }
+    bool named = true;
+    for (int i = 0; i < n; i++) {
+        run_out_t *r = &outs[i];
+        r->k = n > 1 ? o.o.ks[i] : params->k;
+        if (n > 1) {
+            r->out = cli_path_with_k(o.out, r->k);
+            r->labels = cli_path_with_k(o.labels, r->k);
+            r->model_out = cli_path_with_k(o.model_out, r->k);
+        } else {
+            r->out = strdup(o.out);
+            r->labels = o.labels ? strdup(o.labels) : NULL;
+            r->model_out = o.model_out ? strdup(o.model_out) : NULL;
+        }
+        named &= r->out && (!o.labels || r->labels) && (!o.model_out || r->model_out);
+        paths[5 + 3 * i] = r->out;
+        paths[6 + 3 * i] = r->labels;
+        paths[7 + 3 * i] = r->model_out;
+    }
+    paths[0] = o.in;
+    paths[1] = o.trace_path;
+    paths[2] = o.graph_path;
+    paths[3] = o.summary_path;
+    paths[4] = NULL;
 
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
-    cm_model_t *model = NULL;
     dot_out_t graph_out = {0};
-    cli_outputs_t w = {0};
-    char *json = NULL;
-    bool model_published = false;
+    cm_model_t **models = calloc((size_t)n, sizeof(cm_model_t *));
+    cm_sink_t *sinks = calloc((size_t)n, sizeof(cm_sink_t));
+    int *ks = calloc((size_t)n, sizeof(int));
+    bool summary_published = false;
     const char *failed = o.in; /* the file a bad input is about */
     double t[3] = {cli_now()};
+    if (!named || !models || !sinks || !ks) {
+        rc = cm_fail(&ctx, CM_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (!cli_paths_distinct(paths, 5 + 3 * n)) {
+        rc = CM_EUSAGE; /* the message is printed */
+        goto done;
+    }
     cli_catch_signals();
     params->cancel = &cli_signal;
 
@@ -256,13 +398,18 @@ int cmd_run(int argc, char **argv)
     if (rc == 0) {
         failed = o.o.init_path;
         rc = cli_opts_load_init(&o.o, cm_grid_features(&in->grid), &ctx);
+        outs[0].k = n > 1 ? outs[0].k : params->k;
     }
     if (rc < 0) goto done;
     failed = o.in;
     char *out_dir = cli_dir_of(o.out);
     snprintf(cli_scratch_dir, sizeof cli_scratch_dir, "%s", out_dir ? out_dir : ".");
     free(out_dir);
-    cm_source_t src = cli_source(img, &o.o);
+    counted_t counted = {.inner = cli_source(img, &o.o)};
+    cm_source_t src = counted.inner;
+    src.read = counted_read;
+    src.keep = counted.inner.keep ? counted_keep : NULL;
+    src.self = &counted;
     cli_progress_t prog;
     cli_progress_init(&prog, o.o.progress,
                       (double)in->width * (double)in->height / (double)cm_grid_count(&in->grid));
@@ -278,12 +425,18 @@ int cmd_run(int argc, char **argv)
                      o.o.init_path, params->k, (long long)n_px, o.in);
         goto done;
     }
-    if (params->k > n_px) {
-        cli_warn("%s: -k %d is more than its %lld pixels; using k=%lld", o.in, params->k,
-                 (long long)n_px, (long long)n_px);
-        params->k = (int)n_px;
+    bool labels = false;
+    for (int i = 0; i < n && rc == 0; i++) {
+        run_out_t *r = &outs[i];
+        if (r->k > n_px) {
+            cli_warn("%s: -k %d is more than its %lld pixels; using k=%lld", o.in, r->k,
+                     (long long)n_px, (long long)n_px);
+            r->k = (int)n_px;
+        }
+        ks[i] = r->k;
+        rc = cli_outputs_plan(&r->w, &o.o, img, &src, r->k, o.in, r->out, r->labels, &ctx);
+        labels |= r->labels || r->w.palette;
     }
-    rc = cli_outputs_plan(&w, &o.o, img, &src, params->k, o.in, o.out, o.labels, &ctx);
     if (rc < 0) goto done;
 
     /* Everything that can be checked before the fit is: the budget, and the outputs'
@@ -302,11 +455,15 @@ int cmd_run(int argc, char **argv)
         rc = cm_fail(&ctx, CM_ENOMEM, "out of memory for the graph");
         goto done;
     }
-    rc = cm_budget_check(&src, params, o.labels || w.palette, &ctx);
-    if (rc == 0) rc = cli_check_not_dir(o.model_out, &ctx);
-    if (rc == 0 && o.model_out && !cli_dir_writable(o.model_out))
-        rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", o.model_out, strerror(errno));
-    if (rc == 0) rc = cli_outputs_open(&w, &ctx);
+    /* The remap pass holds a chunk of every k at once. */
+    rc = cm_budget_check_ks(&src, params, ks, n, labels, &ctx);
+    for (int i = 0; i <= n && rc == 0; i++) {
+        const char *path = i < n ? outs[i].model_out : o.summary_path;
+        rc = cli_check_not_dir(path, &ctx);
+        if (rc == 0 && path && !cli_dir_writable(path))
+            rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", path, strerror(errno));
+    }
+    for (int i = 0; i < n && rc == 0; i++) rc = cli_outputs_open(&outs[i].w, &ctx);
     if (rc < 0) goto done;
 
     if (in->streamed) { /* strips too large for chunks: one pass into a spill store */
@@ -315,36 +472,72 @@ int cmd_run(int argc, char **argv)
         rc = cm_image_prepare(img, cli_scratch_dir, &ctx);
         if (rc < 0) goto done;
     }
-    int k = params->k;
-    rc = cli_fit(&src, 1, params, o.in, &model, &ctx);
-    if (rc == 0 && params->k != k) rc = cli_outputs_set_k(&w, &src, params->k, &ctx);
+    /* Every k is fitted on the same sample: the sample depends on the seed, never on k, so
+     * each fit is the one a run with that k alone would make. */
+    for (int i = 0; i < n && rc == 0; i++) {
+        run_out_t *r = &outs[i];
+        cm_params_t p = *params;
+        p.k = r->k;
+        rc = cli_fit(&src, 1, &p, o.in, &r->model, &ctx);
+        if (rc == 0 && p.k != r->k) rc = cli_outputs_set_k(&r->w, &src, p.k, &ctx);
+        models[i] = r->model;
+    }
     if (rc < 0) goto done;
     t[1] = cli_now();
+    int64_t fit_reads = __atomic_exchange_n(&counted.reads, 0, __ATOMIC_RELAXED);
 
-    cm_sink_t sink;
-    rc = cli_outputs_sink(&w, model, &sink, &ctx);
-    if (rc == 0) rc = cm_remap(&src, model, params, &sink, &ctx);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = cli_outputs_sink(&outs[i].w, models[i], &sinks[i], &ctx);
+    if (rc == 0) rc = cm_remap_many(&src, models, n, params, sinks, &ctx);
     cli_progress_end(&prog);
     /* A signal that came after the last task still stops the run: nothing appears. */
     if (rc == 0 && cli_signal) rc = cm_fail(&ctx, CM_ECANCELED, "interrupted");
     if (rc < 0) goto done;
-    /* The small model first: an image output is never left without the model it promises.
-     * A later commit can still fail (a file-size limit reached by the image's directory, say):
-     * the outputs committed before it are then removed, so that a failed run leaves none. */
-    if (o.model_out) {
-        json = cm_model_to_json(model, in->bands, in->alpha_band, in->sample_type);
-        rc = json ? cm_file_write_atomic(o.model_out, json, strlen(json), &ctx)
-                  : cm_fail(&ctx, CM_ENOMEM, "%s: out of memory", o.model_out);
-        if (rc < 0) goto done;
-        model_published = true;
+    int64_t n_chunks = cm_grid_count(&in->grid),
+            chunks_read = __atomic_load_n(&counted.reads, __ATOMIC_RELAXED);
+    /* The small files first: an image output is never left without the model or summary it
+     * promises. A later commit can still fail (a file-size limit reached by the image's
+     * directory, say): the outputs committed before it are then removed, so that a failed run
+     * leaves none. */
+    for (int i = 0; i < n && rc == 0; i++) {
+        run_out_t *r = &outs[i];
+        if (!r->model_out) continue;
+        rc = publish(r->model_out,
+                     cm_model_to_json(r->model, in->bands, in->alpha_band, in->sample_type), &ctx);
+        r->model_published = rc == 0;
     }
-    rc = cli_outputs_commit(&w, &ctx);
+    if (rc == 0 && o.summary_path) {
+        rc = publish(o.summary_path,
+                     summary_json(&o, in, outs, n, n_chunks, chunks_read, fit_reads), &ctx);
+        summary_published = rc == 0;
+    }
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = cli_outputs_commit(&outs[i].w, &ctx);
+        outs[i].committed = rc == 0;
+    }
     if (rc < 0) goto done;
     t[2] = cli_now();
-    print_summary(&o, in, model, t, params->trace);
+    print_stages(in, params->trace);
+    for (int i = 0; i < n; i++) print_model(&outs[i], in, t, n > 1);
+    if (cli_verbosity >= 2)
+        fprintf(stderr,
+                "chunkmeans: remap pass: %lld chunk reads for %lld chunks and %d output%s; the "
+                "fit%s read %lld\n",
+                (long long)chunks_read, (long long)n_chunks, n, n == 1 ? "" : "s",
+                n == 1 ? "" : "s", (long long)fit_reads);
+    if (cli_verbosity >= 1 && n > 1)
+        fprintf(stderr, "chunkmeans: %lldx%lld, %d values of k in one pass over %s, %.2f s\n",
+                (long long)in->width, (long long)in->height, n, o.in, t[2] - t[0]);
 done:
     if (rc < 0 && params->progress) cli_progress_end(params->progress_user);
-    if (rc < 0 && model_published) unlink(o.model_out);
+    for (int i = 0; rc < 0 && i < n; i++) {
+        if (outs[i].model_published) unlink(outs[i].model_out);
+        if (outs[i].committed) {
+            unlink(outs[i].out);
+            if (outs[i].labels) unlink(outs[i].labels);
+        }
+    }
+    if (rc < 0 && summary_published) unlink(o.summary_path);
     /* The trace and the graph are written whether the run worked or not: that is when they
      * help most. Their own failure is reported, and fails the run only if it had not. */
     if (o.trace_path && params->trace) {
@@ -358,10 +551,20 @@ done:
         free(graph_out.text);
     }
     cm_trace_free(params->trace);
-    cli_outputs_abort(&w);
-    free(json);
-    cm_model_free(model);
+    for (int i = 0; i < n; i++) {
+        cli_outputs_abort(&outs[i].w);
+        cm_model_free(outs[i].model);
+        free(outs[i].out);
+        free(outs[i].labels);
+        free(outs[i].model_out);
+    }
+    free(outs);
+    free(paths);
+    free(models);
+    free(sinks);
+    free(ks);
     cm_image_close(img);
     cli_opts_free(&o.o);
+    if (rc == CM_EUSAGE && !ctx.msg[0]) return CM_EXIT_USAGE; /* the message is printed */
     return rc < 0 ? cli_fail(&ctx, rc, failed) : CM_EXIT_OK;
 }

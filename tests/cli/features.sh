@@ -152,4 +152,76 @@ case_apply_dither_is_run_dither() {
     cmp runlab.tif applylab.tif || fail "lab: apply --dither ordered differs from run"
 }
 
+case_k_list_gives_the_outputs_of_separate_runs() {
+    mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif out.tif -k 2,5,10 --seed 3 --labels lab.tif --model-out m.json
+    for k in 2 5 10; do
+        [ -s "out.k$k.tif" ] && [ -s "lab.k$k.tif" ] && [ -s "m.k$k.json" ] || fail "k=$k: missing"
+        said "out.k$k.tif: k=$k ($k used), inertia "
+    done
+    no_outputs out.tif lab.tif m.json
+    [ "$(grep -c 'inertia' err.txt)" -eq 3 ] || fail "not one inertia line per k: $(cat err.txt)"
+    for k in 2 5 10; do
+        expect 0 cm run in.tif "one$k.tif" -k "$k" --seed 3 --labels "onelab$k.tif" \
+            --model-out "one$k.json" -q
+        cmp "one$k.tif" "out.k$k.tif" || fail "k=$k: the list's output differs from -k $k alone"
+        cmp "onelab$k.tif" "lab.k$k.tif" || fail "k=$k: the label maps differ"
+        cmp "one$k.json" "m.k$k.json" || fail "k=$k: the models differ"
+        check at-most "out.k$k.tif" "$k" noalpha
+    done
+    # threads, dither and lab go through the pass alike
+    expect 0 cm run in.tif j1.tif -k 3,6 --seed 3 -j1 -q --dither ordered --colorspace lab
+    expect 0 cm run in.tif j2.tif -k 6,3 --seed 3 -j2 -q --dither ordered --colorspace lab
+    expect 0 cm run in.tif solo.tif -k 6 --seed 3 -q --dither ordered --colorspace lab
+    cmp j1.k3.tif j2.k3.tif && cmp j1.k6.tif j2.k6.tif || fail "-k 3,6: -j1 and -j2 differ"
+    cmp solo.tif j1.k6.tif || fail "-k 3,6 --dither ordered --colorspace lab differs from -k 6"
+    # names without an extension, and in a directory with a dot
+    mkdir d.dir
+    expect 0 cm run in.tif d.dir/plain -k 2,3 -q
+    [ -s d.dir/plain.k2 ] && [ -s d.dir/plain.k3 ] || fail "names: $(ls d.dir)"
+}
+
+case_summary_counts_one_read_per_chunk() {
+    # 700 x 500 in chunks of 128: 6 x 4 = 24 chunks
+    mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 128
+    expect 0 cm run in.tif out.tif -k 10,2,5 --seed 1 --tile 128 --summary s.json -v
+    said "remap pass: 24 chunk reads for 24 chunks and 3 outputs"
+    "$PYTHON" - s.json <<'PY' || fail "summary: $(cat s.json)"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["chunks"] == 24 and s["chunks_read"] == 24, (s["chunks"], s["chunks_read"])
+runs = {r["k"]: r for r in s["runs"]}
+assert sorted(runs) == [2, 5, 10] and [r["k"] for r in s["runs"]] == [10, 2, 5]
+for k, r in runs.items():
+    assert r["output"] == f"out.k{k}.tif" and len(r["counts"]) == k, r
+    assert sum(r["counts"]) == r["pixels"] == 700 * 500, r
+    assert r["labels"] is None and r["model"] is None
+inertia = [runs[k]["inertia"] for k in (2, 5, 10)]
+assert inertia[0] > inertia[1] > inertia[2] > 0, inertia
+PY
+    # striped input, and one k: the same counter
+    mk strips.tif --width 300 --height 260 --bands 3 --pattern photo --strip 16
+    expect 0 cm run strips.tif one.tif -k 4 --summary one.json -q
+    "$PYTHON" -c "import json,sys; s=json.load(open('one.json')); \
+assert s['chunks_read'] == s['chunks'] and len(s['runs']) == 1 and s['runs'][0]['output'] == 'one.tif', s" ||
+        fail "one k: $(cat one.json)"
+}
+
+case_k_list_usage_errors_exit_2() {
+    mk in.tif --width 120 --height 80 --bands 3 --pattern photo --tile 32
+    for bad in 2,5,2 2,,5 2,x 0,3 2,5, ,2 -2,3 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17; do
+        expect 2 cm run in.tif out.tif -k "$bad"
+        said "-k"
+    done
+    echo '[[1, 2, 3], [4, 5, 6]]' >c.json
+    expect 2 cm run in.tif out.tif -k 2,3 --init c.json
+    said "--init"
+    expect 2 cm fit in.tif -k 2,3 -o m.json
+    said "a list of k is for run"
+    # two values of k whose outputs would be one file
+    expect 2 cm run in.tif out.tif -k 2,3 --labels out.tif
+    said "another output"
+    no_outputs out.k2.tif out.k3.tif m.json
+}
+
 "case_$1"
