@@ -325,6 +325,11 @@ int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *
     pass_bytes(src, ks, n_k, labels, &held, &scratch);
     if (held + scratch > need) need = held + scratch;
     if (need <= p->budget_bytes) return 0;
+    if (n_k > 1)
+        return cm_fail(ctx, CM_EBUDGET,
+                       "memory budget of %zu bytes is too small: a chunk remapped with %d "
+                       "models at once needs %zu bytes (use --memory %zuM or more)",
+                       p->budget_bytes, n_k, need, (need + (1u << 20) - 1) >> 20);
     return cm_fail(ctx, CM_EBUDGET,
                    "memory budget of %zu bytes is too small: a chunk needs %zu bytes at once "
                    "(use --memory %zuM or more)",

@@ -179,6 +179,11 @@ case_k_list_gives_the_outputs_of_separate_runs() {
     mkdir d.dir
     expect 0 cm run in.tif d.dir/plain -k 2,3 -q
     [ -s d.dir/plain.k2 ] && [ -s d.dir/plain.k3 ] || fail "names: $(ls d.dir)"
+    # the pass holds a chunk of every k: a budget for one is too small for three
+    expect 0 cm run in.tif one.tif -k 2 --memory 1M -q
+    expect 2 cm run in.tif three.tif -k 2,5,10 --memory 1M
+    said "remapped with 3 models at once"
+    no_outputs three.k2.tif three.k5.tif three.k10.tif
 }
 
 case_summary_counts_one_read_per_chunk() {
