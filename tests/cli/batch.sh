@@ -3,31 +3,10 @@
 # exists, going on past a failing file), and fit then apply giving the pixels of run. Each case
 # makes its own small TIFFs and takes seconds. Usage: batch.sh CASE (run by meson test).
 set -uo pipefail
-: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/cm-batch.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
+. "$here/lib.sh"
+enter_work batch
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
-mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
-cm() { "$CHUNKMEANS" "$@"; }
-# expect CODE CMD...: runs CMD, requires exit CODE, keeps stdout and stderr in out.txt, err.txt
-expect() {
-    local want=$1
-    shift
-    "$@" >out.txt 2>err.txt
-    local got=$?
-    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
-    ! grep -q -E "Sanitizer|runtime error:" err.txt || { cat err.txt >&2; fail "sanitizer report"; }
-}
-said() { grep -q -- "$1" err.txt || fail "stderr lacks '$1': $(cat err.txt)"; }
-no_temporaries() {
-    local parts
-    parts=$(find . -name '*.part-*' | head -5)
-    [ -z "$parts" ] || fail "temporary files left: $parts"
-}
 # many N DIR [mkimage options]: N small RGB images DIR/f01.tif ... of different seeds and sizes.
 many() {
     local n=$1 dir=$2 i

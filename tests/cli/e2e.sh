@@ -3,28 +3,9 @@
 # cm-mkimage, which writes them with libtiff) and checks outputs with independent readers
 # (tiffinfo, and tifffile through check.py). Usage: e2e.sh CASE (run by meson test).
 set -uo pipefail
-: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/cm-e2e.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
-mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
-cm() { "$CHUNKMEANS" "$@"; }
-# expect CODE CMD...: runs CMD, requires exit CODE, keeps stderr in err.txt
-expect() {
-    local want=$1
-    shift
-    "$@" >out.txt 2>err.txt
-    local got=$?
-    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
-}
-no_outputs() { # no output and no temporary file left in the directory
-    for f in "$@"; do [ ! -e "$f" ] || fail "$f was left behind"; done
-    ! ls ./*.part-* >/dev/null 2>&1 || fail "temporary files left: $(ls ./*.part-*)"
-}
+. "$here/lib.sh"
+enter_work e2e
 
 case_output_has_input_shape() {
     mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 256 --compression deflate

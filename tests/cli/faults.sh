@@ -5,37 +5,13 @@
 # limits of size, tiles, k and bands. Each case makes its own files and takes seconds.
 # Usage: faults.sh CASE (run by meson test, suite 'faults').
 set -uo pipefail
-: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/cm-faults.XXXXXX")
+. "$here/lib.sh"
+enter_work faults
 pid=
 # A run left in the background by a failed check is killed (stopped or not).
 trap '[ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null; chmod -R u+w "$work"; rm -rf "$work"' EXIT
-cd "$work" || exit 1
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
-mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
-cm() { "$CHUNKMEANS" "$@"; }
-# expect CODE CMD...: runs CMD, requires exit CODE, keeps stdout and stderr in out.txt, err.txt
-expect() {
-    local want=$1
-    shift
-    "$@" >out.txt 2>err.txt
-    local got=$?
-    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
-    no_sanitizer_report err.txt
-}
-no_sanitizer_report() {
-    ! grep -q -E "Sanitizer|runtime error:" "$1" || { cat "$1" >&2; fail "sanitizer report"; }
-}
-said() { grep -q -- "$1" err.txt || fail "stderr lacks '$1': $(tr '\r' '\n' <err.txt)"; }
-no_outputs() { # the files do not exist, and no temporary file is left under the directories
-    for f in "$@"; do [ ! -e "$f" ] || fail "$f was left behind"; done
-    local parts
-    parts=$(find . -name '*.part-*' | head -5)
-    [ -z "$parts" ] || fail "temporary files left: $parts"
-}
 # start CMD...: runs CMD in the background with SIGINT at its default (a shell without job
 # control would have it ignored), stderr in err.txt; its process id in $pid.
 start() {

@@ -4,30 +4,9 @@
 # one remap pass. Each case makes its own small TIFFs and takes seconds.
 # Usage: features.sh CASE (run by meson test).
 set -uo pipefail
-: "${CHUNKMEANS:?}" "${MKIMAGE:?}" "${PYTHON:=/usr/bin/python3}"
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/cm-features.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-check() { "$PYTHON" "$here/check.py" "$@" || fail "check $1 $*"; }
-mk() { "$MKIMAGE" "$@" --quiet || fail "cm-mkimage $*"; }
-cm() { "$CHUNKMEANS" "$@"; }
-# expect CODE CMD...: runs CMD, requires exit CODE, keeps stdout and stderr in out.txt, err.txt
-expect() {
-    local want=$1
-    shift
-    "$@" >out.txt 2>err.txt
-    local got=$?
-    [ "$got" -eq "$want" ] || { cat err.txt >&2; fail "$* exited $got, expected $want"; }
-    ! grep -q -E "Sanitizer|runtime error:" err.txt || { cat err.txt >&2; fail "sanitizer report"; }
-}
-said() { grep -q -- "$1" err.txt || fail "stderr lacks '$1': $(cat err.txt)"; }
-no_outputs() { # no output and no temporary file left in the directory
-    for f in "$@"; do [ ! -e "$f" ] || fail "$f was left behind"; done
-    ! ls ./*.part-* >/dev/null 2>&1 || fail "temporary files left: $(ls ./*.part-*)"
-}
+. "$here/lib.sh"
+enter_work features
 
 case_lab_gives_at_most_k_colours_unlike_rgb() {
     mk in.tif --width 500 --height 300 --bands 3 --pattern photo --tile 128
