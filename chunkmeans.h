@@ -87,4 +87,16 @@ int cm_model_save(const cm_model_t *m, const cm_model_meta_t *meta, const char *
  * cm_model_free; meta (may be NULL) receives what it fits. */
 int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx);
 
+/* Where a remap pass writes TIFFs: out receives the recoloured pixels (or the labels, when
+ * out_takes_labels: a palette image), labels (or NULL) the label map; grid is the source's. */
+typedef struct cm_writers_sink {
+    const cm_grid_t *grid;
+    cm_writer_t *out, *labels;
+    bool out_takes_labels;
+} cm_writers_sink_t;
+
+/* The sink for cm_remap over those writers: tiles are compressed in the workers and written
+ * in chunk order. state must stay in place until the remap returns. */
+cm_sink_t cm_writers_sink(const cm_writers_sink_t *state);
+
 #endif

@@ -111,48 +111,6 @@ static int fit_input(input_t *in, const cm_source_t *src, const cm_options_t *o,
     return 0;
 }
 
-/* The outputs of one image being written. */
-typedef struct outputs {
-    const cm_grid_t *grid;
-    cm_writer_t *img, *labels;
-} outputs_t;
-
-typedef struct encoded_pair {
-    cm_encoded_t *img, *labels;
-} encoded_pair_t;
-
-static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-                       void **encoded, cm_ctx_t *ctx)
-{
-    const outputs_t *w = self;
-    int64_t x, y, cw, ch;
-    cm_grid_rect(w->grid, idx, &x, &y, &cw, &ch);
-    encoded_pair_t *e = calloc(1, sizeof *e);
-    CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory encoding chunk %lld", (long long)idx);
-    *encoded = e;
-    CM_TRY(cm_writer_encode(w->img, x, y, cw, ch, pixels, &e->img, ctx));
-    if (w->labels) CM_TRY(cm_writer_encode(w->labels, x, y, cw, ch, labels, &e->labels, ctx));
-    return 0;
-}
-
-static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-                    void *encoded, cm_ctx_t *ctx)
-{
-    const outputs_t *w = self;
-    const encoded_pair_t *e = encoded;
-    CM_TRY(cm_writer_put_encoded(w->img, e->img, ctx));
-    if (w->labels) CM_TRY(cm_writer_put_encoded(w->labels, e->labels, ctx));
-    return 0;
-}
-
-static void sink_discard(void *self, void *encoded)
-{
-    encoded_pair_t *e = encoded;
-    cm_encoded_free(e->img);
-    cm_encoded_free(e->labels);
-    free(e);
-}
-
 static int check_not_dir(const char *path, cm_ctx_t *ctx)
 {
     struct stat st;
@@ -206,15 +164,11 @@ static int apply_input(input_t *in, const cm_source_t *src, cm_model_t *model,
 
     cm_params_t p = o->params;
     CM_TRY(cm_budget_check(src, &p, o->labels_path != NULL, ctx));
-    outputs_t w = {.grid = &info->grid};
-    int rc = cm_writer_open(out_path, &spec, &w.img, ctx);
+    cm_writers_sink_t w = {.grid = &info->grid};
+    int rc = cm_writer_open(out_path, &spec, &w.out, ctx);
     if (rc == 0 && o->labels_path) rc = cm_writer_open(o->labels_path, &lspec, &w.labels, ctx);
     if (rc == 0) rc = input_prepare(in, ctx);
-    cm_sink_t sink = {.encode = sink_encode,
-                      .put = sink_put,
-                      .discard = sink_discard,
-                      .self = &w,
-                      .want_labels = o->labels_path != NULL};
+    cm_sink_t sink = cm_writers_sink(&w);
     if (rc == 0) rc = cm_remap(src, model, &p, &sink, ctx);
     if (rc == 0 && p.cancel && *p.cancel) rc = cm_fail(ctx, CM_ECANCELED, "interrupted");
     if (rc == 0 && w.labels) {
@@ -222,12 +176,12 @@ static int apply_input(input_t *in, const cm_source_t *src, cm_model_t *model,
         w.labels = NULL;
     }
     if (rc == 0) {
-        rc = cm_writer_commit(w.img, ctx);
-        w.img = NULL;
+        rc = cm_writer_commit(w.out, ctx);
+        w.out = NULL;
         if (rc < 0 && o->labels_path) unlink(o->labels_path); /* a failed output leaves none */
     }
     cm_writer_abort(w.labels);
-    cm_writer_abort(w.img);
+    cm_writer_abort(w.out);
     return rc;
 }
 

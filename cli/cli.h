@@ -171,6 +171,7 @@ typedef struct cli_outputs {
     int label_bits;
     uint32_t masked;
     cm_writer_t *w_out, *w_labels;
+    cm_writers_sink_t sink; /* what the remap's sink writes through */
 } cli_outputs_t;
 
 /* Chooses compression (IN's, or deflate when it is lossy or cannot be written; warnings say

@@ -109,43 +109,6 @@ int cli_check_not_dir(const char *path, cm_ctx_t *ctx)
     return 0;
 }
 
-/* Compressed tiles of one chunk, for the image and the label map. */
-typedef struct encoded_pair {
-    cm_encoded_t *out, *labels;
-} encoded_pair_t;
-
-static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-                       void **encoded, cm_ctx_t *ctx)
-{
-    const cli_outputs_t *s = self;
-    int64_t x, y, w, h;
-    cm_grid_rect(&s->in->grid, idx, &x, &y, &w, &h);
-    encoded_pair_t *e = calloc(1, sizeof(encoded_pair_t));
-    CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory encoding chunk %lld", (long long)idx);
-    *encoded = e;
-    CM_TRY(cm_writer_encode(s->w_out, x, y, w, h, s->palette ? labels : pixels, &e->out, ctx));
-    if (s->w_labels) CM_TRY(cm_writer_encode(s->w_labels, x, y, w, h, labels, &e->labels, ctx));
-    return 0;
-}
-
-static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
-                    void *encoded, cm_ctx_t *ctx)
-{
-    const cli_outputs_t *s = self;
-    const encoded_pair_t *e = encoded;
-    CM_TRY(cm_writer_put_encoded(s->w_out, e->out, ctx));
-    if (s->w_labels) CM_TRY(cm_writer_put_encoded(s->w_labels, e->labels, ctx));
-    return 0;
-}
-
-static void sink_discard(void *self, void *encoded)
-{
-    encoded_pair_t *e = encoded;
-    cm_encoded_free(e->out);
-    cm_encoded_free(e->labels);
-    free(e);
-}
-
 /* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
  * colours (grey centres on all three channels); unused entries stay black. */
 static void palette_colours(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
@@ -240,11 +203,11 @@ int cli_outputs_sink(cli_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
         pspec.bigtiff = w->lspec.bigtiff;
         CM_TRY(cm_writer_open(w->out, &pspec, &w->w_out, ctx));
     }
-    *sink = (cm_sink_t){.encode = sink_encode,
-                        .put = sink_put,
-                        .discard = sink_discard,
-                        .self = w,
-                        .want_labels = w->labels || w->palette};
+    w->sink = (cm_writers_sink_t){.grid = &w->in->grid,
+                                  .out = w->w_out,
+                                  .labels = w->w_labels,
+                                  .out_takes_labels = w->palette};
+    *sink = cm_writers_sink(&w->sink);
     return 0;
 }
 
