@@ -1,11 +1,11 @@
 /* chunkmeans apply MODEL.json IN... (OUT | --out-dir DIR): remaps inputs with a fitted model.
- * Several inputs are processed a few at a time, side by side, each with its share of the
- * threads and of the memory budget; a file that fails is reported and the others go on. */
+ * Every input is a sub-graph of one remap pass (cm_remap_batch), so that inputs overlap within
+ * the threads and the memory budget; a file that fails is reported and the others go on. */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,20 +23,20 @@ static const char apply_help[] =
     "\n"
     "An output that exists already is complete (outputs appear only when complete) and is\n"
     "skipped, with its label map, unless --overwrite: a batch that stopped can be run again\n"
-    "and does only what is left. Several inputs are processed side by side, a few at a time,\n"
-    "each with its share of -j and --memory (an input whose chunks need more runs alone, with\n"
-    "all of --memory). An input that fails is reported and the others go on; the end lists\n"
-    "every failure, one line each.\n"
+    "and does only what is left. All inputs are remapped in one task graph, each input a\n"
+    "sub-graph (open, a task per chunk, writes in order, close) that overlaps the others\n"
+    "within -j and --memory; at most -j + 1 inputs are open at once. An input that fails (a\n"
+    "bad file, or chunks that alone need more than --memory) is reported and the others go\n"
+    "on; the end lists every failure, one line each.\n"
     "\n"
     "Options:\n"
     "      --out-dir DIR       write each IN as DIR/<IN's file name> (made if missing)\n"
     "      --labels L.tif      also write the label map (one input)\n"
     "      --labels-dir LDIR   also write each label map as LDIR/<IN's file name>\n"
     "      --overwrite         write outputs that exist already\n"
-    "  -j, --threads N         worker threads, shared by the files in progress (default: all\n"
-    "                          cores)\n"
-    "      --memory SIZE       budget for chunk buffers in flight, shared likewise (default\n"
-    "                          256M)\n"
+    "  -j, --threads N         worker threads (default: all cores)\n"
+    "      --memory SIZE       budget for chunk buffers in flight, of all inputs together\n"
+    "                          (default 256M)\n"
     "      --nodata V          samples equal to V mark pixels outside the data (default: each\n"
     "                          input's GDAL_NODATA)\n"
     "      --format F          rgb or palette, as for run (default: palette for a palette\n"
@@ -48,8 +48,10 @@ static const char apply_help[] =
     "      --color-cache WHEN  auto, on or off, as for run\n"
     "      --dither D          none or ordered, as for run: the same pixels as run with it\n"
     "      --colorspace CS     the model's colour space is used; a different one is refused\n"
-    "      --progress WHEN     auto, always or never: progress bar on stderr (in files, for\n"
-    "                          several inputs)\n"
+    "      --progress WHEN     auto, always or never: progress bar on stderr (chunks of all\n"
+    "                          inputs)\n"
+    "      --trace FILE.json   write every task's start, end, thread, kind and bytes in the\n"
+    "                          Chrome trace-event format (Perfetto, chrome://tracing)\n"
     "  -q, --quiet             errors only\n"
     "  -v, --verbose           a line for every file written or skipped\n"
     "  -h, --help              this text\n"
@@ -74,6 +76,7 @@ static const struct option apply_options[] = {
     {"dither", required_argument, 0, CLI_OPT_DITHER},
     {"colorspace", required_argument, 0, CLI_OPT_COLORSPACE},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
+    {"trace", required_argument, 0, CLI_OPT_TRACE},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
@@ -82,6 +85,8 @@ static const struct option apply_options[] = {
 
 typedef enum job_state { JOB_TODO, JOB_SKIPPED, JOB_WRITTEN, JOB_FAILED } job_state_t;
 
+struct batch;
+
 /* One input and its outputs. */
 typedef struct job {
     const char *in;
@@ -89,26 +94,27 @@ typedef struct job {
     job_state_t state;
     int rc;
     char msg[2 * CM_MSG_MAX]; /* why it failed */
+    /* while its sub-graph runs: between open and close */
+    struct batch *b;
+    cm_model_t *model;
+    cm_image_t *img;
+    cli_outputs_t w;
+    cm_sink_t sink;
 } job_t;
 
 typedef struct batch {
     cli_opts_t o;
-    const char *model_path, *out_dir, *labels_dir, *labels;
+    const char *model_path, *out_dir, *labels_dir, *labels, *trace_path;
     bool overwrite;
     char *model_text;
     size_t model_len;
     cm_model_meta_t meta;
     cm_colorspace_t colorspace; /* the model's */
+    int k;                      /* the model's */
+    cm_trace_t *trace;          /* --trace: every task of the pass */
     job_t *jobs;
-    int n_jobs, n_todo;
-    int threads_per;   /* threads of one file in progress */
-    size_t budget_per; /* its share of --memory */
-    /* shared by the file threads */
-    pthread_mutex_t mu;
-    int next, n_done;
+    int n_jobs;
     cli_progress_t prog;
-    pthread_rwlock_t solo; /* held for reading by a file in progress; for writing by one that
-                            * needs the whole budget */
 } batch_t;
 
 static int parse(int argc, char **argv, batch_t *b)
@@ -125,6 +131,7 @@ static int parse(int argc, char **argv, batch_t *b)
         case CLI_OPT_LABELS: b->labels = optarg; break;
         case CLI_OPT_LABELS_DIR: b->labels_dir = optarg; break;
         case CLI_OPT_OVERWRITE: b->overwrite = true; break;
+        case CLI_OPT_TRACE: b->trace_path = optarg; break;
         case 'h': fputs(apply_help, stdout); return -1;
         default: /* getopt has printed the problem */
             fputs("Try 'chunkmeans apply --help'.\n", stderr);
@@ -235,8 +242,8 @@ static int plan_jobs(batch_t *b)
             cli_error("out of memory");
             return CM_EXIT_RUNTIME;
         }
-        const char *paths[4] = {j->in, j->out, j->labels, b->model_path};
-        if (!cli_paths_distinct(paths, 4)) return CM_EXIT_USAGE;
+        const char *paths[5] = {j->in, j->out, j->labels, b->model_path, b->trace_path};
+        if (!cli_paths_distinct(paths, 5)) return CM_EXIT_USAGE;
     }
     return check_collisions(b);
 }
@@ -248,118 +255,181 @@ static bool exists(const char *path)
     return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Writes the outputs of one input with its share of threads and budget. */
-static int apply_one(batch_t *b, job_t *job, int threads, size_t budget, bool progress,
-                     cm_ctx_t *ctx)
+/* Records job's failure (rc, with ctx's message) in words that name its input. */
+static void job_record(job_t *job, int rc, const cm_ctx_t *ctx)
 {
-    cm_model_t *model = NULL;
-    cm_image_t *img = NULL;
-    cli_outputs_t w = {0};
-    cm_params_t p = b->o.params;
-    p.n_threads = threads;
-    p.budget_bytes = budget;
-    p.cancel = &cli_signal;
-    p.progress = progress ? cli_progress_update : NULL;
-    p.progress_user = &b->prog;
-    /* Each file remaps with its own copy of the model: the remap writes its counts. */
-    int rc = cm_model_from_json(b->model_text, b->model_len, b->model_path, &model, &b->meta, ctx);
-    if (rc == 0) rc = cm_image_open(job->in, threads, &img, ctx);
-    if (rc == 0) cm_image_set_cancel(img, &cli_signal);
-    if (rc == 0) rc = cm_image_set_chunk_side(img, b->o.tile, ctx);
-    if (rc < 0) goto done;
-    const cm_image_info_t *in = cm_image_info(img);
-    if (progress)
-        b->prog.px_per_chunk =
-            (double)in->width * (double)in->height / (double)cm_grid_count(&in->grid);
-    if (in->bands != b->meta.bands || in->stype != b->meta.stype ||
-        in->alpha_band != b->meta.alpha_band) {
-        char mine[64];
-        cli_describe_pixels(in, mine, sizeof mine);
-        rc = cm_fail(ctx, CM_EINPUT, "%s: %s, but the model %s was fitted on %d band%s of %s%s",
-                     job->in, mine, b->model_path, b->meta.bands, b->meta.bands == 1 ? "" : "s",
-                     cm_stype_name(b->meta.stype), b->meta.alpha_band >= 0 ? " with alpha" : "");
-        goto done;
-    }
-    cm_source_t src = cli_source(img, &b->o);
-    src.keep = NULL; /* one pass: nothing to keep */
-    rc = cli_outputs_plan(&w, &b->o, img, &src, model->k, job->in, job->out, job->labels, ctx);
-    if (rc == 0) rc = cm_budget_check(&src, &p, job->labels || w.palette, ctx);
-    if (rc == 0) rc = cli_outputs_open(&w, ctx);
-    if (rc == 0 && in->streamed) {
-        char *dir = cli_dir_of(job->out);
-        rc = dir ? cm_image_prepare(img, dir, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
-        free(dir);
-    }
-    cm_sink_t sink;
-    if (rc == 0) rc = cli_outputs_sink(&w, model, &sink, ctx);
-    if (rc == 0) rc = cm_remap(&src, model, &p, &sink, ctx);
-    if (progress) cli_progress_end(&b->prog);
-    if (rc == 0 && cli_signal) rc = cm_fail(ctx, CM_ECANCELED, "interrupted");
-    if (rc == 0) rc = cli_outputs_commit(&w, ctx);
-    if (rc == 0 && (cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1)))
-        fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d, mean squared error %.2f\n", job->out,
-                (long long)in->width, (long long)in->height, model->k,
-                model->n_pixels ? model->inertia / (double)model->n_pixels : 0.0);
-done:
-    cli_outputs_abort(&w);
-    cm_image_close(img);
-    cm_model_free(model);
-    return rc;
-}
-
-/* Runs one job: skipped when its outputs exist; on a budget too small for its share, again
- * alone with the whole budget. Records its state and message. */
-static void run_job(batch_t *b, job_t *job)
-{
-    if (!b->overwrite && exists(job->out) && (!job->labels || exists(job->labels))) {
-        job->state = JOB_SKIPPED;
-        if (cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1))
-            fprintf(stderr, "chunkmeans: %s exists; skipped (--overwrite writes it again)\n",
-                    job->out);
-        return;
-    }
-    cm_ctx_t ctx;
-    cm_ctx_init(&ctx);
-    bool single = b->n_jobs == 1;
-    pthread_rwlock_rdlock(&b->solo);
-    int rc = apply_one(b, job, b->threads_per, b->budget_per, single, &ctx);
-    pthread_rwlock_unlock(&b->solo);
-    if (rc == CM_EBUDGET && b->budget_per < b->o.params.budget_bytes) {
-        cm_ctx_init(&ctx);
-        pthread_rwlock_wrlock(&b->solo);
-        rc = apply_one(b, job, b->threads_per, b->o.params.budget_bytes, single, &ctx);
-        pthread_rwlock_unlock(&b->solo);
-    }
     job->rc = rc;
     job->state = rc < 0 ? JOB_FAILED : JOB_WRITTEN;
-    if (rc < 0 && rc != CM_ECANCELED) {
-        const char *msg = ctx.msg[0] ? ctx.msg : cm_strerror(rc);
+    if (rc == CM_ECANCELED) {
+        snprintf(job->msg, sizeof job->msg, "%s: interrupted", job->in);
+    } else if (rc < 0) {
+        const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
         if (strstr(msg, job->in) || strstr(msg, job->out))
             snprintf(job->msg, sizeof job->msg, "%s", msg);
         else
             snprintf(job->msg, sizeof job->msg, "%s: %s", job->in, msg);
-        if (!single) cli_error("%s", job->msg);
-    } else if (rc < 0) {
-        snprintf(job->msg, sizeof job->msg, "%s: interrupted", job->in);
     }
 }
 
-/* A file thread: takes the next job until none is left (or a signal came). */
-static void *file_thread(void *arg)
+/* Whether --format and the input make a palette output (whose pixels are the labels). */
+static bool palette_output(const batch_t *b, const cm_image_info_t *in)
 {
-    batch_t *b = arg;
-    for (;;) {
-        pthread_mutex_lock(&b->mu);
-        int i = b->next < b->n_jobs && !cli_signal ? b->next++ : -1;
-        pthread_mutex_unlock(&b->mu);
-        if (i < 0) break;
-        run_job(b, &b->jobs[i]);
-        pthread_mutex_lock(&b->mu);
-        b->n_done++;
-        if (b->n_jobs > 1) cli_progress_update(&b->prog, "apply", b->n_done, b->n_jobs);
-        pthread_mutex_unlock(&b->mu);
+    return !strcmp(b->o.format, "palette") || (!strcmp(b->o.format, "auto") && in->palette);
+}
+
+/* Reads the header of job's input to plan its sub-graph (grid, masks, labels) and checks that
+ * the model fits it; the file is closed again until the pass reaches it. */
+static int probe(batch_t *b, job_t *job, cm_remap_job_t *rj, cm_ctx_t *ctx)
+{
+    cm_image_t *img = NULL;
+    int rc = cm_image_open(job->in, 1, &img, ctx);
+    if (rc == 0) rc = cm_image_set_chunk_side(img, b->o.tile, ctx);
+    if (rc == 0) {
+        const cm_image_info_t *in = cm_image_info(img);
+        if (in->bands != b->meta.bands || in->stype != b->meta.stype ||
+            in->alpha_band != b->meta.alpha_band) {
+            char mine[64];
+            cli_describe_pixels(in, mine, sizeof mine);
+            rc = cm_fail(ctx, CM_EINPUT, "%s: %s, but the model %s was fitted on %d band%s of %s%s",
+                         job->in, mine, b->model_path, b->meta.bands,
+                         b->meta.bands == 1 ? "" : "s", cm_stype_name(b->meta.stype),
+                         b->meta.alpha_band >= 0 ? " with alpha" : "");
+        }
+        rj->src = cli_source(img, &b->o);
+        rj->src.read = NULL; /* open() reads through an image opened for every worker */
+        rj->src.keep = NULL; /* one pass: nothing to keep */
+        rj->src.self = NULL;
+        rj->k = b->k;
+        rj->want_labels = job->labels || palette_output(b, in);
     }
-    return NULL;
+    cm_image_close(img);
+    return rc;
+}
+
+/* cm_remap_job_t.open: opens job's input for every worker and its outputs. */
+static int job_open(void *self, cm_source_t *src, cm_model_t **model, const cm_sink_t **sink,
+                    cm_ctx_t *ctx)
+{
+    job_t *job = self;
+    batch_t *b = job->b;
+    /* Each file has its own copy of the model: the pass writes its counts. */
+    CM_TRY(cm_model_from_json(b->model_text, b->model_len, b->model_path, &job->model, &b->meta,
+                              ctx));
+    CM_TRY(cm_image_open(job->in, b->o.params.n_threads, &job->img, ctx));
+    cm_image_set_cancel(job->img, &cli_signal);
+    CM_TRY(cm_image_set_chunk_side(job->img, b->o.tile, ctx));
+    *src = cli_source(job->img, &b->o);
+    src->keep = NULL;
+    CM_TRY(cli_outputs_plan(&job->w, &b->o, job->img, src, job->model->k, job->in, job->out,
+                            job->labels, ctx));
+    CM_TRY(cli_outputs_open(&job->w, ctx));
+    if (cm_image_info(job->img)->streamed) {
+        char *dir = cli_dir_of(job->out);
+        int rc = dir ? cm_image_prepare(job->img, dir, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
+        free(dir);
+        CM_TRY(rc);
+    }
+    CM_TRY(cli_outputs_sink(&job->w, job->model, &job->sink, ctx));
+    *model = job->model;
+    *sink = &job->sink;
+    return 0;
+}
+
+/* cm_remap_job_t.close: commits job's outputs when they are complete, else drops them. */
+static int job_close(void *self, int rc, cm_ctx_t *ctx)
+{
+    job_t *job = self;
+    const batch_t *b = job->b;
+    if (rc == 0) rc = cli_outputs_commit(&job->w, ctx);
+    if (rc == 0 && (cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1))) {
+        const cm_image_info_t *in = cm_image_info(job->img);
+        const cm_model_t *m = job->model;
+        fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d, mean squared error %.2f\n", job->out,
+                (long long)in->width, (long long)in->height, m->k,
+                m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0);
+    }
+    cli_outputs_abort(&job->w);
+    cm_image_close(job->img);
+    cm_model_free(job->model);
+    job->img = NULL;
+    job->model = NULL;
+    return rc;
+}
+
+/* How many inputs may be open at once: each is opened once per worker thread and has up to
+ * three outputs, so a few more than the threads, within the limit of open files (raised to
+ * the hard limit when lower). One at a time at the very least. */
+static int max_open_files(int n_threads)
+{
+    int want = n_threads + 1;
+    rlim_t per = (rlim_t)n_threads + 4, spare = 64, need = (rlim_t)want * per + spare;
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > need ? need : lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim); /* a failure leaves the old limit, read again below */
+        getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return want;
+    rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / per : 0;
+    return fit < 1 ? 1 : (int)fit;
+}
+
+/* Skips the jobs whose outputs exist, probes the others and remaps them in one pass. */
+static int run_batch(batch_t *b, cm_ctx_t *ctx)
+{
+    cm_remap_job_t *rjobs = calloc((size_t)b->n_jobs, sizeof(cm_remap_job_t));
+    job_t **of = calloc((size_t)b->n_jobs, sizeof(job_t *));
+    if (!rjobs || !of) {
+        free(rjobs);
+        free(of);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory");
+    }
+    int n = 0;
+    int64_t chunks = 0;
+    double pixels = 0;
+    for (int i = 0; i < b->n_jobs && !cli_signal; i++) {
+        job_t *job = &b->jobs[i];
+        job->b = b;
+        if (!b->overwrite && exists(job->out) && (!job->labels || exists(job->labels))) {
+            job->state = JOB_SKIPPED;
+            if (cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1))
+                fprintf(stderr, "chunkmeans: %s exists; skipped (--overwrite writes it again)\n",
+                        job->out);
+            continue;
+        }
+        cm_ctx_t pctx;
+        cm_ctx_init(&pctx);
+        cm_remap_job_t *rj = &rjobs[n];
+        int rc = probe(b, job, rj, &pctx);
+        if (rc < 0) {
+            job_record(job, rc, &pctx);
+            if (b->n_jobs > 1) cli_error("%s", job->msg);
+            continue;
+        }
+        rj->open = job_open;
+        rj->close = job_close;
+        rj->self = job;
+        of[n++] = job;
+        chunks += cm_grid_count(&rj->src.grid);
+        pixels += (double)rj->src.grid.width * (double)rj->src.grid.height;
+    }
+    cm_params_t p = b->o.params;
+    p.trace = b->trace;
+    p.cancel = &cli_signal;
+    p.progress = cli_progress_update;
+    p.progress_user = &b->prog;
+    b->prog.px_per_chunk = chunks ? pixels / (double)chunks : 0;
+    int rc = cli_signal ? 0 : cm_remap_batch(rjobs, n, max_open_files(p.n_threads), &p, ctx);
+    cli_progress_end(&b->prog);
+    for (int i = 0; i < n; i++) {
+        job_record(of[i], rjobs[i].rc, &rjobs[i].ctx);
+        if (rjobs[i].rc < 0 && rjobs[i].rc != CM_ECANCELED && b->n_jobs > 1)
+            cli_error("%s", of[i]->msg);
+    }
+    free(rjobs);
+    free(of);
+    return rc;
 }
 
 /* Reads and checks the model once, before any file: a bad model is every file's failure. */
@@ -392,7 +462,10 @@ static int load_model(batch_t *b, cm_ctx_t *ctx)
     cm_model_t *m = NULL;
     if (rc == 0)
         rc = cm_model_from_json(b->model_text, b->model_len, b->model_path, &m, &b->meta, ctx);
-    if (rc == 0) b->colorspace = m->colorspace;
+    if (rc == 0) {
+        b->colorspace = m->colorspace;
+        b->k = m->k;
+    }
     cm_model_free(m);
     /* The colour space is the model's: its centres were fitted in it. */
     if (rc == 0 && b->o.colorspace_given && b->o.params.colorspace != b->colorspace)
@@ -428,24 +501,24 @@ int cmd_apply(int argc, char **argv)
         goto done;
     }
 
-    /* As many files at once as there are threads (or files), each with its share. */
-    int n_threads = b.o.params.n_threads;
-    int slots = n_threads < b.n_jobs ? n_threads : b.n_jobs;
-    b.threads_per = n_threads / slots;
-    b.budget_per = b.o.params.budget_bytes / (size_t)slots;
     cli_progress_init(&b.prog, b.o.progress, 0);
-    pthread_mutex_init(&b.mu, NULL);
-    pthread_rwlock_init(&b.solo, NULL);
-    pthread_t *threads = calloc((size_t)slots, sizeof(pthread_t));
-    int started = 0;
-    for (int i = 1; threads && i < slots; i++, started++)
-        if (pthread_create(&threads[i], NULL, file_thread, &b) != 0) break;
-    file_thread(&b); /* this thread is one of them */
-    for (int i = 1; i <= started; i++) pthread_join(threads[i], NULL);
-    free(threads);
-    cli_progress_end(&b.prog);
-    pthread_rwlock_destroy(&b.solo);
-    pthread_mutex_destroy(&b.mu);
+    if (b.trace_path && !(b.trace = cm_trace_create())) {
+        exit_code = cli_fail(&ctx, cm_fail(&ctx, CM_ENOMEM, "out of memory for the trace"), NULL);
+        goto done;
+    }
+    rc = run_batch(&b, &ctx);
+    if (b.trace) { /* written whatever happened: that is when it helps most */
+        cm_ctx_t tctx;
+        cm_ctx_init(&tctx);
+        if (cli_write_trace(b.trace_path, b.trace, &tctx) < 0) {
+            cli_error("%s: %s", b.trace_path, tctx.msg);
+            if (rc == 0) exit_code = CM_EXIT_RUNTIME;
+        }
+    }
+    if (rc < 0 && rc != CM_ECANCELED) {
+        exit_code = cli_fail(&ctx, rc, b.model_path);
+        goto done;
+    }
 
     int n_written = 0, n_skipped = 0, n_failed = 0;
     for (int i = 0; i < b.n_jobs; i++) {
@@ -477,5 +550,6 @@ done:
     }
     free(b.jobs);
     free(b.model_text);
+    cm_trace_free(b.trace);
     return exit_code;
 }

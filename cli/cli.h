@@ -194,6 +194,9 @@ int cli_outputs_commit(cli_outputs_t *w, cm_ctx_t *ctx);
 /* Drops whatever is not committed; safe to call twice. */
 void cli_outputs_abort(cli_outputs_t *w);
 
+/* Writes the trace as Chrome trace-event JSON to path, atomically. */
+int cli_write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *ctx);
+
 /* The pixels of src that take part in the fit (not alpha 0, nodata or non-finite), counted
  * exactly by a remap pass with model (whose counts it overwrites). */
 int cli_count_valid(const cm_source_t *src, cm_model_t *model, const cm_params_t *params,

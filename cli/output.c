@@ -248,3 +248,15 @@ int cli_count_valid(const cm_source_t *src, cm_model_t *model, const cm_params_t
     *n_valid = model->n_pixels;
     return 0;
 }
+
+int cli_write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *ctx)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    int rc = f ? cm_trace_write_json(trace, f, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    if (f && fclose(f) != 0 && rc == 0) rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+    if (rc == 0) rc = cm_file_write_atomic(path, text, size, ctx);
+    free(text);
+    return rc;
+}

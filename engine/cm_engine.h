@@ -166,6 +166,42 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
 int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
                   const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx);
 
+/* One image of a batch remap (cm_remap_batch), opened by the engine when the pass reaches it
+ * and closed once its last chunk is written, so that a batch of thousands of images keeps only
+ * a few of them open. */
+typedef struct cm_remap_job {
+    /* Known before opening, for planning the graph: src's grid, has_nodata and nodata (open
+     * fills in read, keep and self, and must not change the grid), the k of the model and
+     * whether the sink wants labels. */
+    cm_source_t src;
+    int k;
+    bool want_labels;
+    /* Called from a worker when the pass reaches the job: completes src and gives the model
+     * (k centres; the pass overwrites its counts, inertia and n_pixels) and the sink, which
+     * must stay valid until close. */
+    int (*open)(void *self, cm_source_t *src, cm_model_t **model, const cm_sink_t **sink,
+                cm_ctx_t *ctx);
+    /* Called exactly once for every job, also when open was never called or failed: with rc 0
+     * once every chunk has been put (the job's outputs are complete; close commits them and
+     * returns 0 or a failure of its own in ctx), or with the job's failure (rc < 0 and its
+     * message in ctx; close drops what it made and returns rc). */
+    int (*close)(void *self, int rc, cm_ctx_t *ctx);
+    void *self;
+    /* The outcome, once cm_remap_batch returns: what close returned, and its message. */
+    int rc;
+    cm_ctx_t ctx;
+} cm_remap_job_t;
+
+/* Remaps n_jobs images in ONE task graph: each image is a sub-graph (open, then a remap task
+ * per chunk, writes in chunk order, close) and the sub-graphs overlap within p's threads and
+ * memory budget, at most max_open images open at once (>= 1). An image whose chunks do not
+ * fit the budget, or whose open, read or put fails, fails alone: its other tasks are skipped
+ * and the others go on. The same pixels as cm_remap on each image alone. Returns 0 when the
+ * batch ran (each job's outcome in its rc and ctx), or the failure that stopped all of it (a
+ * cancel: CM_ECANCELED; then the jobs not done are closed with it). */
+int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,
+                   cm_ctx_t *ctx);
+
 /* cm_budget_check for a fit and a remap pass with n_k models of ks[i] centres each. */
 int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
                        bool labels, cm_ctx_t *ctx);

@@ -33,12 +33,15 @@ typedef struct remapper {
     int64_t n_pixels;
 } remapper_t;
 
-/* The models of one pass over the source. */
+struct job_run;
+
+/* The models of one pass over the source; run is the batch job it belongs to, if any. */
 typedef struct pass {
     const cm_source_t *src;
     remapper_t *r;
     int n;
     int k_max;
+    struct job_run *run;
 } pass_t;
 
 typedef struct remap_task {
@@ -49,6 +52,7 @@ typedef struct remap_task {
 typedef struct write_task {
     remapper_t *r;
     int64_t idx;
+    struct job_run *run;
 } write_task_t;
 
 static void chunk_out_free(const cm_sink_t *sink, chunk_out_t *c)
@@ -446,7 +450,7 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
         /* One chain of writes per model, each in chunk order; the first counts for progress. */
         for (int i = 0; i < n_models; i++) {
             write_task_t *w = &writes[c * n_models + i];
-            *w = (write_task_t){&pass.r[i], c};
+            *w = (write_task_t){&pass.r[i], c, NULL};
             int deps[2] = {remap_id, prev_write[i]};
             rc = cm_graph_add(graph,
                               &(cm_task_t){.fn = write_chunk,
@@ -476,6 +480,235 @@ cleanup:
     free(tasks);
     free(ks);
     free(pass.r);
+    return rc;
+}
+
+/* ---- batches: one graph, one sub-graph per image ---- */
+
+/* A job of a batch during the pass. */
+typedef struct job_run {
+    cm_remap_job_t *job;
+    const cm_params_t *p;
+    pass_t pass; /* one model, set up by the open task */
+    cm_model_t *model;
+    const cm_sink_t *sink;
+    remap_task_t *tasks; /* one per chunk */
+    write_task_t *writes;
+    int failed; /* atomic: a task of the job failed and its message is the job's */
+    bool closed;
+    int close_id; /* its close task in the graph, or -1 */
+} job_run_t;
+
+/* A job's task failed with rc (its message in local): the first failure becomes the job's and
+ * the graph goes on with the other jobs, unless the whole pass was cancelled. */
+static int job_fail(job_run_t *jr, int rc, const cm_ctx_t *local, cm_ctx_t *ctx)
+{
+    if (rc == CM_ECANCELED) return cm_fail(ctx, rc, "%s", local->msg[0] ? local->msg : "interrupted");
+    if (!__atomic_exchange_n(&jr->failed, 1, __ATOMIC_ACQ_REL)) {
+        jr->job->ctx = *local;
+        jr->job->rc = rc;
+    }
+    return 0;
+}
+
+static bool job_failed(job_run_t *jr)
+{
+    return __atomic_load_n(&jr->failed, __ATOMIC_ACQUIRE);
+}
+
+static bool same_grid(const cm_grid_t *a, const cm_grid_t *b)
+{
+    return a->width == b->width && a->height == b->height && a->bands == b->bands &&
+           a->alpha_band == b->alpha_band && a->stype == b->stype && a->chunk_w == b->chunk_w &&
+           a->chunk_h == b->chunk_h;
+}
+
+static int job_open(void *arg, int worker, cm_ctx_t *ctx)
+{
+    job_run_t *jr = arg;
+    cm_remap_job_t *job = jr->job;
+    cm_ctx_t local;
+    cm_ctx_init(&local);
+    cm_grid_t planned = job->src.grid;
+    int rc = job->open(job->self, &job->src, &jr->model, &jr->sink, &local);
+    if (rc == 0 && !same_grid(&planned, &job->src.grid))
+        rc = cm_fail(&local, CM_EINPUT, "the image changed while the batch ran");
+    if (rc == 0 && (jr->model->k != job->k || jr->sink->want_labels != job->want_labels))
+        rc = cm_fail(&local, CM_EUSAGE, "the model or sink differs from the planned one");
+    if (rc == 0 && jr->model->d != cm_grid_features(&job->src.grid))
+        rc = cm_fail(&local, CM_EINPUT, "the model has %d features, the image %d", jr->model->d,
+                     cm_grid_features(&job->src.grid));
+    if (rc == 0) rc = cm__colorspace_check(&job->src.grid, jr->model->colorspace, &local);
+    if (rc == 0) rc = remapper_init(&jr->pass.r[0], &job->src, jr->model, jr->p, jr->sink, 1, &local);
+    if (rc == 0) {
+        jr->pass.src = &job->src;
+        jr->pass.k_max = jr->model->k;
+        memset(jr->model->counts, 0, sizeof(int64_t) * (size_t)jr->model->k);
+    }
+    return rc < 0 ? job_fail(jr, rc, &local, ctx) : 0;
+}
+
+static int job_remap(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const remap_task_t *t = arg;
+    job_run_t *jr = t->pass->run;
+    if (job_failed(jr)) return 0;
+    cm_ctx_t local;
+    cm_ctx_init(&local);
+    int rc = remap_chunk(arg, worker, &local);
+    return rc < 0 ? job_fail(jr, rc, &local, ctx) : 0;
+}
+
+static int job_write(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const write_task_t *t = arg;
+    job_run_t *jr = t->run;
+    if (!t->r->chunks) return 0; /* never opened */
+    if (job_failed(jr)) {
+        chunk_out_free(t->r->sink, &t->r->chunks[t->idx]);
+        return 0;
+    }
+    cm_ctx_t local;
+    cm_ctx_init(&local);
+    int rc = write_chunk(arg, worker, &local);
+    return rc < 0 ? job_fail(jr, rc, &local, ctx) : 0;
+}
+
+/* Ends a job: hands its outcome (rc when none of its tasks failed) to close, and frees what the
+ * pass held for it. */
+static void job_close_now(job_run_t *jr, int rc, const cm_ctx_t *why)
+{
+    cm_remap_job_t *job = jr->job;
+    remapper_t *r = jr->pass.r; /* NULL: never planned */
+    cm_ctx_t ctx;
+    if (jr->failed) {
+        ctx = job->ctx;
+        rc = job->rc;
+    } else {
+        cm_ctx_init(&ctx);
+        if (rc < 0) cm_fail(&ctx, rc, "%s", why && why->msg[0] ? why->msg : cm_strerror(rc));
+    }
+    if (rc == 0 && r && r->src) {
+        jr->model->inertia = r->inertia;
+        jr->model->n_pixels = r->n_pixels;
+    }
+    if (r && r->src) remapper_free(r);
+    job->rc = job->close ? job->close(job->self, rc, &ctx) : rc;
+    job->ctx = ctx;
+    jr->closed = true;
+}
+
+static int job_close(void *arg, int worker, cm_ctx_t *ctx)
+{
+    job_run_t *jr = arg;
+    const cm_params_t *p = jr->p;
+    /* Complete, but a cancelled batch keeps nothing that was not committed before. */
+    if (p->cancel && *p->cancel) return cm_fail(ctx, CM_ECANCELED, "interrupted");
+    job_close_now(jr, 0, NULL);
+    return 0;
+}
+
+/* Adds job jr's sub-graph: open (after the close of the job max_open before it: wait_for),
+ * a remap task and a write per chunk, writes chained in chunk order, then close. */
+static int add_job(cm_graph_t *graph, job_run_t *jr, int wait_for, cm_ctx_t *ctx)
+{
+    const cm_source_t *src = &jr->job->src;
+    int64_t n_chunks = cm_grid_count(&src->grid);
+    size_t held, scratch;
+    pass_bytes(src, &jr->job->k, 1, jr->job->want_labels, &held, &scratch);
+    int open_id, prev = -1;
+    CM_TRY(cm_graph_add(graph,
+                        &(cm_task_t){.fn = job_open,
+                                     .kind = "open",
+                                     .arg = jr,
+                                     .deps = &wait_for,
+                                     .n_deps = wait_for >= 0},
+                        &open_id, ctx));
+    for (int64_t c = 0; c < n_chunks; c++) {
+        jr->tasks[c] = (remap_task_t){&jr->pass, c};
+        int remap_id;
+        CM_TRY(cm_graph_add(graph,
+                            &(cm_task_t){.fn = job_remap,
+                                         .kind = "remap",
+                                         .arg = &jr->tasks[c],
+                                         .out_bytes = held,
+                                         .work_bytes = scratch,
+                                         .deps = &open_id,
+                                         .n_deps = 1},
+                            &remap_id, ctx));
+        jr->writes[c] = (write_task_t){&jr->pass.r[0], c, jr};
+        int deps[2] = {remap_id, prev};
+        CM_TRY(cm_graph_add(graph,
+                            &(cm_task_t){.fn = job_write,
+                                         .kind = "write",
+                                         .arg = &jr->writes[c],
+                                         .weight = 1,
+                                         .deps = deps,
+                                         .n_deps = prev < 0 ? 1 : 2},
+                            &prev, ctx));
+    }
+    if (prev < 0) prev = open_id;
+    return cm_graph_add(graph,
+                        &(cm_task_t){.fn = job_close, .kind = "close", .arg = jr, .deps = &prev,
+                                     .n_deps = 1},
+                        &jr->close_id, ctx);
+}
+
+int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,
+                   cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, n_jobs < 0 || max_open < 1, CM_EUSAGE, "bad batch: %d jobs, %d open",
+               n_jobs, max_open);
+    CM_FAIL_IF(ctx, p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED, CM_EUSAGE,
+               "unknown dither %d", (int)p->dither);
+    for (int i = 0; i < n_jobs; i++) {
+        jobs[i].rc = 0;
+        cm_ctx_init(&jobs[i].ctx);
+    }
+    job_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(job_run_t));
+    cm_graph_t *graph = cm_graph_create();
+    int rc = 0;
+    if (!runs || !graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
+    int *in_graph = rc == 0 ? malloc(sizeof(int) * (n_jobs ? (size_t)n_jobs : 1)) : NULL;
+    if (rc == 0 && !in_graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
+    int n_in = 0;
+    for (int i = 0; rc == 0 && i < n_jobs; i++) {
+        job_run_t *jr = &runs[i];
+        *jr = (job_run_t){.job = &jobs[i], .p = p, .close_id = -1};
+        cm_ctx_t local;
+        cm_ctx_init(&local);
+        /* An image whose chunk alone does not fit the budget fails here, alone. */
+        int err = cm_budget_check_ks(&jobs[i].src, p, &jobs[i].k, 1, jobs[i].want_labels, &local);
+        if (err < 0) {
+            job_fail(jr, err, &local, ctx);
+            job_close_now(jr, err, NULL);
+            continue;
+        }
+        int64_t n_chunks = cm_grid_count(&jobs[i].src.grid);
+        jr->pass = (pass_t){.n = 1, .run = jr};
+        jr->pass.r = calloc(1, sizeof(remapper_t));
+        jr->tasks = malloc(sizeof(remap_task_t) * (size_t)(n_chunks ? n_chunks : 1));
+        jr->writes = malloc(sizeof(write_task_t) * (size_t)(n_chunks ? n_chunks : 1));
+        if (!jr->pass.r || !jr->tasks || !jr->writes) {
+            rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
+            break;
+        }
+        int wait_for = n_in >= max_open ? runs[in_graph[n_in - max_open]].close_id : -1;
+        rc = add_job(graph, jr, wait_for, ctx);
+        in_graph[n_in++] = i;
+    }
+    if (rc == 0) rc = cm__graph_run(graph, p, "remap", ctx);
+    /* Jobs the graph did not reach (it was cancelled, or could not be planned) end with why. */
+    for (int i = 0; runs && i < n_jobs; i++) {
+        if (!runs[i].job) runs[i].job = &jobs[i];
+        if (!runs[i].closed) job_close_now(&runs[i], rc < 0 ? rc : CM_EINTERNAL, ctx);
+        free(runs[i].pass.r);
+        free(runs[i].tasks);
+        free(runs[i].writes);
+    }
+    free(in_graph);
+    cm_graph_free(graph);
+    free(runs);
     return rc;
 }
 

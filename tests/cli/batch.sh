@@ -212,9 +212,9 @@ case_overwrite_rewrites() {
     cmp one.tif out/f01.tif || fail "--overwrite did not write one.tif"
 }
 
-case_files_that_need_the_whole_budget_run_alone() {
-    # Chunks of 512 x 512 RGB need about 0.9 MiB each: with -j2 each of two files at once
-    # would have 0.75 MiB of 1.5M; they run one at a time with all of it instead.
+case_one_budget_for_all_files() {
+    # Chunks of 512 x 512 RGB need about 0.9 MiB each: the two files share 1.5M, so their
+    # sub-graphs take turns; the outputs are those of a roomy budget.
     mk a.tif --width 600 --height 520 --pattern photo --tile 512
     mk b.tif --width 520 --height 600 --pattern photo --tile 512 --seed 2
     expect 0 cm fit a.tif b.tif -k 4 -o m.json -q
@@ -222,8 +222,55 @@ case_files_that_need_the_whole_budget_run_alone() {
     said "2 written"
     expect 0 cm apply m.json a.tif b.tif --out-dir big -j2 -q
     { cmp out/a.tif big/a.tif && cmp out/b.tif big/b.tif; } || fail "the outputs depend on --memory"
+    # One input whose chunk alone needs more than the budget (its tiles of 1024 x 1024 are
+    # its chunks: 3 MiB) fails alone; the others (0.9 MiB) are written.
+    many 3 in
+    mk in/huge.tif --width 1100 --height 1030 --pattern photo --tile 1024
+    expect 1 cm apply m.json in/*.tif --out-dir small --memory 2M
+    said "1 of 4 files failed:"
+    grep -q "^  in/huge.tif: .*use --memory" err.txt || fail "the summary does not name in/huge.tif"
+    [ "$(find small -name '*.tif' | wc -l)" -eq 3 ] && [ ! -e small/huge.tif ] ||
+        fail "not the 3 small outputs: $(ls small)"
     expect 2 cm apply m.json a.tif small.tif --memory 200K
     said "use --memory"
+}
+
+case_files_are_sub_graphs_of_one_graph() {
+    many 6 in
+    expect 0 cm fit in/*.tif -k 4 -o m.json -q
+    expect 0 cm apply m.json in/*.tif --out-dir out -j2 --trace t.json -q
+    [ "$(find out -name '*.tif' | wc -l)" -eq 6 ] || fail "not 6 outputs"
+    "$PYTHON" - <<'PY' || fail "the trace is not one graph of 6 overlapping sub-graphs"
+import json, sys
+ev = [e for e in json.load(open("t.json"))["traceEvents"] if e["ph"] == "X"]
+runs = {e["args"]["run"] for e in ev}
+if runs != {0}:
+    sys.exit(f"{len(runs)} graphs ran, not one")
+kinds = {}
+for e in ev:
+    kinds.setdefault(e["name"], []).append(e)
+for k in ("open", "close"):
+    if len(kinds.get(k, [])) != 6:
+        sys.exit(f"{len(kinds.get(k, []))} {k} tasks, not 6")
+opens = sorted(kinds["open"], key=lambda e: e["args"]["task"])
+closes = sorted(kinds["close"], key=lambda e: e["args"]["task"])
+# Sub-graphs overlap: some file opens before the one before it is closed.
+if not any(opens[i + 1]["ts"] < closes[i]["ts"] for i in range(5)):
+    sys.exit("every file waited for the one before it")
+# At most -j + 1 = 3 files are open at once.
+edges = [(o["ts"], 1) for o in opens] + [(c["ts"] + c["dur"], -1) for c in closes]
+now = peak = 0
+for _, step in sorted(edges, key=lambda x: (x[0], x[1])):
+    now += step
+    peak = max(peak, now)
+if peak > 3:
+    sys.exit(f"{peak} files open at once")
+PY
+    # The same files as one at a time.
+    for f in in/*.tif; do
+        expect 0 cm apply m.json "$f" "one_${f#in/}" -q
+        cmp "one_${f#in/}" "out/${f#in/}" || fail "$f: the batch differs from a single apply"
+    done
 }
 
 case_help_names_the_batch_commands() {
