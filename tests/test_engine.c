@@ -3041,6 +3041,187 @@ static void test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_with
     }
 }
 
+/* ---- batches ---------------------------------------------------------------------------- */
+
+/* One image of a batch: a memory source and sink, opened and closed by the engine. */
+typedef struct batch_image {
+    image_t im;
+    mem_source_t src;
+    mem_sink_t sink;
+    cm_model_t *model; /* a copy of the batch's, made by open */
+    const cm_model_t *fitted;
+    bool fail_open;
+    int opens, closes, close_rc;
+    atomic_int *open_now, *open_peak; /* images between open and close, across the batch */
+} batch_image_t;
+
+static int batch_open(void *self, cm_source_t *src, cm_model_t **model, const cm_sink_t **sink,
+                      cm_ctx_t *ctx)
+{
+    batch_image_t *b = self;
+    b->opens++;
+    int now = atomic_fetch_add(b->open_now, 1) + 1, peak = atomic_load(b->open_peak);
+    while (now > peak && !atomic_compare_exchange_weak(b->open_peak, &peak, now)) {
+    }
+    if (b->fail_open) return cm_fail(ctx, CM_EINPUT, "image %p cannot be opened", self);
+    char *json = cm_model_to_json(b->fitted, 3, -1, "uint8");
+    assert_non_null(json);
+    int rc = cm_model_from_json(json, strlen(json), "model", &b->model,
+                                &(cm_model_meta_t){0}, ctx);
+    free(json);
+    src->read = b->src.src.read;
+    src->self = b->src.src.self;
+    *model = b->model;
+    *sink = &b->sink.sink;
+    return rc;
+}
+
+static int batch_close(void *self, int rc, cm_ctx_t *ctx)
+{
+    batch_image_t *b = self;
+    b->closes++;
+    b->close_rc = rc;
+    if (b->opens) atomic_fetch_sub(b->open_now, 1);
+    return rc;
+}
+
+static void test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart(void **state)
+{
+    (void)state;
+    enum { N = 7 };
+    batch_image_t img[N];
+    cm_remap_job_t jobs[N];
+    atomic_int open_now = 0, open_peak = 0;
+    cm_params_t p = params(5, 4, 3);
+    p.max_iter = 20;
+    p.budget_bytes = 400 << 10; /* chunks of 16 x 16 fit; one of 512 x 512 does not */
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *fitted = NULL;
+    for (int i = 0; i < N; i++) {
+        batch_image_t *b = &img[i];
+        *b = (batch_image_t){.im = image_new(60 + 7 * i, 40 + 3 * i, 3, -1),
+                             .open_now = &open_now,
+                             .open_peak = &open_peak};
+        fill_noise(&b->im, 30 + (uint64_t)i, 256);
+        int side = i == 5 ? 512 : 16;
+        if (i == 5) { /* larger than its chunk, which alone exceeds the budget */
+            image_free(&b->im);
+            b->im = image_new(520, 300, 3, -1);
+            fill_noise(&b->im, 35, 256);
+        }
+        source_init(&b->src, &b->im, side, side);
+        if (i == 0) expect_ok(cm_fit(&b->src.src, &p, &fitted, &ctx), &ctx, "cm_fit");
+    }
+    for (int i = 0; i < N; i++) {
+        batch_image_t *b = &img[i];
+        b->fitted = fitted;
+        sink_init(&b->sink, &b->src.src, i % 2 == 0, fitted->k);
+        jobs[i] = (cm_remap_job_t){.src = {.grid = b->src.src.grid},
+                                   .k = fitted->k,
+                                   .want_labels = i % 2 == 0,
+                                   .open = batch_open,
+                                   .close = batch_close,
+                                   .self = b};
+    }
+    img[2].src.fail_idx = 3; /* a chunk that cannot be read */
+    img[2].src.fail_code = CM_EINPUT;
+    img[3].sink.fail_idx = 1; /* a chunk that cannot be written */
+    img[3].sink.fail_code = CM_EIO;
+    img[4].fail_open = true;
+    expect_ok(cm_remap_batch(jobs, N, 2, &p, &ctx), &ctx, "cm_remap_batch");
+
+    int want_rc[N] = {0, 0, CM_EINPUT, CM_EIO, CM_EINPUT, CM_EBUDGET, 0};
+    const char *want_msg[N] = {"", "", "chunk 3 is unreadable", "chunk 1 cannot be written",
+                               "cannot be opened", "use --memory", ""};
+    for (int i = 0; i < N; i++) {
+        batch_image_t *b = &img[i];
+        if (jobs[i].rc != want_rc[i])
+            print_error("image %d: rc %d (%s), want %d\n", i, jobs[i].rc, jobs[i].ctx.msg,
+                        want_rc[i]);
+        assert_int_equal(jobs[i].rc, want_rc[i]);
+        assert_non_null(strstr(jobs[i].ctx.msg, want_msg[i]));
+        assert_int_equal(b->closes, 1); /* every image is closed once, failed or not */
+        assert_int_equal(b->close_rc, want_rc[i]);
+        assert_int_equal(b->opens, i == 5 ? 0 : 1); /* over budget: refused before opening */
+        assert_int_equal(atomic_load(&b->src.misuse), 0);
+        if (want_rc[i] == 0) {
+            assert_int_equal(atomic_load(&b->sink.misuse), 0);
+            /* The pixels, counts and inertia of a remap of the image alone. */
+            mem_sink_t alone;
+            sink_init(&alone, &b->src.src, i % 2 == 0, fitted->k);
+            cm_model_t *m = b->model;
+            int64_t counts[5];
+            memcpy(counts, m->counts, sizeof counts);
+            double inertia = m->inertia;
+            expect_ok(cm_remap(&b->src.src, m, &p, &alone.sink, &ctx), &ctx, "cm_remap");
+            assert_memory_equal(alone.px, b->sink.px, image_bytes(&b->im));
+            if (i % 2 == 0)
+                assert_memory_equal(alone.labels, b->sink.labels,
+                                    (size_t)image_pixels(&b->im) * alone.label_size);
+            assert_memory_equal(counts, m->counts, sizeof counts);
+            assert_true(inertia == m->inertia);
+            assert_int_equal(m->n_pixels, image_pixels(&b->im));
+            sink_free(&alone);
+        }
+    }
+    /* Image 4's open failed: it never read a chunk. */
+    assert_int_equal(atomic_load(&img[4].src.reads), 0);
+    assert_true(atomic_load(&open_peak) <= 2);
+    assert_int_equal(atomic_load(&open_now), 0);
+    for (int i = 0; i < N; i++) {
+        sink_free(&img[i].sink);
+        cm_model_free(img[i].model);
+        image_free(&img[i].im);
+    }
+    cm_model_free(fitted);
+}
+
+static void test_a_cancelled_batch_closes_every_image_with_the_cancel(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    batch_image_t img[N];
+    cm_remap_job_t jobs[N];
+    atomic_int open_now = 0, open_peak = 0;
+    volatile sig_atomic_t cancel = 1;
+    cm_params_t p = params(3, 1, 2);
+    p.cancel = &cancel;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *fitted = NULL;
+    for (int i = 0; i < N; i++) {
+        batch_image_t *b = &img[i];
+        *b = (batch_image_t){.im = image_new(40, 30, 3, -1),
+                             .open_now = &open_now,
+                             .open_peak = &open_peak};
+        fill_noise(&b->im, 50 + (uint64_t)i, 256);
+        source_init(&b->src, &b->im, 16, 16);
+    }
+    p.cancel = NULL;
+    expect_ok(cm_fit(&img[0].src.src, &p, &fitted, &ctx), &ctx, "cm_fit");
+    p.cancel = &cancel;
+    for (int i = 0; i < N; i++) {
+        img[i].fitted = fitted;
+        sink_init(&img[i].sink, &img[i].src.src, false, fitted->k);
+        jobs[i] = (cm_remap_job_t){.src = {.grid = img[i].src.src.grid},
+                                   .k = fitted->k,
+                                   .open = batch_open,
+                                   .close = batch_close,
+                                   .self = &img[i]};
+    }
+    assert_int_equal(cm_remap_batch(jobs, N, 1, &p, &ctx), CM_ECANCELED);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(img[i].closes, 1);
+        assert_int_equal(jobs[i].rc, CM_ECANCELED);
+        assert_int_equal(img[i].sink.next_idx, 0); /* nothing was put */
+        sink_free(&img[i].sink);
+        cm_model_free(img[i].model);
+        image_free(&img[i].im);
+    }
+    cm_model_free(fitted);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3103,6 +3284,8 @@ int main(void)
         cmocka_unit_test(test_dither_keeps_pixels_that_sit_on_a_centre),
         cmocka_unit_test(test_dither_does_not_depend_on_chunks_or_threads),
         cmocka_unit_test(test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without),
+        cmocka_unit_test(test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart),
+        cmocka_unit_test(test_a_cancelled_batch_closes_every_image_with_the_cancel),
     };
     if (getenv("CM_TEST_FILTER")) /* runs only the tests matching a pattern ("test_lab*") */
         cmocka_set_test_filter(getenv("CM_TEST_FILTER"));
