@@ -31,6 +31,15 @@
 #define CM_VERSION_NUMBER (CM_VERSION_MAJOR * 10000 + CM_VERSION_MINOR * 100 + CM_VERSION_PATCH)
 const char *cm_version(void);
 
+/* The pixels of an output: the recoloured samples (rgb: the input's bands and sample type),
+ * or the labels with the centres as a TIFF colour map (palette: grey or RGB input of 8 or 16
+ * bits, k up to 256); auto: palette for a palette input, else rgb. */
+typedef enum cm_format { CM_FORMAT_AUTO, CM_FORMAT_RGB, CM_FORMAT_PALETTE } cm_format_t;
+
+/* BigTIFF outputs: when they could pass 4 GiB (auto), always, or never (refused when they
+ * could). */
+typedef enum cm_bigtiff { CM_BIGTIFF_AUTO, CM_BIGTIFF_ALWAYS, CM_BIGTIFF_NEVER } cm_bigtiff_t;
+
 /* What the file-level functions do beyond the engine's parameters. */
 typedef struct cm_options {
     /* k, seed, threads, memory budget, algorithm, steps, progress callback, cancel flag...:
@@ -48,10 +57,18 @@ typedef struct cm_options {
     int64_t tile;
     /* Where spill stores of chunks go; NULL: the output's directory (for a fit, "."). */
     const char *scratch_dir;
+    cm_format_t format;
+    cm_bigtiff_t bigtiff;
+    /* cm_apply_files: write outputs that exist already (else they are skipped). */
+    bool overwrite;
+    /* Called with each warning (an input's compression that cannot be written, a lossy
+     * output), from any thread; NULL: warnings are dropped. */
+    void (*warn)(void *user, const char *msg);
+    void *warn_user;
 } cm_options_t;
 
 /* Defaults for every field: cm_params_default, compression -1, no label map, nodata from the
- * input, tiles of 512. */
+ * input, tiles of 512, format and BigTIFF auto, no overwriting, no warnings. */
 void cm_options_default(cm_options_t *o);
 
 /* Opens the TIFF at in_path and fits o->params.k colours on it (k is lowered to the number of
@@ -87,6 +104,42 @@ int cm_model_save(const cm_model_t *m, const cm_model_meta_t *meta, const char *
  * cm_model_free; meta (may be NULL) receives what it fits. */
 int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx);
 
+/* ---- batches ---- */
+
+typedef enum cm_file_state {
+    CM_FILE_TODO,    /* not reached (the batch was cancelled) */
+    CM_FILE_SKIPPED, /* its outputs exist, and o->overwrite is false */
+    CM_FILE_WRITTEN,
+    CM_FILE_FAILED
+} cm_file_state_t;
+
+/* One input of cm_apply_files, its outputs, and (once it returns) what became of it. */
+typedef struct cm_file_job {
+    const char *in, *out;
+    const char *labels; /* its label map, or NULL */
+    /* outcome */
+    cm_file_state_t state;
+    int rc;                   /* 0, or the CM_E* code of its failure */
+    char msg[2 * CM_MSG_MAX]; /* the failure, naming the file */
+    int64_t width, height;    /* of a file written */
+    double mse;               /* its mean squared error to the centres (the model's units) */
+} cm_file_job_t;
+
+/* Applies model to n_jobs inputs, each written as cm_apply_file writes one, in ONE remap pass
+ * (cm_remap_batch): each input is a sub-graph that overlaps the others within o's threads and
+ * memory budget, at most threads + 1 inputs open at once (fewer when the limit of open files
+ * is lower; the soft limit is raised towards the hard one). Outputs that exist already (with
+ * their label map) are complete and are skipped unless o->overwrite. An input that fails (a
+ * bad file, one the model does not fit, chunks that alone need more than the budget, a write
+ * error) is recorded in its job and the others go on. done (may be NULL) is called once for
+ * every job when it ends (written, skipped or failed), from any thread. Returns 0 once every
+ * job has its outcome, or the failure that stopped the batch (CM_ECANCELED after a cancel:
+ * the jobs not done stay CM_FILE_TODO or are CM_FILE_FAILED with it). */
+int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file_job_t *jobs,
+                   int n_jobs, const cm_options_t *o,
+                   void (*done)(void *user, const cm_file_job_t *job), void *user,
+                   cm_ctx_t *ctx);
+
 /* Where a remap pass writes TIFFs: out receives the recoloured pixels (or the labels, when
  * out_takes_labels: a palette image), labels (or NULL) the label map; grid is the source's. */
 typedef struct cm_writers_sink {
@@ -98,5 +151,44 @@ typedef struct cm_writers_sink {
 /* The sink for cm_remap over those writers: tiles are compressed in the workers and written
  * in chunk order. state must stay in place until the remap returns. */
 cm_sink_t cm_writers_sink(const cm_writers_sink_t *state);
+
+/* ---- the outputs of one image ----
+ * What cm_apply_file writes, in steps, for callers that remap with several models at once or
+ * need the writers between planning and writing. */
+
+/* The recoloured image and label map written for one input. */
+typedef struct cm_outputs {
+    const cm_image_info_t *in;
+    const char *out, *labels;
+    cm_bigtiff_t bigtiff;
+    cm_writer_spec_t spec, lspec;
+    bool palette, maskable; /* palette: the output's pixels are the labels */
+    int label_bits;
+    uint32_t masked;
+    cm_writer_t *w_out, *w_labels;
+    cm_writers_sink_t sink; /* what the remap's sink writes through */
+} cm_outputs_t;
+
+/* Chooses compression (the input's, or deflate when it is lossy or cannot be written, with a
+ * warning), format and BigTIFF for writing the image img (read through src) recoloured with k
+ * colours to out, and its label map to labels (NULL: none). CM_EUSAGE, naming out, for
+ * options that cannot hold it. Opens nothing. */
+int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img,
+                    const cm_source_t *src, int k, const char *out, const char *labels,
+                    cm_ctx_t *ctx);
+/* Opens the writers (their temporary files): the image's unless it is a palette output, whose
+ * colour map waits for the model, and the label map's. CM_EIO when a path is a directory. */
+int cm_outputs_open(cm_outputs_t *w, cm_ctx_t *ctx);
+/* Plans for a lower k (fewer pixels than centres), opening the label map again if its sample
+ * type changes. */
+int cm_outputs_set_k(cm_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx);
+/* The sink of the remap pass with model m (opens a palette output's writer now). w must stay
+ * in place until the remap returns. */
+int cm_outputs_sink(cm_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx);
+/* Renames the label map, then the image, into place; when the image fails the label map is
+ * removed again. Frees the writers either way. */
+int cm_outputs_commit(cm_outputs_t *w, cm_ctx_t *ctx);
+/* Drops whatever is not committed; safe to call twice. */
+void cm_outputs_abort(cm_outputs_t *w);
 
 #endif

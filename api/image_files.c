@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "chunkmeans.h"
+#include "api_internal.h"
 
 const char *cm_version(void)
 {
@@ -111,13 +111,6 @@ static int fit_input(input_t *in, const cm_source_t *src, const cm_options_t *o,
     return 0;
 }
 
-static int check_not_dir(const char *path, cm_ctx_t *ctx)
-{
-    struct stat st;
-    CM_FAIL_IF(ctx, path && stat(path, &st) == 0 && S_ISDIR(st.st_mode), CM_EIO,
-               "%s: is a directory", path);
-    return 0;
-}
 
 /* Remaps an open input with model into out_path (and o->labels_path), committed only when
  * both are complete. */
@@ -125,63 +118,20 @@ static int apply_input(input_t *in, const cm_source_t *src, cm_model_t *model,
                        const cm_model_meta_t *meta, const char *in_path, const char *out_path,
                        const cm_options_t *o, cm_ctx_t *ctx)
 {
-    const cm_image_info_t *info = cm_image_info(in->img);
     CM_FAIL_IF(ctx, !model || !out_path, CM_EUSAGE, "no model or no output file given");
-    CM_FAIL_IF(ctx,
-               meta && (meta->bands != info->bands || meta->stype != info->stype ||
-                        meta->alpha_band != info->alpha_band),
-               CM_EINPUT, "%s: %d bands of %s%s, but the model was fitted on %d of %s%s", in_path,
-               info->bands, info->sample_type, info->alpha_band >= 0 ? " with alpha" : "",
-               meta ? meta->bands : 0, meta ? cm_stype_name(meta->stype) : "",
-               meta && meta->alpha_band >= 0 ? " with alpha" : "");
-    CM_FAIL_IF(ctx, model->d != cm_grid_features(&info->grid), CM_EINPUT,
-               "%s: %d features per pixel, but the model has %d", in_path,
-               cm_grid_features(&info->grid), model->d);
-    CM_TRY(check_not_dir(out_path, ctx));
-    CM_TRY(check_not_dir(o->labels_path, ctx));
-
-    /* The input's compression, unless it is lossy (the output would hold more than k colours)
-     * or one this build cannot write: then deflate. */
-    int compression = o->compression;
-    if (compression < 0) {
-        compression = info->compression;
-        if (cm_compression_lossy(compression) ||
-            !strcmp(cm_compression_name(compression), "unknown"))
-            CM_TRY(cm_compression_parse("deflate", &compression));
-    }
-    cm_writer_spec_t spec, lspec;
-    cm_writer_spec_like(info, compression, &spec);
-    spec.tags_from = in->img;
-    spec.set_nodata = o->has_nodata;
-    spec.nodata = o->nodata;
-    spec.bigtiff = cm_writer_needs_bigtiff(&spec);
-    int bits;
-    uint32_t masked;
-    bool maskable = cm_labels_plan(src, model->k, &bits, &masked);
-    cm_writer_spec_labels(&spec, bits, masked, &lspec);
-    lspec.set_nodata = maskable;
-    lspec.bigtiff = cm_writer_needs_bigtiff(&lspec);
-
+    CM_TRY(cm__model_fits(model, meta, in_path, cm_image_info(in->img), ctx));
     cm_params_t p = o->params;
-    CM_TRY(cm_budget_check(src, &p, o->labels_path != NULL, ctx));
-    cm_writers_sink_t w = {.grid = &info->grid};
-    int rc = cm_writer_open(out_path, &spec, &w.out, ctx);
-    if (rc == 0 && o->labels_path) rc = cm_writer_open(o->labels_path, &lspec, &w.labels, ctx);
+    cm_outputs_t w;
+    cm_sink_t sink;
+    int rc = cm_outputs_plan(&w, o, in->img, src, model->k, out_path, o->labels_path, ctx);
+    if (rc == 0) rc = cm_budget_check(src, &p, o->labels_path || w.palette, ctx);
+    if (rc == 0) rc = cm_outputs_open(&w, ctx);
     if (rc == 0) rc = input_prepare(in, ctx);
-    cm_sink_t sink = cm_writers_sink(&w);
+    if (rc == 0) rc = cm_outputs_sink(&w, model, &sink, ctx);
     if (rc == 0) rc = cm_remap(src, model, &p, &sink, ctx);
     if (rc == 0 && p.cancel && *p.cancel) rc = cm_fail(ctx, CM_ECANCELED, "interrupted");
-    if (rc == 0 && w.labels) {
-        rc = cm_writer_commit(w.labels, ctx);
-        w.labels = NULL;
-    }
-    if (rc == 0) {
-        rc = cm_writer_commit(w.out, ctx);
-        w.out = NULL;
-        if (rc < 0 && o->labels_path) unlink(o->labels_path); /* a failed output leaves none */
-    }
-    cm_writer_abort(w.labels);
-    cm_writer_abort(w.out);
+    if (rc == 0) rc = cm_outputs_commit(&w, ctx);
+    cm_outputs_abort(&w);
     return rc;
 }
 
@@ -279,6 +229,7 @@ int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_
     fclose(f);
     cm_model_meta_t ignored;
     if (rc == 0) rc = cm_model_from_json(text, len, path, out, meta ? meta : &ignored, ctx);
+    if (rc == 0 && meta) meta->name = path;
     free(text);
     return rc;
 }

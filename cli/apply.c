@@ -1,11 +1,10 @@
-/* chunkmeans apply MODEL.json IN... (OUT | --out-dir DIR): remaps inputs with a fitted model.
- * Every input is a sub-graph of one remap pass (cm_remap_batch), so that inputs overlap within
- * the threads and the memory budget; a file that fails is reported and the others go on. */
+/* chunkmeans apply MODEL.json IN... (OUT | --out-dir DIR): remaps inputs with a fitted model
+ * through cm_apply_files: every input a sub-graph of one remap pass, overlapping the others
+ * within the threads and the memory budget; a file that fails is reported, the others go on. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,37 +82,16 @@ static const struct option apply_options[] = {
     {0, 0, 0, 0},
 };
 
-typedef enum job_state { JOB_TODO, JOB_SKIPPED, JOB_WRITTEN, JOB_FAILED } job_state_t;
-
-struct batch;
-
-/* One input and its outputs. */
-typedef struct job {
-    const char *in;
-    char *out, *labels; /* owned */
-    job_state_t state;
-    int rc;
-    char msg[2 * CM_MSG_MAX]; /* why it failed */
-    /* while its sub-graph runs: between open and close */
-    struct batch *b;
-    cm_model_t *model;
-    cm_image_t *img;
-    cli_outputs_t w;
-    cm_sink_t sink;
-} job_t;
-
 typedef struct batch {
     cli_opts_t o;
     const char *model_path, *out_dir, *labels_dir, *labels, *trace_path;
     bool overwrite;
-    char *model_text;
-    size_t model_len;
+    cm_model_t *model;
     cm_model_meta_t meta;
-    cm_colorspace_t colorspace; /* the model's */
-    int k;                      /* the model's */
-    cm_trace_t *trace;          /* --trace: every task of the pass */
-    job_t *jobs;
+    cm_file_job_t *jobs;
+    char **owned; /* the output and label paths the batch made, 2 per job */
     int n_jobs;
+    cm_trace_t *trace; /* --trace: every task of the pass */
     cli_progress_t prog;
 } batch_t;
 
@@ -151,15 +129,16 @@ static int parse(int argc, char **argv, batch_t *b)
     }
     b->model_path = argv[optind];
     b->n_jobs = b->out_dir ? n_pos - 1 : 1;
-    b->jobs = calloc((size_t)b->n_jobs, sizeof(job_t));
-    if (!b->jobs) {
+    b->jobs = calloc((size_t)b->n_jobs, sizeof(cm_file_job_t));
+    b->owned = calloc(2 * (size_t)b->n_jobs, sizeof(char *));
+    if (!b->jobs || !b->owned) {
         cli_error("out of memory");
         return CM_EXIT_RUNTIME;
     }
     for (int i = 0; i < b->n_jobs; i++) b->jobs[i].in = argv[optind + 1 + i];
     if (!b->out_dir) {
-        b->jobs[0].out = strdup(argv[optind + 2]);
-        b->jobs[0].labels = b->labels ? strdup(b->labels) : NULL;
+        b->jobs[0].out = argv[optind + 2];
+        b->jobs[0].labels = b->labels;
     }
     return 0;
 }
@@ -235,9 +214,9 @@ static int plan_jobs(batch_t *b)
     if (b->out_dir && !make_dir(b->out_dir)) return CM_EXIT_RUNTIME;
     if (b->labels_dir && !make_dir(b->labels_dir)) return CM_EXIT_RUNTIME;
     for (int i = 0; i < b->n_jobs; i++) {
-        job_t *j = &b->jobs[i];
-        if (b->out_dir) j->out = in_dir(b->out_dir, j->in);
-        if (b->labels_dir) j->labels = in_dir(b->labels_dir, j->in);
+        cm_file_job_t *j = &b->jobs[i];
+        if (b->out_dir) j->out = b->owned[2 * i] = in_dir(b->out_dir, j->in);
+        if (b->labels_dir) j->labels = b->owned[2 * i + 1] = in_dir(b->labels_dir, j->in);
         if (!j->out || (b->labels_dir && !j->labels)) {
             cli_error("out of memory");
             return CM_EXIT_RUNTIME;
@@ -248,233 +227,41 @@ static int plan_jobs(batch_t *b)
     return check_collisions(b);
 }
 
-/* Whether path is a file that exists (an output is complete once it does). */
-static bool exists(const char *path)
+/* Called as each file ends: failures at once (several inputs), lines for -v. */
+static void file_done(void *user, const cm_file_job_t *j)
 {
-    struct stat st;
-    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Records job's failure (rc, with ctx's message) in words that name its input. */
-static void job_record(job_t *job, int rc, const cm_ctx_t *ctx)
-{
-    job->rc = rc;
-    job->state = rc < 0 ? JOB_FAILED : JOB_WRITTEN;
-    if (rc == CM_ECANCELED) {
-        snprintf(job->msg, sizeof job->msg, "%s: interrupted", job->in);
-    } else if (rc < 0) {
-        const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
-        if (strstr(msg, job->in) || strstr(msg, job->out))
-            snprintf(job->msg, sizeof job->msg, "%s", msg);
-        else
-            snprintf(job->msg, sizeof job->msg, "%s: %s", job->in, msg);
-    }
-}
-
-/* Whether --format and the input make a palette output (whose pixels are the labels). */
-static bool palette_output(const batch_t *b, const cm_image_info_t *in)
-{
-    return !strcmp(b->o.format, "palette") || (!strcmp(b->o.format, "auto") && in->palette);
-}
-
-/* Reads the header of job's input to plan its sub-graph (grid, masks, labels) and checks that
- * the model fits it; the file is closed again until the pass reaches it. */
-static int probe(batch_t *b, job_t *job, cm_remap_job_t *rj, cm_ctx_t *ctx)
-{
-    cm_image_t *img = NULL;
-    int rc = cm_image_open(job->in, 1, &img, ctx);
-    if (rc == 0) rc = cm_image_set_chunk_side(img, b->o.tile, ctx);
-    if (rc == 0) {
-        const cm_image_info_t *in = cm_image_info(img);
-        if (in->bands != b->meta.bands || in->stype != b->meta.stype ||
-            in->alpha_band != b->meta.alpha_band) {
-            char mine[64];
-            cli_describe_pixels(in, mine, sizeof mine);
-            rc = cm_fail(ctx, CM_EINPUT, "%s: %s, but the model %s was fitted on %d band%s of %s%s",
-                         job->in, mine, b->model_path, b->meta.bands,
-                         b->meta.bands == 1 ? "" : "s", cm_stype_name(b->meta.stype),
-                         b->meta.alpha_band >= 0 ? " with alpha" : "");
-        }
-        rj->src = cli_source(img, &b->o);
-        rj->src.read = NULL; /* open() reads through an image opened for every worker */
-        rj->src.keep = NULL; /* one pass: nothing to keep */
-        rj->src.self = NULL;
-        rj->k = b->k;
-        rj->want_labels = job->labels || palette_output(b, in);
-    }
-    cm_image_close(img);
-    return rc;
-}
-
-/* cm_remap_job_t.open: opens job's input for every worker and its outputs. */
-static int job_open(void *self, cm_source_t *src, cm_model_t **model, const cm_sink_t **sink,
-                    cm_ctx_t *ctx)
-{
-    job_t *job = self;
-    batch_t *b = job->b;
-    /* Each file has its own copy of the model: the pass writes its counts. */
-    CM_TRY(cm_model_from_json(b->model_text, b->model_len, b->model_path, &job->model, &b->meta,
-                              ctx));
-    CM_TRY(cm_image_open(job->in, b->o.params.n_threads, &job->img, ctx));
-    cm_image_set_cancel(job->img, &cli_signal);
-    CM_TRY(cm_image_set_chunk_side(job->img, b->o.tile, ctx));
-    *src = cli_source(job->img, &b->o);
-    src->keep = NULL;
-    CM_TRY(cli_outputs_plan(&job->w, &b->o, job->img, src, job->model->k, job->in, job->out,
-                            job->labels, ctx));
-    CM_TRY(cli_outputs_open(&job->w, ctx));
-    if (cm_image_info(job->img)->streamed) {
-        char *dir = cli_dir_of(job->out);
-        int rc = dir ? cm_image_prepare(job->img, dir, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
-        free(dir);
-        CM_TRY(rc);
-    }
-    CM_TRY(cli_outputs_sink(&job->w, job->model, &job->sink, ctx));
-    *model = job->model;
-    *sink = &job->sink;
-    return 0;
-}
-
-/* cm_remap_job_t.close: commits job's outputs when they are complete, else drops them. */
-static int job_close(void *self, int rc, cm_ctx_t *ctx)
-{
-    job_t *job = self;
-    const batch_t *b = job->b;
-    if (rc == 0) rc = cli_outputs_commit(&job->w, ctx);
-    if (rc == 0 && (cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1))) {
-        const cm_image_info_t *in = cm_image_info(job->img);
-        const cm_model_t *m = job->model;
-        fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d, mean squared error %.2f\n", job->out,
-                (long long)in->width, (long long)in->height, m->k,
-                m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0);
-    }
-    cli_outputs_abort(&job->w);
-    cm_image_close(job->img);
-    cm_model_free(job->model);
-    job->img = NULL;
-    job->model = NULL;
-    return rc;
-}
-
-/* How many inputs may be open at once: each is opened once per worker thread and has up to
- * three outputs, so a few more than the threads, within the limit of open files (raised to
- * the hard limit when lower). One at a time at the very least. */
-static int max_open_files(int n_threads)
-{
-    int want = n_threads + 1;
-    rlim_t per = (rlim_t)n_threads + 4, spare = 64, need = (rlim_t)want * per + spare;
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1;
-    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
-        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > need ? need : lim.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &lim); /* a failure leaves the old limit, read again below */
-        getrlimit(RLIMIT_NOFILE, &lim);
-    }
-    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return want;
-    rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / per : 0;
-    return fit < 1 ? 1 : (int)fit;
-}
-
-/* Skips the jobs whose outputs exist, probes the others and remaps them in one pass. */
-static int run_batch(batch_t *b, cm_ctx_t *ctx)
-{
-    cm_remap_job_t *rjobs = calloc((size_t)b->n_jobs, sizeof(cm_remap_job_t));
-    job_t **of = calloc((size_t)b->n_jobs, sizeof(job_t *));
-    if (!rjobs || !of) {
-        free(rjobs);
-        free(of);
-        return cm_fail(ctx, CM_ENOMEM, "out of memory");
-    }
-    int n = 0;
-    int64_t chunks = 0;
-    double pixels = 0;
-    for (int i = 0; i < b->n_jobs && !cli_signal; i++) {
-        job_t *job = &b->jobs[i];
-        job->b = b;
-        if (!b->overwrite && exists(job->out) && (!job->labels || exists(job->labels))) {
-            job->state = JOB_SKIPPED;
-            if (cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1))
-                fprintf(stderr, "chunkmeans: %s exists; skipped (--overwrite writes it again)\n",
-                        job->out);
-            continue;
-        }
-        cm_ctx_t pctx;
-        cm_ctx_init(&pctx);
-        cm_remap_job_t *rj = &rjobs[n];
-        int rc = probe(b, job, rj, &pctx);
-        if (rc < 0) {
-            job_record(job, rc, &pctx);
-            if (b->n_jobs > 1) cli_error("%s", job->msg);
-            continue;
-        }
-        rj->open = job_open;
-        rj->close = job_close;
-        rj->self = job;
-        of[n++] = job;
-        chunks += cm_grid_count(&rj->src.grid);
-        pixels += (double)rj->src.grid.width * (double)rj->src.grid.height;
-    }
-    cm_params_t p = b->o.params;
-    p.trace = b->trace;
-    p.cancel = &cli_signal;
-    p.progress = cli_progress_update;
-    p.progress_user = &b->prog;
-    b->prog.px_per_chunk = chunks ? pixels / (double)chunks : 0;
-    int rc = cli_signal ? 0 : cm_remap_batch(rjobs, n, max_open_files(p.n_threads), &p, ctx);
-    cli_progress_end(&b->prog);
-    for (int i = 0; i < n; i++) {
-        job_record(of[i], rjobs[i].rc, &rjobs[i].ctx);
-        if (rjobs[i].rc < 0 && rjobs[i].rc != CM_ECANCELED && b->n_jobs > 1)
-            cli_error("%s", of[i]->msg);
-    }
-    free(rjobs);
-    free(of);
-    return rc;
+    const batch_t *b = user;
+    bool detail = cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1);
+    if (j->state == CM_FILE_FAILED && j->rc != CM_ECANCELED && b->n_jobs > 1)
+        cli_error("%s", j->msg);
+    else if (j->state == CM_FILE_SKIPPED && detail)
+        fprintf(stderr, "chunkmeans: %s exists; skipped (--overwrite writes it again)\n", j->out);
+    else if (j->state == CM_FILE_WRITTEN && detail)
+        fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d, mean squared error %.2f\n", j->out,
+                (long long)j->width, (long long)j->height, b->model->k, j->mse);
 }
 
 /* Reads and checks the model once, before any file: a bad model is every file's failure. */
 static int load_model(batch_t *b, cm_ctx_t *ctx)
 {
-    FILE *f = fopen(b->model_path, "rb");
-    CM_FAIL_IF(ctx, !f, CM_EINPUT, "%s: cannot open: %s", b->model_path, strerror(errno));
-    size_t cap = 0;
-    int rc = 0;
-    for (;;) {
-        if (b->model_len == cap) {
-            char *grown =
-                cap < ((size_t)1 << 30) ? realloc(b->model_text, cap ? 2 * cap : 65536) : NULL;
-            if (!grown) {
-                rc = cm_fail(ctx, CM_EINPUT, "%s: too large for a model", b->model_path);
-                break;
-            }
-            b->model_text = grown;
-            cap = cap ? 2 * cap : 65536;
-        }
-        size_t got = fread(b->model_text + b->model_len, 1, cap - b->model_len, f);
-        b->model_len += got;
-        if (got == 0) {
-            if (ferror(f))
-                rc = cm_fail(ctx, CM_EINPUT, "%s: cannot read: %s", b->model_path, strerror(errno));
-            break;
-        }
-    }
-    fclose(f);
-    cm_model_t *m = NULL;
-    if (rc == 0)
-        rc = cm_model_from_json(b->model_text, b->model_len, b->model_path, &m, &b->meta, ctx);
-    if (rc == 0) {
-        b->colorspace = m->colorspace;
-        b->k = m->k;
-    }
-    cm_model_free(m);
+    CM_TRY(cm_model_load(b->model_path, &b->model, &b->meta, ctx));
     /* The colour space is the model's: its centres were fitted in it. */
-    if (rc == 0 && b->o.colorspace_given && b->o.params.colorspace != b->colorspace)
-        rc = cm_fail(ctx, CM_EUSAGE,
-                     "--colorspace %s: the model %s was fitted in %s, and apply remaps in the "
-                     "model's colour space (leave --colorspace out)",
-                     cm_colorspace_name(b->o.params.colorspace), b->model_path,
-                     cm_colorspace_name(b->colorspace));
-    return rc;
+    CM_FAIL_IF(ctx, b->o.colorspace_given && b->o.params.colorspace != b->model->colorspace,
+               CM_EUSAGE,
+               "--colorspace %s: the model %s was fitted in %s, and apply remaps in the "
+               "model's colour space (leave --colorspace out)",
+               cm_colorspace_name(b->o.params.colorspace), b->model_path,
+               cm_colorspace_name(b->model->colorspace));
+    return 0;
+}
+
+static void batch_free(batch_t *b)
+{
+    for (int i = 0; b->owned && i < 2 * b->n_jobs; i++) free(b->owned[i]);
+    free(b->owned);
+    free(b->jobs);
+    cm_model_free(b->model);
+    cm_trace_free(b->trace);
 }
 
 int cmd_apply(int argc, char **argv)
@@ -483,11 +270,7 @@ int cmd_apply(int argc, char **argv)
     int rc = parse(argc, argv, &b);
     if (rc == 0) rc = plan_jobs(&b);
     if (rc) {
-        for (int i = 0; b.jobs && i < b.n_jobs; i++) {
-            free(b.jobs[i].out);
-            free(b.jobs[i].labels);
-        }
-        free(b.jobs);
+        batch_free(&b);
         return rc < 0 ? CM_EXIT_OK : rc;
     }
     cm_ctx_t ctx;
@@ -500,19 +283,25 @@ int cmd_apply(int argc, char **argv)
         exit_code = cli_fail(&ctx, rc, b.model_path);
         goto done;
     }
-
-    cli_progress_init(&b.prog, b.o.progress, 0);
     if (b.trace_path && !(b.trace = cm_trace_create())) {
         exit_code = cli_fail(&ctx, cm_fail(&ctx, CM_ENOMEM, "out of memory for the trace"), NULL);
         goto done;
     }
-    rc = run_batch(&b, &ctx);
+    cm_options_t fo = cli_file_options(&b.o);
+    fo.overwrite = b.overwrite;
+    fo.params.cancel = &cli_signal;
+    fo.params.trace = b.trace;
+    fo.params.progress = cli_progress_update;
+    fo.params.progress_user = &b.prog;
+    cli_progress_init(&b.prog, b.o.progress, 0);
+    rc = cm_apply_files(b.model, &b.meta, b.jobs, b.n_jobs, &fo, file_done, &b, &ctx);
+    cli_progress_end(&b.prog);
     if (b.trace) { /* written whatever happened: that is when it helps most */
         cm_ctx_t tctx;
         cm_ctx_init(&tctx);
         if (cli_write_trace(b.trace_path, b.trace, &tctx) < 0) {
             cli_error("%s: %s", b.trace_path, tctx.msg);
-            if (rc == 0) exit_code = CM_EXIT_RUNTIME;
+            exit_code = CM_EXIT_RUNTIME;
         }
     }
     if (rc < 0 && rc != CM_ECANCELED) {
@@ -522,9 +311,9 @@ int cmd_apply(int argc, char **argv)
 
     int n_written = 0, n_skipped = 0, n_failed = 0;
     for (int i = 0; i < b.n_jobs; i++) {
-        n_written += b.jobs[i].state == JOB_WRITTEN;
-        n_skipped += b.jobs[i].state == JOB_SKIPPED;
-        n_failed += b.jobs[i].state == JOB_FAILED && b.jobs[i].rc != CM_ECANCELED;
+        n_written += b.jobs[i].state == CM_FILE_WRITTEN;
+        n_skipped += b.jobs[i].state == CM_FILE_SKIPPED;
+        n_failed += b.jobs[i].state == CM_FILE_FAILED && b.jobs[i].rc != CM_ECANCELED;
     }
     if (cli_signal) {
         cli_error("interrupted by a signal: %d written, %d skipped, %d not done", n_written,
@@ -537,19 +326,13 @@ int cmd_apply(int argc, char **argv)
     } else if (n_failed) {
         cli_error("%d of %d files failed:", n_failed, b.n_jobs);
         for (int i = 0; i < b.n_jobs; i++)
-            if (b.jobs[i].state == JOB_FAILED) fprintf(stderr, "  %s\n", b.jobs[i].msg);
+            if (b.jobs[i].state == CM_FILE_FAILED) fprintf(stderr, "  %s\n", b.jobs[i].msg);
         exit_code = CM_EXIT_RUNTIME;
     }
     if (cli_verbosity >= 1 && b.n_jobs > 1)
         fprintf(stderr, "chunkmeans: apply: %d files: %d written, %d skipped, %d failed, %.2f s\n",
                 b.n_jobs, n_written, n_skipped, n_failed, cli_now() - t0);
 done:
-    for (int i = 0; i < b.n_jobs; i++) {
-        free(b.jobs[i].out);
-        free(b.jobs[i].labels);
-    }
-    free(b.jobs);
-    free(b.model_text);
-    cm_trace_free(b.trace);
+    batch_free(&b);
     return exit_code;
 }

@@ -194,6 +194,9 @@ int cli_outputs_commit(cli_outputs_t *w, cm_ctx_t *ctx);
 /* Drops whatever is not committed; safe to call twice. */
 void cli_outputs_abort(cli_outputs_t *w);
 
+/* The file-level options (chunkmeans.h) of the command's options; warnings go to stderr. */
+cm_options_t cli_file_options(const cli_opts_t *o);
+
 /* Writes the trace as Chrome trace-event JSON to path, atomically. */
 int cli_write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *ctx);
 

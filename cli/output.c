@@ -260,3 +260,28 @@ int cli_write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *ctx)
     free(text);
     return rc;
 }
+
+static void warn_to_stderr(void *user, const char *msg)
+{
+    cli_warn("%s", msg);
+}
+
+cm_options_t cli_file_options(const cli_opts_t *o)
+{
+    cm_options_t f;
+    cm_options_default(&f);
+    f.params = o->params;
+    f.compression = o->compression;
+    f.has_nodata = o->has_nodata;
+    f.nodata = o->nodata;
+    f.tile = o->tile;
+    f.scratch_dir = NULL;
+    f.format = !strcmp(o->format, "palette") ? CM_FORMAT_PALETTE
+               : !strcmp(o->format, "rgb")   ? CM_FORMAT_RGB
+                                             : CM_FORMAT_AUTO;
+    f.bigtiff = !strcmp(o->bigtiff, "always")  ? CM_BIGTIFF_ALWAYS
+                : !strcmp(o->bigtiff, "never") ? CM_BIGTIFF_NEVER
+                                               : CM_BIGTIFF_AUTO;
+    f.warn = warn_to_stderr;
+    return f;
+}

@@ -208,6 +208,9 @@ int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *
 
 void cm_model_free(cm_model_t *m);
 
+/* A copy of m that owns its arrays (free it with cm_model_free), or NULL when out of memory. */
+cm_model_t *cm_model_copy(const cm_model_t *m);
+
 /* Counts the distinct colours (tuples of the non-alpha samples, up to 3 of them) of the whole
  * image exactly, reading every chunk once with the parameters' threads and budget. */
 int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count, cm_ctx_t *ctx);
@@ -236,6 +239,7 @@ typedef struct cm_model_meta {
     int bands, alpha_band;
     cm_stype_t stype;
     char version[32];
+    const char *name; /* the model's file, for messages (cm_model_load: its path), or NULL */
 } cm_model_meta_t;
 
 /* Reads a model from its JSON text (len bytes, no terminating NUL needed), checking every

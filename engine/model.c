@@ -26,6 +26,31 @@ cm_model_t *cm__model_new(int k, int d)
     return m;
 }
 
+cm_model_t *cm_model_copy(const cm_model_t *m)
+{
+    cm_model_t *c = cm__model_new(m->k, m->d);
+    if (!c) return NULL;
+    double *centroids = c->centroids;
+    int64_t *counts = c->counts;
+    *c = *m;
+    c->centroids = centroids;
+    c->counts = counts;
+    c->mean = c->std = NULL;
+    memcpy(c->centroids, m->centroids, sizeof(double) * (size_t)m->k * m->d);
+    memcpy(c->counts, m->counts, sizeof(int64_t) * (size_t)m->k);
+    if (m->mean) {
+        c->mean = malloc(sizeof(double) * (size_t)m->d);
+        c->std = malloc(sizeof(double) * (size_t)m->d);
+        if (!c->mean || !c->std) {
+            cm_model_free(c);
+            return NULL;
+        }
+        memcpy(c->mean, m->mean, sizeof(double) * (size_t)m->d);
+        memcpy(c->std, m->std, sizeof(double) * (size_t)m->d);
+    }
+    return c;
+}
+
 void cm_model_free(cm_model_t *m)
 {
     if (!m) return;

@@ -314,6 +314,94 @@ static void test_file_that_is_no_model_is_bad_input_naming_it(void **state)
     assert_non_null(strstr(ctx.msg, json));
 }
 
+/* Counts the jobs that ended, by state: cm_apply_files's done callback. */
+typedef struct ended {
+    int n[4];
+} ended_t;
+
+static void count_ended(void *user, const cm_file_job_t *job)
+{
+    ended_t *e = user;
+    __atomic_fetch_add(&e->n[job->state], 1, __ATOMIC_RELAXED);
+}
+
+static void test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures(
+    void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    char outs[N][96], one[96], bad_in[96], missing[96];
+    path_in_dir(one, sizeof one, "one.tif");
+    path_in_dir(bad_in, sizeof bad_in, "bad.tif");
+    path_in_dir(missing, sizeof missing, "missing.tif");
+    FILE *f = fopen(bad_in, "wb");
+    assert_non_null(f);
+    fputs("II*\0 not quite a TIFF", f);
+    fclose(f);
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL;
+    cm_model_meta_t meta;
+    assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
+    assert_int_equal(cm_apply_file(model, &meta, in_path, one, &o, &ctx), 0);
+
+    /* Inputs 2 and 4 fail; the others are the same image, written as cm_apply_file writes it. */
+    cm_file_job_t jobs[N] = {0};
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "batch%d.tif", i);
+        path_in_dir(outs[i], sizeof outs[i], name);
+        jobs[i] = (cm_file_job_t){.in = i == 2 ? bad_in : i == 4 ? missing : in_path,
+                                  .out = outs[i]};
+    }
+    ended_t ended = {{0}};
+    assert_int_equal(cm_apply_files(model, &meta, jobs, N, &o, count_ended, &ended, &ctx), 0);
+    assert_int_equal(ctx.code, CM_OK);
+    size_t n_one;
+    void *want = read_file(one, &n_one);
+    for (int i = 0; i < N; i++) {
+        if (i == 2 || i == 4) {
+            assert_int_equal(jobs[i].state, CM_FILE_FAILED);
+            assert_int_equal(jobs[i].rc, CM_EINPUT);
+            assert_non_null(strstr(jobs[i].msg, jobs[i].in)); /* names the input */
+            assert_false(exists(outs[i]));
+            continue;
+        }
+        assert_int_equal(jobs[i].state, CM_FILE_WRITTEN);
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].width, 96);
+        assert_int_equal(jobs[i].height, 80);
+        assert_true(jobs[i].mse > 0);
+        size_t n;
+        void *got = read_file(outs[i], &n);
+        assert_int_equal(n, n_one);
+        assert_memory_equal(got, want, n);
+        free(got);
+    }
+    free(want);
+    assert_int_equal(ended.n[CM_FILE_WRITTEN], N - 2);
+    assert_int_equal(ended.n[CM_FILE_FAILED], 2);
+
+    /* Again: what was written is skipped, and is not touched; the failures fail again. */
+    struct stat before, after;
+    assert_int_equal(stat(outs[0], &before), 0);
+    ended = (ended_t){{0}};
+    assert_int_equal(cm_apply_files(model, &meta, jobs, N, &o, count_ended, &ended, &ctx), 0);
+    assert_int_equal(ended.n[CM_FILE_SKIPPED], N - 2);
+    assert_int_equal(ended.n[CM_FILE_FAILED], 2);
+    assert_int_equal(stat(outs[0], &after), 0);
+    assert_int_equal(before.st_ino, after.st_ino);
+    /* With overwrite, every good input is written again (a new file renamed into place). */
+    o.overwrite = true;
+    assert_int_equal(cm_apply_files(model, &meta, jobs, N, &o, NULL, NULL, &ctx), 0);
+    assert_int_equal(jobs[0].state, CM_FILE_WRITTEN);
+    assert_int_equal(stat(outs[0], &after), 0);
+    assert_int_not_equal(before.st_ino, after.st_ino);
+    cm_model_free(model);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +414,8 @@ int main(void)
         cmocka_unit_test(test_output_that_is_a_directory_is_an_io_error_and_leaves_no_labels),
         cmocka_unit_test(test_labels_path_gets_one_band_of_labels_below_k),
         cmocka_unit_test(test_file_that_is_no_model_is_bad_input_naming_it),
+        cmocka_unit_test(
+            test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures),
     };
     return cmocka_run_group_tests(tests, make_input, remove_dir);
 }

@@ -1,0 +1,238 @@
+/* cm_apply_files: one model applied to many TIFF files in one remap pass, each file a
+ * sub-graph of it (cm_remap_batch), opened when the pass reaches it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "api_internal.h"
+
+/* A file while the pass holds it: between open and close. */
+typedef struct file_run {
+    cm_file_job_t *job;
+    const struct batch *b;
+    cm_model_t *model; /* its own copy: the pass writes its counts */
+    cm_image_t *img;
+    cm_outputs_t w;
+    cm_sink_t sink;
+} file_run_t;
+
+typedef struct batch {
+    const cm_model_t *model;
+    const cm_model_meta_t *meta;
+    const cm_options_t *o;
+    int n_threads;
+    void (*done)(void *user, const cm_file_job_t *job);
+    void *user;
+} batch_t;
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Ends a job with rc and ctx's message (naming its input when it does not name a file). */
+static void finish(const batch_t *b, cm_file_job_t *job, int rc, const cm_ctx_t *ctx)
+{
+    job->rc = rc;
+    job->state = rc < 0 ? CM_FILE_FAILED : CM_FILE_WRITTEN;
+    if (rc == CM_ECANCELED) {
+        snprintf(job->msg, sizeof job->msg, "%s: interrupted", job->in);
+    } else if (rc < 0) {
+        const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
+        if (strstr(msg, job->in) || strstr(msg, job->out))
+            snprintf(job->msg, sizeof job->msg, "%s", msg);
+        else
+            snprintf(job->msg, sizeof job->msg, "%s: %s", job->in, msg);
+    }
+    if (b->done) b->done(b->user, job);
+}
+
+int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *m, const char *path,
+                   const cm_image_info_t *in, cm_ctx_t *ctx)
+{
+    if (m && (in->bands != m->bands || in->stype != m->stype || in->alpha_band != m->alpha_band))
+        return cm_fail(ctx, CM_EINPUT,
+                       "%s: %d band%s of %s%s, but the model%s%s was fitted on %d band%s of %s%s",
+                       path, in->bands, in->bands == 1 ? "" : "s", in->sample_type,
+                       in->alpha_band >= 0 ? " with alpha" : "", m->name ? " " : "",
+                       m->name ? m->name : "", m->bands,
+                       m->bands == 1 ? "" : "s", cm_stype_name(m->stype),
+                       m->alpha_band >= 0 ? " with alpha" : "");
+    CM_FAIL_IF(ctx, model->d != cm_grid_features(&in->grid), CM_EINPUT,
+               "%s: %d features per pixel, but the model has %d", path,
+               cm_grid_features(&in->grid), model->d);
+    return 0;
+}
+
+/* The source over an open image, with the options' nodata or else the image's. */
+static cm_source_t source_of(const cm_options_t *o, const cm_image_info_t *in)
+{
+    return (cm_source_t){.grid = in->grid,
+                         .has_nodata = o->has_nodata || in->has_nodata,
+                         .nodata = o->has_nodata ? o->nodata : in->nodata};
+}
+
+static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
+{
+    return cm_image_read_chunk(self, worker, idx, buf, ctx);
+}
+
+/* Reads the header of a job's input to plan its sub-graph (grid, masks, labels) and checks
+ * that the model fits it; the file is closed again until the pass reaches it. */
+static int probe(const batch_t *b, const cm_file_job_t *job, cm_remap_job_t *rj, cm_ctx_t *ctx)
+{
+    cm_image_t *img = NULL;
+    int rc = cm_image_open(job->in, 1, &img, ctx);
+    if (rc == 0) rc = cm_image_set_chunk_side(img, b->o->tile, ctx);
+    if (rc == 0) rc = cm__model_fits(b->model, b->meta, job->in, cm_image_info(img), ctx);
+    if (rc == 0) {
+        const cm_image_info_t *in = cm_image_info(img);
+        bool palette = b->o->format == CM_FORMAT_PALETTE ||
+                       (b->o->format == CM_FORMAT_AUTO && in->palette);
+        rj->src = source_of(b->o, in);
+        rj->k = b->model->k;
+        rj->want_labels = job->labels || palette;
+    }
+    cm_image_close(img);
+    return rc;
+}
+
+/* The directory of path ("." when it has none); the caller frees it. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *out = NULL;
+    if (!slash) return strdup(".");
+    if (asprintf(&out, "%.*s", slash == path ? 1 : (int)(slash - path), path) < 0) return NULL;
+    return out;
+}
+
+/* cm_remap_job_t.open: opens a file for every worker, and its outputs. */
+static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_sink_t **sink,
+                     cm_ctx_t *ctx)
+{
+    file_run_t *f = self;
+    const batch_t *b = f->b;
+    const cm_options_t *o = b->o;
+    f->model = cm_model_copy(b->model);
+    CM_FAIL_IF(ctx, !f->model, CM_ENOMEM, "%s: out of memory", f->job->in);
+    CM_TRY(cm_image_open(f->job->in, b->n_threads, &f->img, ctx));
+    if (o->params.cancel) cm_image_set_cancel(f->img, o->params.cancel);
+    CM_TRY(cm_image_set_chunk_side(f->img, o->tile, ctx));
+    const cm_image_info_t *in = cm_image_info(f->img);
+    CM_TRY(cm__model_fits(b->model, b->meta, f->job->in, in, ctx)); /* it may have changed since the probe */
+    *src = source_of(o, in);
+    src->read = read_chunk;
+    src->self = f->img;
+    CM_TRY(cm_outputs_plan(&f->w, o, f->img, src, f->model->k, f->job->out, f->job->labels, ctx));
+    CM_TRY(cm_outputs_open(&f->w, ctx));
+    if (in->streamed) { /* strips too large for chunks: decoded once into a spill store */
+        char *dir = o->scratch_dir ? NULL : dir_of(f->job->out);
+        const char *where = o->scratch_dir ? o->scratch_dir : dir;
+        int rc = where ? cm_image_prepare(f->img, where, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
+        free(dir);
+        CM_TRY(rc);
+    }
+    CM_TRY(cm_outputs_sink(&f->w, f->model, &f->sink, ctx));
+    *model = f->model;
+    *sink = &f->sink;
+    return 0;
+}
+
+/* cm_remap_job_t.close: commits the outputs when complete, else drops them. */
+static int file_close(void *self, int rc, cm_ctx_t *ctx)
+{
+    file_run_t *f = self;
+    cm_file_job_t *job = f->job;
+    if (rc == 0) rc = cm_outputs_commit(&f->w, ctx);
+    if (rc == 0) {
+        const cm_image_info_t *in = cm_image_info(f->img);
+        job->width = in->width;
+        job->height = in->height;
+        job->mse = f->model->n_pixels ? f->model->inertia / (double)f->model->n_pixels : 0.0;
+    }
+    cm_outputs_abort(&f->w);
+    cm_image_close(f->img);
+    cm_model_free(f->model);
+    f->img = NULL;
+    f->model = NULL;
+    finish(f->b, job, rc, ctx);
+    return rc;
+}
+
+/* How many inputs may be open at once: each is opened once per worker thread and has up to
+ * three outputs open, so one more than the threads, within the limit of open files (raised
+ * towards the hard limit when lower). One at the very least. */
+static int max_open_files(int n_threads)
+{
+    int want = n_threads + 1;
+    rlim_t per = (rlim_t)n_threads + 4, spare = 64, need = (rlim_t)want * per + spare;
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1;
+    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > need ? need : lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim); /* a failure leaves the old limit, read again below */
+        getrlimit(RLIMIT_NOFILE, &lim);
+    }
+    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return want;
+    rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / per : 0;
+    return fit < 1 ? 1 : (int)fit;
+}
+
+int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file_job_t *jobs,
+                   int n_jobs, const cm_options_t *o,
+                   void (*done)(void *user, const cm_file_job_t *job), void *user, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !model || !o || n_jobs < 0 || (n_jobs && !jobs), CM_EUSAGE,
+               "cm_apply_files: no model, options or jobs");
+    CM_FAIL_IF(ctx, o->tile < 16 || o->tile > 4096 || o->tile % 16, CM_EUSAGE,
+               "tile side %lld: a multiple of 16 from 16 to 4096", (long long)o->tile);
+    batch_t b = {.model = model, .meta = meta, .o = o, .done = done, .user = user};
+    b.n_threads = o->params.n_threads > 0 ? o->params.n_threads : cm_default_threads();
+    for (int i = 0; i < n_jobs; i++) {
+        cm_file_job_t *j = &jobs[i];
+        CM_FAIL_IF(ctx, !j->in || !j->out, CM_EUSAGE, "cm_apply_files: job %d has no paths", i);
+        j->state = CM_FILE_TODO;
+        j->rc = 0;
+        j->msg[0] = '\0';
+    }
+    cm_remap_job_t *rjobs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(cm_remap_job_t));
+    file_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(file_run_t));
+    if (!rjobs || !runs) {
+        free(rjobs);
+        free(runs);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
+    }
+    const volatile sig_atomic_t *cancel = o->params.cancel;
+    int n = 0;
+    for (int i = 0; i < n_jobs && !(cancel && *cancel); i++) {
+        cm_file_job_t *j = &jobs[i];
+        if (!o->overwrite && exists(j->out) && (!j->labels || exists(j->labels))) {
+            j->state = CM_FILE_SKIPPED;
+            if (done) done(user, j);
+            continue;
+        }
+        cm_ctx_t pctx;
+        cm_ctx_init(&pctx);
+        int rc = probe(&b, j, &rjobs[n], &pctx);
+        if (rc < 0) {
+            finish(&b, j, rc, &pctx);
+            continue;
+        }
+        runs[n] = (file_run_t){.job = j, .b = &b};
+        rjobs[n].open = file_open;
+        rjobs[n].close = file_close;
+        rjobs[n].self = &runs[n];
+        n++;
+    }
+    cm_params_t p = o->params;
+    p.n_threads = b.n_threads;
+    int rc = cancel && *cancel ? cm_fail(ctx, CM_ECANCELED, "interrupted")
+                               : cm_remap_batch(rjobs, n, max_open_files(b.n_threads), &p, ctx);
+    free(rjobs);
+    free(runs);
+    return rc;
+}
