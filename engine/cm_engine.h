@@ -150,8 +150,31 @@ typedef struct cm_model {
 int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx);
 
 /* Fits a model on src. The caller owns *out and frees it with cm_model_free. Deterministic:
- * the same source, seed and parameters give the same model whatever n_threads is. */
+ * the same source, seed and parameters give the same model whatever n_threads is. It is
+ * cm_sample_take then cm_fit_sample, with the sample freed before an exact pass. */
 int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
+
+/* The fitting sample: about p->sample_px valid pixels (2^20 when 0) of the sources, chosen by
+ * the seed alone and held in memory as the features of the fit. Nothing else decides which
+ * pixels it holds (not k or the algorithm), so one sample serves fits of every k. */
+typedef struct cm_sample cm_sample_t;
+
+/* Reads the sample of n_srcs sources (one, or several sampled as one image as cm_fit_many
+ * does) with p's seed, sample_px, colorspace and scale, and its threads, budget, progress
+ * (stage "sample") and cancel flag. srcs must outlive the sample: the exact algorithms read
+ * srcs[0] again. The caller frees *out with cm_sample_free. CM_EINPUT when no pixel takes part
+ * or the sources differ; CM_EUSAGE for a colour space the images cannot take. */
+int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_sample_t **out,
+                   cm_ctx_t *ctx);
+
+/* Fits a model on sample s: the model cm_fit_many gives for s's sources with p, to the bit,
+ * for any k and algorithm (the exact ones read s's one source again). p must have the seed,
+ * colorspace and scale s was taken with (CM_EUSAGE otherwise). s is not changed, so fits of
+ * several k can run on it one after another. The caller frees *out with cm_model_free. */
+int cm_fit_sample(const cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
+
+/* Frees a sample; NULL is fine. */
+void cm_sample_free(cm_sample_t *s);
 
 /* Remaps every chunk of src to its nearest centres and hands it to sink, in chunk order.
  * Updates model->counts, inertia and n_pixels with exact figures for the whole image. */
@@ -302,7 +325,7 @@ int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double
  * be in the sample, so each source weighs by its number of valid pixels. With one source it is
  * cm_fit exactly. Several sources take the minibatch algorithm only (auto resolves to it);
  * another gives CM_EUSAGE, sources that differ CM_EINPUT. Same ownership and determinism as
- * cm_fit. */
+ * cm_fit; cm_sample_take then cm_fit_sample give the same model. */
 int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
                 cm_ctx_t *ctx);
 

@@ -119,12 +119,19 @@ void cm__recolour(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
 /* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
 cm_model_t *cm__model_new(int k, int d);
 
-/* Reads the fitting sample of about sample_px valid pixels from n_srcs sources of the same
- * bands, alpha and sample type (sampled as one image): *pts holds *n points of d features, in
- * pixel order (source by source); the caller frees it. Fails with CM_EINPUT when every sampled
- * pixel is transparent or the sources differ. */
-int cm__sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, int64_t sample_px,
-                    float **pts, int64_t *n, cm_ctx_t *ctx);
+/* The fitting sample (cm_sample_take): n points of d features in pixel order (source by
+ * source), already in the features of the fit: Lab with colorspace lab, then standardised
+ * with mean and std (d each) with scale standard, else mean and std are NULL. */
+struct cm_sample {
+    const cm_source_t *srcs; /* the caller's: the exact modes read srcs[0] again */
+    int n_srcs, d;
+    float *pts;
+    int64_t n;
+    uint64_t seed;
+    cm_colorspace_t colorspace;
+    cm_scale_t scale;
+    double *mean, *std;
+};
 
 /* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,

@@ -1,5 +1,6 @@
-/* The fit: k-means++ on the sample, then mini-batch k-means (Sculley 2010) whose steps are
- * scheduler tasks reduced in a fixed order. Reads no pixels itself: sample.c does. */
+/* The fit on a sample: starting centres (k-means++) chosen among its points, then
+ * mini-batch k-means (Sculley 2010) whose steps are scheduler tasks reduced in a fixed order,
+ * or an exact mode (exact.c). Reads no pixels itself: sample.c and exact.c do. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,28 +186,9 @@ static int run_window(stepper_t *s, step_task_t *tasks, int first, int last, cm_
     return rc;
 }
 
-/* Per-feature mean and standard deviation of the sample (a constant feature gets 1), and the
- * sample standardised in place, with the arithmetic cm__to_features uses for the remap. */
-static void standardise(float *pts, int64_t n, int d, double *mean, double *std)
-{
-    for (int b = 0; b < d; b++) {
-        double sum = 0.0, sq = 0.0;
-        for (int64_t i = 0; i < n; i++) sum += pts[i * d + b];
-        mean[b] = sum / (double)n;
-        for (int64_t i = 0; i < n; i++) {
-            double t = pts[i * d + b] - mean[b];
-            sq += t * t;
-        }
-        std[b] = sqrt(sq / (double)n);
-        if (!(std[b] > 1e-12)) std[b] = 1.0;
-        float shift = (float)mean[b], mul = (float)(1.0 / std[b]);
-        for (int64_t i = 0; i < n; i++) pts[i * d + b] = (pts[i * d + b] - shift) * mul;
-    }
-}
-
 /* k-means++ on an evenly strided subset of the n sample points. */
-static int seed(const float *pts, int64_t n, int d, int k, const cm_params_t *p, double *centres,
-                cm_ctx_t *ctx)
+static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
+                           double *centres, cm_ctx_t *ctx)
 {
     int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
     int64_t n_init = (n + stride - 1) / stride;
@@ -219,82 +201,88 @@ static int seed(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
     return rc;
 }
 
-int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+/* The starting centres of m, in the features of the fit: p's own, or k-means++ on the
+ * sample's points. */
+static int start_centres(const cm_sample_t *sample, const cm_params_t *p, cm_model_t *m,
+                         cm_ctx_t *ctx)
 {
-    return cm_fit_many(src, 1, p, out, ctx);
+    int k = m->k, d = m->d;
+    if (p->init_centres) { /* given in sample units */
+        cm_stype_t t = sample->srcs[0].grid.stype;
+        for (int j = 0; j < k; j++)
+            cm__centre_features(p->colorspace, t, d, m->mean, m->std,
+                                p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
+        return 0;
+    }
+    return kmeanspp_subset(sample->pts, sample->n, d, k, p, m->centroids, ctx);
 }
 
-int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
-                cm_ctx_t *ctx)
+/* What every fit refuses before any work: k out of range, no steps, and several sources with
+ * an algorithm that reads one image. */
+static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to fit on");
-    const cm_source_t *src = &srcs[0];
-    const cm_grid_t *g = &src->grid;
-    int d = cm_grid_features(g), k = cm__params_k(p);
+    int k = cm__params_k(p);
     CM_FAIL_IF(ctx, p->init_centres && (k < 1 || k > 65535), CM_EUSAGE,
                "there must be 1 to 65535 starting centres, not %d", k);
     CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
     CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
                "--max-iter and --batch must be positive");
-    CM_FAIL_IF(ctx,
-               n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
+    CM_FAIL_IF(ctx, n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
                CM_EUSAGE, "several images are fitted with the minibatch algorithm only");
+    return 0;
+}
 
-    /* A million pixels are plenty for the means. The size does not follow the budget, so
-     * that --memory changes the speed and never the result. */
-    int64_t sample_px = p->sample_px > 0 ? p->sample_px : (int64_t)1 << 20;
+/* Fits on sample. own is the sample itself when the caller took it for this fit alone
+ * (cm_fit_many), else NULL: an exact pass reads the image, not the sample, so the points an
+ * owner holds are freed before it. */
+static int fit_on(const cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p,
+                  cm_model_t **out, cm_ctx_t *ctx)
+{
+    const cm_source_t *src = &sample->srcs[0];
+    const cm_grid_t *g = &src->grid;
+    CM_TRY(check_params(g, sample->n_srcs, p, ctx));
+    bool same =
+        p->seed == sample->seed && p->colorspace == sample->colorspace && p->scale == sample->scale;
+    CM_FAIL_IF(ctx, !same, CM_EUSAGE,
+               "the sample was taken with another seed, colour space or scaling than the fit's");
+    int d = sample->d, k = cm__params_k(p), n_srcs = sample->n_srcs;
+    const float *pts = sample->pts;
+    int64_t n = sample->n;
 
-    float *pts = NULL;
-    double *start = NULL; /* the k-means++ centres */
-    int64_t n = 0;
-    cm_model_t *m = NULL;
-    step_task_t *tasks = NULL;
-    stepper_t s = {0};
-    int rc = cm__sample_take(srcs, n_srcs, p, sample_px, &pts, &n, ctx);
-    if (rc < 0) return rc;
-    /* The sample holds samples: its features are their Lab colours, made as the remap does. */
-    for (int64_t i = 0; p->colorspace == CM_COLORSPACE_LAB && i < n; i++)
-        cm__lab_features(g->stype, pts + i * d);
-
-    rc = CM_ENOMEM;
-    m = cm__model_new(k, d);
+    int rc = CM_ENOMEM;
+    double *start = NULL; /* the starting centres */
+    cm_model_t *m = cm__model_new(k, d);
     if (m) m->colorspace = p->colorspace;
-    tasks = malloc(sizeof(step_task_t) * WINDOW * (PARTS_PER_STEP + 1));
-    s = (stepper_t){.p = p,
-                    .pts = pts,
-                    .n = n,
-                    .k = k,
-                    .d = d,
-                    .batch = p->batch,
-                    .cf = malloc(sizeof(float) * (size_t)k * (size_t)d),
-                    .v = calloc((size_t)k, sizeof(double)),
-                    .sum = malloc(sizeof(double) * d),
-                    .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
+    step_task_t *tasks = malloc(sizeof(step_task_t) * WINDOW * (PARTS_PER_STEP + 1));
+    stepper_t s = {.p = p,
+                   .pts = pts,
+                   .n = n,
+                   .k = k,
+                   .d = d,
+                   .batch = p->batch,
+                   .cf = malloc(sizeof(float) * (size_t)k * (size_t)d),
+                   .v = calloc((size_t)k, sizeof(double)),
+                   .sum = malloc(sizeof(double) * d),
+                   .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
     if (!m || !tasks || !s.cf || !s.v || !s.sum || !s.partials) {
         cm_fail(ctx, CM_ENOMEM, "out of memory for %d centres", k);
         goto cleanup;
     }
     s.c = m->centroids;
-    if (p->scale == CM_SCALE_STANDARD) {
+    if (sample->mean) { /* the model measures distances as the sample was standardised */
         m->mean = malloc(sizeof(double) * d);
         m->std = malloc(sizeof(double) * d);
         if (!m->mean || !m->std) {
             cm_fail(ctx, CM_ENOMEM, "out of memory");
             goto cleanup;
         }
-        standardise(pts, n, d, m->mean, m->std);
+        memcpy(m->mean, sample->mean, sizeof(double) * d);
+        memcpy(m->std, sample->std, sizeof(double) * d);
         s.std = m->std;
     }
 
-    if (p->init_centres) { /* given in sample units: to the features of the fit */
-        for (int j = 0; j < k; j++)
-            cm__centre_features(p->colorspace, g->stype, d, m->mean, m->std,
-                                p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
-        rc = 0;
-    } else {
-        rc = seed(pts, n, d, k, p, m->centroids, ctx);
-    }
+    rc = start_centres(sample, p, m, ctx);
     if (rc < 0) goto cleanup;
     for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
     start = malloc(sizeof(double) * (size_t)k * d); /* NULL: no second try, nothing else */
@@ -336,8 +324,10 @@ int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_mo
             }
         }
     } else {
-        free(pts); /* the exact modes read the whole image instead */
-        pts = NULL;
+        if (own) { /* the exact modes read the whole image instead */
+            free(own->pts);
+            own->pts = NULL;
+        }
         rc = cm__fit_exact(src, p, alg, m, ctx);
     }
     if (rc < 0) goto cleanup;
@@ -357,6 +347,27 @@ cleanup:
     free(s.v);
     free(s.cf);
     free(tasks);
-    free(pts);
     return rc;
+}
+
+int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+{
+    return cm_fit_many(src, 1, p, out, ctx);
+}
+
+int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
+                cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to fit on");
+    CM_TRY(check_params(&srcs[0].grid, n_srcs, p, ctx)); /* before the sample is read */
+    cm_sample_t *sample = NULL;
+    CM_TRY(cm_sample_take(srcs, n_srcs, p, &sample, ctx));
+    int rc = fit_on(sample, sample, p, out, ctx);
+    cm_sample_free(sample);
+    return rc;
+}
+
+int cm_fit_sample(const cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+{
+    return fit_on(s, NULL, p, out, ctx);
 }

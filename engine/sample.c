@@ -1,7 +1,7 @@
 /* The fitting sample: a seeded choice of image cells, read once through the scheduler, and in
- * them the pixels whose hash falls under a threshold. Independent of the file's layout. Several
- * sources (images of the same kind) share one list of cells, so each gives the sample its share
- * of the valid pixels. */
+ * them the pixels whose hash falls under a threshold. Independent of the file's layout and of k.
+ * Several sources (images of the same kind) share one list of cells, so each gives the sample
+ * its share of the valid pixels. Fits nothing: minibatch.c fits on it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,11 +253,11 @@ static int plan_spans(const cm_source_t *srcs, int n_srcs, span_t *span, cm_ctx_
     return 0;
 }
 
-/* Picks the cells, reads the chunks that meet them and returns the points in pixel order. */
-int cm__sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, int64_t sample_px,
-                    float **pts_out, int64_t *n_out, cm_ctx_t *ctx)
+/* Picks the cells, reads the chunks that meet them and returns the points (about sample_px of
+ * d features each, sample units) in pixel order in *pts_out, which the caller frees. */
+static int take_points(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, int64_t sample_px,
+                       float **pts_out, int64_t *n_out, cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to sample");
     int d = cm_grid_features(&srcs[0].grid);
     int rc = CM_ENOMEM;
     span_t *span = malloc(sizeof(span_t) * ((size_t)n_srcs + 1));
@@ -361,4 +361,69 @@ cleanup:
     free(fmt);
     free(span);
     return rc;
+}
+
+/* Per-feature mean and standard deviation of the sample (a constant feature gets 1), and the
+ * sample standardised in place, with the arithmetic cm__to_features uses for the remap. */
+static void standardise(float *pts, int64_t n, int d, double *mean, double *std)
+{
+    for (int b = 0; b < d; b++) {
+        double sum = 0.0, sq = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += pts[i * d + b];
+        mean[b] = sum / (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            double t = pts[i * d + b] - mean[b];
+            sq += t * t;
+        }
+        std[b] = sqrt(sq / (double)n);
+        if (!(std[b] > 1e-12)) std[b] = 1.0;
+        float shift = (float)mean[b], mul = (float)(1.0 / std[b]);
+        for (int64_t i = 0; i < n; i++) pts[i * d + b] = (pts[i * d + b] - shift) * mul;
+    }
+}
+
+int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_sample_t **out,
+                   cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to sample");
+    const cm_grid_t *g = &srcs[0].grid;
+    CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
+    cm_sample_t *s = calloc(1, sizeof *s);
+    CM_FAIL_IF(ctx, !s, CM_ENOMEM, "out of memory for the sample");
+    *s = (cm_sample_t){.srcs = srcs,
+                       .n_srcs = n_srcs,
+                       .d = cm_grid_features(g),
+                       .seed = p->seed,
+                       .colorspace = p->colorspace,
+                       .scale = p->scale};
+    /* A million pixels are plenty for the means. The size does not follow the budget, so
+     * that --memory changes the speed and never the result. */
+    int64_t sample_px = p->sample_px > 0 ? p->sample_px : (int64_t)1 << 20;
+    int rc = take_points(srcs, n_srcs, p, sample_px, &s->pts, &s->n, ctx);
+    /* The points hold samples: their features are their Lab colours, made as the remap does. */
+    for (int64_t i = 0; rc == 0 && s->colorspace == CM_COLORSPACE_LAB && i < s->n; i++)
+        cm__lab_features(g->stype, s->pts + i * s->d);
+    if (rc == 0 && s->scale == CM_SCALE_STANDARD) {
+        s->mean = malloc(sizeof(double) * s->d);
+        s->std = malloc(sizeof(double) * s->d);
+        if (s->mean && s->std)
+            standardise(s->pts, s->n, s->d, s->mean, s->std);
+        else
+            rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+    }
+    if (rc < 0) {
+        cm_sample_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void cm_sample_free(cm_sample_t *s)
+{
+    if (!s) return;
+    free(s->pts);
+    free(s->mean);
+    free(s->std);
+    free(s);
 }

@@ -2796,6 +2796,94 @@ static void test_lab_needs_three_colour_bands(void **state)
     }
 }
 
+/* Every field of a fitted model, to the bit. */
+static void expect_same_model(const cm_model_t *a, const cm_model_t *b)
+{
+    assert_int_equal(a->k, b->k);
+    assert_int_equal(a->d, b->d);
+    size_t kd = (size_t)a->k * a->d;
+    assert_memory_equal(a->centroids, b->centroids, sizeof(double) * kd);
+    assert_memory_equal(a->counts, b->counts, sizeof(int64_t) * (size_t)a->k);
+    assert_memory_equal(&a->inertia, &b->inertia, sizeof(double));
+    assert_int_equal(a->mean != NULL, b->mean != NULL);
+    if (a->mean) {
+        assert_memory_equal(a->mean, b->mean, sizeof(double) * a->d);
+        assert_memory_equal(a->std, b->std, sizeof(double) * a->d);
+    }
+    assert_int_equal(a->iterations, b->iterations);
+    assert_int_equal(a->converged, b->converged);
+    assert_int_equal(a->algorithm, b->algorithm);
+    assert_int_equal(a->colorspace, b->colorspace);
+    assert_int_equal(a->sample_px, b->sample_px);
+    assert_int_equal(a->seed, b->seed);
+}
+
+static void test_fits_of_several_k_on_one_sample_are_the_fits_of_each_k_alone(void **state)
+{
+    (void)state;
+    /* Two images of different sizes, fitted alone or together (as the fit command's inputs). */
+    image_t im[2] = {image_new(300, 200, 3, -1), image_new(130, 170, 3, -1)};
+    fill_dark_and_bright(&im[0], 31);
+    fill_dark_and_bright(&im[1], 32);
+    mem_source_t src[2];
+    source_init(&src[0], &im[0], 64, 48);
+    source_init(&src[1], &im[1], 32, 64);
+    cm_source_t both[2] = {src[0].src, src[1].src};
+    static const struct {
+        int n_srcs;
+        cm_algorithm_t alg;
+        cm_colorspace_t cs;
+        cm_scale_t scale;
+    } cases[] = {
+        {1, CM_ALG_MINIBATCH, CM_COLORSPACE_RGB, CM_SCALE_NONE},
+        {1, CM_ALG_MINIBATCH, CM_COLORSPACE_LAB, CM_SCALE_STANDARD},
+        {1, CM_ALG_LLOYD, CM_COLORSPACE_RGB, CM_SCALE_STANDARD},
+        {1, CM_ALG_HISTOGRAM, CM_COLORSPACE_RGB, CM_SCALE_NONE},
+        {2, CM_ALG_MINIBATCH, CM_COLORSPACE_RGB, CM_SCALE_NONE},
+    };
+    static const int ks[] = {2, 5, 10};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const cm_source_t *srcs = cases[c].n_srcs == 1 ? &src[0].src : both;
+        cm_params_t p = params(2, 11 + c, 2);
+        p.algorithm = cases[c].alg;
+        p.colorspace = cases[c].cs;
+        p.scale = cases[c].scale;
+        p.sample_px = 20000; /* fewer than the pixels: the sample is a choice */
+        p.max_iter = cases[c].alg == CM_ALG_MINIBATCH ? 60 : 20;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_sample_t *sample = NULL;
+        expect_ok(cm_sample_take(srcs, cases[c].n_srcs, &p, &sample, &ctx), &ctx, "take");
+        for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+            p.k = ks[i];
+            int reads = atomic_load(&src[0].reads);
+            cm_model_t *shared = NULL, *alone = NULL;
+            expect_ok(cm_fit_sample(sample, &p, &shared, &ctx), &ctx, "cm_fit_sample");
+            /* The mini-batch fit reads nothing more: the sample holds what it needs. */
+            if (cases[c].alg == CM_ALG_MINIBATCH)
+                assert_int_equal(atomic_load(&src[0].reads), reads);
+            expect_ok(cm_fit_many(srcs, cases[c].n_srcs, &p, &alone, &ctx), &ctx, "cm_fit_many");
+            assert_int_equal(shared->k, ks[i]);
+            assert_int_equal(shared->algorithm, cases[c].alg);
+            expect_same_model(shared, alone);
+            cm_model_free(shared);
+            cm_model_free(alone);
+        }
+        /* The sample holds the features of its seed, colour space and scaling: a fit with
+         * others is refused rather than silently unlike cm_fit_many's. */
+        cm_model_t *m = NULL;
+        cm_params_t other = p;
+        other.seed++;
+        assert_int_equal(cm_fit_sample(sample, &other, &m, &ctx), CM_EUSAGE);
+        assert_null(m);
+        cm_sample_free(sample);
+    }
+    assert_int_equal(atomic_load(&src[0].misuse) + atomic_load(&src[1].misuse), 0);
+    cm_sample_free(NULL);
+    image_free(&im[0]);
+    image_free(&im[1]);
+}
+
 static void test_a_fit_from_the_true_centres_stays_on_them(void **state)
 {
     (void)state;
@@ -3248,6 +3336,7 @@ int main(void)
         cmocka_unit_test(test_exact_modes_are_at_least_as_good_as_minibatch),
         cmocka_unit_test(test_histogram_refuses_what_it_cannot_count_and_auto_picks),
         cmocka_unit_test(test_every_kernel_gives_the_labels_of_the_scalar_reference),
+        cmocka_unit_test(test_fits_of_several_k_on_one_sample_are_the_fits_of_each_k_alone),
         cmocka_unit_test(test_bad_k_is_refused),
         cmocka_unit_test(test_an_image_without_opaque_pixels_is_refused),
         cmocka_unit_test(test_a_raised_cancel_flag_stops_fit_and_remap),
