@@ -132,10 +132,12 @@ int cli_read_file(const char *path, size_t max_bytes, char **text, size_t *len, 
 /* The source that reads img (with the --nodata of o, else the image's). */
 cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
 
-/* Fits p->k centres on the sources (cm_fit_many); when they turn out to hold fewer pixels that
- * take part than k, warns (naming `what`), lowers p->k to their number and fits again. */
-int cli_fit(const cm_source_t *srcs, int n_srcs, cm_params_t *p, const char *what, cm_model_t **out,
-            cm_ctx_t *ctx);
+/* Fits p->k centres on the sources: on sample (taken from them with p) when not NULL, which
+ * fits of several k share, else on a sample of their own (cm_fit_many). When they turn out to
+ * hold fewer pixels that take part than k, warns (naming `what`), lowers p->k to their number
+ * and fits again (on the same sample: it does not depend on k). */
+int cli_fit(const cm_source_t *srcs, int n_srcs, const cm_sample_t *sample, cm_params_t *p,
+            const char *what, cm_model_t **out, cm_ctx_t *ctx);
 
 /* ---- outputs of one image (output.c) ---- */
 

@@ -245,7 +245,7 @@ int cmd_fit(int argc, char **argv)
     cli_progress_init(&prog, f.o.progress, (double)n_px / (double)n_chunks);
     params->progress = cli_progress_update;
     params->progress_user = &prog;
-    rc = cli_fit(srcs, f.n_in, params, what, &model, &ctx);
+    rc = cli_fit(srcs, f.n_in, NULL, params, what, &model, &ctx);
     cli_progress_end(&prog);
     if (rc == 0 && cli_signal) rc = cm_fail(&ctx, CM_ECANCELED, "interrupted");
     if (rc < 0) goto done;

@@ -210,11 +210,19 @@ cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o)
                          .nodata = o->has_nodata ? o->nodata : in->nodata};
 }
 
-int cli_fit(const cm_source_t *srcs, int n_srcs, cm_params_t *p, const char *what, cm_model_t **out,
-            cm_ctx_t *ctx)
+/* On the shared sample when there is one; else cm_fit_many takes its own, and frees it before
+ * an exact pass. */
+static int fit_once(const cm_source_t *srcs, int n_srcs, const cm_sample_t *sample,
+                    const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+{
+    return sample ? cm_fit_sample(sample, p, out, ctx) : cm_fit_many(srcs, n_srcs, p, out, ctx);
+}
+
+int cli_fit(const cm_source_t *srcs, int n_srcs, const cm_sample_t *sample, cm_params_t *p,
+            const char *what, cm_model_t **out, cm_ctx_t *ctx)
 {
     cm_model_t *model = NULL;
-    CM_TRY(cm_fit_many(srcs, n_srcs, p, &model, ctx));
+    CM_TRY(fit_once(srcs, n_srcs, sample, p, &model, ctx));
     if (model->sample_px < p->k && !p->init_centres) {
         /* Fewer pixels in the sample than centres: maybe fewer in the images too. Count them,
          * and when they are fewer than k, fit again with k lowered to their number, so that
@@ -232,7 +240,7 @@ int cli_fit(const cm_source_t *srcs, int n_srcs, cm_params_t *p, const char *wha
             p->k = (int)n_valid;
             cm_model_free(model);
             model = NULL;
-            rc = cm_fit_many(srcs, n_srcs, p, &model, ctx);
+            rc = fit_once(srcs, n_srcs, sample, p, &model, ctx); /* k is not in the sample */
         }
         if (rc < 0) {
             cm_model_free(model);

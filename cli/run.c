@@ -472,16 +472,20 @@ int cmd_run(int argc, char **argv)
         rc = cm_image_prepare(img, cli_scratch_dir, &ctx);
         if (rc < 0) goto done;
     }
-    /* Every k is fitted on the same sample: the sample depends on the seed, never on k, so
-     * each fit is the one a run with that k alone would make. */
+    /* Every k is fitted on one sample, read once: the sample depends on the seed, never on k,
+     * so each fit is the one a run with that k alone makes. One k takes its own sample in
+     * cm_fit, which frees it before an exact pass over the image. */
+    cm_sample_t *sample = NULL;
+    if (n > 1) rc = cm_sample_take(&src, 1, params, &sample, &ctx);
     for (int i = 0; i < n && rc == 0; i++) {
         run_out_t *r = &outs[i];
         cm_params_t p = *params;
         p.k = r->k;
-        rc = cli_fit(&src, 1, &p, o.in, &r->model, &ctx);
+        rc = cli_fit(&src, 1, sample, &p, o.in, &r->model, &ctx);
         if (rc == 0 && p.k != r->k) rc = cli_outputs_set_k(&r->w, &src, p.k, &ctx);
         models[i] = r->model;
     }
+    cm_sample_free(sample); /* before the remap pass needs its buffers */
     if (rc < 0) goto done;
     t[1] = cli_now();
     int64_t fit_reads = __atomic_exchange_n(&counted.reads, 0, __ATOMIC_RELAXED);

@@ -183,6 +183,17 @@ for k, r in runs.items():
 inertia = [runs[k]["inertia"] for k in (2, 5, 10)]
 assert inertia[0] > inertia[1] > inertia[2] > 0, inertia
 PY
+    # the fits of the list share one sample: they read what the fit of one k reads, and each
+    # gives the output of its k alone
+    expect 0 cm run in.tif five.tif -k 5 --seed 1 --tile 128 --summary five.json -q
+    cmp five.tif out.k5.tif || fail "-k 10,2,5: out.k5.tif differs from -k 5 alone"
+    "$PYTHON" - s.json five.json <<'PY' || fail "fit reads: $(cat s.json five.json)"
+import json, sys
+many, one = (json.load(open(f)) for f in sys.argv[1:])
+assert 0 < many["fit_chunks_read"] == one["fit_chunks_read"] <= one["chunks"], \
+    (many["fit_chunks_read"], one["fit_chunks_read"])
+assert one["chunks_read"] == one["chunks"] == 24, one
+PY
     # striped input, and one k: the same counter
     mk strips.tif --width 300 --height 260 --bands 3 --pattern photo --strip 16
     expect 0 cm run strips.tif one.tif -k 4 --summary one.json -q
