@@ -92,15 +92,22 @@ typedef enum cm_colorspace { CM_COLORSPACE_RGB, CM_COLORSPACE_LAB } cm_colorspac
  * they took. */
 typedef enum cm_dither { CM_DITHER_NONE, CM_DITHER_ORDERED } cm_dither_t;
 
+/* How a fit picks its k starting centres among the sample's points when none are given:
+ * k-means++ (Arthur and Vassilvitskii, 2007: spread out, each drawn with a probability that
+ * grows with its distance to those already chosen), or random (k points drawn uniformly, of
+ * distinct values where the sample holds k of them). Both follow the seed alone. */
+typedef enum cm_init { CM_INIT_KMEANSPP, CM_INIT_RANDOM } cm_init_t;
+
 typedef struct cm_params {
     int k;            /* clusters, 1..65535 (ignored when init_centres is set) */
     cm_scale_t scale; /* standard: each feature to mean 0, deviation 1 before the fit */
     cm_algorithm_t algorithm;
     cm_colorspace_t colorspace; /* of the fit; the remap follows the model's */
     /* Start of the fit: init_k centres of d features (sample units, rows), owned by the caller
-     * and read during cm_fit only; NULL: k-means++ with k centres. See cm_init_from_json. */
+     * and read during cm_fit only; NULL: k centres chosen by init. See cm_init_from_json. */
     const double *init_centres;
     int init_k;
+    cm_init_t init;     /* k-means++ (the default) or random; init_centres, when set, wins */
     cm_dither_t dither; /* of the remap */
     uint64_t seed;
     int max_iter;        /* mini-batch step limit, or exact iteration limit */
@@ -156,7 +163,7 @@ int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ct
 
 /* The fitting sample: about p->sample_px valid pixels (2^20 when 0) of the sources, chosen by
  * the seed alone and held in memory as the features of the fit. Nothing else decides which
- * pixels it holds (not k or the algorithm), so one sample serves fits of every k. */
+ * pixels it holds (not k, the algorithm or init), so one sample serves fits of every k. */
 typedef struct cm_sample cm_sample_t;
 
 /* Reads the sample of n_srcs sources (one, or several sampled as one image as cm_fit_many
@@ -168,9 +175,9 @@ int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm
                    cm_ctx_t *ctx);
 
 /* Fits a model on sample s: the model cm_fit_many gives for s's sources with p, to the bit,
- * for any k and algorithm (the exact ones read s's one source again). p must have the seed,
- * colorspace and scale s was taken with (CM_EUSAGE otherwise). s is not changed, so fits of
- * several k can run on it one after another. The caller frees *out with cm_model_free. */
+ * for any k, algorithm and init (the exact ones read s's one source again). p must have the
+ * seed, colorspace and scale s was taken with (CM_EUSAGE otherwise). s is not changed, so fits
+ * of several k can run on it one after another. The caller frees *out with cm_model_free. */
 int cm_fit_sample(const cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
 
 /* Frees a sample; NULL is fine. */
@@ -317,6 +324,12 @@ int cm_assign(cm_kernel_t kernel, const float *centres, int k, int d, const floa
  * When the points hold fewer than k distinct values the extra centres repeat chosen points. */
 int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
                 cm_ctx_t *ctx);
+
+/* Random seeding of k centres from n points (n*d floats): points drawn uniformly, seeded,
+ * skipping values already chosen; when the points hold fewer than k distinct values the extra
+ * centres repeat points drawn uniformly. Writes k*d doubles. Thread-safe. */
+int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
+                   cm_ctx_t *ctx);
 
 /* ---- several images (batch fits) ---- */
 

@@ -1,4 +1,4 @@
-/* The fit on a sample: starting centres (k-means++) chosen among its points, then
+/* The fit on a sample: starting centres (k-means++ or random) chosen among its points, then
  * mini-batch k-means (Sculley 2010) whose steps are scheduler tasks reduced in a fixed order,
  * or an exact mode (exact.c). Reads no pixels itself: sample.c and exact.c do. */
 #include <stdlib.h>
@@ -201,8 +201,8 @@ static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_p
     return rc;
 }
 
-/* The starting centres of m, in the features of the fit: p's own, or k-means++ on the
- * sample's points. */
+/* The starting centres of m, in the features of the fit: p's own, or chosen by p->init among
+ * the sample's points. */
 static int start_centres(const cm_sample_t *sample, const cm_params_t *p, cm_model_t *m,
                          cm_ctx_t *ctx)
 {
@@ -214,6 +214,8 @@ static int start_centres(const cm_sample_t *sample, const cm_params_t *p, cm_mod
                                 p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
         return 0;
     }
+    if (p->init == CM_INIT_RANDOM)
+        return cm_init_random(sample->pts, sample->n, d, k, p->seed, m->centroids, ctx);
     return kmeanspp_subset(sample->pts, sample->n, d, k, p, m->centroids, ctx);
 }
 

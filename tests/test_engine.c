@@ -1523,6 +1523,76 @@ static void test_kmeanspp_picks_spread_centres_on_separate_clusters(void **state
     }
 }
 
+/* The index of the point that centre c (d values) is, or -1 when it is none of them. */
+static int64_t point_of(const float *pts, int64_t n, int d, const double *c)
+{
+    for (int64_t i = 0; i < n; i++) {
+        bool same = true;
+        for (int b = 0; b < d; b++) same &= (double)pts[i * d + b] == c[b];
+        if (same) return i;
+    }
+    return -1;
+}
+
+static void test_random_init_draws_distinct_sample_points_by_seed(void **state)
+{
+    (void)state;
+    /* 2000 points of 3 features on a coarse grid: many repeats, 512 distinct values. */
+    enum { N = 2000, D = 3, K = 40 };
+    float *pts = malloc(sizeof(float) * N * D);
+    assert_non_null(pts);
+    uint64_t r = 17;
+    for (int i = 0; i < N * D; i++) pts[i] = (float)(next_rand(&r) % 8) * 30.0f;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    double c[K * D], again[K * D], other[K * D], pp[K * D];
+    for (uint64_t seed = 0; seed < 4; seed++) {
+        expect_ok(cm_init_random(pts, N, D, K, seed, c, &ctx), &ctx, "cm_init_random");
+        for (int j = 0; j < K; j++) {
+            assert_true(point_of(pts, N, D, c + j * D) >= 0);
+            for (int i = 0; i < j; i++) assert_memory_not_equal(c + i * D, c + j * D, D * 8);
+        }
+        expect_ok(cm_init_random(pts, N, D, K, seed, again, &ctx), &ctx, "again");
+        assert_memory_equal(c, again, sizeof c);
+        expect_ok(cm_init_random(pts, N, D, K, seed + 100, other, &ctx), &ctx, "another seed");
+        assert_memory_not_equal(c, other, sizeof c);
+        expect_ok(cm_kmeanspp(pts, N, D, K, seed, pp, &ctx), &ctx, "cm_kmeanspp");
+        assert_memory_not_equal(c, pp, sizeof c);
+    }
+
+    /* Draws are uniform over the points, not over their values: a value that most points hold
+     * is the first centre far more often than one that a single point holds. */
+    float skew[100];
+    for (int i = 0; i < 100; i++) skew[i] = i < 90 ? 5.0f : (float)i;
+    int common_first = 0;
+    for (uint64_t seed = 0; seed < 200; seed++) {
+        double s3[3];
+        expect_ok(cm_init_random(skew, 100, 1, 3, seed, s3, &ctx), &ctx, "skewed");
+        common_first += s3[0] == 5.0;
+        for (int j = 0; j < 3; j++) /* still three distinct values */
+            for (int i = 0; i < j; i++) assert_true(s3[i] != s3[j]);
+    }
+    assert_in_range(common_first, 150, 199); /* about 90 % of 200 */
+
+    /* Exactly k distinct values, one of them rare: every one of them is found. */
+    for (int i = 0; i < 100; i++) skew[i] = i == 37 ? 9.0f : (float)(i % 2);
+    for (uint64_t seed = 0; seed < 20; seed++) {
+        double s3[3];
+        expect_ok(cm_init_random(skew, 100, 1, 3, seed, s3, &ctx), &ctx, "k distinct");
+        double sum = s3[0] + s3[1] + s3[2];
+        assert_true(sum == 10.0 && s3[0] != s3[1] && s3[1] != s3[2] && s3[0] != s3[2]);
+    }
+
+    /* Fewer distinct values than k: each is taken once, then the rest repeat points. */
+    static const float two[6] = {1, 2, 1, 2, 1, 1};
+    double c5[5];
+    expect_ok(cm_init_random(two, 6, 1, 5, 3, c5, &ctx), &ctx, "fewer values");
+    assert_true(c5[0] != c5[1] && (c5[0] == 1 || c5[0] == 2) && (c5[1] == 1 || c5[1] == 2));
+    for (int j = 2; j < 5; j++) assert_true(c5[j] == 1 || c5[j] == 2);
+    assert_int_equal(cm_init_random(two, 0, 1, 5, 3, c5, &ctx), CM_EINPUT);
+    free(pts);
+}
+
 static void test_nearest_breaks_ties_to_the_lowest_index(void **state)
 {
     (void)state;
@@ -2884,6 +2954,42 @@ static void test_fits_of_several_k_on_one_sample_are_the_fits_of_each_k_alone(vo
     image_free(&im[1]);
 }
 
+static void test_random_init_fits_do_not_depend_on_the_thread_count(void **state)
+{
+    (void)state;
+    image_t im = image_new(200, 150, 3, -1);
+    fill_noise(&im, 23, 6);
+    mem_source_t src;
+    source_init(&src, &im, 64, 32);
+    static const cm_algorithm_t algs[] = {CM_ALG_MINIBATCH, CM_ALG_LLOYD, CM_ALG_HISTOGRAM};
+    for (size_t a = 0; a < sizeof algs / sizeof algs[0]; a++) {
+        cm_model_t *m[2];
+        for (int t = 0; t < 2; t++) {
+            cm_params_t p = params(6, 8, t ? 3 : 1);
+            p.algorithm = algs[a];
+            p.init = CM_INIT_RANDOM;
+            p.max_iter = 20;
+            m[t] = fit_only(&src, &p);
+        }
+        expect_same_model(m[0], m[1]);
+        cm_model_free(m[0]);
+        cm_model_free(m[1]);
+        if (algs[a] == CM_ALG_MINIBATCH) continue; /* its Lloyd polish may meet k-means++'s */
+        /* The exact modes start from the random centres: one iteration from them lands
+         * elsewhere than one from k-means++'s. */
+        cm_params_t p = params(6, 8, 2);
+        p.algorithm = algs[a];
+        p.max_iter = 1;
+        cm_model_t *pp = fit_only(&src, &p);
+        p.init = CM_INIT_RANDOM;
+        cm_model_t *rnd = fit_only(&src, &p);
+        assert_memory_not_equal(pp->centroids, rnd->centroids, sizeof(double) * 6 * 3);
+        cm_model_free(pp);
+        cm_model_free(rnd);
+    }
+    image_free(&im);
+}
+
 static void test_a_fit_from_the_true_centres_stays_on_them(void **state)
 {
     (void)state;
@@ -3343,6 +3449,8 @@ int main(void)
         cmocka_unit_test(test_progress_reaches_the_total_of_every_stage),
         cmocka_unit_test(test_kmeanspp_fills_k_centres_from_fewer_distinct_points),
         cmocka_unit_test(test_kmeanspp_picks_spread_centres_on_separate_clusters),
+        cmocka_unit_test(test_random_init_draws_distinct_sample_points_by_seed),
+        cmocka_unit_test(test_random_init_fits_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nearest_breaks_ties_to_the_lowest_index),
         cmocka_unit_test(test_count_colors_matches_a_brute_force_count),
         cmocka_unit_test(test_count_colors_ignores_alpha),
