@@ -105,7 +105,7 @@ typedef struct cli_opts {
     double nodata;
     int ks[CLI_K_LIST_MAX]; /* -k: every k given (params.k is the first), n_k of them */
     int n_k;
-    const char *init_path; /* --init FILE.json, or NULL for k-means++ */
+    const char *init_path; /* --init FILE.json, or NULL for params.init (kmeans++, random) */
     double *init_centres;  /* its centres once cli_opts_load_init read them (owned) */
 } cli_opts_t;
 

@@ -13,14 +13,6 @@ void cli_opts_default(cli_opts_t *o)
     cm_params_default(&o->params);
 }
 
-/* Options from CLI.md whose other values later versions will bring. */
-static bool only_default(const char *opt, const char *value, const char *dflt)
-{
-    if (!strcmp(value, dflt)) return true;
-    cli_error("%s %s is not implemented yet (only %s)", opt, value, dflt);
-    return false;
-}
-
 static bool one_of(const char *opt, const char *value, const char *a, const char *b, const char *c)
 {
     if (!strcmp(value, a) || !strcmp(value, b) || !strcmp(value, c)) return true;
@@ -133,16 +125,16 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
         o->params.dither = !strcmp(arg, "ordered") ? CM_DITHER_ORDERED : CM_DITHER_NONE;
         o->dither_given = true;
         break;
-    case CLI_OPT_INIT:
-        /* kmeans++, random (not yet), or a file of centres */
-        if (!strcmp(arg, "random")) {
-            ok = only_default("--init", arg, "kmeans++ or FILE.json");
-        } else if (!*arg) {
-            cli_error("--init: expected kmeans++ or FILE.json, not ''");
+    case CLI_OPT_INIT: { /* kmeans++, random, or a file of centres */
+        bool named = !strcmp(arg, "kmeans++") || !strcmp(arg, "random");
+        if (!*arg) {
+            cli_error("--init: expected kmeans++, random or FILE.json, not ''");
             ok = false;
         }
-        o->init_path = strcmp(arg, "kmeans++") ? arg : NULL;
+        o->params.init = !strcmp(arg, "random") ? CM_INIT_RANDOM : CM_INIT_KMEANSPP;
+        o->init_path = named ? NULL : arg;
         break;
+    }
     default: return 0;
     }
     return ok ? 1 : -1;

@@ -145,8 +145,8 @@ case_usage_errors_exit_2() {
     expect 2 cm run in.tif out.tif --compression lzma
     expect 2 cm run in.tif out.tif --colorspace xyz
     grep -q -- "--colorspace" err.txt || fail "--colorspace xyz message"
-    expect 2 cm run in.tif out.tif --init random
-    grep -q "not implemented" err.txt || fail "--init random message"
+    expect 2 cm run in.tif out.tif --init ''
+    grep -q -- "--init" err.txt || fail "--init '' message"
     expect 2 cm run in.tif out.tif --algorithm fastest
     expect 2 cm run in.tif out.tif --format palette -k 300
     grep -q "palette" err.txt || fail "--format palette -k 300 message"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests of the options of issue 6 as the command offers them: --colorspace lab, --init with
-# given centres, --dither ordered (run and apply alike), and run -k with a list of k written in
-# one remap pass. Each case makes its own small TIFFs and takes seconds.
+# given centres or random, --dither ordered (run and apply alike), and run -k with a list of k
+# written in one remap pass. Each case makes its own small TIFFs and takes seconds.
 # Usage: features.sh CASE (run by meson test).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -75,6 +75,26 @@ case_init_colours_give_exactly_those_colours() {
     expect 0 cm run rgb.tif pp.tif --init kmeans++ -k 3 -q
     expect 0 cm run rgb.tif dflt.tif -k 3 -q
     cmp pp.tif dflt.tif || fail "--init kmeans++ is not the default"
+}
+
+case_init_random_gives_the_same_bytes_for_any_threads() {
+    mk in.tif --width 400 --height 300 --bands 3 --pattern photo --tile 64
+    expect 0 cm run in.tif j1.tif -k 6 --seed 5 --init random --tile 64 -j1 -q
+    expect 0 cm run in.tif j2.tif -k 6 --seed 5 --init random --tile 64 -j2 -q
+    cmp j1.tif j2.tif || fail "--init random: -j1 and -j2 differ"
+    check at-most j1.tif 6 noalpha
+    expect 0 cm run in.tif pp.tif -k 6 --seed 5 --tile 64 -q
+    ! cmp -s pp.tif j1.tif || fail "--init random gave the output of kmeans++"
+    # fit then apply give the pixels of run; a list of k gives those of each k alone
+    expect 0 cm fit in.tif -k 6 --seed 5 --init random --tile 64 -o m.json -q
+    expect 0 cm apply m.json in.tif applied.tif --tile 64 -q
+    cmp j1.tif applied.tif || fail "fit --init random then apply differs from run"
+    expect 0 cm run in.tif list.tif -k 3,6 --seed 5 --init random --tile 64 -q
+    cmp j1.tif list.k6.tif || fail "-k 3,6 --init random: k=6 differs from -k 6 alone"
+    # the exact modes start from the random centres too
+    expect 0 cm run in.tif lloyd.tif -k 6 --seed 5 --init random --algorithm lloyd -j1 -q
+    expect 0 cm run in.tif lloyd2.tif -k 6 --seed 5 --init random --algorithm lloyd -j2 -q
+    cmp lloyd.tif lloyd2.tif || fail "--init random --algorithm lloyd: -j1 and -j2 differ"
 }
 
 case_init_of_wrong_dimension_exits_3() {
