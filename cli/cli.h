@@ -139,7 +139,7 @@ cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
 int cli_fit(const cm_source_t *srcs, int n_srcs, const cm_sample_t *sample, cm_params_t *p,
             const char *what, cm_model_t **out, cm_ctx_t *ctx);
 
-/* ---- outputs of one image (output.c) ---- */
+/* ---- files (output.c) ---- */
 
 /* Where scratch files go (spill stores): next to the output, on the disk the user chose for big
  * files. The source's keep() of cli_source keeps chunks there. */
@@ -163,38 +163,6 @@ char *cli_path_with_k(const char *path, int k);
 void cli_describe_pixels(const cm_image_info_t *in, char *buf, size_t size);
 /* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
 int cli_check_not_dir(const char *path, cm_ctx_t *ctx);
-
-/* The recoloured image and label map written for one input. */
-typedef struct cli_outputs {
-    const cm_image_info_t *in;
-    const char *out, *labels, *bigtiff;
-    cm_writer_spec_t spec, lspec;
-    bool palette, maskable; /* palette: the output's pixels are the labels */
-    int label_bits;
-    uint32_t masked;
-    cm_writer_t *w_out, *w_labels;
-    cm_writers_sink_t sink; /* what the remap's sink writes through */
-} cli_outputs_t;
-
-/* Chooses compression (IN's, or deflate when it is lossy or cannot be written; warnings say
- * so), format and BigTIFF for writing IN (img, read through src) recoloured with k colours to
- * out, and its label map to labels (NULL: none). CM_EUSAGE for options that cannot hold it. */
-int cli_outputs_plan(cli_outputs_t *w, const cli_opts_t *o, cm_image_t *img, const cm_source_t *src,
-                     int k, const char *in_path, const char *out, const char *labels,
-                     cm_ctx_t *ctx);
-/* Opens the writers (their temporary files): the image's unless it is a palette output, whose
- * colour map waits for the model, and the label map's. */
-int cli_outputs_open(cli_outputs_t *w, cm_ctx_t *ctx);
-/* Plans for a lower k (fewer pixels than centres), opening the label map again if its sample
- * type changes. */
-int cli_outputs_set_k(cli_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx);
-/* The sink of the remap pass with model m (opens a palette output's writer now). */
-int cli_outputs_sink(cli_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx);
-/* Renames the label map, then the image, into place; when the image fails the label map is
- * removed again. Frees the writers either way. */
-int cli_outputs_commit(cli_outputs_t *w, cm_ctx_t *ctx);
-/* Drops whatever is not committed; safe to call twice. */
-void cli_outputs_abort(cli_outputs_t *w);
 
 /* The file-level options (chunkmeans.h) of the command's options; warnings go to stderr. */
 cm_options_t cli_file_options(const cli_opts_t *o);

@@ -1,8 +1,6 @@
-/* The outputs of one image, set up alike by run and apply: output paths and their checks, the
- * compression and format chosen from the input, the writers of the recoloured image and of the
- * label map, and the sink that hands them the remapped chunks. */
+/* What run, fit and apply share about their files: output paths and their checks, the
+ * file-level options of the library (whose cm_outputs_* write the images), traces. */
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,128 +105,6 @@ int cli_check_not_dir(const char *path, cm_ctx_t *ctx)
     CM_FAIL_IF(ctx, path && stat(path, &st) == 0 && S_ISDIR(st.st_mode), CM_EIO,
                "%s: is a directory", path);
     return 0;
-}
-
-/* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
- * colours (grey centres on all three channels); unused entries stay black. */
-static void palette_colours(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
-{
-    double top = t == CM_U8 ? 255 : 65535, unit = t == CM_U8 ? 257 : 1;
-    for (int j = 0; j < m->k; j++)
-        for (int c = 0; c < 3; c++) {
-            double v = nearbyint(m->centroids[(size_t)j * m->d + (m->d == 3 ? c : 0)]);
-            cmap[256 * c + j] = (uint16_t)((v < 0 ? 0 : v > top ? top : v) * unit);
-        }
-}
-
-/* The label map's spec for k clusters. */
-static void plan_labels(cli_outputs_t *w, const cm_source_t *src, int k)
-{
-    w->maskable = cm_labels_plan(src, k, &w->label_bits, &w->masked);
-    cm_writer_spec_labels(&w->spec, w->label_bits, w->masked, &w->lspec);
-    w->lspec.set_nodata = w->maskable; /* else every value is a cluster's */
-    bool always = !strcmp(w->bigtiff, "always"), never = !strcmp(w->bigtiff, "never");
-    w->lspec.bigtiff = always || (!never && cm_writer_needs_bigtiff(&w->lspec));
-}
-
-int cli_outputs_plan(cli_outputs_t *w, const cli_opts_t *o, cm_image_t *img, const cm_source_t *src,
-                     int k, const char *in_path, const char *out, const char *labels, cm_ctx_t *ctx)
-{
-    const cm_image_info_t *in = cm_image_info(img);
-    *w = (cli_outputs_t){.in = in, .out = out, .labels = labels, .bigtiff = o->bigtiff};
-    /* IN's compression, unless it is lossy (the output would hold more than k colours) or
-     * one this build cannot write: then deflate. */
-    int compression = o->compression >= 0 ? o->compression : in->compression;
-    if (o->compression < 0 && (cm_compression_lossy(compression) ||
-                               !strcmp(cm_compression_name(compression), "unknown"))) {
-        if (!cm_compression_lossy(compression))
-            cli_warn("%s: its compression cannot be written; using deflate", in_path);
-        cm_compression_parse("deflate", &compression);
-    }
-    w->palette = !strcmp(o->format, "palette") || (!strcmp(o->format, "auto") && in->palette);
-    if (cm_compression_lossy(compression) && !w->palette)
-        cli_warn("%s: %s is lossy: the output will hold more than %d colours (use --compression "
-                 "deflate for exact colours)",
-                 out, cm_compression_name(compression), k);
-    int d = cm_grid_features(&in->grid);
-    cm_writer_spec_like(in, compression, &w->spec);
-    w->spec.tags_from = img;
-    w->spec.set_nodata = o->has_nodata;
-    w->spec.nodata = o->nodata;
-    plan_labels(w, src, k);
-    if (w->palette &&
-        (w->label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 || in->stype == CM_F32))
-        return cm_fail(ctx, CM_EUSAGE,
-                       "%s: --format palette needs 8- or 16-bit unsigned grey or "
-                       "RGB input and k <= %d",
-                       out, w->masked == 255 ? 255 : 256);
-    bool always = !strcmp(o->bigtiff, "always"), never = !strcmp(o->bigtiff, "never");
-    if (never && cm_writer_needs_bigtiff(&w->spec))
-        return cm_fail(ctx, CM_EUSAGE,
-                       "%s: the output could pass 4 GiB: --bigtiff never cannot "
-                       "hold it",
-                       out);
-    w->spec.bigtiff = always || (!never && cm_writer_needs_bigtiff(&w->spec));
-    return 0;
-}
-
-int cli_outputs_open(cli_outputs_t *w, cm_ctx_t *ctx)
-{
-    CM_TRY(cli_check_not_dir(w->out, ctx));
-    CM_TRY(cli_check_not_dir(w->labels, ctx));
-    if (!w->palette) CM_TRY(cm_writer_open(w->out, &w->spec, &w->w_out, ctx));
-    if (w->labels) CM_TRY(cm_writer_open(w->labels, &w->lspec, &w->w_labels, ctx));
-    return 0;
-}
-
-int cli_outputs_set_k(cli_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx)
-{
-    int bits = w->label_bits;
-    plan_labels(w, src, k);
-    if (w->w_labels && bits != w->label_bits) { /* uint16 labels become uint8 */
-        cm_writer_abort(w->w_labels);
-        w->w_labels = NULL;
-        CM_TRY(cm_writer_open(w->labels, &w->lspec, &w->w_labels, ctx));
-    }
-    return 0;
-}
-
-int cli_outputs_sink(cli_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx)
-{
-    if (w->palette) { /* the colour map holds the centres; the image holds their labels */
-        cm_writer_spec_t pspec;
-        uint16_t cmap[3 * 256] = {0};
-        palette_colours(m, w->in->stype, cmap);
-        cm_writer_spec_palette(&w->spec, cmap, w->maskable ? w->masked : 256, &pspec);
-        pspec.bigtiff = w->lspec.bigtiff;
-        CM_TRY(cm_writer_open(w->out, &pspec, &w->w_out, ctx));
-    }
-    w->sink = (cm_writers_sink_t){.grid = &w->in->grid,
-                                  .out = w->w_out,
-                                  .labels = w->w_labels,
-                                  .out_takes_labels = w->palette};
-    *sink = cm_writers_sink(&w->sink);
-    return 0;
-}
-
-int cli_outputs_commit(cli_outputs_t *w, cm_ctx_t *ctx)
-{
-    if (w->w_labels) {
-        int rc = cm_writer_commit(w->w_labels, ctx);
-        w->w_labels = NULL;
-        if (rc < 0) return rc;
-    }
-    int rc = cm_writer_commit(w->w_out, ctx);
-    w->w_out = NULL;
-    if (rc < 0 && w->labels) unlink(w->labels); /* a failed output leaves none */
-    return rc;
-}
-
-void cli_outputs_abort(cli_outputs_t *w)
-{
-    cm_writer_abort(w->w_labels);
-    cm_writer_abort(w->w_out);
-    w->w_labels = w->w_out = NULL;
 }
 
 /* A sink that writes nothing: a remap pass that only counts the pixels that take part. */

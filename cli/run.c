@@ -182,13 +182,7 @@ static int write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *run_
 {
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    char *text = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&text, &size);
-    int rc = f ? cm_trace_write_json(trace, f, &ctx) : cm_fail(&ctx, CM_ENOMEM, "out of memory");
-    if (f && fclose(f) != 0 && rc == 0) rc = cm_fail(&ctx, CM_ENOMEM, "out of memory");
-    if (rc == 0) rc = cm_file_write_atomic(path, text, size, &ctx);
-    free(text);
+    int rc = cli_write_trace(path, trace, &ctx);
     if (rc < 0 && run_ctx->code == CM_OK)
         cm_fail(run_ctx, rc, "%s: %s", path, ctx.msg);
     else if (rc < 0)
@@ -200,7 +194,7 @@ static int write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *run_
 typedef struct run_out {
     int k;
     char *out, *labels, *model_out; /* owned */
-    cli_outputs_t w;
+    cm_outputs_t w;
     cm_model_t *model;
     bool model_published, committed;
 } run_out_t;
@@ -429,6 +423,7 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     bool labels = false;
+    cm_options_t file_opts = cli_file_options(&o.o);
     for (int i = 0; i < n && rc == 0; i++) {
         run_out_t *r = &outs[i];
         if (r->k > n_px) {
@@ -437,7 +432,7 @@ int cmd_run(int argc, char **argv)
             r->k = (int)n_px;
         }
         ks[i] = r->k;
-        rc = cli_outputs_plan(&r->w, &o.o, img, &src, r->k, o.in, r->out, r->labels, &ctx);
+        rc = cm_outputs_plan(&r->w, &file_opts, img, &src, r->k, r->out, r->labels, &ctx);
         labels |= r->labels || r->w.palette;
     }
     if (rc < 0) goto done;
@@ -466,7 +461,7 @@ int cmd_run(int argc, char **argv)
         if (rc == 0 && path && !cli_dir_writable(path))
             rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", path, strerror(errno));
     }
-    for (int i = 0; i < n && rc == 0; i++) rc = cli_outputs_open(&outs[i].w, &ctx);
+    for (int i = 0; i < n && rc == 0; i++) rc = cm_outputs_open(&outs[i].w, &ctx);
     if (rc < 0) goto done;
 
     if (in->streamed) { /* strips too large for chunks: one pass into a spill store */
@@ -485,7 +480,7 @@ int cmd_run(int argc, char **argv)
         cm_params_t p = *params;
         p.k = r->k;
         rc = cli_fit(&src, 1, sample, &p, o.in, &r->model, &ctx);
-        if (rc == 0 && p.k != r->k) rc = cli_outputs_set_k(&r->w, &src, p.k, &ctx);
+        if (rc == 0 && p.k != r->k) rc = cm_outputs_set_k(&r->w, &src, p.k, &ctx);
         models[i] = r->model;
     }
     cm_sample_free(sample); /* before the remap pass needs its buffers */
@@ -494,7 +489,7 @@ int cmd_run(int argc, char **argv)
     int64_t fit_reads = __atomic_exchange_n(&counted.reads, 0, __ATOMIC_RELAXED);
 
     for (int i = 0; i < n && rc == 0; i++)
-        rc = cli_outputs_sink(&outs[i].w, models[i], &sinks[i], &ctx);
+        rc = cm_outputs_sink(&outs[i].w, models[i], &sinks[i], &ctx);
     if (rc == 0) rc = cm_remap_many(&src, models, n, params, sinks, &ctx);
     cli_progress_end(&prog);
     /* A signal that came after the last task still stops the run: nothing appears. */
@@ -519,7 +514,7 @@ int cmd_run(int argc, char **argv)
         summary_published = rc == 0;
     }
     for (int i = 0; i < n && rc == 0; i++) {
-        rc = cli_outputs_commit(&outs[i].w, &ctx);
+        rc = cm_outputs_commit(&outs[i].w, &ctx);
         outs[i].committed = rc == 0;
     }
     if (rc < 0) goto done;
@@ -559,7 +554,7 @@ done:
     }
     cm_trace_free(params->trace);
     for (int i = 0; i < n; i++) {
-        cli_outputs_abort(&outs[i].w);
+        cm_outputs_abort(&outs[i].w);
         cm_model_free(outs[i].model);
         free(outs[i].out);
         free(outs[i].labels);
