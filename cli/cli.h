@@ -136,7 +136,7 @@ cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
  * fits of several k share, else on a sample of their own (cm_fit_many). When they turn out to
  * hold fewer pixels that take part than k, warns (naming `what`), lowers p->k to their number
  * and fits again (on the same sample: it does not depend on k). */
-int cli_fit(const cm_source_t *srcs, int n_srcs, const cm_sample_t *sample, cm_params_t *p,
+int cli_fit(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, cm_params_t *p,
             const char *what, cm_model_t **out, cm_ctx_t *ctx);
 
 /* ---- files (output.c) ---- */

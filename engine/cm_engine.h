@@ -175,10 +175,12 @@ int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm
                    cm_ctx_t *ctx);
 
 /* Fits a model on sample s: the model cm_fit_many gives for s's sources with p, to the bit,
- * for any k, algorithm and init (the exact ones read s's one source again). p must have the
- * seed, colorspace and scale s was taken with (CM_EUSAGE otherwise). s is not changed, so fits
- * of several k can run on it one after another. The caller frees *out with cm_model_free. */
-int cm_fit_sample(const cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
+ * for any k, algorithm and init (lloyd reads s's one source again at every iteration). p must
+ * have the seed, colorspace and scale s was taken with (CM_EUSAGE otherwise). Fits of several
+ * k run on one sample one after another; the first histogram fit keeps the image's colour
+ * histogram in s, so later ones do not count it again. The caller frees *out with
+ * cm_model_free. */
+int cm_fit_sample(cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
 
 /* Frees a sample; NULL is fine. */
 void cm_sample_free(cm_sample_t *s);

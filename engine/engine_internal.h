@@ -131,6 +131,10 @@ struct cm_sample {
     cm_colorspace_t colorspace;
     cm_scale_t scale;
     double *mean, *std;
+    /* The image's colour histogram, once a histogram fit on the sample counted it (keys NULL
+     * until then): it does not depend on k, so the fits of later k take it from here. */
+    uint32_t *hist_keys, *hist_weights;
+    int64_t hist_n;
 };
 
 /* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
@@ -140,11 +144,12 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
 /* Bytes a sample task holds while it runs: its chunk and a row of features. */
 size_t cm__sample_task_bytes(const cm_source_t *src);
 
-/* Refines the k-means++ centres of m (in standardised units if m is scaled) with exact Lloyd
+/* Refines the starting centres of m (in standardised units if m is scaled) with exact Lloyd
  * iterations over every pixel of src, or over its colour histogram; sets counts, inertia,
- * iterations and converged. */
+ * iterations and converged. The histogram is taken from sample when it holds one, else counted
+ * and, when sample is not NULL, kept there for the next fit. */
 int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t algorithm,
-                  cm_model_t *m, cm_ctx_t *ctx);
+                  cm_sample_t *sample, cm_model_t *m, cm_ctx_t *ctx);
 
 /* Up to max_iter Lloyd iterations on the n sample points (d features each, standardised if m
  * is), moving m's centres to exact means of the sample. Sets counts, and *inertia to the

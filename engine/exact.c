@@ -356,7 +356,7 @@ int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, 
 }
 
 int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t algorithm,
-                  cm_model_t *m, cm_ctx_t *ctx)
+                  cm_sample_t *sample, cm_model_t *m, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
     int k = m->k, d = m->d;
@@ -375,10 +375,21 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     it.parts = calloc((size_t)n_parts, sizeof(sums_t));
     it.part_inertia = calloc((size_t)n_parts, sizeof(double));
     int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
-    if (rc == 0 && histogram)
+    if (rc == 0 && histogram && sample && sample->hist_keys) { /* counted by an earlier fit */
+        it.colours = sample->hist_keys;
+        it.weights = sample->hist_weights;
+        it.n_colours = sample->hist_n;
+    } else if (rc == 0 && histogram) {
         rc = build_histogram(src, &it.fmt, p, &keys, &weights, &it.n_colours, ctx);
-    it.colours = keys;
-    it.weights = weights;
+        it.colours = keys;
+        it.weights = weights;
+        if (rc == 0 && sample) { /* the sample owns it from now on */
+            sample->hist_keys = keys;
+            sample->hist_weights = weights;
+            sample->hist_n = it.n_colours;
+            keys = weights = NULL;
+        }
+    }
     size_t part_bytes =
         histogram ? 0 : cm_grid_chunk_bytes(g) + sizeof(float) * BLOCK * (size_t)d + BLOCK;
     if (rc == 0 && !histogram && src->keep && p->max_iter > 1) {

@@ -238,7 +238,7 @@ static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm
 /* Fits on sample. own is the sample itself when the caller took it for this fit alone
  * (cm_fit_many), else NULL: an exact pass reads the image, not the sample, so the points an
  * owner holds are freed before it. */
-static int fit_on(const cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p,
+static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p,
                   cm_model_t **out, cm_ctx_t *ctx)
 {
     const cm_source_t *src = &sample->srcs[0];
@@ -330,7 +330,7 @@ static int fit_on(const cm_sample_t *sample, cm_sample_t *own, const cm_params_t
             free(own->pts);
             own->pts = NULL;
         }
-        rc = cm__fit_exact(src, p, alg, m, ctx);
+        rc = cm__fit_exact(src, p, alg, sample, m, ctx);
     }
     if (rc < 0) goto cleanup;
     for (int j = 0; (m->mean || m->colorspace != CM_COLORSPACE_RGB) && j < k; j++) {
@@ -369,7 +369,7 @@ int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_mo
     return rc;
 }
 
-int cm_fit_sample(const cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+int cm_fit_sample(cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
 {
     return fit_on(s, NULL, p, out, ctx);
 }

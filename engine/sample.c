@@ -425,5 +425,7 @@ void cm_sample_free(cm_sample_t *s)
     free(s->pts);
     free(s->mean);
     free(s->std);
+    free(s->hist_keys);
+    free(s->hist_weights);
     free(s);
 }

@@ -214,6 +214,19 @@ assert 0 < many["fit_chunks_read"] == one["fit_chunks_read"] <= one["chunks"], \
     (many["fit_chunks_read"], one["fit_chunks_read"])
 assert one["chunks_read"] == one["chunks"] == 24, one
 PY
+    # histogram: the sample and the colour count read every chunk once each, for the whole
+    # list as for one k
+    expect 0 cm run in.tif h.tif -k 10,2,5 --seed 1 --tile 128 --algorithm histogram \
+        --summary h.json -q
+    expect 0 cm run in.tif h5.tif -k 5 --seed 1 --tile 128 --algorithm histogram \
+        --summary h5.json -q
+    cmp h5.tif h.k5.tif || fail "histogram: h.k5.tif differs from -k 5 alone"
+    "$PYTHON" - h.json h5.json <<'PY' || fail "histogram reads: $(cat h.json h5.json)"
+import json, sys
+many, one = (json.load(open(f)) for f in sys.argv[1:])
+assert many["fit_chunks_read"] == one["fit_chunks_read"] == 2 * 24, \
+    (many["fit_chunks_read"], one["fit_chunks_read"])
+PY
     # striped input, and one k: the same counter
     mk strips.tif --width 300 --height 260 --bands 3 --pattern photo --strip 16
     expect 0 cm run strips.tif one.tif -k 4 --summary one.json -q
