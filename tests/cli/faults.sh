@@ -179,6 +179,33 @@ case_sigint_and_sigterm_stop_cleanly() {
     no_outputs
 }
 
+case_interrupted_batch_keeps_only_complete_outputs() {
+    mkdir in
+    for i in 1 2 3 4; do
+        mk in/f$i.tif --width 3000 --height 2000 --bands 3 --pattern photo --tile 256 \
+            --compression deflate --seed $i
+    done
+    expect 0 cm fit in/f1.tif -k 6 -o m.json -q
+    for i in 1 2 3 4; do expect 0 cm apply m.json in/f$i.tif ref$i.tif -q; done
+    # Frozen at the first remap progress line of the one graph: its first files are being
+    # written, the others not yet open.
+    start "$CHUNKMEANS" apply m.json in/*.tif --out-dir out -j2 --progress always
+    stopped_at "remap "
+    kill -INT "$pid"
+    kill -CONT "$pid"
+    finish 130
+    said "interrupted by a signal"
+    said "not done"
+    no_temporaries
+    # What was written is whole; the next call writes only the rest, and every file is the
+    # one a single apply writes.
+    before=$(ls out)
+    expect 0 cm apply m.json in/*.tif --out-dir out -j2 -v
+    for f in $before; do said "out/$f exists; skipped"; done
+    for i in 1 2 3 4; do cmp "ref$i.tif" "out/f$i.tif" || fail "out/f$i.tif differs"; done
+    no_temporaries
+}
+
 case_sigkill_never_leaves_a_partial_output() {
     big_input in.tif
     expect 0 cm run in.tif ref.tif "${quick[@]}" --seed 3 -q
