@@ -137,8 +137,7 @@ typedef struct cm_file_job {
  * the jobs not done stay CM_FILE_TODO or are CM_FILE_FAILED with it). */
 int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file_job_t *jobs,
                    int n_jobs, const cm_options_t *o,
-                   void (*done)(void *user, const cm_file_job_t *job), void *user,
-                   cm_ctx_t *ctx);
+                   void (*done)(void *user, const cm_file_job_t *job), void *user, cm_ctx_t *ctx);
 
 /* Where a remap pass writes TIFFs: out receives the recoloured pixels (or the labels, when
  * out_takes_labels: a palette image), labels (or NULL) the label map; grid is the source's. */
@@ -173,9 +172,8 @@ typedef struct cm_outputs {
  * warning), format and BigTIFF for writing the image img (read through src) recoloured with k
  * colours to out, and its label map to labels (NULL: none). CM_EUSAGE, naming out, for
  * options that cannot hold it. Opens nothing. */
-int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img,
-                    const cm_source_t *src, int k, const char *out, const char *labels,
-                    cm_ctx_t *ctx);
+int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, const cm_source_t *src,
+                    int k, const char *out, const char *labels, cm_ctx_t *ctx);
 /* Opens the writers (their temporary files): the image's unless it is a palette output, whose
  * colour map waits for the model, and the label map's. CM_EIO when a path is a directory. */
 int cm_outputs_open(cm_outputs_t *w, cm_ctx_t *ctx);

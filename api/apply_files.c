@@ -58,12 +58,11 @@ int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *m, const char
                        "%s: %d band%s of %s%s, but the model%s%s was fitted on %d band%s of %s%s",
                        path, in->bands, in->bands == 1 ? "" : "s", in->sample_type,
                        in->alpha_band >= 0 ? " with alpha" : "", m->name ? " " : "",
-                       m->name ? m->name : "", m->bands,
-                       m->bands == 1 ? "" : "s", cm_stype_name(m->stype),
-                       m->alpha_band >= 0 ? " with alpha" : "");
+                       m->name ? m->name : "", m->bands, m->bands == 1 ? "" : "s",
+                       cm_stype_name(m->stype), m->alpha_band >= 0 ? " with alpha" : "");
     CM_FAIL_IF(ctx, model->d != cm_grid_features(&in->grid), CM_EINPUT,
-               "%s: %d features per pixel, but the model has %d", path,
-               cm_grid_features(&in->grid), model->d);
+               "%s: %d features per pixel, but the model has %d", path, cm_grid_features(&in->grid),
+               model->d);
     return 0;
 }
 
@@ -90,8 +89,8 @@ static int probe(const batch_t *b, const cm_file_job_t *job, cm_remap_job_t *rj,
     if (rc == 0) rc = cm__model_fits(b->model, b->meta, job->in, cm_image_info(img), ctx);
     if (rc == 0) {
         const cm_image_info_t *in = cm_image_info(img);
-        bool palette = b->o->format == CM_FORMAT_PALETTE ||
-                       (b->o->format == CM_FORMAT_AUTO && in->palette);
+        bool palette =
+            b->o->format == CM_FORMAT_PALETTE || (b->o->format == CM_FORMAT_AUTO && in->palette);
         rj->src = source_of(b->o, in);
         rj->k = b->model->k;
         rj->want_labels = job->labels || palette;
@@ -123,7 +122,8 @@ static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_
     if (o->params.cancel) cm_image_set_cancel(f->img, o->params.cancel);
     CM_TRY(cm_image_set_chunk_side(f->img, o->tile, ctx));
     const cm_image_info_t *in = cm_image_info(f->img);
-    CM_TRY(cm__model_fits(b->model, b->meta, f->job->in, in, ctx)); /* it may have changed since the probe */
+    CM_TRY(cm__model_fits(b->model, b->meta, f->job->in, in,
+                          ctx)); /* it may have changed since the probe */
     *src = source_of(o, in);
     src->read = read_chunk;
     src->self = f->img;
@@ -132,7 +132,8 @@ static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_
     if (in->streamed) { /* strips too large for chunks: decoded once into a spill store */
         char *dir = o->scratch_dir ? NULL : dir_of(f->job->out);
         const char *where = o->scratch_dir ? o->scratch_dir : dir;
-        int rc = where ? cm_image_prepare(f->img, where, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
+        int rc =
+            where ? cm_image_prepare(f->img, where, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
         free(dir);
         CM_TRY(rc);
     }

@@ -111,7 +111,6 @@ static int fit_input(input_t *in, const cm_source_t *src, const cm_options_t *o,
     return 0;
 }
 
-
 /* Remaps an open input with model into out_path (and o->labels_path), committed only when
  * both are complete. */
 static int apply_input(input_t *in, const cm_source_t *src, cm_model_t *model,

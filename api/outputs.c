@@ -58,9 +58,8 @@ static void plan_labels(cm_outputs_t *w, const cm_source_t *src, int k)
     w->lspec.bigtiff = big(w->bigtiff, &w->lspec);
 }
 
-int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img,
-                    const cm_source_t *src, int k, const char *out, const char *labels,
-                    cm_ctx_t *ctx)
+int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, const cm_source_t *src,
+                    int k, const char *out, const char *labels, cm_ctx_t *ctx)
 {
     const cm_image_info_t *in = cm_image_info(img);
     *w = (cm_outputs_t){.in = in, .out = out, .labels = labels, .bigtiff = o->bigtiff};

@@ -204,8 +204,8 @@ cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o)
 
 /* On the shared sample when there is one; else cm_fit_many takes its own, and frees it before
  * an exact pass. */
-static int fit_once(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample,
-                    const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+static int fit_once(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, const cm_params_t *p,
+                    cm_model_t **out, cm_ctx_t *ctx)
 {
     return sample ? cm_fit_sample(sample, p, out, ctx) : cm_fit_many(srcs, n_srcs, p, out, ctx);
 }

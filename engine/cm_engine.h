@@ -228,7 +228,8 @@ typedef struct cm_remap_job {
  * per chunk, writes in chunk order, close) and the sub-graphs overlap within p's threads and
  * memory budget, at most max_open images open at once (>= 1). An image whose chunks do not
  * fit the budget, or whose open, read or put fails, fails alone: its other tasks are skipped
- * and the others go on. The same pixels as cm_remap on each image alone. Returns 0 when the
+ * and the others go on. The same pixels as cm_remap on each image alone; progress (stage
+ * "remap") counts the chunks of all images. Returns 0 when the
  * batch ran (each job's outcome in its rc and ctx), or the failure that stopped all of it (a
  * cancel: CM_ECANCELED; then the jobs not done are closed with it). */
 int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,

@@ -238,8 +238,8 @@ static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm
 /* Fits on sample. own is the sample itself when the caller took it for this fit alone
  * (cm_fit_many), else NULL: an exact pass reads the image, not the sample, so the points an
  * owner holds are freed before it. */
-static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p,
-                  cm_model_t **out, cm_ctx_t *ctx)
+static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, cm_model_t **out,
+                  cm_ctx_t *ctx)
 {
     const cm_source_t *src = &sample->srcs[0];
     const cm_grid_t *g = &src->grid;

@@ -503,7 +503,8 @@ typedef struct job_run {
  * the graph goes on with the other jobs, unless the whole pass was cancelled. */
 static int job_fail(job_run_t *jr, int rc, const cm_ctx_t *local, cm_ctx_t *ctx)
 {
-    if (rc == CM_ECANCELED) return cm_fail(ctx, rc, "%s", local->msg[0] ? local->msg : "interrupted");
+    if (rc == CM_ECANCELED)
+        return cm_fail(ctx, rc, "%s", local->msg[0] ? local->msg : "interrupted");
     if (!__atomic_exchange_n(&jr->failed, 1, __ATOMIC_ACQ_REL)) {
         jr->job->ctx = *local;
         jr->job->rc = rc;
@@ -539,7 +540,8 @@ static int job_open(void *arg, int worker, cm_ctx_t *ctx)
         rc = cm_fail(&local, CM_EINPUT, "the model has %d features, the image %d", jr->model->d,
                      cm_grid_features(&job->src.grid));
     if (rc == 0) rc = cm__colorspace_check(&job->src.grid, jr->model->colorspace, &local);
-    if (rc == 0) rc = remapper_init(&jr->pass.r[0], &job->src, jr->model, jr->p, jr->sink, 1, &local);
+    if (rc == 0)
+        rc = remapper_init(&jr->pass.r[0], &job->src, jr->model, jr->p, jr->sink, 1, &local);
     if (rc == 0) {
         jr->pass.src = &job->src;
         jr->pass.k_max = jr->model->k;
@@ -581,7 +583,7 @@ static void job_close_now(job_run_t *jr, int rc, const cm_ctx_t *why)
     cm_remap_job_t *job = jr->job;
     remapper_t *r = jr->pass.r; /* NULL: never planned */
     cm_ctx_t ctx;
-    if (jr->failed) {
+    if (job_failed(jr)) {
         ctx = job->ctx;
         rc = job->rc;
     } else {
@@ -617,13 +619,11 @@ static int add_job(cm_graph_t *graph, job_run_t *jr, int wait_for, cm_ctx_t *ctx
     size_t held, scratch;
     pass_bytes(src, &jr->job->k, 1, jr->job->want_labels, &held, &scratch);
     int open_id, prev = -1;
-    CM_TRY(cm_graph_add(graph,
-                        &(cm_task_t){.fn = job_open,
-                                     .kind = "open",
-                                     .arg = jr,
-                                     .deps = &wait_for,
-                                     .n_deps = wait_for >= 0},
-                        &open_id, ctx));
+    CM_TRY(cm_graph_add(
+        graph,
+        &(cm_task_t){
+            .fn = job_open, .kind = "open", .arg = jr, .deps = &wait_for, .n_deps = wait_for >= 0},
+        &open_id, ctx));
     for (int64_t c = 0; c < n_chunks; c++) {
         jr->tasks[c] = (remap_task_t){&jr->pass, c};
         int remap_id;
@@ -648,17 +648,17 @@ static int add_job(cm_graph_t *graph, job_run_t *jr, int wait_for, cm_ctx_t *ctx
                             &prev, ctx));
     }
     if (prev < 0) prev = open_id;
-    return cm_graph_add(graph,
-                        &(cm_task_t){.fn = job_close, .kind = "close", .arg = jr, .deps = &prev,
-                                     .n_deps = 1},
-                        &jr->close_id, ctx);
+    return cm_graph_add(
+        graph,
+        &(cm_task_t){.fn = job_close, .kind = "close", .arg = jr, .deps = &prev, .n_deps = 1},
+        &jr->close_id, ctx);
 }
 
 int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,
                    cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, n_jobs < 0 || max_open < 1, CM_EUSAGE, "bad batch: %d jobs, %d open",
-               n_jobs, max_open);
+    CM_FAIL_IF(ctx, n_jobs < 0 || max_open < 1, CM_EUSAGE, "bad batch: %d jobs, %d open", n_jobs,
+               max_open);
     CM_FAIL_IF(ctx, p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED, CM_EUSAGE,
                "unknown dither %d", (int)p->dither);
     for (int i = 0; i < n_jobs; i++) {
@@ -670,7 +670,8 @@ int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_para
     int rc = 0;
     if (!runs || !graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
     int *in_graph = rc == 0 ? malloc(sizeof(int) * (n_jobs ? (size_t)n_jobs : 1)) : NULL;
-    if (rc == 0 && !in_graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
+    if (rc == 0 && !in_graph)
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
     int n_in = 0;
     for (int i = 0; rc == 0 && i < n_jobs; i++) {
         job_run_t *jr = &runs[i];

@@ -325,8 +325,8 @@ static void count_ended(void *user, const cm_file_job_t *job)
     __atomic_fetch_add(&e->n[job->state], 1, __ATOMIC_RELAXED);
 }
 
-static void test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures(
-    void **state)
+static void
+test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures(void **state)
 {
     (void)state;
     enum { N = 6 };
@@ -353,7 +353,9 @@ static void test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goe
         char name[32];
         snprintf(name, sizeof name, "batch%d.tif", i);
         path_in_dir(outs[i], sizeof outs[i], name);
-        jobs[i] = (cm_file_job_t){.in = i == 2 ? bad_in : i == 4 ? missing : in_path,
+        jobs[i] = (cm_file_job_t){.in = i == 2   ? bad_in
+                                        : i == 4 ? missing
+                                                 : in_path,
                                   .out = outs[i]};
     }
     ended_t ended = {{0}};

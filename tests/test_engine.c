@@ -3260,8 +3260,7 @@ static int batch_open(void *self, cm_source_t *src, cm_model_t **model, const cm
     if (b->fail_open) return cm_fail(ctx, CM_EINPUT, "image %p cannot be opened", self);
     char *json = cm_model_to_json(b->fitted, 3, -1, "uint8");
     assert_non_null(json);
-    int rc = cm_model_from_json(json, strlen(json), "model", &b->model,
-                                &(cm_model_meta_t){0}, ctx);
+    int rc = cm_model_from_json(json, strlen(json), "model", &b->model, &(cm_model_meta_t){0}, ctx);
     free(json);
     src->read = b->src.src.read;
     src->self = b->src.src.self;
@@ -3326,8 +3325,13 @@ static void test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart(voi
     expect_ok(cm_remap_batch(jobs, N, 2, &p, &ctx), &ctx, "cm_remap_batch");
 
     int want_rc[N] = {0, 0, CM_EINPUT, CM_EIO, CM_EINPUT, CM_EBUDGET, 0};
-    const char *want_msg[N] = {"", "", "chunk 3 is unreadable", "chunk 1 cannot be written",
-                               "cannot be opened", "use --memory", ""};
+    const char *want_msg[N] = {"",
+                               "",
+                               "chunk 3 is unreadable",
+                               "chunk 1 cannot be written",
+                               "cannot be opened",
+                               "use --memory",
+                               ""};
     for (int i = 0; i < N; i++) {
         batch_image_t *b = &img[i];
         if (jobs[i].rc != want_rc[i])
@@ -3386,9 +3390,8 @@ static void test_a_cancelled_batch_closes_every_image_with_the_cancel(void **sta
     cm_model_t *fitted = NULL;
     for (int i = 0; i < N; i++) {
         batch_image_t *b = &img[i];
-        *b = (batch_image_t){.im = image_new(40, 30, 3, -1),
-                             .open_now = &open_now,
-                             .open_peak = &open_peak};
+        *b = (batch_image_t){
+            .im = image_new(40, 30, 3, -1), .open_now = &open_now, .open_peak = &open_peak};
         fill_noise(&b->im, 50 + (uint64_t)i, 256);
         source_init(&b->src, &b->im, 16, 16);
     }
