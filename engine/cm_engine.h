@@ -176,9 +176,9 @@ int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm
 
 /* Fits a model on sample s: the model cm_fit_many gives for s's sources with p, to the bit,
  * for any k, algorithm and init (lloyd reads s's one source again at every iteration). p must
- * have the seed, colorspace and scale s was taken with (CM_EUSAGE otherwise). Fits of several
- * k run on one sample one after another; the first histogram fit keeps the image's colour
- * histogram in s, so later ones do not count it again. The caller frees *out with
+ * have the seed, sample_px, colorspace and scale s was taken with (CM_EUSAGE otherwise). Fits
+ * of several k run on one sample one after another; the first histogram fit keeps the image's
+ * colour histogram in s, so later ones do not count it again. The caller frees *out with
  * cm_model_free. */
 int cm_fit_sample(cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx);
 
@@ -209,8 +209,8 @@ typedef struct cm_remap_job {
     int k;
     bool want_labels;
     /* Called from a worker when the pass reaches the job: completes src and gives the model
-     * (k centres; the pass overwrites its counts, inertia and n_pixels) and the sink, which
-     * must stay valid until close. */
+     * (k centres; the pass overwrites its counts, inertia and n_pixels, so each job needs a
+     * model of its own) and the sink, which must stay valid until close. */
     int (*open)(void *self, cm_source_t *src, cm_model_t **model, const cm_sink_t **sink,
                 cm_ctx_t *ctx);
     /* Called exactly once for every job, also when open was never called or failed: with rc 0

@@ -128,6 +128,7 @@ struct cm_sample {
     float *pts;
     int64_t n;
     uint64_t seed;
+    int64_t sample_px; /* as asked for (0 resolved) */
     cm_colorspace_t colorspace;
     cm_scale_t scale;
     double *mean, *std;
@@ -140,6 +141,9 @@ struct cm_sample {
 /* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
                  const volatile sig_atomic_t *cancel, double *centres, cm_ctx_t *ctx);
+
+/* The pixels a sample of p holds about: p->sample_px, or 2^20 when 0. */
+int64_t cm__sample_px(const cm_params_t *p);
 
 /* Bytes a sample task holds while it runs: its chunk and a row of features. */
 size_t cm__sample_task_bytes(const cm_source_t *src);

@@ -244,10 +244,11 @@ static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, c
     const cm_source_t *src = &sample->srcs[0];
     const cm_grid_t *g = &src->grid;
     CM_TRY(check_params(g, sample->n_srcs, p, ctx));
-    bool same =
-        p->seed == sample->seed && p->colorspace == sample->colorspace && p->scale == sample->scale;
+    bool same = p->seed == sample->seed && p->colorspace == sample->colorspace &&
+                p->scale == sample->scale && cm__sample_px(p) == sample->sample_px;
     CM_FAIL_IF(ctx, !same, CM_EUSAGE,
-               "the sample was taken with another seed, colour space or scaling than the fit's");
+               "the sample was taken with another seed, size, colour space or scaling than the "
+               "fit's");
     int d = sample->d, k = cm__params_k(p), n_srcs = sample->n_srcs;
     const float *pts = sample->pts;
     int64_t n = sample->n;

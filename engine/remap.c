@@ -530,18 +530,26 @@ static int job_open(void *arg, int worker, cm_ctx_t *ctx)
     cm_remap_job_t *job = jr->job;
     cm_ctx_t local;
     cm_ctx_init(&local);
-    cm_grid_t planned = job->src.grid;
+    cm_source_t planned = job->src;
     int rc = job->open(job->self, &job->src, &jr->model, &jr->sink, &local);
-    if (rc == 0 && !same_grid(&planned, &job->src.grid))
+    /* What the graph was planned with (chunk sizes, label widths) must still hold. */
+    if (rc == 0 &&
+        (!same_grid(&planned.grid, &job->src.grid) || planned.has_nodata != job->src.has_nodata ||
+         (planned.has_nodata && planned.nodata != job->src.nodata) ||
+         jr->sink->want_labels != job->want_labels))
         rc = cm_fail(&local, CM_EINPUT, "the image changed while the batch ran");
-    if (rc == 0 && (jr->model->k != job->k || jr->sink->want_labels != job->want_labels))
-        rc = cm_fail(&local, CM_EUSAGE, "the model or sink differs from the planned one");
+    if (rc == 0 && jr->model->k != job->k)
+        rc = cm_fail(&local, CM_EUSAGE, "the model has %d centres, not the planned %d",
+                     jr->model->k, job->k);
     if (rc == 0 && jr->model->d != cm_grid_features(&job->src.grid))
         rc = cm_fail(&local, CM_EINPUT, "the model has %d features, the image %d", jr->model->d,
                      cm_grid_features(&job->src.grid));
     if (rc == 0) rc = cm__colorspace_check(&job->src.grid, jr->model->colorspace, &local);
+    /* Several images are open at once: an automatic colour cache each (32 MiB, outside the
+     * budget) would add up, so a batch goes without unless asked, as a pass of several
+     * models does. */
     if (rc == 0)
-        rc = remapper_init(&jr->pass.r[0], &job->src, jr->model, jr->p, jr->sink, 1, &local);
+        rc = remapper_init(&jr->pass.r[0], &job->src, jr->model, jr->p, jr->sink, 2, &local);
     if (rc == 0) {
         jr->pass.src = &job->src;
         jr->pass.k_max = jr->model->k;
@@ -654,21 +662,40 @@ static int add_job(cm_graph_t *graph, job_run_t *jr, int wait_for, cm_ctx_t *ctx
         &jr->close_id, ctx);
 }
 
+/* Closes every job with rc, the batch's failure before any of it ran. */
+static int close_all(cm_remap_job_t *jobs, int n_jobs, int rc, cm_ctx_t *ctx)
+{
+    for (int i = 0; i < n_jobs; i++) {
+        job_run_t jr = {.job = &jobs[i]};
+        job_close_now(&jr, rc, ctx);
+    }
+    return rc;
+}
+
 int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,
                    cm_ctx_t *ctx)
 {
-    CM_FAIL_IF(ctx, n_jobs < 0 || max_open < 1, CM_EUSAGE, "bad batch: %d jobs, %d open", n_jobs,
-               max_open);
-    CM_FAIL_IF(ctx, p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED, CM_EUSAGE,
-               "unknown dither %d", (int)p->dither);
+    CM_FAIL_IF(ctx, n_jobs < 0, CM_EUSAGE, "bad batch of %d jobs", n_jobs);
     for (int i = 0; i < n_jobs; i++) {
         jobs[i].rc = 0;
         cm_ctx_init(&jobs[i].ctx);
     }
+    if (max_open < 1)
+        return close_all(jobs, n_jobs,
+                         cm_fail(ctx, CM_EUSAGE, "bad batch: %d images open at once", max_open),
+                         ctx);
+    if (p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED)
+        return close_all(jobs, n_jobs, cm_fail(ctx, CM_EUSAGE, "unknown dither %d", (int)p->dither),
+                         ctx);
     job_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(job_run_t));
     cm_graph_t *graph = cm_graph_create();
+    if (!runs) {
+        cm_graph_free(graph);
+        return close_all(jobs, n_jobs,
+                         cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs), ctx);
+    }
     int rc = 0;
-    if (!runs || !graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
+    if (!graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
     int *in_graph = rc == 0 ? malloc(sizeof(int) * (n_jobs ? (size_t)n_jobs : 1)) : NULL;
     if (rc == 0 && !in_graph)
         rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);

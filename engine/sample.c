@@ -382,6 +382,13 @@ static void standardise(float *pts, int64_t n, int d, double *mean, double *std)
     }
 }
 
+int64_t cm__sample_px(const cm_params_t *p)
+{
+    /* A million pixels are plenty for the means. The size does not follow the budget, so
+     * that --memory changes the speed and never the result. */
+    return p->sample_px > 0 ? p->sample_px : (int64_t)1 << 20;
+}
+
 int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_sample_t **out,
                    cm_ctx_t *ctx)
 {
@@ -396,9 +403,8 @@ int cm_sample_take(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm
                        .seed = p->seed,
                        .colorspace = p->colorspace,
                        .scale = p->scale};
-    /* A million pixels are plenty for the means. The size does not follow the budget, so
-     * that --memory changes the speed and never the result. */
-    int64_t sample_px = p->sample_px > 0 ? p->sample_px : (int64_t)1 << 20;
+    int64_t sample_px = cm__sample_px(p);
+    s->sample_px = sample_px;
     int rc = take_points(srcs, n_srcs, p, sample_px, &s->pts, &s->n, ctx);
     /* The points hold samples: their features are their Lab colours, made as the remap does. */
     for (int64_t i = 0; rc == 0 && s->colorspace == CM_COLORSPACE_LAB && i < s->n; i++)

@@ -3244,7 +3244,7 @@ typedef struct batch_image {
     mem_sink_t sink;
     cm_model_t *model; /* a copy of the batch's, made by open */
     const cm_model_t *fitted;
-    bool fail_open;
+    bool fail_open, change_nodata; /* change_nodata: the image opens other than planned */
     int opens, closes, close_rc;
     atomic_int *open_now, *open_peak; /* images between open and close, across the batch */
 } batch_image_t;
@@ -3264,6 +3264,10 @@ static int batch_open(void *self, cm_source_t *src, cm_model_t **model, const cm
     free(json);
     src->read = b->src.src.read;
     src->self = b->src.src.self;
+    if (b->change_nodata) {
+        src->has_nodata = true;
+        src->nodata = 0;
+    }
     *model = b->model;
     *sink = &b->sink.sink;
     return rc;
@@ -3281,7 +3285,7 @@ static int batch_close(void *self, int rc, cm_ctx_t *ctx)
 static void test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart(void **state)
 {
     (void)state;
-    enum { N = 7 };
+    enum { N = 8 };
     batch_image_t img[N];
     cm_remap_job_t jobs[N];
     atomic_int open_now = 0, open_peak = 0;
@@ -3322,16 +3326,18 @@ static void test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart(voi
     img[3].sink.fail_idx = 1; /* a chunk that cannot be written */
     img[3].sink.fail_code = CM_EIO;
     img[4].fail_open = true;
+    img[7].change_nodata = true;
     expect_ok(cm_remap_batch(jobs, N, 2, &p, &ctx), &ctx, "cm_remap_batch");
 
-    int want_rc[N] = {0, 0, CM_EINPUT, CM_EIO, CM_EINPUT, CM_EBUDGET, 0};
+    int want_rc[N] = {0, 0, CM_EINPUT, CM_EIO, CM_EINPUT, CM_EBUDGET, 0, CM_EINPUT};
     const char *want_msg[N] = {"",
                                "",
                                "chunk 3 is unreadable",
                                "chunk 1 cannot be written",
                                "cannot be opened",
                                "use --memory",
-                               ""};
+                               "",
+                               "changed while the batch ran"};
     for (int i = 0; i < N; i++) {
         batch_image_t *b = &img[i];
         if (jobs[i].rc != want_rc[i])
@@ -3363,8 +3369,9 @@ static void test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart(voi
             sink_free(&alone);
         }
     }
-    /* Image 4's open failed: it never read a chunk. */
+    /* Images 4 and 7 failed as they opened: they never read a chunk. */
     assert_int_equal(atomic_load(&img[4].src.reads), 0);
+    assert_int_equal(atomic_load(&img[7].src.reads), 0);
     assert_true(atomic_load(&open_peak) <= 2);
     assert_int_equal(atomic_load(&open_now), 0);
     for (int i = 0; i < N; i++) {
@@ -3375,7 +3382,7 @@ static void test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart(voi
     cm_model_free(fitted);
 }
 
-static void test_a_cancelled_batch_closes_every_image_with_the_cancel(void **state)
+static void test_a_cancelled_or_refused_batch_closes_every_image_with_why(void **state)
 {
     (void)state;
     enum { N = 3 };
@@ -3412,6 +3419,15 @@ static void test_a_cancelled_batch_closes_every_image_with_the_cancel(void **sta
         assert_int_equal(img[i].closes, 1);
         assert_int_equal(jobs[i].rc, CM_ECANCELED);
         assert_int_equal(img[i].sink.next_idx, 0); /* nothing was put */
+    }
+    /* Parameters refused before any work: every image is closed with the refusal too. */
+    p.cancel = NULL;
+    p.dither = (cm_dither_t)7;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_remap_batch(jobs, N, 1, &p, &ctx), CM_EUSAGE);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(img[i].closes, 2);
+        assert_int_equal(jobs[i].rc, CM_EUSAGE);
         sink_free(&img[i].sink);
         cm_model_free(img[i].model);
         image_free(&img[i].im);
@@ -3485,7 +3501,7 @@ int main(void)
         cmocka_unit_test(test_dither_does_not_depend_on_chunks_or_threads),
         cmocka_unit_test(test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without),
         cmocka_unit_test(test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart),
-        cmocka_unit_test(test_a_cancelled_batch_closes_every_image_with_the_cancel),
+        cmocka_unit_test(test_a_cancelled_or_refused_batch_closes_every_image_with_why),
     };
     if (getenv("CM_TEST_FILTER")) /* runs only the tests matching a pattern ("test_lab*") */
         cmocka_set_test_filter(getenv("CM_TEST_FILTER"));
