@@ -127,14 +127,19 @@ typedef struct cm_file_job {
 
 /* Applies model to n_jobs inputs, each written as cm_apply_file writes one, in ONE remap pass
  * (cm_remap_batch): each input is a sub-graph that overlaps the others within o's threads and
- * memory budget, at most threads + 1 inputs open at once (fewer when the limit of open files
- * is lower; the soft limit is raised towards the hard one). Outputs that exist already (with
- * their label map) are complete and are skipped unless o->overwrite. An input that fails (a
- * bad file, one the model does not fit, chunks that alone need more than the budget, a write
- * error) is recorded in its job and the others go on. done (may be NULL) is called once for
- * every job when it ends (written, skipped or failed), from any thread. Returns 0 once every
- * job has its outcome, or the failure that stopped the batch (CM_ECANCELED after a cancel:
- * the jobs not done stay CM_FILE_TODO or are CM_FILE_FAILED with it). */
+ * memory budget. Outputs that exist already (with their label map) are complete and are
+ * skipped unless o->overwrite. An input that fails (a bad file, one the model does not fit,
+ * chunks that alone need more than the budget, a write error) is recorded in its job and the
+ * others go on. done (may be NULL) is called once for every job when it ends (written,
+ * skipped or failed), from any thread. Returns 0 once every job has its outcome, or the
+ * failure that stopped the batch (CM_ECANCELED after a cancel: the jobs not done stay
+ * CM_FILE_TODO or are CM_FILE_FAILED with it).
+ * Resources: at most threads + 1 inputs are open at once, each once per thread (fewer inputs,
+ * or fewer threads with a warning, under a lower limit of open files; see
+ * cm_apply_files_descriptors). The budget holds the chunks in flight; beyond it, each open
+ * input has libtiff's buffers (and an input stored as one huge strip is decoded into a spill
+ * store as it opens), and the plan of the graph takes about 200 bytes per chunk of all the
+ * inputs. */
 int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file_job_t *jobs,
                    int n_jobs, const cm_options_t *o,
                    void (*done)(void *user, const cm_file_job_t *job), void *user, cm_ctx_t *ctx);
@@ -150,6 +155,11 @@ typedef struct cm_writers_sink {
 /* The sink for cm_remap over those writers: tiles are compressed in the workers and written
  * in chunk order. state must stay in place until the remap returns. */
 cm_sink_t cm_writers_sink(const cm_writers_sink_t *state);
+
+/* The open files cm_apply_files would like with n_threads threads (<= 0: one per core): a
+ * caller may raise its RLIMIT_NOFILE towards it first. With a lower limit the batch keeps
+ * fewer files open at once, or uses fewer threads, and gives the same files. */
+int64_t cm_apply_files_descriptors(int n_threads);
 
 /* ---- the outputs of one image ----
  * What cm_apply_file writes, in steps, for callers that remap with several models at once or

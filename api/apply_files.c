@@ -33,6 +33,13 @@ static bool exists(const char *path)
     return path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Whether msg is about file path: "path: ...". */
+static bool names(const char *msg, const char *path)
+{
+    size_t n = path ? strlen(path) : 0;
+    return n && !strncmp(msg, path, n) && msg[n] == ':';
+}
+
 /* Ends a job with rc and ctx's message (naming its input when it does not name a file). */
 static void finish(const batch_t *b, cm_file_job_t *job, int rc, const cm_ctx_t *ctx)
 {
@@ -42,7 +49,7 @@ static void finish(const batch_t *b, cm_file_job_t *job, int rc, const cm_ctx_t 
         snprintf(job->msg, sizeof job->msg, "%s: interrupted", job->in);
     } else if (rc < 0) {
         const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
-        if (strstr(msg, job->in) || strstr(msg, job->out))
+        if (names(msg, job->in) || names(msg, job->out) || names(msg, job->labels))
             snprintf(job->msg, sizeof job->msg, "%s", msg);
         else
             snprintf(job->msg, sizeof job->msg, "%s: %s", job->in, msg);
@@ -164,23 +171,40 @@ static int file_close(void *self, int rc, cm_ctx_t *ctx)
     return rc;
 }
 
-/* How many inputs may be open at once: each is opened once per worker thread and has up to
- * three outputs open, so one more than the threads, within the limit of open files (raised
- * towards the hard limit when lower). One at the very least. */
-static int max_open_files(int n_threads)
+/* Descriptors an open input holds: one per worker thread, and up to three outputs (image,
+ * label map, spill store). */
+static rlim_t per_file(int n_threads)
 {
-    int want = n_threads + 1;
-    rlim_t per = (rlim_t)n_threads + 4, spare = 64, need = (rlim_t)want * per + spare;
+    return (rlim_t)n_threads + 3;
+}
+
+/* How many inputs may be open at once: one more than the threads, within the process's limit
+ * of open files (less what the caller holds, about FD_SPARE); and when not even one input
+ * opened by every thread fits, fewer threads (*n_threads lowered). One at the very least. */
+enum { FD_SPARE = 16 };
+static int max_open_files(int *n_threads)
+{
     struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1;
-    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
-        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > need ? need : lim.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &lim); /* a failure leaves the old limit, read again below */
-        getrlimit(RLIMIT_NOFILE, &lim);
-    }
-    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return want;
-    rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / per : 0;
-    return fit < 1 ? 1 : (int)fit;
+    int want = *n_threads + 1;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return want;
+    rlim_t room = lim.rlim_cur > FD_SPARE + 4 ? lim.rlim_cur - FD_SPARE : 4;
+    while (*n_threads > 1 && room < per_file(*n_threads)) --*n_threads;
+    rlim_t fit = room / per_file(*n_threads);
+    want = *n_threads + 1;
+    return fit < 1 ? 1 : fit < (rlim_t)want ? (int)fit : want;
+}
+
+int64_t cm_apply_files_descriptors(int n_threads)
+{
+    if (n_threads <= 0) n_threads = cm_default_threads();
+    return (int64_t)((rlim_t)(n_threads + 1) * per_file(n_threads) + FD_SPARE);
+}
+
+/* Jobs planned but never handed to the pass (a cancel came first) end with rc. */
+static int close_unrun(cm_remap_job_t *rjobs, int n, int rc, cm_ctx_t *ctx)
+{
+    for (int i = 0; i < n; i++) rjobs[i].close(rjobs[i].self, rc, ctx);
+    return rc;
 }
 
 int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file_job_t *jobs,
@@ -191,6 +215,8 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
                "cm_apply_files: no model, options or jobs");
     CM_FAIL_IF(ctx, o->tile < 16 || o->tile > 4096 || o->tile % 16, CM_EUSAGE,
                "tile side %lld: a multiple of 16 from 16 to 4096", (long long)o->tile);
+    CM_FAIL_IF(ctx, o->params.dither != CM_DITHER_NONE && o->params.dither != CM_DITHER_ORDERED,
+               CM_EUSAGE, "unknown dither %d", (int)o->params.dither);
     batch_t b = {.model = model, .meta = meta, .o = o, .done = done, .user = user};
     b.n_threads = o->params.n_threads > 0 ? o->params.n_threads : cm_default_threads();
     for (int i = 0; i < n_jobs; i++) {
@@ -230,9 +256,19 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         n++;
     }
     cm_params_t p = o->params;
+    int asked = b.n_threads, max_open = max_open_files(&b.n_threads);
+    if (b.n_threads < asked && o->warn) {
+        char msg[CM_MSG_MAX];
+        snprintf(msg, sizeof msg,
+                 "inputs opened by %d threads need more files open than allowed; using %d "
+                 "thread%s",
+                 asked, b.n_threads, b.n_threads == 1 ? "" : "s");
+        o->warn(o->warn_user, msg);
+    }
     p.n_threads = b.n_threads;
-    int rc = cancel && *cancel ? cm_fail(ctx, CM_ECANCELED, "interrupted")
-                               : cm_remap_batch(rjobs, n, max_open_files(b.n_threads), &p, ctx);
+    int rc = cancel && *cancel
+                 ? close_unrun(rjobs, n, cm_fail(ctx, CM_ECANCELED, "interrupted"), ctx)
+                 : cm_remap_batch(rjobs, n, max_open, &p, ctx);
     free(rjobs);
     free(runs);
     return rc;
