@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,13 +233,20 @@ static void file_done(void *user, const cm_file_job_t *j)
 {
     const batch_t *b = user;
     bool detail = cli_verbosity >= 2 || (cli_verbosity >= 1 && b->n_jobs == 1);
-    if (j->state == CM_FILE_FAILED && j->rc != CM_ECANCELED && b->n_jobs > 1)
+    bool failed = j->state == CM_FILE_FAILED && j->rc != CM_ECANCELED && b->n_jobs > 1;
+    bool skipped = j->state == CM_FILE_SKIPPED && detail;
+    bool written = j->state == CM_FILE_WRITTEN && detail;
+    if (!failed && !skipped && !written) return;
+    flockfile(stderr); /* one line at a time, over the progress line if one is drawn */
+    if (b->prog.drawn) fputs("\r\033[K", stderr);
+    if (failed)
         cli_error("%s", j->msg);
-    else if (j->state == CM_FILE_SKIPPED && detail)
+    else if (skipped)
         fprintf(stderr, "chunkmeans: %s exists; skipped (--overwrite writes it again)\n", j->out);
-    else if (j->state == CM_FILE_WRITTEN && detail)
+    else
         fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d, mean squared error %.2f\n", j->out,
                 (long long)j->width, (long long)j->height, b->model->k, j->mse);
+    funlockfile(stderr);
 }
 
 /* Reads and checks the model once, before any file: a bad model is every file's failure. */
@@ -287,6 +295,8 @@ int cmd_apply(int argc, char **argv)
         exit_code = cli_fail(&ctx, cm_fail(&ctx, CM_ENOMEM, "out of memory for the trace"), NULL);
         goto done;
     }
+    struct rlimit lim; /* the library keeps to the limit; the command may raise it first */
+    cli_raise_open_files(cm_apply_files_descriptors(b.o.params.n_threads), &lim);
     cm_options_t fo = cli_file_options(&b.o);
     fo.overwrite = b.overwrite;
     fo.params.cancel = &cli_signal;
@@ -316,8 +326,11 @@ int cmd_apply(int argc, char **argv)
         n_failed += b.jobs[i].state == CM_FILE_FAILED && b.jobs[i].rc != CM_ECANCELED;
     }
     if (cli_signal) {
-        cli_error("interrupted by a signal: %d written, %d skipped, %d not done", n_written,
-                  n_skipped, b.n_jobs - n_written - n_skipped);
+        cli_error("interrupted by a signal: %d written, %d skipped, %d failed, %d not done",
+                  n_written, n_skipped, n_failed, b.n_jobs - n_written - n_skipped - n_failed);
+        for (int i = 0; i < b.n_jobs; i++)
+            if (b.jobs[i].state == CM_FILE_FAILED && b.jobs[i].rc != CM_ECANCELED)
+                fprintf(stderr, "  %s\n", b.jobs[i].msg);
         exit_code = 128 + cli_signal;
     } else if (b.n_jobs == 1 && n_failed) {
         /* One input: its failure is the command's, with its exit code. */

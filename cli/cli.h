@@ -164,6 +164,11 @@ void cli_describe_pixels(const cm_image_info_t *in, char *buf, size_t size);
 /* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
 int cli_check_not_dir(const char *path, cm_ctx_t *ctx);
 
+/* Raises the soft limit of open files towards need (up to the hard limit) and reads the limit
+ * then in force into *lim; false when it cannot be read. */
+struct rlimit;
+bool cli_raise_open_files(int64_t need, struct rlimit *lim);
+
 /* The file-level options (chunkmeans.h) of the command's options; warnings go to stderr. */
 cm_options_t cli_file_options(const cli_opts_t *o);
 

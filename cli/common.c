@@ -236,12 +236,11 @@ void cli_progress_update(void *user, const char *stage, int64_t done, int64_t to
     int fill = (int)(frac * 20);
     for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
     bar[20] = '\0';
-    bool steps = !strcmp(stage, "fit"), files = !strcmp(stage, "apply");
+    bool steps = !strcmp(stage, "fit");
     if (elapsed > 0.5 && done > 0) {
         double per_s = (double)done / elapsed;
-        if (steps || files)
-            snprintf(rate, sizeof rate, "%.*f %s/s", files ? 1 : 0, per_s,
-                     files ? "files" : "steps");
+        if (steps || p->px_per_chunk <= 0) /* chunks of images of several sizes: per chunk */
+            snprintf(rate, sizeof rate, "%.0f %s/s", per_s, steps ? "steps" : "chunks");
         else
             snprintf(rate, sizeof rate, "%.1f MPix/s", per_s * p->px_per_chunk / 1e6);
         if (done < total) {
@@ -250,14 +249,12 @@ void cli_progress_update(void *user, const char *stage, int64_t done, int64_t to
             snprintf(eta, sizeof eta, "ETA %s", t);
         }
     }
+    flockfile(stderr); /* drawn is read under it by those who print over the line */
     fprintf(stderr, "\r%-6s [%s] %3d%% %lld/%lld %s  %s  %s\033[K", stage, bar, (int)(frac * 100),
-            (long long)done, (long long)total,
-            steps   ? "steps"
-            : files ? "files"
-                    : "chunks",
-            rate, eta);
+            (long long)done, (long long)total, steps ? "steps" : "chunks", rate, eta);
     fflush(stderr);
     p->drawn = true;
+    funlockfile(stderr);
 }
 
 void cli_progress_end(cli_progress_t *p)

@@ -136,15 +136,10 @@ static int parse(int argc, char **argv, fit_opts_t *f)
  * towards what that takes, and when the system's limit is lower still, takes fewer threads. */
 static void fit_descriptors(int n_in, int *n_threads)
 {
-    struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
     rlim_t spare = 64; /* standard streams, the model, scratch and spill files */
     rlim_t need = (rlim_t)n_in * (rlim_t)*n_threads + spare;
-    if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
-        lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max > need ? need : lim.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &lim); /* a failure leaves the old limit, read again below */
-        getrlimit(RLIMIT_NOFILE, &lim);
-    }
+    struct rlimit lim;
+    if (!cli_raise_open_files((int64_t)need, &lim)) return;
     if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return;
     rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / (rlim_t)n_in : 0;
     int threads = fit < 1 ? 1 : (int)fit;

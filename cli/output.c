@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -160,4 +161,16 @@ cm_options_t cli_file_options(const cli_opts_t *o)
                                                : CM_BIGTIFF_AUTO;
     f.warn = warn_to_stderr;
     return f;
+}
+
+bool cli_raise_open_files(int64_t need, struct rlimit *lim)
+{
+    if (getrlimit(RLIMIT_NOFILE, lim) != 0) return false;
+    if (lim->rlim_cur != RLIM_INFINITY && lim->rlim_cur < (rlim_t)need) {
+        rlim_t hard = lim->rlim_max;
+        lim->rlim_cur = hard == RLIM_INFINITY || hard > (rlim_t)need ? (rlim_t)need : hard;
+        setrlimit(RLIMIT_NOFILE, lim); /* a failure leaves the old limit, read again below */
+        if (getrlimit(RLIMIT_NOFILE, lim) != 0) return false;
+    }
+    return true;
 }
