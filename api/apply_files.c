@@ -73,14 +73,6 @@ int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *m, const char
     return 0;
 }
 
-/* The source over an open image, with the options' nodata or else the image's. */
-static cm_source_t source_of(const cm_options_t *o, const cm_image_info_t *in)
-{
-    return (cm_source_t){.grid = in->grid,
-                         .has_nodata = o->has_nodata || in->has_nodata,
-                         .nodata = o->has_nodata ? o->nodata : in->nodata};
-}
-
 static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
     return cm_image_read_chunk(self, worker, idx, buf, ctx);
@@ -98,22 +90,12 @@ static int probe(const batch_t *b, const cm_file_job_t *job, cm_remap_job_t *rj,
         const cm_image_info_t *in = cm_image_info(img);
         bool palette =
             b->o->format == CM_FORMAT_PALETTE || (b->o->format == CM_FORMAT_AUTO && in->palette);
-        rj->src = source_of(b->o, in);
+        rj->src = cm__source_of(b->o, in);
         rj->k = b->model->k;
         rj->want_labels = job->labels || palette;
     }
     cm_image_close(img);
     return rc;
-}
-
-/* The directory of path ("." when it has none); the caller frees it. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *out = NULL;
-    if (!slash) return strdup(".");
-    if (asprintf(&out, "%.*s", slash == path ? 1 : (int)(slash - path), path) < 0) return NULL;
-    return out;
 }
 
 /* cm_remap_job_t.open: opens a file for every worker, and its outputs. */
@@ -131,18 +113,15 @@ static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_
     const cm_image_info_t *in = cm_image_info(f->img);
     CM_TRY(cm__model_fits(b->model, b->meta, f->job->in, in,
                           ctx)); /* it may have changed since the probe */
-    *src = source_of(o, in);
+    *src = cm__source_of(o, in);
     src->read = read_chunk;
     src->self = f->img;
     CM_TRY(cm_outputs_plan(&f->w, o, f->img, src, f->model->k, f->job->out, f->job->labels, ctx));
     CM_TRY(cm_outputs_open(&f->w, ctx));
     if (in->streamed) { /* strips too large for chunks: decoded once into a spill store */
-        char *dir = o->scratch_dir ? NULL : dir_of(f->job->out);
-        const char *where = o->scratch_dir ? o->scratch_dir : dir;
-        int rc =
-            where ? cm_image_prepare(f->img, where, ctx) : cm_fail(ctx, CM_ENOMEM, "out of memory");
-        free(dir);
-        CM_TRY(rc);
+        char dir[4096];
+        cm__dir_of(f->job->out, dir, sizeof dir);
+        CM_TRY(cm_image_prepare(f->img, o->scratch_dir ? o->scratch_dir : dir, ctx));
     }
     CM_TRY(cm_outputs_sink(&f->w, f->model, &f->sink, ctx));
     *model = f->model;

@@ -50,8 +50,7 @@ static cm_options_t resolved(const cm_options_t *o)
     return r;
 }
 
-/* The directory of path ("." when it has none), into buf. */
-static void dir_of(const char *path, char *buf, size_t size)
+void cm__dir_of(const char *path, char *buf, size_t size)
 {
     const char *slash = strrchr(path, '/');
     if (!slash)
@@ -74,17 +73,20 @@ static int input_open(input_t *in, const char *in_path, const cm_options_t *o, c
     CM_TRY(cm_image_open(in_path, o->params.n_threads, &in->img, ctx));
     if (o->params.cancel) cm_image_set_cancel(in->img, o->params.cancel);
     CM_TRY(cm_image_set_chunk_side(in->img, o->tile, ctx));
-    const cm_image_info_t *info = cm_image_info(in->img);
-    *src = (cm_source_t){.grid = info->grid,
-                         .read = input_read,
-                         .keep = input_keep,
-                         .self = in,
-                         .has_nodata = o->has_nodata || info->has_nodata,
-                         .nodata = o->has_nodata ? o->nodata : info->nodata};
+    *src = cm__source_of(o, cm_image_info(in->img));
+    src->read = input_read;
+    src->keep = input_keep;
+    src->self = in;
     return 0;
 }
 
-/* Fits on an open input, k lowered to the pixel count when the image has fewer. */
+cm_source_t cm__source_of(const cm_options_t *o, const cm_image_info_t *in)
+{
+    return (cm_source_t){.grid = in->grid,
+                         .has_nodata = o->has_nodata || in->has_nodata,
+                         .nodata = o->has_nodata ? o->nodata : in->nodata};
+}
+
 /* cm_image_prepare, once. */
 static int input_prepare(input_t *in, cm_ctx_t *ctx)
 {
@@ -93,6 +95,7 @@ static int input_prepare(input_t *in, cm_ctx_t *ctx)
     return 0;
 }
 
+/* Fits on an open input, k lowered to the pixel count when the image has fewer. */
 static int fit_input(input_t *in, const cm_source_t *src, const cm_options_t *o, cm_model_t **out,
                      cm_model_meta_t *meta, cm_ctx_t *ctx)
 {
@@ -152,7 +155,7 @@ int cm_apply_file(cm_model_t *model, const cm_model_meta_t *meta, const char *in
 {
     cm_options_t op = resolved(o);
     char dir[4096];
-    dir_of(out_path ? out_path : ".", dir, sizeof dir);
+    cm__dir_of(out_path ? out_path : ".", dir, sizeof dir);
     input_t in;
     cm_source_t src;
     int rc = input_open(&in, in_path, &op, op.scratch_dir ? op.scratch_dir : dir, &src, ctx);
@@ -166,7 +169,7 @@ int cm_run_file(const char *in_path, const char *out_path, const cm_options_t *o
 {
     cm_options_t op = resolved(o);
     char dir[4096];
-    dir_of(out_path ? out_path : ".", dir, sizeof dir);
+    cm__dir_of(out_path ? out_path : ".", dir, sizeof dir);
     input_t in;
     cm_source_t src;
     cm_model_t *model = NULL;
@@ -198,34 +201,10 @@ int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_
 {
     *out = NULL;
     CM_FAIL_IF(ctx, !path, CM_EUSAGE, "no model file given");
-    FILE *f = fopen(path, "rb");
-    CM_FAIL_IF(ctx, !f, CM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
     char *text = NULL;
-    size_t len = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= (size_t)1 << 30) { /* a model of 65535 centres of 64 bands is far less */
-                rc = cm_fail(ctx, CM_EINPUT, "%s: too large for a model", path);
-                break;
-            }
-            cap = cap ? 2 * cap : 65536;
-            char *grown = realloc(text, cap);
-            if (!grown) {
-                rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-            text = grown;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f))
-                rc = cm_fail(ctx, CM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
-            break;
-        }
-    }
-    fclose(f);
+    size_t len = 0;
+    /* a model of 65535 centres of 64 bands is far less than 1 GiB */
+    int rc = cm_file_read(path, (size_t)1 << 30, &text, &len, ctx);
     cm_model_meta_t ignored;
     if (rc == 0) rc = cm_model_from_json(text, len, path, out, meta ? meta : &ignored, ctx);
     if (rc == 0 && meta) meta->name = path;

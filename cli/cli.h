@@ -126,9 +126,6 @@ void cli_opts_free(cli_opts_t *o);
  * RGB image (3 colour bands of uint8, uint16 or float32, plus an optional alpha). */
 int cli_check_colorspace(const cm_image_info_t *in, const char *path, cm_colorspace_t cs,
                          cm_ctx_t *ctx);
-/* Reads the whole file at path (up to max_bytes) into *text (the caller frees it) and *len.
- * CM_EINPUT naming the file when it cannot be read or is larger. */
-int cli_read_file(const char *path, size_t max_bytes, char **text, size_t *len, cm_ctx_t *ctx);
 /* The source that reads img (with the --nodata of o, else the image's). */
 cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
 

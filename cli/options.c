@@ -155,7 +155,7 @@ int cli_opts_load_init(cli_opts_t *o, int d, cm_ctx_t *ctx)
     int k = 0;
     free(o->init_centres);
     o->init_centres = NULL;
-    int rc = cli_read_file(o->init_path, (size_t)1 << 30, &text, &len, ctx);
+    int rc = cm_file_read(o->init_path, (size_t)1 << 30, &text, &len, ctx);
     if (rc == 0) rc = cm_init_from_json(text, len, o->init_path, d, &o->init_centres, &k, ctx);
     free(text);
     if (rc < 0) return rc;

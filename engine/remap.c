@@ -397,6 +397,64 @@ static void remapper_free(remapper_t *r)
     *r = (remapper_t){0};
 }
 
+/* CM_EINPUT or CM_EUSAGE when model cannot remap an image of grid g. */
+static int check_model(const cm_grid_t *g, const cm_model_t *model, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, model->d != cm_grid_features(g), CM_EINPUT,
+               "the model has %d features, the image %d", model->d, cm_grid_features(g));
+    return cm__colorspace_check(g, model->colorspace, ctx);
+}
+
+static int job_remap(void *arg, int worker, cm_ctx_t *ctx);
+static int job_write(void *arg, int worker, cm_ctx_t *ctx);
+
+/* Adds the tasks of pass over its n_chunks chunks: a remap task per chunk (after task `after`,
+ * when >= 0) holding held + scratch bytes, and per model a chain of writes in chunk order, the
+ * first model's counting for progress; prev[i] is the last write of model i (-1 before any).
+ * tasks and writes (n_chunks, n_chunks * pass->n) hold the tasks' arguments. A batch job's
+ * pass (pass->run) takes the tasks that keep its failures to itself. */
+static int add_pass(cm_graph_t *graph, pass_t *pass, int64_t n_chunks, size_t held, size_t scratch,
+                    int after, remap_task_t *tasks, write_task_t *writes, int *prev, cm_ctx_t *ctx)
+{
+    for (int i = 0; i < pass->n; i++) prev[i] = -1;
+    for (int64_t c = 0; c < n_chunks; c++) {
+        tasks[c] = (remap_task_t){pass, c};
+        int remap_id;
+        CM_TRY(cm_graph_add(graph,
+                            &(cm_task_t){.fn = pass->run ? job_remap : remap_chunk,
+                                         .kind = "remap",
+                                         .arg = &tasks[c],
+                                         .out_bytes = held,
+                                         .work_bytes = scratch,
+                                         .deps = &after,
+                                         .n_deps = after >= 0},
+                            &remap_id, ctx));
+        for (int i = 0; i < pass->n; i++) {
+            write_task_t *w = &writes[c * pass->n + i];
+            *w = (write_task_t){&pass->r[i], c, pass->run};
+            int deps[2] = {remap_id, prev[i]};
+            CM_TRY(cm_graph_add(graph,
+                                &(cm_task_t){.fn = pass->run ? job_write : write_chunk,
+                                             .kind = "write",
+                                             .arg = w,
+                                             .weight = i == 0,
+                                             .deps = deps,
+                                             .n_deps = prev[i] < 0 ? 1 : 2},
+                                &prev[i], ctx));
+        }
+    }
+    return 0;
+}
+
+/* After a pass that ran: the figures of its whole image in each model. */
+static void pass_figures(const pass_t *pass)
+{
+    for (int i = 0; i < pass->n; i++) {
+        pass->r[i].model->inertia = pass->r[i].inertia;
+        pass->r[i].model->n_pixels = pass->r[i].n_pixels;
+    }
+}
+
 int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
                   const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx)
 {
@@ -406,10 +464,7 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
                "unknown dither %d", (int)p->dither);
     int k_max = 1;
     for (int i = 0; i < n_models; i++) {
-        int d = models[i]->d;
-        CM_FAIL_IF(ctx, d != cm_grid_features(g), CM_EINPUT,
-                   "the model has %d features, the image %d", d, cm_grid_features(g));
-        CM_TRY(cm__colorspace_check(g, models[i]->colorspace, ctx));
+        CM_TRY(check_model(g, models[i], ctx));
         if (models[i]->k > k_max) k_max = models[i]->k;
     }
     int64_t n_chunks = cm_grid_count(g);
@@ -432,45 +487,15 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
         if (rc < 0) goto cleanup;
         ks[i] = models[i]->k;
         labels |= sinks[i].want_labels;
-        prev_write[i] = -1;
     }
     size_t held, scratch;
     pass_bytes(src, ks, n_models, labels, &held, &scratch);
-    for (int64_t c = 0; c < n_chunks; c++) {
-        tasks[c] = (remap_task_t){&pass, c};
-        int remap_id;
-        rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = remap_chunk,
-                                       .kind = "remap",
-                                       .arg = &tasks[c],
-                                       .out_bytes = held,
-                                       .work_bytes = scratch},
-                          &remap_id, ctx);
-        if (rc < 0) goto cleanup;
-        /* One chain of writes per model, each in chunk order; the first counts for progress. */
-        for (int i = 0; i < n_models; i++) {
-            write_task_t *w = &writes[c * n_models + i];
-            *w = (write_task_t){&pass.r[i], c, NULL};
-            int deps[2] = {remap_id, prev_write[i]};
-            rc = cm_graph_add(graph,
-                              &(cm_task_t){.fn = write_chunk,
-                                           .kind = "write",
-                                           .arg = w,
-                                           .weight = i == 0,
-                                           .deps = deps,
-                                           .n_deps = prev_write[i] < 0 ? 1 : 2},
-                              &prev_write[i], ctx);
-            if (rc < 0) goto cleanup;
-        }
-    }
+    rc = add_pass(graph, &pass, n_chunks, held, scratch, -1, tasks, writes, prev_write, ctx);
+    if (rc < 0) goto cleanup;
     for (int i = 0; i < n_models; i++)
         memset(models[i]->counts, 0, sizeof(int64_t) * (size_t)models[i]->k);
     rc = cm__graph_run(graph, p, "remap", ctx);
-    if (rc < 0) goto cleanup;
-    for (int i = 0; i < n_models; i++) {
-        models[i]->inertia = pass.r[i].inertia;
-        models[i]->n_pixels = pass.r[i].n_pixels;
-    }
+    if (rc == 0) pass_figures(&pass);
 cleanup:
     for (int i = 0; pass.r && i < n_models; i++)
         if (pass.r[i].src) remapper_free(&pass.r[i]);
@@ -541,10 +566,7 @@ static int job_open(void *arg, int worker, cm_ctx_t *ctx)
     if (rc == 0 && jr->model->k != job->k)
         rc = cm_fail(&local, CM_EUSAGE, "the model has %d centres, not the planned %d",
                      jr->model->k, job->k);
-    if (rc == 0 && jr->model->d != cm_grid_features(&job->src.grid))
-        rc = cm_fail(&local, CM_EINPUT, "the model has %d features, the image %d", jr->model->d,
-                     cm_grid_features(&job->src.grid));
-    if (rc == 0) rc = cm__colorspace_check(&job->src.grid, jr->model->colorspace, &local);
+    if (rc == 0) rc = check_model(&job->src.grid, jr->model, &local);
     /* Several images are open at once: an automatic colour cache each (32 MiB, outside the
      * budget) would add up, so a batch goes without unless asked, as a pass of several
      * models does. */
@@ -598,11 +620,10 @@ static void job_close_now(job_run_t *jr, int rc, const cm_ctx_t *why)
         cm_ctx_init(&ctx);
         if (rc < 0) cm_fail(&ctx, rc, "%s", why && why->msg[0] ? why->msg : cm_strerror(rc));
     }
-    if (rc == 0 && r && r->src) {
-        jr->model->inertia = r->inertia;
-        jr->model->n_pixels = r->n_pixels;
+    if (r && r->src) {
+        if (rc == 0) pass_figures(&jr->pass);
+        remapper_free(r);
     }
-    if (r && r->src) remapper_free(r);
     job->rc = job->close ? job->close(job->self, rc, &ctx) : rc;
     job->ctx = ctx;
     jr->closed = true;
@@ -623,42 +644,20 @@ static int job_close(void *arg, int worker, cm_ctx_t *ctx)
 static int add_job(cm_graph_t *graph, job_run_t *jr, int wait_for, cm_ctx_t *ctx)
 {
     const cm_source_t *src = &jr->job->src;
-    int64_t n_chunks = cm_grid_count(&src->grid);
     size_t held, scratch;
     pass_bytes(src, &jr->job->k, 1, jr->job->want_labels, &held, &scratch);
-    int open_id, prev = -1;
+    int open_id, last;
     CM_TRY(cm_graph_add(
         graph,
         &(cm_task_t){
             .fn = job_open, .kind = "open", .arg = jr, .deps = &wait_for, .n_deps = wait_for >= 0},
         &open_id, ctx));
-    for (int64_t c = 0; c < n_chunks; c++) {
-        jr->tasks[c] = (remap_task_t){&jr->pass, c};
-        int remap_id;
-        CM_TRY(cm_graph_add(graph,
-                            &(cm_task_t){.fn = job_remap,
-                                         .kind = "remap",
-                                         .arg = &jr->tasks[c],
-                                         .out_bytes = held,
-                                         .work_bytes = scratch,
-                                         .deps = &open_id,
-                                         .n_deps = 1},
-                            &remap_id, ctx));
-        jr->writes[c] = (write_task_t){&jr->pass.r[0], c, jr};
-        int deps[2] = {remap_id, prev};
-        CM_TRY(cm_graph_add(graph,
-                            &(cm_task_t){.fn = job_write,
-                                         .kind = "write",
-                                         .arg = &jr->writes[c],
-                                         .weight = 1,
-                                         .deps = deps,
-                                         .n_deps = prev < 0 ? 1 : 2},
-                            &prev, ctx));
-    }
-    if (prev < 0) prev = open_id;
+    CM_TRY(add_pass(graph, &jr->pass, cm_grid_count(&src->grid), held, scratch, open_id, jr->tasks,
+                    jr->writes, &last, ctx));
+    if (last < 0) last = open_id;
     return cm_graph_add(
         graph,
-        &(cm_task_t){.fn = job_close, .kind = "close", .arg = jr, .deps = &prev, .n_deps = 1},
+        &(cm_task_t){.fn = job_close, .kind = "close", .arg = jr, .deps = &last, .n_deps = 1},
         &jr->close_id, ctx);
 }
 

@@ -181,6 +181,10 @@ void cm_writer_abort(cm_writer_t *wr);
 /* Writes len bytes to path atomically (temporary file, fsync, rename). */
 int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_t *ctx);
 
+/* Reads the whole file at path (at most max_bytes) into *text, which the caller frees, and
+ * *len. CM_EINPUT naming the file when it cannot be read or is larger; CM_ENOMEM. */
+int cm_file_read(const char *path, size_t max_bytes, char **text, size_t *len, cm_ctx_t *ctx);
+
 /* TIFF compression by name ("none", "lzw", "deflate", "zstd", "jpeg", "packbits"): 0 and
  * *code, or CM_EUSAGE for another name or a codec this libtiff was built without. */
 int cm_compression_parse(const char *name, int *code);

@@ -214,3 +214,44 @@ int cm_file_write_atomic(const char *path, const void *data, size_t len, cm_ctx_
     CM_FAIL_IF(ctx, e, CM_EIO, "%s: cannot write: %s", path, strerror(e ? e : EIO));
     return 0;
 }
+
+int cm_file_read(const char *path, size_t max_bytes, char **text, size_t *len, cm_ctx_t *ctx)
+{
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    CM_FAIL_IF(ctx, !f, CM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (*len == cap) {
+            size_t grow = cap ? 2 * cap : 65536;
+            if (cap >= max_bytes) {
+                rc =
+                    cm_fail(ctx, CM_EINPUT, "%s: too large (more than %zu bytes)", path, max_bytes);
+                break;
+            }
+            char *grown = realloc(*text, grow);
+            if (!grown) {
+                rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            *text = grown;
+            cap = grow;
+        }
+        size_t got = fread(*text + *len, 1, cap - *len, f);
+        *len += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = cm_fail(ctx, CM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+    }
+    fclose(f);
+    if (rc < 0) {
+        free(*text);
+        *text = NULL;
+        *len = 0;
+    }
+    return rc;
+}
