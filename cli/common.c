@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "cm_io.h"
 
 int cli_verbosity = 1;
 volatile sig_atomic_t cli_signal = 0;

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cm_io.h"
 
 static const char info_help[] =
     "Usage: chunkmeans info IN.tif [--colors] [--json] [-j N] [--memory SIZE] [--progress WHEN]\n"

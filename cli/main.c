@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cm_version.h"
 
 static const char usage[] =
     "Usage:\n"

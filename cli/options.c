@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cm_io.h"
 
 void cli_opts_default(cli_opts_t *o)
 {

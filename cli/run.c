@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "cm_io.h"
 
 static const char run_help[] =
     "Usage: chunkmeans run IN.tif OUT.tif [options]\n"

@@ -1,4 +1,4 @@
-/* Unit tests of engine/base: the error context (first failure wins), error names, the
+/* Unit tests of base/: the error context (first failure wins), error names, the
  * overflow-checked size helpers, the chunk grid at sizes past 32 bits, and the counter-based
  * random streams. */
 #include <pthread.h>
