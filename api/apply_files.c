@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "api_internal.h"
+#include "base_internal.h"
 
 /* A file while the pass holds it: between open and close. */
 typedef struct file_run {
@@ -45,14 +46,17 @@ static void finish(const batch_t *b, cm_file_job_t *job, int rc, const cm_ctx_t 
 {
     job->rc = rc;
     job->state = rc < 0 ? CM_FILE_FAILED : CM_FILE_WRITTEN;
+    cm_ctx_init(&job->why);
     if (rc == CM_ECANCELED) {
-        snprintf(job->msg, sizeof job->msg, "%s: interrupted", job->in);
+        cm_fail(&job->why, rc, "%s: interrupted", job->in);
+    } else if (rc < 0 && ctx->msg[0]) {
+        cm__ctx_pass(&job->why, ctx);
+        job->why.code = rc;
+        const char *msg = job->why.msg;
+        if (!names(msg, job->in) && !names(msg, job->out) && !names(msg, job->labels))
+            cm__ctx_prefix(&job->why, job->in);
     } else if (rc < 0) {
-        const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
-        if (names(msg, job->in) || names(msg, job->out) || names(msg, job->labels))
-            snprintf(job->msg, sizeof job->msg, "%s", msg);
-        else
-            snprintf(job->msg, sizeof job->msg, "%s: %s", job->in, msg);
+        cm_fail(&job->why, rc, "%s: %s", job->in, cm_strerror(rc));
     }
     if (b->done) b->done(b->user, job);
 }
@@ -203,7 +207,7 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         CM_FAIL_IF(ctx, !j->in || !j->out, CM_EUSAGE, "cm_apply_files: job %d has no paths", i);
         j->state = CM_FILE_TODO;
         j->rc = 0;
-        j->msg[0] = '\0';
+        cm_ctx_init(&j->why);
     }
     cm_remap_job_t *rjobs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(cm_remap_job_t));
     file_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(file_run_t));
@@ -237,12 +241,13 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
     cm_params_t p = o->params;
     int asked = b.n_threads, max_open = max_open_files(&b.n_threads);
     if (b.n_threads < asked && o->warn) {
-        char msg[CM_MSG_MAX];
-        snprintf(msg, sizeof msg,
-                 "inputs opened by %d threads need more files open than allowed; using %d "
-                 "thread%s",
-                 asked, b.n_threads, b.n_threads == 1 ? "" : "s");
-        o->warn(o->warn_user, msg);
+        cm_ctx_t w;
+        cm_ctx_init(&w);
+        cm_fail(&w, CM_OK,
+                "inputs opened by %d threads need more files open than allowed; using %d "
+                "thread%s",
+                asked, b.n_threads, b.n_threads == 1 ? "" : "s");
+        o->warn(o->warn_user, &w);
     }
     p.n_threads = b.n_threads;
     int rc = cancel && *cancel

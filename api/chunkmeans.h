@@ -62,8 +62,9 @@ typedef struct cm_options {
     /* cm_apply_files: write outputs that exist already (else they are skipped). */
     bool overwrite;
     /* Called with each warning (an input's compression that cannot be written, a lossy
-     * output), from any thread; NULL: warnings are dropped. */
-    void (*warn)(void *user, const char *msg);
+     * output): its message, and what it is about (cm_ctx_t.about), from any thread; NULL:
+     * warnings are dropped. */
+    void (*warn)(void *user, const cm_ctx_t *warning);
     void *warn_user;
 } cm_options_t;
 
@@ -119,8 +120,8 @@ typedef struct cm_file_job {
     const char *labels; /* its label map, or NULL */
     /* outcome */
     cm_file_state_t state;
-    int rc;                   /* 0, or the CM_E* code of its failure */
-    char msg[2 * CM_MSG_MAX]; /* the failure, naming the file */
+    int rc;       /* 0, or the CM_E* code of its failure */
+    cm_ctx_t why; /* the failure: its message names the file */
     int64_t width, height;    /* of a file written */
     double mse;               /* its mean squared error to the centres (the model's units) */
 } cm_file_job_t;

@@ -10,17 +10,21 @@
 
 #include "chunkmeans.h"
 
-static void warn(const cm_options_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(const cm_options_t *o, cm_about_t about, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void warn(const cm_options_t *o, const char *fmt, ...)
+static void warn(const cm_options_t *o, cm_about_t about, const char *fmt, ...)
 {
     if (!o->warn) return;
+    cm_ctx_t w;
+    cm_ctx_init(&w);
     char msg[CM_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    o->warn(o->warn_user, msg);
+    cm_fail_about(&w, CM_OK, about, "%s", msg);
+    o->warn(o->warn_user, &w);
 }
 
 /* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
@@ -69,15 +73,17 @@ int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, con
     if (o->compression < 0 && (cm_compression_lossy(compression) ||
                                !strcmp(cm_compression_name(compression), "unknown"))) {
         if (!cm_compression_lossy(compression))
-            warn(o, "%s: its compression cannot be written; using deflate", cm_image_path(img));
+            warn(o, (cm_about_t){0}, "%s: its compression cannot be written; using deflate",
+                 cm_image_path(img));
         CM_TRY(cm_compression_parse("deflate", &compression));
     }
     w->palette = o->format == CM_FORMAT_PALETTE || (o->format == CM_FORMAT_AUTO && in->palette);
+    int exact = 0; /* deflate */
+    cm_compression_parse("deflate", &exact);
     if (cm_compression_lossy(compression) && !w->palette)
-        warn(o,
-             "%s: %s is lossy: the output will hold more than %d colours (use --compression "
-             "deflate for exact colours)",
-             out, cm_compression_name(compression), k);
+        warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, exact},
+             "%s: %s is lossy: the output will hold more than %d colours", out,
+             cm_compression_name(compression), k);
     int d = cm_grid_features(&in->grid);
     cm_writer_spec_like(in, compression, &w->spec);
     w->spec.tags_from = img;
@@ -86,15 +92,14 @@ int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, con
     plan_labels(w, src, k);
     if (w->palette &&
         (w->label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 || in->stype == CM_F32))
-        return cm_fail(ctx, CM_EUSAGE,
-                       "%s: --format palette needs 8- or 16-bit unsigned grey or "
-                       "RGB input and k <= %d",
-                       out, w->masked == 255 ? 255 : 256);
+        return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_FORMAT, CM_FORMAT_PALETTE, 0},
+                             "%s: " CM_NAMED("a palette output") " needs 8- or 16-bit unsigned "
+                                                                 "grey or RGB input and k <= %d",
+                             out, w->masked == 255 ? 255 : 256);
     if (o->bigtiff == CM_BIGTIFF_NEVER && cm_writer_needs_bigtiff(&w->spec))
-        return cm_fail(ctx, CM_EUSAGE,
-                       "%s: the output could pass 4 GiB: --bigtiff never cannot "
-                       "hold it",
-                       out);
+        return cm_fail_about(
+            ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_BIGTIFF, CM_BIGTIFF_NEVER, 0},
+            "%s: the output could pass 4 GiB: " CM_NAMED("a classic TIFF") " cannot hold it", out);
     w->spec.bigtiff = big(o->bigtiff, &w->spec);
     return 0;
 }

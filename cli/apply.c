@@ -239,14 +239,24 @@ static void file_done(void *user, const cm_file_job_t *j)
     if (!failed && !skipped && !written) return;
     flockfile(stderr); /* one line at a time, over the progress line if one is drawn */
     if (b->prog.drawn) fputs("\r\033[K", stderr);
+    char words[2 * CM_MSG_MAX];
+    cli_words(&j->why, words, sizeof words);
     if (failed)
-        cli_error("%s", j->msg);
+        cli_error("%s", words);
     else if (skipped)
         fprintf(stderr, "chunkmeans: %s exists; skipped (--overwrite writes it again)\n", j->out);
     else
         fprintf(stderr, "chunkmeans: %s: %lldx%lld, k=%d, mean squared error %.2f\n", j->out,
                 (long long)j->width, (long long)j->height, b->model->k, j->mse);
     funlockfile(stderr);
+}
+
+/* A line of the summary of failures. */
+static void print_failure(const cm_file_job_t *j)
+{
+    char words[2 * CM_MSG_MAX];
+    cli_words(&j->why, words, sizeof words);
+    fprintf(stderr, "  %s\n", words);
 }
 
 /* Reads and checks the model once, before any file: a bad model is every file's failure. */
@@ -330,16 +340,15 @@ int cmd_apply(int argc, char **argv)
                   n_written, n_skipped, n_failed, b.n_jobs - n_written - n_skipped - n_failed);
         for (int i = 0; i < b.n_jobs; i++)
             if (b.jobs[i].state == CM_FILE_FAILED && b.jobs[i].rc != CM_ECANCELED)
-                fprintf(stderr, "  %s\n", b.jobs[i].msg);
+                print_failure(&b.jobs[i]);
         exit_code = 128 + cli_signal;
     } else if (b.n_jobs == 1 && n_failed) {
         /* One input: its failure is the command's, with its exit code. */
-        cm_fail(&ctx, b.jobs[0].rc, "%s", b.jobs[0].msg);
-        exit_code = cli_fail(&ctx, b.jobs[0].rc, b.jobs[0].in);
+        exit_code = cli_fail(&b.jobs[0].why, b.jobs[0].rc, b.jobs[0].in);
     } else if (n_failed) {
         cli_error("%d of %d files failed:", n_failed, b.n_jobs);
         for (int i = 0; i < b.n_jobs; i++)
-            if (b.jobs[i].state == CM_FILE_FAILED) fprintf(stderr, "  %s\n", b.jobs[i].msg);
+            if (b.jobs[i].state == CM_FILE_FAILED) print_failure(&b.jobs[i]);
         exit_code = CM_EXIT_RUNTIME;
     }
     if (cli_verbosity >= 1 && b.n_jobs > 1)

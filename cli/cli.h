@@ -20,8 +20,12 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "chunkmeans: warning: message" on stderr unless -q. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints the context's message and returns the exit code for an error code. The message of a
- * bad input that does not name a file is prefixed with `input`. */
+/* The context's message in the command's words: where it names one of the library's settings,
+ * the flag instead, and the flag that would do after it. */
+void cli_words(const cm_ctx_t *ctx, char *buf, size_t size);
+
+/* Prints the context's message (in the command's words) and returns the exit code for an error
+ * code. The message of a bad input that does not name a file is prefixed with `input`. */
 int cli_fail(const cm_ctx_t *ctx, int rc, const char *input);
 
 /* Parsers for option values; each prints its own message and returns false on a bad value. */

@@ -50,16 +50,79 @@ static const char *signal_name(int sig)
     }
 }
 
+/* The command's words for one of the library's settings: its flag, with value. */
+static void flag_of(const cm_about_t *a, char *buf, size_t size)
+{
+    switch (a->setting) {
+    case CM_SETTING_K: snprintf(buf, size, "-k %lld", (long long)a->value); return;
+    case CM_SETTING_COLORSPACE:
+        snprintf(buf, size, "--colorspace %s", cm_colorspace_name((cm_colorspace_t)a->value));
+        return;
+    case CM_SETTING_ALGORITHM:
+        snprintf(buf, size, "--algorithm %s", cm_algorithm_name((cm_algorithm_t)a->value));
+        return;
+    case CM_SETTING_FORMAT:
+        snprintf(buf, size, "--format %s", a->value == CM_FORMAT_PALETTE ? "palette" : "rgb");
+        return;
+    case CM_SETTING_BIGTIFF:
+        snprintf(buf, size, "--bigtiff %s",
+                 a->value == CM_BIGTIFF_NEVER    ? "never"
+                 : a->value == CM_BIGTIFF_ALWAYS ? "always"
+                                                 : "auto");
+        return;
+    default: snprintf(buf, size, "the setting"); return;
+    }
+}
+
+/* The command's advice after a message about a setting: the flag that would do. */
+static void advice_of(const cm_about_t *a, char *buf, size_t size)
+{
+    switch (a->setting) {
+    case CM_SETTING_MEMORY:
+        snprintf(buf, size, " (use --memory %lluM or more)",
+                 (unsigned long long)(((uint64_t)a->need + (1u << 20) - 1) >> 20));
+        return;
+    case CM_SETTING_TILE: snprintf(buf, size, " (use a larger --tile)"); return;
+    case CM_SETTING_COMPRESSION:
+        snprintf(buf, size, " (use --compression deflate for exact colours)");
+        return;
+    case CM_SETTING_K:
+        if (a->need > 0) {
+            snprintf(buf, size, ": give -k %lld, or no -k", (long long)a->need);
+            return;
+        }
+        break;
+    default: break;
+    }
+    buf[0] = '\0';
+}
+
+void cli_words(const cm_ctx_t *ctx, char *buf, size_t size)
+{
+    const char *msg = ctx->msg;
+    char flag[64] = "", advice[96];
+    int at = 0, len = 0;
+    if (ctx->about.setting != CM_SETTING_NONE && ctx->named_len > 0) {
+        flag_of(&ctx->about, flag, sizeof flag);
+        at = ctx->named_at;
+        len = ctx->named_len;
+    }
+    advice_of(&ctx->about, advice, sizeof advice);
+    snprintf(buf, size, "%.*s%s%s%s", at, msg, flag, msg + at + len, advice);
+}
+
 int cli_fail(const cm_ctx_t *ctx, int rc, const char *input)
 {
+    char words[2 * CM_MSG_MAX];
+    cli_words(ctx, words, sizeof words);
     if (cli_signal) {
         /* The run stopped because of the signal, or failed as it arrived: either way the user
          * asked it to stop, and the shell convention is 128 + the signal's number. */
-        if (rc != CM_ECANCELED && ctx->msg[0]) cli_error("%s", ctx->msg);
+        if (rc != CM_ECANCELED && ctx->msg[0]) cli_error("%s", words);
         cli_error("interrupted by %s; nothing was written", signal_name((int)cli_signal));
         return 128 + cli_signal;
     }
-    const char *msg = ctx->msg[0] ? ctx->msg : cm_strerror(rc);
+    const char *msg = ctx->msg[0] ? words : cm_strerror(rc);
     if (rc == CM_EINPUT && input && !strstr(msg, input))
         cli_error("%s: %s", input, msg);
     else

@@ -138,9 +138,11 @@ int cli_write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *ctx)
     return rc;
 }
 
-static void warn_to_stderr(void *user, const char *msg)
+static void warn_to_stderr(void *user, const cm_ctx_t *w)
 {
-    cli_warn("%s", msg);
+    char words[2 * CM_MSG_MAX];
+    cli_words(w, words, sizeof words);
+    cli_warn("%s", words);
 }
 
 cm_options_t cli_file_options(const cli_opts_t *o)

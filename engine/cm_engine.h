@@ -292,6 +292,8 @@ int cm_init_from_json(const char *text, size_t len, const char *name, int d, dou
 
 /* "rgb" or "lab". */
 const char *cm_colorspace_name(cm_colorspace_t cs);
+/* "minibatch", "lloyd", "histogram" or "auto". */
+const char *cm_algorithm_name(cm_algorithm_t a);
 
 /* One colour between sRGB samples of type t (0..255, 0..65535, or float 0..1; int16 is taken
  * as 0..32767) and CIELAB (D65). Both ways are defined for colours outside the sRGB gamut

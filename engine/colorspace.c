@@ -133,10 +133,12 @@ int cm__colorspace_check(const cm_grid_t *g, cm_colorspace_t cs, cm_ctx_t *ctx)
 {
     if (cs == CM_COLORSPACE_RGB) return 0;
     CM_FAIL_IF(ctx, cs != CM_COLORSPACE_LAB, CM_EUSAGE, "unknown colour space %d", (int)cs);
-    CM_FAIL_IF(ctx, cm_grid_features(g) != 3 || g->stype == CM_I16, CM_EUSAGE,
-               "--colorspace lab needs an RGB image: 3 colour bands (and an optional alpha) of "
-               "uint8, uint16 or float32 samples, not %d of %s",
-               cm_grid_features(g), cm_stype_name(g->stype));
+    if (cm_grid_features(g) != 3 || g->stype == CM_I16)
+        return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_COLORSPACE, cs, 0},
+                             CM_NAMED("colour space lab") " needs an RGB image: 3 colour bands "
+                                                          "(and an optional alpha) of uint8, "
+                                                          "uint16 or float32 samples, not %d of %s",
+                             cm_grid_features(g), cm_stype_name(g->stype));
     return 0;
 }
 

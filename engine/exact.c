@@ -361,10 +361,12 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     const cm_grid_t *g = &src->grid;
     int k = m->k, d = m->d;
     bool histogram = algorithm == CM_ALG_HISTOGRAM;
-    CM_FAIL_IF(ctx, histogram && (g->stype != CM_U8 || d > 3), CM_EUSAGE,
-               "--algorithm histogram needs 8-bit samples and at most 3 colour bands, not %d of "
-               "%s",
-               d, cm_stype_name(g->stype));
+    if (histogram && (g->stype != CM_U8 || d > 3))
+        return cm_fail_about(
+            ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_ALGORITHM, algorithm, 0},
+            CM_NAMED("the histogram algorithm") " needs 8-bit samples and at "
+                                                "most 3 colour bands, not %d of %s",
+            d, cm_stype_name(g->stype));
     iteration_t it = {.src = src, .k = k, .d = d, .kernel = p->kernel};
     cm__pixfmt_init(&it.fmt, src, m->mean, m->std);
     it.fmt.lab = m->colorspace == CM_COLORSPACE_LAB;

@@ -229,7 +229,7 @@ static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm
     CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
     CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
-               "--max-iter and --batch must be positive");
+               "the step limit and the batch size must be positive");
     CM_FAIL_IF(ctx, n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
                CM_EUSAGE, "several images are fitted with the minibatch algorithm only");
     return 0;

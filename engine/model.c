@@ -11,6 +11,12 @@
 
 static const char *const algorithm_names[] = {"minibatch", "lloyd", "histogram", "auto"};
 
+const char *cm_algorithm_name(cm_algorithm_t a)
+{
+    return (unsigned)a < sizeof algorithm_names / sizeof algorithm_names[0] ? algorithm_names[a]
+                                                                              : "unknown";
+}
+
 cm_model_t *cm__model_new(int k, int d)
 {
     cm_model_t *m = calloc(1, sizeof(cm_model_t));

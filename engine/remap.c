@@ -1,67 +1,19 @@
 /* The remap pass: one task per chunk reads it once and, for every model of the pass, assigns
- * its pixels to the nearest centre and encodes the result; per model, one writer task per
- * chunk, chained in chunk order, hands it to that model's sink and adds up the exact counts and
- * inertia. */
+ * its pixels to the nearest centroid (through a color cache, or with ordered dither) and
+ * encodes the result; per model, one writer task per chunk, chained in chunk order, hands it to
+ * that model's sink and adds up the exact counts and inertia. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine_internal.h"
+#include "remap_internal.h"
 
-typedef struct chunk_out {
-    uint8_t *pixels;
-    void *labels;
-    void *encoded;   /* what sink->encode made of pixels and labels */
-    int64_t *counts; /* k: valid pixels per centre */
-    double inertia;
-} chunk_out_t;
-
-/* One model of the pass and its output. */
-typedef struct remapper {
-    const cm_source_t *src;
-    const cm_sink_t *sink;
-    cm_model_t *model;
-    cm__pixfmt_t fmt;
-    float *soa;    /* centres band by band (standardised, if the model is): d rows of k */
-    void *colours; /* k * d samples of the image's type */
-    int label_bits;
-    uint32_t label_masked;
-    uint16_t *cache; /* 8-bit images: colour -> label + 1 (0: not yet known), or NULL */
-    bool dither;     /* ordered dither (with at least 2 centres) */
-    cm_kernel_t kernel;
-    chunk_out_t *chunks;
-    double inertia;
-    int64_t n_pixels;
-} remapper_t;
-
-struct job_run;
-
-/* The models of one pass over the source; run is the batch job it belongs to, if any. */
-typedef struct pass {
-    const cm_source_t *src;
-    remapper_t *r;
-    int n;
-    int k_max;
-    struct job_run *run;
-} pass_t;
-
-typedef struct remap_task {
-    pass_t *pass;
-    int64_t idx;
-} remap_task_t;
-
-typedef struct write_task {
-    remapper_t *r;
-    int64_t idx;
-    struct job_run *run;
-} write_task_t;
-
-static void chunk_out_free(const cm_sink_t *sink, chunk_out_t *c)
+void cm__chunk_out_free(const cm_sink_t *sink, cm__chunk_out_t *c)
 {
     if (c->encoded && sink->discard) sink->discard(sink->self, c->encoded);
     free(c->pixels);
     free(c->labels);
     free(c->counts);
-    *c = (chunk_out_t){0};
+    *c = (cm__chunk_out_t){0};
 }
 
 /* The squared distance from x to centre j, summed in the order of cm__nearest_soa. */
@@ -80,7 +32,7 @@ static float dist2_to(const float *soa, int k, int d, const float *x, int j)
  * looked up in a table of every colour, filled as colours are met. Any thread may fill an
  * entry; all would store the same label, so relaxed atomics suffice. The distance is measured
  * again to the cached centre, in the order cm__nearest_soa sums it, so inertia is the same. */
-static int cached_nearest(const remapper_t *r, const uint8_t *px, const float *x, float *dist,
+static int cached_nearest(const cm__remapper_t *r, const uint8_t *px, const float *x, float *dist,
                           float *d2)
 {
     const cm__pixfmt_t *f = &r->fmt;
@@ -122,7 +74,7 @@ static float bayer_offset(int64_t x, int64_t y)
  * colour of the input whatever direction a and b lie in, and a pixel on a centre keeps it.
  * Nothing but the pixel's position and features decides, so no chunk or thread can change
  * it. */
-static void dither_assign(const remapper_t *r, int64_t x0, int64_t y0, int64_t w, int64_t first,
+static void dither_assign(const cm__remapper_t *r, int64_t x0, int64_t y0, int64_t w, int64_t first,
                           int64_t n, const float *feat, const uint8_t *valid, float *dist,
                           uint16_t *labels, float *d2)
 {
@@ -173,10 +125,15 @@ typedef struct scratch {
     float d2[BLOCK];
 } scratch_t;
 
+size_t cm__remap_scratch_bytes(int d, int k)
+{
+    return sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * (size_t)d + (size_t)k);
+}
+
 /* Remaps chunk idx at (x, y), w x h, for one model: c->pixels holds the chunk as read; fills
  * c's counts, inertia and labels, recolours c->pixels and encodes them when the sink does. */
-static int remap_one(const remapper_t *r, int64_t idx, int64_t x, int64_t y, int64_t w, int64_t h,
-                     chunk_out_t *c, scratch_t *s, cm_ctx_t *ctx)
+static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y, int64_t w,
+                     int64_t h, cm__chunk_out_t *c, scratch_t *s, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &r->src->grid;
     int k = r->model->k, d = r->model->d;
@@ -208,7 +165,7 @@ static int remap_one(const remapper_t *r, int64_t idx, int64_t x, int64_t y, int
             c->counts[s->labels[i]]++;
             inertia += s->d2[i];
         }
-        cm__recolour(&r->fmt, c->pixels, first, m, s->labels, r->colours);
+        cm__recolour(&r->fmt, c->pixels, first, m, s->labels, r->colors);
         if (!c->labels) continue;
         if (r->label_bits == 8)
             for (int64_t i = 0; i < m; i++)
@@ -234,10 +191,10 @@ static int remap_one(const remapper_t *r, int64_t idx, int64_t x, int64_t y, int
 
 /* Reads chunk idx once and remaps it with every model of the pass: each model but the last
  * works on a copy of the chunk as read, the last on the chunk itself. */
-static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
+int cm__remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
-    const remap_task_t *t = arg;
-    const pass_t *pass = t->pass;
+    const cm__remap_task_t *t = arg;
+    const cm__pass_t *pass = t->pass;
     const cm_grid_t *g = &pass->src->grid;
     int64_t x, y, w, h;
     cm_grid_rect(g, t->idx, &x, &y, &w, &h);
@@ -254,8 +211,8 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
         rc = cm_fail(ctx, CM_ENOMEM, "out of memory remapping chunk %lld", (long long)t->idx);
     if (rc == 0) rc = pass->src->read(pass->src->self, worker, t->idx, raw, ctx);
     for (int i = 0; rc == 0 && i < pass->n; i++) {
-        const remapper_t *r = &pass->r[i];
-        chunk_out_t *c = &r->chunks[t->idx];
+        const cm__remapper_t *r = &pass->r[i];
+        cm__chunk_out_t *c = &r->chunks[t->idx];
         if (i == pass->n - 1) {
             c->pixels = raw;
             raw = NULL;
@@ -279,85 +236,32 @@ static int remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     return rc;
 }
 
-static int write_chunk(void *arg, int worker, cm_ctx_t *ctx)
+int cm__write_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
-    const write_task_t *t = arg;
-    remapper_t *r = t->r;
-    chunk_out_t *c = &r->chunks[t->idx];
+    const cm__write_task_t *t = arg;
+    cm__remapper_t *r = t->r;
+    cm__chunk_out_t *c = &r->chunks[t->idx];
     int rc = r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded, ctx);
     for (int j = 0; j < r->model->k; j++) {
         r->model->counts[j] += c->counts[j];
         r->n_pixels += c->counts[j];
     }
     r->inertia += c->inertia;
-    chunk_out_free(r->sink, c);
+    cm__chunk_out_free(r->sink, c);
     return rc;
 }
 
-/* What a remap task holds for one model of k centres: its chunk, counts and labels until
- * written (held), and its scratch while it runs. */
-static void task_bytes(const cm_source_t *src, int k, bool labels, size_t *held, size_t *scratch)
-{
-    const cm_grid_t *g = &src->grid;
-    int bits;
-    uint32_t masked;
-    cm_labels_plan(src, k, &bits, &masked);
-    *held = cm_grid_chunk_bytes(g) + sizeof(int64_t) * (size_t)k;
-    if (labels) *held += (size_t)g->chunk_w * g->chunk_h * (size_t)(bits / 8);
-    *scratch =
-        sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * cm_grid_features(g) + (size_t)k);
-}
-
-/* The same for a task that remaps with n models of ks[i] centres: a chunk, counts and labels
- * per model (the chunk as read becomes the last model's), and the largest scratch. */
-static void pass_bytes(const cm_source_t *src, const int *ks, int n, bool labels, size_t *held,
-                       size_t *scratch)
-{
-    *held = *scratch = 0;
-    for (int i = 0; i < n; i++) {
-        size_t h, w;
-        task_bytes(src, ks[i], labels, &h, &w);
-        *held += h;
-        if (w > *scratch) *scratch = w;
-    }
-}
-
-int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
-                       bool labels, cm_ctx_t *ctx)
-{
-    size_t held, scratch, need = cm__sample_task_bytes(src);
-    pass_bytes(src, ks, n_k, labels, &held, &scratch);
-    if (held + scratch > need) need = held + scratch;
-    if (need <= p->budget_bytes) return 0;
-    if (n_k > 1)
-        return cm_fail(ctx, CM_EBUDGET,
-                       "memory budget of %zu bytes is too small: a chunk remapped with %d "
-                       "models at once needs %zu bytes (use --memory %zuM or more)",
-                       p->budget_bytes, n_k, need, (need + (1u << 20) - 1) >> 20);
-    return cm_fail(ctx, CM_EBUDGET,
-                   "memory budget of %zu bytes is too small: a chunk needs %zu bytes at once "
-                   "(use --memory %zuM or more)",
-                   p->budget_bytes, need, (need + (1u << 20) - 1) >> 20);
-}
-
-int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
-{
-    int k = cm__params_k(p);
-    return cm_budget_check_ks(src, p, &k, 1, labels, ctx);
-}
-
-/* Sets up r for remapping src with model to sink; CM_ENOMEM when out of memory. */
-static int remapper_init(remapper_t *r, const cm_source_t *src, cm_model_t *model,
-                         const cm_params_t *p, const cm_sink_t *sink, int n_models, cm_ctx_t *ctx)
+int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *model,
+                      const cm_params_t *p, const cm_sink_t *sink, int n_models, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
     int k = model->k, d = model->d;
     int64_t n_chunks = cm_grid_count(g);
-    *r = (remapper_t){.src = src, .sink = sink, .model = model};
+    *r = (cm__remapper_t){.src = src, .sink = sink, .model = model};
     r->soa = malloc(sizeof(float) * (size_t)k * d);
-    r->colours = malloc((size_t)k * d * cm_stype_size(g->stype));
-    r->chunks = calloc((size_t)n_chunks, sizeof(chunk_out_t));
-    CM_FAIL_IF(ctx, !r->soa || !r->colours || !r->chunks, CM_ENOMEM,
+    r->colors = malloc((size_t)k * d * cm_stype_size(g->stype));
+    r->chunks = calloc((size_t)n_chunks, sizeof(cm__chunk_out_t));
+    CM_FAIL_IF(ctx, !r->soa || !r->colors || !r->chunks, CM_ENOMEM,
                "out of memory planning %lld chunks", (long long)n_chunks);
     /* Distances are measured where the fit measured them: in Lab, in standardised units, if
      * either. */
@@ -367,7 +271,7 @@ static int remapper_init(remapper_t *r, const cm_source_t *src, cm_model_t *mode
                             model->centroids + (size_t)j * d, v);
         for (int b = 0; b < d; b++) r->soa[(size_t)b * k + j] = (float)v[b];
     }
-    cm_model_colors(model, g->stype, r->colours);
+    cm_model_colors(model, g->stype, r->colors);
     cm__pixfmt_init(&r->fmt, src, model->mean, model->std);
     r->fmt.lab = model->colorspace == CM_COLORSPACE_LAB;
     r->dither = p->dither == CM_DITHER_ORDERED && k > 1;
@@ -386,42 +290,34 @@ static int remapper_init(remapper_t *r, const cm_source_t *src, cm_model_t *mode
     return 0;
 }
 
-static void remapper_free(remapper_t *r)
+void cm__remapper_free(cm__remapper_t *r)
 {
     for (int64_t i = 0; r->chunks && i < cm_grid_count(&r->src->grid); i++)
-        chunk_out_free(r->sink, &r->chunks[i]);
+        cm__chunk_out_free(r->sink, &r->chunks[i]);
     free(r->chunks);
     free(r->cache);
-    free(r->colours);
+    free(r->colors);
     free(r->soa);
-    *r = (remapper_t){0};
+    *r = (cm__remapper_t){0};
 }
 
-/* CM_EINPUT or CM_EUSAGE when model cannot remap an image of grid g. */
-static int check_model(const cm_grid_t *g, const cm_model_t *model, cm_ctx_t *ctx)
+int cm__check_model(const cm_grid_t *g, const cm_model_t *model, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, model->d != cm_grid_features(g), CM_EINPUT,
                "the model has %d features, the image %d", model->d, cm_grid_features(g));
     return cm__colorspace_check(g, model->colorspace, ctx);
 }
 
-static int job_remap(void *arg, int worker, cm_ctx_t *ctx);
-static int job_write(void *arg, int worker, cm_ctx_t *ctx);
-
-/* Adds the tasks of pass over its n_chunks chunks: a remap task per chunk (after task `after`,
- * when >= 0) holding held + scratch bytes, and per model a chain of writes in chunk order, the
- * first model's counting for progress; prev[i] is the last write of model i (-1 before any).
- * tasks and writes (n_chunks, n_chunks * pass->n) hold the tasks' arguments. A batch job's
- * pass (pass->run) takes the tasks that keep its failures to itself. */
-static int add_pass(cm_graph_t *graph, pass_t *pass, int64_t n_chunks, size_t held, size_t scratch,
-                    int after, remap_task_t *tasks, write_task_t *writes, int *prev, cm_ctx_t *ctx)
+int cm__add_pass(cm_graph_t *graph, cm__pass_t *pass, cm__pass_fns_t fns, int64_t n_chunks,
+                 size_t held, size_t scratch, int after, cm__remap_task_t *tasks,
+                 cm__write_task_t *writes, int *prev, cm_ctx_t *ctx)
 {
     for (int i = 0; i < pass->n; i++) prev[i] = -1;
     for (int64_t c = 0; c < n_chunks; c++) {
-        tasks[c] = (remap_task_t){pass, c};
+        tasks[c] = (cm__remap_task_t){pass, c};
         int remap_id;
         CM_TRY(cm_graph_add(graph,
-                            &(cm_task_t){.fn = pass->run ? job_remap : remap_chunk,
+                            &(cm_task_t){.fn = fns.remap,
                                          .kind = "remap",
                                          .arg = &tasks[c],
                                          .out_bytes = held,
@@ -430,11 +326,11 @@ static int add_pass(cm_graph_t *graph, pass_t *pass, int64_t n_chunks, size_t he
                                          .n_deps = after >= 0},
                             &remap_id, ctx));
         for (int i = 0; i < pass->n; i++) {
-            write_task_t *w = &writes[c * pass->n + i];
-            *w = (write_task_t){&pass->r[i], c, pass->run};
+            cm__write_task_t *w = &writes[c * pass->n + i];
+            *w = (cm__write_task_t){&pass->r[i], c, pass->job};
             int deps[2] = {remap_id, prev[i]};
             CM_TRY(cm_graph_add(graph,
-                                &(cm_task_t){.fn = pass->run ? job_write : write_chunk,
+                                &(cm_task_t){.fn = fns.write,
                                              .kind = "write",
                                              .arg = w,
                                              .weight = i == 0,
@@ -446,8 +342,7 @@ static int add_pass(cm_graph_t *graph, pass_t *pass, int64_t n_chunks, size_t he
     return 0;
 }
 
-/* After a pass that ran: the figures of its whole image in each model. */
-static void pass_figures(const pass_t *pass)
+void cm__pass_figures(const cm__pass_t *pass)
 {
     for (int i = 0; i < pass->n; i++) {
         pass->r[i].model->inertia = pass->r[i].inertia;
@@ -464,17 +359,18 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
                "unknown dither %d", (int)p->dither);
     int k_max = 1;
     for (int i = 0; i < n_models; i++) {
-        CM_TRY(check_model(g, models[i], ctx));
+        CM_TRY(cm__check_model(g, models[i], ctx));
         if (models[i]->k > k_max) k_max = models[i]->k;
     }
     int64_t n_chunks = cm_grid_count(g);
 
     int rc = CM_ENOMEM;
-    pass_t pass = {.src = src, .n = n_models, .k_max = k_max};
-    pass.r = calloc((size_t)n_models, sizeof(remapper_t));
+    cm__pass_t pass = {.src = src, .n = n_models, .k_max = k_max};
+    pass.r = calloc((size_t)n_models, sizeof(cm__remapper_t));
     int *ks = malloc(sizeof(int) * (size_t)n_models);
-    remap_task_t *tasks = malloc(sizeof(remap_task_t) * (size_t)n_chunks);
-    write_task_t *writes = malloc(sizeof(write_task_t) * (size_t)n_chunks * (size_t)n_models);
+    cm__remap_task_t *tasks = malloc(sizeof(cm__remap_task_t) * (size_t)n_chunks);
+    cm__write_task_t *writes =
+        malloc(sizeof(cm__write_task_t) * (size_t)n_chunks * (size_t)n_models);
     int *prev_write = malloc(sizeof(int) * (size_t)n_models);
     cm_graph_t *graph = cm_graph_create();
     if (!pass.r || !ks || !tasks || !writes || !prev_write || !graph) {
@@ -483,259 +379,30 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
     }
     bool labels = false;
     for (int i = 0; i < n_models; i++) {
-        rc = remapper_init(&pass.r[i], src, models[i], p, &sinks[i], n_models, ctx);
+        rc = cm__remapper_init(&pass.r[i], src, models[i], p, &sinks[i], n_models, ctx);
         if (rc < 0) goto cleanup;
         ks[i] = models[i]->k;
         labels |= sinks[i].want_labels;
     }
     size_t held, scratch;
-    pass_bytes(src, ks, n_models, labels, &held, &scratch);
-    rc = add_pass(graph, &pass, n_chunks, held, scratch, -1, tasks, writes, prev_write, ctx);
+    cm__pass_bytes(src, ks, n_models, labels, &held, &scratch);
+    cm__pass_fns_t fns = {cm__remap_chunk, cm__write_chunk};
+    rc = cm__add_pass(graph, &pass, fns, n_chunks, held, scratch, -1, tasks, writes, prev_write,
+                      ctx);
     if (rc < 0) goto cleanup;
     for (int i = 0; i < n_models; i++)
         memset(models[i]->counts, 0, sizeof(int64_t) * (size_t)models[i]->k);
     rc = cm__graph_run(graph, p, "remap", ctx);
-    if (rc == 0) pass_figures(&pass);
+    if (rc == 0) cm__pass_figures(&pass);
 cleanup:
     for (int i = 0; pass.r && i < n_models; i++)
-        if (pass.r[i].src) remapper_free(&pass.r[i]);
+        if (pass.r[i].src) cm__remapper_free(&pass.r[i]);
     cm_graph_free(graph);
     free(prev_write);
     free(writes);
     free(tasks);
     free(ks);
     free(pass.r);
-    return rc;
-}
-
-/* ---- batches: one graph, one sub-graph per image ---- */
-
-/* A job of a batch during the pass. */
-typedef struct job_run {
-    cm_remap_job_t *job;
-    const cm_params_t *p;
-    pass_t pass; /* one model, set up by the open task */
-    cm_model_t *model;
-    const cm_sink_t *sink;
-    remap_task_t *tasks; /* one per chunk */
-    write_task_t *writes;
-    int failed; /* atomic: a task of the job failed and its message is the job's */
-    bool closed;
-    int close_id; /* its close task in the graph, or -1 */
-} job_run_t;
-
-/* A job's task failed with rc (its message in local): the first failure becomes the job's and
- * the graph goes on with the other jobs, unless the whole pass was cancelled. */
-static int job_fail(job_run_t *jr, int rc, const cm_ctx_t *local, cm_ctx_t *ctx)
-{
-    if (rc == CM_ECANCELED)
-        return cm_fail(ctx, rc, "%s", local->msg[0] ? local->msg : "interrupted");
-    if (!__atomic_exchange_n(&jr->failed, 1, __ATOMIC_ACQ_REL)) {
-        jr->job->ctx = *local;
-        jr->job->rc = rc;
-    }
-    return 0;
-}
-
-static bool job_failed(job_run_t *jr)
-{
-    return __atomic_load_n(&jr->failed, __ATOMIC_ACQUIRE);
-}
-
-static bool same_grid(const cm_grid_t *a, const cm_grid_t *b)
-{
-    return a->width == b->width && a->height == b->height && a->bands == b->bands &&
-           a->alpha_band == b->alpha_band && a->stype == b->stype && a->chunk_w == b->chunk_w &&
-           a->chunk_h == b->chunk_h;
-}
-
-static int job_open(void *arg, int worker, cm_ctx_t *ctx)
-{
-    job_run_t *jr = arg;
-    cm_remap_job_t *job = jr->job;
-    cm_ctx_t local;
-    cm_ctx_init(&local);
-    cm_source_t planned = job->src;
-    int rc = job->open(job->self, &job->src, &jr->model, &jr->sink, &local);
-    /* What the graph was planned with (chunk sizes, label widths) must still hold. */
-    if (rc == 0 &&
-        (!same_grid(&planned.grid, &job->src.grid) || planned.has_nodata != job->src.has_nodata ||
-         (planned.has_nodata && planned.nodata != job->src.nodata) ||
-         jr->sink->want_labels != job->want_labels))
-        rc = cm_fail(&local, CM_EINPUT, "the image changed while the batch ran");
-    if (rc == 0 && jr->model->k != job->k)
-        rc = cm_fail(&local, CM_EUSAGE, "the model has %d centres, not the planned %d",
-                     jr->model->k, job->k);
-    if (rc == 0) rc = check_model(&job->src.grid, jr->model, &local);
-    /* Several images are open at once: an automatic colour cache each (32 MiB, outside the
-     * budget) would add up, so a batch goes without unless asked, as a pass of several
-     * models does. */
-    if (rc == 0)
-        rc = remapper_init(&jr->pass.r[0], &job->src, jr->model, jr->p, jr->sink, 2, &local);
-    if (rc == 0) {
-        jr->pass.src = &job->src;
-        jr->pass.k_max = jr->model->k;
-        memset(jr->model->counts, 0, sizeof(int64_t) * (size_t)jr->model->k);
-    }
-    return rc < 0 ? job_fail(jr, rc, &local, ctx) : 0;
-}
-
-static int job_remap(void *arg, int worker, cm_ctx_t *ctx)
-{
-    const remap_task_t *t = arg;
-    job_run_t *jr = t->pass->run;
-    if (job_failed(jr)) return 0;
-    cm_ctx_t local;
-    cm_ctx_init(&local);
-    int rc = remap_chunk(arg, worker, &local);
-    return rc < 0 ? job_fail(jr, rc, &local, ctx) : 0;
-}
-
-static int job_write(void *arg, int worker, cm_ctx_t *ctx)
-{
-    const write_task_t *t = arg;
-    job_run_t *jr = t->run;
-    if (!t->r->chunks) return 0; /* never opened */
-    if (job_failed(jr)) {
-        chunk_out_free(t->r->sink, &t->r->chunks[t->idx]);
-        return 0;
-    }
-    cm_ctx_t local;
-    cm_ctx_init(&local);
-    int rc = write_chunk(arg, worker, &local);
-    return rc < 0 ? job_fail(jr, rc, &local, ctx) : 0;
-}
-
-/* Ends a job: hands its outcome (rc when none of its tasks failed) to close, and frees what the
- * pass held for it. */
-static void job_close_now(job_run_t *jr, int rc, const cm_ctx_t *why)
-{
-    cm_remap_job_t *job = jr->job;
-    remapper_t *r = jr->pass.r; /* NULL: never planned */
-    cm_ctx_t ctx;
-    if (job_failed(jr)) {
-        ctx = job->ctx;
-        rc = job->rc;
-    } else {
-        cm_ctx_init(&ctx);
-        if (rc < 0) cm_fail(&ctx, rc, "%s", why && why->msg[0] ? why->msg : cm_strerror(rc));
-    }
-    if (r && r->src) {
-        if (rc == 0) pass_figures(&jr->pass);
-        remapper_free(r);
-    }
-    job->rc = job->close ? job->close(job->self, rc, &ctx) : rc;
-    job->ctx = ctx;
-    jr->closed = true;
-}
-
-static int job_close(void *arg, int worker, cm_ctx_t *ctx)
-{
-    job_run_t *jr = arg;
-    const cm_params_t *p = jr->p;
-    /* Complete, but a cancelled batch keeps nothing that was not committed before. */
-    if (p->cancel && *p->cancel) return cm_fail(ctx, CM_ECANCELED, "interrupted");
-    job_close_now(jr, 0, NULL);
-    return 0;
-}
-
-/* Adds job jr's sub-graph: open (after the close of the job max_open before it: wait_for),
- * a remap task and a write per chunk, writes chained in chunk order, then close. */
-static int add_job(cm_graph_t *graph, job_run_t *jr, int wait_for, cm_ctx_t *ctx)
-{
-    const cm_source_t *src = &jr->job->src;
-    size_t held, scratch;
-    pass_bytes(src, &jr->job->k, 1, jr->job->want_labels, &held, &scratch);
-    int open_id, last;
-    CM_TRY(cm_graph_add(
-        graph,
-        &(cm_task_t){
-            .fn = job_open, .kind = "open", .arg = jr, .deps = &wait_for, .n_deps = wait_for >= 0},
-        &open_id, ctx));
-    CM_TRY(add_pass(graph, &jr->pass, cm_grid_count(&src->grid), held, scratch, open_id, jr->tasks,
-                    jr->writes, &last, ctx));
-    if (last < 0) last = open_id;
-    return cm_graph_add(
-        graph,
-        &(cm_task_t){.fn = job_close, .kind = "close", .arg = jr, .deps = &last, .n_deps = 1},
-        &jr->close_id, ctx);
-}
-
-/* Closes every job with rc, the batch's failure before any of it ran. */
-static int close_all(cm_remap_job_t *jobs, int n_jobs, int rc, cm_ctx_t *ctx)
-{
-    for (int i = 0; i < n_jobs; i++) {
-        job_run_t jr = {.job = &jobs[i]};
-        job_close_now(&jr, rc, ctx);
-    }
-    return rc;
-}
-
-int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,
-                   cm_ctx_t *ctx)
-{
-    CM_FAIL_IF(ctx, n_jobs < 0, CM_EUSAGE, "bad batch of %d jobs", n_jobs);
-    for (int i = 0; i < n_jobs; i++) {
-        jobs[i].rc = 0;
-        cm_ctx_init(&jobs[i].ctx);
-    }
-    if (max_open < 1)
-        return close_all(jobs, n_jobs,
-                         cm_fail(ctx, CM_EUSAGE, "bad batch: %d images open at once", max_open),
-                         ctx);
-    if (p->dither != CM_DITHER_NONE && p->dither != CM_DITHER_ORDERED)
-        return close_all(jobs, n_jobs, cm_fail(ctx, CM_EUSAGE, "unknown dither %d", (int)p->dither),
-                         ctx);
-    job_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(job_run_t));
-    cm_graph_t *graph = cm_graph_create();
-    if (!runs) {
-        cm_graph_free(graph);
-        return close_all(jobs, n_jobs,
-                         cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs), ctx);
-    }
-    int rc = 0;
-    if (!graph) rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
-    int *in_graph = rc == 0 ? malloc(sizeof(int) * (n_jobs ? (size_t)n_jobs : 1)) : NULL;
-    if (rc == 0 && !in_graph)
-        rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
-    int n_in = 0;
-    for (int i = 0; rc == 0 && i < n_jobs; i++) {
-        job_run_t *jr = &runs[i];
-        *jr = (job_run_t){.job = &jobs[i], .p = p, .close_id = -1};
-        cm_ctx_t local;
-        cm_ctx_init(&local);
-        /* An image whose chunk alone does not fit the budget fails here, alone. */
-        int err = cm_budget_check_ks(&jobs[i].src, p, &jobs[i].k, 1, jobs[i].want_labels, &local);
-        if (err < 0) {
-            job_fail(jr, err, &local, ctx);
-            job_close_now(jr, err, NULL);
-            continue;
-        }
-        int64_t n_chunks = cm_grid_count(&jobs[i].src.grid);
-        jr->pass = (pass_t){.n = 1, .run = jr};
-        jr->pass.r = calloc(1, sizeof(remapper_t));
-        jr->tasks = malloc(sizeof(remap_task_t) * (size_t)(n_chunks ? n_chunks : 1));
-        jr->writes = malloc(sizeof(write_task_t) * (size_t)(n_chunks ? n_chunks : 1));
-        if (!jr->pass.r || !jr->tasks || !jr->writes) {
-            rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning %d images", n_jobs);
-            break;
-        }
-        int wait_for = n_in >= max_open ? runs[in_graph[n_in - max_open]].close_id : -1;
-        rc = add_job(graph, jr, wait_for, ctx);
-        in_graph[n_in++] = i;
-    }
-    if (rc == 0) rc = cm__graph_run(graph, p, "remap", ctx);
-    /* Jobs the graph did not reach (it was cancelled, or could not be planned) end with why. */
-    for (int i = 0; runs && i < n_jobs; i++) {
-        if (!runs[i].job) runs[i].job = &jobs[i];
-        if (!runs[i].closed) job_close_now(&runs[i], rc < 0 ? rc : CM_EINTERNAL, ctx);
-        free(runs[i].pass.r);
-        free(runs[i].tasks);
-        free(runs[i].writes);
-    }
-    free(in_graph);
-    cm_graph_free(graph);
-    free(runs);
     return rc;
 }
 

@@ -151,9 +151,10 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
     /* Both sides below 2^32 and tiles of at least 16: the product fits in an int64_t. */
     int64_t n_tiles =
         cm_ceil_div_i64(spec->width, spec->tile_w) * cm_ceil_div_i64(spec->height, spec->tile_h);
-    CM_FAIL_IF(ctx, n_tiles > UINT32_MAX, CM_EUSAGE,
-               "%s: %lld tiles of %lldx%lld are more than TIFF can index (use a larger --tile)",
-               path, (long long)n_tiles, (long long)spec->tile_w, (long long)spec->tile_h);
+    if (n_tiles > UINT32_MAX)
+        return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_TILE, spec->tile_w, 0},
+                             "%s: %lld tiles of %lldx%lld are more than TIFF can index", path,
+                             (long long)n_tiles, (long long)spec->tile_w, (long long)spec->tile_h);
     CM_FAIL_IF(ctx, spec->compression == COMPRESSION_JPEG && spec->stype != CM_U8, CM_EUSAGE,
                "%s: JPEG compression needs 8-bit samples, not %s", path,
                cm_stype_name(spec->stype));

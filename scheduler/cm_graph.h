@@ -69,8 +69,8 @@ int cm_graph_size(const cm_graph_t *g);
  * overtakes another); tasks that hold none start as soon as they are ready, before any task
  * that holds bytes (they are often consumers whose end frees memory). So a graph that
  * fits the budget when its tasks run one at a time in id order never stalls on it, at any
- * thread count; a graph that does not is refused up front with CM_EBUDGET and a message
- * giving the smallest budget that works ("use --memory NM or more"). Build graphs with each
+ * thread count; a graph that does not is refused up front with CM_EBUDGET, a message giving
+ * the bytes it needs, and the smallest budget that works in ctx->about.need. Build graphs with each
  * consumer soon after its producers, and let consumers that only hand data on (a writer)
  * hold no bytes, so that producers run in parallel.
  * On a task's failure (or cancel) no new task starts, running ones finish, and the first

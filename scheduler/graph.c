@@ -1,16 +1,14 @@
 /* The task-graph executor. One mutex guards the ready queues and the byte count; workers
  * (an OpenMP team) take the next admissible task, run it unlocked, then release its
- * dependents. Tasks never see the lock. Also the graph's DOT form and its runs' traces. */
-#include <errno.h>
+ * dependents. Tasks never see the lock. Also hands each run's events to its trace. */
 #include <omp.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cm_graph.h"
-#include "trace_internal.h"
+#include "scheduler_internal.h"
 
 typedef struct node {
     cm_task_fn fn;
@@ -227,10 +225,11 @@ static int prepare(cm_graph_t *g, size_t budget, cm_ctx_t *ctx)
     size_t peak = sequential_peak(g);
     for (int i = 0; i < g->n_nodes; i++) g->nodes[i].open_consumers = g->nodes[i].n_out;
     if (budget && peak > budget)
-        return cm_fail(ctx, CM_EBUDGET,
-                       "memory budget of %zu bytes is too small: the work needs %zu bytes at "
-                       "once (use --memory %zuM or more)",
-                       budget, peak, (peak + (1u << 20) - 1) >> 20);
+        return cm_fail_about(ctx, CM_EBUDGET,
+                             (cm_about_t){CM_SETTING_MEMORY, (int64_t)budget, (int64_t)peak},
+                             "memory budget of %zu bytes is too small: the work needs %zu bytes "
+                             "at once",
+                             budget, peak);
     for (int i = 0; i < g->n_nodes; i++) {
         if (g->nodes[i].n_deps) continue;
         node_t *t = &g->nodes[i];
@@ -431,70 +430,13 @@ int cm_graph_run(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx)
     return rc;
 }
 
-/* ---- DOT -------------------------------------------------------------------------------- */
-
-/* Writes s between double quotes as a DOT string. */
-static void put_dot_string(const char *s, FILE *f)
+void cm__graph_task(const cm_graph_t *g, int id, cm__task_view_t *v)
 {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if (*s == '\n') {
-            fputs("\\n", f);
-            continue;
-        }
-        fputc(*s, f);
-    }
-}
-
-/* Bytes for a reader: exact below 1 KiB, else one decimal in the largest binary unit. */
-static void format_bytes(size_t bytes, char *buf, size_t len)
-{
-    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-    if (bytes < 1024) {
-        snprintf(buf, len, "%zu B", bytes);
-        return;
-    }
-    double v = (double)bytes / 1024;
-    int u = 0;
-    while (v >= 1024 && u < 5) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(buf, len, "%.1f %s", v, units[u]);
-}
-
-/* A fill colour per kind, so that reads, remaps and writes stand apart. */
-static const char *kind_colour(const char *kind)
-{
-    static const char *const palette[] = {"#a6cee3", "#b2df8a", "#fb9a99", "#fdbf6f",
-                                          "#cab2d6", "#ffff99", "#8dd3c7", "#d9d9d9"};
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *c = kind; *c; c++) h = (h ^ (unsigned char)*c) * 16777619u;
-    return palette[h % (sizeof palette / sizeof palette[0])];
-}
-
-int cm_graph_write_dot(const cm_graph_t *g, FILE *f, cm_ctx_t *ctx)
-{
-    errno = 0;
-    fputs("digraph tasks {\n    node [shape=box, style=filled, fontname=\"Helvetica\"];\n", f);
-    for (int i = 0; i < g->n_nodes; i++) {
-        const node_t *t = &g->nodes[i];
-        char bytes[32];
-        format_bytes(need(t), bytes, sizeof bytes);
-        fprintf(f, "    t%d [label=\"", i);
-        put_dot_string(kind_name(t), f);
-        fprintf(f, " %d\\n%s\", fillcolor=\"%s\"];\n", i, bytes, kind_colour(kind_name(t)));
-    }
-    for (int i = 0; i < g->n_nodes; i++) {
-        const node_t *t = &g->nodes[i];
-        for (int e = 0; e < t->n_deps; e++)
-            fprintf(f, "    t%d -> t%d;\n", g->deps[t->first_dep + e], i);
-    }
-    fputs("}\n", f);
-    if (fflush(f) != 0 || ferror(f))
-        return cm_fail(ctx, CM_EIO, "task graph: writing the DOT form failed: %s",
-                       errno ? strerror(errno) : "output error");
-    return 0;
+    const node_t *t = &g->nodes[id];
+    *v = (cm__task_view_t){.kind = kind_name(t),
+                           .bytes = need(t),
+                           .deps = g->deps + t->first_dep,
+                           .n_deps = t->n_deps};
 }
 
 void cm_graph_release_threads(void)

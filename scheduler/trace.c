@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "trace_internal.h"
+#include "scheduler_internal.h"
 
 typedef struct run {
     int stage;                /* index in stages */

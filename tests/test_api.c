@@ -367,7 +367,7 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
         if (i == 2 || i == 4) {
             assert_int_equal(jobs[i].state, CM_FILE_FAILED);
             assert_int_equal(jobs[i].rc, CM_EINPUT);
-            assert_non_null(strstr(jobs[i].msg, jobs[i].in)); /* names the input */
+            assert_non_null(strstr(jobs[i].why.msg, jobs[i].in)); /* names the input */
             assert_false(exists(outs[i]));
             continue;
         }

@@ -1,7 +1,8 @@
-/* What the executor (graph.c) and the trace (trace.c) share: opening a run in a trace and
- * handing it the run's events. Not part of the library's interface. */
-#ifndef CM_TRACE_INTERNAL_H
-#define CM_TRACE_INTERNAL_H
+/* What the scheduler's files share: opening a run in a trace and handing it the run's events
+ * (graph.c, trace.c), and a look at a task for the DOT writer (dot.c). Not part of the library's
+ * interface. */
+#ifndef CM_SCHEDULER_INTERNAL_H
+#define CM_SCHEDULER_INTERNAL_H
 
 #include "cm_graph.h"
 
@@ -21,5 +22,15 @@ int cm__trace_begin_run(cm_trace_t *t, const char *stage, int n_tasks, int *run,
  * that ran) and records the run's thread count and peak bytes. Thread-safe; cannot fail. */
 void cm__trace_end_run(cm_trace_t *t, int run, const cm_trace_event_t *events, int n_tasks,
                        int n_threads, size_t peak_bytes);
+
+/* What the DOT writer needs of task id: its kind ("task" when it has none), its bytes (work +
+ * out) and its dependencies (valid while the graph is). */
+typedef struct cm__task_view {
+    const char *kind;
+    size_t bytes;
+    const int *deps;
+    int n_deps;
+} cm__task_view_t;
+void cm__graph_task(const cm_graph_t *g, int id, cm__task_view_t *v);
 
 #endif
