@@ -59,7 +59,67 @@ int cm__tags_nodata(TIFF *in, double *value);
  * message in msg->text. */
 int cm__tags_set_nodata(TIFF *out, double value, cm__tiff_msg_t *msg);
 
-/* ---- images (tiff_read.c) ---- */
+/* ---- the spill store (spill.c) ---- */
+
+typedef struct cm__spill cm__spill_t;
+
+/* Creates a store for n_chunks chunks of at most chunk_bytes each, used by n_workers workers, in
+ * a scratch file under dir, unlinked at once (nothing is left however the process ends). name
+ * (the image) and dir stand in messages. CM_EIO when the file cannot be made, CM_ENOMEM. */
+int cm__spill_create(const char *name, const char *dir, int64_t n_chunks, size_t chunk_bytes,
+                     int n_workers, cm__spill_t **out, cm_ctx_t *ctx);
+
+/* Stores chunk idx (bytes at buf) with worker's compressor. Thread-safe for distinct workers.
+ * CM_EIO (a full disk), CM_ENOMEM or CM_EINTERNAL; ctx may be NULL for a best-effort store. */
+int cm__spill_put(cm__spill_t *s, int worker, int64_t idx, const void *buf, size_t bytes,
+                  cm_ctx_t *ctx);
+
+/* Whether chunk idx is stored (s may be NULL: no store). */
+bool cm__spill_has(const cm__spill_t *s, int64_t idx);
+
+/* Reads stored chunk idx back into buf, which takes exactly bytes. Thread-safe for distinct
+ * workers. */
+int cm__spill_get(cm__spill_t *s, int worker, int64_t idx, void *buf, size_t bytes, cm_ctx_t *ctx);
+
+/* Frees the store and closes its file; accepts NULL. */
+void cm__spill_free(cm__spill_t *s);
+
+/* ---- images (tiff_read.c, tiff_layout.c) ---- */
+
+/* A worker's way into the file. */
+typedef struct cm__handle {
+    TIFF *tif;
+    uint8_t *unit;    /* a decoded tile or strip (one plane), when it cannot go straight in */
+    cm__membuf_t mem; /* this handle's position in an image opened from memory */
+    int fd;           /* the file, opened for this worker with the others; -1 once libtiff owns
+                       * it (or for memory) */
+    cm__tiff_msg_t msg;
+} cm__handle_t;
+
+struct cm_image {
+    char *path;
+    const uint8_t *data; /* the file's bytes, for an image opened from memory (else NULL) */
+    size_t data_size;
+    cm_image_info_t info;
+    bool ycbcr_as_rgb;
+    int file_spp;             /* samples per pixel in the file (1 for a palette image) */
+    size_t file_sample_bytes; /* bytes per sample in the file */
+    size_t sample_bytes;      /* bytes per sample as read (a palette's colours: 1 or 2) */
+    uint16_t *cmap;           /* palette: 3 x 256 entries (red, green, blue), else NULL */
+    int64_t tiles_x, tiles_y; /* tiles per chunk, across and down (1 x 1: native tiles) */
+    /* The spill store (spill.c): for strips too large to decode per chunk (spill), every band
+     * decoded once in order; or, once recording, the chunks decoded from the file, for cheap
+     * re-reads. */
+    bool spill, recording;
+    cm__spill_t *store;
+    int n_workers;
+    cm__handle_t *handles;
+    const volatile sig_atomic_t *cancel; /* stops long loops of our own, or NULL */
+};
+
+/* Reads what the first directory of tif holds into img->info and checks that it is supported
+ * (CM_EINPUT naming the file and the reason otherwise); then the grid of the file's own chunks. */
+int cm__image_inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx);
 
 /* The handle an image was opened with, for copying its tags while no task reads with it. */
 TIFF *cm__image_tiff(cm_image_t *img);
