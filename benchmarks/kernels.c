@@ -30,12 +30,12 @@ int main(int argc, char **argv)
     for (int di = 0; di < 4; di++)
         for (int ki = 0; ki < 4; ki++) {
             int d = ds[di], k = ks[ki];
-            float *c = malloc(sizeof(float) * (size_t)k * d);
+            double *c = malloc(sizeof(double) * (size_t)k * d);
             float *x = malloc(sizeof(float) * (size_t)n * d), *d2 = malloc(sizeof(float) * n);
             uint16_t *labels = malloc(sizeof(uint16_t) * n);
             if (!c || !x || !d2 || !labels) return 1;
             for (long long i = 0; i < (long long)k * d; i++)
-                c[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 56);
+                c[i] = (double)((seed = seed * 6364136223846793005ULL + 1) >> 56);
             for (long long i = 0; i < n * d; i++)
                 x[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 56);
             double ns[3] = {0};

@@ -110,8 +110,8 @@ void cm__assign_block(cm_kernel_t kernel, const float *soa, int k, int d, const 
     }
 }
 
-int cm_assign(cm_kernel_t kernel, const float *centres, int k, int d, const float *pts, int64_t n,
-              uint16_t *labels, float *d2, cm_ctx_t *ctx)
+int cm_assign(cm_kernel_t kernel, const double *centroids, int k, int d, const float *pts,
+              int64_t n, uint16_t *labels, float *d2, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, k < 1 || k > 65535 || d < 1, CM_EUSAGE, "bad k %d or d %d", k, d);
     CM_FAIL_IF(ctx, !cm_kernel_available(kernel), CM_EUSAGE, "the %s kernel is not available",
@@ -122,8 +122,7 @@ int cm_assign(cm_kernel_t kernel, const float *centres, int k, int d, const floa
         free(dist);
         return cm_fail(ctx, CM_ENOMEM, "out of memory");
     }
-    for (int j = 0; j < k; j++)
-        for (int b = 0; b < d; b++) soa[(size_t)b * k + j] = centres[(size_t)j * d + b];
+    cm__centroids_soa(centroids, k, d, soa);
     cm__assign_block(kernel, soa, k, d, pts, n, NULL, labels, d2, dist);
     free(dist);
     free(soa);

@@ -319,11 +319,11 @@ int cm_nearest(const float *c, int k, int d, const float *x, float *dist2);
 bool cm_kernel_available(cm_kernel_t kernel);
 const char *cm_kernel_name(cm_kernel_t kernel);
 
-/* Nearest centres of n points (n rows of d floats) among k centres (k rows of d): labels[i]
- * and squared distances d2[i], with the given kernel. CM_EUSAGE for a kernel this processor
- * lacks. */
-int cm_assign(cm_kernel_t kernel, const float *centres, int k, int d, const float *pts, int64_t n,
-              uint16_t *labels, float *d2, cm_ctx_t *ctx);
+/* Nearest centroids of n points (n rows of d floats) among k centroids (k rows of d): labels[i]
+ * and squared distances d2[i], with the given kernel (distances in float, as every kernel
+ * measures them). CM_EUSAGE for a kernel this processor lacks. */
+int cm_assign(cm_kernel_t kernel, const double *centroids, int k, int d, const float *pts,
+              int64_t n, uint16_t *labels, float *d2, cm_ctx_t *ctx);
 
 /* k-means++ seeding of k centres from n points (n*d floats), seeded. Writes k*d doubles.
  * When the points hold fewer than k distinct values the extra centres repeat chosen points. */

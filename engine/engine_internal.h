@@ -56,6 +56,14 @@ static inline int cm__nearest_soa(const float *restrict soa, int k, int d, const
     return best;
 }
 
+/* The centroids c (k rows of d) band by band, as floats: d rows of k, in soa. The layout the
+ * nearest-centroid kernels read. */
+static inline void cm__centroids_soa(const double *c, int k, int d, float *soa)
+{
+    for (int j = 0; j < k; j++)
+        for (int b = 0; b < d; b++) soa[(size_t)b * k + j] = (float)c[(size_t)j * d + b];
+}
+
 /* How a source's samples become features: which bands, which mask, which scaling. */
 typedef struct cm__pixfmt {
     int bands, alpha, d;
@@ -155,6 +163,11 @@ size_t cm__sample_task_bytes(const cm_source_t *src);
 int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t algorithm,
                   cm_sample_t *sample, cm_model_t *m, cm_ctx_t *ctx);
 
+/* Mini-batch steps (up to p->max_iter, stopping on p->tol) on the n sample points (d features
+ * each, standardised if m is), from m's centroids: moves them, and sets counts (the points each
+ * took), iterations and converged. */
+int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t *m, cm_ctx_t *ctx);
+
 /* Up to max_iter Lloyd iterations on the n sample points (d features each, standardised if m
  * is), moving m's centres to exact means of the sample. Sets counts, and *inertia to the
  * sample's inertia at the last assignment. */
@@ -168,5 +181,23 @@ void cm__assign_block(cm_kernel_t kernel, const float *soa, int k, int d, const 
 
 /* Runs a graph with the parameters' threads, budget, cancel flag and a progress stage. */
 int cm__graph_run(cm_graph_t *g, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);
+
+/* A stage that is one task per item, i from 0 to n - 1: each(i), for the items that want (when
+ * set) lets take part, runs in any order and in parallel, holding work_bytes, and counts for
+ * progress when counted; then(i) (when set) runs after each(i) and then(i - 1): a reduce in
+ * item order, holding nothing. Tasks are named kind and then_kind in traces. */
+typedef struct cm__items {
+    int64_t n;
+    int (*each)(void *user, int64_t i, int worker, cm_ctx_t *ctx);
+    int (*then)(void *user, int64_t i, cm_ctx_t *ctx);
+    bool (*want)(void *user, int64_t i);
+    void *user;
+    size_t work_bytes;
+    const char *kind, *then_kind;
+    bool counted;
+} cm__items_t;
+
+/* Runs the items as one graph with p's threads, budget and cancel flag, as stage. */
+int cm__run_items(const cm__items_t *items, const cm_params_t *p, const char *stage, cm_ctx_t *ctx);
 
 #endif

@@ -75,28 +75,22 @@ typedef struct iteration {
     int64_t n_pts;
 } iteration_t;
 
-typedef struct it_task {
-    iteration_t *it;
-    int64_t idx;
-} it_task_t;
-
 /* Lloyd: assigns every valid pixel of a chunk and sums it into the chunk's own sums. */
-static int lloyd_part(void *arg, int worker, cm_ctx_t *ctx)
+static int lloyd_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
-    const it_task_t *t = arg;
-    iteration_t *it = t->it;
+    iteration_t *it = user;
     const cm_grid_t *g = &it->src->grid;
     int64_t x, y, w, h;
-    cm_grid_rect(g, t->idx, &x, &y, &w, &h);
-    sums_t *s = &it->parts[t->idx];
+    cm_grid_rect(g, idx, &x, &y, &w, &h);
+    sums_t *s = &it->parts[idx];
     void *buf = malloc(cm_grid_chunk_bytes(g));
     float *feat = malloc(sizeof(float) * BLOCK * (size_t)it->d);
     float *dist = malloc(sizeof(float) * (size_t)it->k), *d2 = malloc(sizeof(float) * BLOCK);
     uint8_t *valid = malloc(BLOCK);
     uint16_t *labels = malloc(sizeof(uint16_t) * BLOCK);
     int rc = buf && feat && dist && d2 && valid && labels && sums_alloc(s, it->k, it->d, it->exact)
-                 ? it->src->read(it->src->self, worker, t->idx, buf, ctx)
-                 : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)t->idx);
+                 ? it->src->read(it->src->self, worker, idx, buf, ctx)
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)idx);
     double inertia = 0.0;
     for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
         int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
@@ -108,7 +102,7 @@ static int lloyd_part(void *arg, int worker, cm_ctx_t *ctx)
             inertia += d2[i];
         }
     }
-    it->part_inertia[t->idx] = inertia;
+    it->part_inertia[idx] = inertia;
     free(labels);
     free(valid);
     free(d2);
@@ -119,24 +113,22 @@ static int lloyd_part(void *arg, int worker, cm_ctx_t *ctx)
 }
 
 /* Adds a part's sums into the total, in part order (the tasks are chained). */
-static int merge_part(void *arg, int worker, cm_ctx_t *ctx)
+static int merge_part(void *user, int64_t idx, cm_ctx_t *ctx)
 {
-    const it_task_t *t = arg;
-    iteration_t *it = t->it;
-    sums_merge(&it->total, &it->parts[t->idx], it->k, it->d);
-    it->inertia += it->part_inertia[t->idx];
-    sums_free(&it->parts[t->idx]);
+    iteration_t *it = user;
+    sums_merge(&it->total, &it->parts[idx], it->k, it->d);
+    it->inertia += it->part_inertia[idx];
+    sums_free(&it->parts[idx]);
     return 0;
 }
 
 /* Histogram: assigns a slice of the distinct colours, each weighted by its count. */
-static int histogram_part(void *arg, int worker, cm_ctx_t *ctx)
+static int histogram_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
-    const it_task_t *t = arg;
-    iteration_t *it = t->it;
-    int64_t first = it->n_colours * t->idx / HIST_PARTS;
-    int64_t last = it->n_colours * (t->idx + 1) / HIST_PARTS;
-    sums_t *s = &it->parts[t->idx];
+    iteration_t *it = user;
+    int64_t first = it->n_colours * idx / HIST_PARTS;
+    int64_t last = it->n_colours * (idx + 1) / HIST_PARTS;
+    sums_t *s = &it->parts[idx];
     float *dist = malloc(sizeof(float) * (size_t)it->k);
     if (!dist || !sums_alloc(s, it->k, it->d, it->exact)) {
         free(dist);
@@ -162,18 +154,17 @@ static int histogram_part(void *arg, int worker, cm_ctx_t *ctx)
         sums_add(s, it->d, j, x, it->weights[i]);
         inertia += (double)d2 * it->weights[i];
     }
-    it->part_inertia[t->idx] = inertia;
+    it->part_inertia[idx] = inertia;
     free(dist);
     return 0;
 }
 
 /* Points: assigns a slice of the fitting sample. */
-static int points_part(void *arg, int worker, cm_ctx_t *ctx)
+static int points_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
-    const it_task_t *t = arg;
-    iteration_t *it = t->it;
-    int64_t first = it->n_pts * t->idx / HIST_PARTS, last = it->n_pts * (t->idx + 1) / HIST_PARTS;
-    sums_t *s = &it->parts[t->idx];
+    iteration_t *it = user;
+    int64_t first = it->n_pts * idx / HIST_PARTS, last = it->n_pts * (idx + 1) / HIST_PARTS;
+    sums_t *s = &it->parts[idx];
     float *dist = malloc(sizeof(float) * (size_t)it->k);
     if (!dist || !sums_alloc(s, it->k, it->d, false)) {
         free(dist);
@@ -186,44 +177,27 @@ static int points_part(void *arg, int worker, cm_ctx_t *ctx)
         sums_add(s, it->d, cm__nearest_soa(it->soa, it->k, it->d, x, dist, &d2), x, 1);
         inertia += d2;
     }
-    it->part_inertia[t->idx] = inertia;
+    it->part_inertia[idx] = inertia;
     free(dist);
     return 0;
 }
 
 /* One iteration: n_parts part tasks, each followed by its merge in part order. */
-static int run_iteration(iteration_t *it, int64_t n_parts, cm_task_fn part, size_t part_bytes,
+static int run_iteration(iteration_t *it, int64_t n_parts,
+                         int (*part)(void *, int64_t, int, cm_ctx_t *), size_t part_bytes,
                          const cm_params_t *p, cm_ctx_t *ctx)
 {
-    cm_graph_t *g = cm_graph_create();
-    it_task_t *tasks = malloc(sizeof(it_task_t) * (size_t)n_parts);
-    int rc = g && tasks && sums_alloc(&it->total, it->k, it->d, it->exact)
-                 ? 0
-                 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    CM_FAIL_IF(ctx, !sums_alloc(&it->total, it->k, it->d, it->exact), CM_ENOMEM, "out of memory");
     it->inertia = 0.0;
-    int prev = -1;
-    for (int64_t i = 0; rc == 0 && i < n_parts; i++) {
-        tasks[i] = (it_task_t){it, i};
-        int id, deps[2];
-        rc = cm_graph_add(
-            g,
-            &(cm_task_t){.fn = part, .kind = "assign", .arg = &tasks[i], .work_bytes = part_bytes},
-            &id, ctx);
-        deps[0] = id;
-        deps[1] = prev;
-        if (rc == 0)
-            rc = cm_graph_add(g,
-                              &(cm_task_t){.fn = merge_part,
-                                           .kind = "reduce",
-                                           .arg = &tasks[i],
-                                           .deps = deps,
-                                           .n_deps = prev < 0 ? 1 : 2},
-                              &prev, ctx);
-    }
-    if (rc == 0) rc = cm__graph_run(g, p, "fit", ctx);
+    cm__items_t parts = {.n = n_parts,
+                         .each = part,
+                         .then = merge_part,
+                         .user = it,
+                         .work_bytes = part_bytes,
+                         .kind = "assign",
+                         .then_kind = "reduce"};
+    int rc = cm__run_items(&parts, p, "fit", ctx);
     for (int64_t i = 0; i < n_parts; i++) sums_free(&it->parts[i]);
-    cm_graph_free(g);
-    free(tasks);
     return rc;
 }
 
@@ -248,26 +222,25 @@ static double update(iteration_t *it, double *c, const double *std)
     return sqrt(shift_max);
 }
 
-/* The histogram of an 8-bit image: counts of every colour of its feature bands. */
-typedef struct hist_task {
+/* The histogram of an 8-bit image: counts of every color of its feature bands. */
+typedef struct histogram {
     const cm_source_t *src;
     const cm__pixfmt_t *fmt;
     uint32_t *counts;
-    int64_t idx;
-} hist_task_t;
+} histogram_t;
 
-static int histogram_chunk(void *arg, int worker, cm_ctx_t *ctx)
+static int histogram_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
-    const hist_task_t *t = arg;
+    const histogram_t *t = user;
     const cm_grid_t *g = &t->src->grid;
     int64_t x, y, w, h;
-    cm_grid_rect(g, t->idx, &x, &y, &w, &h);
+    cm_grid_rect(g, idx, &x, &y, &w, &h);
     uint8_t *buf = malloc(cm_grid_chunk_bytes(g));
     float *feat = malloc(sizeof(float) * BLOCK * (size_t)t->fmt->d);
     uint8_t *valid = malloc(BLOCK);
     int rc = buf && feat && valid
-                 ? t->src->read(t->src->self, worker, t->idx, buf, ctx)
-                 : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)t->idx);
+                 ? t->src->read(t->src->self, worker, idx, buf, ctx)
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)idx);
     for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
         int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
         cm__to_features(t->fmt, buf, first, m, feat, valid); /* for the mask */
@@ -285,46 +258,35 @@ static int histogram_chunk(void *arg, int worker, cm_ctx_t *ctx)
     return rc;
 }
 
-/* Builds the list of distinct colours (in colour order) and their counts. */
+/* Builds the list of distinct colors (in color order) and their counts. */
 static int build_histogram(const cm_source_t *src, const cm__pixfmt_t *fmt, const cm_params_t *p,
                            uint32_t **keys, uint32_t **weights, int64_t *n, cm_ctx_t *ctx)
 {
     const cm_grid_t *g = &src->grid;
     size_t size = (size_t)1 << (8 * fmt->d);
-    int64_t n_chunks = cm_grid_count(g);
-    uint32_t *counts = calloc(size, sizeof(uint32_t));
-    hist_task_t *tasks = malloc(sizeof(hist_task_t) * (size_t)n_chunks);
-    cm_graph_t *graph = cm_graph_create();
-    int rc =
-        counts && tasks && graph ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory for a histogram");
-    for (int64_t i = 0; rc == 0 && i < n_chunks; i++) {
-        tasks[i] = (hist_task_t){src, fmt, counts, i};
-        int id;
-        rc = cm_graph_add(graph,
-                          &(cm_task_t){.fn = histogram_chunk,
-                                       .kind = "histogram",
-                                       .arg = &tasks[i],
-                                       .work_bytes = cm_grid_chunk_bytes(g),
-                                       .weight = 1},
-                          &id, ctx);
-    }
-    if (rc == 0) rc = cm__graph_run(graph, p, "histogram", ctx);
+    histogram_t hist = {src, fmt, calloc(size, sizeof(uint32_t))};
+    CM_FAIL_IF(ctx, !hist.counts, CM_ENOMEM, "out of memory for a histogram");
+    cm__items_t chunks = {.n = cm_grid_count(g),
+                          .each = histogram_chunk,
+                          .user = &hist,
+                          .work_bytes = cm_grid_chunk_bytes(g),
+                          .kind = "histogram",
+                          .counted = true};
+    int rc = cm__run_items(&chunks, p, "histogram", ctx);
     int64_t distinct = 0;
-    for (size_t i = 0; rc == 0 && i < size; i++) distinct += counts[i] != 0;
+    for (size_t i = 0; rc == 0 && i < size; i++) distinct += hist.counts[i] != 0;
     if (rc == 0) {
         *keys = malloc(sizeof(uint32_t) * (size_t)(distinct ? distinct : 1));
         *weights = malloc(sizeof(uint32_t) * (size_t)(distinct ? distinct : 1));
         if (!*keys || !*weights) rc = cm_fail(ctx, CM_ENOMEM, "out of memory for a histogram");
     }
     for (size_t i = 0, at = 0; rc == 0 && i < size; i++)
-        if (counts[i]) {
+        if (hist.counts[i]) {
             (*keys)[at] = (uint32_t)i;
-            (*weights)[at++] = counts[i];
+            (*weights)[at++] = hist.counts[i];
         }
     *n = distinct;
-    cm_graph_free(graph);
-    free(tasks);
-    free(counts);
+    free(hist.counts);
     return rc;
 }
 
@@ -338,8 +300,7 @@ int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, 
     it.part_inertia = calloc(HIST_PARTS, sizeof(double));
     int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
     for (int iter = 0; rc == 0 && iter < max_iter; iter++) {
-        for (int j = 0; j < k; j++)
-            for (int b = 0; b < d; b++) it.soa[(size_t)b * k + j] = (float)m->centroids[j * d + b];
+        cm__centroids_soa(m->centroids, k, d, it.soa);
         rc = run_iteration(&it, HIST_PARTS, points_part, 0, p, ctx);
         if (rc < 0) break;
         double shift = update(&it, m->centroids, m->std);
@@ -402,8 +363,7 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     int iter = 0;
     bool converged = false;
     while (rc == 0 && iter < p->max_iter && !converged) {
-        for (int j = 0; j < k; j++)
-            for (int b = 0; b < d; b++) it.soa[(size_t)b * k + j] = (float)m->centroids[j * d + b];
+        cm__centroids_soa(m->centroids, k, d, it.soa);
         rc = run_iteration(&it, n_parts, histogram ? histogram_part : lloyd_part, part_bytes, p,
                            ctx);
         if (rc < 0) break;

@@ -1,18 +1,16 @@
-/* The fit on a sample: starting centres (k-means++ or random) chosen among its points, then
- * mini-batch k-means (Sculley 2010) whose steps are scheduler tasks reduced in a fixed order,
- * or an exact mode (exact.c). Reads no pixels itself: sample.c and exact.c do. */
+/* Mini-batch k-means (Sculley 2010) on the in-memory sample: each step's parts draw their share
+ * of the batch with a generator keyed by (seed, step, part) and sum it against the centroids;
+ * an update task reduces the parts in part order and moves each centroid with its own learning
+ * rate. Starts where the model's centroids are; fit.c chooses them and settles the result. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
 
 enum {
-    PARTS_PER_STEP = 8,       /* tasks per step: fixed, so results do not follow threads */
-    INIT_POINTS_MAX = 200000, /* k-means++ runs on at most this many sample points */
-    RESEED_EVERY = 10,        /* steps between checks for empty centres */
-    WINDOW = 64,              /* steps per graph */
-    POLISH_MAX = 10,          /* Lloyd iterations on the sample after the steps */
-    LLOYD_MAX = 100,          /* Lloyd iterations on the sample from the k-means++ start */
+    PARTS_PER_STEP = 8, /* tasks per step: fixed, so results do not follow threads */
+    RESEED_EVERY = 10,  /* steps between checks for empty centroids */
+    WINDOW = 64,        /* steps per graph */
 };
 
 /* ---- mini-batch steps ----
@@ -186,77 +184,10 @@ static int run_window(stepper_t *s, step_task_t *tasks, int first, int last, cm_
     return rc;
 }
 
-/* k-means++ on an evenly strided subset of the n sample points. */
-static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
-                           double *centres, cm_ctx_t *ctx)
-{
-    int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
-    int64_t n_init = (n + stride - 1) / stride;
-    float *init = stride > 1 ? malloc(sizeof(float) * (size_t)n_init * d) : NULL;
-    CM_FAIL_IF(ctx, stride > 1 && !init, CM_ENOMEM, "out of memory seeding");
-    for (int64_t i = 0; stride > 1 && i < n_init; i++)
-        memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
-    int rc = cm__kmeanspp(init ? init : pts, n_init, d, k, p->seed, p->cancel, centres, ctx);
-    free(init);
-    return rc;
-}
-
-/* The starting centres of m, in the features of the fit: p's own, or chosen by p->init among
- * the sample's points. */
-static int start_centres(const cm_sample_t *sample, const cm_params_t *p, cm_model_t *m,
-                         cm_ctx_t *ctx)
+int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t *m, cm_ctx_t *ctx)
 {
     int k = m->k, d = m->d;
-    if (p->init_centres) { /* given in sample units */
-        cm_stype_t t = sample->srcs[0].grid.stype;
-        for (int j = 0; j < k; j++)
-            cm__centre_features(p->colorspace, t, d, m->mean, m->std,
-                                p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
-        return 0;
-    }
-    if (p->init == CM_INIT_RANDOM)
-        return cm_init_random(sample->pts, sample->n, d, k, p->seed, m->centroids, ctx);
-    return kmeanspp_subset(sample->pts, sample->n, d, k, p, m->centroids, ctx);
-}
-
-/* What every fit refuses before any work: k out of range, no steps, and several sources with
- * an algorithm that reads one image. */
-static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm_ctx_t *ctx)
-{
-    int k = cm__params_k(p);
-    CM_FAIL_IF(ctx, p->init_centres && (k < 1 || k > 65535), CM_EUSAGE,
-               "there must be 1 to 65535 starting centres, not %d", k);
-    CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
-    CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
-    CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
-               "the step limit and the batch size must be positive");
-    CM_FAIL_IF(ctx, n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
-               CM_EUSAGE, "several images are fitted with the minibatch algorithm only");
-    return 0;
-}
-
-/* Fits on sample. own is the sample itself when the caller took it for this fit alone
- * (cm_fit_many), else NULL: an exact pass reads the image, not the sample, so the points an
- * owner holds are freed before it. */
-static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, cm_model_t **out,
-                  cm_ctx_t *ctx)
-{
-    const cm_source_t *src = &sample->srcs[0];
-    const cm_grid_t *g = &src->grid;
-    CM_TRY(check_params(g, sample->n_srcs, p, ctx));
-    bool same = p->seed == sample->seed && p->colorspace == sample->colorspace &&
-                p->scale == sample->scale && cm__sample_px(p) == sample->sample_px;
-    CM_FAIL_IF(ctx, !same, CM_EUSAGE,
-               "the sample was taken with another seed, size, colour space or scaling than the "
-               "fit's");
-    int d = sample->d, k = cm__params_k(p), n_srcs = sample->n_srcs;
-    const float *pts = sample->pts;
-    int64_t n = sample->n;
-
-    int rc = CM_ENOMEM;
-    double *start = NULL; /* the starting centres */
-    cm_model_t *m = cm__model_new(k, d);
-    if (m) m->colorspace = p->colorspace;
+    int rc = 0;
     step_task_t *tasks = malloc(sizeof(step_task_t) * WINDOW * (PARTS_PER_STEP + 1));
     stepper_t s = {.p = p,
                    .pts = pts,
@@ -264,113 +195,27 @@ static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, c
                    .k = k,
                    .d = d,
                    .batch = p->batch,
+                   .c = m->centroids,
+                   .std = m->std,
                    .cf = malloc(sizeof(float) * (size_t)k * (size_t)d),
                    .v = calloc((size_t)k, sizeof(double)),
                    .sum = malloc(sizeof(double) * d),
                    .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
-    if (!m || !tasks || !s.cf || !s.v || !s.sum || !s.partials) {
-        cm_fail(ctx, CM_ENOMEM, "out of memory for %d centres", k);
-        goto cleanup;
-    }
-    s.c = m->centroids;
-    if (sample->mean) { /* the model measures distances as the sample was standardised */
-        m->mean = malloc(sizeof(double) * d);
-        m->std = malloc(sizeof(double) * d);
-        if (!m->mean || !m->std) {
-            cm_fail(ctx, CM_ENOMEM, "out of memory");
-            goto cleanup;
-        }
-        memcpy(m->mean, sample->mean, sizeof(double) * d);
-        memcpy(m->std, sample->std, sizeof(double) * d);
-        s.std = m->std;
-    }
-
-    rc = start_centres(sample, p, m, ctx);
-    if (rc < 0) goto cleanup;
-    for (size_t i = 0; i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
-    start = malloc(sizeof(double) * (size_t)k * d); /* NULL: no second try, nothing else */
-    if (start) memcpy(start, m->centroids, sizeof(double) * (size_t)k * d);
-
-    cm_algorithm_t alg = p->algorithm;
-    if (alg == CM_ALG_AUTO) /* exact and cheap where it applies (one image) */
-        alg = g->stype == CM_U8 && d <= 3 && !m->mean && n_srcs == 1 ? CM_ALG_HISTOGRAM
-                                                                     : CM_ALG_MINIBATCH;
-    m->algorithm = alg;
-    if (alg == CM_ALG_MINIBATCH) {
-        for (int first = 0; first < p->max_iter && !s.converged && rc == 0; first += WINDOW)
-            rc = run_window(&s, tasks, first,
-                            first + WINDOW < p->max_iter ? first + WINDOW : p->max_iter, ctx);
+    if (!tasks || !s.cf || !s.v || !s.sum || !s.partials)
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory for %d centres", k);
+    for (size_t i = 0; rc == 0 && i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
+    for (int first = 0; rc == 0 && first < p->max_iter && !s.converged; first += WINDOW)
+        rc = run_window(&s, tasks, first,
+                        first + WINDOW < p->max_iter ? first + WINDOW : p->max_iter, ctx);
+    if (rc == 0) {
         for (int j = 0; j < k; j++) m->counts[j] = (int64_t)s.v[j];
         m->iterations = s.steps_done;
         m->converged = s.converged;
-        /* Mini-batch centres carry the noise of their last batches; a few Lloyd iterations on
-         * the in-memory sample settle them on its exact means. Early noisy steps can also
-         * lead them into a worse optimum than Lloyd from the same start would reach, so that
-         * is tried on the sample too, and the lower inertia wins. */
-        double mb_inertia = 0.0, lloyd_inertia = 0.0;
-        if (rc == 0) rc = cm__polish(pts, n, p, POLISH_MAX, m, &mb_inertia, ctx);
-        m->inertia = mb_inertia; /* the sample's, until a remap measures the image's */
-        if (rc == 0 && start) {
-            double *mine = m->centroids;
-            int64_t *counts = m->counts;
-            int64_t *alt_counts = calloc((size_t)k, sizeof(int64_t));
-            if (alt_counts) {
-                m->centroids = start;
-                m->counts = alt_counts;
-                rc = cm__polish(pts, n, p, LLOYD_MAX, m, &lloyd_inertia, ctx);
-                bool better = rc == 0 && lloyd_inertia < mb_inertia;
-                if (better) m->inertia = lloyd_inertia;
-                m->centroids = better ? start : mine;
-                m->counts = better ? alt_counts : counts;
-                start = better ? mine : start; /* freed below, whichever lost */
-                free(better ? counts : alt_counts);
-            }
-        }
-    } else {
-        if (own) { /* the exact modes read the whole image instead */
-            free(own->pts);
-            own->pts = NULL;
-        }
-        rc = cm__fit_exact(src, p, alg, sample, m, ctx);
     }
-    if (rc < 0) goto cleanup;
-    for (int j = 0; (m->mean || m->colorspace != CM_COLORSPACE_RGB) && j < k; j++) {
-        double *c = m->centroids + (size_t)j * d; /* back to sample units */
-        cm__centre_samples(m->colorspace, g->stype, d, m->mean, m->std, c, c);
-    }
-    m->seed = p->seed;
-    m->sample_px = n;
-    *out = m;
-    m = NULL;
-cleanup:
-    cm_model_free(m);
-    free(start);
     free(s.partials);
     free(s.sum);
     free(s.v);
     free(s.cf);
     free(tasks);
     return rc;
-}
-
-int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
-{
-    return cm_fit_many(src, 1, p, out, ctx);
-}
-
-int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
-                cm_ctx_t *ctx)
-{
-    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to fit on");
-    CM_TRY(check_params(&srcs[0].grid, n_srcs, p, ctx)); /* before the sample is read */
-    cm_sample_t *sample = NULL;
-    CM_TRY(cm_sample_take(srcs, n_srcs, p, &sample, ctx));
-    int rc = fit_on(sample, sample, p, out, ctx);
-    cm_sample_free(sample);
-    return rc;
-}
-
-int cm_fit_sample(cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
-{
-    return fit_on(s, NULL, p, out, ctx);
 }

@@ -14,7 +14,7 @@ static const char *const algorithm_names[] = {"minibatch", "lloyd", "histogram",
 const char *cm_algorithm_name(cm_algorithm_t a)
 {
     return (unsigned)a < sizeof algorithm_names / sizeof algorithm_names[0] ? algorithm_names[a]
-                                                                              : "unknown";
+                                                                            : "unknown";
 }
 
 cm_model_t *cm__model_new(int k, int d)
@@ -177,23 +177,24 @@ static int get_numbers(const reader_t *r, const json_t *a, size_t n, bool positi
     return 0;
 }
 
-static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta)
+/* The header: what the model fits (meta), its k and features. */
+static int read_header(const reader_t *r, cm_model_meta_t *meta, json_int_t *k, json_int_t *d)
 {
     json_t *root = r->root;
     if (!json_is_object(root)) return bad(r, "the top level must be an object");
     if (!json_is_string(json_object_get(root, "format")) ||
         strcmp(json_string_value(json_object_get(root, "format")), "chunkmeans-model"))
         return bad(r, "\"format\" must be \"chunkmeans-model\"");
-    json_int_t schema = 0, k = 0, bands = 0, d = 0, alpha = -1, v = 0;
+    json_int_t schema = 0, bands = 0, alpha = -1;
     CM_TRY(get_int(r, "schema_version", true, 0, 1, INT32_MAX, &schema));
     if (schema != CM_MODEL_SCHEMA)
         return bad(r, "schema version %lld; this chunkmeans reads version %d", (long long)schema,
                    CM_MODEL_SCHEMA);
-    CM_TRY(get_int(r, "k", true, 0, 1, CM_K_MAX, &k));
+    CM_TRY(get_int(r, "k", true, 0, 1, CM_K_MAX, k));
     CM_TRY(get_int(r, "bands", true, 0, 1, CM_BANDS_MAX, &bands));
     json_t *a = json_object_get(root, "alpha_band");
     if (!json_is_null(a)) CM_TRY(get_int(r, "alpha_band", true, 0, 0, bands - 1, &alpha));
-    CM_TRY(get_int(r, "features", true, 0, bands - (alpha >= 0), bands - (alpha >= 0), &d));
+    CM_TRY(get_int(r, "features", true, 0, bands - (alpha >= 0), bands - (alpha >= 0), d));
     const char *st = json_string_value(json_object_get(root, "sample_type"));
     static const cm_stype_t types[] = {CM_U8, CM_U16, CM_I16, CM_F32};
     int ti = -1;
@@ -203,38 +204,48 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
     *meta = (cm_model_meta_t){.bands = (int)bands, .alpha_band = (int)alpha, .stype = types[ti]};
     const char *version = json_string_value(json_object_get(root, "chunkmeans_version"));
     snprintf(meta->version, sizeof meta->version, "%s", version ? version : "");
+    return 0;
+}
 
-    cm_model_t *m = cm__model_new((int)k, (int)d);
-    if (!m) return cm_fail(r->ctx, CM_ENOMEM, "%s: out of memory", r->name);
-    *out = m;
-    json_t *cents = json_object_get(root, "centroids");
+/* The k centroids and, when given, their counts. */
+static int read_centroids(const reader_t *r, cm_model_t *m)
+{
+    int k = m->k, d = m->d;
+    json_t *cents = json_object_get(r->root, "centroids");
     if (!json_is_array(cents) || json_array_size(cents) != (size_t)k)
-        return bad(r, "\"centroids\" must be a list of k = %lld rows", (long long)k);
-    for (json_int_t j = 0; j < k; j++) {
+        return bad(r, "\"centroids\" must be a list of k = %d rows", k);
+    for (int j = 0; j < k; j++) {
         char what[32];
-        snprintf(what, sizeof what, "centroids[%lld]", (long long)j);
+        snprintf(what, sizeof what, "centroids[%d]", j);
         CM_TRY(get_numbers(r, json_array_get(cents, (size_t)j), (size_t)d, false, what,
-                           m->centroids + j * d));
+                           m->centroids + (size_t)j * d));
     }
-    json_t *counts = json_object_get(root, "counts");
+    json_t *counts = json_object_get(r->root, "counts");
     if (counts && (!json_is_array(counts) || json_array_size(counts) != (size_t)k))
-        return bad(r, "\"counts\" must be a list of k = %lld whole numbers", (long long)k);
-    for (json_int_t j = 0; counts && j < k; j++) {
+        return bad(r, "\"counts\" must be a list of k = %d whole numbers", k);
+    for (int j = 0; counts && j < k; j++) {
         json_t *c = json_array_get(counts, (size_t)j);
         if (!json_is_integer(c) || json_integer_value(c) < 0)
-            return bad(r, "counts[%lld] must be a whole number >= 0", (long long)j);
+            return bad(r, "counts[%d] must be a whole number >= 0", j);
         m->counts[j] = json_integer_value(c);
     }
-    json_t *cs = json_object_get(root, "colorspace"); /* absent: rgb, as before it was written */
+    return 0;
+}
+
+/* The space distances are measured in: the colour space, and the scaling of the features. */
+static int read_space(const reader_t *r, cm_stype_t stype, cm_model_t *m)
+{
+    int d = m->d;
+    json_t *cs = json_object_get(r->root, "colorspace"); /* absent: rgb, as before it was written */
     if (cs) {
         const char *name = json_string_value(cs);
         if (!name || (strcmp(name, "rgb") && strcmp(name, "lab")))
             return bad(r, "\"colorspace\" must be \"rgb\" or \"lab\"");
         m->colorspace = strcmp(name, "lab") ? CM_COLORSPACE_RGB : CM_COLORSPACE_LAB;
-        if (m->colorspace == CM_COLORSPACE_LAB && (d != 3 || types[ti] == CM_I16))
+        if (m->colorspace == CM_COLORSPACE_LAB && (d != 3 || stype == CM_I16))
             return bad(r, "\"colorspace\" lab needs 3 features of uint8, uint16 or float32");
     }
-    json_t *scale = json_object_get(root, "scale");
+    json_t *scale = json_object_get(r->root, "scale");
     if (scale && !json_is_null(scale)) {
         const char *method = json_string_value(json_object_get(scale, "method"));
         if (!json_is_object(scale) || !method || strcmp(method, "standard"))
@@ -246,7 +257,14 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
                            m->mean));
         CM_TRY(get_numbers(r, json_object_get(scale, "std"), (size_t)d, true, "scale.std", m->std));
     }
-    json_t *inertia = json_object_get(root, "inertia");
+    return 0;
+}
+
+/* What the fit and the last remap measured: inertia, pixels, steps, seed, algorithm. */
+static int read_figures(const reader_t *r, cm_model_t *m)
+{
+    json_int_t v = 0;
+    json_t *inertia = json_object_get(r->root, "inertia");
     if (inertia && (!json_is_number(inertia) || !(json_number_value(inertia) >= 0) ||
                     !isfinite(json_number_value(inertia))))
         return bad(r, "\"inertia\" must be a finite number >= 0");
@@ -259,10 +277,10 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
     m->iterations = (int)v;
     CM_TRY(get_int(r, "seed", false, 0, INT64_MIN, INT64_MAX, &v));
     m->seed = (uint64_t)v; /* written as the signed integer of the same bits */
-    json_t *conv = json_object_get(root, "converged");
+    json_t *conv = json_object_get(r->root, "converged");
     if (conv && !json_is_boolean(conv)) return bad(r, "\"converged\" must be true or false");
     m->converged = json_is_true(conv);
-    json_t *alg = json_object_get(root, "algorithm");
+    json_t *alg = json_object_get(r->root, "algorithm");
     m->algorithm = CM_ALG_MINIBATCH;
     if (alg) {
         const char *name = json_string_value(alg);
@@ -273,6 +291,18 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
         m->algorithm = (cm_algorithm_t)found;
     }
     return 0;
+}
+
+static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta)
+{
+    json_int_t k = 0, d = 0;
+    CM_TRY(read_header(r, meta, &k, &d));
+    cm_model_t *m = cm__model_new((int)k, (int)d);
+    if (!m) return cm_fail(r->ctx, CM_ENOMEM, "%s: out of memory", r->name);
+    *out = m;
+    CM_TRY(read_centroids(r, m));
+    CM_TRY(read_space(r, meta->stype, m));
+    return read_figures(r, m);
 }
 
 int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,

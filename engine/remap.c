@@ -261,16 +261,18 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
     r->soa = malloc(sizeof(float) * (size_t)k * d);
     r->colors = malloc((size_t)k * d * cm_stype_size(g->stype));
     r->chunks = calloc((size_t)n_chunks, sizeof(cm__chunk_out_t));
-    CM_FAIL_IF(ctx, !r->soa || !r->colors || !r->chunks, CM_ENOMEM,
-               "out of memory planning %lld chunks", (long long)n_chunks);
+    double *features = malloc(sizeof(double) * (size_t)k * d);
+    if (!r->soa || !r->colors || !r->chunks || !features) {
+        free(features);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory planning %lld chunks", (long long)n_chunks);
+    }
     /* Distances are measured where the fit measured them: in Lab, in standardised units, if
      * either. */
-    for (int j = 0; j < k; j++) {
-        double v[CM_BANDS_MAX];
+    for (int j = 0; j < k; j++)
         cm__centre_features(model->colorspace, g->stype, d, model->mean, model->std,
-                            model->centroids + (size_t)j * d, v);
-        for (int b = 0; b < d; b++) r->soa[(size_t)b * k + j] = (float)v[b];
-    }
+                            model->centroids + (size_t)j * d, features + (size_t)j * d);
+    cm__centroids_soa(features, k, d, r->soa);
+    free(features);
     cm_model_colors(model, g->stype, r->colors);
     cm__pixfmt_init(&r->fmt, src, model->mean, model->std);
     r->fmt.lab = model->colorspace == CM_COLORSPACE_LAB;

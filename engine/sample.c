@@ -38,13 +38,14 @@ typedef struct sampler {
     cm__pixfmt_t *fmt;  /* per source (their nodata may differ) */
     const span_t *span; /* per source, and one past the last for the totals */
     int n_srcs;
-    const uint8_t *round_of; /* per cell: the round it was drawn in, 0 if not drawn */
-    uint8_t round;           /* the round being read */
-    uint64_t threshold;      /* keep a pixel when its hash is below this */
+    uint8_t *round_of;  /* per cell: the round it was drawn in, 0 if not drawn */
+    uint8_t round;      /* the round being read */
+    uint64_t threshold; /* keep a pixel when its hash is below this */
     uint64_t seed;
     int d;
 } sampler_t;
 
+/* The points a chunk gives the sample in one round; s is NULL for a chunk the round skips. */
 typedef struct sample_task {
     const sampler_t *s;
     int src;
@@ -77,9 +78,9 @@ static bool append_point(sample_task_t *t, int d, const float *x, int64_t pos)
     return true;
 }
 
-static int sample_chunk(void *arg, int worker, cm_ctx_t *ctx)
+static int sample_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
-    sample_task_t *t = arg;
+    sample_task_t *t = (sample_task_t *)user + idx;
     const sampler_t *s = t->s;
     const cm_source_t *src = &s->srcs[t->src];
     const span_t *sp = &s->span[t->src];
@@ -177,38 +178,39 @@ size_t cm__sample_task_bytes(const cm_source_t *src)
     return cm_grid_chunk_bytes(g) + (size_t)g->chunk_w * (sizeof(float) * cm_grid_features(g) + 1);
 }
 
-/* Reads the chunks that meet the cells of round s->round, source after source. */
+static bool in_round(void *user, int64_t idx)
+{
+    return ((const sample_task_t *)user)[idx].s != NULL;
+}
+
+/* Reads the chunks that meet the cells of round s->round, source after source (tasks: one per
+ * chunk of all the sources). */
 static int read_round(sampler_t *s, sample_task_t *tasks, const cm_params_t *p, cm_ctx_t *ctx)
 {
-    cm_graph_t *graph = cm_graph_create();
-    CM_FAIL_IF(ctx, !graph, CM_ENOMEM, "out of memory planning the sample");
-    int rc = 0;
+    size_t bytes = 0;
     for (int si = 0; si < s->n_srcs; si++) {
         const cm_grid_t *g = &s->srcs[si].grid;
         const span_t *sp = &s->span[si];
-        for (int64_t i = 0; rc == 0 && i < cm_grid_count(g); i++) {
+        size_t b = cm__sample_task_bytes(&s->srcs[si]);
+        for (int64_t i = 0; i < cm_grid_count(g); i++) {
             int64_t x, y, w, h;
             cm_grid_rect(g, i, &x, &y, &w, &h);
             bool meets = false;
             for (int64_t cy = y / CELL; cy <= (y + h - 1) / CELL && !meets; cy++)
                 for (int64_t cx = x / CELL; cx <= (x + w - 1) / CELL && !meets; cx++)
                     meets = s->round_of[sp->cell + cy * sp->cells_x + cx] == s->round;
-            if (!meets) continue;
-            sample_task_t *t = &tasks[sp->chunk + i];
-            *t = (sample_task_t){.s = s, .src = si, .chunk = i};
-            int id;
-            rc = cm_graph_add(graph,
-                              &(cm_task_t){.fn = sample_chunk,
-                                           .kind = "sample",
-                                           .arg = t,
-                                           .work_bytes = cm__sample_task_bytes(&s->srcs[si]),
-                                           .weight = 1},
-                              &id, ctx);
+            tasks[sp->chunk + i] = (sample_task_t){.s = meets ? s : NULL, .src = si, .chunk = i};
+            if (meets && b > bytes) bytes = b;
         }
     }
-    if (rc == 0) rc = cm__graph_run(graph, p, "sample", ctx);
-    cm_graph_free(graph);
-    return rc;
+    cm__items_t chunks = {.n = s->span[s->n_srcs].chunk,
+                          .each = sample_chunk,
+                          .want = in_round,
+                          .user = tasks,
+                          .work_bytes = bytes,
+                          .kind = "sample",
+                          .counted = true};
+    return cm__run_items(&chunks, p, "sample", ctx);
 }
 
 /* The area of a cell of the shared list: found by its source (a binary search of the spans),
@@ -253,45 +255,88 @@ static int plan_spans(const cm_source_t *srcs, int n_srcs, span_t *span, cm_ctx_
     return 0;
 }
 
+/* The cells the first round draws: half of them, from SAMPLE_CELLS_MIN to SAMPLE_CELLS_MAX. */
+static int64_t first_round_cells(int64_t n_cells)
+{
+    int64_t n = n_cells / 2;
+    n = n < SAMPLE_CELLS_MIN ? SAMPLE_CELLS_MIN : n > SAMPLE_CELLS_MAX ? SAMPLE_CELLS_MAX : n;
+    return n < n_cells ? n : n_cells;
+}
+
+/* Draws cells round after round (a seeded Fisher-Yates shuffle of order, carried on from round
+ * to round), each round doubling them, and reads the chunks that meet each round's cells into
+ * the pool, until it holds a quarter of sample_px or every cell is drawn. */
+static int draw_rounds(sampler_t *s, int64_t *order, sample_task_t *tasks, pool_t *pool,
+                       const cm_params_t *p, int64_t sample_px, cm_ctx_t *ctx)
+{
+    int64_t n_cells = s->span[s->n_srcs].cell, n_chunks = s->span[s->n_srcs].chunk;
+    int64_t n_chosen = first_round_cells(n_cells);
+    uint8_t *round_of = s->round_of;
+    for (int64_t i = 0; i < n_cells; i++) order[i] = i;
+    cm_rng_t rng;
+    cm_rng_init(&rng, p->seed, 0x63656c6c73ULL /* "cells" */);
+    double area = 0.0;
+    for (int64_t drawn = 0; drawn < n_cells;) {
+        s->round++;
+        for (; drawn < n_chosen; drawn++) {
+            int64_t j = drawn + (int64_t)cm_rng_below(&rng, (uint64_t)(n_cells - drawn));
+            int64_t t = order[drawn];
+            order[drawn] = order[j];
+            order[j] = t;
+            round_of[order[drawn]] = s->round;
+            area += cell_area(s, order[drawn]);
+        }
+        double keep = (double)sample_px / area;
+        s->threshold = keep >= 1.0 ? UINT64_MAX : (uint64_t)(keep * 0x1p64);
+        pool_filter(pool, s);
+        CM_TRY(read_round(s, tasks, p, ctx));
+        CM_FAIL_IF(ctx, !pool_take(pool, tasks, n_chunks, s), CM_ENOMEM,
+                   "out of memory for the sample");
+        if (pool->n >= sample_px / 4 || s->round == UINT8_MAX) break;
+        n_chosen = 2 * n_chosen < n_cells ? 2 * n_chosen : n_cells;
+    }
+    return 0;
+}
+
+/* The pool's points in pixel order (so that the sample does not follow the order the chunks
+ * were read in) into *pts_out (n rows of d), which the caller frees. */
+static int in_pixel_order(const pool_t *pool, int d, float **pts_out, cm_ctx_t *ctx)
+{
+    int64_t n = pool->n;
+    order_key_t *keys = malloc(sizeof(order_key_t) * (size_t)n);
+    float *pts = malloc(sizeof(float) * (size_t)n * d);
+    if (!keys || !pts) {
+        free(keys);
+        free(pts);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory for a sample of %lld pixels", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) keys[i] = (order_key_t){pool->pos[i], i};
+    qsort(keys, (size_t)n, sizeof(order_key_t), by_pos);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(pts + i * d, pool->pts + keys[i].at * d, sizeof(float) * d);
+    free(keys);
+    *pts_out = pts;
+    return 0;
+}
+
 /* Picks the cells, reads the chunks that meet them and returns the points (about sample_px of
  * d features each, sample units) in pixel order in *pts_out, which the caller frees. */
 static int take_points(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, int64_t sample_px,
                        float **pts_out, int64_t *n_out, cm_ctx_t *ctx)
 {
     int d = cm_grid_features(&srcs[0].grid);
-    int rc = CM_ENOMEM;
     span_t *span = malloc(sizeof(span_t) * ((size_t)n_srcs + 1));
     cm__pixfmt_t *fmt = malloc(sizeof(cm__pixfmt_t) * (size_t)n_srcs);
-    if (!span || !fmt) {
-        free(span);
-        free(fmt);
-        return cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
-    }
-    rc = plan_spans(srcs, n_srcs, span, ctx);
-    if (rc < 0) {
-        free(span);
-        free(fmt);
-        return rc;
-    }
-    for (int i = 0; i < n_srcs; i++) cm__pixfmt_init(&fmt[i], &srcs[i], NULL, NULL);
-    int64_t n_cells = span[n_srcs].cell, n_chunks = span[n_srcs].chunk;
-    int64_t n_chosen = n_cells / 2;
-    n_chosen = n_chosen < SAMPLE_CELLS_MIN   ? SAMPLE_CELLS_MIN
-               : n_chosen > SAMPLE_CELLS_MAX ? SAMPLE_CELLS_MAX
-                                             : n_chosen;
-    if (n_chosen > n_cells) n_chosen = n_cells;
-
-    rc = CM_ENOMEM;
-    int64_t *order = malloc(sizeof(int64_t) * (size_t)n_cells);
-    uint8_t *round_of = calloc((size_t)n_cells, 1);
-    sample_task_t *tasks = calloc((size_t)n_chunks, sizeof(sample_task_t));
+    int rc = span && fmt ? plan_spans(srcs, n_srcs, span, ctx)
+                         : cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
+    for (int i = 0; rc == 0 && i < n_srcs; i++) cm__pixfmt_init(&fmt[i], &srcs[i], NULL, NULL);
+    int64_t n_cells = rc == 0 ? span[n_srcs].cell : 0, n_chunks = rc == 0 ? span[n_srcs].chunk : 0;
+    int64_t *order = rc == 0 ? malloc(sizeof(int64_t) * (size_t)n_cells) : NULL;
+    uint8_t *round_of = rc == 0 ? calloc((size_t)n_cells, 1) : NULL;
+    sample_task_t *tasks = rc == 0 ? calloc((size_t)n_chunks, sizeof(sample_task_t)) : NULL;
+    if (rc == 0 && (!order || !round_of || !tasks))
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
     pool_t pool = {0};
-    float *pts = NULL;
-    order_key_t *keys = NULL;
-    if (!order || !round_of || !tasks) {
-        cm_fail(ctx, CM_ENOMEM, "out of memory planning the sample");
-        goto cleanup;
-    }
     sampler_t s = {.srcs = srcs,
                    .fmt = fmt,
                    .span = span,
@@ -299,62 +344,18 @@ static int take_points(const cm_source_t *srcs, int n_srcs, const cm_params_t *p
                    .round_of = round_of,
                    .seed = p->seed,
                    .d = d};
-
-    /* A seeded Fisher-Yates shuffle, carried on round after round, draws the cells. */
-    for (int64_t i = 0; i < n_cells; i++) order[i] = i;
-    cm_rng_t rng;
-    cm_rng_init(&rng, p->seed, 0x63656c6c73ULL /* "cells" */);
-    double area = 0.0;
-    for (int64_t drawn = 0; drawn < n_cells;) {
-        s.round++;
-        for (; drawn < n_chosen; drawn++) {
-            int64_t j = drawn + (int64_t)cm_rng_below(&rng, (uint64_t)(n_cells - drawn));
-            int64_t t = order[drawn];
-            order[drawn] = order[j];
-            order[j] = t;
-            round_of[order[drawn]] = s.round;
-            area += cell_area(&s, order[drawn]);
-        }
-        double keep = (double)sample_px / area;
-        s.threshold = keep >= 1.0 ? UINT64_MAX : (uint64_t)(keep * 0x1p64);
-        pool_filter(&pool, &s);
-        rc = read_round(&s, tasks, p, ctx);
-        if (rc == 0 && !pool_take(&pool, tasks, n_chunks, &s))
-            rc = cm_fail(ctx, CM_ENOMEM, "out of memory for the sample");
-        if (rc < 0) goto cleanup;
-        if (pool.n >= sample_px / 4 || s.round == UINT8_MAX) break;
-        n_chosen = 2 * n_chosen < n_cells ? 2 * n_chosen : n_cells;
-    }
-
-    int64_t n = pool.n;
-    if (n == 0) {
+    if (rc == 0) rc = draw_rounds(&s, order, tasks, &pool, p, sample_px, ctx);
+    if (rc == 0 && pool.n == 0)
         rc = cm_fail(ctx, CM_EINPUT,
                      "no pixel to fit on: every pixel is masked (alpha 0, nodata or not finite)");
-        goto cleanup;
-    }
-    keys = malloc(sizeof(order_key_t) * (size_t)n);
-    pts = malloc(sizeof(float) * (size_t)n * d);
-    if (!keys || !pts) {
-        rc = cm_fail(ctx, CM_ENOMEM, "out of memory for a sample of %lld pixels", (long long)n);
-        goto cleanup;
-    }
-    for (int64_t i = 0; i < n; i++) keys[i] = (order_key_t){pool.pos[i], i};
-    qsort(keys, (size_t)n, sizeof(order_key_t), by_pos);
-    for (int64_t i = 0; i < n; i++)
-        memcpy(pts + i * d, pool.pts + keys[i].at * d, sizeof(float) * d);
-    *pts_out = pts;
-    *n_out = n;
-    pts = NULL;
-    rc = 0;
-cleanup:
+    if (rc == 0) rc = in_pixel_order(&pool, d, pts_out, ctx);
+    if (rc == 0) *n_out = pool.n;
     for (int64_t i = 0; tasks && i < n_chunks; i++) {
         free(tasks[i].pts);
         free(tasks[i].pos);
     }
     free(pool.pts);
     free(pool.pos);
-    free(keys);
-    free(pts);
     free(tasks);
     free(round_of);
     free(order);

@@ -1271,12 +1271,14 @@ static void test_every_kernel_gives_the_labels_of_the_scalar_reference(void **st
         for (size_t ki = 0; ki < 4; ki++) {
             int d = ds[di], k = ks[ki];
             float *c = malloc(sizeof(float) * (size_t)k * d);
+            double *cd = malloc(sizeof(double) * (size_t)k * d); /* the same, for cm_assign */
             float *x = malloc(sizeof(float) * N * (size_t)d);
             uint16_t *want = malloc(sizeof(uint16_t) * N), *got = malloc(sizeof(uint16_t) * N);
             float *want_d2 = malloc(sizeof(float) * N), *got_d2 = malloc(sizeof(float) * N);
-            assert_true(c && x && want && got && want_d2 && got_d2);
+            assert_true(c && cd && x && want && got && want_d2 && got_d2);
             for (int i = 0; i < k * d; i++) c[i] = (float)(next_rand(&seed) % 9);
             for (int j = 1; j < k; j += 3) memcpy(c + j * d, c + (j - 1) * d, sizeof(float) * d);
+            for (int i = 0; i < k * d; i++) cd[i] = c[i];
             for (int i = 0; i < N * d; i++) {
                 uint64_t r = next_rand(&seed);
                 x[i] = r % 4 ? (float)(r % 11) - 1.0f : (float)(r % 1000) / 97.0f;
@@ -1306,12 +1308,13 @@ static void test_every_kernel_gives_the_labels_of_the_scalar_reference(void **st
                 if (!cm_kernel_available(kernels[kk])) continue;
                 cm_ctx_t ctx;
                 cm_ctx_init(&ctx);
-                expect_ok(cm_assign(kernels[kk], c, k, d, x, N, got, got_d2, &ctx), &ctx,
+                expect_ok(cm_assign(kernels[kk], cd, k, d, x, N, got, got_d2, &ctx), &ctx,
                           cm_kernel_name(kernels[kk]));
                 assert_memory_equal(got, want, sizeof(uint16_t) * N);
                 assert_memory_equal(got_d2, want_d2, sizeof(float) * N);
             }
             free(c);
+            free(cd);
             free(x);
             free(want);
             free(got);

@@ -1,0 +1,190 @@
+/* The fit on a sample, phase by phase: the parameters checked, a model shaped like the sample,
+ * starting centroids (given, k-means++ or random) among its points, then mini-batch steps
+ * settled by Lloyd iterations on the sample (minibatch.c, exact.c) or an exact mode over the
+ * whole image (exact.c), and the centroids back in sample units. Reads no pixels itself. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+enum {
+    INIT_POINTS_MAX = 200000, /* k-means++ runs on at most this many sample points */
+    POLISH_MAX = 10,          /* Lloyd iterations on the sample after the steps */
+    LLOYD_MAX = 100,          /* Lloyd iterations on the sample from the k-means++ start */
+};
+
+/* What every fit refuses before any work: k out of range, no steps, and several sources with
+ * an algorithm that reads one image. */
+static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm_ctx_t *ctx)
+{
+    int k = cm__params_k(p);
+    CM_FAIL_IF(ctx, p->init_centres && (k < 1 || k > 65535), CM_EUSAGE,
+               "there must be 1 to 65535 starting centres, not %d", k);
+    CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
+    CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
+    CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
+               "the step limit and the batch size must be positive");
+    CM_FAIL_IF(ctx, n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
+               CM_EUSAGE, "several images are fitted with the minibatch algorithm only");
+    return 0;
+}
+
+/* A model of k centroids for the sample's features, measuring distances as the sample was
+ * standardised (its mean and std copied), in p's colour space. */
+static int model_for(const cm_sample_t *sample, const cm_params_t *p, cm_model_t **out,
+                     cm_ctx_t *ctx)
+{
+    int k = cm__params_k(p), d = sample->d;
+    cm_model_t *m = cm__model_new(k, d);
+    CM_FAIL_IF(ctx, !m, CM_ENOMEM, "out of memory for %d centres", k);
+    m->colorspace = p->colorspace;
+    if (sample->mean) {
+        m->mean = malloc(sizeof(double) * d);
+        m->std = malloc(sizeof(double) * d);
+        if (!m->mean || !m->std) {
+            cm_model_free(m);
+            return cm_fail(ctx, CM_ENOMEM, "out of memory");
+        }
+        memcpy(m->mean, sample->mean, sizeof(double) * d);
+        memcpy(m->std, sample->std, sizeof(double) * d);
+    }
+    *out = m;
+    return 0;
+}
+
+/* k-means++ on an evenly strided subset of the n sample points. */
+static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
+                           double *centres, cm_ctx_t *ctx)
+{
+    int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
+    int64_t n_init = (n + stride - 1) / stride;
+    float *init = stride > 1 ? malloc(sizeof(float) * (size_t)n_init * d) : NULL;
+    CM_FAIL_IF(ctx, stride > 1 && !init, CM_ENOMEM, "out of memory seeding");
+    for (int64_t i = 0; stride > 1 && i < n_init; i++)
+        memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
+    int rc = cm__kmeanspp(init ? init : pts, n_init, d, k, p->seed, p->cancel, centres, ctx);
+    free(init);
+    return rc;
+}
+
+/* The starting centroids of m, in the features of the fit: p's own, or chosen by p->init among
+ * the sample's points. */
+static int start_centroids(const cm_sample_t *sample, const cm_params_t *p, cm_model_t *m,
+                           cm_ctx_t *ctx)
+{
+    int k = m->k, d = m->d;
+    if (p->init_centres) { /* given in sample units */
+        cm_stype_t t = sample->srcs[0].grid.stype;
+        for (int j = 0; j < k; j++)
+            cm__centre_features(p->colorspace, t, d, m->mean, m->std,
+                                p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
+        return 0;
+    }
+    if (p->init == CM_INIT_RANDOM)
+        return cm_init_random(sample->pts, sample->n, d, k, p->seed, m->centroids, ctx);
+    return kmeanspp_subset(sample->pts, sample->n, d, k, p, m->centroids, ctx);
+}
+
+/* Mini-batch steps from m's centroids, then a few Lloyd iterations on the in-memory sample to
+ * settle them on its exact means (mini-batch centroids carry the noise of their last batches).
+ * Early noisy steps can also lead them into a worse optimum than Lloyd from the same start
+ * would reach, so that is tried on the sample too, and the lower inertia wins. */
+static int fit_minibatch(const cm_sample_t *sample, const cm_params_t *p, cm_model_t *m,
+                         cm_ctx_t *ctx)
+{
+    size_t n_values = (size_t)m->k * m->d;
+    double *start = malloc(sizeof(double) * n_values); /* NULL: no second try, nothing else */
+    if (start) memcpy(start, m->centroids, sizeof(double) * n_values);
+    double mb_inertia = 0.0, lloyd_inertia = 0.0;
+    int rc = cm__minibatch(sample->pts, sample->n, p, m, ctx);
+    if (rc == 0) rc = cm__polish(sample->pts, sample->n, p, POLISH_MAX, m, &mb_inertia, ctx);
+    m->inertia = mb_inertia; /* the sample's, until a remap measures the image's */
+    int64_t *alt_counts = rc == 0 && start ? calloc((size_t)m->k, sizeof(int64_t)) : NULL;
+    if (alt_counts) {
+        double *mine = m->centroids;
+        int64_t *counts = m->counts;
+        m->centroids = start;
+        m->counts = alt_counts;
+        rc = cm__polish(sample->pts, sample->n, p, LLOYD_MAX, m, &lloyd_inertia, ctx);
+        bool better = rc == 0 && lloyd_inertia < mb_inertia;
+        if (better) m->inertia = lloyd_inertia;
+        m->centroids = better ? start : mine;
+        m->counts = better ? alt_counts : counts;
+        start = better ? mine : start; /* freed below, whichever lost */
+        free(better ? counts : alt_counts);
+    }
+    free(start);
+    return rc;
+}
+
+/* The algorithm that runs: auto is exact and cheap where it applies (one 8-bit image of up to
+ * 3 unscaled colour bands), else mini-batch. */
+static cm_algorithm_t resolve(cm_algorithm_t alg, const cm_sample_t *sample, const cm_model_t *m)
+{
+    if (alg != CM_ALG_AUTO) return alg;
+    return sample->srcs[0].grid.stype == CM_U8 && m->d <= 3 && !m->mean && sample->n_srcs == 1
+               ? CM_ALG_HISTOGRAM
+               : CM_ALG_MINIBATCH;
+}
+
+/* Fits on sample. own is the sample itself when the caller took it for this fit alone
+ * (cm_fit_many), else NULL: an exact pass reads the image, not the sample, so the points an
+ * owner holds are freed before it. */
+static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, cm_model_t **out,
+                  cm_ctx_t *ctx)
+{
+    const cm_grid_t *g = &sample->srcs[0].grid;
+    CM_TRY(check_params(g, sample->n_srcs, p, ctx));
+    bool same = p->seed == sample->seed && p->colorspace == sample->colorspace &&
+                p->scale == sample->scale && cm__sample_px(p) == sample->sample_px;
+    CM_FAIL_IF(ctx, !same, CM_EUSAGE,
+               "the sample was taken with another seed, size, colour space or scaling than the "
+               "fit's");
+    cm_model_t *m = NULL;
+    CM_TRY(model_for(sample, p, &m, ctx));
+    int rc = start_centroids(sample, p, m, ctx);
+    m->algorithm = resolve(p->algorithm, sample, m);
+    if (rc == 0 && m->algorithm == CM_ALG_MINIBATCH) {
+        rc = fit_minibatch(sample, p, m, ctx);
+    } else if (rc == 0) {
+        if (own) { /* the exact modes read the whole image instead */
+            free(own->pts);
+            own->pts = NULL;
+        }
+        rc = cm__fit_exact(&sample->srcs[0], p, m->algorithm, sample, m, ctx);
+    }
+    if (rc < 0) {
+        cm_model_free(m);
+        return rc;
+    }
+    for (int j = 0; (m->mean || m->colorspace != CM_COLORSPACE_RGB) && j < m->k; j++) {
+        double *c = m->centroids + (size_t)j * m->d; /* back to sample units */
+        cm__centre_samples(m->colorspace, g->stype, m->d, m->mean, m->std, c, c);
+    }
+    m->seed = p->seed;
+    m->sample_px = sample->n;
+    *out = m;
+    return 0;
+}
+
+int cm_fit(const cm_source_t *src, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+{
+    return cm_fit_many(src, 1, p, out, ctx);
+}
+
+int cm_fit_many(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, cm_model_t **out,
+                cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, n_srcs < 1, CM_EUSAGE, "no image to fit on");
+    CM_TRY(check_params(&srcs[0].grid, n_srcs, p, ctx)); /* before the sample is read */
+    cm_sample_t *sample = NULL;
+    CM_TRY(cm_sample_take(srcs, n_srcs, p, &sample, ctx));
+    int rc = fit_on(sample, sample, p, out, ctx);
+    cm_sample_free(sample);
+    return rc;
+}
+
+int cm_fit_sample(cm_sample_t *s, const cm_params_t *p, cm_model_t **out, cm_ctx_t *ctx)
+{
+    return fit_on(s, NULL, p, out, ctx);
+}
