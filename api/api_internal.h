@@ -1,19 +1,178 @@
-/* What the file-level functions of the API share, not exported. */
+/* What the file-level functions of the API share; not exported. */
 #ifndef CM_API_INTERNAL_H
 #define CM_API_INTERNAL_H
 
+#include <stdio.h>
+
+#include "base_internal.h"
 #include "chunkmeans.h"
+
+/* ---- options (options.c) ---- */
+
+/* o with the defaults that depend on the machine resolved: the threads. */
+cm_options_t cm__resolved(const cm_options_t *o);
+
+/* Tells o->warn (when set) a warning about a setting (about.setting CM_SETTING_NONE: none). */
+void cm__warn(const cm_options_t *o, cm_about_t about, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The directory of path ("." when it has none, "/" for the root), into buf of size bytes. */
+void cm__dir_of(const char *path, char *buf, size_t size);
+
+/* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
+int cm__check_not_dir(const char *path, cm_ctx_t *ctx);
+
+/* CM_EIO, naming path, when no file can be made next to it (its directory is missing or not
+ * writable): found before any work rather than after it. path may be NULL. */
+int cm__check_writable(const char *path, cm_ctx_t *ctx);
+
+/* When ctx holds a bad input whose message does not name path, puts "path: " before it. */
+void cm__name_input(cm_ctx_t *ctx, const char *path);
+
+/* ---- inputs (input.c) ---- */
+
+/* An input of the file-level functions: the image, the source that reads it (with o's nodata,
+ * else the image's), where its spill stores go, and its chunk reads counted. It must stay in
+ * place while open: the source points at it. */
+typedef struct cm__input {
+    const char *path;
+    cm_image_t *img;
+    const cm_image_info_t *info;
+    cm_source_t src;
+    char scratch_dir[4096];
+    bool prepared;
+    int64_t reads; /* atomic */
+} cm__input_t;
+
+/* Opens path for n_workers threads (the options' when <= 0) with the options' tiles and cancel
+ * flag; spill stores go to scratch_dir (o->scratch_dir wins when set). CM_EINPUT naming the file
+ * when it cannot be read; CM_EUSAGE for a bad tile side. cm__input_close in any case. */
+int cm__input_open(cm__input_t *in, const char *path, const cm_options_t *o, int n_workers,
+                   const char *scratch_dir, cm_ctx_t *ctx);
+
+/* Makes the input ready for reading its pixels, once: tells o->opened, then streams a file of
+ * huge strips into its spill store. */
+int cm__input_prepare(cm__input_t *in, const cm_options_t *o, cm_ctx_t *ctx);
+
+/* The chunk reads of the input since the last call. */
+int64_t cm__input_take_reads(cm__input_t *in);
+
+/* Closes the image; safe on an input that failed to open, and twice. */
+void cm__input_close(cm__input_t *in);
+
+/* CM_EUSAGE naming the input when colour space cs cannot be used on it: lab needs an RGB
+ * image (3 colour bands of uint8, uint16 or float32, plus an optional alpha). */
+int cm__input_check_colorspace(const cm__input_t *in, cm_colorspace_t cs, cm_ctx_t *ctx);
+
+/* What a model fitted on the input fits: its bands, alpha band and sample type. */
+cm_model_meta_t cm__meta_of(const cm_image_info_t *in);
+
+/* "3 bands of uint8", "4 bands of uint16 with alpha": what a model must agree with. */
+void cm__describe_pixels(const cm_image_info_t *in, char *buf, size_t size);
+
+/* The source of an image as o reads it: its grid, and o's nodata, else the image's. read,
+ * keep and self are left for the caller. */
+cm_source_t cm__source_of(const cm_options_t *o, const cm_image_info_t *in);
 
 /* CM_EINPUT naming path when model (and meta, when not NULL: the images it was fitted on)
  * does not fit the image in: other bands, alpha band or sample type, or other features. */
 int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *meta, const char *path,
                    const cm_image_info_t *in, cm_ctx_t *ctx);
 
-/* The directory of path ("." when it has none, "/" for the root), into buf of size bytes. */
-void cm__dir_of(const char *path, char *buf, size_t size);
+/* ---- the outputs of one image (outputs.c, writers_sink.c) ---- */
 
-/* The source of an image as o reads it: its grid, and o's nodata, else the image's. read,
- * keep and self are left for the caller. */
-cm_source_t cm__source_of(const cm_options_t *o, const cm_image_info_t *in);
+/* Where a remap pass writes TIFFs: out receives the recoloured pixels (or the labels, when
+ * out_takes_labels: a palette image), labels (or NULL) the label map; grid is the source's. */
+typedef struct cm__writers_sink {
+    const cm_grid_t *grid;
+    cm_writer_t *out, *labels;
+    bool out_takes_labels;
+} cm__writers_sink_t;
+
+/* The sink for cm_remap over those writers: tiles are compressed in the workers and written
+ * in chunk order. state must stay in place until the remap returns. */
+cm_sink_t cm__writers_sink(const cm__writers_sink_t *state);
+
+/* The recoloured image and label map written for one input. */
+typedef struct cm__outputs {
+    const cm_image_info_t *in;
+    const char *out, *labels;
+    cm_bigtiff_t bigtiff;
+    cm_writer_spec_t spec, lspec;
+    bool palette, maskable; /* palette: the output's pixels are the labels */
+    int label_bits;
+    uint32_t masked;
+    cm_writer_t *w_out, *w_labels;
+    cm__writers_sink_t sink; /* what the remap's sink writes through */
+} cm__outputs_t;
+
+/* Chooses compression (the input's, or deflate when it is lossy or cannot be written, with a
+ * warning), format and BigTIFF for writing the image img (read through src) recoloured with k
+ * colours to out, and its label map to labels (NULL: none). CM_EUSAGE, naming out, for
+ * options that cannot hold it. Opens nothing. */
+int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
+                     const cm_source_t *src, int k, const char *out, const char *labels,
+                     cm_ctx_t *ctx);
+/* Opens the writers (their temporary files): the image's unless it is a palette output, whose
+ * colour map waits for the model, and the label map's. CM_EIO when a path is a directory. */
+int cm__outputs_open(cm__outputs_t *w, cm_ctx_t *ctx);
+/* Plans for a lower k (fewer pixels than centroids), opening the label map again if its
+ * sample type changes. */
+int cm__outputs_set_k(cm__outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx);
+/* The sink of the remap pass with model m (opens a palette output's writer now). w must stay
+ * in place until the remap returns. */
+int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx);
+/* Renames the label map, then the image, into place; when the image fails the label map is
+ * removed again. Frees the writers either way. */
+int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx);
+/* Drops whatever is not committed; safe to call twice. */
+void cm__outputs_abort(cm__outputs_t *w);
+
+/* ---- fitting (fit_files.c, models.c) ---- */
+
+/* Lowers *k, with a warning naming what, to n_px when the images hold fewer pixels. */
+void cm__k_within(int *k, int64_t n_px, const char *what, const cm_options_t *o);
+
+/* Fits p->k centroids on the sources: on sample (taken from them with p) when not NULL, which
+ * fits of several k share, else on a sample of their own. When they turn out to hold fewer
+ * pixels that take part than k, warns (naming what), lowers p->k to their number and fits
+ * again (on the same sample: it does not depend on k). */
+int cm__fit_within(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, cm_params_t *p,
+                   const char *what, const cm_options_t *o, cm_model_t **out, cm_ctx_t *ctx);
+
+/* Reads o->init_path (when set) for images of d features into *centroids (owned by the caller)
+ * and p->init_centres, init_k and k. CM_EINPUT naming the file when it cannot be read or its rows
+ * do not have d numbers; CM_EUSAGE when p->k is set (> 0) and differs from their number. */
+int cm__init_load(const cm_options_t *o, int d, cm_params_t *p, double **centroids, cm_ctx_t *ctx);
+
+/* Writes model m, fitted on images like meta, as JSON to path, atomically. */
+int cm__model_write(const cm_model_t *m, const cm_model_meta_t *meta, const char *path,
+                    cm_ctx_t *ctx);
+
+/* ---- trace and graph files (dumps.c) ---- */
+
+/* The trace and the task graphs a piece of work writes (o->trace_path, o->graph_path). */
+typedef struct cm__dumps {
+    const cm_options_t *o;
+    cm_trace_t *own_trace; /* made here when the caller's parameters hold none */
+    FILE *graph;           /* the graphs' DOT text, gathered in memory */
+    char *graph_text;
+    size_t graph_size;
+} cm__dumps_t;
+
+/* Sets p up to record what o asks to be written (a trace, the graphs). CM_ENOMEM. */
+int cm__dumps_begin(cm__dumps_t *d, const cm_options_t *o, cm_params_t *p, cm_ctx_t *ctx);
+
+/* Writes them, whether the work succeeded (rc 0) or not: that is when they help most; frees
+ * what begin made. Returns rc, or when rc is 0 the failure of writing them (in ctx). A trace
+ * that cannot be written after a failed run is told through o->warn. */
+int cm__dumps_end(cm__dumps_t *d, const cm_params_t *p, int rc, cm_ctx_t *ctx);
+
+/* ---- the summary of a run (summary.c) ---- */
+
+/* Writes the summary of a run of in_path with its n outputs to path, atomically. */
+int cm__summary_write(const char *path, const char *in_path, const cm_params_t *p,
+                      const cm_run_output_t *outs, const int *ks_asked, int n,
+                      const cm_run_report_t *r, cm_ctx_t *ctx);
 
 #endif

@@ -1,5 +1,6 @@
 /* cm_apply_files: one model applied to many TIFF files in one remap pass, each file a
- * sub-graph of it (cm_remap_batch), opened when the pass reaches it. */
+ * sub-graph of it (cm_remap_batch), opened when the pass reaches it and closed as soon as its
+ * outputs are committed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,15 +8,14 @@
 #include <sys/stat.h>
 
 #include "api_internal.h"
-#include "base_internal.h"
 
 /* A file while the pass holds it: between open and close. */
 typedef struct file_run {
     cm_file_job_t *job;
     const struct batch *b;
     cm_model_t *model; /* its own copy: the pass writes its counts */
-    cm_image_t *img;
-    cm_outputs_t w;
+    cm__input_t in;
+    cm__outputs_t w;
     cm_sink_t sink;
 } file_run_t;
 
@@ -61,44 +61,21 @@ static void finish(const batch_t *b, cm_file_job_t *job, int rc, const cm_ctx_t 
     if (b->done) b->done(b->user, job);
 }
 
-int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *m, const char *path,
-                   const cm_image_info_t *in, cm_ctx_t *ctx)
-{
-    if (m && (in->bands != m->bands || in->stype != m->stype || in->alpha_band != m->alpha_band))
-        return cm_fail(ctx, CM_EINPUT,
-                       "%s: %d band%s of %s%s, but the model%s%s was fitted on %d band%s of %s%s",
-                       path, in->bands, in->bands == 1 ? "" : "s", in->sample_type,
-                       in->alpha_band >= 0 ? " with alpha" : "", m->name ? " " : "",
-                       m->name ? m->name : "", m->bands, m->bands == 1 ? "" : "s",
-                       cm_stype_name(m->stype), m->alpha_band >= 0 ? " with alpha" : "");
-    CM_FAIL_IF(ctx, model->d != cm_grid_features(&in->grid), CM_EINPUT,
-               "%s: %d features per pixel, but the model has %d", path, cm_grid_features(&in->grid),
-               model->d);
-    return 0;
-}
-
-static int read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
-{
-    return cm_image_read_chunk(self, worker, idx, buf, ctx);
-}
-
 /* Reads the header of a job's input to plan its sub-graph (grid, masks, labels) and checks
  * that the model fits it; the file is closed again until the pass reaches it. */
 static int probe(const batch_t *b, const cm_file_job_t *job, cm_remap_job_t *rj, cm_ctx_t *ctx)
 {
-    cm_image_t *img = NULL;
-    int rc = cm_image_open(job->in, 1, &img, ctx);
-    if (rc == 0) rc = cm_image_set_chunk_side(img, b->o->tile, ctx);
-    if (rc == 0) rc = cm__model_fits(b->model, b->meta, job->in, cm_image_info(img), ctx);
+    cm__input_t in;
+    int rc = cm__input_open(&in, job->in, b->o, 1, ".", ctx);
+    if (rc == 0) rc = cm__model_fits(b->model, b->meta, job->in, in.info, ctx);
     if (rc == 0) {
-        const cm_image_info_t *in = cm_image_info(img);
-        bool palette =
-            b->o->format == CM_FORMAT_PALETTE || (b->o->format == CM_FORMAT_AUTO && in->palette);
-        rj->src = cm__source_of(b->o, in);
+        bool palette = b->o->format == CM_FORMAT_PALETTE ||
+                       (b->o->format == CM_FORMAT_AUTO && in.info->palette);
+        rj->src = cm__source_of(b->o, in.info);
         rj->k = b->model->k;
         rj->want_labels = job->labels || palette;
     }
-    cm_image_close(img);
+    cm__input_close(&in);
     return rc;
 }
 
@@ -111,23 +88,18 @@ static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_
     const cm_options_t *o = b->o;
     f->model = cm_model_copy(b->model);
     CM_FAIL_IF(ctx, !f->model, CM_ENOMEM, "%s: out of memory", f->job->in);
-    CM_TRY(cm_image_open(f->job->in, b->n_threads, &f->img, ctx));
-    if (o->params.cancel) cm_image_set_cancel(f->img, o->params.cancel);
-    CM_TRY(cm_image_set_chunk_side(f->img, o->tile, ctx));
-    const cm_image_info_t *in = cm_image_info(f->img);
-    CM_TRY(cm__model_fits(b->model, b->meta, f->job->in, in,
-                          ctx)); /* it may have changed since the probe */
-    *src = cm__source_of(o, in);
-    src->read = read_chunk;
-    src->self = f->img;
-    CM_TRY(cm_outputs_plan(&f->w, o, f->img, src, f->model->k, f->job->out, f->job->labels, ctx));
-    CM_TRY(cm_outputs_open(&f->w, ctx));
-    if (in->streamed) { /* strips too large for chunks: decoded once into a spill store */
-        char dir[4096];
-        cm__dir_of(f->job->out, dir, sizeof dir);
-        CM_TRY(cm_image_prepare(f->img, o->scratch_dir ? o->scratch_dir : dir, ctx));
-    }
-    CM_TRY(cm_outputs_sink(&f->w, f->model, &f->sink, ctx));
+    char dir[4096];
+    cm__dir_of(f->job->out, dir, sizeof dir);
+    CM_TRY(cm__input_open(&f->in, f->job->in, o, b->n_threads, dir, ctx));
+    /* It may have changed since the probe. */
+    CM_TRY(cm__model_fits(b->model, b->meta, f->job->in, f->in.info, ctx));
+    *src = f->in.src;
+    CM_TRY(
+        cm__outputs_plan(&f->w, o, f->in.img, src, f->model->k, f->job->out, f->job->labels, ctx));
+    CM_TRY(cm__outputs_open(&f->w, ctx));
+    /* Strips too large for chunks are decoded once into a spill store. */
+    CM_TRY(cm_image_prepare(f->in.img, f->in.scratch_dir, ctx));
+    CM_TRY(cm__outputs_sink(&f->w, f->model, &f->sink, ctx));
     *model = f->model;
     *sink = &f->sink;
     return 0;
@@ -138,17 +110,15 @@ static int file_close(void *self, int rc, cm_ctx_t *ctx)
 {
     file_run_t *f = self;
     cm_file_job_t *job = f->job;
-    if (rc == 0) rc = cm_outputs_commit(&f->w, ctx);
+    if (rc == 0) rc = cm__outputs_commit(&f->w, ctx);
     if (rc == 0) {
-        const cm_image_info_t *in = cm_image_info(f->img);
-        job->width = in->width;
-        job->height = in->height;
+        job->width = f->in.info->width;
+        job->height = f->in.info->height;
         job->mse = f->model->n_pixels ? f->model->inertia / (double)f->model->n_pixels : 0.0;
     }
-    cm_outputs_abort(&f->w);
-    cm_image_close(f->img);
+    cm__outputs_abort(&f->w);
+    cm__input_close(&f->in);
     cm_model_free(f->model);
-    f->img = NULL;
     f->model = NULL;
     finish(f->b, job, rc, ctx);
     return rc;
@@ -209,12 +179,16 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         j->rc = 0;
         cm_ctx_init(&j->why);
     }
+    cm_params_t p = o->params;
+    cm__dumps_t dumps;
+    CM_TRY(cm__dumps_begin(&dumps, o, &p, ctx));
     cm_remap_job_t *rjobs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(cm_remap_job_t));
     file_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(file_run_t));
     if (!rjobs || !runs) {
         free(rjobs);
         free(runs);
-        return cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
+        return cm__dumps_end(
+            &dumps, &p, cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs), ctx);
     }
     const volatile sig_atomic_t *cancel = o->params.cancel;
     int n = 0;
@@ -238,22 +212,17 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         rjobs[n].self = &runs[n];
         n++;
     }
-    cm_params_t p = o->params;
     int asked = b.n_threads, max_open = max_open_files(&b.n_threads);
-    if (b.n_threads < asked && o->warn) {
-        cm_ctx_t w;
-        cm_ctx_init(&w);
-        cm_fail(&w, CM_OK,
-                "inputs opened by %d threads need more files open than allowed; using %d "
-                "thread%s",
-                asked, b.n_threads, b.n_threads == 1 ? "" : "s");
-        o->warn(o->warn_user, &w);
-    }
+    if (b.n_threads < asked)
+        cm__warn(o, (cm_about_t){0},
+                 "inputs opened by %d threads need more files open than allowed; using %d "
+                 "thread%s",
+                 asked, b.n_threads, b.n_threads == 1 ? "" : "s");
     p.n_threads = b.n_threads;
     int rc = cancel && *cancel
                  ? close_unrun(rjobs, n, cm_fail(ctx, CM_ECANCELED, "interrupted"), ctx)
                  : cm_remap_batch(rjobs, n, max_open, &p, ctx);
     free(rjobs);
     free(runs);
-    return rc;
+    return cm__dumps_end(&dumps, &p, rc, ctx);
 }

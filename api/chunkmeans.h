@@ -3,15 +3,18 @@
  * the headers it pulls in are installed next to it and are part of the same API.
  *
  * Two levels:
- * - whole files: cm_fit_file, cm_apply_file and cm_run_file do what `chunkmeans fit`, `apply`
- *   and `run` do for one image (read a TIFF, fit, write the recoloured TIFF atomically), and
- *   cm_model_load / cm_model_save read and write model JSON files;
+ * - whole files: cm_run_file, cm_fit_files and cm_apply_files do what `chunkmeans run`, `fit`
+ *   and `apply` do (the command is a caller of them and nothing else): read TIFFs, fit, write
+ *   recoloured TIFFs, label maps and models atomically; cm_fit_file and cm_apply_file are the
+ *   one-image forms, cm_model_load / cm_model_save read and write model JSON files, and
+ *   cm_info_file describes a file;
  * - chunks: cm_image_open (cm_io.h) and cm_fit / cm_remap (cm_engine.h) over a cm_source_t and
  *   a cm_sink_t of the caller's, for pixels that do not come from or go to a TIFF file.
  *
  * Errors: every function returns 0 or a negative CM_E* code (cm_base.h); the message, naming
  * the file and the reason, is in the cm_ctx_t the caller passed (cm_ctx_init it first; the
- * first failure recorded wins). cm_strerror gives a code's short name. */
+ * first failure recorded wins), with what it is about when that is one of the caller's
+ * settings (cm_ctx_t.about). cm_strerror gives a code's short name. */
 #ifndef CHUNKMEANS_H
 #define CHUNKMEANS_H
 
@@ -32,7 +35,7 @@
 const char *cm_version(void);
 
 /* The pixels of an output: the recoloured samples (rgb: the input's bands and sample type),
- * or the labels with the centres as a TIFF colour map (palette: grey or RGB input of 8 or 16
+ * or the labels with the centroids as a TIFF colour map (palette: grey or RGB input of 8 or 16
  * bits, k up to 256); auto: palette for a palette input, else rgb. */
 typedef enum cm_format { CM_FORMAT_AUTO, CM_FORMAT_RGB, CM_FORMAT_PALETTE } cm_format_t;
 
@@ -43,44 +46,113 @@ typedef enum cm_bigtiff { CM_BIGTIFF_AUTO, CM_BIGTIFF_ALWAYS, CM_BIGTIFF_NEVER }
 /* What the file-level functions do beyond the engine's parameters. */
 typedef struct cm_options {
     /* k, seed, threads, memory budget, algorithm, steps, progress callback, cancel flag...:
-     * as for cm_fit and cm_remap. */
+     * as for cm_fit and cm_remap. With init_path, k 0 takes the file's number of centroids. */
     cm_params_t params;
     /* TIFF COMPRESSION_* code of the output (cm_compression_parse turns "deflate" into one),
      * or -1: the input's, or deflate when the input's is lossy or cannot be written. */
     int compression;
-    /* Also write the label map here (one band: uint8 when k fits, else uint16), or NULL. */
+    /* cm_apply_file: also write the label map here (one band: uint8 when k fits, else uint16),
+     * or NULL. (cm_run_file and cm_apply_files name label maps per output.) */
     const char *labels_path;
     /* Samples equal to nodata mark pixels outside the data (else the input's GDAL_NODATA). */
     bool has_nodata;
     double nodata;
     /* Output tiles of tile x tile pixels, a multiple of 16 from 16 to 4096 (512). */
     int64_t tile;
-    /* Where spill stores of chunks go; NULL: the output's directory (for a fit, "."). */
+    /* Where spill stores of chunks go; NULL: the output's directory (for a fit, the model's,
+     * else "."). */
     const char *scratch_dir;
     cm_format_t format;
     cm_bigtiff_t bigtiff;
     /* cm_apply_files: write outputs that exist already (else they are skipped). */
     bool overwrite;
-    /* Called with each warning (an input's compression that cannot be written, a lossy
-     * output): its message, and what it is about (cm_ctx_t.about), from any thread; NULL:
-     * warnings are dropped. */
+    /* Start the fit from the centroids in this JSON file (a model, {"colors": [[r, g, b],
+     * ...]} or a list of rows, in sample units; see cm_init_from_json), or NULL. */
+    const char *init_path;
+    /* cm_run_file: also write the summary of every output here as JSON (k, inertia, counts,
+     * paths, chunk reads), or NULL. */
+    const char *summary_path;
+    /* Also write every task's times here as Chrome trace events (cm_trace_write_json), and
+     * the task graphs in DOT form (cm_graph_write_dot) to graph_path; NULL: not. Both are
+     * written whether the work succeeds or not. A trace of the caller's in params.trace is
+     * the one written. */
+    const char *trace_path, *graph_path;
+    /* Called with each warning (k lowered to the pixels there are, an input's compression that
+     * cannot be written, a lossy output): its message, and what it is about (cm_ctx_t.about),
+     * from any thread; NULL: warnings are dropped. */
     void (*warn)(void *user, const cm_ctx_t *warning);
-    void *warn_user;
+    /* Called by cm_run_file, cm_fit_files and cm_info_file with each input once it is open and
+     * checked, before its pixels are read (and before a file of huge strips is streamed into a
+     * spill store), from the calling thread; NULL: not. */
+    void (*opened)(void *user, const char *path, const cm_image_info_t *in);
+    void *user; /* passed to warn and opened */
 } cm_options_t;
 
 /* Defaults for every field: cm_params_default, compression -1, no label map, nodata from the
- * input, tiles of 512, format and BigTIFF auto, no overwriting, no warnings. */
+ * input, tiles of 512, format and BigTIFF auto, no overwriting, no files of centroids, summary,
+ * trace or graph, no callbacks. */
 void cm_options_default(cm_options_t *o);
 
-/* Opens the TIFF at in_path and fits o->params.k colours on it (k is lowered to the number of
- * pixels when the image has fewer). The caller frees *out with cm_model_free. When meta is not
- * NULL it receives what the model fits (bands, alpha band, sample type, version), for
- * cm_model_save. Deterministic: the same file, seed and options give the same model whatever
- * the number of threads. Thread-safe for distinct contexts. */
+/* ---- one input, fitted and recoloured: run ---- */
+
+/* One k of cm_run_file: what to write for it and, once cm_run_file returns 0, its model. */
+typedef struct cm_run_output {
+    int k;              /* centroids asked for; 0: o->params.k (or init_path's number) */
+    const char *out;    /* the recoloured image */
+    const char *labels; /* its label map (uint8 when k fits, else uint16), or NULL */
+    const char *model;  /* its model as JSON (the schema of cm_model_save), or NULL */
+    /* Filled in: the model, with the counts and inertia of the whole image (its k may be lower
+     * than asked: the image's pixels that take part, with a warning). The caller frees it with
+     * cm_model_free; NULL after a failure. */
+    cm_model_t *fitted;
+} cm_run_output_t;
+
+/* What a run did, for reports. */
+typedef struct cm_run_report {
+    cm_model_meta_t meta;    /* what the models fit: the input's bands, alpha, sample type */
+    int64_t width, height;   /* of the input */
+    int64_t chunks;          /* in its grid */
+    int64_t fit_chunks_read; /* chunk reads of the sample and the fits */
+    int64_t chunks_read;     /* chunk reads of the remap pass: one per chunk */
+    double fit_seconds;      /* from the start to the fitted models (opening included) */
+    double remap_seconds;    /* from the fitted models to the committed outputs */
+} cm_run_report_t;
+
+/* Fits each outs[i].k colours on the TIFF at in_path and writes, in ONE pass over it, every
+ * output: the image with every pixel replaced by its nearest centroid (outs[i].out), and its
+ * label map and model when named; and the summary (o->summary_path), trace and graphs (o's).
+ * Every k is fitted on one sample, read once: the sample depends on the seed, never on k, so
+ * each model is the one a run with that k alone makes. k above the image's pixels, or above
+ * those that take part (alpha 0, nodata and non-finite pixels do not), is lowered to them with
+ * a warning. Outputs appear only when every one of them is complete: on failure nothing is
+ * left at any of their paths. n_outs: 1 to 16 different k (CM_EUSAGE otherwise; with
+ * o->init_path, one). report (may be NULL) receives the run's figures. Deterministic: the same
+ * file, seed and options give the same bytes whatever the number of threads. */
+int cm_run_file(const char *in_path, cm_run_output_t *outs, int n_outs, const cm_options_t *o,
+                cm_run_report_t *report, cm_ctx_t *ctx);
+
+/* ---- fit on files, apply to files ---- */
+
+/* Fits o->params.k colours on a sample drawn from the n_in TIFFs alike (every valid pixel has
+ * the same chance to be in it, so each file weighs by its number of valid pixels), lowering k
+ * with a warning as cm_run_file does, and writes the model to model_path when it is not NULL.
+ * The inputs must agree in bands, alpha band and sample type (CM_EINPUT naming the first that
+ * does not); several inputs take the minibatch algorithm only (auto means it). *out (may be
+ * NULL when not wanted) receives the model (free it with cm_model_free), meta (may be NULL)
+ * what it fits. Each input is opened once per thread: with a lower limit of open files, fewer
+ * threads, with a warning (see cm_fit_files_descriptors). Deterministic, as cm_run_file. */
+int cm_fit_files(const char *const *in_paths, int n_in, const char *model_path,
+                 const cm_options_t *o, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx);
+
+/* cm_fit_files on one file, with no model file. */
 int cm_fit_file(const char *in_path, const cm_options_t *o, cm_model_t **out, cm_model_meta_t *meta,
                 cm_ctx_t *ctx);
 
-/* Writes out_path: the TIFF at in_path with every pixel replaced by its nearest centre of
+/* The open files cm_fit_files would like for n_in inputs with n_threads threads (<= 0: one
+ * per core): a caller may raise its RLIMIT_NOFILE towards it first. */
+int64_t cm_fit_files_descriptors(int n_in, int n_threads);
+
+/* Writes out_path: the TIFF at in_path with every pixel replaced by its nearest centroid of
  * model (and the label map at o->labels_path when set). Output has the input's size, bands,
  * sample type and meaningful tags, and appears only when complete: on failure nothing is left
  * at out_path or labels_path. Updates model->counts, inertia and n_pixels with the figures of
@@ -88,24 +160,6 @@ int cm_fit_file(const char *in_path, const cm_options_t *o, cm_model_t **out, cm
  * (CM_EINPUT otherwise); without it only the number of features is checked. */
 int cm_apply_file(cm_model_t *model, const cm_model_meta_t *meta, const char *in_path,
                   const char *out_path, const cm_options_t *o, cm_ctx_t *ctx);
-
-/* cm_fit_file then cm_apply_file on one opening of the image, as `chunkmeans run` does: the
- * same pixels as the two calls. *out (may be NULL when not wanted) receives the model, with
- * counts and inertia of the whole image; meta as for cm_fit_file. */
-int cm_run_file(const char *in_path, const char *out_path, const cm_options_t *o, cm_model_t **out,
-                cm_model_meta_t *meta, cm_ctx_t *ctx);
-
-/* Writes a model as JSON (the schema of `chunkmeans fit -o`) to path, atomically. meta says
- * which images it fits (from cm_fit_file or cm_model_load). */
-int cm_model_save(const cm_model_t *m, const cm_model_meta_t *meta, const char *path,
-                  cm_ctx_t *ctx);
-
-/* Reads a model JSON file (from cm_model_save, `chunkmeans fit` or `run --model-out`),
- * checking every field: CM_EINPUT naming the file otherwise. The caller frees *out with
- * cm_model_free; meta (may be NULL) receives what it fits. */
-int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx);
-
-/* ---- batches ---- */
 
 typedef enum cm_file_state {
     CM_FILE_TODO,    /* not reached (the batch was cancelled) */
@@ -120,10 +174,10 @@ typedef struct cm_file_job {
     const char *labels; /* its label map, or NULL */
     /* outcome */
     cm_file_state_t state;
-    int rc;       /* 0, or the CM_E* code of its failure */
-    cm_ctx_t why; /* the failure: its message names the file */
-    int64_t width, height;    /* of a file written */
-    double mse;               /* its mean squared error to the centres (the model's units) */
+    int rc;                /* 0, or the CM_E* code of its failure */
+    cm_ctx_t why;          /* the failure: its message names the file */
+    int64_t width, height; /* of a file written */
+    double mse;            /* its mean squared error to the centroids (the model's units) */
 } cm_file_job_t;
 
 /* Applies model to n_jobs inputs, each written as cm_apply_file writes one, in ONE remap pass
@@ -134,7 +188,8 @@ typedef struct cm_file_job {
  * others go on. done (may be NULL) is called once for every job when it ends (written,
  * skipped or failed), from any thread. Returns 0 once every job has its outcome, or the
  * failure that stopped the batch (CM_ECANCELED after a cancel: the jobs not done stay
- * CM_FILE_TODO or are CM_FILE_FAILED with it).
+ * CM_FILE_TODO or are CM_FILE_FAILED with it), or, every job having its outcome, the failure
+ * to write o->trace_path.
  * Resources: at most threads + 1 inputs are open at once, each once per thread (fewer inputs,
  * or fewer threads with a warning, under a lower limit of open files; see
  * cm_apply_files_descriptors). The budget holds the chunks in flight; beyond it, each open
@@ -145,59 +200,28 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
                    int n_jobs, const cm_options_t *o,
                    void (*done)(void *user, const cm_file_job_t *job), void *user, cm_ctx_t *ctx);
 
-/* Where a remap pass writes TIFFs: out receives the recoloured pixels (or the labels, when
- * out_takes_labels: a palette image), labels (or NULL) the label map; grid is the source's. */
-typedef struct cm_writers_sink {
-    const cm_grid_t *grid;
-    cm_writer_t *out, *labels;
-    bool out_takes_labels;
-} cm_writers_sink_t;
-
-/* The sink for cm_remap over those writers: tiles are compressed in the workers and written
- * in chunk order. state must stay in place until the remap returns. */
-cm_sink_t cm_writers_sink(const cm_writers_sink_t *state);
-
 /* The open files cm_apply_files would like with n_threads threads (<= 0: one per core): a
  * caller may raise its RLIMIT_NOFILE towards it first. With a lower limit the batch keeps
  * fewer files open at once, or uses fewer threads, and gives the same files. */
 int64_t cm_apply_files_descriptors(int n_threads);
 
-/* ---- the outputs of one image ----
- * What cm_apply_file writes, in steps, for callers that remap with several models at once or
- * need the writers between planning and writing. */
+/* ---- models and files ---- */
 
-/* The recoloured image and label map written for one input. */
-typedef struct cm_outputs {
-    const cm_image_info_t *in;
-    const char *out, *labels;
-    cm_bigtiff_t bigtiff;
-    cm_writer_spec_t spec, lspec;
-    bool palette, maskable; /* palette: the output's pixels are the labels */
-    int label_bits;
-    uint32_t masked;
-    cm_writer_t *w_out, *w_labels;
-    cm_writers_sink_t sink; /* what the remap's sink writes through */
-} cm_outputs_t;
+/* Writes a model as JSON (the schema of `chunkmeans fit -o`) to path, atomically. meta says
+ * which images it fits (from cm_fit_file or cm_model_load). */
+int cm_model_save(const cm_model_t *m, const cm_model_meta_t *meta, const char *path,
+                  cm_ctx_t *ctx);
 
-/* Chooses compression (the input's, or deflate when it is lossy or cannot be written, with a
- * warning), format and BigTIFF for writing the image img (read through src) recoloured with k
- * colours to out, and its label map to labels (NULL: none). CM_EUSAGE, naming out, for
- * options that cannot hold it. Opens nothing. */
-int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, const cm_source_t *src,
-                    int k, const char *out, const char *labels, cm_ctx_t *ctx);
-/* Opens the writers (their temporary files): the image's unless it is a palette output, whose
- * colour map waits for the model, and the label map's. CM_EIO when a path is a directory. */
-int cm_outputs_open(cm_outputs_t *w, cm_ctx_t *ctx);
-/* Plans for a lower k (fewer pixels than centres), opening the label map again if its sample
- * type changes. */
-int cm_outputs_set_k(cm_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx);
-/* The sink of the remap pass with model m (opens a palette output's writer now). w must stay
- * in place until the remap returns. */
-int cm_outputs_sink(cm_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx);
-/* Renames the label map, then the image, into place; when the image fails the label map is
- * removed again. Frees the writers either way. */
-int cm_outputs_commit(cm_outputs_t *w, cm_ctx_t *ctx);
-/* Drops whatever is not committed; safe to call twice. */
-void cm_outputs_abort(cm_outputs_t *w);
+/* Reads a model JSON file (from cm_model_save, `chunkmeans fit` or `run --model-out`),
+ * checking every field: CM_EINPUT naming the file otherwise. The caller frees *out with
+ * cm_model_free; meta (may be NULL) receives what it fits. */
+int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx);
+
+/* Describes the TIFF at path, read in chunks of o->tile (*info: its size, bands, layout,
+ * georeferencing, nodata...; the strings in it are static), and when n_colors is not NULL
+ * counts its distinct colours exactly, streaming it with o's threads, budget, progress and
+ * cancel flag (8-bit images of up to 3 colour bands; CM_EINPUT otherwise). */
+int cm_info_file(const char *path, const cm_options_t *o, cm_image_info_t *info, int64_t *n_colors,
+                 cm_ctx_t *ctx);
 
 #endif

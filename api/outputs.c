@@ -2,39 +2,10 @@
  * compression and format chosen from the input, the writers of the recoloured image and of
  * the label map, and the sink that hands them the remapped chunks. */
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "chunkmeans.h"
-
-static void warn(const cm_options_t *o, cm_about_t about, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void warn(const cm_options_t *o, cm_about_t about, const char *fmt, ...)
-{
-    if (!o->warn) return;
-    cm_ctx_t w;
-    cm_ctx_init(&w);
-    char msg[CM_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cm_fail_about(&w, CM_OK, about, "%s", msg);
-    o->warn(o->warn_user, &w);
-}
-
-/* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
-static int check_not_dir(const char *path, cm_ctx_t *ctx)
-{
-    struct stat st;
-    CM_FAIL_IF(ctx, path && stat(path, &st) == 0 && S_ISDIR(st.st_mode), CM_EIO,
-               "%s: is a directory", path);
-    return 0;
-}
+#include "api_internal.h"
 
 /* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
  * colours (grey centres on all three channels); unused entries stay black. */
@@ -54,7 +25,7 @@ static bool big(cm_bigtiff_t b, const cm_writer_spec_t *spec)
 }
 
 /* The label map's spec for k clusters. */
-static void plan_labels(cm_outputs_t *w, const cm_source_t *src, int k)
+static void plan_labels(cm__outputs_t *w, const cm_source_t *src, int k)
 {
     w->maskable = cm_labels_plan(src, k, &w->label_bits, &w->masked);
     cm_writer_spec_labels(&w->spec, w->label_bits, w->masked, &w->lspec);
@@ -62,28 +33,29 @@ static void plan_labels(cm_outputs_t *w, const cm_source_t *src, int k)
     w->lspec.bigtiff = big(w->bigtiff, &w->lspec);
 }
 
-int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, const cm_source_t *src,
-                    int k, const char *out, const char *labels, cm_ctx_t *ctx)
+int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
+                     const cm_source_t *src, int k, const char *out, const char *labels,
+                     cm_ctx_t *ctx)
 {
     const cm_image_info_t *in = cm_image_info(img);
-    *w = (cm_outputs_t){.in = in, .out = out, .labels = labels, .bigtiff = o->bigtiff};
+    *w = (cm__outputs_t){.in = in, .out = out, .labels = labels, .bigtiff = o->bigtiff};
     /* The input's compression, unless it is lossy (the output would hold more than k colours)
      * or one this build cannot write: then deflate. */
     int compression = o->compression >= 0 ? o->compression : in->compression;
     if (o->compression < 0 && (cm_compression_lossy(compression) ||
                                !strcmp(cm_compression_name(compression), "unknown"))) {
         if (!cm_compression_lossy(compression))
-            warn(o, (cm_about_t){0}, "%s: its compression cannot be written; using deflate",
-                 cm_image_path(img));
+            cm__warn(o, (cm_about_t){0}, "%s: its compression cannot be written; using deflate",
+                     cm_image_path(img));
         CM_TRY(cm_compression_parse("deflate", &compression));
     }
     w->palette = o->format == CM_FORMAT_PALETTE || (o->format == CM_FORMAT_AUTO && in->palette);
     int exact = 0; /* deflate */
     cm_compression_parse("deflate", &exact);
     if (cm_compression_lossy(compression) && !w->palette)
-        warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, exact},
-             "%s: %s is lossy: the output will hold more than %d colours", out,
-             cm_compression_name(compression), k);
+        cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, exact},
+                 "%s: %s is lossy: the output will hold more than %d colours", out,
+                 cm_compression_name(compression), k);
     int d = cm_grid_features(&in->grid);
     cm_writer_spec_like(in, compression, &w->spec);
     w->spec.tags_from = img;
@@ -104,16 +76,16 @@ int cm_outputs_plan(cm_outputs_t *w, const cm_options_t *o, cm_image_t *img, con
     return 0;
 }
 
-int cm_outputs_open(cm_outputs_t *w, cm_ctx_t *ctx)
+int cm__outputs_open(cm__outputs_t *w, cm_ctx_t *ctx)
 {
-    CM_TRY(check_not_dir(w->out, ctx));
-    CM_TRY(check_not_dir(w->labels, ctx));
+    CM_TRY(cm__check_not_dir(w->out, ctx));
+    CM_TRY(cm__check_not_dir(w->labels, ctx));
     if (!w->palette) CM_TRY(cm_writer_open(w->out, &w->spec, &w->w_out, ctx));
     if (w->labels) CM_TRY(cm_writer_open(w->labels, &w->lspec, &w->w_labels, ctx));
     return 0;
 }
 
-int cm_outputs_set_k(cm_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx)
+int cm__outputs_set_k(cm__outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *ctx)
 {
     int bits = w->label_bits;
     plan_labels(w, src, k);
@@ -125,7 +97,7 @@ int cm_outputs_set_k(cm_outputs_t *w, const cm_source_t *src, int k, cm_ctx_t *c
     return 0;
 }
 
-int cm_outputs_sink(cm_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx)
+int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx)
 {
     if (w->palette) { /* the colour map holds the centres; the image holds their labels */
         cm_writer_spec_t pspec;
@@ -135,15 +107,15 @@ int cm_outputs_sink(cm_outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ct
         pspec.bigtiff = w->lspec.bigtiff;
         CM_TRY(cm_writer_open(w->out, &pspec, &w->w_out, ctx));
     }
-    w->sink = (cm_writers_sink_t){.grid = &w->in->grid,
-                                  .out = w->w_out,
-                                  .labels = w->w_labels,
-                                  .out_takes_labels = w->palette};
-    *sink = cm_writers_sink(&w->sink);
+    w->sink = (cm__writers_sink_t){.grid = &w->in->grid,
+                                   .out = w->w_out,
+                                   .labels = w->w_labels,
+                                   .out_takes_labels = w->palette};
+    *sink = cm__writers_sink(&w->sink);
     return 0;
 }
 
-int cm_outputs_commit(cm_outputs_t *w, cm_ctx_t *ctx)
+int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
 {
     if (w->w_labels) {
         int rc = cm_writer_commit(w->w_labels, ctx);
@@ -156,7 +128,7 @@ int cm_outputs_commit(cm_outputs_t *w, cm_ctx_t *ctx)
     return rc;
 }
 
-void cm_outputs_abort(cm_outputs_t *w)
+void cm__outputs_abort(cm__outputs_t *w)
 {
     cm_writer_abort(w->w_labels);
     cm_writer_abort(w->w_out);

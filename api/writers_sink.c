@@ -2,7 +2,7 @@
  * worker that remapped it, then written in chunk order by the single writer. */
 #include <stdlib.h>
 
-#include "chunkmeans.h"
+#include "api_internal.h"
 
 /* Compressed tiles of one chunk, for the image and the label map. */
 typedef struct encoded_pair {
@@ -12,7 +12,7 @@ typedef struct encoded_pair {
 static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
                        void **encoded, cm_ctx_t *ctx)
 {
-    const cm_writers_sink_t *s = self;
+    const cm__writers_sink_t *s = self;
     int64_t x, y, w, h;
     cm_grid_rect(s->grid, idx, &x, &y, &w, &h);
     encoded_pair_t *e = calloc(1, sizeof *e);
@@ -27,7 +27,7 @@ static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const voi
 static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
                     void *encoded, cm_ctx_t *ctx)
 {
-    const cm_writers_sink_t *s = self;
+    const cm__writers_sink_t *s = self;
     const encoded_pair_t *e = encoded;
     CM_TRY(cm_writer_put_encoded(s->out, e->out, ctx));
     if (s->labels) CM_TRY(cm_writer_put_encoded(s->labels, e->labels, ctx));
@@ -42,7 +42,7 @@ static void sink_discard(void *self, void *encoded)
     free(e);
 }
 
-cm_sink_t cm_writers_sink(const cm_writers_sink_t *state)
+cm_sink_t cm__writers_sink(const cm__writers_sink_t *state)
 {
     return (cm_sink_t){.encode = sink_encode,
                        .put = sink_put,

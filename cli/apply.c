@@ -92,7 +92,6 @@ typedef struct batch {
     cm_file_job_t *jobs;
     char **owned; /* the output and label paths the batch made, 2 per job */
     int n_jobs;
-    cm_trace_t *trace; /* --trace: every task of the pass */
     cli_progress_t prog;
 } batch_t;
 
@@ -273,13 +272,20 @@ static int load_model(batch_t *b, cm_ctx_t *ctx)
     return 0;
 }
 
+/* Whether every job has its outcome. */
+static bool all_ended(const batch_t *b)
+{
+    for (int i = 0; i < b->n_jobs; i++)
+        if (b->jobs[i].state == CM_FILE_TODO) return false;
+    return true;
+}
+
 static void batch_free(batch_t *b)
 {
     for (int i = 0; b->owned && i < 2 * b->n_jobs; i++) free(b->owned[i]);
     free(b->owned);
     free(b->jobs);
     cm_model_free(b->model);
-    cm_trace_free(b->trace);
 }
 
 int cmd_apply(int argc, char **argv)
@@ -301,32 +307,18 @@ int cmd_apply(int argc, char **argv)
         exit_code = cli_fail(&ctx, rc, b.model_path);
         goto done;
     }
-    if (b.trace_path && !(b.trace = cm_trace_create())) {
-        exit_code = cli_fail(&ctx, cm_fail(&ctx, CM_ENOMEM, "out of memory for the trace"), NULL);
-        goto done;
-    }
     struct rlimit lim; /* the library keeps to the limit; the command may raise it first */
     cli_raise_open_files(cm_apply_files_descriptors(b.o.params.n_threads), &lim);
-    cm_options_t fo = cli_file_options(&b.o);
-    fo.overwrite = b.overwrite;
-    fo.params.cancel = &cli_signal;
-    fo.params.trace = b.trace;
-    fo.params.progress = cli_progress_update;
-    fo.params.progress_user = &b.prog;
     cli_progress_init(&b.prog, b.o.progress, 0);
+    cm_options_t fo = cli_file_options(&b.o, &b.prog);
+    fo.opened = NULL; /* the rate in chunks per second: the inputs differ in size */
+    fo.overwrite = b.overwrite;
+    fo.trace_path = b.trace_path;
     rc = cm_apply_files(b.model, &b.meta, b.jobs, b.n_jobs, &fo, file_done, &b, &ctx);
     cli_progress_end(&b.prog);
-    if (b.trace) { /* written whatever happened: that is when it helps most */
-        cm_ctx_t tctx;
-        cm_ctx_init(&tctx);
-        if (cli_write_trace(b.trace_path, b.trace, &tctx) < 0) {
-            cli_error("%s: %s", b.trace_path, tctx.msg);
-            exit_code = CM_EXIT_RUNTIME;
-        }
-    }
     if (rc < 0 && rc != CM_ECANCELED) {
         exit_code = cli_fail(&ctx, rc, b.model_path);
-        goto done;
+        if (!all_ended(&b)) goto done; /* the batch stopped; else only its trace failed */
     }
 
     int n_written = 0, n_skipped = 0, n_failed = 0;

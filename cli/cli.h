@@ -45,13 +45,15 @@ void cli_catch_signals(void);
 /* The progress display on stderr. */
 typedef struct cli_progress {
     bool enabled;
-    double px_per_chunk; /* for the pixel rate */
+    double px_per_chunk;   /* for the pixel rate */
+    double n_px, n_chunks; /* of the inputs opened so far (cli_opened) */
     const char *stage;
     double stage_t0, last_draw;
     bool drawn;
 } cli_progress_t;
 
-/* mode: "auto" (a terminal), "always", "never". */
+/* mode: "auto" (a terminal), "always", "never". px_per_chunk 0: chunks per second, unless the
+ * inputs' sizes come through cli_opened. */
 void cli_progress_init(cli_progress_t *p, const char *mode, double px_per_chunk);
 /* A cm_stage_fn: user is the cli_progress_t. */
 void cli_progress_update(void *user, const char *stage, int64_t done, int64_t total);
@@ -60,8 +62,11 @@ void cli_progress_end(cli_progress_t *p);
 
 double cli_now(void);
 
-/* A cm_source_t's read() over an open cm_image_t (self). */
-int cli_read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
+/* cm_options_t.opened with the progress display as user: the pixel rate follows the inputs'
+ * sizes; with -v, a line for an input streamed into a spill store. */
+void cli_opened(void *user, const char *path, const cm_image_info_t *in);
+/* cm_options_t.warn: the warning on stderr, in the command's words. */
+void cli_warn_of(void *user, const cm_ctx_t *warning);
 
 /* ---- options that run, fit and apply share (options.c) ---- */
 
@@ -110,7 +115,6 @@ typedef struct cli_opts {
     int ks[CLI_K_LIST_MAX]; /* -k: every k given (params.k is the first), n_k of them */
     int n_k;
     const char *init_path; /* --init FILE.json, or NULL for params.init (kmeans++, random) */
-    double *init_centres;  /* its centres once cli_opts_load_init read them (owned) */
 } cli_opts_t;
 
 /* The defaults of every shared option. */
@@ -120,37 +124,12 @@ void cli_opts_default(cli_opts_t *o);
 int cli_option(cli_opts_t *o, int c, const char *arg);
 /* Defaults that follow other options (the step limit of the exact modes, the threads). */
 void cli_opts_finish(cli_opts_t *o);
-/* Reads the --init file (if any) for images of d features into o->params.init_centres and
- * init_k, and sets params.k to their number. CM_EINPUT naming the file when it cannot be read
- * or its centres do not have d features; CM_EUSAGE when -k was given and differs. */
-int cli_opts_load_init(cli_opts_t *o, int d, cm_ctx_t *ctx);
-/* Frees what the options own (the --init centres); safe to call twice. */
-void cli_opts_free(cli_opts_t *o);
-/* CM_EUSAGE, naming path, when colour space cs cannot be used on the image in: lab needs an
- * RGB image (3 colour bands of uint8, uint16 or float32, plus an optional alpha). */
-int cli_check_colorspace(const cm_image_info_t *in, const char *path, cm_colorspace_t cs,
-                         cm_ctx_t *ctx);
-/* The source that reads img (with the --nodata of o, else the image's). */
-cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o);
+/* The file-level options (chunkmeans.h) of the command's options: warnings to stderr, progress
+ * on prog, Ctrl-C as the cancel flag. */
+cm_options_t cli_file_options(const cli_opts_t *o, cli_progress_t *prog);
 
-/* Fits p->k centres on the sources: on sample (taken from them with p) when not NULL, which
- * fits of several k share, else on a sample of their own (cm_fit_many). When they turn out to
- * hold fewer pixels that take part than k, warns (naming `what`), lowers p->k to their number
- * and fits again (on the same sample: it does not depend on k). */
-int cli_fit(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, cm_params_t *p,
-            const char *what, cm_model_t **out, cm_ctx_t *ctx);
+/* ---- paths and files (paths.c) ---- */
 
-/* ---- files (output.c) ---- */
-
-/* Where scratch files go (spill stores): next to the output, on the disk the user chose for big
- * files. The source's keep() of cli_source keeps chunks there. */
-extern char cli_scratch_dir[4096];
-int cli_keep_chunks(void *self, cm_ctx_t *ctx);
-
-/* The directory of path ("." when it has none); the caller frees it. */
-char *cli_dir_of(const char *path);
-/* Whether a file could be created next to path (its directory exists and is writable). */
-bool cli_dir_writable(const char *path);
 /* The absolute name of path, whether or not it exists yet: its directory resolved, then its
  * last component. NULL when the directory cannot be resolved. The caller frees it. */
 char *cli_canonical(const char *path);
@@ -160,26 +139,11 @@ bool cli_paths_distinct(const char *const *paths, int n);
 /* path with ".k<k>" before its extension ("out.tif" -> "out.k5.tif"; "out" -> "out.k5"), or
  * NULL when path is NULL or out of memory. The caller frees it. */
 char *cli_path_with_k(const char *path, int k);
-/* "3 bands of uint8", "4 bands of uint16 with alpha": what a model must agree with. */
-void cli_describe_pixels(const cm_image_info_t *in, char *buf, size_t size);
-/* CM_EIO when path (may be NULL) names a directory: the rename at the very end would fail. */
-int cli_check_not_dir(const char *path, cm_ctx_t *ctx);
 
 /* Raises the soft limit of open files towards need (up to the hard limit) and reads the limit
  * then in force into *lim; false when it cannot be read. */
 struct rlimit;
 bool cli_raise_open_files(int64_t need, struct rlimit *lim);
-
-/* The file-level options (chunkmeans.h) of the command's options; warnings go to stderr. */
-cm_options_t cli_file_options(const cli_opts_t *o);
-
-/* Writes the trace as Chrome trace-event JSON to path, atomically. */
-int cli_write_trace(const char *path, const cm_trace_t *trace, cm_ctx_t *ctx);
-
-/* The pixels of src that take part in the fit (not alpha 0, nodata or non-finite), counted
- * exactly by a remap pass with model (whose counts it overwrites). */
-int cli_count_valid(const cm_source_t *src, cm_model_t *model, const cm_params_t *params,
-                    int64_t *n_valid, cm_ctx_t *ctx);
 
 int cmd_run(int argc, char **argv);
 int cmd_fit(int argc, char **argv);

@@ -1,4 +1,5 @@
-/* Messages, exit codes, option value parsing, signals and the progress line. */
+/* Messages (the library's in the command's words), exit codes, option value parsing, signals
+ * and the progress line. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -325,7 +326,19 @@ void cli_progress_end(cli_progress_t *p)
     p->drawn = false;
 }
 
-int cli_read_chunk(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
+void cli_opened(void *user, const char *path, const cm_image_info_t *in)
 {
-    return cm_image_read_chunk(self, worker, idx, buf, ctx);
+    cli_progress_t *p = user;
+    p->n_px += (double)in->width * (double)in->height;
+    p->n_chunks += (double)cm_grid_count(&in->grid);
+    p->px_per_chunk = p->n_px / p->n_chunks;
+    if (in->streamed && cli_verbosity >= 2)
+        fprintf(stderr, "chunkmeans: %s: streaming its strips into a spill store\n", path);
+}
+
+void cli_warn_of(void *user, const cm_ctx_t *warning)
+{
+    char words[2 * CM_MSG_MAX];
+    cli_words(warning, words, sizeof words);
+    cli_warn("%s", words);
 }

@@ -1,6 +1,5 @@
-/* chunkmeans fit IN... -o MODEL.json: fits one model on a sample drawn from every input alike,
- * and writes it as JSON for apply. Wiring only: the sampling and the fit are the library's. */
-#include <errno.h>
+/* chunkmeans fit IN... -o MODEL.json: the options parsed, one call of cm_fit_files (one model
+ * fitted on a sample drawn from every input alike, written as JSON for apply), and its report. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,39 +131,18 @@ static int parse(int argc, char **argv, fit_opts_t *f)
     return 0;
 }
 
-/* Every input is opened once per worker thread, all at once: raises the limit of open files
- * towards what that takes, and when the system's limit is lower still, takes fewer threads. */
-static void fit_descriptors(int n_in, int *n_threads)
+/* The model's colours, for -v. */
+static void print_colours(const cm_model_t *model)
 {
-    rlim_t spare = 64; /* standard streams, the model, scratch and spill files */
-    rlim_t need = (rlim_t)n_in * (rlim_t)*n_threads + spare;
-    struct rlimit lim;
-    if (!cli_raise_open_files((int64_t)need, &lim)) return;
-    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= need) return;
-    rlim_t fit = lim.rlim_cur > spare ? (lim.rlim_cur - spare) / (rlim_t)n_in : 0;
-    int threads = fit < 1 ? 1 : (int)fit;
-    if (threads >= *n_threads) return;
-    cli_warn("%d inputs opened by %d threads need more files open than allowed (%llu); using %d "
-             "thread%s",
-             n_in, *n_threads, (unsigned long long)lim.rlim_cur, threads, threads == 1 ? "" : "s");
-    *n_threads = threads;
-}
-
-/* CM_EINPUT naming img when its pixels are not of the kind of the first input's. */
-static int check_same_kind(const char *path, const cm_image_info_t *in, const char *first_path,
-                           const cm_image_info_t *first, cm_ctx_t *ctx)
-{
-    char mine[64], theirs[64];
-    cli_describe_pixels(in, mine, sizeof mine);
-    cli_describe_pixels(first, theirs, sizeof theirs);
-    CM_FAIL_IF(ctx,
-               in->bands != first->bands || in->stype != first->stype ||
-                   in->alpha_band != first->alpha_band,
-               CM_EINPUT,
-               "%s: %s, unlike %s (%s): inputs fitted together must agree in bands, alpha and "
-               "sample type",
-               path, mine, first_path, theirs);
-    return 0;
+    uint8_t *col = malloc((size_t)model->k * model->d);
+    if (!col) return;
+    cm_model_colors_u8(model, col);
+    for (int j = 0; j < model->k; j++) {
+        fprintf(stderr, "  colour %d:", j);
+        for (int b = 0; b < model->d; b++) fprintf(stderr, " %3u", col[j * model->d + b]);
+        fputc('\n', stderr);
+    }
+    free(col);
 }
 
 int cmd_fit(int argc, char **argv)
@@ -172,109 +150,28 @@ int cmd_fit(int argc, char **argv)
     fit_opts_t f = {0};
     int rc = parse(argc, argv, &f);
     if (rc) return rc < 0 ? CM_EXIT_OK : rc;
-    cm_params_t *params = &f.o.params;
-
-    cm_ctx_t ctx;
-    cm_ctx_init(&ctx);
-    cm_image_t **imgs = calloc((size_t)f.n_in, sizeof(cm_image_t *));
-    cm_source_t *srcs = calloc((size_t)f.n_in, sizeof(cm_source_t));
-    cm_model_t *model = NULL;
-    char *json = NULL;
-    const char *failed = f.in[0]; /* the input a failure is about */
+    /* Every input is opened once per worker thread, all at once: the limit of open files is
+     * raised towards what that takes (the library takes fewer threads under a lower one). */
+    struct rlimit lim;
+    cli_raise_open_files(cm_fit_files_descriptors(f.n_in, f.o.params.n_threads), &lim);
     double t0 = cli_now();
     cli_catch_signals();
-    params->cancel = &cli_signal;
-    if (!imgs || !srcs) {
-        rc = cm_fail(&ctx, CM_ENOMEM, "out of memory for %d inputs", f.n_in);
-        goto done;
-    }
-
-    char *dir = cli_dir_of(f.model_out);
-    snprintf(cli_scratch_dir, sizeof cli_scratch_dir, "%s", dir ? dir : ".");
-    free(dir);
-    rc = cli_check_not_dir(f.model_out, &ctx);
-    if (rc == 0 && !cli_dir_writable(f.model_out))
-        rc = cm_fail(&ctx, CM_EIO, "%s: cannot write there: %s", f.model_out, strerror(errno));
-    fit_descriptors(f.n_in, &params->n_threads);
-    int64_t n_px = 0, n_chunks = 0;
-    for (int i = 0; i < f.n_in && rc == 0; i++) {
-        failed = f.in[i];
-        rc = cm_image_open(f.in[i], params->n_threads, &imgs[i], &ctx);
-        if (rc == 0) cm_image_set_cancel(imgs[i], &cli_signal);
-        if (rc == 0) rc = cm_image_set_chunk_side(imgs[i], f.o.tile, &ctx);
-        if (rc < 0) break;
-        const cm_image_info_t *in = cm_image_info(imgs[i]);
-        rc = check_same_kind(f.in[i], in, f.in[0], cm_image_info(imgs[0]), &ctx);
-        srcs[i] = cli_source(imgs[i], &f.o);
-        if (rc == 0) rc = cm_budget_check(&srcs[i], params, false, &ctx);
-        if (!cm_add_i64(n_px, in->width * in->height, &n_px)) n_px = INT64_MAX;
-        n_chunks += cm_grid_count(&in->grid);
-    }
-    if (rc < 0) goto done;
-    for (int i = 0; i < f.n_in && rc == 0; i++) {
-        failed = f.in[i];
-        if (!cm_image_info(imgs[i])->streamed) continue;
-        if (cli_verbosity >= 2)
-            fprintf(stderr, "chunkmeans: %s: streaming its strips into a spill store\n", f.in[i]);
-        rc = cm_image_prepare(imgs[i], cli_scratch_dir, &ctx);
-    }
-    if (rc < 0) goto done;
-    rc = cli_check_colorspace(cm_image_info(imgs[0]), f.in[0], params->colorspace, &ctx);
-    if (rc == 0) {
-        failed = f.o.init_path;
-        rc = cli_opts_load_init(&f.o, cm_grid_features(&cm_image_info(imgs[0])->grid), &ctx);
-    }
-    if (rc < 0) goto done;
-    failed = f.n_in == 1 ? f.in[0] : NULL;
-
-    const char *what = f.n_in == 1 ? f.in[0] : "the inputs";
-    if (params->init_centres && params->k > n_px) {
-        rc = cm_fail(&ctx, CM_EUSAGE, "%s: its %d centres are more than the %lld pixels of %s",
-                     f.o.init_path, params->k, (long long)n_px, what);
-        goto done;
-    }
-    if (params->k > n_px) {
-        cli_warn("%s: -k %d is more than its %lld pixels; using k=%lld", what, params->k,
-                 (long long)n_px, (long long)n_px);
-        params->k = (int)n_px;
-    }
     cli_progress_t prog;
-    cli_progress_init(&prog, f.o.progress, (double)n_px / (double)n_chunks);
-    params->progress = cli_progress_update;
-    params->progress_user = &prog;
-    rc = cli_fit(srcs, f.n_in, NULL, params, what, &model, &ctx);
+    cli_progress_init(&prog, f.o.progress, 0);
+    cm_options_t fo = cli_file_options(&f.o, &prog);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL;
+    rc = cm_fit_files((const char *const *)f.in, f.n_in, f.model_out, &fo, &model, NULL, &ctx);
     cli_progress_end(&prog);
-    if (rc == 0 && cli_signal) rc = cm_fail(&ctx, CM_ECANCELED, "interrupted");
-    if (rc < 0) goto done;
-
-    const cm_image_info_t *in = cm_image_info(imgs[0]);
-    json = cm_model_to_json(model, in->bands, in->alpha_band, in->sample_type);
-    rc = json ? cm_file_write_atomic(f.model_out, json, strlen(json), &ctx)
-              : cm_fail(&ctx, CM_ENOMEM, "%s: out of memory", f.model_out);
-    if (rc < 0) goto done;
-    if (cli_verbosity >= 2) {
-        uint8_t *col = malloc((size_t)model->k * model->d);
-        for (int j = 0; col && j < model->k; j++) {
-            cm_model_colors_u8(model, col);
-            fprintf(stderr, "  colour %d:", j);
-            for (int b = 0; b < model->d; b++) fprintf(stderr, " %3u", col[j * model->d + b]);
-            fputc('\n', stderr);
-        }
-        free(col);
-    }
+    if (rc < 0) return cli_fail(&ctx, rc, NULL);
+    if (cli_verbosity >= 2) print_colours(model);
     if (cli_verbosity >= 1)
         fprintf(stderr,
                 "chunkmeans: %s: k=%d fitted on %d input%s (sample of %lld pixels, %d steps%s), "
                 "%.2f s\n",
                 f.model_out, model->k, f.n_in, f.n_in == 1 ? "" : "s", (long long)model->sample_px,
                 model->iterations, model->converged ? ", converged" : "", cli_now() - t0);
-done:
-    if (rc < 0 && params->progress) cli_progress_end(params->progress_user);
-    free(json);
     cm_model_free(model);
-    for (int i = 0; imgs && i < f.n_in; i++) cm_image_close(imgs[i]);
-    free(imgs);
-    free(srcs);
-    cli_opts_free(&f.o);
-    return rc < 0 ? cli_fail(&ctx, rc, failed) : CM_EXIT_OK;
+    return CM_EXIT_OK;
 }

@@ -110,8 +110,8 @@ int cmd_info(int argc, char **argv)
 {
     bool colors = false, as_json = false;
     const char *progress = "auto";
-    cm_params_t p;
-    cm_params_default(&p);
+    cm_options_t o;
+    cm_options_default(&o);
     long long v;
     int c;
     optind = 1;
@@ -121,10 +121,10 @@ int cmd_info(int argc, char **argv)
         case OPT_JSON: as_json = true; break;
         case 'j':
             if (!cli_parse_int("--threads", optarg, 1, 1024, &v)) return CM_EXIT_USAGE;
-            p.n_threads = (int)v;
+            o.params.n_threads = (int)v;
             break;
         case OPT_MEMORY:
-            if (!cli_parse_size("--memory", optarg, &p.budget_bytes)) return CM_EXIT_USAGE;
+            if (!cli_parse_size("--memory", optarg, &o.params.budget_bytes)) return CM_EXIT_USAGE;
             break;
         case OPT_PROGRESS:
             if (strcmp(optarg, "auto") && strcmp(optarg, "always") && strcmp(optarg, "never")) {
@@ -143,40 +143,26 @@ int cmd_info(int argc, char **argv)
         return CM_EXIT_USAGE;
     }
     const char *path = argv[optind];
-    if (p.n_threads <= 0) p.n_threads = cm_default_threads();
+    if (colors) cli_catch_signals();
+    cli_progress_t prog;
+    cli_progress_init(&prog, progress, 0);
+    const char *tmp = getenv("TMPDIR");
+    o.scratch_dir = tmp && *tmp ? tmp : "/tmp"; /* a file of huge strips is streamed there */
+    o.params.progress = cli_progress_update;
+    o.params.progress_user = &prog;
+    o.params.cancel = &cli_signal;
+    o.opened = cli_opened;
+    o.user = &prog;
 
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    cm_image_t *img = NULL;
-    int rc = cm_image_open(path, p.n_threads, &img, &ctx);
-    if (rc == 0) rc = cm_image_set_chunk_side(img, 512, &ctx); /* as run reads it */
-    if (rc < 0) {
-        cm_image_close(img);
-        return cli_fail(&ctx, rc, path);
-    }
-    const cm_image_info_t *in = cm_image_info(img);
-    const cm_grid_t *g = &in->grid;
-
+    cm_image_info_t in;
     int64_t n_colors = -1;
-    if (colors) {
-        cli_catch_signals();
-        cli_progress_t prog;
-        cli_progress_init(&prog, progress,
-                          (double)in->width * (double)in->height / (double)cm_grid_count(g));
-        p.progress = cli_progress_update;
-        p.progress_user = &prog;
-        p.cancel = &cli_signal;
-        cm_image_set_cancel(img, &cli_signal);
-        cm_source_t src = {.grid = *g, .read = cli_read_chunk, .self = img};
-        const char *tmp = getenv("TMPDIR");
-        rc = cm_image_prepare(img, tmp && *tmp ? tmp : "/tmp", &ctx);
-        if (rc == 0) rc = cm_count_colors(&src, &p, &n_colors, &ctx);
-        cli_progress_end(&prog);
-    }
+    int rc = cm_info_file(path, &o, &in, colors ? &n_colors : NULL, &ctx);
+    cli_progress_end(&prog);
     if (rc == 0 && as_json)
-        rc = print_json(path, in, n_colors, &ctx);
+        rc = print_json(path, &in, n_colors, &ctx);
     else if (rc == 0)
-        print_text(path, in, n_colors);
-    cm_image_close(img);
+        print_text(path, &in, n_colors);
     return rc < 0 ? cli_fail(&ctx, rc, path) : CM_EXIT_OK;
 }

@@ -1,5 +1,6 @@
 /* The options that run, fit and apply share: their values, parsed into one cli_opts_t, so
- * that every command reads -k, --memory, --nodata, --compression ... alike. */
+ * that every command reads -k, --memory, --nodata, --compression ... alike; and the library's
+ * options made of them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,98 +147,28 @@ void cli_opts_finish(cli_opts_t *o)
     if (o->params.n_threads <= 0) o->params.n_threads = cm_default_threads();
 }
 
-int cli_opts_load_init(cli_opts_t *o, int d, cm_ctx_t *ctx)
+cm_options_t cli_file_options(const cli_opts_t *o, cli_progress_t *prog)
 {
-    if (!o->init_path) return 0;
-    char *text = NULL;
-    size_t len = 0;
-    int k = 0;
-    free(o->init_centres);
-    o->init_centres = NULL;
-    int rc = cm_file_read(o->init_path, (size_t)1 << 30, &text, &len, ctx);
-    if (rc == 0) rc = cm_init_from_json(text, len, o->init_path, d, &o->init_centres, &k, ctx);
-    free(text);
-    if (rc < 0) return rc;
-    /* -k and the file both say how many centres: one number, or a refusal. */
-    CM_FAIL_IF(ctx, o->k_given && o->params.k != k, CM_EUSAGE,
-               "-k %d conflicts with the %d centres of %s: give -k %d, or no -k", o->params.k, k,
-               o->init_path, k);
-    o->params.init_centres = o->init_centres;
-    o->params.init_k = k;
-    o->params.k = k;
-    return 0;
-}
-
-void cli_opts_free(cli_opts_t *o)
-{
-    free(o->init_centres);
-    o->init_centres = NULL;
-    o->params.init_centres = NULL;
-}
-
-int cli_check_colorspace(const cm_image_info_t *in, const char *path, cm_colorspace_t cs,
-                         cm_ctx_t *ctx)
-{
-    if (cs != CM_COLORSPACE_LAB) return 0;
-    /* Palette and YCbCr images read as RGB. */
-    bool rgb = !strcmp(in->photometric_name, "RGB") || !strcmp(in->photometric_name, "YCbCr") ||
-               in->palette;
-    int colours = in->bands - (in->alpha_band >= 0);
-    CM_FAIL_IF(ctx, !rgb || colours != 3 || in->stype == CM_I16, CM_EUSAGE,
-               "%s: --colorspace lab needs an RGB image (3 colour bands of uint8, uint16 or "
-               "float32, and an optional alpha), not %d band%s of %s, photometric %s",
-               path, in->bands, in->bands == 1 ? "" : "s", in->sample_type, in->photometric_name);
-    return 0;
-}
-
-cm_source_t cli_source(cm_image_t *img, const cli_opts_t *o)
-{
-    const cm_image_info_t *in = cm_image_info(img);
-    return (cm_source_t){.grid = in->grid,
-                         .read = cli_read_chunk,
-                         .keep = cli_keep_chunks,
-                         .self = img,
-                         .has_nodata = o->has_nodata || in->has_nodata,
-                         .nodata = o->has_nodata ? o->nodata : in->nodata};
-}
-
-/* On the shared sample when there is one; else cm_fit_many takes its own, and frees it before
- * an exact pass. */
-static int fit_once(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, const cm_params_t *p,
-                    cm_model_t **out, cm_ctx_t *ctx)
-{
-    return sample ? cm_fit_sample(sample, p, out, ctx) : cm_fit_many(srcs, n_srcs, p, out, ctx);
-}
-
-int cli_fit(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, cm_params_t *p,
-            const char *what, cm_model_t **out, cm_ctx_t *ctx)
-{
-    cm_model_t *model = NULL;
-    CM_TRY(fit_once(srcs, n_srcs, sample, p, &model, ctx));
-    if (model->sample_px < p->k && !p->init_centres) {
-        /* Fewer pixels in the sample than centres: maybe fewer in the images too. Count them,
-         * and when they are fewer than k, fit again with k lowered to their number, so that
-         * the model, the label map and its sample type agree on k. */
-        int64_t n_valid = 0;
-        int rc = 0;
-        for (int i = 0; i < n_srcs && rc == 0; i++) {
-            int64_t n = 0;
-            rc = cli_count_valid(&srcs[i], model, p, &n, ctx);
-            n_valid += n;
-        }
-        if (rc == 0 && n_valid < p->k) {
-            cli_warn("%s: -k %d is more than its %lld pixels that take part; using k=%lld", what,
-                     p->k, (long long)n_valid, (long long)n_valid);
-            p->k = (int)n_valid;
-            cm_model_free(model);
-            model = NULL;
-            rc = fit_once(srcs, n_srcs, sample, p, &model, ctx); /* k is not in the sample */
-        }
-        if (rc < 0) {
-            cm_model_free(model);
-            return rc;
-        }
-    }
-    *out = model;
-    return 0;
+    cm_options_t f;
+    cm_options_default(&f);
+    f.params = o->params;
+    f.params.progress = cli_progress_update;
+    f.params.progress_user = prog;
+    f.params.cancel = &cli_signal;
+    f.compression = o->compression;
+    f.has_nodata = o->has_nodata;
+    f.nodata = o->nodata;
+    f.tile = o->tile;
+    f.format = !strcmp(o->format, "palette") ? CM_FORMAT_PALETTE
+               : !strcmp(o->format, "rgb")   ? CM_FORMAT_RGB
+                                             : CM_FORMAT_AUTO;
+    f.bigtiff = !strcmp(o->bigtiff, "always")  ? CM_BIGTIFF_ALWAYS
+                : !strcmp(o->bigtiff, "never") ? CM_BIGTIFF_NEVER
+                                               : CM_BIGTIFF_AUTO;
+    f.init_path = o->init_path;
+    if (o->init_path && !o->k_given) f.params.k = 0; /* the file's number of centroids */
+    f.warn = cli_warn_of;
+    f.opened = cli_opened;
+    f.user = prog;
+    return f;
 }

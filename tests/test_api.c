@@ -142,9 +142,13 @@ static void test_run_file_writes_what_fit_then_apply_write(void **state)
     options_k4(&o);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    cm_model_t *run_model = NULL, *model = NULL;
-    cm_model_meta_t run_meta, meta;
-    assert_int_equal(cm_run_file(in_path, run_out, &o, &run_model, &run_meta, &ctx), 0);
+    cm_model_t *model = NULL;
+    cm_model_meta_t meta;
+    cm_run_output_t run = {.out = run_out};
+    cm_run_report_t report;
+    assert_int_equal(cm_run_file(in_path, &run, 1, &o, &report, &ctx), 0);
+    cm_model_t *run_model = run.fitted;
+    const cm_model_meta_t run_meta = report.meta;
     assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
     assert_int_equal(cm_apply_file(model, &meta, in_path, apply_out, &o, &ctx), 0);
     assert_int_equal(ctx.code, CM_OK);
@@ -259,12 +263,11 @@ static void test_output_that_is_a_directory_is_an_io_error_and_leaves_no_labels(
     path_in_dir(labels, sizeof labels, "dir-labels.tif");
     cm_options_t o;
     options_k4(&o);
-    o.labels_path = labels;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    cm_model_t *model = NULL;
-    assert_int_equal(cm_run_file(in_path, dir, &o, &model, NULL, &ctx), CM_EIO);
-    assert_null(model);
+    cm_run_output_t run = {.out = dir, .labels = labels};
+    assert_int_equal(cm_run_file(in_path, &run, 1, &o, NULL, &ctx), CM_EIO);
+    assert_null(run.fitted);
     assert_non_null(strstr(ctx.msg, "is a directory"));
     assert_false(exists(labels));
 }
@@ -277,11 +280,12 @@ static void test_labels_path_gets_one_band_of_labels_below_k(void **state)
     path_in_dir(labels, sizeof labels, "labels.tif");
     cm_options_t o;
     options_k4(&o);
-    o.labels_path = labels;
     o.compression = COMPRESSION_LZW;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    assert_int_equal(cm_run_file(in_path, out, &o, NULL, NULL, &ctx), 0);
+    cm_run_output_t run = {.out = out, .labels = labels};
+    assert_int_equal(cm_run_file(in_path, &run, 1, &o, NULL, &ctx), 0);
+    cm_model_free(run.fitted);
     cm_image_t *img = NULL;
     assert_int_equal(cm_image_open(labels, 1, &img, &ctx), 0);
     const cm_image_info_t *info = cm_image_info(img);

@@ -1,0 +1,223 @@
+/* cm_run_file: one input fitted with one or more k on one sample, and every output written in
+ * one remap pass, committed together or not at all. */
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api_internal.h"
+
+enum { RUN_K_MAX = 16 };
+
+/* One output while the run makes it. */
+typedef struct run_out {
+    cm_run_output_t *req; /* the caller's: paths, and the model once fitted */
+    int k;                /* asked, then lowered to the pixels there are */
+    int k_asked;          /* as the summary gives it: asked, within the image's pixels */
+    cm__outputs_t w;
+    cm_sink_t sink;
+    bool model_written, committed;
+} run_out_t;
+
+typedef struct run {
+    const char *in_path;
+    cm_options_t o;
+    cm_params_t p; /* o's, with the centroids of init_path and the trace and graph callbacks */
+    cm__input_t in;
+    run_out_t *outs;
+    int n;
+    double *init;
+    cm__dumps_t dumps;
+    bool init_failed, summary_written;
+    cm_run_report_t rep;
+    double t0;
+} run_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int check_request(const cm_run_output_t *outs, int n, const cm_options_t *o, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !outs || n < 1 || n > RUN_K_MAX, CM_EUSAGE,
+               "a run writes 1 to %d outputs, not %d", RUN_K_MAX, n);
+    CM_FAIL_IF(ctx, n > 1 && o->init_path, CM_EUSAGE,
+               "a file of centroids gives k: it cannot go with several outputs");
+    for (int i = 0; i < n; i++) {
+        CM_FAIL_IF(ctx, !outs[i].out, CM_EUSAGE, "output %d has no path", i);
+        for (int j = 0; j < i; j++)
+            CM_FAIL_IF(ctx, outs[i].k == outs[j].k, CM_EUSAGE, "k = %d is asked for twice",
+                       outs[i].k);
+    }
+    return 0;
+}
+
+/* Opens the input, checks its colour space and reads the file of centroids, which gives k. */
+static int open_input(run_t *r, cm_ctx_t *ctx)
+{
+    char dir[4096];
+    cm__dir_of(r->outs[0].req->out, dir, sizeof dir);
+    CM_TRY(cm__input_open(&r->in, r->in_path, &r->o, 0, dir, ctx));
+    CM_TRY(cm__input_check_colorspace(&r->in, r->p.colorspace, ctx));
+    r->p.k = r->outs[0].k;
+    int rc = cm__init_load(&r->o, cm_grid_features(&r->in.info->grid), &r->p, &r->init, ctx);
+    r->init_failed = rc < 0;
+    if (rc == 0 && r->o.init_path) r->outs[0].k = r->p.k;
+    return rc;
+}
+
+/* Lowers each k to the image's pixels and plans its outputs; then what can be checked before
+ * the fit is: the budget of a pass with every k, the directories of the models and summary,
+ * and those of the images (their writers open their temporary files now). */
+static int plan_outputs(run_t *r, cm_ctx_t *ctx)
+{
+    const cm_image_info_t *in = r->in.info;
+    int64_t n_px = in->width * in->height; /* fits: the grid checked it */
+    CM_FAIL_IF(ctx, r->p.init_centres && r->p.k > n_px, CM_EUSAGE,
+               "%s: its %d centres are more than the %lld pixels of %s", r->o.init_path, r->p.k,
+               (long long)n_px, r->in_path);
+    bool labels = false;
+    int ks[RUN_K_MAX];
+    for (int i = 0; i < r->n; i++) {
+        run_out_t *out = &r->outs[i];
+        cm__k_within(&out->k, n_px, r->in_path, &r->o);
+        out->k_asked = ks[i] = out->k;
+        CM_TRY(cm__outputs_plan(&out->w, &r->o, r->in.img, &r->in.src, out->k, out->req->out,
+                                out->req->labels, ctx));
+        labels |= out->req->labels || out->w.palette;
+    }
+    CM_TRY(cm__dumps_begin(&r->dumps, &r->o, &r->p, ctx));
+    CM_TRY(cm_budget_check_ks(&r->in.src, &r->p, ks, r->n, labels, ctx));
+    for (int i = 0; i < r->n; i++) CM_TRY(cm__check_writable(r->outs[i].req->model, ctx));
+    CM_TRY(cm__check_writable(r->o.summary_path, ctx));
+    for (int i = 0; i < r->n; i++) CM_TRY(cm__outputs_open(&r->outs[i].w, ctx));
+    return 0;
+}
+
+/* Fits every k on one sample, read once: the sample depends on the seed, never on k, so each
+ * fit is the one a run with that k alone makes. One k takes its own sample in the fit, which
+ * frees it before an exact pass over the image. */
+static int fit_all(run_t *r, cm_ctx_t *ctx)
+{
+    CM_TRY(cm__input_prepare(&r->in, &r->o, ctx));
+    cm_sample_t *sample = NULL;
+    int rc = r->n > 1 ? cm_sample_take(&r->in.src, 1, &r->p, &sample, ctx) : 0;
+    for (int i = 0; i < r->n && rc == 0; i++) {
+        run_out_t *out = &r->outs[i];
+        cm_params_t p = r->p;
+        p.k = out->k;
+        rc = cm__fit_within(&r->in.src, 1, sample, &p, r->in_path, &r->o, &out->req->fitted, ctx);
+        if (rc == 0 && p.k != out->k) rc = cm__outputs_set_k(&out->w, &r->in.src, p.k, ctx);
+        out->k = p.k;
+    }
+    cm_sample_free(sample); /* before the remap pass needs its buffers */
+    r->rep.fit_chunks_read = cm__input_take_reads(&r->in);
+    return rc;
+}
+
+/* The remap pass: every chunk read once, remapped with every model, each to its outputs. */
+static int remap_all(run_t *r, cm_ctx_t *ctx)
+{
+    cm_model_t *models[RUN_K_MAX];
+    cm_sink_t sinks[RUN_K_MAX];
+    for (int i = 0; i < r->n; i++) {
+        models[i] = r->outs[i].req->fitted;
+        CM_TRY(cm__outputs_sink(&r->outs[i].w, models[i], &sinks[i], ctx));
+    }
+    CM_TRY(cm_remap_many(&r->in.src, models, r->n, &r->p, sinks, ctx));
+    /* A cancel that came after the last task still stops the run: nothing appears. */
+    CM_FAIL_IF(ctx, r->p.cancel && *r->p.cancel, CM_ECANCELED, "interrupted");
+    r->rep.chunks_read = cm__input_take_reads(&r->in);
+    return 0;
+}
+
+/* The small files first: an image output is never left without the model or summary it
+ * promises. A later commit can still fail (a file-size limit reached by the image's
+ * directory, say): the outputs committed before it are then removed (rollback), so that a
+ * failed run leaves none. */
+static int commit_all(run_t *r, cm_ctx_t *ctx)
+{
+    for (int i = 0; i < r->n; i++) {
+        run_out_t *out = &r->outs[i];
+        if (!out->req->model) continue;
+        CM_TRY(cm__model_write(out->req->fitted, &r->rep.meta, out->req->model, ctx));
+        out->model_written = true;
+    }
+    if (r->o.summary_path) {
+        int ks[RUN_K_MAX];
+        for (int i = 0; i < r->n; i++) ks[i] = r->outs[i].k_asked;
+        CM_TRY(cm__summary_write(r->o.summary_path, r->in_path, &r->p, r->outs[0].req, ks, r->n,
+                                 &r->rep, ctx));
+        r->summary_written = true;
+    }
+    for (int i = 0; i < r->n; i++) {
+        CM_TRY(cm__outputs_commit(&r->outs[i].w, ctx));
+        r->outs[i].committed = true;
+    }
+    return 0;
+}
+
+static void rollback(run_t *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        const run_out_t *out = &r->outs[i];
+        if (out->model_written) unlink(out->req->model);
+        if (out->committed) {
+            unlink(out->req->out);
+            if (out->req->labels) unlink(out->req->labels);
+        }
+    }
+    if (r->summary_written) unlink(r->o.summary_path);
+}
+
+static int run_phases(run_t *r, cm_ctx_t *ctx)
+{
+    CM_TRY(open_input(r, ctx));
+    const cm_image_info_t *in = r->in.info;
+    r->rep.meta = cm__meta_of(in);
+    r->rep.width = in->width;
+    r->rep.height = in->height;
+    r->rep.chunks = cm_grid_count(&in->grid);
+    CM_TRY(plan_outputs(r, ctx));
+    CM_TRY(fit_all(r, ctx));
+    double t1 = now_s();
+    r->rep.fit_seconds = t1 - r->t0;
+    CM_TRY(remap_all(r, ctx));
+    CM_TRY(commit_all(r, ctx));
+    r->rep.remap_seconds = now_s() - t1;
+    return 0;
+}
+
+int cm_run_file(const char *in_path, cm_run_output_t *outs, int n_outs, const cm_options_t *o,
+                cm_run_report_t *report, cm_ctx_t *ctx)
+{
+    CM_TRY(check_request(outs, n_outs, o, ctx));
+    run_t r = {.in_path = in_path, .o = cm__resolved(o), .n = n_outs, .t0 = now_s()};
+    r.p = r.o.params;
+    r.outs = calloc((size_t)n_outs, sizeof(run_out_t));
+    CM_FAIL_IF(ctx, !r.outs, CM_ENOMEM, "out of memory");
+    for (int i = 0; i < n_outs; i++) {
+        outs[i].fitted = NULL;
+        r.outs[i] = (run_out_t){.req = &outs[i], .k = outs[i].k > 0 ? outs[i].k : o->params.k};
+    }
+    int rc = run_phases(&r, ctx);
+    if (rc < 0) {
+        if (!r.init_failed) cm__name_input(ctx, in_path);
+        rollback(&r);
+    }
+    rc = cm__dumps_end(&r.dumps, &r.p, rc, ctx);
+    for (int i = 0; i < n_outs; i++) {
+        cm__outputs_abort(&r.outs[i].w);
+        if (rc < 0) {
+            cm_model_free(outs[i].fitted);
+            outs[i].fitted = NULL;
+        }
+    }
+    cm__input_close(&r.in);
+    free(r.init);
+    free(r.outs);
+    if (rc == 0 && report) *report = r.rep;
+    return rc;
+}
