@@ -50,7 +50,7 @@ int cm__fit_within(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, cm_
 {
     cm_model_t *model = NULL;
     CM_TRY(fit_once(srcs, n_srcs, sample, p, &model, ctx));
-    if (model->sample_px < p->k && !p->init_centres) {
+    if (model->sample_px < p->k && !p->init_centroids) {
         /* Fewer pixels in the sample than centroids: maybe fewer in the images too. Count them,
          * and when they are fewer than k, fit again with k lowered to their number, so that
          * the model, the label map and its sample type agree on k. */
@@ -142,7 +142,7 @@ static int fit_inputs(cm__input_t *ins, int n_in, const cm_options_t *o, cm_mode
     for (int i = 0; rc == 0 && i < n_in; i++) srcs[i] = ins[i].src;
     if (rc == 0) rc = cm__input_check_colorspace(&ins[0], p.colorspace, ctx);
     if (rc == 0) rc = cm__init_load(o, cm_grid_features(&ins[0].info->grid), &p, &init, ctx);
-    if (rc == 0 && p.init_centres && p.k > n_px)
+    if (rc == 0 && p.init_centroids && p.k > n_px)
         rc = cm_fail(ctx, CM_EUSAGE, "%s: its %d centres are more than the %lld pixels of %s",
                      o->init_path, p.k, (long long)n_px, what);
     if (rc == 0) cm__k_within(&p.k, n_px, what, o);

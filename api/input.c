@@ -73,8 +73,8 @@ int cm__input_check_colorspace(const cm__input_t *in, cm_colorspace_t cs, cm_ctx
     /* Palette and YCbCr images read as RGB. */
     bool rgb =
         !strcmp(i->photometric_name, "RGB") || !strcmp(i->photometric_name, "YCbCr") || i->palette;
-    int colours = i->bands - (i->alpha_band >= 0);
-    if (rgb && colours == 3 && i->stype != CM_I16) return 0;
+    int colors = i->bands - (i->alpha_band >= 0);
+    if (rgb && colors == 3 && i->stype != CM_I16) return 0;
     return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_COLORSPACE, cs, 0},
                          "%s: " CM_NAMED("colour space lab") " needs an RGB image (3 colour "
                                                              "bands of uint8, uint16 or float32, "

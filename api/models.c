@@ -55,7 +55,7 @@ int cm__init_load(const cm_options_t *o, int d, cm_params_t *p, double **centroi
         return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_K, p->k, k},
                              CM_NAMED("k = %d") " conflicts with the %d centres of %s", p->k, k,
                              o->init_path);
-    p->init_centres = *centroids;
+    p->init_centroids = *centroids;
     p->init_k = k;
     p->k = k;
     return 0;

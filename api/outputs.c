@@ -9,7 +9,7 @@
 
 /* The colour map of a palette output: the centres rounded to the sample type, as 16-bit TIFF
  * colours (grey centres on all three channels); unused entries stay black. */
-static void palette_colours(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
+static void palette_colors(const cm_model_t *m, cm_stype_t t, uint16_t *cmap)
 {
     double top = t == CM_U8 ? 255 : 65535, unit = t == CM_U8 ? 257 : 1;
     for (int j = 0; j < m->k; j++)
@@ -102,7 +102,7 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
     if (w->palette) { /* the colour map holds the centres; the image holds their labels */
         cm_writer_spec_t pspec;
         uint16_t cmap[3 * 256] = {0};
-        palette_colours(m, w->in->stype, cmap);
+        palette_colors(m, w->in->stype, cmap);
         cm_writer_spec_palette(&w->spec, cmap, w->maskable ? w->masked : 256, &pspec);
         pspec.bigtiff = w->lspec.bigtiff;
         CM_TRY(cm_writer_open(w->out, &pspec, &w->w_out, ctx));

@@ -75,7 +75,7 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
 {
     const cm_image_info_t *in = r->in.info;
     int64_t n_px = in->width * in->height; /* fits: the grid checked it */
-    CM_FAIL_IF(ctx, r->p.init_centres && r->p.k > n_px, CM_EUSAGE,
+    CM_FAIL_IF(ctx, r->p.init_centroids && r->p.k > n_px, CM_EUSAGE,
                "%s: its %d centres are more than the %lld pixels of %s", r->o.init_path, r->p.k,
                (long long)n_px, r->in_path);
     bool labels = false;

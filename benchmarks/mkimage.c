@@ -230,7 +230,7 @@ typedef struct {
     int type;   /* enum sample_type */
     int bps;    /* bytes per sample */
     int spp;    /* samples per pixel in the file */
-    int colour; /* samples per pixel that are not alpha (alpha is always the last sample) */
+    int color; /* samples per pixel that are not alpha (alpha is always the last sample) */
     int multi;  /* 5 bands or more: colour bands derived from the RGB pattern */
     int palette;
     int32_t mix_w[MAX_BANDS][3]; /* multispectral weights on R, G, B, in 1/256 */
@@ -824,10 +824,10 @@ static void scene_init(scene *sc, const options *o)
     sc->palette = o->palette;
     sc->multi = o->bands >= 5;
     const int has_alpha = o->bands == 2 || o->bands == 4 || (sc->multi && o->alpha);
-    sc->colour = sc->spp - has_alpha;
+    sc->color = sc->spp - has_alpha;
     if (sc->multi) {
         sc->bands = 3; /* the RGB pattern, mixed into the colour bands; row_multi adds alpha */
-        mix_init(sc, sc->colour);
+        mix_init(sc, sc->color);
     }
     if (sc->palette) cube_init(sc);
     if (o->has_nodata) {
@@ -966,14 +966,14 @@ static void row_blocks(const scene *sc, int64_t y, int64_t x0, int n, uint8_t *o
 static void row_noise(const scene *sc, int64_t y, int64_t x0, int n, uint8_t *out)
 {
     const uint64_t key = mix64(sc->seed ^ UINT64_C(0x756e69666f726d));
-    const int colour_bands = sc->bands == 2 || sc->bands == 4 ? sc->bands - 1 : sc->bands;
+    const int color_bands = sc->bands == 2 || sc->bands == 4 ? sc->bands - 1 : sc->bands;
 
     for (int i = 0; i < n; i++) {
         const int64_t x = x0 + i;
         uint64_t hsh = hash2(key, x, y);
         uint8_t *px = out + (size_t)i * (size_t)sc->bands;
-        for (int k = 0; k < colour_bands; k++, hsh >>= 8) px[k] = (uint8_t)(hsh & 255);
-        if (colour_bands < sc->bands) px[colour_bands] = alpha_at(sc, x, y);
+        for (int k = 0; k < color_bands; k++, hsh >>= 8) px[k] = (uint8_t)(hsh & 255);
+        if (color_bands < sc->bands) px[color_bands] = alpha_at(sc, x, y);
     }
 }
 
@@ -991,7 +991,7 @@ static void row_generate(const scene *sc, worker *wk, int64_t y, int64_t x0, int
 static void row_multi(const scene *sc, worker *wk, int64_t y, int64_t x0, int n, uint8_t *out)
 {
     const size_t spp = (size_t)sc->spp;
-    const int nc = sc->colour;
+    const int nc = sc->color;
 
     if (sc->pattern == PAT_NOISE) {
         const uint64_t key = mix64(sc->seed ^ UINT64_C(0x756e69666f726d));
@@ -1068,7 +1068,7 @@ static void pixel_set(const scene *sc, uint8_t *out, int64_t i, const uint8_t *b
 {
     const size_t bps = (size_t)sc->bps;
     uint8_t *px = out + (size_t)i * (size_t)sc->spp * bps;
-    for (int k = 0; k < sc->colour; k++) memcpy(px + (size_t)k * bps, bytes, bps);
+    for (int k = 0; k < sc->color; k++) memcpy(px + (size_t)k * bps, bytes, bps);
 }
 
 /* NaN and +Inf pixels (f32, --nan-fraction), then the nodata region: the first row, and the disc

@@ -132,7 +132,7 @@ static int parse(int argc, char **argv, fit_opts_t *f)
 }
 
 /* The model's colours, for -v. */
-static void print_colours(const cm_model_t *model)
+static void print_colors(const cm_model_t *model)
 {
     uint8_t *col = malloc((size_t)model->k * model->d);
     if (!col) return;
@@ -165,7 +165,7 @@ int cmd_fit(int argc, char **argv)
     rc = cm_fit_files((const char *const *)f.in, f.n_in, f.model_out, &fo, &model, NULL, &ctx);
     cli_progress_end(&prog);
     if (rc < 0) return cli_fail(&ctx, rc, NULL);
-    if (cli_verbosity >= 2) print_colours(model);
+    if (cli_verbosity >= 2) print_colors(model);
     if (cli_verbosity >= 1)
         fprintf(stderr,
                 "chunkmeans: %s: k=%d fitted on %d input%s (sample of %lld pixels, %d steps%s), "

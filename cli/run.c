@@ -199,7 +199,7 @@ static void print_stages(const cm_run_report_t *rep, const cm_trace_t *trace)
 }
 
 /* The colours of a model and their pixels, for -v. */
-static void print_colours(const cm_model_t *m)
+static void print_colors(const cm_model_t *m)
 {
     uint8_t *col = malloc((size_t)m->k * m->d);
     if (!col) return;
@@ -231,7 +231,7 @@ static void print_output(const cm_run_output_t *r, const cm_run_report_t *rep, d
     if (cli_verbosity >= 2 && many)
         fprintf(stderr, "chunkmeans: k=%d: sample of %lld pixels, %d steps%s\n", m->k,
                 (long long)m->sample_px, m->iterations, steps);
-    if (cli_verbosity >= 2) print_colours(m);
+    if (cli_verbosity >= 2) print_colors(m);
     if (cli_verbosity >= 1 && !many)
         fprintf(stderr,
                 "chunkmeans: %s: %lldx%lld, k=%d (%d used), mean squared error %.2f, %.2f s\n",

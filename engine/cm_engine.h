@@ -105,7 +105,7 @@ typedef struct cm_params {
     cm_colorspace_t colorspace; /* of the fit; the remap follows the model's */
     /* Start of the fit: init_k centres of d features (sample units, rows), owned by the caller
      * and read during cm_fit only; NULL: k centres chosen by init. See cm_init_from_json. */
-    const double *init_centres;
+    const double *init_centroids;
     int init_k;
     cm_init_t init;     /* k-means++ (the default) or random; init_centres, when set, wins */
     cm_dither_t dither; /* of the remap */
@@ -287,7 +287,7 @@ int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_
  * or a plain list of rows, in sample units, each of d numbers. *k is the number of rows
  * (1..65535); the caller frees *centres (k rows of d) with free(). CM_EINPUT with the reason,
  * naming the file by name, for anything else (a row of another length among them). */
-int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centres,
+int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centroids,
                       int *k, cm_ctx_t *ctx);
 
 /* "rgb" or "lab". */
@@ -327,13 +327,13 @@ int cm_assign(cm_kernel_t kernel, const double *centroids, int k, int d, const f
 
 /* k-means++ seeding of k centres from n points (n*d floats), seeded. Writes k*d doubles.
  * When the points hold fewer than k distinct values the extra centres repeat chosen points. */
-int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
+int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
                 cm_ctx_t *ctx);
 
 /* Random seeding of k centres from n points (n*d floats): points drawn uniformly, seeded,
  * skipping values already chosen; when the points hold fewer than k distinct values the extra
  * centres repeat points drawn uniformly. Writes k*d doubles. Thread-safe. */
-int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
+int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
                    cm_ctx_t *ctx);
 
 /* ---- several images (batch fits) ---- */

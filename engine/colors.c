@@ -21,7 +21,7 @@ static int mark_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
     int rc = c->src->read(c->src->self, worker, idx, buf, ctx);
     const uint8_t *px = buf;
     for (int64_t i = 0; rc == 0 && i < w * h; i++, px += g->bands) {
-        uint32_t color = cm__colour_key(&c->fmt, px);
+        uint32_t color = cm__color_key(&c->fmt, px);
         uint64_t bit = 1ULL << (color & 63), *word = &c->bits[color >> 6];
         if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
             __atomic_fetch_or(word, bit, __ATOMIC_RELAXED);

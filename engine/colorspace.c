@@ -60,7 +60,7 @@ static double srgb_encode(double l)
     return l <= 0.0031308 ? l * 12.92 : 1.055 * pow(l, 1 / 2.4) - 0.055;
 }
 
-static double colour_max(cm_stype_t t)
+static double color_max(cm_stype_t t)
 {
     switch (t) {
     case CM_U8: return UINT8_MAX;
@@ -75,7 +75,7 @@ static void linear_to_lab(const double lin[3], double lab[3]);
 
 void cm_srgb_to_lab(cm_stype_t t, const double rgb[3], double lab[3])
 {
-    double max = colour_max(t), lin[3];
+    double max = color_max(t), lin[3];
     for (int c = 0; c < 3; c++) lin[c] = srgb_decode(rgb[c] / max);
     linear_to_lab(lin, lab);
 }
@@ -86,7 +86,7 @@ void cm_lab_to_srgb(cm_stype_t t, const double lab[3], double rgb[3])
     xyz[0] = WHITE[0] * lab_finv(fy + lab[1] / 500);
     xyz[1] = WHITE[1] * lab_finv(fy);
     xyz[2] = WHITE[2] * lab_finv(fy - lab[2] / 200);
-    double max = colour_max(t);
+    double max = color_max(t);
     for (int r = 0; r < 3; r++)
         rgb[r] = max * srgb_encode(FROM_XYZ[r][0] * xyz[0] + FROM_XYZ[r][1] * xyz[1] +
                                    FROM_XYZ[r][2] * xyz[2]);
@@ -100,8 +100,8 @@ static pthread_once_t decode_once = PTHREAD_ONCE_INIT;
 
 static void decode_tables(void)
 {
-    for (int v = 0; v <= UINT8_MAX; v++) decode_u8[v] = srgb_decode(v / colour_max(CM_U8));
-    for (int v = 0; v <= UINT16_MAX; v++) decode_u16[v] = srgb_decode(v / colour_max(CM_U16));
+    for (int v = 0; v <= UINT8_MAX; v++) decode_u8[v] = srgb_decode(v / color_max(CM_U8));
+    for (int v = 0; v <= UINT16_MAX; v++) decode_u16[v] = srgb_decode(v / color_max(CM_U16));
 }
 
 static void linear_to_lab(const double lin[3], double lab[3])
@@ -123,7 +123,7 @@ void cm__lab_features(cm_stype_t t, float *x)
         const double *table = t == CM_U8 ? decode_u8 : decode_u16;
         for (int c = 0; c < 3; c++) lin[c] = table[(int)x[c]]; /* whole samples in range */
     } else {
-        for (int c = 0; c < 3; c++) lin[c] = srgb_decode(x[c] / colour_max(t));
+        for (int c = 0; c < 3; c++) lin[c] = srgb_decode(x[c] / color_max(t));
     }
     linear_to_lab(lin, lab);
     for (int c = 0; c < 3; c++) x[c] = (float)lab[c];

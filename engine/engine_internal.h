@@ -81,7 +81,7 @@ enum { CM__MASKED = 0xffff };
 
 /* The colour of an 8-bit pixel as one number: its feature samples, first in the high byte.
  * The key of the colour cache, the histogram and the colour count. */
-static inline uint32_t cm__colour_key(const cm__pixfmt_t *f, const uint8_t *px)
+static inline uint32_t cm__color_key(const cm__pixfmt_t *f, const uint8_t *px)
 {
     uint32_t key = 0;
     for (int j = 0; j < f->d; j++) key = key << 8 | px[f->band[j]];
@@ -91,7 +91,7 @@ static inline uint32_t cm__colour_key(const cm__pixfmt_t *f, const uint8_t *px)
 /* The clusters a fit makes: init_k with given centres, else k. */
 static inline int cm__params_k(const cm_params_t *p)
 {
-    return p->init_centres ? p->init_k : p->k;
+    return p->init_centroids ? p->init_k : p->k;
 }
 
 /* CIELAB of the sRGB colour in x (3 sample values of type t), in place. The one conversion
@@ -104,9 +104,9 @@ int cm__colorspace_check(const cm_grid_t *g, cm_colorspace_t cs, cm_ctx_t *ctx);
 /* One centre (d values) from sample units to the features distances are measured in (Lab
  * with cs lab, then standardised when mean and std are not NULL), and back; in and out may
  * be the same array. */
-void cm__centre_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+void cm__centroid_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
                          const double *std, const double *in, double *out);
-void cm__centre_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+void cm__centroid_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
                         const double *std, const double *in, double *out);
 
 /* Sets up f for src; mean and std (d each) standardise the features, or are both NULL. f
@@ -121,8 +121,8 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
 
 /* Writes colours[labels[i]] (k rows of d samples of the grid's type) into the feature bands
  * of pixels [first, first + n); pixels labelled CM__MASKED are left as they are. */
-void cm__recolour(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
-                  const uint16_t *labels, const void *colours);
+void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
+                  const uint16_t *labels, const void *colors);
 
 /* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
 cm_model_t *cm__model_new(int k, int d);
@@ -148,7 +148,7 @@ struct cm_sample {
 
 /* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
-                 const volatile sig_atomic_t *cancel, double *centres, cm_ctx_t *ctx);
+                 const volatile sig_atomic_t *cancel, double *centroids, cm_ctx_t *ctx);
 
 /* The pixels a sample of p holds about: p->sample_px, or 2^20 when 0. */
 int64_t cm__sample_px(const cm_params_t *p);

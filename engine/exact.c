@@ -68,9 +68,9 @@ typedef struct iteration {
     double inertia;
     double *part_inertia;
     /* histogram: distinct colours (keys) and counts; or points: the fitting sample */
-    const uint32_t *colours;
+    const uint32_t *colors;
     const uint32_t *weights;
-    int64_t n_colours;
+    int64_t n_colors;
     const float *pts;
     int64_t n_pts;
 } iteration_t;
@@ -126,8 +126,8 @@ static int merge_part(void *user, int64_t idx, cm_ctx_t *ctx)
 static int histogram_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
     iteration_t *it = user;
-    int64_t first = it->n_colours * idx / HIST_PARTS;
-    int64_t last = it->n_colours * (idx + 1) / HIST_PARTS;
+    int64_t first = it->n_colors * idx / HIST_PARTS;
+    int64_t last = it->n_colors * (idx + 1) / HIST_PARTS;
     sums_t *s = &it->parts[idx];
     float *dist = malloc(sizeof(float) * (size_t)it->k);
     if (!dist || !sums_alloc(s, it->k, it->d, it->exact)) {
@@ -139,7 +139,7 @@ static int histogram_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         /* The colour's features, as cm__to_features makes them from its samples. */
         uint8_t px[3];
         float x[3];
-        for (int b = 0; b < it->d; b++) px[b] = (uint8_t)(it->colours[i] >> (8 * (it->d - 1 - b)));
+        for (int b = 0; b < it->d; b++) px[b] = (uint8_t)(it->colors[i] >> (8 * (it->d - 1 - b)));
         for (int b = 0; b < it->d; b++) {
             x[b] = (float)px[b];
             if (it->fmt.scaled && !it->fmt.lab) x[b] = (x[b] - it->fmt.shift[b]) * it->fmt.mul[b];
@@ -247,7 +247,7 @@ static int histogram_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         for (int64_t i = 0; i < m; i++) {
             if (!valid[i]) continue;
             const uint8_t *px = buf + (first + i) * g->bands;
-            uint32_t key = cm__colour_key(t->fmt, px);
+            uint32_t key = cm__color_key(t->fmt, px);
             if (__atomic_add_fetch(&t->counts[key], 1, __ATOMIC_RELAXED) == 0)
                 rc = cm_fail(ctx, CM_EINPUT, "a colour appears more than 2^32 times");
         }
@@ -339,17 +339,17 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     it.part_inertia = calloc((size_t)n_parts, sizeof(double));
     int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
     if (rc == 0 && histogram && sample && sample->hist_keys) { /* counted by an earlier fit */
-        it.colours = sample->hist_keys;
+        it.colors = sample->hist_keys;
         it.weights = sample->hist_weights;
-        it.n_colours = sample->hist_n;
+        it.n_colors = sample->hist_n;
     } else if (rc == 0 && histogram) {
-        rc = build_histogram(src, &it.fmt, p, &keys, &weights, &it.n_colours, ctx);
-        it.colours = keys;
+        rc = build_histogram(src, &it.fmt, p, &keys, &weights, &it.n_colors, ctx);
+        it.colors = keys;
         it.weights = weights;
         if (rc == 0 && sample) { /* the sample owns it from now on */
             sample->hist_keys = keys;
             sample->hist_weights = weights;
-            sample->hist_n = it.n_colours;
+            sample->hist_n = it.n_colors;
             keys = weights = NULL;
         }
     }

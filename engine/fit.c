@@ -18,7 +18,7 @@ enum {
 static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm_ctx_t *ctx)
 {
     int k = cm__params_k(p);
-    CM_FAIL_IF(ctx, p->init_centres && (k < 1 || k > 65535), CM_EUSAGE,
+    CM_FAIL_IF(ctx, p->init_centroids && (k < 1 || k > 65535), CM_EUSAGE,
                "there must be 1 to 65535 starting centres, not %d", k);
     CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
     CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
@@ -54,7 +54,7 @@ static int model_for(const cm_sample_t *sample, const cm_params_t *p, cm_model_t
 
 /* k-means++ on an evenly strided subset of the n sample points. */
 static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
-                           double *centres, cm_ctx_t *ctx)
+                           double *centroids, cm_ctx_t *ctx)
 {
     int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
     int64_t n_init = (n + stride - 1) / stride;
@@ -62,7 +62,7 @@ static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_p
     CM_FAIL_IF(ctx, stride > 1 && !init, CM_ENOMEM, "out of memory seeding");
     for (int64_t i = 0; stride > 1 && i < n_init; i++)
         memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
-    int rc = cm__kmeanspp(init ? init : pts, n_init, d, k, p->seed, p->cancel, centres, ctx);
+    int rc = cm__kmeanspp(init ? init : pts, n_init, d, k, p->seed, p->cancel, centroids, ctx);
     free(init);
     return rc;
 }
@@ -73,11 +73,11 @@ static int start_centroids(const cm_sample_t *sample, const cm_params_t *p, cm_m
                            cm_ctx_t *ctx)
 {
     int k = m->k, d = m->d;
-    if (p->init_centres) { /* given in sample units */
+    if (p->init_centroids) { /* given in sample units */
         cm_stype_t t = sample->srcs[0].grid.stype;
         for (int j = 0; j < k; j++)
-            cm__centre_features(p->colorspace, t, d, m->mean, m->std,
-                                p->init_centres + (size_t)j * d, m->centroids + (size_t)j * d);
+            cm__centroid_features(p->colorspace, t, d, m->mean, m->std,
+                                p->init_centroids + (size_t)j * d, m->centroids + (size_t)j * d);
         return 0;
     }
     if (p->init == CM_INIT_RANDOM)
@@ -159,7 +159,7 @@ static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, c
     }
     for (int j = 0; (m->mean || m->colorspace != CM_COLORSPACE_RGB) && j < m->k; j++) {
         double *c = m->centroids + (size_t)j * m->d; /* back to sample units */
-        cm__centre_samples(m->colorspace, g->stype, m->d, m->mean, m->std, c, c);
+        cm__centroid_samples(m->colorspace, g->stype, m->d, m->mean, m->std, c, c);
     }
     m->seed = p->seed;
     m->sample_px = sample->n;

@@ -15,14 +15,14 @@ static float dist2(const float *a, const double *c, int d)
     return s;
 }
 
-int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
+int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
                 cm_ctx_t *ctx)
 {
-    return cm__kmeanspp(pts, n, d, k, seed, NULL, centres, ctx);
+    return cm__kmeanspp(pts, n, d, k, seed, NULL, centroids, ctx);
 }
 
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
-                 const volatile sig_atomic_t *cancel, double *centres, cm_ctx_t *ctx)
+                 const volatile sig_atomic_t *cancel, double *centroids, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, n <= 0 || k <= 0, CM_EINPUT, "no valid pixels to fit %d clusters on", k);
     float *dmin = malloc(sizeof(float) * (size_t)n);
@@ -31,10 +31,10 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
     cm_rng_t rng;
     cm_rng_init(&rng, seed, 0x6b6d65616e732b2bULL /* "kmeans++" */);
     int64_t first = (int64_t)cm_rng_below(&rng, (uint64_t)n);
-    for (int b = 0; b < d; b++) centres[b] = pts[first * d + b];
+    for (int b = 0; b < d; b++) centroids[b] = pts[first * d + b];
     double total = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        dmin[i] = dist2(pts + i * d, centres, d);
+        dmin[i] = dist2(pts + i * d, centroids, d);
         total += dmin[i];
     }
 
@@ -58,7 +58,7 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
             /* Every point coincides with a centre: fewer distinct values than k. */
             pick = (int64_t)cm_rng_below(&rng, (uint64_t)n);
         }
-        double *cj = centres + (size_t)j * d;
+        double *cj = centroids + (size_t)j * d;
         for (int b = 0; b < d; b++) cj[b] = pts[pick * d + b];
         total = 0.0;
         for (int64_t i = 0; i < n; i++) {
@@ -84,7 +84,7 @@ static uint64_t point_hash(const float *x, int d)
     return h;
 }
 
-int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centres,
+int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
                    cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, n <= 0 || k <= 0, CM_EINPUT, "no valid pixels to fit %d clusters on", k);
@@ -114,19 +114,19 @@ int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, dou
         size_t slot = (size_t)point_hash(x, d) & (slots - 1);
         bool repeat = false;
         for (; chosen[slot] >= 0 && !repeat; slot = (slot + 1) & (slots - 1)) {
-            const double *c = centres + (size_t)chosen[slot] * d;
+            const double *c = centroids + (size_t)chosen[slot] * d;
             repeat = true;
             for (int b = 0; b < d; b++) repeat &= (double)x[b] == c[b];
         }
         if (repeat) continue;
         chosen[slot] = j;
-        for (int b = 0; b < d; b++) centres[(size_t)j * d + b] = x[b];
+        for (int b = 0; b < d; b++) centroids[(size_t)j * d + b] = x[b];
         j++;
     }
     /* Fewer distinct values than k: the other centres repeat points, as k-means++ does. */
     for (; j < k; j++) {
         int64_t i = (int64_t)cm_rng_below(&rng, (uint64_t)n);
-        for (int b = 0; b < d; b++) centres[(size_t)j * d + b] = pts[i * d + b];
+        for (int b = 0; b < d; b++) centroids[(size_t)j * d + b] = pts[i * d + b];
     }
     free(chosen);
     free(order);

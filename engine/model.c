@@ -329,7 +329,7 @@ int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_
 
 /* Rows of d numbers from a JSON list (of colours, say) into a new array of *k rows. */
 static int read_rows(const reader_t *r, const json_t *rows, const char *what, int d,
-                     double **centres, int *k)
+                     double **centroids, int *k)
 {
     size_t n = json_array_size(rows);
     if (n < 1 || n > CM_K_MAX)
@@ -351,15 +351,15 @@ static int read_rows(const reader_t *r, const json_t *rows, const char *what, in
             return rc;
         }
     }
-    *centres = c;
+    *centroids = c;
     *k = (int)n;
     return 0;
 }
 
-int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centres,
+int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centroids,
                       int *k, cm_ctx_t *ctx)
 {
-    *centres = NULL;
+    *centroids = NULL;
     *k = 0;
     CM_FAIL_IF(ctx, d < 1 || d > CM_BANDS_MAX, CM_EUSAGE, "%s: %d features", name, d);
     json_error_t jerr;
@@ -378,15 +378,15 @@ int cm_init_from_json(const char *text, size_t len, const char *name, int d, dou
             rc = cm_fail(ctx, CM_EINPUT, "%s: the model has %d features; the image has %d bands",
                          name, m->d, d);
         if (rc == 0) {
-            *centres = m->centroids; /* in sample units, whatever the model's colour space */
+            *centroids = m->centroids; /* in sample units, whatever the model's colour space */
             *k = m->k;
             m->centroids = NULL;
         }
         cm_model_free(m);
     } else if (json_is_object(r.root) && json_is_array(colors)) {
-        rc = read_rows(&r, colors, "colors", d, centres, k);
+        rc = read_rows(&r, colors, "colors", d, centroids, k);
     } else if (json_is_array(r.root)) {
-        rc = read_rows(&r, r.root, "colours", d, centres, k);
+        rc = read_rows(&r, r.root, "colours", d, centroids, k);
     } else {
         rc = cm_fail(ctx, CM_EINPUT,
                      "%s: starting centres must be a chunkmeans model, {\"colors\": [[...], "

@@ -63,7 +63,7 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
 #define RECOLOUR(T)                                                                                \
     do {                                                                                           \
         T *p = (T *)buf + first * f->bands;                                                        \
-        const T *cols = colours;                                                                   \
+        const T *cols = colors;                                                                   \
         for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
             if (labels[i] == CM__MASKED) continue;                                                 \
             const T *c = cols + (size_t)labels[i] * f->d;                                          \
@@ -71,8 +71,8 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
         }                                                                                          \
     } while (0)
 
-void cm__recolour(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
-                  const uint16_t *labels, const void *colours)
+void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
+                  const uint16_t *labels, const void *colors)
 {
     switch (f->stype) {
     case CM_U8: RECOLOUR(uint8_t); break;
@@ -115,7 +115,7 @@ bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked)
     return maskable;
 }
 
-void cm__centre_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+void cm__centroid_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
                          const double *std, const double *in, double *out)
 {
     for (int b = 0; b < d; b++) out[b] = in[b];
@@ -126,7 +126,7 @@ void cm__centre_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *
     for (int b = 0; mean && b < d; b++) out[b] = (out[b] - mean[b]) / std[b];
 }
 
-void cm__centre_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
+void cm__centroid_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
                         const double *std, const double *in, double *out)
 {
     double x[CM_BANDS_MAX];

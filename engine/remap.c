@@ -36,7 +36,7 @@ static int cached_nearest(const cm__remapper_t *r, const uint8_t *px, const floa
                           float *d2)
 {
     const cm__pixfmt_t *f = &r->fmt;
-    uint32_t key = cm__colour_key(f, px);
+    uint32_t key = cm__color_key(f, px);
     uint16_t hit = __atomic_load_n(&r->cache[key], __ATOMIC_RELAXED);
     int k = r->model->k;
     if (!hit) {
@@ -165,7 +165,7 @@ static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y,
             c->counts[s->labels[i]]++;
             inertia += s->d2[i];
         }
-        cm__recolour(&r->fmt, c->pixels, first, m, s->labels, r->colors);
+        cm__recolor(&r->fmt, c->pixels, first, m, s->labels, r->colors);
         if (!c->labels) continue;
         if (r->label_bits == 8)
             for (int64_t i = 0; i < m; i++)
@@ -269,7 +269,7 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
     /* Distances are measured where the fit measured them: in Lab, in standardised units, if
      * either. */
     for (int j = 0; j < k; j++)
-        cm__centre_features(model->colorspace, g->stype, d, model->mean, model->std,
+        cm__centroid_features(model->colorspace, g->stype, d, model->mean, model->std,
                             model->centroids + (size_t)j * d, features + (size_t)j * d);
     cm__centroids_soa(features, k, d, r->soa);
     free(features);

@@ -161,7 +161,7 @@ static int read_samples(cm_image_t *img, TIFF *tif, fields_t *f, cm_ctx_t *ctx)
 
 /* Reads the extra samples (alpha among them) and the photometric interpretation into
  * img->info: its bands as read (a palette's colours), alpha band and extra samples. */
-static int read_colour(cm_image_t *img, TIFF *tif, const fields_t *f, cm_ctx_t *ctx)
+static int read_color(cm_image_t *img, TIFF *tif, const fields_t *f, cm_ctx_t *ctx)
 {
     const char *path = img->path;
     cm_image_info_t *in = &img->info;
@@ -169,21 +169,21 @@ static int read_colour(cm_image_t *img, TIFF *tif, const fields_t *f, cm_ctx_t *
     TIFFGetField(tif, TIFFTAG_EXTRASAMPLES, &n_extra, &extra);
     CM_FAIL_IF(ctx, n_extra >= f->spp && f->photo != PHOTOMETRIC_MINISBLACK, CM_EINPUT,
                "%s: %u extra samples of %u", path, n_extra, f->spp);
-    int colour = f->spp - n_extra, alpha = -1, bands = f->spp;
+    int color = f->spp - n_extra, alpha = -1, bands = f->spp;
     for (int i = 0; i < n_extra && alpha < 0; i++)
         if (extra[i] == EXTRASAMPLE_ASSOCALPHA || extra[i] == EXTRASAMPLE_UNASSALPHA)
-            alpha = colour + i;
+            alpha = color + i;
     CM_FAIL_IF(ctx, alpha >= 0 && f->spp == 1, CM_EINPUT, "%s: only an alpha sample", path);
     switch (f->photo) {
     case PHOTOMETRIC_MINISBLACK:
     case PHOTOMETRIC_MINISWHITE:
     case PHOTOMETRIC_SEPARATED: break;
     case PHOTOMETRIC_RGB:
-        CM_FAIL_IF(ctx, colour < 3, CM_EINPUT, "%s: RGB image with %d colour samples", path,
-                   colour);
+        CM_FAIL_IF(ctx, color < 3, CM_EINPUT, "%s: RGB image with %d colour samples", path,
+                   color);
         break;
     case PHOTOMETRIC_YCBCR:
-        CM_FAIL_IF(ctx, f->comp != COMPRESSION_JPEG || colour != 3 || f->bits != 8, CM_EINPUT,
+        CM_FAIL_IF(ctx, f->comp != COMPRESSION_JPEG || color != 3 || f->bits != 8, CM_EINPUT,
                    "%s: YCbCr is supported only in 8-bit JPEG-compressed files", path);
         img->ycbcr_as_rgb = true;
         TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
@@ -238,7 +238,7 @@ int cm__image_inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     cm_image_info_t *in = &img->info;
     fields_t f;
     CM_TRY(read_samples(img, tif, &f, ctx));
-    CM_TRY(read_colour(img, tif, &f, ctx));
+    CM_TRY(read_color(img, tif, &f, ctx));
     in->width = f.w;
     in->height = f.h;
     in->sample_type = cm_stype_name(in->stype);

@@ -38,7 +38,7 @@ static void format_bytes(size_t bytes, char *buf, size_t len)
 }
 
 /* A fill colour per kind, so that reads, remaps and writes stand apart. */
-static const char *kind_colour(const char *kind)
+static const char *kind_color(const char *kind)
 {
     static const char *const palette[] = {"#a6cee3", "#b2df8a", "#fb9a99", "#fdbf6f",
                                           "#cab2d6", "#ffff99", "#8dd3c7", "#d9d9d9"};
@@ -59,7 +59,7 @@ int cm_graph_write_dot(const cm_graph_t *g, FILE *f, cm_ctx_t *ctx)
         format_bytes(t.bytes, bytes, sizeof bytes);
         fprintf(f, "    t%d [label=\"", i);
         put_dot_string(t.kind, f);
-        fprintf(f, " %d\\n%s\", fillcolor=\"%s\"];\n", i, bytes, kind_colour(t.kind));
+        fprintf(f, " %d\\n%s\", fillcolor=\"%s\"];\n", i, bytes, kind_color(t.kind));
     }
     for (int i = 0; i < n; i++) {
         cm__graph_task(g, i, &t);

@@ -169,8 +169,8 @@ static void test_run_file_writes_what_fit_then_apply_write(void **state)
     free(b);
 
     /* Every pixel of the output is one of the model's colours, and each quadrant is one. */
-    uint8_t colours[4 * 3];
-    cm_model_colors_u8(model, colours);
+    uint8_t colors[4 * 3];
+    cm_model_colors_u8(model, colors);
     cm_image_t *img = NULL;
     assert_int_equal(cm_image_open(run_out, 1, &img, &ctx), 0);
     const cm_grid_t *g = &cm_image_info(img)->grid;
@@ -182,7 +182,7 @@ static void test_run_file_writes_what_fit_then_apply_write(void **state)
         cm_grid_rect(g, idx, &x, &y, &w, &h);
         for (int64_t i = 0; i < w * h; i++) {
             bool found = false;
-            for (int j = 0; j < 4 && !found; j++) found = !memcmp(buf + i * 3, colours + j * 3, 3);
+            for (int j = 0; j < 4 && !found; j++) found = !memcmp(buf + i * 3, colors + j * 3, 3);
             assert_true(found);
         }
     }

@@ -120,7 +120,7 @@ static int parse(const char *text, int d, double **c, int *k, cm_ctx_t *ctx)
     return cm_init_from_json(text, strlen(text), "start.json", d, c, k, ctx);
 }
 
-static void test_init_reads_colours_and_plain_lists(void **state)
+static void test_init_reads_colors_and_plain_lists(void **state)
 {
     (void)state;
     cm_ctx_t ctx;
@@ -200,7 +200,7 @@ int main(void)
         cmocka_unit_test(test_lab_round_trip_is_within_half_a_level),
         cmocka_unit_test(test_delta_e_matches_sharma_s_test_data),
         cmocka_unit_test(test_mean_delta_e_of_images_skips_transparent_pixels),
-        cmocka_unit_test(test_init_reads_colours_and_plain_lists),
+        cmocka_unit_test(test_init_reads_colors_and_plain_lists),
         cmocka_unit_test(test_init_reads_the_centroids_of_a_model),
         cmocka_unit_test(test_init_refuses_rows_of_the_wrong_length_and_other_junk),
     };

@@ -139,7 +139,7 @@ static void im_set(const image_t *im, int64_t i, int b, double v)
 }
 
 /* Sets the d features (alpha skipped) of pixel i to col. */
-static void im_set_colour(const image_t *im, int64_t i, const double *col)
+static void im_set_color(const image_t *im, int64_t i, const double *col)
 {
     for (int b = 0, f = 0; b < im->bands; b++)
         if (b != im->alpha_band) im_set(im, i, b, col[f++]);
@@ -169,7 +169,7 @@ static void fill_noise(image_t *im, uint64_t seed, int levels)
         im->px[i] = (uint8_t)((int)(next_rand(&seed) % (uint64_t)levels) * 255 / (levels - 1));
 }
 
-static void set_colour(image_t *im, int64_t x, int64_t y, const uint8_t *col)
+static void set_color(image_t *im, int64_t x, int64_t y, const uint8_t *col)
 {
     uint8_t *p = pixel_at(im, x, y);
     for (int b = 0, f = 0; b < im->bands; b++)
@@ -187,7 +187,7 @@ static int block_of(int64_t x, int64_t y)
 static void fill_blocks(image_t *im)
 {
     for (int64_t y = 0; y < im->h; y++)
-        for (int64_t x = 0; x < im->w; x++) set_colour(im, x, y, BLOCK_COLOURS[block_of(x, y)]);
+        for (int64_t x = 0; x < im->w; x++) set_color(im, x, y, BLOCK_COLOURS[block_of(x, y)]);
 }
 
 static void features_of(const uint8_t *px, int bands, int alpha_band, float *x)
@@ -203,7 +203,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* Distinct colours (non-alpha samples) by sorting packed keys: unlike the engine, no bitmap. */
-static int64_t distinct_colours(const image_t *im)
+static int64_t distinct_colors(const image_t *im)
 {
     int64_t n = image_pixels(im);
     uint32_t *keys = malloc(sizeof(uint32_t) * (size_t)n);
@@ -441,7 +441,7 @@ static cm_model_t *fit_remap(const image_t *im, int64_t chunk_w, int64_t chunk_h
     return fit_remap_src(&src, p, want_labels, out);
 }
 
-static uint8_t *model_colours(const cm_model_t *m)
+static uint8_t *model_colors(const cm_model_t *m)
 {
     uint8_t *c = malloc((size_t)m->k * (size_t)m->d);
     assert_non_null(c);
@@ -450,7 +450,7 @@ static uint8_t *model_colours(const cm_model_t *m)
 }
 
 /* The centre colours as samples of type t; the caller frees them. */
-static uint8_t *model_colours_typed(const cm_model_t *m, cm_stype_t t)
+static uint8_t *model_colors_typed(const cm_model_t *m, cm_stype_t t)
 {
     uint8_t *c = malloc((size_t)m->k * (size_t)m->d * cm_stype_size(t));
     assert_non_null(c);
@@ -458,7 +458,7 @@ static uint8_t *model_colours_typed(const cm_model_t *m, cm_stype_t t)
     return c;
 }
 
-static float *model_centres_f(const cm_model_t *m)
+static float *model_centroids_f(const cm_model_t *m)
 {
     float *c = malloc(sizeof(float) * (size_t)m->k * (size_t)m->d);
     assert_non_null(c);
@@ -481,7 +481,7 @@ static int check_labels(const cm_model_t *m, const mem_sink_t *out)
 {
     const cm_grid_t *g = &out->grid;
     size_t ss = cm_stype_size(g->stype), px_bytes = (size_t)g->bands * ss;
-    uint8_t *cols = model_colours_typed(m, g->stype);
+    uint8_t *cols = model_colors_typed(m, g->stype);
     int top = -1, masked = out->label_size == 1 ? 255 : 65535;
     int64_t n = g->width * g->height;
     for (int64_t i = 0; i < n; i++) {
@@ -503,7 +503,7 @@ static int check_labels(const cm_model_t *m, const mem_sink_t *out)
 
 /* ---- the fit and the remap -------------------------------------------------------------- */
 
-static void test_three_blocks_give_exactly_their_colours(void **state)
+static void test_three_blocks_give_exactly_their_colors(void **state)
 {
     (void)state;
     /* Chunks clipped at the edges, chunks not dividing the image, one chunk larger than the
@@ -519,7 +519,7 @@ static void test_three_blocks_give_exactly_their_colours(void **state)
         cm_params_t p = params(3, 1, 2);
         mem_sink_t out;
         cm_model_t *m = fit_remap(&im, geometry[gi][0], geometry[gi][1], &p, false, &out);
-        uint8_t *cols = model_colours(m);
+        uint8_t *cols = model_colors(m);
         bool seen[3] = {false, false, false};
         for (int j = 0; j < 3; j++) {
             int which = -1;
@@ -553,7 +553,7 @@ static void test_grey_levels_give_exactly_their_levels(void **state)
     cm_params_t p = params(4, 3, 2);
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
-    uint8_t *cols = model_colours(m);
+    uint8_t *cols = model_colors(m);
     int found = 0;
     for (int j = 0; j < 4; j++)
         for (int l = 0; l < 4; l++) found += cols[j] == levels[l];
@@ -567,7 +567,7 @@ static void test_grey_levels_give_exactly_their_levels(void **state)
     image_free(&im);
 }
 
-static void test_remap_output_holds_at_most_k_colours_each_a_rounded_centroid(void **state)
+static void test_remap_output_holds_at_most_k_colors_each_a_rounded_centroid(void **state)
 {
     (void)state;
     image_t im = image_new(100, 70, 3, -1);
@@ -576,14 +576,14 @@ static void test_remap_output_holds_at_most_k_colours_each_a_rounded_centroid(vo
     p.max_iter = 40;
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
-    uint8_t *cols = model_colours(m);
+    uint8_t *cols = model_colors(m);
     for (int64_t i = 0; i < image_pixels(&im); i++) {
         bool any = false;
         for (int j = 0; j < m->k && !any; j++) any = memcmp(out.px + i * 3, cols + j * 3, 3) == 0;
         assert_true(any);
     }
     image_t res = {im.w, im.h, 3, -1, out.px, CM_U8};
-    int64_t distinct = distinct_colours(&res);
+    int64_t distinct = distinct_colors(&res);
     assert_true(distinct <= 5);
     assert_true(distinct >= 2);
     free(cols);
@@ -601,7 +601,7 @@ static void test_remap_counts_and_inertia_are_exact(void **state)
     p.max_iter = 30;
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 17, 23, &p, false, &out);
-    float *cf = model_centres_f(m);
+    float *cf = model_centroids_f(m);
     int64_t counts[6] = {0};
     double inertia = 0.0;
     for (int64_t i = 0; i < image_pixels(&im); i++) {
@@ -651,7 +651,7 @@ static void test_alpha_is_kept_and_transparent_pixels_are_not_counted(void **sta
         assert_int_equal(m->n_pixels, opaque);
         check_labels(m, &out);
         /* Nor do they add to the inertia. */
-        float *cf = model_centres_f(m);
+        float *cf = model_centroids_f(m);
         double inertia = 0.0;
         for (int64_t i = 0; i < image_pixels(&im); i++) {
             const uint8_t *px = im.px + i * im.bands;
@@ -679,13 +679,13 @@ static void test_transparent_pixels_take_no_part_in_the_fit(void **state)
     for (int64_t y = 0; y < im.h; y++)
         for (int64_t x = 0; x < im.w; x++) {
             bool clear = (x * 7 + y) % 3 == 0;
-            set_colour(&im, x, y, clear ? magenta : (x + y) % 2 ? black : white);
+            set_color(&im, x, y, clear ? magenta : (x + y) % 2 ? black : white);
             pixel_at(&im, x, y)[3] = clear ? 0 : 255;
         }
     cm_params_t p = params(2, 4, 2);
     mem_sink_t out;
     cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
-    uint8_t *cols = model_colours(m);
+    uint8_t *cols = model_colors(m);
     bool has_black = memcmp(cols, black, 3) == 0 || memcmp(cols + 3, black, 3) == 0;
     bool has_white = memcmp(cols, white, 3) == 0 || memcmp(cols + 3, white, 3) == 0;
     assert_true(has_black);
@@ -698,7 +698,7 @@ static void test_transparent_pixels_take_no_part_in_the_fit(void **state)
     image_free(&im);
 }
 
-static void test_labels_are_below_k_and_give_each_pixel_its_colour(void **state)
+static void test_labels_are_below_k_and_give_each_pixel_its_color(void **state)
 {
     (void)state;
     image_t im = image_new(100, 70, 3, -1);
@@ -710,7 +710,7 @@ static void test_labels_are_below_k_and_give_each_pixel_its_colour(void **state)
     assert_int_equal(out.label_size, 1);
     assert_int_equal(check_labels(m, &out), 5);
     /* The label is the nearest centre of the input pixel. */
-    float *cf = model_centres_f(m);
+    float *cf = model_centroids_f(m);
     for (int64_t i = 0; i < image_pixels(&im); i++) {
         float x[3];
         features_of(im.px + i * 3, 3, -1, x);
@@ -800,7 +800,7 @@ static void test_a_different_seed_gives_different_centroids(void **state)
     image_free(&im);
 }
 
-static void test_k_above_the_number_of_colours_leaves_finite_centres(void **state)
+static void test_k_above_the_number_of_colors_leaves_finite_centroids(void **state)
 {
     (void)state;
     static const uint8_t col[2][3] = {{10, 20, 30}, {200, 100, 50}};
@@ -809,7 +809,7 @@ static void test_k_above_the_number_of_colours_leaves_finite_centres(void **stat
     for (int64_t y = 0; y < im.h; y++)
         for (int64_t x = 0; x < im.w; x++) {
             int c = (x / 3 + y / 4) % 2;
-            set_colour(&im, x, y, col[c]);
+            set_color(&im, x, y, col[c]);
             n_first += c == 0;
         }
     cm_params_t p = params(10, 8, 2);
@@ -826,14 +826,14 @@ static void test_k_above_the_number_of_colours_leaves_finite_centres(void **stat
     assert_int_equal(nonzero, 2);
     assert_memory_equal(out.px, im.px, image_bytes(&im));
     image_t res = {im.w, im.h, 3, -1, out.px, CM_U8};
-    assert_int_equal(distinct_colours(&res), 2);
+    assert_int_equal(distinct_colors(&res), 2);
     check_labels(m, &out);
     sink_free(&out);
     cm_model_free(m);
     image_free(&im);
 }
 
-static void test_one_cluster_lands_on_the_mean_colour(void **state)
+static void test_one_cluster_lands_on_the_mean_color(void **state)
 {
     (void)state;
     image_t im = image_new(100, 70, 3, -1);
@@ -842,7 +842,7 @@ static void test_one_cluster_lands_on_the_mean_colour(void **state)
         for (int64_t x = 0; x < im.w; x++) {
             uint8_t c[3] = {(uint8_t)(x * 255 / 99), (uint8_t)(y * y * 255 / (69 * 69)),
                             (uint8_t)((x * y) % 256)};
-            set_colour(&im, x, y, c);
+            set_color(&im, x, y, c);
             for (int b = 0; b < 3; b++) mean[b] += c[b];
         }
     for (int b = 0; b < 3; b++) mean[b] /= (double)image_pixels(&im);
@@ -859,7 +859,7 @@ static void test_one_cluster_lands_on_the_mean_colour(void **state)
     image_free(&im);
 }
 
-static void test_a_small_far_cluster_gets_its_own_centre(void **state)
+static void test_a_small_far_cluster_gets_its_own_centroid(void **state)
 {
     (void)state;
     /* 99.9% grey 100, 0.1% pure white. */
@@ -869,7 +869,7 @@ static void test_a_small_far_cluster_gets_its_own_centre(void **state)
     for (int64_t y = 0; y < im.h; y++)
         for (int64_t x = 0; x < im.w; x++) {
             bool w = (y * im.w + x) % 1000 == 617;
-            set_colour(&im, x, y, w ? white : grey);
+            set_color(&im, x, y, w ? white : grey);
             n_white += w;
         }
     assert_int_equal(n_white, 20);
@@ -877,7 +877,7 @@ static void test_a_small_far_cluster_gets_its_own_centre(void **state)
         cm_params_t p = params(2, seed, 2);
         mem_sink_t out;
         cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
-        uint8_t *cols = model_colours(m);
+        uint8_t *cols = model_colors(m);
         int w = memcmp(cols, white, 3) == 0 ? 0 : 1;
         assert_memory_equal(cols + w * 3, white, 3);
         assert_memory_equal(cols + (1 - w) * 3, grey, 3);
@@ -904,7 +904,7 @@ static void test_a_small_far_cluster_is_not_reseeded_away(void **state)
     int64_t n_white = 0;
     for (int64_t i = 0; i < image_pixels(&im); i++) {
         bool w = i % 2000 == 617;
-        set_colour(&im, i % im.w, i / im.w, w ? white : i % 100 == 3 ? grey_r : grey);
+        set_color(&im, i % im.w, i / im.w, w ? white : i % 100 == 3 ? grey_r : grey);
         n_white += w;
     }
     assert_int_equal(n_white, 10);
@@ -914,7 +914,7 @@ static void test_a_small_far_cluster_is_not_reseeded_away(void **state)
         cm_params_t p = params(2, seed, 2);
         mem_sink_t out;
         cm_model_t *m = fit_remap(&im, 32, 32, &p, false, &out);
-        uint8_t *cols = model_colours(m);
+        uint8_t *cols = model_colors(m);
         bool found = memcmp(cols, white, 3) == 0 || memcmp(cols + 3, white, 3) == 0;
         if (!found || !(m->inertia < 1000.0)) {
             print_error("seed %llu: centres (%.2f %.2f %.2f) (%.2f %.2f %.2f), counts %lld %lld, "
@@ -1094,7 +1094,7 @@ static void test_a_budget_below_one_chunk_is_refused(void **state)
     image_free(&im);
 }
 
-static void test_colour_cache_gives_the_labels_of_the_direct_search_ties_included(void **state)
+static void test_color_cache_gives_the_labels_of_the_direct_search_ties_included(void **state)
 {
     (void)state;
     /* Grey (d = 1), RGB and RGBA noise; centre 1 made a copy of centre 0, so that every pixel
@@ -1146,7 +1146,7 @@ static cm_model_t *fit_only(mem_source_t *src, const cm_params_t *p)
     return m;
 }
 
-static void test_lloyd_and_histogram_give_the_same_centres(void **state)
+static void test_lloyd_and_histogram_give_the_same_centroids(void **state)
 {
     (void)state;
     /* Exact integer sums make the per-pixel and the per-colour iterations the same
@@ -1435,7 +1435,7 @@ static void test_progress_reaches_the_total_of_every_stage(void **state)
     cm_ctx_init(&ctx);
     int64_t count;
     expect_ok(cm_count_colors(&src.src, &p, &count, &ctx), &ctx, "cm_count_colors");
-    assert_int_equal(count, distinct_colours(&im));
+    assert_int_equal(count, distinct_colors(&im));
 
     assert_int_equal(log.bad, 0);
     assert_in_range(log.last_total[0], 1, 12); /* the sample reads some of the 12 chunks */
@@ -1455,7 +1455,7 @@ static void test_progress_reaches_the_total_of_every_stage(void **state)
 
 /* ---- kernels: k-means++, nearest centre, colour count ------------------------------------ */
 
-static void test_kmeanspp_fills_k_centres_from_fewer_distinct_points(void **state)
+static void test_kmeanspp_fills_k_centroids_from_fewer_distinct_points(void **state)
 {
     (void)state;
     static const float values[3][3] = {{0, 0, 0}, {10, 20, 30}, {255, 128, 1}};
@@ -1500,7 +1500,7 @@ static void test_kmeanspp_fills_k_centres_from_fewer_distinct_points(void **stat
     assert_int_equal(cm_kmeanspp(one, 0, 2, 5, 99, c1, &ctx), CM_EINPUT);
 }
 
-static void test_kmeanspp_picks_spread_centres_on_separate_clusters(void **state)
+static void test_kmeanspp_picks_spread_centroids_on_separate_clusters(void **state)
 {
     (void)state;
     /* Four tight clusters far apart: k-means++ puts one centre in each. */
@@ -1632,7 +1632,7 @@ static void test_count_colors_matches_a_brute_force_count(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         image_t im = image_new(100, 70, cases[i].bands, cases[i].alpha_band);
         fill_noise(&im, 100 + i, cases[i].levels);
-        int64_t want = distinct_colours(&im);
+        int64_t want = distinct_colors(&im);
         for (int t = 1; t <= 3; t += 2) {
             mem_source_t src;
             source_init(&src, &im, 32, 23);
@@ -1657,7 +1657,7 @@ static void test_count_colors_ignores_alpha(void **state)
         for (int64_t x = 0; x < im.w; x++) {
             int c = (int)((x + 3 * y) % 7);
             uint8_t col[3] = {(uint8_t)(c * 30), (uint8_t)(255 - c), 9};
-            set_colour(&im, x, y, col);
+            set_color(&im, x, y, col);
             pixel_at(&im, x, y)[3] = (uint8_t)(x * 2 + y);
         }
     mem_source_t src;
@@ -1678,7 +1678,7 @@ static void test_count_colors_ignores_alpha(void **state)
     image_free(&im);
 }
 
-static void test_model_colours_are_rounded_and_clamped(void **state)
+static void test_model_colors_are_rounded_and_clamped(void **state)
 {
     (void)state;
     double c[12] = {-3.2, 0.49, 0.51, 17.2, 17.7, 254.4, 254.6, 255.0, 255.7, 300.0, -0.0, 128.0};
@@ -1784,7 +1784,7 @@ static const double TYPED_BLOCKS[4][3][3] = {
 
 /* Whether centroid row j is exactly the colour col as stored in type t (col's samples are
  * rounded to t first: 0.1 is the float nearest to it). */
-static bool centre_is(const cm_model_t *m, int j, cm_stype_t t, const double *col)
+static bool centroid_is(const cm_model_t *m, int j, cm_stype_t t, const double *col)
 {
     for (int b = 0; b < m->d; b++) {
         uint8_t s[4];
@@ -1796,7 +1796,7 @@ static bool centre_is(const cm_model_t *m, int j, cm_stype_t t, const double *co
     return true;
 }
 
-static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(void **state)
+static void test_three_blocks_of_every_sample_type_give_exactly_their_colors(void **state)
 {
     (void)state;
     static const cm_stype_t types[4] = {CM_U8, CM_U16, CM_I16, CM_F32};
@@ -1808,7 +1808,7 @@ static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(vo
         int64_t block_px[3] = {0};
         for (int64_t y = 0; y < im.h; y++)
             for (int64_t x = 0; x < im.w; x++) {
-                im_set_colour(&im, y * im.w + x, TYPED_BLOCKS[t][block_of(x, y)]);
+                im_set_color(&im, y * im.w + x, TYPED_BLOCKS[t][block_of(x, y)]);
                 block_px[block_of(x, y)]++;
             }
         /* Each block's colour as the image stores it. */
@@ -1820,7 +1820,7 @@ static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(vo
             cm_params_t p = params(3, 1, 2);
             mem_sink_t out;
             cm_model_t *m = fit_remap(&im, geometry[gi][0], geometry[gi][1], &p, true, &out);
-            uint8_t *cols = model_colours_typed(m, t);
+            uint8_t *cols = model_colors_typed(m, t);
             bool seen[3] = {false, false, false};
             for (int j = 0; j < 3; j++) {
                 int which = -1;
@@ -1833,7 +1833,7 @@ static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(vo
                 assert_true(which >= 0);
                 assert_false(seen[which]);
                 seen[which] = true;
-                assert_true(centre_is(m, j, t, TYPED_BLOCKS[t][which]));
+                assert_true(centroid_is(m, j, t, TYPED_BLOCKS[t][which]));
                 assert_int_equal(m->counts[j], block_px[which]);
             }
             /* Every pixel gets its own colour back, bit for bit. */
@@ -1850,7 +1850,7 @@ static void test_three_blocks_of_every_sample_type_give_exactly_their_colours(vo
     }
 }
 
-static void test_model_colours_are_rounded_and_clamped_to_every_sample_type(void **state)
+static void test_model_colors_are_rounded_and_clamped_to_every_sample_type(void **state)
 {
     (void)state;
     int64_t counts[4] = {0};
@@ -1906,7 +1906,7 @@ static void test_model_colours_are_rounded_and_clamped_to_every_sample_type(void
 
 /* Remaps a one-band image of type t whose pixels cycle through px_vals[4] with a given model
  * of 3 centres; checks that each pixel becomes out_vals of its value, and the labels. */
-static void remap_with_centres(cm_stype_t t, const double px_vals[4], double centres[3],
+static void remap_with_centroids(cm_stype_t t, const double px_vals[4], double centroids[3],
                                const double out_vals[4], const int labels[4])
 {
     image_t im = image_new_typed(40, 30, 1, -1, t);
@@ -1914,7 +1914,7 @@ static void remap_with_centres(cm_stype_t t, const double px_vals[4], double cen
     mem_source_t src;
     source_init(&src, &im, 16, 16);
     int64_t counts[3] = {-1, -1, -1};
-    cm_model_t m = {.k = 3, .d = 1, .centroids = centres, .counts = counts};
+    cm_model_t m = {.k = 3, .d = 1, .centroids = centroids, .counts = counts};
     cm_params_t p = params(3, 0, 2);
     mem_sink_t out;
     sink_init(&out, &src.src, true, 3);
@@ -1945,22 +1945,22 @@ static void test_remapped_samples_are_rounded_and_clamped_to_the_sample_type(voi
     static const double i16_out[4] = {-32768, -32768, 32767, 12};
     static const int i16_lab[4] = {0, 0, 1, 2};
     double i16_c[3] = {-40000.0, 40000.0, 12.4};
-    remap_with_centres(CM_I16, i16_px, i16_c, i16_out, i16_lab);
+    remap_with_centroids(CM_I16, i16_px, i16_c, i16_out, i16_lab);
     double i16_c2[3] = {-32768.6, 32767.7, -12.6}; /* just past the limits, and negative */
     static const double i16_out2[4] = {-32768, -32768, 32767, -13};
-    remap_with_centres(CM_I16, i16_px, i16_c2, i16_out2, i16_lab);
+    remap_with_centroids(CM_I16, i16_px, i16_c2, i16_out2, i16_lab);
 
     static const double u16_px[4] = {1, 65000, 900, 65535};
     static const double u16_out[4] = {0, 65535, 1001, 65535};
     static const int u16_lab[4] = {0, 1, 2, 1};
     double u16_c[3] = {-7.3, 70000.0, 1000.6};
-    remap_with_centres(CM_U16, u16_px, u16_c, u16_out, u16_lab);
+    remap_with_centroids(CM_U16, u16_px, u16_c, u16_out, u16_lab);
 
     static const double f32_px[4] = {-5, 100, 0.5, 1e6};
     static const double f32_out[4] = {-4.75, (double)0.1f, (double)0.1f, 1e6 + 0.25};
     static const int f32_lab[4] = {0, 1, 1, 2};
     double f32_c[3] = {-4.75, 0.1, 1e6 + 0.25};
-    remap_with_centres(CM_F32, f32_px, f32_c, f32_out, f32_lab);
+    remap_with_centroids(CM_F32, f32_px, f32_c, f32_out, f32_lab);
 }
 
 /* Floats that are hard for sums: wide ranges, fractions, a few NaN and transparent pixels. */
@@ -2035,7 +2035,7 @@ static masked_image_t masked_image(cm_stype_t t, int bands, int alpha_band, cons
     for (int64_t i = 0; i < image_pixels(im); i++) {
         uint64_t r = next_rand(&seed);
         bool is_a = (r >> 20) & 1;
-        im_set_colour(im, i, is_a ? a : b);
+        im_set_color(im, i, is_a ? a : b);
         if (alpha_band >= 0) im_set(im, i, alpha_band, alpha_on);
         int kind = (int)(r % 20);
         int f = (int)((r >> 32) % (uint64_t)d), band = f;
@@ -2070,12 +2070,12 @@ static void check_masked_run(const masked_image_t *mi, mem_source_t *src, const 
     cm_model_t *m = NULL;
     expect_ok(cm_fit(&src->src, &p, &m, &ctx), &ctx, "cm_fit");
     assert_in_range(m->sample_px, 1, n_valid);
-    int ja = centre_is(m, 0, im->type, a) ? 0 : 1;
-    if (!centre_is(m, ja, im->type, a) || !centre_is(m, 1 - ja, im->type, b))
+    int ja = centroid_is(m, 0, im->type, a) ? 0 : 1;
+    if (!centroid_is(m, ja, im->type, a) || !centroid_is(m, 1 - ja, im->type, b))
         print_error("%s: centres (%.9g ...) and (%.9g ...), want %g... and %g...\n",
                     cm_stype_name(im->type), m->centroids[0], m->centroids[m->d], a[0], b[0]);
-    assert_true(centre_is(m, ja, im->type, a));
-    assert_true(centre_is(m, 1 - ja, im->type, b));
+    assert_true(centroid_is(m, ja, im->type, a));
+    assert_true(centroid_is(m, 1 - ja, im->type, b));
 
     sink_init(out, &src->src, true, 2);
     expect_ok(cm_remap(&src->src, m, &p, &out->sink, &ctx), &ctx, "cm_remap");
@@ -2307,7 +2307,7 @@ static void test_sparse_valid_pixels_are_found(void **state)
     for (int64_t y = 0; y < im.h; y++)
         for (int64_t x = 0; x < im.w; x++) {
             bool in = x >= 1970 && y >= 1970;
-            set_colour(&im, x, y, !in ? junk : x < 1985 ? a : b);
+            set_color(&im, x, y, !in ? junk : x < 1985 ? a : b);
             pixel_at(&im, x, y)[3] = in ? 255 : 0;
         }
     mem_source_t src;
@@ -2319,9 +2319,9 @@ static void test_sparse_valid_pixels_are_found(void **state)
         cm_model_t *m = NULL;
         expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit of the sparse image");
         assert_in_range(m->sample_px, 2, 900);
-        int ja = centre_is(m, 0, CM_U8, ad) ? 0 : 1;
-        assert_true(centre_is(m, ja, CM_U8, ad));
-        assert_true(centre_is(m, 1 - ja, CM_U8, bd));
+        int ja = centroid_is(m, 0, CM_U8, ad) ? 0 : 1;
+        assert_true(centroid_is(m, ja, CM_U8, ad));
+        assert_true(centroid_is(m, 1 - ja, CM_U8, bd));
         if (seed == 1) { /* and the remap finds exactly the block */
             mem_sink_t out;
             sink_init(&out, &src.src, false, 2);
@@ -2343,7 +2343,7 @@ static void test_sparse_valid_pixels_are_found(void **state)
     image_t strip = image_new(65536, 30, 4, 3);
     for (int64_t y = 0; y < strip.h; y++)
         for (int64_t x = strip.w - 30; x < strip.w; x++) {
-            set_colour(&strip, x, y, x < strip.w - 15 ? a : b);
+            set_color(&strip, x, y, x < strip.w - 15 ? a : b);
             pixel_at(&strip, x, y)[3] = 255;
         }
     source_init(&src, &strip, 1024, 30);
@@ -2355,9 +2355,9 @@ static void test_sparse_valid_pixels_are_found(void **state)
         cm_model_t *m = NULL;
         expect_ok(cm_fit(&src.src, &p, &m, &ctx), &ctx, "cm_fit of the strip");
         assert_int_equal(m->sample_px, 900);
-        int ja = centre_is(m, 0, CM_U8, ad) ? 0 : 1;
-        assert_true(centre_is(m, ja, CM_U8, ad));
-        assert_true(centre_is(m, 1 - ja, CM_U8, bd));
+        int ja = centroid_is(m, 0, CM_U8, ad) ? 0 : 1;
+        assert_true(centroid_is(m, ja, CM_U8, ad));
+        assert_true(centroid_is(m, 1 - ja, CM_U8, bd));
         cm_model_free(m);
     }
     assert_int_equal(atomic_load(&src.misuse), 0);
@@ -2559,16 +2559,16 @@ static void test_eight_uint16_bands_are_clustered_by_their_groups(void **state)
     int64_t n = image_pixels(&im);
     uint8_t *group = malloc((size_t)n);
     assert_non_null(group);
-    double centre[GROUPS][BANDS];
+    double centroid[GROUPS][BANDS];
     uint64_t r = 2024;
     for (int g = 0; g < GROUPS; g++)
-        for (int b = 0; b < BANDS; b++) centre[g][b] = (double)(5000 + next_rand(&r) % 55000);
+        for (int b = 0; b < BANDS; b++) centroid[g][b] = (double)(5000 + next_rand(&r) % 55000);
     int64_t in_group[GROUPS] = {0};
     for (int64_t i = 0; i < n; i++) {
         group[i] = (uint8_t)(next_rand(&r) % GROUPS);
         in_group[group[i]]++;
         for (int b = 0; b < BANDS; b++)
-            im_set(&im, i, b, centre[group[i]][b] + (double)(next_rand(&r) % 801) - 400);
+            im_set(&im, i, b, centroid[group[i]][b] + (double)(next_rand(&r) % 801) - 400);
     }
     for (uint64_t seed = 1; seed <= 2; seed++) {
         cm_params_t p = params(GROUPS, seed, 2);
@@ -2590,7 +2590,7 @@ static void test_eight_uint16_bands_are_clustered_by_their_groups(void **state)
         for (int j = 0; j < GROUPS; j++) {
             assert_int_equal(m->counts[j], in_group[group_of[j]]);
             for (int b = 0; b < BANDS; b++)
-                expect_near(m->centroids[j * BANDS + b], centre[group_of[j]][b], 30.0);
+                expect_near(m->centroids[j * BANDS + b], centroid[group_of[j]][b], 30.0);
         }
         check_labels(m, &out);
         sink_free(&out);
@@ -2716,7 +2716,7 @@ static void fill_dark_and_bright(image_t *im, uint64_t seed)
             col[1] = (double)((r >> 16) % 48);
             col[2] = (double)((r >> 24) % 64);
         }
-        im_set_colour(im, i, col);
+        im_set_color(im, i, col);
     }
 }
 
@@ -2753,7 +2753,7 @@ static void test_lab_clustering_gives_a_lower_mean_delta_e_than_rgb(void **state
     image_free(&im);
 }
 
-static void test_lab_remap_holds_k_colours_and_follows_no_thread_count(void **state)
+static void test_lab_remap_holds_k_colors_and_follows_no_thread_count(void **state)
 {
     (void)state;
     /* RGBA with transparent pixels, uint8 (histogram by auto, and minibatch), uint16 and float;
@@ -2768,7 +2768,7 @@ static void test_lab_remap_holds_k_colours_and_follows_no_thread_count(void **st
             for (int b = 0; b < 3; b++) col[b] = (double)(next_rand(&rs) % 256) / 255 * max;
             if (types[ti] != CM_F32)
                 for (int b = 0; b < 3; b++) col[b] = nearbyint(col[b]);
-            im_set_colour(&im, i, col);
+            im_set_color(&im, i, col);
             im_set(&im, i, 3, i % 7 == 0 ? 0 : max);
         }
         mem_sink_t out[3];
@@ -2840,7 +2840,7 @@ static void test_a_lab_model_read_back_from_json_remaps_to_the_same_bytes(void *
     image_free(&im);
 }
 
-static void test_lab_needs_three_colour_bands(void **state)
+static void test_lab_needs_three_color_bands(void **state)
 {
     (void)state;
     static const struct {
@@ -2988,7 +2988,7 @@ static void test_random_init_fits_do_not_depend_on_the_thread_count(void **state
     image_free(&im);
 }
 
-static void test_a_fit_from_the_true_centres_stays_on_them(void **state)
+static void test_a_fit_from_the_true_centroids_stays_on_them(void **state)
 {
     (void)state;
     image_t im = image_new(100, 70, 3, -1);
@@ -3001,7 +3001,7 @@ static void test_a_fit_from_the_true_centres_stays_on_them(void **state)
         for (size_t a = 0; a < 3; a++) {
             if (scaled && algs[a] == CM_ALG_HISTOGRAM) continue;
             cm_params_t p = params(8, 4, 2); /* k follows the starting centres */
-            p.init_centres = start;
+            p.init_centroids = start;
             p.init_k = 3;
             p.algorithm = algs[a];
             p.scale = scaled ? CM_SCALE_STANDARD : CM_SCALE_NONE;
@@ -3026,7 +3026,7 @@ static void test_a_fit_from_the_true_centres_stays_on_them(void **state)
     image_free(&im);
 }
 
-static void test_a_fit_from_nearby_centres_converges_to_the_true_ones(void **state)
+static void test_a_fit_from_nearby_centroids_converges_to_the_true_ones(void **state)
 {
     (void)state;
     image_t im = image_new(100, 70, 3, -1);
@@ -3036,7 +3036,7 @@ static void test_a_fit_from_nearby_centres_converges_to_the_true_ones(void **sta
         for (int b = 0; b < 3; b++) start[j * 3 + b] = BLOCK_COLOURS[j][b] + (b == j ? 40 : -15);
     for (int lab = 0; lab < 2; lab++) {
         cm_params_t p = params(3, 4, 2);
-        p.init_centres = start;
+        p.init_centroids = start;
         p.init_k = 3;
         p.colorspace = lab ? CM_COLORSPACE_LAB : CM_COLORSPACE_RGB;
         mem_source_t src;
@@ -3050,7 +3050,7 @@ static void test_a_fit_from_nearby_centres_converges_to_the_true_ones(void **sta
     image_free(&im);
 }
 
-static void test_bad_starting_centres_are_refused(void **state)
+static void test_bad_starting_centroids_are_refused(void **state)
 {
     (void)state;
     image_t im = image_new(40, 30, 3, -1);
@@ -3059,7 +3059,7 @@ static void test_bad_starting_centres_are_refused(void **state)
     source_init(&src, &im, 16, 16);
     double start[3] = {1, 2, 3};
     cm_params_t p = params(2, 1, 1);
-    p.init_centres = start;
+    p.init_centroids = start;
     p.init_k = 0;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -3098,7 +3098,7 @@ static image_t ramp_image(int64_t w, int64_t h, bool hue)
     return im;
 }
 
-static void test_dither_keeps_pixels_that_sit_on_a_centre(void **state)
+static void test_dither_keeps_pixels_that_sit_on_a_centroid(void **state)
 {
     (void)state;
     image_t im = image_new(100, 70, 3, -1);
@@ -3436,26 +3436,26 @@ static void test_a_cancelled_or_refused_batch_closes_every_image_with_why(void *
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_three_blocks_give_exactly_their_colours),
+        cmocka_unit_test(test_three_blocks_give_exactly_their_colors),
         cmocka_unit_test(test_grey_levels_give_exactly_their_levels),
-        cmocka_unit_test(test_remap_output_holds_at_most_k_colours_each_a_rounded_centroid),
+        cmocka_unit_test(test_remap_output_holds_at_most_k_colors_each_a_rounded_centroid),
         cmocka_unit_test(test_remap_counts_and_inertia_are_exact),
         cmocka_unit_test(test_alpha_is_kept_and_transparent_pixels_are_not_counted),
         cmocka_unit_test(test_transparent_pixels_take_no_part_in_the_fit),
-        cmocka_unit_test(test_labels_are_below_k_and_give_each_pixel_its_colour),
+        cmocka_unit_test(test_labels_are_below_k_and_give_each_pixel_its_color),
         cmocka_unit_test(test_labels_are_uint16_when_k_exceeds_256),
         cmocka_unit_test(test_fit_and_remap_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_a_different_seed_gives_different_centroids),
-        cmocka_unit_test(test_k_above_the_number_of_colours_leaves_finite_centres),
-        cmocka_unit_test(test_one_cluster_lands_on_the_mean_colour),
-        cmocka_unit_test(test_a_small_far_cluster_gets_its_own_centre),
+        cmocka_unit_test(test_k_above_the_number_of_colors_leaves_finite_centroids),
+        cmocka_unit_test(test_one_cluster_lands_on_the_mean_color),
+        cmocka_unit_test(test_a_small_far_cluster_gets_its_own_centroid),
         cmocka_unit_test(test_a_small_far_cluster_is_not_reseeded_away),
         cmocka_unit_test(test_a_failing_read_stops_the_fit_with_its_error),
         cmocka_unit_test(test_a_failing_read_stops_the_remap_before_its_chunk),
         cmocka_unit_test(test_a_failing_sink_stops_the_remap),
         cmocka_unit_test(test_a_budget_below_one_chunk_is_refused),
-        cmocka_unit_test(test_colour_cache_gives_the_labels_of_the_direct_search_ties_included),
-        cmocka_unit_test(test_lloyd_and_histogram_give_the_same_centres),
+        cmocka_unit_test(test_color_cache_gives_the_labels_of_the_direct_search_ties_included),
+        cmocka_unit_test(test_lloyd_and_histogram_give_the_same_centroids),
         cmocka_unit_test(test_exact_modes_are_at_least_as_good_as_minibatch),
         cmocka_unit_test(test_histogram_refuses_what_it_cannot_count_and_auto_picks),
         cmocka_unit_test(test_every_kernel_gives_the_labels_of_the_scalar_reference),
@@ -3464,17 +3464,17 @@ int main(void)
         cmocka_unit_test(test_an_image_without_opaque_pixels_is_refused),
         cmocka_unit_test(test_a_raised_cancel_flag_stops_fit_and_remap),
         cmocka_unit_test(test_progress_reaches_the_total_of_every_stage),
-        cmocka_unit_test(test_kmeanspp_fills_k_centres_from_fewer_distinct_points),
-        cmocka_unit_test(test_kmeanspp_picks_spread_centres_on_separate_clusters),
+        cmocka_unit_test(test_kmeanspp_fills_k_centroids_from_fewer_distinct_points),
+        cmocka_unit_test(test_kmeanspp_picks_spread_centroids_on_separate_clusters),
         cmocka_unit_test(test_random_init_draws_distinct_sample_points_by_seed),
         cmocka_unit_test(test_random_init_fits_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nearest_breaks_ties_to_the_lowest_index),
         cmocka_unit_test(test_count_colors_matches_a_brute_force_count),
         cmocka_unit_test(test_count_colors_ignores_alpha),
-        cmocka_unit_test(test_model_colours_are_rounded_and_clamped),
+        cmocka_unit_test(test_model_colors_are_rounded_and_clamped),
         cmocka_unit_test(test_model_json_reads_back_to_the_model),
-        cmocka_unit_test(test_three_blocks_of_every_sample_type_give_exactly_their_colours),
-        cmocka_unit_test(test_model_colours_are_rounded_and_clamped_to_every_sample_type),
+        cmocka_unit_test(test_three_blocks_of_every_sample_type_give_exactly_their_colors),
+        cmocka_unit_test(test_model_colors_are_rounded_and_clamped_to_every_sample_type),
         cmocka_unit_test(test_remapped_samples_are_rounded_and_clamped_to_the_sample_type),
         cmocka_unit_test(test_float32_fit_and_remap_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nodata_pixels_take_no_part_and_are_kept_and_labelled),
@@ -3489,13 +3489,13 @@ int main(void)
         cmocka_unit_test(test_eight_uint16_bands_are_clustered_by_their_groups),
         cmocka_unit_test(test_budget_check_names_a_memory_that_fits_with_labels),
         cmocka_unit_test(test_lab_clustering_gives_a_lower_mean_delta_e_than_rgb),
-        cmocka_unit_test(test_lab_remap_holds_k_colours_and_follows_no_thread_count),
+        cmocka_unit_test(test_lab_remap_holds_k_colors_and_follows_no_thread_count),
         cmocka_unit_test(test_a_lab_model_read_back_from_json_remaps_to_the_same_bytes),
-        cmocka_unit_test(test_lab_needs_three_colour_bands),
-        cmocka_unit_test(test_a_fit_from_the_true_centres_stays_on_them),
-        cmocka_unit_test(test_a_fit_from_nearby_centres_converges_to_the_true_ones),
-        cmocka_unit_test(test_bad_starting_centres_are_refused),
-        cmocka_unit_test(test_dither_keeps_pixels_that_sit_on_a_centre),
+        cmocka_unit_test(test_lab_needs_three_color_bands),
+        cmocka_unit_test(test_a_fit_from_the_true_centroids_stays_on_them),
+        cmocka_unit_test(test_a_fit_from_nearby_centroids_converges_to_the_true_ones),
+        cmocka_unit_test(test_bad_starting_centroids_are_refused),
+        cmocka_unit_test(test_dither_keeps_pixels_that_sit_on_a_centroid),
         cmocka_unit_test(test_dither_does_not_depend_on_chunks_or_threads),
         cmocka_unit_test(test_dither_mixes_two_labels_across_a_ramp_that_has_a_hard_edge_without),
         cmocka_unit_test(test_a_batch_remaps_each_image_as_alone_and_keeps_failures_apart),

@@ -2079,7 +2079,7 @@ static void test_writer_round_trips_float32_exactly_with_extra_samples_and_predi
     writer_round_trip(CM_F32);
 }
 
-static void test_writer_copies_palette_input_as_the_rgb_of_its_colours(void **state)
+static void test_writer_copies_palette_input_as_the_rgb_of_its_colors(void **state)
 {
     (void)state;
     make_colormaps();
@@ -2352,7 +2352,7 @@ static void check_palette_back(const char *out, const uint16_t *colormap, cm_sty
     cm_image_close(img);
 }
 
-static void test_palette_output_has_its_colour_map_and_gdal_nodata_255(void **state)
+static void test_palette_output_has_its_color_map_and_gdal_nodata_255(void **state)
 {
     (void)state;
     make_wide_map();
@@ -2786,13 +2786,13 @@ int main(void)
         cmocka_unit_test(test_writer_round_trips_uint16_exactly_with_extra_samples_and_predictor),
         cmocka_unit_test(test_writer_round_trips_int16_exactly_with_extra_samples_and_predictor),
         cmocka_unit_test(test_writer_round_trips_float32_exactly_with_extra_samples_and_predictor),
-        cmocka_unit_test(test_writer_copies_palette_input_as_the_rgb_of_its_colours),
+        cmocka_unit_test(test_writer_copies_palette_input_as_the_rgb_of_its_colors),
         cmocka_unit_test(test_writer_writes_extra_samples_as_given),
         cmocka_unit_test(test_writer_refuses_jpeg_of_samples_wider_than_8_bits_leaving_no_file),
         cmocka_unit_test(test_geotiff_input_with_gdal_nodata_opens_georeferenced_with_its_nodata),
         cmocka_unit_test(test_writer_copies_georeferencing_nodata_and_resolution_from_tags_from),
         cmocka_unit_test(test_label_output_writes_its_own_nodata_instead_of_the_input_s),
-        cmocka_unit_test(test_palette_output_has_its_colour_map_and_gdal_nodata_255),
+        cmocka_unit_test(test_palette_output_has_its_color_map_and_gdal_nodata_255),
         cmocka_unit_test(test_palette_output_without_a_mask_below_256_has_no_nodata),
         cmocka_unit_test(test_chunks_of_several_tiles_read_exactly),
         cmocka_unit_test(test_tiles_that_do_not_divide_the_side_are_kept),
