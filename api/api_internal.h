@@ -6,6 +6,7 @@
 
 #include "base_internal.h"
 #include "chunkmeans.h"
+#include "engine_private.h"
 
 /* ---- options (options.c) ---- */
 
@@ -165,7 +166,7 @@ int cm__dumps_begin(cm__dumps_t *d, const cm_options_t *o, cm_params_t *p, cm_ct
 
 /* Writes them, whether the work succeeded (rc 0) or not: that is when they help most; frees
  * what begin made. Returns rc, or when rc is 0 the failure of writing them (in ctx). A trace
- * that cannot be written after a failed run is told through o->warn. */
+ * that cannot be written after a failed run is told through o->warn, with its code. */
 int cm__dumps_end(cm__dumps_t *d, const cm_params_t *p, int rc, cm_ctx_t *ctx);
 
 /* ---- the summary of a run (summary.c) ---- */

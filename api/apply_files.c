@@ -86,7 +86,7 @@ static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_
     file_run_t *f = self;
     const batch_t *b = f->b;
     const cm_options_t *o = b->o;
-    f->model = cm_model_copy(b->model);
+    f->model = cm__model_copy(b->model);
     CM_FAIL_IF(ctx, !f->model, CM_ENOMEM, "%s: out of memory", f->job->in);
     char dir[4096];
     cm__dir_of(f->job->out, dir, sizeof dir);

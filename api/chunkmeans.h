@@ -67,7 +67,7 @@ typedef struct cm_options {
     /* cm_apply_files: write outputs that exist already (else they are skipped). */
     bool overwrite;
     /* Start the fit from the centroids in this JSON file (a model, {"colors": [[r, g, b],
-     * ...]} or a list of rows, in sample units; see cm_init_from_json), or NULL. */
+     * ...]} or a list of rows of d numbers, in sample units), or NULL. */
     const char *init_path;
     /* cm_run_file: also write the summary of every output here as JSON (k, inertia, counts,
      * paths, chunk reads), or NULL. */
@@ -79,7 +79,8 @@ typedef struct cm_options {
     const char *trace_path, *graph_path;
     /* Called with each warning (k lowered to the pixels there are, an input's compression that
      * cannot be written, a lossy output): its message, and what it is about (cm_ctx_t.about),
-     * from any thread; NULL: warnings are dropped. */
+     * from any thread; NULL: warnings are dropped. Its code is CM_OK, but for a failure that
+     * came after the one returned (a trace that could not be written after a failed run). */
     void (*warn)(void *user, const cm_ctx_t *warning);
     /* Called by cm_run_file, cm_fit_files and cm_info_file with each input once it is open and
      * checked, before its pixels are read (and before a file of huge strips is streamed into a
@@ -127,7 +128,9 @@ typedef struct cm_run_report {
  * a warning. Outputs appear only when every one of them is complete: on failure nothing is
  * left at any of their paths. n_outs: 1 to 16 different k (CM_EUSAGE otherwise; with
  * o->init_path, one). report (may be NULL) receives the run's figures. Deterministic: the same
- * file, seed and options give the same bytes whatever the number of threads. */
+ * file, seed and options give the same bytes whatever the number of threads. When only the
+ * trace or the graphs could not be written, the outputs stay, the models and report are filled
+ * in, and that failure is returned. */
 int cm_run_file(const char *in_path, cm_run_output_t *outs, int n_outs, const cm_options_t *o,
                 cm_run_report_t *report, cm_ctx_t *ctx);
 

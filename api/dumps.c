@@ -52,8 +52,12 @@ int cm__dumps_end(cm__dumps_t *d, const cm_params_t *p, int rc, cm_ctx_t *ctx)
         if (write_trace(o->trace_path, p->trace, &tctx) < 0) {
             if (rc == 0)
                 rc = cm_fail(ctx, tctx.code, "%s: %s", o->trace_path, tctx.msg);
-            else
-                cm__warn(o, (cm_about_t){0}, "%s: %s", o->trace_path, tctx.msg);
+            else if (o->warn) { /* a second failure, told as warnings are, with its code */
+                cm_ctx_t second;
+                cm_ctx_init(&second);
+                cm_fail(&second, tctx.code, "%s: %s", o->trace_path, tctx.msg);
+                o->warn(o->user, &second);
+            }
         }
     }
     if (d->graph) {

@@ -11,7 +11,7 @@ enum { FIT_SPARE_FDS = 64 };
 void cm__k_within(int *k, int64_t n_px, const char *what, const cm_options_t *o)
 {
     if (*k <= n_px) return;
-    cm__warn(o, (cm_about_t){CM_SETTING_K, *k, n_px},
+    cm__warn(o, (cm_about_t){CM_SETTING_K, *k, 0},
              "%s: " CM_NAMED("k = %d") " is more than its %lld pixels; using k=%lld", what, *k,
              (long long)n_px, (long long)n_px);
     *k = (int)n_px;
@@ -62,7 +62,7 @@ int cm__fit_within(const cm_source_t *srcs, int n_srcs, cm_sample_t *sample, cm_
             n_valid += n;
         }
         if (rc == 0 && n_valid < p->k) {
-            cm__warn(o, (cm_about_t){CM_SETTING_K, p->k, n_valid},
+            cm__warn(o, (cm_about_t){CM_SETTING_K, p->k, 0},
                      "%s: " CM_NAMED("k = %d") " is more than its %lld pixels that take part; "
                                                "using k=%lld",
                      what, p->k, (long long)n_valid, (long long)n_valid);
@@ -123,7 +123,7 @@ static int open_input(cm__input_t *ins, int i, const cm_options_t *o, const char
                        "alpha and sample type",
                        in->path, mine, ins[0].path, theirs);
     }
-    return cm_budget_check(&in->src, &o->params, false, ctx);
+    return cm__budget_check(&in->src, &o->params, false, ctx);
 }
 
 /* Fits the open inputs (prepared) as one: checks what they take, reads o's centroids, lowers k
@@ -136,7 +136,7 @@ static int fit_inputs(cm__input_t *ins, int n_in, const cm_options_t *o, cm_mode
     double *init = NULL;
     int64_t n_px = 0;
     for (int i = 0; i < n_in; i++)
-        if (!cm_add_i64(n_px, ins[i].info->width * ins[i].info->height, &n_px)) n_px = INT64_MAX;
+        if (!cm__add_i64(n_px, ins[i].info->width * ins[i].info->height, &n_px)) n_px = INT64_MAX;
     cm_source_t *srcs = malloc(sizeof(cm_source_t) * (size_t)n_in);
     int rc = srcs ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory for %d inputs", n_in);
     for (int i = 0; rc == 0 && i < n_in; i++) srcs[i] = ins[i].src;

@@ -11,7 +11,7 @@ static const size_t JSON_MAX = (size_t)1 << 30;
 int cm__model_write(const cm_model_t *m, const cm_model_meta_t *meta, const char *path,
                     cm_ctx_t *ctx)
 {
-    char *json = cm_model_to_json(m, meta->bands, meta->alpha_band, cm_stype_name(meta->stype));
+    char *json = cm__model_to_json(m, meta->bands, meta->alpha_band, cm_stype_name(meta->stype));
     CM_FAIL_IF(ctx, !json, CM_ENOMEM, "%s: out of memory", path);
     int rc = cm_file_write_atomic(path, json, strlen(json), ctx);
     free(json);
@@ -32,7 +32,7 @@ int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_
     size_t len = 0;
     int rc = cm_file_read(path, JSON_MAX, &text, &len, ctx);
     cm_model_meta_t ignored;
-    if (rc == 0) rc = cm_model_from_json(text, len, path, out, meta ? meta : &ignored, ctx);
+    if (rc == 0) rc = cm__model_from_json(text, len, path, out, meta ? meta : &ignored, ctx);
     if (rc == 0 && meta) meta->name = path;
     free(text);
     return rc;
@@ -46,7 +46,7 @@ int cm__init_load(const cm_options_t *o, int d, cm_params_t *p, double **centroi
     size_t len = 0;
     int k = 0;
     int rc = cm_file_read(o->init_path, JSON_MAX, &text, &len, ctx);
-    if (rc == 0) rc = cm_init_from_json(text, len, o->init_path, d, centroids, &k, ctx);
+    if (rc == 0) rc = cm__init_from_json(text, len, o->init_path, d, centroids, &k, ctx);
     free(text);
     cm__name_input(ctx, o->init_path);
     if (rc < 0) return rc;

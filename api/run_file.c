@@ -89,7 +89,7 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
         labels |= out->req->labels || out->w.palette;
     }
     CM_TRY(cm__dumps_begin(&r->dumps, &r->o, &r->p, ctx));
-    CM_TRY(cm_budget_check_ks(&r->in.src, &r->p, ks, r->n, labels, ctx));
+    CM_TRY(cm__budget_check_ks(&r->in.src, &r->p, ks, r->n, labels, ctx));
     for (int i = 0; i < r->n; i++) CM_TRY(cm__check_writable(r->outs[i].req->model, ctx));
     CM_TRY(cm__check_writable(r->o.summary_path, ctx));
     for (int i = 0; i < r->n; i++) CM_TRY(cm__outputs_open(&r->outs[i].w, ctx));
@@ -202,15 +202,15 @@ int cm_run_file(const char *in_path, cm_run_output_t *outs, int n_outs, const cm
         outs[i].fitted = NULL;
         r.outs[i] = (run_out_t){.req = &outs[i], .k = outs[i].k > 0 ? outs[i].k : o->params.k};
     }
-    int rc = run_phases(&r, ctx);
-    if (rc < 0) {
+    int ran = run_phases(&r, ctx);
+    if (ran < 0) {
         if (!r.init_failed) cm__name_input(ctx, in_path);
         rollback(&r);
     }
-    rc = cm__dumps_end(&r.dumps, &r.p, rc, ctx);
+    int rc = cm__dumps_end(&r.dumps, &r.p, ran, ctx);
     for (int i = 0; i < n_outs; i++) {
         cm__outputs_abort(&r.outs[i].w);
-        if (rc < 0) {
+        if (ran < 0) {
             cm_model_free(outs[i].fitted);
             outs[i].fitted = NULL;
         }
@@ -218,6 +218,6 @@ int cm_run_file(const char *in_path, cm_run_output_t *outs, int n_outs, const cm
     cm__input_close(&r.in);
     free(r.init);
     free(r.outs);
-    if (rc == 0 && report) *report = r.rep;
+    if (ran == 0 && report) *report = r.rep;
     return rc;
 }

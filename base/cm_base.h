@@ -1,5 +1,5 @@
-/* What every module may use: error codes and the error context, overflow-checked sizes and
- * the counter-based random generator. Knows nothing of images, files or threads' work. */
+/* Error codes and the error context, which every module and every caller of the library
+ * uses. Knows nothing of images, files or threads' work. */
 #ifndef CM_BASE_H
 #define CM_BASE_H
 
@@ -62,7 +62,6 @@ void cm_ctx_init(cm_ctx_t *ctx);
 /* Records a failure (if none is recorded yet) and returns code, so callers can write
  * `return cm_fail(ctx, CM_EINPUT, "%s: not a TIFF", path);`. */
 int cm_fail(cm_ctx_t *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int cm_vfail(cm_ctx_t *ctx, int code, const char *fmt, va_list ap);
 
 /* The words of a message that name a setting, marked in its format:
  * cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_COLORSPACE, lab},
@@ -89,51 +88,5 @@ const char *cm_strerror(int code);
     do {                                                                                           \
         if (cond) return cm_fail((ctx), (code), __VA_ARGS__);                                      \
     } while (0)
-
-/* Overflow-checked size arithmetic: return false when the result does not fit. */
-static inline bool cm_mul_size(size_t a, size_t b, size_t *out)
-{
-    return !__builtin_mul_overflow(a, b, out);
-}
-static inline bool cm_mul3_size(size_t a, size_t b, size_t c, size_t *out)
-{
-    size_t ab;
-    return cm_mul_size(a, b, &ab) && cm_mul_size(ab, c, out);
-}
-static inline bool cm_add_size(size_t a, size_t b, size_t *out)
-{
-    return !__builtin_add_overflow(a, b, out);
-}
-
-/* The same for pixel counts and positions (int64_t): false when the result does not fit. */
-static inline bool cm_mul_i64(int64_t a, int64_t b, int64_t *out)
-{
-    return !__builtin_mul_overflow(a, b, out);
-}
-static inline bool cm_add_i64(int64_t a, int64_t b, int64_t *out)
-{
-    return !__builtin_add_overflow(a, b, out);
-}
-/* ceil(a / b) for a >= 0 and b > 0, without the overflow of (a + b - 1) / b near INT64_MAX. */
-static inline int64_t cm_ceil_div_i64(int64_t a, int64_t b)
-{
-    return a / b + (a % b != 0);
-}
-
-/* Counter-based random numbers: a stream is keyed by (seed, key) and its values depend on
- * nothing else, so any task can draw its own numbers whatever thread runs it. */
-typedef struct cm_rng {
-    uint64_t state;
-} cm_rng_t;
-
-/* Starts the stream for (seed, key); key usually encodes a step and a chunk index. */
-void cm_rng_init(cm_rng_t *rng, uint64_t seed, uint64_t key);
-uint64_t cm_rng_next(cm_rng_t *rng);
-/* Uniform integer in [0, n), n > 0, without modulo bias. */
-uint64_t cm_rng_below(cm_rng_t *rng, uint64_t n);
-/* Uniform double in [0, 1). */
-double cm_rng_uniform(cm_rng_t *rng);
-/* A 64-bit mix of two words (splitmix64 finaliser); used to derive keys. */
-uint64_t cm_mix64(uint64_t a, uint64_t b);
 
 #endif

@@ -55,7 +55,7 @@ static int record(cm_ctx_t *ctx, int code, const cm_about_t *about, const char *
     return code;
 }
 
-int cm_vfail(cm_ctx_t *ctx, int code, const char *fmt, va_list ap)
+int cm__vfail(cm_ctx_t *ctx, int code, const char *fmt, va_list ap)
 {
     return record(ctx, code, NULL, fmt, ap);
 }
@@ -104,7 +104,7 @@ int cm_fail(cm_ctx_t *ctx, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    cm_vfail(ctx, code, fmt, ap);
+    cm__vfail(ctx, code, fmt, ap);
     va_end(ap);
     return code;
 }

@@ -1,4 +1,5 @@
 /* The chunk grid: geometry and the layout of chunk buffers. */
+#include "base_internal.h"
 #include "cm_grid.h"
 
 size_t cm_stype_size(cm_stype_t t)
@@ -30,20 +31,20 @@ int cm_grid_init(cm_grid_t *g, int64_t width, int64_t height, int64_t chunk_w, i
                "alpha band %d of %d bands", alpha_band, bands);
     /* Every pixel position (y * width + x) must fit in an int64_t, and so every count. */
     int64_t n_px;
-    CM_FAIL_IF(ctx, !cm_mul_i64(width, height, &n_px), CM_EINPUT,
+    CM_FAIL_IF(ctx, !cm__mul_i64(width, height, &n_px), CM_EINPUT,
                "image of %lldx%lld pixels is too large", (long long)width, (long long)height);
     size_t bytes;
     CM_FAIL_IF(ctx,
-               !cm_mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes) ||
-                   !cm_mul_size(bytes, cm_stype_size(stype), &bytes),
+               !cm__mul3_size((size_t)chunk_w, (size_t)chunk_h, (size_t)bands, &bytes) ||
+                   !cm__mul_size(bytes, cm_stype_size(stype), &bytes),
                CM_EINPUT, "chunk of %lldx%lld pixels is too large", (long long)chunk_w,
                (long long)chunk_h);
     *g = (cm_grid_t){.width = width,
                      .height = height,
                      .chunk_w = chunk_w,
                      .chunk_h = chunk_h,
-                     .n_cx = cm_ceil_div_i64(width, chunk_w),
-                     .n_cy = cm_ceil_div_i64(height, chunk_h),
+                     .n_cx = cm__ceil_div_i64(width, chunk_w),
+                     .n_cy = cm__ceil_div_i64(height, chunk_h),
                      .bands = bands,
                      .alpha_band = alpha_band,
                      .stype = stype};

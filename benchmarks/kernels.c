@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "cm_engine.h"
+#include "engine_internal.h"
 
 static double now(void)
 {
@@ -40,13 +40,13 @@ int main(int argc, char **argv)
                 x[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 56);
             double ns[3] = {0};
             for (int kk = 0; kk < 3; kk++) {
-                if (!cm_kernel_available(kernels[kk])) continue;
+                if (!cm__kernel_available(kernels[kk])) continue;
                 double best = 1e30;
                 for (int rep = 0; rep < 3; rep++) {
                     cm_ctx_t ctx;
                     cm_ctx_init(&ctx);
                     double t0 = now();
-                    if (cm_assign(kernels[kk], c, k, d, x, n, labels, d2, &ctx) < 0) return 1;
+                    if (cm__assign(kernels[kk], c, k, d, x, n, labels, d2, &ctx) < 0) return 1;
                     double t = now() - t0;
                     if (t < best) best = t;
                 }

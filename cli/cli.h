@@ -65,7 +65,8 @@ double cli_now(void);
 /* cm_options_t.opened with the progress display as user: the pixel rate follows the inputs'
  * sizes; with -v, a line for an input streamed into a spill store. */
 void cli_opened(void *user, const char *path, const cm_image_info_t *in);
-/* cm_options_t.warn: the warning on stderr, in the command's words. */
+/* cm_options_t.warn: the warning on stderr, in the command's words (an error line for a
+ * failure that came after the one returned). */
 void cli_warn_of(void *user, const cm_ctx_t *warning);
 
 /* ---- options that run, fit and apply share (options.c) ---- */

@@ -340,5 +340,8 @@ void cli_warn_of(void *user, const cm_ctx_t *warning)
 {
     char words[2 * CM_MSG_MAX];
     cli_words(warning, words, sizeof words);
-    cli_warn("%s", words);
+    if (warning->code != CM_OK)
+        cli_error("%s", words); /* a failure after the one the call returns */
+    else
+        cli_warn("%s", words);
 }

@@ -286,10 +286,9 @@ int cmd_run(int argc, char **argv)
         cm_run_report_t rep;
         int err = cm_run_file(o.in, outs, n, &fo, &rep, &ctx);
         cli_progress_end(&prog);
-        if (err < 0)
-            rc = cli_fail(&ctx, err, NULL);
-        else
+        if (outs[0].fitted) /* it ran (a trace or graph may still have failed) */
             report(&o, outs, n, &rep, trace, cli_now() - t0);
+        if (err < 0) rc = cli_fail(&ctx, err, NULL);
     }
     for (int i = 0; i < n; i++) cm_model_free(outs[i].fitted);
     for (int i = 0; i < 3 * n; i++) free(owned[i]);

@@ -9,11 +9,6 @@
 #include "cm_engine.h"
 #include "engine_internal.h"
 
-int cm_nearest(const float *c, int k, int d, const float *x, float *dist2)
-{
-    return cm__nearest(c, k, d, x, dist2);
-}
-
 /* The reference, on band-major centres: one centre at a time, as cm__nearest. */
 static void block_scalar(const float *soa, int k, int d, const float *x, int64_t n,
                          const uint8_t *valid, uint16_t *labels, float *d2, float *dist)
@@ -65,7 +60,7 @@ __attribute__((target("avx2"))) static void block_avx2(const float *soa, int k, 
 }
 #endif
 
-bool cm_kernel_available(cm_kernel_t kernel)
+bool cm__kernel_available(cm_kernel_t kernel)
 {
     switch (kernel) {
     case CM_KERNEL_AUTO:
@@ -81,7 +76,7 @@ bool cm_kernel_available(cm_kernel_t kernel)
     return false;
 }
 
-const char *cm_kernel_name(cm_kernel_t kernel)
+const char *cm__kernel_name(cm_kernel_t kernel)
 {
     switch (kernel) {
     case CM_KERNEL_AUTO: return "auto";
@@ -98,9 +93,9 @@ void cm__assign_block(cm_kernel_t kernel, const float *soa, int k, int d, const 
     /* Measured (benchmarks/cm-kernels): with very few centres the vector kernel's two passes
      * cost more than they save. */
     if (kernel == CM_KERNEL_AUTO)
-        kernel = k <= 4                                ? CM_KERNEL_SCALAR
-                 : cm_kernel_available(CM_KERNEL_AVX2) ? CM_KERNEL_AVX2
-                                                       : CM_KERNEL_SSE2;
+        kernel = k <= 4                                 ? CM_KERNEL_SCALAR
+                 : cm__kernel_available(CM_KERNEL_AVX2) ? CM_KERNEL_AVX2
+                                                        : CM_KERNEL_SSE2;
     switch (kernel) {
     case CM_KERNEL_SCALAR: block_scalar(soa, k, d, x, n, valid, labels, d2, dist); return;
 #ifdef HAVE_AVX2_KERNEL
@@ -110,12 +105,12 @@ void cm__assign_block(cm_kernel_t kernel, const float *soa, int k, int d, const 
     }
 }
 
-int cm_assign(cm_kernel_t kernel, const double *centroids, int k, int d, const float *pts,
-              int64_t n, uint16_t *labels, float *d2, cm_ctx_t *ctx)
+int cm__assign(cm_kernel_t kernel, const double *centroids, int k, int d, const float *pts,
+               int64_t n, uint16_t *labels, float *d2, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, k < 1 || k > 65535 || d < 1, CM_EUSAGE, "bad k %d or d %d", k, d);
-    CM_FAIL_IF(ctx, !cm_kernel_available(kernel), CM_EUSAGE, "the %s kernel is not available",
-               cm_kernel_name(kernel));
+    CM_FAIL_IF(ctx, !cm__kernel_available(kernel), CM_EUSAGE, "the %s kernel is not available",
+               cm__kernel_name(kernel));
     float *soa = malloc(sizeof(float) * (size_t)k * d), *dist = malloc(sizeof(float) * (size_t)k);
     if (!soa || !dist) {
         free(soa);

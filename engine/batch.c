@@ -206,7 +206,7 @@ int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_para
         cm_ctx_t local;
         cm_ctx_init(&local);
         /* An image whose chunk alone does not fit the budget fails here, alone. */
-        int err = cm_budget_check_ks(&jobs[i].src, p, &jobs[i].k, 1, jobs[i].want_labels, &local);
+        int err = cm__budget_check_ks(&jobs[i].src, p, &jobs[i].k, 1, jobs[i].want_labels, &local);
         if (err < 0) {
             job_fail(jr, err, &local, ctx);
             job_close_now(jr, err, NULL);

@@ -27,8 +27,8 @@ void cm__pass_bytes(const cm_source_t *src, const int *ks, int n, bool labels, s
     }
 }
 
-int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
-                       bool labels, cm_ctx_t *ctx)
+int cm__budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
+                        bool labels, cm_ctx_t *ctx)
 {
     size_t held, scratch, need = cm__sample_task_bytes(src);
     cm__pass_bytes(src, ks, n_k, labels, &held, &scratch);
@@ -45,8 +45,8 @@ int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *
                          p->budget_bytes, need);
 }
 
-int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
+int cm__budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx)
 {
     int k = cm__params_k(p);
-    return cm_budget_check_ks(src, p, &k, 1, labels, ctx);
+    return cm__budget_check_ks(src, p, &k, 1, labels, ctx);
 }

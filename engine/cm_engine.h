@@ -77,9 +77,9 @@ typedef enum cm_algorithm {
 /* The space colours are clustered in: the samples themselves (rgb, and every image that is
  * not RGB), or CIELAB (lab: 3 colour bands of uint8, uint16 or float32 samples taken as sRGB
  * with a D65 white, float as 0..1), where distances follow perceived differences. With lab the
- * features are L*, a*, b* (then standardised, with --scale standard); centroids stay in sample
+ * features are L*, a*, b* (then standardised, with CM_SCALE_STANDARD); centroids stay in sample
  * units (the sRGB colour of the Lab mean, which may lie a little outside 0..max before
- * cm_model_colors clamps it). */
+ * cm_model_colors_u8 or the remap clamps it). */
 typedef enum cm_colorspace { CM_COLORSPACE_RGB, CM_COLORSPACE_LAB } cm_colorspace_t;
 
 /* How the remap picks a pixel's centre: the nearest one (none), or (ordered) one of its two
@@ -104,7 +104,8 @@ typedef struct cm_params {
     cm_algorithm_t algorithm;
     cm_colorspace_t colorspace; /* of the fit; the remap follows the model's */
     /* Start of the fit: init_k centres of d features (sample units, rows), owned by the caller
-     * and read during cm_fit only; NULL: k centres chosen by init. See cm_init_from_json. */
+     * and read during cm_fit only; NULL: k centres chosen by init. (cm_options_t.init_path
+     * reads them from a file.) */
     const double *init_centroids;
     int init_k;
     cm_init_t init;     /* k-means++ (the default) or random; init_centres, when set, wins */
@@ -152,10 +153,6 @@ typedef struct cm_model {
     int64_t n_pixels;           /* pixels assigned by the remap (valid ones: alpha > 0) */
 } cm_model_t;
 
-/* Checks, before any work, that the budget holds the largest task of a fit and a remap of src
- * (with labels or not); CM_EBUDGET with the --memory that works otherwise. */
-int cm_budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx);
-
 /* Fits a model on src. The caller owns *out and frees it with cm_model_free. Deterministic:
  * the same source, seed and parameters give the same model whatever n_threads is. It is
  * cm_sample_take then cm_fit_sample, with the sample freed before an exact pass. */
@@ -194,7 +191,8 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
  * one pass: every chunk is read once and remapped with each model in turn; chunks remapped
  * with models[i] go to sinks[i] in chunk order. Updates every model's counts, inertia and
  * n_pixels. With one model it is cm_remap exactly. The chunk buffers of all models are held
- * together: cm_budget_check_ks says whether the budget holds them. */
+ * together: a budget that cannot hold them is refused up front (CM_EBUDGET, with the least
+ * that works in ctx->about.need). */
 int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
                   const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx);
 
@@ -235,23 +233,14 @@ typedef struct cm_remap_job {
 int cm_remap_batch(cm_remap_job_t *jobs, int n_jobs, int max_open, const cm_params_t *p,
                    cm_ctx_t *ctx);
 
-/* cm_budget_check for a fit and a remap pass with n_k models of ks[i] centres each. */
-int cm_budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
-                       bool labels, cm_ctx_t *ctx);
-
 void cm_model_free(cm_model_t *m);
-
-/* A copy of m that owns its arrays (free it with cm_model_free), or NULL when out of memory. */
-cm_model_t *cm_model_copy(const cm_model_t *m);
 
 /* Counts the distinct colours (tuples of the non-alpha samples, up to 3 of them) of the whole
  * image exactly, reading every chunk once with the parameters' threads and budget. */
 int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count, cm_ctx_t *ctx);
 
-/* The centre colours as samples of type t (rounded and clamped for integers): k rows of d,
- * written to out (k * d * cm_stype_size(t) bytes). */
-void cm_model_colors(const cm_model_t *m, cm_stype_t t, void *out);
-/* The same for 8-bit samples. */
+/* The centroids' colours as 8-bit samples (rounded and clamped): k rows of d, written to out
+ * (k * d bytes). */
 void cm_model_colors_u8(const cm_model_t *m, uint8_t *out);
 
 /* The labels a remap of src with k clusters writes: *bits is 8 when k (plus one value for
@@ -259,10 +248,6 @@ void cm_model_colors_u8(const cm_model_t *m, uint8_t *out);
  * 16; *masked is the label of masked pixels (255 or 65535). Returns whether src can have
  * masked pixels at all. */
 bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked);
-
-/* Model as JSON text (versioned schema); the caller frees the string with free(). NULL when
- * out of memory. `bands`, `alpha_band` and `sample_type` describe the image it was fit on. */
-char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type);
 
 enum { CM_MODEL_SCHEMA = 1, CM_K_MAX = 65535 };
 
@@ -275,66 +260,10 @@ typedef struct cm_model_meta {
     const char *name; /* the model's file, for messages (cm_model_load: its path), or NULL */
 } cm_model_meta_t;
 
-/* Reads a model from its JSON text (len bytes, no terminating NUL needed), checking every
- * field of the schema: k rows of finite centroids, counts, scaling, and bands that agree.
- * CM_EINPUT with the reason for anything else; name stands for the file in messages. The
- * caller frees *out with cm_model_free. */
-int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,
-                       cm_model_meta_t *meta, cm_ctx_t *ctx);
-
-/* Reads the starting centres of a fit (cm_params_t.init_centres) from JSON text (len bytes,
- * no terminating NUL needed): a chunkmeans model (its centroids), {"colors": [[r, g, b], ...]}
- * or a plain list of rows, in sample units, each of d numbers. *k is the number of rows
- * (1..65535); the caller frees *centres (k rows of d) with free(). CM_EINPUT with the reason,
- * naming the file by name, for anything else (a row of another length among them). */
-int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centroids,
-                      int *k, cm_ctx_t *ctx);
-
 /* "rgb" or "lab". */
 const char *cm_colorspace_name(cm_colorspace_t cs);
 /* "minibatch", "lloyd", "histogram" or "auto". */
 const char *cm_algorithm_name(cm_algorithm_t a);
-
-/* One colour between sRGB samples of type t (0..255, 0..65535, or float 0..1; int16 is taken
- * as 0..32767) and CIELAB (D65). Both ways are defined for colours outside the sRGB gamut
- * (the curves continue linearly), and rgb is not clamped. Thread-safe. */
-void cm_srgb_to_lab(cm_stype_t t, const double rgb[3], double lab[3]);
-void cm_lab_to_srgb(cm_stype_t t, const double lab[3], double rgb[3]);
-
-/* Colour differences of two CIELAB colours: ΔE*76 (Euclidean) or CIEDE2000 (kL = kC = kH =
- * 1). */
-typedef enum cm_delta_e { CM_DE76, CM_DE2000 } cm_delta_e_t;
-double cm_delta_e(cm_delta_e_t formula, const double lab1[3], const double lab2[3]);
-
-/* Mean colour difference between images a and b of n_px pixels of `bands` interleaved
- * samples of type t whose first three non-alpha bands are sRGB; pixels whose alpha is 0 in a
- * are left out. NaN when there are fewer than 3 colour bands or no pixel to compare. */
-double cm_mean_delta_e(cm_delta_e_t formula, cm_stype_t t, const void *a, const void *b,
-                       int64_t n_px, int bands, int alpha_band);
-
-/* Nearest centre of one feature vector x (d floats) among k centres c (k*d floats): the
- * smallest squared distance, ties to the lowest index. */
-int cm_nearest(const float *c, int k, int d, const float *x, float *dist2);
-
-bool cm_kernel_available(cm_kernel_t kernel);
-const char *cm_kernel_name(cm_kernel_t kernel);
-
-/* Nearest centroids of n points (n rows of d floats) among k centroids (k rows of d): labels[i]
- * and squared distances d2[i], with the given kernel (distances in float, as every kernel
- * measures them). CM_EUSAGE for a kernel this processor lacks. */
-int cm_assign(cm_kernel_t kernel, const double *centroids, int k, int d, const float *pts,
-              int64_t n, uint16_t *labels, float *d2, cm_ctx_t *ctx);
-
-/* k-means++ seeding of k centres from n points (n*d floats), seeded. Writes k*d doubles.
- * When the points hold fewer than k distinct values the extra centres repeat chosen points. */
-int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
-                cm_ctx_t *ctx);
-
-/* Random seeding of k centres from n points (n*d floats): points drawn uniformly, seeded,
- * skipping values already chosen; when the points hold fewer than k distinct values the extra
- * centres repeat points drawn uniformly. Writes k*d doubles. Thread-safe. */
-int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
-                   cm_ctx_t *ctx);
 
 /* ---- several images (batch fits) ---- */
 

@@ -73,14 +73,14 @@ static double color_max(cm_stype_t t)
 
 static void linear_to_lab(const double lin[3], double lab[3]);
 
-void cm_srgb_to_lab(cm_stype_t t, const double rgb[3], double lab[3])
+void cm__srgb_to_lab(cm_stype_t t, const double rgb[3], double lab[3])
 {
     double max = color_max(t), lin[3];
     for (int c = 0; c < 3; c++) lin[c] = srgb_decode(rgb[c] / max);
     linear_to_lab(lin, lab);
 }
 
-void cm_lab_to_srgb(cm_stype_t t, const double lab[3], double rgb[3])
+void cm__lab_to_srgb(cm_stype_t t, const double lab[3], double rgb[3])
 {
     double fy = (lab[0] + 16) / 116, xyz[3];
     xyz[0] = WHITE[0] * lab_finv(fy + lab[1] / 500);
@@ -197,9 +197,9 @@ static double ciede2000(const double *x, const double *y)
     return sqrt(ql * ql + qc * qc + qh * qh + rt * qc * qh);
 }
 
-double cm_delta_e(cm_delta_e_t formula, const double lab1[3], const double lab2[3])
+double cm__delta_e(cm__delta_e_t formula, const double lab1[3], const double lab2[3])
 {
-    if (formula == CM_DE2000) return ciede2000(lab1, lab2);
+    if (formula == CM__DE2000) return ciede2000(lab1, lab2);
     double s = 0;
     for (int c = 0; c < 3; c++) s += (lab1[c] - lab2[c]) * (lab1[c] - lab2[c]);
     return sqrt(s);
@@ -216,8 +216,8 @@ static double sample_at(cm_stype_t t, const void *buf, int64_t i)
     return NAN;
 }
 
-double cm_mean_delta_e(cm_delta_e_t formula, cm_stype_t t, const void *a, const void *b,
-                       int64_t n_px, int bands, int alpha_band)
+double cm__mean_delta_e(cm__delta_e_t formula, cm_stype_t t, const void *a, const void *b,
+                        int64_t n_px, int bands, int alpha_band)
 {
     int band[3], d = 0;
     for (int j = 0; j < bands && d < 3; j++)
@@ -232,9 +232,9 @@ double cm_mean_delta_e(cm_delta_e_t formula, cm_stype_t t, const void *a, const 
             ca[c] = sample_at(t, a, i * bands + band[c]);
             cb[c] = sample_at(t, b, i * bands + band[c]);
         }
-        cm_srgb_to_lab(t, ca, la);
-        cm_srgb_to_lab(t, cb, lb);
-        double de = cm_delta_e(formula, la, lb);
+        cm__srgb_to_lab(t, ca, la);
+        cm__srgb_to_lab(t, cb, lb);
+        double de = cm__delta_e(formula, la, lb);
         if (!isfinite(de)) continue;
         sum += de;
         n++;

@@ -4,7 +4,9 @@
 
 #include <math.h>
 
+#include "base_internal.h"
 #include "cm_engine.h"
+#include "engine_private.h"
 
 /* cm_nearest, inlined into the loops that call it per pixel. */
 static inline int cm__nearest(const float *c, int k, int d, const float *x, float *dist2)
@@ -105,9 +107,9 @@ int cm__colorspace_check(const cm_grid_t *g, cm_colorspace_t cs, cm_ctx_t *ctx);
  * with cs lab, then standardised when mean and std are not NULL), and back; in and out may
  * be the same array. */
 void cm__centroid_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
-                         const double *std, const double *in, double *out);
+                           const double *std, const double *in, double *out);
 void cm__centroid_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
-                        const double *std, const double *in, double *out);
+                          const double *std, const double *in, double *out);
 
 /* Sets up f for src; mean and std (d each) standardise the features, or are both NULL. f
  * converts to Lab when f->lab is set after this. */
@@ -121,8 +123,8 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
 
 /* Writes colours[labels[i]] (k rows of d samples of the grid's type) into the feature bands
  * of pixels [first, first + n); pixels labelled CM__MASKED are left as they are. */
-void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
-                  const uint16_t *labels, const void *colors);
+void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n, const uint16_t *labels,
+                 const void *colors);
 
 /* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
 cm_model_t *cm__model_new(int k, int d);

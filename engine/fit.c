@@ -77,11 +77,11 @@ static int start_centroids(const cm_sample_t *sample, const cm_params_t *p, cm_m
         cm_stype_t t = sample->srcs[0].grid.stype;
         for (int j = 0; j < k; j++)
             cm__centroid_features(p->colorspace, t, d, m->mean, m->std,
-                                p->init_centroids + (size_t)j * d, m->centroids + (size_t)j * d);
+                                  p->init_centroids + (size_t)j * d, m->centroids + (size_t)j * d);
         return 0;
     }
     if (p->init == CM_INIT_RANDOM)
-        return cm_init_random(sample->pts, sample->n, d, k, p->seed, m->centroids, ctx);
+        return cm__init_random(sample->pts, sample->n, d, k, p->seed, m->centroids, ctx);
     return kmeanspp_subset(sample->pts, sample->n, d, k, p, m->centroids, ctx);
 }
 

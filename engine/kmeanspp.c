@@ -15,12 +15,6 @@ static float dist2(const float *a, const double *c, int d)
     return s;
 }
 
-int cm_kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
-                cm_ctx_t *ctx)
-{
-    return cm__kmeanspp(pts, n, d, k, seed, NULL, centroids, ctx);
-}
-
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
                  const volatile sig_atomic_t *cancel, double *centroids, cm_ctx_t *ctx)
 {
@@ -28,9 +22,9 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
     float *dmin = malloc(sizeof(float) * (size_t)n);
     CM_FAIL_IF(ctx, !dmin, CM_ENOMEM, "out of memory seeding %d clusters", k);
 
-    cm_rng_t rng;
-    cm_rng_init(&rng, seed, 0x6b6d65616e732b2bULL /* "kmeans++" */);
-    int64_t first = (int64_t)cm_rng_below(&rng, (uint64_t)n);
+    cm__rng_t rng;
+    cm__rng_init(&rng, seed, 0x6b6d65616e732b2bULL /* "kmeans++" */);
+    int64_t first = (int64_t)cm__rng_below(&rng, (uint64_t)n);
     for (int b = 0; b < d; b++) centroids[b] = pts[first * d + b];
     double total = 0.0;
     for (int64_t i = 0; i < n; i++) {
@@ -46,7 +40,7 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
         int64_t pick;
         if (total > 0.0) {
             /* Draw a point with probability proportional to its squared distance. */
-            double r = cm_rng_uniform(&rng) * total, acc = 0.0;
+            double r = cm__rng_uniform(&rng) * total, acc = 0.0;
             pick = -1;
             for (int64_t i = 0; i < n; i++) {
                 if (dmin[i] <= 0.f) continue;
@@ -56,7 +50,7 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
             }
         } else {
             /* Every point coincides with a centre: fewer distinct values than k. */
-            pick = (int64_t)cm_rng_below(&rng, (uint64_t)n);
+            pick = (int64_t)cm__rng_below(&rng, (uint64_t)n);
         }
         double *cj = centroids + (size_t)j * d;
         for (int b = 0; b < d; b++) cj[b] = pts[pick * d + b];
@@ -79,13 +73,13 @@ static uint64_t point_hash(const float *x, int d)
         float v = x[b] + 0.0f; /* -0 becomes +0 */
         uint32_t bits;
         memcpy(&bits, &v, sizeof bits);
-        h = cm_mix64(h, bits);
+        h = cm__mix64(h, bits);
     }
     return h;
 }
 
-int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
-                   cm_ctx_t *ctx)
+int cm__init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, double *centroids,
+                    cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, n <= 0 || k <= 0, CM_EINPUT, "no valid pixels to fit %d clusters on", k);
     /* The points in a random order, drawn one at a time (a Fisher-Yates shuffle that stops
@@ -102,11 +96,11 @@ int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, dou
     for (int64_t i = 0; i < n; i++) order[i] = i;
     for (size_t i = 0; i < slots; i++) chosen[i] = -1;
 
-    cm_rng_t rng;
-    cm_rng_init(&rng, seed, 0x72616e646f6dULL /* "random" */);
+    cm__rng_t rng;
+    cm__rng_init(&rng, seed, 0x72616e646f6dULL /* "random" */);
     int j = 0;
     for (int64_t drawn = 0; drawn < n && j < k; drawn++) {
-        int64_t at = drawn + (int64_t)cm_rng_below(&rng, (uint64_t)(n - drawn));
+        int64_t at = drawn + (int64_t)cm__rng_below(&rng, (uint64_t)(n - drawn));
         int64_t i = order[at];
         order[at] = order[drawn];
         order[drawn] = i;
@@ -125,7 +119,7 @@ int cm_init_random(const float *pts, int64_t n, int d, int k, uint64_t seed, dou
     }
     /* Fewer distinct values than k: the other centres repeat points, as k-means++ does. */
     for (; j < k; j++) {
-        int64_t i = (int64_t)cm_rng_below(&rng, (uint64_t)n);
+        int64_t i = (int64_t)cm__rng_below(&rng, (uint64_t)n);
         for (int b = 0; b < d; b++) centroids[(size_t)j * d + b] = pts[i * d + b];
     }
     free(chosen);

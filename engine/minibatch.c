@@ -53,11 +53,11 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
     int k = s->k, d = s->d;
     double *acc = s->partials + (size_t)t->part * (size_t)k * (size_t)(d + 1);
     memset(acc, 0, sizeof(double) * (size_t)k * (size_t)(d + 1));
-    cm_rng_t rng;
-    cm_rng_init(&rng, s->p->seed, draw_key(t->step, t->part));
+    cm__rng_t rng;
+    cm__rng_init(&rng, s->p->seed, draw_key(t->step, t->part));
     int64_t draws = s->batch / PARTS_PER_STEP + (t->part < s->batch % PARTS_PER_STEP);
     for (int64_t i = 0; i < draws; i++) {
-        const float *x = s->pts + (int64_t)cm_rng_below(&rng, (uint64_t)s->n) * d;
+        const float *x = s->pts + (int64_t)cm__rng_below(&rng, (uint64_t)s->n) * d;
         double *a = acc + (size_t)cm__nearest(s->cf, k, d, x, NULL) * (size_t)(d + 1);
         for (int b = 0; b < d; b++) a[b] += x[b];
         a[d] += 1.0;
@@ -81,10 +81,10 @@ static int reseed_empty(stepper_t *s, int step)
             d2 = malloc(sizeof(float) * (size_t)m);
             idx = malloc(sizeof(int64_t) * (size_t)m);
             if (!d2 || !idx) break; /* reseeding is an improvement, not a necessity */
-            cm_rng_t rng;
-            cm_rng_init(&rng, s->p->seed, draw_key(step, 0xffff));
+            cm__rng_t rng;
+            cm__rng_init(&rng, s->p->seed, draw_key(step, 0xffff));
             for (int64_t i = 0; i < m; i++) {
-                idx[i] = (int64_t)cm_rng_below(&rng, (uint64_t)s->n);
+                idx[i] = (int64_t)cm__rng_below(&rng, (uint64_t)s->n);
                 cm__nearest(s->cf, k, d, s->pts + idx[i] * d, &d2[i]);
             }
         }

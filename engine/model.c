@@ -32,7 +32,7 @@ cm_model_t *cm__model_new(int k, int d)
     return m;
 }
 
-cm_model_t *cm_model_copy(const cm_model_t *m)
+cm_model_t *cm__model_copy(const cm_model_t *m)
 {
     cm_model_t *c = cm__model_new(m->k, m->d);
     if (!c) return NULL;
@@ -67,7 +67,7 @@ void cm_model_free(cm_model_t *m)
     free(m);
 }
 
-char *cm_model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type)
+char *cm__model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type)
 {
     json_t *root = json_object(), *cents = json_array(), *counts = json_array();
     if (!root || !cents || !counts) goto fail;
@@ -305,8 +305,8 @@ static int read_model(const reader_t *r, cm_model_t **out, cm_model_meta_t *meta
     return read_figures(r, m);
 }
 
-int cm_model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,
-                       cm_model_meta_t *meta, cm_ctx_t *ctx)
+int cm__model_from_json(const char *text, size_t len, const char *name, cm_model_t **out,
+                        cm_model_meta_t *meta, cm_ctx_t *ctx)
 {
     *out = NULL;
     json_error_t jerr;
@@ -356,8 +356,8 @@ static int read_rows(const reader_t *r, const json_t *rows, const char *what, in
     return 0;
 }
 
-int cm_init_from_json(const char *text, size_t len, const char *name, int d, double **centroids,
-                      int *k, cm_ctx_t *ctx)
+int cm__init_from_json(const char *text, size_t len, const char *name, int d, double **centroids,
+                       int *k, cm_ctx_t *ctx)
 {
     *centroids = NULL;
     *k = 0;
@@ -373,7 +373,7 @@ int cm_init_from_json(const char *text, size_t len, const char *name, int d, dou
     if (json_is_object(r.root) && json_object_get(r.root, "format")) {
         cm_model_t *m = NULL;
         cm_model_meta_t meta;
-        rc = cm_model_from_json(text, len, name, &m, &meta, ctx);
+        rc = cm__model_from_json(text, len, name, &m, &meta, ctx);
         if (rc == 0 && m->d != d)
             rc = cm_fail(ctx, CM_EINPUT, "%s: the model has %d features; the image has %d bands",
                          name, m->d, d);

@@ -63,7 +63,7 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
 #define RECOLOUR(T)                                                                                \
     do {                                                                                           \
         T *p = (T *)buf + first * f->bands;                                                        \
-        const T *cols = colors;                                                                   \
+        const T *cols = colors;                                                                    \
         for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
             if (labels[i] == CM__MASKED) continue;                                                 \
             const T *c = cols + (size_t)labels[i] * f->d;                                          \
@@ -71,8 +71,8 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
         }                                                                                          \
     } while (0)
 
-void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n,
-                  const uint16_t *labels, const void *colors)
+void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n, const uint16_t *labels,
+                 const void *colors)
 {
     switch (f->stype) {
     case CM_U8: RECOLOUR(uint8_t); break;
@@ -88,7 +88,7 @@ static double clamp_round(double v, double lo, double hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-void cm_model_colors(const cm_model_t *m, cm_stype_t t, void *out)
+void cm__model_colors(const cm_model_t *m, cm_stype_t t, void *out)
 {
     for (size_t i = 0; i < (size_t)m->k * m->d; i++) {
         double v = m->centroids[i];
@@ -103,7 +103,7 @@ void cm_model_colors(const cm_model_t *m, cm_stype_t t, void *out)
 
 void cm_model_colors_u8(const cm_model_t *m, uint8_t *out)
 {
-    cm_model_colors(m, CM_U8, out);
+    cm__model_colors(m, CM_U8, out);
 }
 
 bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked)
@@ -116,24 +116,24 @@ bool cm_labels_plan(const cm_source_t *src, int k, int *bits, uint32_t *masked)
 }
 
 void cm__centroid_features(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
-                         const double *std, const double *in, double *out)
+                           const double *std, const double *in, double *out)
 {
     for (int b = 0; b < d; b++) out[b] = in[b];
     if (cs == CM_COLORSPACE_LAB) {
         assert(d == 3);
-        cm_srgb_to_lab(t, in, out);
+        cm__srgb_to_lab(t, in, out);
     }
     for (int b = 0; mean && b < d; b++) out[b] = (out[b] - mean[b]) / std[b];
 }
 
 void cm__centroid_samples(cm_colorspace_t cs, cm_stype_t t, int d, const double *mean,
-                        const double *std, const double *in, double *out)
+                          const double *std, const double *in, double *out)
 {
     double x[CM_BANDS_MAX];
     for (int b = 0; b < d; b++) x[b] = mean ? in[b] * std[b] + mean[b] : in[b];
     if (cs == CM_COLORSPACE_LAB) {
         assert(d == 3);
-        cm_lab_to_srgb(t, x, out);
+        cm__lab_to_srgb(t, x, out);
         return;
     }
     for (int b = 0; b < d; b++) out[b] = x[b];

@@ -270,10 +270,10 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
      * either. */
     for (int j = 0; j < k; j++)
         cm__centroid_features(model->colorspace, g->stype, d, model->mean, model->std,
-                            model->centroids + (size_t)j * d, features + (size_t)j * d);
+                              model->centroids + (size_t)j * d, features + (size_t)j * d);
     cm__centroids_soa(features, k, d, r->soa);
     free(features);
-    cm_model_colors(model, g->stype, r->colors);
+    cm__model_colors(model, g->stype, r->colors);
     cm__pixfmt_init(&r->fmt, src, model->mean, model->std);
     r->fmt.lab = model->colorspace == CM_COLORSPACE_LAB;
     r->dither = p->dither == CM_DITHER_ORDERED && k > 1;

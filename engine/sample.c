@@ -57,7 +57,7 @@ typedef struct sample_task {
 
 static uint64_t pixel_hash(uint64_t seed, int64_t pos)
 {
-    return cm_mix64(seed ^ 0x73616d706c65ULL /* "sample" */, (uint64_t)pos);
+    return cm__mix64(seed ^ 0x73616d706c65ULL /* "sample" */, (uint64_t)pos);
 }
 
 /* Appends a point; false when out of memory. */
@@ -249,7 +249,7 @@ static int plan_spans(const cm_source_t *srcs, int n_srcs, span_t *span, cm_ctx_
         span[i].cells_x = (g->width + CELL - 1) / CELL;
         span[i + 1] = (span_t){.cell = span[i].cell + span[i].cells_x * cells_y,
                                .chunk = span[i].chunk + cm_grid_count(g)};
-        CM_FAIL_IF(ctx, !cm_add_i64(span[i].px, g->width * g->height, &span[i + 1].px), CM_EINPUT,
+        CM_FAIL_IF(ctx, !cm__add_i64(span[i].px, g->width * g->height, &span[i + 1].px), CM_EINPUT,
                    "the images hold too many pixels together");
     }
     return 0;
@@ -273,13 +273,13 @@ static int draw_rounds(sampler_t *s, int64_t *order, sample_task_t *tasks, pool_
     int64_t n_chosen = first_round_cells(n_cells);
     uint8_t *round_of = s->round_of;
     for (int64_t i = 0; i < n_cells; i++) order[i] = i;
-    cm_rng_t rng;
-    cm_rng_init(&rng, p->seed, 0x63656c6c73ULL /* "cells" */);
+    cm__rng_t rng;
+    cm__rng_init(&rng, p->seed, 0x63656c6c73ULL /* "cells" */);
     double area = 0.0;
     for (int64_t drawn = 0; drawn < n_cells;) {
         s->round++;
         for (; drawn < n_chosen; drawn++) {
-            int64_t j = drawn + (int64_t)cm_rng_below(&rng, (uint64_t)(n_cells - drawn));
+            int64_t j = drawn + (int64_t)cm__rng_below(&rng, (uint64_t)(n_cells - drawn));
             int64_t t = order[drawn];
             order[drawn] = order[j];
             order[j] = t;

@@ -53,12 +53,6 @@ typedef struct cm_image_info {
  * cm_image_close. */
 int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx);
 
-/* The same for a TIFF file held in memory: size bytes at data, which must stay unchanged
- * until cm_image_close; name stands for the path in messages. Spill stores still go to
- * files. */
-int cm_image_open_memory(const void *data, size_t size, const char *name, int n_workers,
-                         cm_image_t **out, cm_ctx_t *ctx);
-
 /* Regroups the chunks (before any read) so that outputs can have side x side tiles: squares of
  * whole input tiles when the input's tiles divide side (each input tile is still decoded
  * once), otherwise the input's own tiles; for strips, bands about side rows tall written as
@@ -147,16 +141,12 @@ bool cm_compression_lossy(int code);
 int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
                    cm_ctx_t *ctx);
 
-/* Writes the rectangle (x, y, w, h) of the image: x and y on tile boundaries, w and h whole
- * tiles except at the right and bottom edges; pixels packed at w * bands samples per row.
- * The same as cm_writer_encode then cm_writer_put_encoded. */
-int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, const void *pixels,
-                  cm_ctx_t *ctx);
-
 /* Tiles compressed, waiting to be written. */
 typedef struct cm_encoded cm_encoded_t;
 
-/* Compresses the tiles of a rectangle (as cm_writer_put takes it) into *out, which the caller
+/* Compresses the tiles of the rectangle (x, y, w, h) of the image (x and y on tile boundaries,
+ * w and h whole tiles except at the right and bottom edges; pixels packed at w * bands samples
+ * per row) into *out, which the caller
  * frees with cm_encoded_free or hands to cm_writer_put_encoded. Thread-safe: any number of
  * threads may encode at once, while one other writes; this is how tiles are compressed on
  * every core and written by one writer. */

@@ -5,6 +5,7 @@
 
 #include <tiffio.h>
 
+#include "base_internal.h"
 #include "cm_io.h"
 
 typedef struct cm__tiff_msg {
@@ -123,5 +124,19 @@ int cm__image_inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx);
 
 /* The handle an image was opened with, for copying its tags while no task reads with it. */
 TIFF *cm__image_tiff(cm_image_t *img);
+
+/* ---- what the tests and fuzz targets use of io ---- */
+
+/* The same for a TIFF file held in memory: size bytes at data, which must stay unchanged
+ * until cm_image_close; name stands for the path in messages. Spill stores still go to
+ * files. */
+int cm__image_open_memory(const void *data, size_t size, const char *name, int n_workers,
+                          cm_image_t **out, cm_ctx_t *ctx);
+
+/* Writes the rectangle (x, y, w, h) of the image: x and y on tile boundaries, w and h whole
+ * tiles except at the right and bottom edges; pixels packed at w * bands samples per row.
+ * The same as cm_writer_encode then cm_writer_put_encoded. */
+int cm__writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, const void *pixels,
+                   cm_ctx_t *ctx);
 
 #endif

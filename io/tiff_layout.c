@@ -44,7 +44,8 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
         while (unit % 16) unit += rps;
         /* Strips too large for a chunk (one strip for the whole image, say) are streamed once
          * into the spill store, in bands of about `target` rows. */
-        img->spill = !cm_mul_i64(unit, row_bytes, &unit_bytes) || unit_bytes > STRIP_BAND_MAX_BYTES;
+        img->spill =
+            !cm__mul_i64(unit, row_bytes, &unit_bytes) || unit_bytes > STRIP_BAND_MAX_BYTES;
         in->streamed = img->spill;
         if (img->spill) unit = 16;
         chunk_h = unit;
@@ -179,8 +180,7 @@ static int read_color(cm_image_t *img, TIFF *tif, const fields_t *f, cm_ctx_t *c
     case PHOTOMETRIC_MINISWHITE:
     case PHOTOMETRIC_SEPARATED: break;
     case PHOTOMETRIC_RGB:
-        CM_FAIL_IF(ctx, color < 3, CM_EINPUT, "%s: RGB image with %d colour samples", path,
-                   color);
+        CM_FAIL_IF(ctx, color < 3, CM_EINPUT, "%s: RGB image with %d colour samples", path, color);
         break;
     case PHOTOMETRIC_YCBCR:
         CM_FAIL_IF(ctx, f->comp != COMPRESSION_JPEG || color != 3 || f->bits != 8, CM_EINPUT,

@@ -88,8 +88,8 @@ int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *c
     return open_image(path, NULL, 0, n_workers, out, ctx);
 }
 
-int cm_image_open_memory(const void *data, size_t size, const char *name, int n_workers,
-                         cm_image_t **out, cm_ctx_t *ctx)
+int cm__image_open_memory(const void *data, size_t size, const char *name, int n_workers,
+                          cm_image_t **out, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, !data, CM_EUSAGE, "%s: no data", name);
     return open_image(name, data, size, n_workers, out, ctx);

@@ -150,7 +150,7 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
                (long long)spec->height);
     /* Both sides below 2^32 and tiles of at least 16: the product fits in an int64_t. */
     int64_t n_tiles =
-        cm_ceil_div_i64(spec->width, spec->tile_w) * cm_ceil_div_i64(spec->height, spec->tile_h);
+        cm__ceil_div_i64(spec->width, spec->tile_w) * cm__ceil_div_i64(spec->height, spec->tile_h);
     if (n_tiles > UINT32_MAX)
         return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_TILE, spec->tile_w, 0},
                              "%s: %lld tiles of %lldx%lld are more than TIFF can index", path,
@@ -168,7 +168,7 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
         if (spec->colormap) memcpy(wr->cmap, spec->colormap, sizeof wr->cmap);
     }
     if (!wr || !wr->path || !wr->tmp ||
-        !cm_mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes)) {
+        !cm__mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes)) {
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
@@ -313,8 +313,8 @@ int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
     return 0;
 }
 
-int cm_writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, const void *pixels,
-                  cm_ctx_t *ctx)
+int cm__writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, const void *pixels,
+                   cm_ctx_t *ctx)
 {
     cm_encoded_t *e = NULL;
     CM_TRY(cm_writer_encode(wr, x, y, w, h, pixels, &e, ctx));

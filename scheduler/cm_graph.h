@@ -61,9 +61,6 @@ void cm_graph_free(cm_graph_t *g);
  * build the graph, then run it. Returns 0, CM_EUSAGE for a bad dependency or CM_ENOMEM. */
 int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx);
 
-/* Number of tasks added so far. */
-int cm_graph_size(const cm_graph_t *g);
-
 /* Runs every task once its dependencies have finished, on opts->n_threads workers.
  * Budget: tasks that hold bytes start in id order, each when it is ready and fits (none
  * overtakes another); tasks that hold none start as soon as they are ready, before any task
@@ -82,12 +79,6 @@ int cm_graph_run(cm_graph_t *g, const cm_run_opts_t *opts, cm_ctx_t *ctx);
  * would count as lost. */
 void cm_graph_release_threads(void);
 
-/* After a run: the largest number of bytes that were in flight at once. */
-size_t cm_graph_peak_bytes(const cm_graph_t *g);
-
-/* After a run: how many tasks ran to completion (all of them, unless it failed). */
-int cm_graph_done_count(const cm_graph_t *g);
-
 /* Worker threads used when n_threads <= 0: the number of cores OpenMP reports. */
 int cm_default_threads(void);
 
@@ -104,24 +95,12 @@ int cm_graph_write_dot(const cm_graph_t *g, FILE *f, cm_ctx_t *ctx);
  * ends; it takes no lock while tasks run. Graphs running at the same time may share a trace;
  * the functions that read it must not be called while one of its runs is in progress. */
 
-/* One task as it ran. Tasks that never started (after a failure or a cancel) have none. */
-typedef struct cm_trace_event {
-    double start_us, end_us; /* since cm_trace_create; end_us >= start_us */
-    const char *kind;        /* the task's kind, "task" when it had none */
-    const char *stage;       /* the run's stage name, "graph" when it had none */
-    size_t bytes;            /* work_bytes + out_bytes as declared */
-    int task;                /* its id in its graph */
-    int run;                 /* the run number */
-    int worker;              /* the worker that ran it, in [0, the run's threads) */
-    bool failed;             /* the task returned an error */
-} cm_trace_event_t;
-
 /* What the runs with one stage name add up to. */
 typedef struct cm_trace_stage {
     const char *stage; /* owned by the trace */
     double seconds;    /* sum over its runs of first task start to last task end */
     int64_t tasks;     /* tasks that ran */
-    size_t peak_bytes; /* the largest cm_graph_peak_bytes of its runs */
+    size_t peak_bytes; /* the most bytes in flight at once in any of its runs */
     int runs;          /* how many runs had this name */
 } cm_trace_stage_t;
 
@@ -130,16 +109,6 @@ cm_trace_t *cm_trace_create(void);
 
 /* Frees the trace and the stage names it copied; accepts NULL. No run may be using it. */
 void cm_trace_free(cm_trace_t *t);
-
-/* Number of events (tasks that ran) recorded so far. */
-size_t cm_trace_events(const cm_trace_t *t);
-
-/* The i-th event (runs in the order they ended, tasks by id within a run), or NULL when
- * i >= cm_trace_events(t). The pointer is valid until another run with the trace starts. */
-const cm_trace_event_t *cm_trace_event(const cm_trace_t *t, size_t i);
-
-/* Number of runs recorded so far (including runs that failed). */
-int cm_trace_runs(const cm_trace_t *t);
 
 /* Fills out[0 .. max) with one summary per stage name, in the order the names first ran,
  * and returns the number of stage names (which may exceed max; out may be NULL if max is 0). */

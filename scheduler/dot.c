@@ -51,7 +51,7 @@ int cm_graph_write_dot(const cm_graph_t *g, FILE *f, cm_ctx_t *ctx)
 {
     errno = 0;
     fputs("digraph tasks {\n    node [shape=box, style=filled, fontname=\"Helvetica\"];\n", f);
-    int n = cm_graph_size(g);
+    int n = cm__graph_size(g);
     cm__task_view_t t;
     for (int i = 0; i < n; i++) {
         char bytes[32];

@@ -50,7 +50,7 @@ struct cm_graph {
 
     /* tracing: one event per task, each filled by the worker that runs the task (no lock),
      * handed to the trace when the run ends; NULL when the run is not traced */
-    cm_trace_event_t *trace_events;
+    cm__trace_event_t *trace_events;
     int64_t trace_origin_ns;
 };
 
@@ -99,17 +99,17 @@ void cm_graph_free(cm_graph_t *g)
     free(g);
 }
 
-int cm_graph_size(const cm_graph_t *g)
+int cm__graph_size(const cm_graph_t *g)
 {
     return g->n_nodes;
 }
 
-size_t cm_graph_peak_bytes(const cm_graph_t *g)
+size_t cm__graph_peak_bytes(const cm_graph_t *g)
 {
     return g->peak;
 }
 
-int cm_graph_done_count(const cm_graph_t *g)
+int cm__graph_done_count(const cm_graph_t *g)
 {
     return g->n_done;
 }
@@ -144,7 +144,7 @@ int cm_graph_add(cm_graph_t *g, const cm_task_t *task, int *id, cm_ctx_t *ctx)
         CM_FAIL_IF(ctx, task->deps[i] < 0 || task->deps[i] >= g->n_nodes, CM_EUSAGE,
                    "task graph: task %d depends on unknown task %d", g->n_nodes, task->deps[i]);
     size_t need;
-    CM_FAIL_IF(ctx, !cm_add_size(task->work_bytes, task->out_bytes, &need), CM_EUSAGE,
+    CM_FAIL_IF(ctx, !cm__add_size(task->work_bytes, task->out_bytes, &need), CM_EUSAGE,
                "task graph: task bytes overflow");
     if (!grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof(node_t)) ||
         g->n_edges > INT32_MAX - task->n_deps ||
@@ -315,7 +315,7 @@ static int run_traced(cm_graph_t *g, int id, int worker, cm_ctx_t *ctx)
     int64_t start_ns = cm__trace_now_ns();
     int rc = t->fn(t->arg, worker, ctx);
     int64_t end_ns = cm__trace_now_ns();
-    cm_trace_event_t *e = &g->trace_events[id];
+    cm__trace_event_t *e = &g->trace_events[id];
     e->start_us = (double)(start_ns - g->trace_origin_ns) / 1e3;
     e->end_us = (double)(end_ns - g->trace_origin_ns) / 1e3;
     e->worker = worker;
@@ -374,7 +374,7 @@ static const char *kind_name(const node_t *t)
 /* Opens the run in the trace and prepares one event per task, none of them run yet. */
 static int trace_begin(cm_graph_t *g, const cm_run_opts_t *opts, int *run, cm_ctx_t *ctx)
 {
-    g->trace_events = malloc(sizeof(cm_trace_event_t) * (g->n_nodes ? (size_t)g->n_nodes : 1));
+    g->trace_events = malloc(sizeof(cm__trace_event_t) * (g->n_nodes ? (size_t)g->n_nodes : 1));
     if (!g->trace_events) return cm_fail(ctx, CM_ENOMEM, "trace: out of memory");
     const char *stage = NULL;
     int rc = cm__trace_begin_run(opts->trace, opts->stage, g->n_nodes, run, &stage, ctx);
@@ -386,12 +386,12 @@ static int trace_begin(cm_graph_t *g, const cm_run_opts_t *opts, int *run, cm_ct
     g->trace_origin_ns = cm__trace_origin_ns(opts->trace);
     for (int i = 0; i < g->n_nodes; i++) {
         const node_t *t = &g->nodes[i];
-        g->trace_events[i] = (cm_trace_event_t){.kind = kind_name(t),
-                                                .stage = stage,
-                                                .bytes = need(t),
-                                                .task = i,
-                                                .run = *run,
-                                                .worker = -1};
+        g->trace_events[i] = (cm__trace_event_t){.kind = kind_name(t),
+                                                 .stage = stage,
+                                                 .bytes = need(t),
+                                                 .task = i,
+                                                 .run = *run,
+                                                 .worker = -1};
     }
     return 0;
 }

@@ -24,7 +24,7 @@ typedef struct run {
 struct cm_trace {
     pthread_mutex_t mu; /* guards everything below while runs open and close */
     int64_t origin_ns;
-    cm_trace_event_t *events;
+    cm__trace_event_t *events;
     size_t n_events, cap_events, reserved; /* reserved: room promised to open runs */
     run_t *runs;
     int n_runs, cap_runs;
@@ -69,17 +69,17 @@ void cm_trace_free(cm_trace_t *t)
     free(t);
 }
 
-size_t cm_trace_events(const cm_trace_t *t)
+size_t cm__trace_events(const cm_trace_t *t)
 {
     return t->n_events;
 }
 
-const cm_trace_event_t *cm_trace_event(const cm_trace_t *t, size_t i)
+const cm__trace_event_t *cm__trace_event(const cm_trace_t *t, size_t i)
 {
     return i < t->n_events ? &t->events[i] : NULL;
 }
 
-int cm_trace_runs(const cm_trace_t *t)
+int cm__trace_runs(const cm_trace_t *t)
 {
     return t->n_runs;
 }
@@ -93,7 +93,7 @@ static bool reserve(void **p, size_t *cap, size_t need, size_t elem)
         if (ncap > SIZE_MAX / 2) return false;
         ncap *= 2;
     }
-    if (!cm_mul_size(ncap, elem, &bytes)) return false;
+    if (!cm__mul_size(ncap, elem, &bytes)) return false;
     void *np = realloc(*p, bytes);
     if (!np) return false;
     *p = np;
@@ -132,7 +132,7 @@ int cm__trace_begin_run(cm_trace_t *t, const char *stage, int n_tasks, int *run,
     bool ok = s >= 0 &&
               reserve_int((void **)&t->runs, &t->cap_runs, t->n_runs + 1, sizeof(run_t)) &&
               reserve((void **)&t->events, &t->cap_events,
-                      t->n_events + t->reserved + (size_t)n_tasks, sizeof(cm_trace_event_t));
+                      t->n_events + t->reserved + (size_t)n_tasks, sizeof(cm__trace_event_t));
     if (ok) {
         t->reserved += (size_t)n_tasks;
         *run = t->n_runs;
@@ -145,14 +145,14 @@ int cm__trace_begin_run(cm_trace_t *t, const char *stage, int n_tasks, int *run,
     return 0;
 }
 
-void cm__trace_end_run(cm_trace_t *t, int run, const cm_trace_event_t *events, int n_tasks,
+void cm__trace_end_run(cm_trace_t *t, int run, const cm__trace_event_t *events, int n_tasks,
                        int n_threads, size_t peak_bytes)
 {
     pthread_mutex_lock(&t->mu);
     run_t *r = &t->runs[run];
     assert(r->open && r->n_tasks == n_tasks && t->reserved >= (size_t)n_tasks);
     for (int i = 0; i < n_tasks; i++) {
-        const cm_trace_event_t *e = &events[i];
+        const cm__trace_event_t *e = &events[i];
         if (e->worker < 0) continue;
         if (r->ran == 0 || e->start_us < r->first_us) r->first_us = e->start_us;
         if (r->ran == 0 || e->end_us > r->last_us) r->last_us = e->end_us;
@@ -202,7 +202,7 @@ static json_t *thread_name_event(int worker)
                      "tid", worker, "args", "name", name);
 }
 
-static json_t *task_event(const cm_trace_event_t *e)
+static json_t *task_event(const cm__trace_event_t *e)
 {
     json_t *args =
         json_pack("{s:I, s:i, s:i}", "bytes", (json_int_t)e->bytes, "task", e->task, "run", e->run);

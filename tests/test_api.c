@@ -16,6 +16,7 @@
 #include <tiff.h>
 
 #include "chunkmeans.h"
+#include "io_internal.h"
 
 static char dir[] = "/tmp/cm-test-api.XXXXXX";
 static char in_path[64];
@@ -62,7 +63,7 @@ static int make_input(void **state)
                         tile[(y * 16 + x) * 3 + b] =
                             (uint8_t)(quad[q][b] + (int)((px * 7 + py * 13 + b * 5) % 11) - 5);
                 }
-            if (cm_writer_put(wr, tx, ty, 16, 16, tile, &ctx) < 0) {
+            if (cm__writer_put(wr, tx, ty, 16, 16, tile, &ctx) < 0) {
                 cm_writer_abort(wr);
                 return -1;
             }

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "cm_base.h"
+#include "base_internal.h"
 #include "cm_grid.h"
 
 /* ---- error context ---------------------------------------------------------------------- */
@@ -77,7 +77,7 @@ static int vfail_wrapper(cm_ctx_t *ctx, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = cm_vfail(ctx, code, fmt, ap);
+    int rc = cm__vfail(ctx, code, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -193,15 +193,15 @@ static void test_mul_size_computes_products_that_fit(void **state)
 {
     (void)state;
     size_t r = 1;
-    assert_true(cm_mul_size(3, 5, &r));
+    assert_true(cm__mul_size(3, 5, &r));
     assert_int_equal(r, 15);
-    assert_true(cm_mul_size(0, SIZE_MAX, &r));
+    assert_true(cm__mul_size(0, SIZE_MAX, &r));
     assert_int_equal(r, 0);
-    assert_true(cm_mul_size(SIZE_MAX, 1, &r));
+    assert_true(cm__mul_size(SIZE_MAX, 1, &r));
     assert_true(r == SIZE_MAX);
-    assert_true(cm_mul_size(SIZE_MAX / 2, 2, &r));
+    assert_true(cm__mul_size(SIZE_MAX / 2, 2, &r));
     assert_true(r == SIZE_MAX - 1);
-    assert_true(cm_mul_size((size_t)1 << 20, (size_t)1 << 20, &r));
+    assert_true(cm__mul_size((size_t)1 << 20, (size_t)1 << 20, &r));
     assert_true(r == (size_t)1 << 40);
 }
 
@@ -209,55 +209,55 @@ static void test_mul_size_detects_overflow(void **state)
 {
     (void)state;
     size_t r;
-    assert_false(cm_mul_size(SIZE_MAX, 2, &r));
-    assert_false(cm_mul_size(SIZE_MAX / 2 + 1, 2, &r));
-    assert_false(cm_mul_size(SIZE_MAX, SIZE_MAX, &r));
-    assert_false(cm_mul_size((size_t)1 << 32, (size_t)1 << 32, &r));
+    assert_false(cm__mul_size(SIZE_MAX, 2, &r));
+    assert_false(cm__mul_size(SIZE_MAX / 2 + 1, 2, &r));
+    assert_false(cm__mul_size(SIZE_MAX, SIZE_MAX, &r));
+    assert_false(cm__mul_size((size_t)1 << 32, (size_t)1 << 32, &r));
 }
 
 static void test_mul3_size_checks_both_products(void **state)
 {
     (void)state;
     size_t r = 0;
-    assert_true(cm_mul3_size(7, 11, 13, &r));
+    assert_true(cm__mul3_size(7, 11, 13, &r));
     assert_int_equal(r, 1001);
-    assert_true(cm_mul3_size(SIZE_MAX, 1, 1, &r));
+    assert_true(cm__mul3_size(SIZE_MAX, 1, 1, &r));
     assert_true(r == SIZE_MAX);
-    assert_true(cm_mul3_size(SIZE_MAX, 0, 2, &r));
+    assert_true(cm__mul3_size(SIZE_MAX, 0, 2, &r));
     assert_int_equal(r, 0);
-    assert_false(cm_mul3_size(SIZE_MAX, 2, 1, &r));                      /* first product */
-    assert_false(cm_mul3_size((size_t)1 << 40, 1, (size_t)1 << 40, &r)); /* second product */
+    assert_false(cm__mul3_size(SIZE_MAX, 2, 1, &r));                      /* first product */
+    assert_false(cm__mul3_size((size_t)1 << 40, 1, (size_t)1 << 40, &r)); /* second product */
 }
 
 static void test_add_size_computes_sums_and_detects_overflow(void **state)
 {
     (void)state;
     size_t r = 0;
-    assert_true(cm_add_size(40, 2, &r));
+    assert_true(cm__add_size(40, 2, &r));
     assert_int_equal(r, 42);
-    assert_true(cm_add_size(SIZE_MAX, 0, &r));
+    assert_true(cm__add_size(SIZE_MAX, 0, &r));
     assert_true(r == SIZE_MAX);
-    assert_true(cm_add_size(SIZE_MAX - 5, 5, &r));
+    assert_true(cm__add_size(SIZE_MAX - 5, 5, &r));
     assert_true(r == SIZE_MAX);
-    assert_false(cm_add_size(SIZE_MAX, 1, &r));
-    assert_false(cm_add_size(1, SIZE_MAX, &r));
-    assert_false(cm_add_size(SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 1, &r));
-    assert_false(cm_add_size(SIZE_MAX, SIZE_MAX, &r));
+    assert_false(cm__add_size(SIZE_MAX, 1, &r));
+    assert_false(cm__add_size(1, SIZE_MAX, &r));
+    assert_false(cm__add_size(SIZE_MAX / 2 + 1, SIZE_MAX / 2 + 1, &r));
+    assert_false(cm__add_size(SIZE_MAX, SIZE_MAX, &r));
 }
 
 static void test_mul_i64_computes_pixel_counts_past_32_bits(void **state)
 {
     (void)state;
     int64_t r = 0;
-    assert_true(cm_mul_i64(70000, 70000, &r));
+    assert_true(cm__mul_i64(70000, 70000, &r));
     assert_true(r == 4900000000LL && r > (int64_t)UINT32_MAX);
-    assert_true(cm_mul_i64(INT64_MAX, 1, &r));
+    assert_true(cm__mul_i64(INT64_MAX, 1, &r));
     assert_true(r == INT64_MAX);
-    assert_true(cm_mul_i64((int64_t)1 << 31, (int64_t)1 << 31, &r));
+    assert_true(cm__mul_i64((int64_t)1 << 31, (int64_t)1 << 31, &r));
     assert_true(r == (int64_t)1 << 62);
-    assert_true(cm_mul_i64(0, INT64_MAX, &r));
+    assert_true(cm__mul_i64(0, INT64_MAX, &r));
     assert_true(r == 0);
-    assert_true(cm_mul_i64((int64_t)UINT32_MAX, (int64_t)UINT32_MAX >> 1, &r)); /* < 2^63 */
+    assert_true(cm__mul_i64((int64_t)UINT32_MAX, (int64_t)UINT32_MAX >> 1, &r)); /* < 2^63 */
 }
 
 static void test_mul_i64_detects_overflow(void **state)
@@ -265,44 +265,44 @@ static void test_mul_i64_detects_overflow(void **state)
     (void)state;
     int64_t r;
     /* The largest TIFF: both sides 2^32 - 1, whose pixel count passes INT64_MAX. */
-    assert_false(cm_mul_i64((int64_t)UINT32_MAX, (int64_t)UINT32_MAX, &r));
-    assert_false(cm_mul_i64((int64_t)1 << 32, (int64_t)1 << 31, &r)); /* exactly 2^63 */
-    assert_false(cm_mul_i64(INT64_MAX, 2, &r));
-    assert_false(cm_mul_i64(INT64_MIN, -1, &r));
-    assert_false(cm_mul_i64(INT64_MAX / 2 + 1, 2, &r));
+    assert_false(cm__mul_i64((int64_t)UINT32_MAX, (int64_t)UINT32_MAX, &r));
+    assert_false(cm__mul_i64((int64_t)1 << 32, (int64_t)1 << 31, &r)); /* exactly 2^63 */
+    assert_false(cm__mul_i64(INT64_MAX, 2, &r));
+    assert_false(cm__mul_i64(INT64_MIN, -1, &r));
+    assert_false(cm__mul_i64(INT64_MAX / 2 + 1, 2, &r));
 }
 
 static void test_add_i64_computes_sums_and_detects_overflow(void **state)
 {
     (void)state;
     int64_t r = 0;
-    assert_true(cm_add_i64(4899999999LL, 1, &r));
+    assert_true(cm__add_i64(4899999999LL, 1, &r));
     assert_true(r == 4900000000LL);
-    assert_true(cm_add_i64(INT64_MAX - 1, 1, &r));
+    assert_true(cm__add_i64(INT64_MAX - 1, 1, &r));
     assert_true(r == INT64_MAX);
-    assert_true(cm_add_i64(INT64_MIN, INT64_MAX, &r));
+    assert_true(cm__add_i64(INT64_MIN, INT64_MAX, &r));
     assert_true(r == -1);
-    assert_false(cm_add_i64(INT64_MAX, 1, &r));
-    assert_false(cm_add_i64(INT64_MIN, -1, &r));
-    assert_false(cm_add_i64(INT64_MAX / 2 + 1, INT64_MAX / 2 + 1, &r));
+    assert_false(cm__add_i64(INT64_MAX, 1, &r));
+    assert_false(cm__add_i64(INT64_MIN, -1, &r));
+    assert_false(cm__add_i64(INT64_MAX / 2 + 1, INT64_MAX / 2 + 1, &r));
 }
 
 static void test_ceil_div_i64_rounds_up_without_overflow(void **state)
 {
     (void)state;
-    assert_true(cm_ceil_div_i64(0, 1) == 0);
-    assert_true(cm_ceil_div_i64(1, 1) == 1);
-    assert_true(cm_ceil_div_i64(1, 512) == 1);
-    assert_true(cm_ceil_div_i64(512, 512) == 1);
-    assert_true(cm_ceil_div_i64(513, 512) == 2);
-    assert_true(cm_ceil_div_i64(70000, 512) == 137);
-    assert_true(cm_ceil_div_i64(70000, 16) == 4375);
+    assert_true(cm__ceil_div_i64(0, 1) == 0);
+    assert_true(cm__ceil_div_i64(1, 1) == 1);
+    assert_true(cm__ceil_div_i64(1, 512) == 1);
+    assert_true(cm__ceil_div_i64(512, 512) == 1);
+    assert_true(cm__ceil_div_i64(513, 512) == 2);
+    assert_true(cm__ceil_div_i64(70000, 512) == 137);
+    assert_true(cm__ceil_div_i64(70000, 16) == 4375);
     /* (a + b - 1) / b would overflow here. */
-    assert_true(cm_ceil_div_i64(INT64_MAX, 1) == INT64_MAX);
-    assert_true(cm_ceil_div_i64(INT64_MAX, 2) == ((int64_t)1 << 62));
-    assert_true(cm_ceil_div_i64(INT64_MAX, INT64_MAX) == 1);
-    assert_true(cm_ceil_div_i64(INT64_MAX - 1, INT64_MAX) == 1);
-    assert_true(cm_ceil_div_i64(INT64_MAX, 4096) == INT64_MAX / 4096 + 1);
+    assert_true(cm__ceil_div_i64(INT64_MAX, 1) == INT64_MAX);
+    assert_true(cm__ceil_div_i64(INT64_MAX, 2) == ((int64_t)1 << 62));
+    assert_true(cm__ceil_div_i64(INT64_MAX, INT64_MAX) == 1);
+    assert_true(cm__ceil_div_i64(INT64_MAX - 1, INT64_MAX) == 1);
+    assert_true(cm__ceil_div_i64(INT64_MAX, 4096) == INT64_MAX / 4096 + 1);
 }
 
 /* ---- the chunk grid at the limits --------------------------------------------------------- */
@@ -321,7 +321,7 @@ static void test_grid_of_70000_square_has_more_than_2_to_32_pixels(void **state)
     int64_t x, y, w, h, pos;
     cm_grid_rect(&g, cm_grid_count(&g) - 1, &x, &y, &w, &h);
     assert_true(x == 69632 && y == 69632 && w == 368 && h == 368);
-    assert_true(cm_mul_i64(y + h - 1, g.width, &pos) && cm_add_i64(pos, x + w - 1, &pos));
+    assert_true(cm__mul_i64(y + h - 1, g.width, &pos) && cm__add_i64(pos, x + w - 1, &pos));
     assert_true(pos == 4899999999LL);
     /* The smallest tiles TIFF allows give the most chunks: still well within limits. */
     assert_int_equal(cm_grid_init(&g, 70000, 70000, 16, 16, 64, 63, CM_F32, &ctx), 0);
@@ -400,27 +400,27 @@ static void test_rng_next_matches_splitmix64_reference(void **state)
 {
     (void)state;
     /* Reference outputs of splitmix64 (Vigna) from state 0 and from seed 1234567. */
-    cm_rng_t rng = {.state = 0};
-    assert_true(cm_rng_next(&rng) == 0xe220a8397b1dcdafULL);
-    assert_true(cm_rng_next(&rng) == 0x6e789e6aa1b965f4ULL);
-    assert_true(cm_rng_next(&rng) == 0x06c45d188009454fULL);
+    cm__rng_t rng = {.state = 0};
+    assert_true(cm__rng_next(&rng) == 0xe220a8397b1dcdafULL);
+    assert_true(cm__rng_next(&rng) == 0x6e789e6aa1b965f4ULL);
+    assert_true(cm__rng_next(&rng) == 0x06c45d188009454fULL);
     rng.state = 1234567;
-    assert_true(cm_rng_next(&rng) == 6457827717110365317ULL);
+    assert_true(cm__rng_next(&rng) == 6457827717110365317ULL);
 }
 
 static void test_same_seed_and_key_give_the_same_stream(void **state)
 {
     (void)state;
-    cm_rng_t a, b;
-    cm_rng_init(&a, 42, 1234);
-    cm_rng_init(&b, 42, 1234);
-    for (int i = 0; i < 1000; i++) assert_true(cm_rng_next(&a) == cm_rng_next(&b));
+    cm__rng_t a, b;
+    cm__rng_init(&a, 42, 1234);
+    cm__rng_init(&b, 42, 1234);
+    for (int i = 0; i < 1000; i++) assert_true(cm__rng_next(&a) == cm__rng_next(&b));
     /* Mixed calls consume the same stream. */
-    cm_rng_init(&a, 9, 9);
-    cm_rng_init(&b, 9, 9);
+    cm__rng_init(&a, 9, 9);
+    cm__rng_init(&b, 9, 9);
     for (int i = 0; i < 100; i++) {
-        assert_true(cm_rng_below(&a, 1000 + (uint64_t)i) == cm_rng_below(&b, 1000 + (uint64_t)i));
-        double ua = cm_rng_uniform(&a), ub = cm_rng_uniform(&b);
+        assert_true(cm__rng_below(&a, 1000 + (uint64_t)i) == cm__rng_below(&b, 1000 + (uint64_t)i));
+        double ua = cm__rng_uniform(&a), ub = cm__rng_uniform(&b);
         assert_memory_equal(&ua, &ub, sizeof ua);
     }
 }
@@ -439,36 +439,36 @@ static void test_different_keys_and_seeds_give_different_streams(void **state)
     /* Neighbouring keys (and seeds) must start unrelated streams: all first values distinct. */
     static uint64_t first[2 * N_KEYS];
     for (int k = 0; k < N_KEYS; k++) {
-        cm_rng_t r;
-        cm_rng_init(&r, 7, (uint64_t)k);
-        first[k] = cm_rng_next(&r);
-        cm_rng_init(&r, (uint64_t)k + 1000000, 7);
-        first[N_KEYS + k] = cm_rng_next(&r);
+        cm__rng_t r;
+        cm__rng_init(&r, 7, (uint64_t)k);
+        first[k] = cm__rng_next(&r);
+        cm__rng_init(&r, (uint64_t)k + 1000000, 7);
+        first[N_KEYS + k] = cm__rng_next(&r);
     }
     qsort(first, 2 * N_KEYS, sizeof first[0], cmp_u64);
     for (int i = 1; i < 2 * N_KEYS; i++) assert_true(first[i] != first[i - 1]);
 
     /* Two keys give sequences that differ almost everywhere, not just at the start. */
-    cm_rng_t a, b;
-    cm_rng_init(&a, 7, 1);
-    cm_rng_init(&b, 7, 2);
+    cm__rng_t a, b;
+    cm__rng_init(&a, 7, 1);
+    cm__rng_init(&b, 7, 2);
     int same = 0;
-    for (int i = 0; i < 1000; i++) same += cm_rng_next(&a) == cm_rng_next(&b);
+    for (int i = 0; i < 1000; i++) same += cm__rng_next(&a) == cm__rng_next(&b);
     assert_int_equal(same, 0);
 
     /* Seed and key are not interchangeable. */
-    cm_rng_init(&a, 3, 5);
-    cm_rng_init(&b, 5, 3);
-    assert_true(cm_rng_next(&a) != cm_rng_next(&b));
+    cm__rng_init(&a, 3, 5);
+    cm__rng_init(&b, 5, 3);
+    assert_true(cm__rng_next(&a) != cm__rng_next(&b));
 }
 
 static void test_mix64_is_deterministic_and_sensitive_to_both_words(void **state)
 {
     (void)state;
-    assert_true(cm_mix64(1, 2) == cm_mix64(1, 2));
-    assert_true(cm_mix64(1, 2) != cm_mix64(2, 1));
-    assert_true(cm_mix64(0, 0) != cm_mix64(0, 1));
-    assert_true(cm_mix64(0, 0) != cm_mix64(1, 0));
+    assert_true(cm__mix64(1, 2) == cm__mix64(1, 2));
+    assert_true(cm__mix64(1, 2) != cm__mix64(2, 1));
+    assert_true(cm__mix64(0, 0) != cm__mix64(0, 1));
+    assert_true(cm__mix64(0, 0) != cm__mix64(1, 0));
 }
 
 static void test_below_stays_in_range(void **state)
@@ -476,15 +476,15 @@ static void test_below_stays_in_range(void **state)
     (void)state;
     const uint64_t ns[] = {1,         2, 3, 7, 10, 1000, 1u << 31, (1ULL << 63) + 1, UINT64_MAX - 1,
                            UINT64_MAX};
-    cm_rng_t r;
-    cm_rng_init(&r, 1, 2);
+    cm__rng_t r;
+    cm__rng_init(&r, 1, 2);
     for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
         for (int i = 0; i < 5000; i++) {
-            uint64_t v = cm_rng_below(&r, ns[j]);
+            uint64_t v = cm__rng_below(&r, ns[j]);
             assert_true(v < ns[j]);
         }
     }
-    for (int i = 0; i < 100; i++) assert_true(cm_rng_below(&r, 1) == 0);
+    for (int i = 0; i < 100; i++) assert_true(cm__rng_below(&r, 1) == 0);
 }
 
 static void test_below_is_roughly_uniform_over_a_small_range(void **state)
@@ -492,9 +492,9 @@ static void test_below_is_roughly_uniform_over_a_small_range(void **state)
     (void)state;
     enum { N = 10, DRAWS = 200000 };
     long counts[N] = {0};
-    cm_rng_t r;
-    cm_rng_init(&r, 2024, 77);
-    for (int i = 0; i < DRAWS; i++) counts[cm_rng_below(&r, N)]++;
+    cm__rng_t r;
+    cm__rng_init(&r, 2024, 77);
+    for (int i = 0; i < DRAWS; i++) counts[cm__rng_below(&r, N)]++;
     double expected = (double)DRAWS / N, chi2 = 0;
     for (int k = 0; k < N; k++) {
         double d = (double)counts[k] - expected;
@@ -514,9 +514,9 @@ static void test_below_has_no_modulo_bias_for_large_n(void **state)
     const uint64_t n = UINT64_MAX / 3 * 2;
     enum { DRAWS = 40000 };
     int low = 0;
-    cm_rng_t r;
-    cm_rng_init(&r, 5, 6);
-    for (int i = 0; i < DRAWS; i++) low += cm_rng_below(&r, n) < n / 2;
+    cm__rng_t r;
+    cm__rng_init(&r, 5, 6);
+    for (int i = 0; i < DRAWS; i++) low += cm__rng_below(&r, n) < n / 2;
     double frac = (double)low / DRAWS;
     assert_true(frac > 0.48 && frac < 0.52);
 }
@@ -525,12 +525,12 @@ static void test_uniform_is_in_unit_interval_with_mean_one_half(void **state)
 {
     (void)state;
     enum { DRAWS = 100000 };
-    cm_rng_t r;
-    cm_rng_init(&r, 11, 13);
+    cm__rng_t r;
+    cm__rng_init(&r, 11, 13);
     double lo = 1.0, hi = 0.0, sum = 0.0;
     int below_quarter = 0;
     for (int i = 0; i < DRAWS; i++) {
-        double u = cm_rng_uniform(&r);
+        double u = cm__rng_uniform(&r);
         assert_true(u >= 0.0 && u < 1.0);
         lo = u < lo ? u : lo;
         hi = u > hi ? u : hi;
@@ -572,15 +572,15 @@ static uint64_t unmix(uint64_t z)
 static void test_uniform_bounds_are_zero_and_below_one(void **state)
 {
     (void)state;
-    cm_rng_t r;
+    cm__rng_t r;
     r.state = unmix(UINT64_MAX) - 0x9e3779b97f4a7c15ULL;
-    assert_true(cm_rng_next(&r) == UINT64_MAX); /* the inversion itself is right */
+    assert_true(cm__rng_next(&r) == UINT64_MAX); /* the inversion itself is right */
     r.state = unmix(UINT64_MAX) - 0x9e3779b97f4a7c15ULL;
-    double top = cm_rng_uniform(&r);
+    double top = cm__rng_uniform(&r);
     assert_true(top < 1.0);
     assert_true(top == 1.0 - 0x1.0p-53);
     r.state = unmix(0) - 0x9e3779b97f4a7c15ULL;
-    assert_true(cm_rng_uniform(&r) == 0.0);
+    assert_true(cm__rng_uniform(&r) == 0.0);
 }
 
 int main(void)

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "cm_engine.h"
+#include "engine_internal.h"
 
 static void expect_near(double got, double want, double tol)
 {
@@ -24,7 +24,7 @@ static void expect_lab(cm_stype_t t, double r, double g, double b, double l, dou
                        double tol)
 {
     double rgb[3] = {r, g, b}, lab[3];
-    cm_srgb_to_lab(t, rgb, lab);
+    cm__srgb_to_lab(t, rgb, lab);
     expect_near(lab[0], l, tol);
     expect_near(lab[1], a, tol);
     expect_near(lab[2], bb, tol);
@@ -46,7 +46,7 @@ static void test_srgb_to_lab_gives_the_published_values(void **state)
     expect_lab(CM_U16, 0, 0, 65535, 32.2970, 79.1875, -107.8602, 0.01);
     /* A mid grey: sRGB 119 is L* 50 within a tenth, and has no colour. */
     double grey[3] = {119, 119, 119}, lab[3];
-    cm_srgb_to_lab(CM_U8, grey, lab);
+    cm__srgb_to_lab(CM_U8, grey, lab);
     expect_near(lab[0], 50.0, 0.1);
     expect_near(lab[1], 0.0, 1e-3);
     expect_near(lab[2], 0.0, 1e-3);
@@ -60,8 +60,8 @@ static void test_lab_round_trip_is_within_half_a_level(void **state)
         for (int g = 0; g < 256; g += 5)
             for (int b = 0; b < 256; b += 7) {
                 double rgb[3] = {r, g, b}, lab[3], back[3];
-                cm_srgb_to_lab(CM_U8, rgb, lab);
-                cm_lab_to_srgb(CM_U8, lab, back);
+                cm__srgb_to_lab(CM_U8, rgb, lab);
+                cm__lab_to_srgb(CM_U8, lab, back);
                 for (int c = 0; c < 3; c++) worst = fmax(worst, fabs(back[c] - rgb[c]));
             }
     if (worst >= 0.5) print_error("worst round trip error %g levels\n", worst);
@@ -69,11 +69,11 @@ static void test_lab_round_trip_is_within_half_a_level(void **state)
     assert_true(worst < 1e-3); /* in fact far below */
     /* uint16 and float, and colours outside the gamut, come back too. */
     double rgb16[3] = {1234, 65535, 40000}, f[3] = {0.25, -0.01, 1.02}, lab[3], back[3];
-    cm_srgb_to_lab(CM_U16, rgb16, lab);
-    cm_lab_to_srgb(CM_U16, lab, back);
+    cm__srgb_to_lab(CM_U16, rgb16, lab);
+    cm__lab_to_srgb(CM_U16, lab, back);
     for (int c = 0; c < 3; c++) expect_near(back[c], rgb16[c], 0.5);
-    cm_srgb_to_lab(CM_F32, f, lab);
-    cm_lab_to_srgb(CM_F32, lab, back);
+    cm__srgb_to_lab(CM_F32, f, lab);
+    cm__lab_to_srgb(CM_F32, lab, back);
     for (int c = 0; c < 3; c++) expect_near(back[c], f[c], 1e-5);
 }
 
@@ -90,12 +90,12 @@ static void test_delta_e_matches_sharma_s_test_data(void **state)
         {22.7233, 20.0904, -46.6940, 23.0331, 14.9730, -42.5619, 2.0373},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        expect_near(cm_delta_e(CM_DE2000, pairs[i], pairs[i] + 3), pairs[i][6], 1e-4);
-        expect_near(cm_delta_e(CM_DE2000, pairs[i] + 3, pairs[i]), pairs[i][6], 1e-4);
+        expect_near(cm__delta_e(CM__DE2000, pairs[i], pairs[i] + 3), pairs[i][6], 1e-4);
+        expect_near(cm__delta_e(CM__DE2000, pairs[i] + 3, pairs[i]), pairs[i][6], 1e-4);
     }
     double a[3] = {50, 10, -10}, b[3] = {53, 14, -10};
-    expect_near(cm_delta_e(CM_DE76, a, b), 5.0, 1e-12);
-    expect_near(cm_delta_e(CM_DE2000, a, a), 0.0, 1e-12);
+    expect_near(cm__delta_e(CM__DE76, a, b), 5.0, 1e-12);
+    expect_near(cm__delta_e(CM__DE2000, a, a), 0.0, 1e-12);
 }
 
 static void test_mean_delta_e_of_images_skips_transparent_pixels(void **state)
@@ -105,11 +105,12 @@ static void test_mean_delta_e_of_images_skips_transparent_pixels(void **state)
      * Lab distance. */
     uint8_t a[8] = {255, 0, 0, 255, 0, 0, 0, 0}, b[8] = {255, 255, 255, 255, 9, 9, 9, 9};
     double red[3] = {255, 0, 0}, white[3] = {255, 255, 255}, lr[3], lw[3];
-    cm_srgb_to_lab(CM_U8, red, lr);
-    cm_srgb_to_lab(CM_U8, white, lw);
-    expect_near(cm_mean_delta_e(CM_DE76, CM_U8, a, b, 2, 4, 3), cm_delta_e(CM_DE76, lr, lw), 1e-9);
-    expect_near(cm_mean_delta_e(CM_DE76, CM_U8, a, a, 2, 4, 3), 0.0, 1e-12);
-    assert_true(isnan(cm_mean_delta_e(CM_DE76, CM_U8, a, b, 4, 2, -1))); /* 2 bands: no colour */
+    cm__srgb_to_lab(CM_U8, red, lr);
+    cm__srgb_to_lab(CM_U8, white, lw);
+    expect_near(cm__mean_delta_e(CM__DE76, CM_U8, a, b, 2, 4, 3), cm__delta_e(CM__DE76, lr, lw),
+                1e-9);
+    expect_near(cm__mean_delta_e(CM__DE76, CM_U8, a, a, 2, 4, 3), 0.0, 1e-12);
+    assert_true(isnan(cm__mean_delta_e(CM__DE76, CM_U8, a, b, 4, 2, -1))); /* 2 bands: no colour */
 }
 
 /* ---- starting centres ---- */
@@ -117,7 +118,7 @@ static void test_mean_delta_e_of_images_skips_transparent_pixels(void **state)
 static int parse(const char *text, int d, double **c, int *k, cm_ctx_t *ctx)
 {
     cm_ctx_init(ctx);
-    return cm_init_from_json(text, strlen(text), "start.json", d, c, k, ctx);
+    return cm__init_from_json(text, strlen(text), "start.json", d, c, k, ctx);
 }
 
 static void test_init_reads_colors_and_plain_lists(void **state)
@@ -145,7 +146,7 @@ static void test_init_reads_the_centroids_of_a_model(void **state)
                     .centroids = (double[]){10, 20, 30, 40.25, 50, 60},
                     .counts = (int64_t[]){5, 6},
                     .colorspace = CM_COLORSPACE_LAB};
-    char *text = cm_model_to_json(&m, 3, -1, "uint8");
+    char *text = cm__model_to_json(&m, 3, -1, "uint8");
     assert_non_null(text);
     cm_ctx_t ctx;
     double *c = NULL;

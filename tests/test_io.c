@@ -1293,7 +1293,7 @@ static void test_images_read_from_memory_read_as_from_their_file(void **state)
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         cm_image_t *img = NULL;
-        if (cm_image_open_memory(data, size, "in-memory.tif", 2, &img, &ctx))
+        if (cm__image_open_memory(data, size, "in-memory.tif", 2, &img, &ctx))
             fail_msg("layout %d: %s", i, ctx.msg);
         assert_string_equal(cm_image_path(img), "in-memory.tif");
         assert_int_equal(cm_image_info(img)->bands,
@@ -1305,7 +1305,7 @@ static void test_images_read_from_memory_read_as_from_their_file(void **state)
 
         /* cut short: the header opens, a chunk does not decode, and the name is given */
         cm_ctx_init(&ctx);
-        int rc = cm_image_open_memory(data, size / 2, "in-memory.tif", 1, &img, &ctx);
+        int rc = cm__image_open_memory(data, size / 2, "in-memory.tif", 1, &img, &ctx);
         if (rc == 0) {
             const cm_grid_t *g = &cm_image_info(img)->grid;
             uint8_t *buf = malloc(cm_grid_chunk_bytes(g));
@@ -1569,7 +1569,7 @@ static void copy_image_to(cm_image_t *img, const char *out, const cm_writer_spec
         int64_t x, y, w, h;
         cm_grid_rect(&in->grid, idx, &x, &y, &w, &h);
         assert_int_equal(cm_image_read_chunk(img, 0, idx, buf, &ctx), 0);
-        rc = cm_writer_put(wr, x, y, w, h, buf, &ctx);
+        rc = cm__writer_put(wr, x, y, w, h, buf, &ctx);
         if (rc) fail_msg("%s", ctx.msg);
     }
     rc = cm_writer_commit(wr, &ctx);
@@ -1726,7 +1726,7 @@ static void test_writer_bigtiff_output_is_bigtiff(void **state)
         int64_t x, y, w, h;
         cm_grid_rect(&in->grid, idx, &x, &y, &w, &h);
         assert_int_equal(cm_image_read_chunk(img, 0, idx, buf, &ctx), 0);
-        assert_int_equal(cm_writer_put(wr, x, y, w, h, buf, &ctx), 0);
+        assert_int_equal(cm__writer_put(wr, x, y, w, h, buf, &ctx), 0);
     }
     assert_int_equal(cm_writer_commit(wr, &ctx), 0);
     free(buf);
@@ -1771,7 +1771,7 @@ static void put_pattern(cm_writer_t *wr, const cm_writer_spec_t *s)
         fill_rect(buf, s->width, 0, y, s->width, h, &l, 0, s->bands, pattern);
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
-        int rc = cm_writer_put(wr, 0, y, s->width, h, buf, &ctx);
+        int rc = cm__writer_put(wr, 0, y, s->width, h, buf, &ctx);
         if (rc) fail_msg("%s", ctx.msg);
     }
     free(buf);
@@ -1900,9 +1900,9 @@ static void test_put_off_the_tile_grid_is_an_internal_error(void **state)
     cm_writer_t *wr = NULL;
     assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
     uint8_t px[32 * 48] = {0};
-    assert_int_equal(cm_writer_put(wr, 16, 0, 32, 48, px, &ctx), CM_EINTERNAL);
+    assert_int_equal(cm__writer_put(wr, 16, 0, 32, 48, px, &ctx), CM_EINTERNAL);
     cm_ctx_init(&ctx);
-    assert_int_equal(cm_writer_put(wr, 96, 0, 32, 48, px, &ctx), CM_EINTERNAL); /* past width */
+    assert_int_equal(cm__writer_put(wr, 96, 0, 32, 48, px, &ctx), CM_EINTERNAL); /* past width */
     cm_writer_abort(wr);
     assert_int_equal(count_part_files(tmp_dir, "off-grid.tif"), 0);
 }
@@ -1953,7 +1953,7 @@ static void write_labels(int bits)
                 else
                     memcpy(buf + (r * spec.width + x) * 2, &v, 2);
             }
-        assert_int_equal(cm_writer_put(wr, 0, y, spec.width, h, buf, &ctx), 0);
+        assert_int_equal(cm__writer_put(wr, 0, y, spec.width, h, buf, &ctx), 0);
     }
     assert_int_equal(cm_writer_commit(wr, &ctx), 0);
     free(buf);

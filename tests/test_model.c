@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "cm_engine.h"
+#include "engine_internal.h"
 
 static cm_model_t *example(bool scaled)
 {
@@ -47,13 +47,13 @@ static void round_trip_is_exact(void **state)
     (void)state;
     for (int scaled = 0; scaled < 2; scaled++) {
         cm_model_t *m = example(scaled);
-        char *text = cm_model_to_json(m, 3, 2, "uint16");
+        char *text = cm__model_to_json(m, 3, 2, "uint16");
         assert_non_null(text);
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         cm_model_t *back = NULL;
         cm_model_meta_t meta;
-        assert_int_equal(cm_model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx), 0);
+        assert_int_equal(cm__model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx), 0);
         assert_int_equal(meta.bands, 3);
         assert_int_equal(meta.alpha_band, 2);
         assert_int_equal(meta.stype, CM_U16);
@@ -99,7 +99,7 @@ static void malformed_fields_are_refused(void **state)
 {
     (void)state;
     cm_model_t *m = example(true);
-    char *good = cm_model_to_json(m, 3, 2, "uint16");
+    char *good = cm__model_to_json(m, 3, 2, "uint16");
     assert_non_null(good);
     cm_model_free(m);
     static const struct {
@@ -135,7 +135,7 @@ static void malformed_fields_are_refused(void **state)
         cm_ctx_init(&ctx);
         cm_model_t *back = NULL;
         cm_model_meta_t meta;
-        int rc = cm_model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx);
+        int rc = cm__model_from_json(text, strlen(text), "m.json", &back, &meta, &ctx);
         if (!cases[i].says[0]) {
             assert_int_equal(rc, 0);
             cm_model_free(back);
@@ -154,7 +154,7 @@ static void text_need_not_end_in_nul(void **state)
 {
     (void)state;
     cm_model_t *m = example(false);
-    char *text = cm_model_to_json(m, 2, -1, "float32");
+    char *text = cm__model_to_json(m, 2, -1, "float32");
     assert_non_null(text);
     size_t n = strlen(text);
     char *copy = malloc(n);
@@ -164,11 +164,11 @@ static void text_need_not_end_in_nul(void **state)
     cm_ctx_init(&ctx);
     cm_model_t *back = NULL;
     cm_model_meta_t meta;
-    assert_int_equal(cm_model_from_json(copy, n, "m.json", &back, &meta, &ctx), 0);
+    assert_int_equal(cm__model_from_json(copy, n, "m.json", &back, &meta, &ctx), 0);
     assert_int_equal(meta.alpha_band, -1);
     assert_int_equal(meta.stype, CM_F32);
     cm_model_free(back);
-    assert_int_equal(cm_model_from_json(copy, n - 1, "m.json", &back, &meta, &ctx), CM_EINPUT);
+    assert_int_equal(cm__model_from_json(copy, n - 1, "m.json", &back, &meta, &ctx), CM_EINPUT);
     assert_null(back);
     free(copy);
     free(text);
@@ -180,7 +180,7 @@ static int read_back(const char *text, cm_model_t **back, cm_ctx_t *ctx)
     cm_ctx_init(ctx);
     cm_model_meta_t meta;
     *back = NULL;
-    return cm_model_from_json(text, strlen(text), "m.json", back, &meta, ctx);
+    return cm__model_from_json(text, strlen(text), "m.json", back, &meta, ctx);
 }
 
 static void colorspace_is_kept_and_absent_means_rgb(void **state)
@@ -191,7 +191,7 @@ static void colorspace_is_kept_and_absent_means_rgb(void **state)
                     .centroids = (double[]){10, 20, 30, 40.25, 50, 60},
                     .counts = (int64_t[]){5, 6},
                     .colorspace = CM_COLORSPACE_LAB};
-    char *text = cm_model_to_json(&m, 4, 3, "uint8");
+    char *text = cm__model_to_json(&m, 4, 3, "uint8");
     assert_non_null(text);
     assert_non_null(strstr(text, "\"colorspace\": \"lab\""));
     cm_ctx_t ctx;
@@ -234,7 +234,7 @@ static void colorspace_is_kept_and_absent_means_rgb(void **state)
 
     cm_model_t *two = example(false); /* 2 features */
     two->colorspace = CM_COLORSPACE_LAB;
-    text = cm_model_to_json(two, 2, -1, "float32");
+    text = cm__model_to_json(two, 2, -1, "float32");
     assert_non_null(text);
     assert_int_equal(read_back(text, &back, &ctx), CM_EINPUT);
     assert_non_null(strstr(ctx.msg, "\"colorspace\""));

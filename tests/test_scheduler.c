@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "cm_graph.h"
+#include "scheduler_internal.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -305,7 +305,7 @@ static void test_diamond_runs_in_dependency_order(void **state)
             int c = probe_add(p, g, 0, 0, 0, PLAIN, &a, 1);
             int bc[2] = {b, c};
             int d = probe_add(p, g, 0, 0, 0, PLAIN, bc, 2);
-            assert_int_equal(cm_graph_size(g), 4);
+            assert_int_equal(cm__graph_size(g), 4);
             cm_ctx_t ctx;
             assert_int_equal(probe_run(p, g, threads[t], 0, false, &ctx), 0);
             assert_int_equal(ctx.code, CM_OK);
@@ -313,7 +313,7 @@ static void test_diamond_runs_in_dependency_order(void **state)
             /* Spelled out for the diamond: A first, D last. */
             assert_int_equal(atomic_load(&p->started_at[a]), 0);
             assert_int_equal(atomic_load(&p->ended_at[d]), 7);
-            assert_int_equal(cm_graph_done_count(g), 4);
+            assert_int_equal(cm__graph_done_count(g), 4);
             cm_graph_free(g);
             probe_free(p);
         }
@@ -330,13 +330,13 @@ static void test_thousands_of_random_tasks_run_once_after_their_deps(void **stat
         cm_graph_t *g = cm_graph_create();
         assert_non_null(g);
         for (int i = 0; i < N; i++) {
-            cm_rng_t rng;
-            cm_rng_init(&rng, 12345, (uint64_t)i);
-            int deps[MAX_DEPS], n_deps = i ? (int)cm_rng_below(&rng, MAX_DEPS + 1) : 0;
+            cm__rng_t rng;
+            cm__rng_init(&rng, 12345, (uint64_t)i);
+            int deps[MAX_DEPS], n_deps = i ? (int)cm__rng_below(&rng, MAX_DEPS + 1) : 0;
             for (int k = 0; k < n_deps; k++) {
                 /* Mostly recent tasks (long chains), sometimes any earlier one. */
-                uint64_t span = cm_rng_below(&rng, 4) ? (i < 64 ? (uint64_t)i : 64) : (uint64_t)i;
-                deps[k] = i - 1 - (int)cm_rng_below(&rng, span);
+                uint64_t span = cm__rng_below(&rng, 4) ? (i < 64 ? (uint64_t)i : 64) : (uint64_t)i;
+                deps[k] = i - 1 - (int)cm__rng_below(&rng, span);
             }
             probe_add(p, g, 0, 0, 1, PLAIN, deps, n_deps);
         }
@@ -344,7 +344,7 @@ static void test_thousands_of_random_tasks_run_once_after_their_deps(void **stat
         assert_int_equal(probe_run(p, g, threads[t], 0, false, &ctx), 0);
         assert_ran_once_after_deps(p);
         assert_int_equal(probe_ran(p), N);
-        assert_int_equal(cm_graph_done_count(g), N);
+        assert_int_equal(cm__graph_done_count(g), N);
         cm_graph_free(g);
         probe_free(p);
     }
@@ -401,7 +401,7 @@ static void test_blocked_task_is_not_overtaken_by_a_smaller_one(void **state)
     assert_ran_once_after_deps(p);
     assert_true(atomic_load(&p->started_at[2]) > atomic_load(&p->ended_at[0]));
     assert_true(atomic_load(&p->started_at[1]) > atomic_load(&p->ended_at[0]));
-    assert_true(cm_graph_peak_bytes(g) <= 100);
+    assert_true(cm__graph_peak_bytes(g) <= 100);
     cm_graph_free(g);
     probe_free(p);
 }
@@ -425,7 +425,7 @@ static void test_failing_task_in_chain_stops_its_dependents(void **state)
         assert_int_equal(ctx.code, CM_EIO);
         assert_string_equal(ctx.msg, "task 5: simulated failure");
         for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i <= BAD);
-        assert_int_equal(cm_graph_done_count(g), BAD);
+        assert_int_equal(cm__graph_done_count(g), BAD);
         cm_graph_free(g);
         probe_free(p);
     }
@@ -446,7 +446,7 @@ static void test_failing_task_in_wide_graph_starts_nothing_after_it_on_one_threa
     assert_int_equal(probe_ran(p), atomic_load(&p->start_rank[BAD]) + 1);
     /* And with the lowest-id rule, exactly tasks 0..BAD ran. */
     for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i <= BAD);
-    assert_int_equal(cm_graph_done_count(g), BAD);
+    assert_int_equal(cm__graph_done_count(g), BAD);
     cm_graph_free(g);
     probe_free(p);
 }
@@ -474,7 +474,7 @@ static void test_failing_task_in_wide_graph_starts_nothing_after_it_on_four_thre
     assert_string_equal(ctx.msg, "task 3: simulated failure");
     assert_int_equal(atomic_load(&p->timeouts), 0); /* the failing task did run alongside */
     for (int i = 0; i < N; i++) assert_int_equal(atomic_load(&p->runs[i]), i < 4);
-    assert_int_equal(cm_graph_done_count(g), 3); /* the blocked ones finished */
+    assert_int_equal(cm__graph_done_count(g), 3); /* the blocked ones finished */
     cm_graph_free(g);
     probe_free(p);
 }
@@ -516,7 +516,7 @@ static void test_concurrent_failures_return_the_recorded_error(void **state)
         assert_int_equal(sscanf(ctx.msg, "failure %d with code %d", &idx, &code), 2);
         assert_int_equal(rc, code);
         assert_int_equal(ctx.code, code);
-        assert_int_equal(cm_graph_done_count(g), 0);
+        assert_int_equal(cm__graph_done_count(g), 0);
         cm_graph_free(g);
     }
 }
@@ -570,7 +570,7 @@ static void test_cancel_set_before_the_run_runs_nothing(void **state)
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 2, 0, true, &ctx), CM_ECANCELED);
     assert_int_equal(probe_ran(p), 0);
-    assert_int_equal(cm_graph_done_count(g), 0);
+    assert_int_equal(cm__graph_done_count(g), 0);
     cm_graph_free(g);
     probe_free(p);
 }
@@ -606,9 +606,9 @@ static void test_budget_is_never_exceeded_by_producers_and_consumers(void **stat
         assert_ran_once_after_deps(p);
         long long seen = atomic_load(&p->max_held);
         assert_true(seen <= (long long)budget);
-        assert_true(cm_graph_peak_bytes(g) <= budget);
-        assert_true((size_t)seen <= cm_graph_peak_bytes(g)); /* the graph counts at least this */
-        assert_true(cm_graph_peak_bytes(g) >= 160);
+        assert_true(cm__graph_peak_bytes(g) <= budget);
+        assert_true((size_t)seen <= cm__graph_peak_bytes(g)); /* the graph counts at least this */
+        assert_true(cm__graph_peak_bytes(g) >= 160);
         assert_int_equal(atomic_load(&p->held), 0); /* the model itself balances */
         cm_graph_free(g);
         probe_free(p);
@@ -627,7 +627,7 @@ static void test_ready_consumer_holding_no_bytes_runs_before_the_next_producer(v
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 1, 10000, false, &ctx), 0);
     for (int i = 0; i < 2 * CHUNKS; i++) assert_int_equal(atomic_load(&p->started_at[i]), 2 * i);
-    assert_int_equal(cm_graph_peak_bytes(g), 100);
+    assert_int_equal(cm__graph_peak_bytes(g), 100);
     cm_graph_free(g);
     probe_free(p);
 }
@@ -651,7 +651,7 @@ static void test_budget_for_one_task_at_a_time_completes_without_deadlock(void *
         assert_ran_once_after_deps(p);
         assert_int_equal(atomic_load(&p->max_running), 1);
         assert_true(atomic_load(&p->max_held) <= (long long)budget);
-        assert_int_equal(cm_graph_peak_bytes(g), budget);
+        assert_int_equal(cm__graph_peak_bytes(g), budget);
         cm_graph_free(g);
         probe_free(p);
     }
@@ -676,7 +676,7 @@ static void test_budget_for_one_producer_consumer_pair_never_deadlocks_on_two_th
         if (rc) fail_run(p, g, threads[t], rc, &ctx);
         assert_ran_once_after_deps(p);
         assert_true(atomic_load(&p->max_held) <= (long long)budget);
-        assert_true(cm_graph_peak_bytes(g) <= budget);
+        assert_true(cm__graph_peak_bytes(g) <= budget);
         cm_graph_free(g);
         probe_free(p);
     }
@@ -704,7 +704,7 @@ static void test_graph_that_does_not_fit_in_id_order_is_refused_up_front(void **
         probe_add(p, g, 10, 0, 0, PLAIN, &prod, 1);
         cm_ctx_t ctx;
         assert_int_equal(probe_run(p, g, threads[t], 149, false, &ctx), CM_EBUDGET);
-        assert_int_equal(cm_graph_done_count(g), 0);
+        assert_int_equal(cm__graph_done_count(g), 0);
         assert_non_null(strstr(ctx.msg, "150 bytes"));
         size_t suggested = suggested_budget(&ctx);
         assert_int_equal(suggested, 150);
@@ -720,7 +720,7 @@ static void test_graph_that_does_not_fit_in_id_order_is_refused_up_front(void **
         int rc = probe_run(p, g, threads[t], 150, false, &ctx);
         if (rc) fail_run(p, g, threads[t], rc, &ctx);
         assert_ran_once_after_deps(p);
-        assert_true(cm_graph_peak_bytes(g) <= 150);
+        assert_true(cm__graph_peak_bytes(g) <= 150);
         cm_graph_free(g);
         probe_free(p);
     }
@@ -739,7 +739,7 @@ static void test_out_bytes_are_held_until_every_dependent_finishes(void **state)
     probe_add(p, g, 10, 0, 0, PLAIN, &prod, 1);
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 1, 0, false, &ctx), 0);
-    assert_int_equal(cm_graph_peak_bytes(g), 150);
+    assert_int_equal(cm__graph_peak_bytes(g), 150);
     assert_int_equal(atomic_load(&p->max_held), 150);
     cm_graph_free(g);
     probe_free(p);
@@ -753,18 +753,18 @@ static void test_budget_is_never_exceeded_by_many_random_tasks(void **state)
     probe_t *p = probe_new(N, N * 2, 4);
     cm_graph_t *g = cm_graph_create();
     for (int i = 0; i < N; i++) {
-        cm_rng_t rng;
-        cm_rng_init(&rng, 777, (uint64_t)i);
-        int deps[2], n_deps = i ? (int)cm_rng_below(&rng, 3) : 0;
-        for (int k = 0; k < n_deps; k++) deps[k] = (int)cm_rng_below(&rng, (uint64_t)i);
-        probe_add(p, g, 1 + cm_rng_below(&rng, 100), 0, 0, PLAIN, deps, n_deps);
+        cm__rng_t rng;
+        cm__rng_init(&rng, 777, (uint64_t)i);
+        int deps[2], n_deps = i ? (int)cm__rng_below(&rng, 3) : 0;
+        for (int k = 0; k < n_deps; k++) deps[k] = (int)cm__rng_below(&rng, (uint64_t)i);
+        probe_add(p, g, 1 + cm__rng_below(&rng, 100), 0, 0, PLAIN, deps, n_deps);
     }
     cm_ctx_t ctx;
     assert_int_equal(probe_run(p, g, 4, budget, false, &ctx), 0);
     assert_ran_once_after_deps(p);
     assert_true(atomic_load(&p->max_held) <= (long long)budget);
-    assert_true(cm_graph_peak_bytes(g) <= budget);
-    assert_true((size_t)atomic_load(&p->max_held) <= cm_graph_peak_bytes(g));
+    assert_true(cm__graph_peak_bytes(g) <= budget);
+    assert_true((size_t)atomic_load(&p->max_held) <= cm__graph_peak_bytes(g));
     cm_graph_free(g);
     probe_free(p);
 }
@@ -899,12 +899,12 @@ typedef struct reduce_arg {
 /* Terms of wildly different magnitudes and signs: their sum depends on the order. */
 static double partial_value(int idx)
 {
-    cm_rng_t rng;
-    cm_rng_init(&rng, 99, (uint64_t)idx);
+    cm__rng_t rng;
+    cm__rng_init(&rng, 99, (uint64_t)idx);
     double s = 0;
     for (int k = 0; k < TERMS; k++) {
-        double mag = (double)(1ULL << cm_rng_below(&rng, 60));
-        s += (cm_rng_uniform(&rng) - 0.5) * mag;
+        double mag = (double)(1ULL << cm__rng_below(&rng, 60));
+        s += (cm__rng_uniform(&rng) - 0.5) * mag;
     }
     return s;
 }
@@ -1005,7 +1005,7 @@ static void test_add_rejects_unknown_or_future_dependency(void **state)
         assert_int_equal(cm_graph_add(g, &bad, &id, &ctx), CM_EUSAGE);
         assert_int_equal(ctx.code, CM_EUSAGE);
         assert_true(strlen(ctx.msg) > 0);
-        assert_int_equal(cm_graph_size(g), 2);
+        assert_int_equal(cm__graph_size(g), 2);
     }
     /* A list with one good and one bad dependency is rejected whole. */
     const int mixed[] = {0, 5};
@@ -1015,7 +1015,7 @@ static void test_add_rejects_unknown_or_future_dependency(void **state)
     assert_int_equal(cm_graph_add(g, &no_list, &id, NULL), CM_EUSAGE);
     cm_task_t negative = {.fn = nop_task, .arg = &ran, .deps = mixed, .n_deps = -1};
     assert_int_equal(cm_graph_add(g, &negative, &id, NULL), CM_EUSAGE);
-    assert_int_equal(cm_graph_size(g), 2);
+    assert_int_equal(cm__graph_size(g), 2);
 
     /* The graph is intact: a valid task is added with the next id and all three run. */
     const int ok[] = {0, 1};
@@ -1036,14 +1036,14 @@ static void test_empty_graph_runs_and_returns_zero(void **state)
     for (int b = 0; b < 2; b++) {
         cm_graph_t *g = cm_graph_create();
         assert_non_null(g);
-        assert_int_equal(cm_graph_size(g), 0);
+        assert_int_equal(cm__graph_size(g), 0);
         cm_run_opts_t opts = {.n_threads = 4, .budget_bytes = budgets[b]};
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         assert_int_equal(cm_graph_run(g, &opts, &ctx), 0);
         assert_int_equal(ctx.code, CM_OK);
-        assert_int_equal(cm_graph_done_count(g), 0);
-        assert_int_equal(cm_graph_peak_bytes(g), 0);
+        assert_int_equal(cm__graph_done_count(g), 0);
+        assert_int_equal(cm__graph_peak_bytes(g), 0);
         cm_graph_free(g);
     }
     cm_graph_free(NULL);
@@ -1063,7 +1063,7 @@ static void test_graph_runs_only_once(void **state)
     cm_run_opts_t opts = {.n_threads = 2};
     assert_int_equal(cm_graph_run(g, &opts, &ctx), 0);
     assert_int_equal(atomic_load(&ran), 2);
-    assert_int_equal(cm_graph_done_count(g), 2);
+    assert_int_equal(cm__graph_done_count(g), 2);
 
     cm_ctx_init(&ctx);
     assert_int_equal(cm_graph_run(g, &opts, &ctx), CM_EUSAGE);
@@ -1071,7 +1071,7 @@ static void test_graph_runs_only_once(void **state)
     assert_int_equal(atomic_load(&ran), 2);
     cm_ctx_init(&ctx);
     assert_int_equal(cm_graph_add(g, &t, &id, &ctx), CM_EUSAGE);
-    assert_int_equal(cm_graph_size(g), 2);
+    assert_int_equal(cm__graph_size(g), 2);
     cm_graph_free(g);
 }
 
@@ -1098,11 +1098,11 @@ static int traced_run(probe_t *p, cm_graph_t *g, int n_threads, size_t budget, c
 static void assert_trace_matches_probe(const cm_trace_t *tr, size_t first, int run,
                                        const char *stage, const probe_t *p)
 {
-    const cm_trace_event_t **by_task = calloc((size_t)p->n, sizeof *by_task);
+    const cm__trace_event_t **by_task = calloc((size_t)p->n, sizeof *by_task);
     assert_non_null(by_task);
-    assert_true(cm_trace_events(tr) >= first + (size_t)p->n);
+    assert_true(cm__trace_events(tr) >= first + (size_t)p->n);
     for (size_t i = first; i < first + (size_t)p->n; i++) {
-        const cm_trace_event_t *e = cm_trace_event(tr, i);
+        const cm__trace_event_t *e = cm__trace_event(tr, i);
         assert_non_null(e);
         assert_int_equal(e->run, run);
         assert_true(e->task >= 0 && e->task < p->n);
@@ -1166,7 +1166,7 @@ static void assert_json_round_trips(const cm_trace_t *tr, size_t n_tasks, int n_
             continue;
         }
         assert_string_equal(ph, "X");
-        const cm_trace_event_t *e = cm_trace_event(tr, n_x++);
+        const cm__trace_event_t *e = cm__trace_event(tr, n_x++);
         assert_non_null(e);
         json_t *args = json_object_get(ev, "args");
         assert_int_equal(json_integer_value(json_object_get(args, "task")), e->task);
@@ -1199,15 +1199,15 @@ static void build_kinded_diamond(probe_t *p, cm_graph_t *g)
 static void build_kinded_random_graph(probe_t *p, cm_graph_t *g, int n, uint64_t seed)
 {
     for (int i = 0; i < n; i++) {
-        cm_rng_t rng;
-        cm_rng_init(&rng, seed, (uint64_t)i);
-        int deps[3], n_deps = i ? (int)cm_rng_below(&rng, 4) : 0;
+        cm__rng_t rng;
+        cm__rng_init(&rng, seed, (uint64_t)i);
+        int deps[3], n_deps = i ? (int)cm__rng_below(&rng, 4) : 0;
         for (int k = 0; k < n_deps; k++) {
-            uint64_t span = cm_rng_below(&rng, 4) ? (i < 32 ? (uint64_t)i : 32) : (uint64_t)i;
-            deps[k] = i - 1 - (int)cm_rng_below(&rng, span);
+            uint64_t span = cm__rng_below(&rng, 4) ? (i < 32 ? (uint64_t)i : 32) : (uint64_t)i;
+            deps[k] = i - 1 - (int)cm__rng_below(&rng, span);
         }
-        size_t work = cm_rng_below(&rng, 1000), out = cm_rng_below(&rng, 2) ? 0 : 64;
-        probe_add_kind(p, g, kinds[cm_rng_below(&rng, 4)], work, out, deps, n_deps);
+        size_t work = cm__rng_below(&rng, 1000), out = cm__rng_below(&rng, 2) ? 0 : 64;
+        probe_add_kind(p, g, kinds[cm__rng_below(&rng, 4)], work, out, deps, n_deps);
     }
 }
 
@@ -1227,9 +1227,9 @@ static void test_traced_diamond_has_one_event_per_task_in_dependency_order(void 
             int rc = traced_run(p, g, threads[t], 0, tr, "fit", &ctx);
             if (rc) fail_run(p, g, threads[t], rc, &ctx);
             assert_ran_once_after_deps(p);
-            assert_int_equal(cm_trace_runs(tr), 1);
-            assert_int_equal(cm_trace_events(tr), 4);
-            assert_null(cm_trace_event(tr, 4));
+            assert_int_equal(cm__trace_runs(tr), 1);
+            assert_int_equal(cm__trace_events(tr), 4);
+            assert_null(cm__trace_event(tr, 4));
             assert_trace_matches_probe(tr, 0, 0, "fit", p);
             /* The diamond runs on at most two workers at once, but the team may be larger. */
             assert_json_round_trips(tr, 4, threads[t] < 4 ? threads[t] : 4);
@@ -1255,7 +1255,7 @@ static void test_traced_thousand_tasks_have_one_event_each_on_1_2_4_threads(void
         int rc = traced_run(p, g, threads[t], 0, tr, NULL, &ctx);
         if (rc) fail_run(p, g, threads[t], rc, &ctx);
         assert_ran_once_after_deps(p);
-        assert_int_equal(cm_trace_events(tr), N);
+        assert_int_equal(cm__trace_events(tr), N);
         assert_trace_matches_probe(tr, 0, 0, NULL, p);
         assert_json_round_trips(tr, N, threads[t]);
 
@@ -1264,7 +1264,7 @@ static void test_traced_thousand_tasks_have_one_event_each_on_1_2_4_threads(void
         assert_string_equal(st[0].stage, "graph");
         assert_int_equal(st[0].tasks, N);
         assert_int_equal(st[0].runs, 1);
-        assert_int_equal(st[0].peak_bytes, cm_graph_peak_bytes(g));
+        assert_int_equal(st[0].peak_bytes, cm__graph_peak_bytes(g));
         assert_true(st[0].seconds > 0);
         cm_trace_free(tr);
         cm_graph_free(g);
@@ -1296,15 +1296,15 @@ static void test_runs_with_stage_names_are_summed_per_stage(void **state)
         int rc = traced_run(p, g, 2, 0, tr, name, &ctx);
         if (rc) fail_run(p, g, 2, rc, &ctx);
         memset(name, 'x', sizeof name - 1);
-        size_t first = cm_trace_events(tr) - (size_t)sizes[r];
+        size_t first = cm__trace_events(tr) - (size_t)sizes[r];
         assert_trace_matches_probe(tr, first, r, names[r], p);
-        peaks[r] = cm_graph_peak_bytes(g);
+        peaks[r] = cm__graph_peak_bytes(g);
         cm_graph_free(g);
         probe_free(p);
     }
-    assert_int_equal(cm_trace_runs(tr), 3);
-    assert_int_equal(cm_trace_events(tr), 46);
-    span_us = cm_trace_event(tr, 45)->end_us;
+    assert_int_equal(cm__trace_runs(tr), 3);
+    assert_int_equal(cm__trace_events(tr), 46);
+    span_us = cm__trace_event(tr, 45)->end_us;
     assert_true(peaks[0] > peaks[2]);
 
     cm_trace_stage_t st[4];
@@ -1350,9 +1350,9 @@ static void test_failed_run_traces_the_tasks_that_ran(void **state)
     }
     cm_ctx_t ctx;
     assert_int_equal(traced_run(p, g, 1, 0, tr, "fit", &ctx), CM_EIO);
-    assert_int_equal(cm_trace_events(tr), BAD + 1);
-    for (size_t i = 0; i < cm_trace_events(tr); i++) {
-        const cm_trace_event_t *e = cm_trace_event(tr, i);
+    assert_int_equal(cm__trace_events(tr), BAD + 1);
+    for (size_t i = 0; i < cm__trace_events(tr); i++) {
+        const cm__trace_event_t *e = cm__trace_event(tr, i);
         assert_int_equal(e->task, (int)i);
         assert_int_equal(e->failed, e->task == BAD);
     }
@@ -1371,8 +1371,8 @@ static void test_failed_run_traces_the_tasks_that_ran(void **state)
     assert_int_equal(cm_graph_run(g, &opts, &ctx), 0);
     cm_graph_free(g);
 
-    assert_int_equal(cm_trace_runs(tr), 3);
-    assert_int_equal(cm_trace_events(tr), BAD + 1);
+    assert_int_equal(cm__trace_runs(tr), 3);
+    assert_int_equal(cm__trace_events(tr), BAD + 1);
     cm_trace_stage_t st[3];
     assert_int_equal(cm_trace_stages(tr, st, 3), 3);
     assert_int_equal(st[0].tasks, BAD + 1);
@@ -1420,16 +1420,16 @@ static void test_graphs_running_at_once_may_share_a_trace(void **state)
         pthread_join(th[r], NULL);
         assert_int_equal(s[r].rc, 0);
     }
-    assert_int_equal(cm_trace_runs(tr), RUNS);
+    assert_int_equal(cm__trace_runs(tr), RUNS);
     /* Each run's events are contiguous; its run number says which graph it was (by size). */
     size_t at = 0;
     bool seen[RUNS] = {false};
-    while (at < cm_trace_events(tr)) {
-        int run = cm_trace_event(tr, at)->run;
+    while (at < cm__trace_events(tr)) {
+        int run = cm__trace_event(tr, at)->run;
         assert_true(run >= 0 && run < RUNS && !seen[run]);
         seen[run] = true;
         size_t n = 0;
-        while (at + n < cm_trace_events(tr) && cm_trace_event(tr, at + n)->run == run) n++;
+        while (at + n < cm__trace_events(tr) && cm__trace_event(tr, at + n)->run == run) n++;
         probe_t *p = NULL;
         for (int r = 0; r < RUNS; r++)
             if ((size_t)s[r].p->n == n) p = s[r].p;
@@ -1459,12 +1459,12 @@ static void test_run_without_trace_behaves_as_before(void **state)
         int rc = traced_run(p, g, threads[t], 0, NULL, "fit", &ctx);
         if (rc) fail_run(p, g, threads[t], rc, &ctx);
         assert_ran_once_after_deps(p);
-        assert_int_equal(cm_graph_done_count(g), 500);
+        assert_int_equal(cm__graph_done_count(g), 500);
         cm_graph_free(g);
         probe_free(p);
     }
-    assert_int_equal(cm_trace_events(unused), 0);
-    assert_int_equal(cm_trace_runs(unused), 0);
+    assert_int_equal(cm__trace_events(unused), 0);
+    assert_int_equal(cm__trace_runs(unused), 0);
     assert_int_equal(cm_trace_stages(unused, NULL, 0), 0);
     assert_json_round_trips(unused, 0, 0);
     cm_trace_free(unused);

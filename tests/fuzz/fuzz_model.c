@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm_engine.h"
+#include "engine_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -14,17 +14,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cm_ctx_init(&ctx);
     cm_model_t *m = NULL;
     cm_model_meta_t meta;
-    int rc = cm_model_from_json((const char *)data, size, "fuzz.json", &m, &meta, &ctx);
+    int rc = cm__model_from_json((const char *)data, size, "fuzz.json", &m, &meta, &ctx);
     if (rc < 0) {
         if (m || !ctx.msg[0] || (rc != CM_EINPUT && rc != CM_ENOMEM)) abort();
         return 0;
     }
-    char *text = cm_model_to_json(m, meta.bands, meta.alpha_band, cm_stype_name(meta.stype));
+    char *text = cm__model_to_json(m, meta.bands, meta.alpha_band, cm_stype_name(meta.stype));
     if (text) {
         cm_model_t *back = NULL;
         cm_model_meta_t meta2;
         cm_ctx_init(&ctx);
-        if (cm_model_from_json(text, strlen(text), "again.json", &back, &meta2, &ctx)) abort();
+        if (cm__model_from_json(text, strlen(text), "again.json", &back, &meta2, &ctx)) abort();
         size_t n = (size_t)m->k * (size_t)m->d;
         if (back->k != m->k || back->d != m->d || meta2.bands != meta.bands ||
             memcmp(back->centroids, m->centroids, n * sizeof(double)) ||

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm_engine.h"
-#include "cm_io.h"
+#include "engine_internal.h"
+#include "io_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
-    int rc = cm_image_open_memory(data, size, "fuzz.tif", 1, &img, &ctx);
+    int rc = cm__image_open_memory(data, size, "fuzz.tif", 1, &img, &ctx);
     if (rc < 0) {
         check_failure(&ctx, rc);
         return 0;
