@@ -14,7 +14,6 @@ typedef struct run_out {
     int k;                /* asked, then lowered to the pixels there are */
     int k_asked;          /* as the summary gives it: asked, within the image's pixels */
     cm__outputs_t w;
-    cm_sink_t sink;
     bool model_written, committed;
 } run_out_t;
 
@@ -46,10 +45,11 @@ static int check_request(const cm_run_output_t *outs, int n, const cm_options_t 
     CM_FAIL_IF(ctx, n > 1 && o->init_path, CM_EUSAGE,
                "a file of centroids gives k: it cannot go with several outputs");
     for (int i = 0; i < n; i++) {
+        int k = outs[i].k > 0 ? outs[i].k : o->params.k;
         CM_FAIL_IF(ctx, !outs[i].out, CM_EUSAGE, "output %d has no path", i);
         for (int j = 0; j < i; j++)
-            CM_FAIL_IF(ctx, outs[i].k == outs[j].k, CM_EUSAGE, "k = %d is asked for twice",
-                       outs[i].k);
+            CM_FAIL_IF(ctx, k == (outs[j].k > 0 ? outs[j].k : o->params.k), CM_EUSAGE,
+                       "k = %d is asked for twice", k);
     }
     return 0;
 }

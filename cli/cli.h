@@ -65,6 +65,9 @@ double cli_now(void);
 /* cm_options_t.opened with the progress display as user: the pixel rate follows the inputs'
  * sizes; with -v, a line for an input streamed into a spill store. */
 void cli_opened(void *user, const char *path, const cm_image_info_t *in);
+/* The model's colours as 8-bit samples on stderr, one line each (with their pixels: counts). */
+void cli_print_colors(const cm_model_t *m, bool counts);
+
 /* cm_options_t.warn: the warning on stderr, in the command's words (an error line for a
  * failure that came after the one returned). */
 void cli_warn_of(void *user, const cm_ctx_t *warning);

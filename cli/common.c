@@ -336,6 +336,22 @@ void cli_opened(void *user, const char *path, const cm_image_info_t *in)
         fprintf(stderr, "chunkmeans: %s: streaming its strips into a spill store\n", path);
 }
 
+void cli_print_colors(const cm_model_t *m, bool counts)
+{
+    uint8_t *col = malloc((size_t)m->k * m->d);
+    if (!col) return;
+    cm_model_colors_u8(m, col);
+    for (int j = 0; j < m->k; j++) {
+        fprintf(stderr, "  colour %d:", j);
+        for (int b = 0; b < m->d; b++) fprintf(stderr, " %3u", col[j * m->d + b]);
+        if (counts)
+            fprintf(stderr, "   %lld pixels\n", (long long)m->counts[j]);
+        else
+            fputc('\n', stderr);
+    }
+    free(col);
+}
+
 void cli_warn_of(void *user, const cm_ctx_t *warning)
 {
     char words[2 * CM_MSG_MAX];

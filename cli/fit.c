@@ -1,7 +1,6 @@
 /* chunkmeans fit IN... -o MODEL.json: the options parsed, one call of cm_fit_files (one model
  * fitted on a sample drawn from every input alike, written as JSON for apply), and its report. */
 #include <getopt.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -131,20 +130,6 @@ static int parse(int argc, char **argv, fit_opts_t *f)
     return 0;
 }
 
-/* The model's colours, for -v. */
-static void print_colors(const cm_model_t *model)
-{
-    uint8_t *col = malloc((size_t)model->k * model->d);
-    if (!col) return;
-    cm_model_colors_u8(model, col);
-    for (int j = 0; j < model->k; j++) {
-        fprintf(stderr, "  colour %d:", j);
-        for (int b = 0; b < model->d; b++) fprintf(stderr, " %3u", col[j * model->d + b]);
-        fputc('\n', stderr);
-    }
-    free(col);
-}
-
 int cmd_fit(int argc, char **argv)
 {
     fit_opts_t f = {0};
@@ -165,7 +150,7 @@ int cmd_fit(int argc, char **argv)
     rc = cm_fit_files((const char *const *)f.in, f.n_in, f.model_out, &fo, &model, NULL, &ctx);
     cli_progress_end(&prog);
     if (rc < 0) return cli_fail(&ctx, rc, NULL);
-    if (cli_verbosity >= 2) print_colors(model);
+    if (cli_verbosity >= 2) cli_print_colors(model, false);
     if (cli_verbosity >= 1)
         fprintf(stderr,
                 "chunkmeans: %s: k=%d fitted on %d input%s (sample of %lld pixels, %d steps%s), "

@@ -198,20 +198,6 @@ static void print_stages(const cm_run_report_t *rep, const cm_trace_t *trace)
     }
 }
 
-/* The colours of a model and their pixels, for -v. */
-static void print_colors(const cm_model_t *m)
-{
-    uint8_t *col = malloc((size_t)m->k * m->d);
-    if (!col) return;
-    cm_model_colors_u8(m, col);
-    for (int j = 0; j < m->k; j++) {
-        fprintf(stderr, "  colour %d:", j);
-        for (int b = 0; b < m->d; b++) fprintf(stderr, " %3u", col[j * m->d + b]);
-        fprintf(stderr, "   %lld pixels\n", (long long)m->counts[j]);
-    }
-    free(col);
-}
-
 /* What one output of the run was: its k and fit (-v), its error (one line per k of a list,
  * whose inertias show the elbow). */
 static void print_output(const cm_run_output_t *r, const cm_run_report_t *rep, double seconds,
@@ -231,7 +217,7 @@ static void print_output(const cm_run_output_t *r, const cm_run_report_t *rep, d
     if (cli_verbosity >= 2 && many)
         fprintf(stderr, "chunkmeans: k=%d: sample of %lld pixels, %d steps%s\n", m->k,
                 (long long)m->sample_px, m->iterations, steps);
-    if (cli_verbosity >= 2) print_colors(m);
+    if (cli_verbosity >= 2) cli_print_colors(m, true);
     if (cli_verbosity >= 1 && !many)
         fprintf(stderr,
                 "chunkmeans: %s: %lldx%lld, k=%d (%d used), mean squared error %.2f, %.2f s\n",
