@@ -19,6 +19,8 @@
 #           ImageMagick (default 100)
 #   TIMEOUT seconds after which one tool is stopped and reported failed (default 3600)
 #   PYTHON  the Debian python (default /usr/bin/python3), CHUNKMEANS, MKIMAGE (binaries)
+#   BASE    another chunkmeans binary (an earlier build), timed in the same run right after
+#           chunkmeans with the same arguments, in a row named BASE_NAME (default "base")
 # Run as root on Debian 12, it installs what is missing with apt-get (see benchmarks/README.md).
 # A tool that is missing or fails gives a "not available" / "failed" row; the script goes on.
 set -uo pipefail
@@ -145,6 +147,12 @@ trap 'exit 130' INT TERM
 mkdir -p "$work/bin"
 cp "$chunkmeans_src" "$work/bin/chunkmeans" || die "cannot copy $chunkmeans_src"
 chunkmeans=$work/bin/chunkmeans
+base=""
+if [[ -n ${BASE:-} ]]; then
+    [[ -x $BASE && ! -d $BASE ]] || die "BASE=$BASE is not an executable"
+    cp "$BASE" "$work/bin/chunkmeans-base" || die "cannot copy $BASE"
+    base=$work/bin/chunkmeans-base
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Results: keyed "SIZE:TOOL".
@@ -152,9 +160,11 @@ chunkmeans=$work/bin/chunkmeans
 declare -A STAT WALL RSS CPU MSE NOTE
 tool_order=(chunkmeans chunkmeans-j1 vips tiffcp decode chunkmeans-none encode codec
     sklearn-minibatch sklearn-kmeans dask otb imagemagick histogram lloyd)
+[[ -n $base ]] && tool_order=(chunkmeans chunkmeans-base "${tool_order[@]:1}")
 declare -A LABEL=(
     [chunkmeans]="chunkmeans -j$ncores"
     [chunkmeans-j1]="chunkmeans -j1"
+    [chunkmeans-base]="chunkmeans -j$ncores: ${BASE_NAME:-base}"
     [vips]="vips copy (floor)"
     [tiffcp]="tiffcp -m 0 -c zip"
     [decode]="decode alone: vips copy IN x.v"
@@ -276,6 +286,7 @@ mem_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 echo "== chunkmeans comparison: sizes $sizes, k = $k, RGB photo (cm-mkimage), deflate, 512x512 tiles"
 echo "host: $ncores cores, $mem_gib GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir: $work"
 echo "chunkmeans: $chunkmeans_src ($("$chunkmeans" --version 2>/dev/null | head -n 1))"
+[[ -n $base ]] && echo "${BASE_NAME:-base}: $BASE ($("$base" --version 2>/dev/null | head -n 1))"
 echo "versions: vips $(vips --version 2>/dev/null | awk '{ print $1 }' | sed 's/vips-//' || echo -)," \
     "libtiff $(dpkg-query -W -f='${Version}' libtiff-tools 2>/dev/null || echo -)," \
     "ImageMagick $(dpkg-query -W -f='${Version}' imagemagick 2>/dev/null || echo -)," \
@@ -337,6 +348,10 @@ run_size() {
     if skipped chunkmeans; then set_na "$s" chunkmeans "skipped (SKIP)"; else
         timed "$s" chunkmeans "$chunkmeans" run "$in" "$dir/cm.tif" -k "$k" "${cm_mem_args[@]}" \
             -j "$ncores" --progress never && mse_of "$s" chunkmeans "$dir/cm.tif"
+    fi
+    if [[ -n $base ]]; then
+        timed "$s" chunkmeans-base "$base" run "$in" "$dir/cm-base.tif" -k "$k" "${cm_mem_args[@]}" \
+            -j "$ncores" --progress never && mse_of "$s" chunkmeans-base "$dir/cm-base.tif"
     fi
     if skipped chunkmeans-j1; then set_na "$s" chunkmeans-j1 "skipped (SKIP)"; else
         if timed "$s" chunkmeans-j1 "$chunkmeans" run "$in" "$dir/cm1.tif" -k "$k" \
