@@ -1,7 +1,6 @@
 /* The file-level API of chunkmeans.h: run equals fit then apply, byte for byte; outputs hold
  * only the model's colours; models survive a save and a load; bad inputs, models that do not
  * fit and outputs that cannot be written give their codes and messages and leave nothing. */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,77 +9,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 #include <tiff.h>
 
 #include "chunkmeans.h"
-#include "io_internal.h"
+#include "fixtures.h"
 
-static char dir[] = "/tmp/cm-test-api.XXXXXX";
-static char in_path[64];
+static char in_path[FX_PATH_MAX];
 
-static void path_in_dir(char *buf, size_t size, const char *name)
+/* The input of every test: a 96 x 80 RGB image in tiles of 16, four quadrants of different
+ * colours with a little position-based noise, so that a fit of 4 finds them. */
+static uint8_t quadrants(int64_t x, int64_t y, int band)
 {
-    snprintf(buf, size, "%s/%s", dir, name);
+    static const uint8_t quad[4][3] = {{200, 30, 30}, {30, 200, 30}, {30, 30, 200}, {220, 220, 40}};
+    int q = (x >= 48) + 2 * (y >= 40);
+    return (uint8_t)(quad[q][band] + (int)((x * 7 + y * 13 + band * 5) % 11) - 5);
 }
 
-static bool exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* A 96 x 80 RGB image in tiles of 16: four quadrants of different colours with a little
- * position-based noise, so that a fit of 4 finds them. */
 static int make_input(void **state)
 {
     (void)state;
-    if (!mkdtemp(dir)) return -1;
-    path_in_dir(in_path, sizeof in_path, "in.tif");
-    cm_writer_spec_t spec = {.width = 96,
+    if (fx_dir_make("test_api") < 0) return -1;
+    const fx_tiff_t image = {.width = 96,
                              .height = 80,
-                             .bands = 3,
-                             .stype = CM_U8,
+                             .spp = 3,
                              .photometric = PHOTOMETRIC_RGB,
                              .compression = COMPRESSION_ADOBE_DEFLATE,
+                             .stype = CM_U8,
                              .tile_w = 16,
                              .tile_h = 16};
-    static const uint8_t quad[4][3] = {{200, 30, 30}, {30, 200, 30}, {30, 30, 200}, {220, 220, 40}};
-    cm_ctx_t ctx;
-    cm_ctx_init(&ctx);
-    cm_writer_t *wr = NULL;
-    if (cm_writer_open(in_path, &spec, &wr, &ctx) < 0) return -1;
-    uint8_t tile[16 * 16 * 3];
-    for (int64_t ty = 0; ty < spec.height; ty += 16)
-        for (int64_t tx = 0; tx < spec.width; tx += 16) {
-            for (int y = 0; y < 16; y++)
-                for (int x = 0; x < 16; x++) {
-                    int64_t px = tx + x, py = ty + y;
-                    int q = (px >= 48) + 2 * (py >= 40);
-                    for (int b = 0; b < 3; b++)
-                        tile[(y * 16 + x) * 3 + b] =
-                            (uint8_t)(quad[q][b] + (int)((px * 7 + py * 13 + b * 5) % 11) - 5);
-                }
-            if (cm__writer_put(wr, tx, ty, 16, 16, tile, &ctx) < 0) {
-                cm_writer_abort(wr);
-                return -1;
-            }
-        }
-    return cm_writer_commit(wr, &ctx) < 0 ? -1 : 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
+    return fx_tiff_write(fx_path(in_path, "in.tif"), &image, quadrants) ? 0 : -1;
 }
 
 static int remove_dir(void **state)
 {
     (void)state;
-    return nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    return fx_dir_remove();
 }
 
 static void options_k4(cm_options_t *o)
@@ -89,22 +54,6 @@ static void options_k4(cm_options_t *o)
     o->params.k = 4;
     o->params.seed = 7;
     o->params.n_threads = 2;
-}
-
-static void *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n > 0);
-    rewind(f);
-    void *buf = malloc((size_t)n);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
 }
 
 static void test_version_is_that_of_the_headers(void **state)
@@ -136,9 +85,9 @@ static void test_options_default_to_the_command_s_defaults(void **state)
 static void test_run_file_writes_what_fit_then_apply_write(void **state)
 {
     (void)state;
-    char run_out[96], apply_out[96];
-    path_in_dir(run_out, sizeof run_out, "run.tif");
-    path_in_dir(apply_out, sizeof apply_out, "apply.tif");
+    char run_out[FX_PATH_MAX], apply_out[FX_PATH_MAX];
+    fx_path(run_out, "run.tif");
+    fx_path(apply_out, "apply.tif");
     cm_options_t o;
     options_k4(&o);
     cm_ctx_t ctx;
@@ -163,7 +112,7 @@ static void test_run_file_writes_what_fit_then_apply_write(void **state)
     assert_int_equal(run_meta.stype, CM_U8);
     assert_string_equal(meta.version, CM_VERSION);
     size_t n_run, n_apply;
-    void *a = read_file(run_out, &n_run), *b = read_file(apply_out, &n_apply);
+    void *a = fx_read_file(run_out, &n_run), *b = fx_read_file(apply_out, &n_apply);
     assert_int_equal(n_run, n_apply);
     assert_memory_equal(a, b, n_run);
     free(a);
@@ -197,8 +146,8 @@ static void test_run_file_writes_what_fit_then_apply_write(void **state)
 static void test_model_saved_then_loaded_is_the_same(void **state)
 {
     (void)state;
-    char json[96];
-    path_in_dir(json, sizeof json, "model.json");
+    char json[FX_PATH_MAX];
+    fx_path(json, "model.json");
     cm_options_t o;
     options_k4(&o);
     cm_ctx_t ctx;
@@ -223,8 +172,8 @@ static void test_model_saved_then_loaded_is_the_same(void **state)
 static void test_model_that_does_not_fit_the_image_is_refused_leaving_nothing(void **state)
 {
     (void)state;
-    char out[96];
-    path_in_dir(out, sizeof out, "misfit.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "misfit.tif");
     cm_options_t o;
     options_k4(&o);
     cm_ctx_t ctx;
@@ -237,15 +186,15 @@ static void test_model_that_does_not_fit_the_image_is_refused_leaving_nothing(vo
     assert_int_equal(ctx.code, CM_EINPUT);
     assert_non_null(strstr(ctx.msg, in_path));
     assert_non_null(strstr(ctx.msg, "uint16"));
-    assert_false(exists(out));
+    assert_false(fx_exists(out));
     cm_model_free(model);
 }
 
 static void test_missing_input_is_bad_input_naming_it(void **state)
 {
     (void)state;
-    char missing[96];
-    path_in_dir(missing, sizeof missing, "missing.tif");
+    char missing[FX_PATH_MAX];
+    fx_path(missing, "missing.tif");
     cm_options_t o;
     options_k4(&o);
     cm_ctx_t ctx;
@@ -260,25 +209,25 @@ static void test_missing_input_is_bad_input_naming_it(void **state)
 static void test_output_that_is_a_directory_is_an_io_error_and_leaves_no_labels(void **state)
 {
     (void)state;
-    char labels[96];
-    path_in_dir(labels, sizeof labels, "dir-labels.tif");
+    char labels[FX_PATH_MAX];
+    fx_path(labels, "dir-labels.tif");
     cm_options_t o;
     options_k4(&o);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
-    cm_run_output_t run = {.out = dir, .labels = labels};
+    cm_run_output_t run = {.out = fx_dir, .labels = labels};
     assert_int_equal(cm_run_file(in_path, &run, 1, &o, NULL, &ctx), CM_EIO);
     assert_null(run.fitted);
     assert_non_null(strstr(ctx.msg, "is a directory"));
-    assert_false(exists(labels));
+    assert_false(fx_exists(labels));
 }
 
 static void test_labels_path_gets_one_band_of_labels_below_k(void **state)
 {
     (void)state;
-    char out[96], labels[96];
-    path_in_dir(out, sizeof out, "with-labels.tif");
-    path_in_dir(labels, sizeof labels, "labels.tif");
+    char out[FX_PATH_MAX], labels[FX_PATH_MAX];
+    fx_path(out, "with-labels.tif");
+    fx_path(labels, "labels.tif");
     cm_options_t o;
     options_k4(&o);
     o.compression = COMPRESSION_LZW;
@@ -308,8 +257,8 @@ static void test_labels_path_gets_one_band_of_labels_below_k(void **state)
 static void test_file_that_is_no_model_is_bad_input_naming_it(void **state)
 {
     (void)state;
-    char json[96];
-    path_in_dir(json, sizeof json, "not-a-model.json");
+    char json[FX_PATH_MAX];
+    fx_path(json, "not-a-model.json");
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     assert_int_equal(cm_file_write_atomic(json, "{\"k\": \"four\"}", 13, &ctx), 0);
@@ -335,14 +284,11 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
 {
     (void)state;
     enum { N = 6 };
-    char outs[N][96], one[96], bad_in[96], missing[96];
-    path_in_dir(one, sizeof one, "one.tif");
-    path_in_dir(bad_in, sizeof bad_in, "bad.tif");
-    path_in_dir(missing, sizeof missing, "missing.tif");
-    FILE *f = fopen(bad_in, "wb");
-    assert_non_null(f);
-    fputs("II*\0 not quite a TIFF", f);
-    fclose(f);
+    char outs[N][FX_PATH_MAX], one[FX_PATH_MAX], bad_in[FX_PATH_MAX], missing[FX_PATH_MAX];
+    fx_path(one, "one.tif");
+    fx_path(bad_in, "bad.tif");
+    fx_path(missing, "missing.tif");
+    fx_write_text(bad_in, "II*\0 not quite a TIFF");
     cm_options_t o;
     options_k4(&o);
     cm_ctx_t ctx;
@@ -357,7 +303,7 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
     for (int i = 0; i < N; i++) {
         char name[32];
         snprintf(name, sizeof name, "batch%d.tif", i);
-        path_in_dir(outs[i], sizeof outs[i], name);
+        fx_path(outs[i], name);
         jobs[i] = (cm_file_job_t){.in = i == 2   ? bad_in
                                         : i == 4 ? missing
                                                  : in_path,
@@ -367,13 +313,13 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
     assert_int_equal(cm_apply_files(model, &meta, jobs, N, &o, count_ended, &ended, &ctx), 0);
     assert_int_equal(ctx.code, CM_OK);
     size_t n_one;
-    void *want = read_file(one, &n_one);
+    void *want = fx_read_file(one, &n_one);
     for (int i = 0; i < N; i++) {
         if (i == 2 || i == 4) {
             assert_int_equal(jobs[i].state, CM_FILE_FAILED);
             assert_int_equal(jobs[i].rc, CM_EINPUT);
             assert_non_null(strstr(jobs[i].why.msg, jobs[i].in)); /* names the input */
-            assert_false(exists(outs[i]));
+            assert_false(fx_exists(outs[i]));
             continue;
         }
         assert_int_equal(jobs[i].state, CM_FILE_WRITTEN);
@@ -382,7 +328,7 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
         assert_int_equal(jobs[i].height, 80);
         assert_true(jobs[i].mse > 0);
         size_t n;
-        void *got = read_file(outs[i], &n);
+        void *got = fx_read_file(outs[i], &n);
         assert_int_equal(n, n_one);
         assert_memory_equal(got, want, n);
         free(got);

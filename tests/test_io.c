@@ -3,9 +3,7 @@
  * its sample types, predictors, tags and palettes, its specs, atomic files and compression
  * names. */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -23,46 +21,21 @@
 #include <tiffio.h>
 
 #include "cm_io.h"
+#include "fixtures.h"
 #include "io_internal.h"
 
-/* ---- scratch directory ------------------------------------------------------------------ */
+/* ---- scratch directory (fixtures.h) ----------------------------------------------------- */
 
-static char tmp_dir[PATH_MAX / 2];
-
-static void tmp_path(char *out, const char *name)
-{
-    snprintf(out, PATH_MAX, "%s/%s", tmp_dir, name);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int make_tmp_dir(void **state)
+static int make_dir(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) base = "/tmp";
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/test_io-XXXXXX", base);
-    if (!mkdtemp(tmp_dir)) {
-        fprintf(stderr, "cannot create %s: %s\n", tmp_dir, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return fx_dir_make("test_io");
 }
 
-static int remove_tmp_dir(void **state)
+static int remove_dir(void **state)
 {
     (void)state;
-    return nftw(tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static bool exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
+    return fx_dir_remove();
 }
 
 /* Entries of dir named "<base>.part-XXXXXX". */
@@ -80,17 +53,7 @@ static int count_part_files(const char *dir, const char *base)
     return n;
 }
 
-static void write_text_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-}
-
-/* ---- generated test images -------------------------------------------------------------- */
-
-typedef uint8_t (*value_fn)(int64_t x, int64_t y, int band);
+/* ---- test images: fx_tiff_t, written by fx_tiff_make, and what io reads from them ------- */
 
 /* Exact pixels: every sample differs from its neighbours in x, y and band. */
 static uint8_t pattern(int64_t x, int64_t y, int band)
@@ -108,93 +71,8 @@ static uint8_t smooth(int64_t x, int64_t y, int band)
     }
 }
 
-/* The sample of type t made from the 8-bit value v at (x, y, band), exact in that type: 16-bit
- * samples use both bytes (different ones), signed samples run from -32768 to 32767, floats
- * are negative and positive thirds. */
-static double typed_value(cm_stype_t t, uint8_t v, int64_t x, int64_t y, int band)
-{
-    switch (t) {
-    case CM_U8: return v;
-    case CM_U16: return v * 256 + ((x * 3 + y + band * 17) & 0xff);
-    case CM_I16: return (v - 128) * 256 + ((x + y * 3 + band * 5) & 0xff);
-    case CM_F32: return (float)((v - 100) / 3.0 + band * 1.5);
-    }
-    return 0;
-}
-
-static void store_sample(uint8_t *buf, cm_stype_t t, size_t i, double v)
-{
-    switch (t) {
-    case CM_U8: buf[i] = (uint8_t)v; break;
-    case CM_U16: {
-        uint16_t s = (uint16_t)v;
-        memcpy(buf + 2 * i, &s, 2);
-        break;
-    }
-    case CM_I16: {
-        int16_t s = (int16_t)v;
-        memcpy(buf + 2 * i, &s, 2);
-        break;
-    }
-    case CM_F32: {
-        float s = (float)v;
-        memcpy(buf + 4 * i, &s, 4);
-        break;
-    }
-    }
-}
-
-static double load_sample(const uint8_t *buf, cm_stype_t t, size_t i)
-{
-    switch (t) {
-    case CM_U8: return buf[i];
-    case CM_U16: {
-        uint16_t s;
-        memcpy(&s, buf + 2 * i, 2);
-        return s;
-    }
-    case CM_I16: {
-        int16_t s;
-        memcpy(&s, buf + 2 * i, 2);
-        return s;
-    }
-    case CM_F32: {
-        float s;
-        memcpy(&s, buf + 4 * i, 4);
-        return s;
-    }
-    }
-    return 0;
-}
-
-/* Names and TIFF descriptions of the sample types, written here rather than taken from io. */
-static const char *const stype_names[] = {"uint8", "uint16", "int16", "float32"};
-static const uint16_t stype_bits[] = {8, 16, 16, 32};
-static const uint16_t stype_formats[] = {SAMPLEFORMAT_UINT, SAMPLEFORMAT_UINT, SAMPLEFORMAT_INT,
-                                         SAMPLEFORMAT_IEEEFP};
-static const size_t stype_bytes[] = {1, 2, 2, 4};
-
-typedef struct layout {
-    uint32_t width, height;
-    uint16_t spp; /* samples per pixel in the file (1 for a palette image) */
-    uint16_t photometric;
-    uint16_t compression;
-    uint16_t predictor; /* PREDICTOR_*, or 0 for none */
-    cm_stype_t stype;   /* CM_U8 unless said */
-    uint16_t bits;      /* 0 for the sample type's; fewer than 8: an image of zeros */
-    uint16_t planar;    /* 0 for contiguous */
-    int n_extra;        /* the last n_extra samples are extra samples of these kinds */
-    uint16_t extra[CM_BANDS_MAX + 1];
-    uint32_t tile_w, tile_h; /* 0 for strips */
-    uint32_t rows_per_strip;
-    bool bigtiff;
-    const uint16_t *colormap; /* palette images: 3 x 256 entries (red, green, blue) */
-    bool geotags;             /* GeoTIFF georeferencing and a resolution */
-    const char *nodata;       /* GDAL_NODATA text, or NULL */
-} layout_t;
-
 /* The band of the first alpha among the extra samples, or -1. */
-static int layout_alpha(const layout_t *l)
+static int layout_alpha(const fx_tiff_t *l)
 {
     for (int i = 0; i < l->n_extra; i++)
         if (l->extra[i] == EXTRASAMPLE_ASSOCALPHA || l->extra[i] == EXTRASAMPLE_UNASSALPHA)
@@ -202,19 +80,14 @@ static int layout_alpha(const layout_t *l)
     return -1;
 }
 
-static bool layout_palette(const layout_t *l)
+static bool layout_palette(const fx_tiff_t *l)
 {
     return l->photometric == PHOTOMETRIC_PALETTE;
 }
 
-static uint16_t layout_bits(const layout_t *l)
-{
-    return l->bits ? l->bits : stype_bits[l->stype];
-}
-
 /* Sample type as read: a palette image's colours are 8-bit when every entry of its map is a
  * multiple of 257, else 16-bit. */
-static cm_stype_t layout_read_stype(const layout_t *l)
+static cm_stype_t layout_read_stype(const fx_tiff_t *l)
 {
     if (!layout_palette(l)) return l->stype;
     for (int i = 0; i < 3 * 256; i++)
@@ -227,24 +100,7 @@ static uint16_t photometric_for(int spp)
     return spp >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK;
 }
 
-/* Fills a w x h rectangle at (x0, y0) of image l, rows of stride_px pixels of bands
- * [b0, b0 + nb) (one plane of a planar-separate image, or every band), with fn's values made
- * into l's sample type inside the image and its edge pixels repeated outside (as JPEG likes
- * it). */
-static void fill_rect(uint8_t *buf, int64_t stride_px, int64_t x0, int64_t y0, int64_t w, int64_t h,
-                      const layout_t *l, int b0, int nb, value_fn fn)
-{
-    for (int64_t r = 0; r < h; r++)
-        for (int64_t c = 0; c < w; c++)
-            for (int b = 0; b < nb; b++) {
-                int64_t x = x0 + c < l->width ? x0 + c : l->width - 1;
-                int64_t y = y0 + r < l->height ? y0 + r : l->height - 1;
-                store_sample(buf, l->stype, (size_t)((r * stride_px + c) * nb + b),
-                             typed_value(l->stype, fn(x, y, b0 + b), x, y, b0 + b));
-            }
-}
-
-/* The georeferencing of geotags layouts (a UTM zone 11N image with 30 m pixels). */
+/* The georeferencing of geo_layout (a UTM zone 11N image with 30 m pixels). */
 static const double geo_pixel_scale[] = {30.0, 30.0, 0.0};
 static const double geo_tiepoint[] = {0.0, 0.0, 0.0, 440720.0, 3751320.0, 0.0};
 static const uint16_t geo_keys[] = {1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 26711};
@@ -256,92 +112,16 @@ enum {
     TAG_GDAL_NODATA = 42113
 };
 
-/* Writes a TIFF of layout l with libtiff alone: fn's values in l's sample type, plane by plane
- * when planar-separate; a palette image's indices are fn's band 0. Images of fewer than 8 bits
- * (which the reader rejects) are zeros. */
-static bool write_tiff(const char *path, const layout_t *l, value_fn fn)
+/* The georeferencing and resolution of geo_layout: its fx_tiff_t set_tags (the tags are known
+ * to libtiff once cm__tags_register has run, in main). */
+static bool set_geotags(TIFF *t)
 {
-    TIFF *t = TIFFOpen(path, l->bigtiff ? "w8" : "w");
-    if (!t) return false;
-    uint16_t bits = layout_bits(l), planar = l->planar ? l->planar : PLANARCONFIG_CONTIG;
-    bool ok = TIFFSetField(t, TIFFTAG_IMAGEWIDTH, l->width) &&
-              TIFFSetField(t, TIFFTAG_IMAGELENGTH, l->height) &&
-              TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, l->spp) &&
-              TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bits) &&
-              TIFFSetField(t, TIFFTAG_SAMPLEFORMAT, stype_formats[l->stype]) &&
-              TIFFSetField(t, TIFFTAG_PLANARCONFIG, planar) &&
-              TIFFSetField(t, TIFFTAG_PHOTOMETRIC, l->photometric) &&
-              TIFFSetField(t, TIFFTAG_COMPRESSION, l->compression);
-    if (ok && l->predictor) ok = TIFFSetField(t, TIFFTAG_PREDICTOR, l->predictor);
-    if (ok && l->n_extra)
-        ok = TIFFSetField(t, TIFFTAG_EXTRASAMPLES, (uint16_t)l->n_extra, l->extra);
-    if (ok && l->tile_w)
-        ok = TIFFSetField(t, TIFFTAG_TILEWIDTH, l->tile_w) &&
-             TIFFSetField(t, TIFFTAG_TILELENGTH, l->tile_h);
-    else if (ok)
-        ok = TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, l->rows_per_strip);
-    if (ok && layout_palette(l))
-        ok = l->colormap &&
-             TIFFSetField(t, TIFFTAG_COLORMAP, l->colormap, l->colormap + 256, l->colormap + 512);
-    if (ok && l->compression == COMPRESSION_JPEG) {
-        ok = TIFFSetField(t, TIFFTAG_JPEGQUALITY, 95);
-        if (ok && l->photometric == PHOTOMETRIC_YCBCR)
-            ok = TIFFSetField(t, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
-    }
-    if (ok && l->photometric == PHOTOMETRIC_YCBCR && l->compression != COMPRESSION_JPEG)
-        ok = TIFFSetField(t, TIFFTAG_YCBCRSUBSAMPLING, 1, 1);
-    if (ok && l->geotags) /* known to libtiff once cm__tags_register has run (main) */
-        ok = TIFFSetField(t, TAG_PIXEL_SCALE, (uint32_t)N_PIXEL_SCALE, geo_pixel_scale) &&
-             TIFFSetField(t, TAG_TIEPOINT, (uint32_t)N_TIEPOINT, geo_tiepoint) &&
-             TIFFSetField(t, TAG_GEO_KEYS, (uint32_t)N_GEO_KEYS, geo_keys) &&
-             TIFFSetField(t, TIFFTAG_XRESOLUTION, 300.0) &&
-             TIFFSetField(t, TIFFTAG_YRESOLUTION, 150.0) &&
-             TIFFSetField(t, TIFFTAG_RESOLUTIONUNIT, RESUNIT_INCH);
-    if (ok && l->nodata) ok = TIFFSetField(t, TAG_GDAL_NODATA, l->nodata);
-
-    if (ok && bits < 8) { /* zeros, strile by strile, each of its full size */
-        bool tiled = TIFFIsTiled(t);
-        tmsize_t size = tiled ? TIFFTileSize(t) : TIFFStripSize(t);
-        uint8_t *zeros = calloc(1, (size_t)size);
-        ok = zeros != NULL;
-        for (uint32_t k = 0; ok && k < TIFFNumberOfStrips(t); k++)
-            ok = (tiled ? TIFFWriteEncodedTile(t, k, zeros, size)
-                        : TIFFWriteEncodedStrip(t, k, zeros, size)) == size;
-        free(zeros);
-    } else if (ok) {
-        int planes = planar == PLANARCONFIG_SEPARATE ? l->spp : 1;
-        int nb = planes > 1 ? 1 : l->spp;
-        size_t px = (size_t)nb * stype_bytes[l->stype];
-        uint32_t rps = l->rows_per_strip < l->height ? l->rows_per_strip : l->height;
-        uint32_t unit_w = l->tile_w ? l->tile_w : l->width, unit_h = l->tile_w ? l->tile_h : rps;
-        uint8_t *buf = malloc((size_t)unit_w * unit_h * px);
-        ok = buf != NULL;
-        for (int p = 0; p < planes; p++)
-            for (uint32_t y = 0; ok && y < l->height; y += unit_h)
-                for (uint32_t x = 0; ok && x < l->width; x += unit_w) {
-                    int b0 = planes > 1 ? p : 0;
-                    if (l->tile_w) {
-                        tmsize_t size = (tmsize_t)((size_t)unit_w * unit_h * px);
-                        fill_rect(buf, unit_w, x, y, unit_w, unit_h, l, b0, nb, fn);
-                        uint32_t tile = TIFFComputeTile(t, x, y, 0, (uint16_t)p);
-                        ok = TIFFWriteEncodedTile(t, tile, buf, size) == size;
-                    } else {
-                        uint32_t rows = l->height - y < rps ? l->height - y : rps;
-                        tmsize_t size = (tmsize_t)((size_t)unit_w * rows * px);
-                        fill_rect(buf, unit_w, 0, y, unit_w, rows, l, b0, nb, fn);
-                        uint32_t strip = TIFFComputeStrip(t, y, (uint16_t)p);
-                        ok = TIFFWriteEncodedStrip(t, strip, buf, size) == size;
-                    }
-                }
-        free(buf);
-    }
-    TIFFClose(t);
-    return ok;
-}
-
-static void make_tiff(const char *path, const layout_t *l, value_fn fn)
-{
-    if (!write_tiff(path, l, fn)) fail_msg("cannot generate %s", path);
+    return TIFFSetField(t, TAG_PIXEL_SCALE, (uint32_t)N_PIXEL_SCALE, geo_pixel_scale) &&
+           TIFFSetField(t, TAG_TIEPOINT, (uint32_t)N_TIEPOINT, geo_tiepoint) &&
+           TIFFSetField(t, TAG_GEO_KEYS, (uint32_t)N_GEO_KEYS, geo_keys) &&
+           TIFFSetField(t, TIFFTAG_XRESOLUTION, 300.0) &&
+           TIFFSetField(t, TIFFTAG_YRESOLUTION, 150.0) &&
+           TIFFSetField(t, TIFFTAG_RESOLUTIONUNIT, RESUNIT_INCH);
 }
 
 /* ---- checking pixels -------------------------------------------------------------------- */
@@ -349,7 +129,7 @@ static void make_tiff(const char *path, const layout_t *l, value_fn fn)
 /* What an image should hold: fn's values in the sample type read, or for a palette image the
  * colours of fn's band 0 in colormap (divided by 257 when read as 8-bit). */
 typedef struct truth {
-    value_fn fn;
+    fx_value_fn fn;
     const uint16_t *colormap;
     int tol;
 } truth_t;
@@ -360,7 +140,7 @@ static double want_sample(const truth_t *tr, cm_stype_t t, int64_t x, int64_t y,
         uint16_t c = tr->colormap[256 * band + tr->fn(x, y, 0)];
         return t == CM_U8 ? c / 257 : c;
     }
-    return typed_value(t, tr->fn(x, y, band), x, y, band);
+    return fx_typed_value(t, tr->fn(x, y, band), x, y, band);
 }
 
 /* Number of samples of chunk idx (packed at w * bands, of the grid's type) further than the
@@ -373,7 +153,7 @@ static int64_t chunk_mismatches(const cm_grid_t *g, int64_t idx, const uint8_t *
     for (int64_t r = 0; r < h; r++)
         for (int64_t c = 0; c < w; c++)
             for (int b = 0; b < g->bands; b++) {
-                double got = load_sample(buf, g->stype, (size_t)((r * w + c) * g->bands + b));
+                double got = fx_sample_load(buf, g->stype, (size_t)((r * w + c) * g->bands + b));
                 double want = want_sample(tr, g->stype, x0 + c, y0 + r, b);
                 if (fabs(got - want) <= tr->tol) continue;
                 if (!bad++)
@@ -409,13 +189,13 @@ static void check_chunks(cm_image_t *img, int worker, const truth_t *tr)
     free(buf);
 }
 
-static void check_all_chunks(cm_image_t *img, int worker, value_fn fn, int tol)
+static void check_all_chunks(cm_image_t *img, int worker, fx_value_fn fn, int tol)
 {
     check_chunks(img, worker, &(truth_t){.fn = fn, .tol = tol});
 }
 
 /* Opens path, checks its info against the layout it was written with, reads every chunk. */
-static void check_image(const char *path, const layout_t *l, value_fn fn)
+static void check_image(const char *path, const fx_tiff_t *l, fx_value_fn fn)
 {
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -431,9 +211,9 @@ static void check_image(const char *path, const layout_t *l, value_fn fn)
     assert_int_equal(in->height, l->height);
     assert_int_equal(in->bands, bands);
     assert_int_equal(in->alpha_band, layout_alpha(l));
-    assert_int_equal(in->bits, layout_bits(l));
+    assert_int_equal(in->bits, fx_tiff_bits(l));
     assert_int_equal(in->stype, stype);
-    assert_string_equal(in->sample_type, stype_names[stype]);
+    assert_string_equal(in->sample_type, fx_stype_names[stype]);
     assert_int_equal(in->photometric, l->photometric);
     assert_int_equal(in->compression, l->compression);
     assert_int_equal(in->tiled, l->tile_w != 0);
@@ -442,7 +222,7 @@ static void check_image(const char *path, const layout_t *l, value_fn fn)
     assert_int_equal(in->palette, palette);
     assert_int_equal(in->n_extra, l->n_extra);
     for (int i = 0; i < l->n_extra; i++) assert_int_equal(in->extra[i], l->extra[i]);
-    assert_int_equal(in->georeferenced, l->geotags);
+    assert_int_equal(in->georeferenced, l->set_tags == set_geotags);
     assert_int_equal(in->has_nodata, l->nodata != NULL);
     if (l->nodata) assert_true(in->nodata == strtod(l->nodata, NULL));
     assert_int_equal(in->grid.width, l->width);
@@ -490,17 +270,17 @@ static uint16_t predictor_for(cm_stype_t t)
     return t == CM_F32 ? PREDICTOR_FLOATINGPOINT : PREDICTOR_HORIZONTAL;
 }
 
-static layout_t layout_for(int spp, uint16_t compression, bool bigtiff)
+static fx_tiff_t layout_for(int spp, uint16_t compression, bool bigtiff)
 {
     bool alpha = spp == 2 || spp == 4;
-    return (layout_t){.width = 100,
-                      .height = 70,
-                      .spp = (uint16_t)spp,
-                      .photometric = photometric_for(spp),
-                      .compression = compression,
-                      .n_extra = alpha ? 1 : 0,
-                      .extra = {alpha ? EXTRASAMPLE_UNASSALPHA : 0},
-                      .bigtiff = bigtiff};
+    return (fx_tiff_t){.width = 100,
+                       .height = 70,
+                       .spp = (uint16_t)spp,
+                       .photometric = photometric_for(spp),
+                       .compression = compression,
+                       .n_extra = alpha ? 1 : 0,
+                       .extra = {alpha ? EXTRASAMPLE_UNASSALPHA : 0},
+                       .bigtiff = bigtiff};
 }
 
 static void skip_unless_codec(uint16_t compression)
@@ -518,12 +298,12 @@ static void tiled_reads_are_exact(uint32_t tile, bool bigtiff)
     for (int spp = 1; spp <= 4; spp++)
         for (int c = 0; c < N_LOSSLESS; c++) {
             skip_unless_codec(lossless[c]);
-            layout_t l = layout_for(spp, lossless[c], bigtiff);
+            fx_tiff_t l = layout_for(spp, lossless[c], bigtiff);
             l.tile_w = l.tile_h = tile;
-            char path[PATH_MAX], name[64];
+            char path[FX_PATH_MAX], name[64];
             snprintf(name, sizeof name, "tiled-%u-%d-%u-%d.tif", tile, spp, lossless[c], bigtiff);
-            tmp_path(path, name);
-            make_tiff(path, &l, pattern);
+            fx_path(path, name);
+            fx_tiff_make(path, &l, pattern);
             check_image(path, &l, pattern);
         }
 }
@@ -543,23 +323,23 @@ static void test_tiled_bigtiff_16px_tiles_read_exactly_with_clipped_edges(void *
 static void test_tile_larger_than_the_image_reads_exactly(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     l.tile_w = l.tile_h = 128;
-    char path[PATH_MAX];
-    tmp_path(path, "big-tile.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "big-tile.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
 }
 
 static void test_associated_alpha_is_reported_as_the_alpha_band(void **state)
 {
     (void)state;
-    layout_t l = layout_for(2, COMPRESSION_LZW, false);
+    fx_tiff_t l = layout_for(2, COMPRESSION_LZW, false);
     l.extra[0] = EXTRASAMPLE_ASSOCALPHA;
     l.tile_w = l.tile_h = 32;
-    char path[PATH_MAX];
-    tmp_path(path, "assoc-alpha.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "assoc-alpha.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern); /* alpha_band 1 */
 }
 
@@ -573,14 +353,14 @@ static void test_striped_reads_are_exact_in_bands_of_whole_strips(void **state)
         for (int c = 0; c < N_LOSSLESS; c++)
             for (size_t r = 0; r < sizeof rps_list / sizeof rps_list[0]; r++, n++) {
                 skip_unless_codec(lossless[c]);
-                layout_t l = layout_for(spp, lossless[c], n % 2 == 1);
+                fx_tiff_t l = layout_for(spp, lossless[c], n % 2 == 1);
                 l.width = 37;
                 l.height = 600;
                 l.rows_per_strip = rps_list[r];
-                char path[PATH_MAX], name[64];
+                char path[FX_PATH_MAX], name[64];
                 snprintf(name, sizeof name, "strips-%d-%u-%u.tif", spp, lossless[c], rps_list[r]);
-                tmp_path(path, name);
-                make_tiff(path, &l, pattern);
+                fx_path(path, name);
+                fx_tiff_make(path, &l, pattern);
                 check_image(path, &l, pattern);
             }
 }
@@ -588,13 +368,13 @@ static void test_striped_reads_are_exact_in_bands_of_whole_strips(void **state)
 static void test_striped_image_of_several_bands_has_several_chunks(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_NONE, false);
     l.width = 37;
     l.height = 600;
     l.rows_per_strip = 3;
-    char path[PATH_MAX];
-    tmp_path(path, "strips-bands.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "strips-bands.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
@@ -609,30 +389,30 @@ static void test_striped_image_of_several_bands_has_several_chunks(void **state)
 static void test_single_strip_image_reads_exactly(void **state)
 {
     (void)state;
-    layout_t l = layout_for(4, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(4, COMPRESSION_ADOBE_DEFLATE, false);
     l.rows_per_strip = 70;
-    char path[PATH_MAX];
-    tmp_path(path, "single-strip.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "single-strip.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
 
     /* RowsPerStrip larger than the image, as many writers leave it, is one strip too. */
     l.rows_per_strip = UINT32_MAX;
-    tmp_path(path, "single-strip-max.tif");
-    make_tiff(path, &l, pattern);
+    fx_path(path, "single-strip-max.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
 }
 
 /* Rows of the chunks of a striped image of the given size. */
 static int64_t strip_chunk_rows(const char *name, uint32_t width, uint32_t height, uint32_t rps)
 {
-    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     l.width = width;
     l.height = height;
     l.rows_per_strip = rps;
-    char path[PATH_MAX];
-    tmp_path(path, name);
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, name);
+    fx_tiff_make(path, &l, pattern);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
@@ -729,37 +509,37 @@ static void read_on_four_threads(const char *path)
 static void test_four_workers_read_every_tile_concurrently_and_exactly(void **state)
 {
     (void)state;
-    layout_t l = layout_for(4, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(4, COMPRESSION_ADOBE_DEFLATE, false);
     l.width = 200;
     l.height = 150;
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "threads-tiled.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "threads-tiled.tif");
+    fx_tiff_make(path, &l, pattern);
     read_on_four_threads(path);
 }
 
 static void test_four_workers_read_every_band_of_strips_concurrently_and_exactly(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_LZW, true);
+    fx_tiff_t l = layout_for(3, COMPRESSION_LZW, true);
     l.width = 64;
     l.height = 2000;
     l.rows_per_strip = 5;
-    char path[PATH_MAX];
-    tmp_path(path, "threads-strips.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "threads-strips.tif");
+    fx_tiff_make(path, &l, pattern);
     read_on_four_threads(path);
 }
 
 static void test_read_chunk_rejects_a_worker_index_out_of_range(void **state)
 {
     (void)state;
-    layout_t l = layout_for(1, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(1, COMPRESSION_NONE, false);
     l.tile_w = l.tile_h = 32;
-    char path[PATH_MAX];
-    tmp_path(path, "worker-range.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "worker-range.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
@@ -777,11 +557,11 @@ static void test_read_chunk_rejects_a_worker_index_out_of_range(void **state)
 static void test_open_rejects_zero_workers(void **state)
 {
     (void)state;
-    layout_t l = layout_for(1, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(1, COMPRESSION_NONE, false);
     l.tile_w = l.tile_h = 32;
-    char path[PATH_MAX];
-    tmp_path(path, "zero-workers.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "zero-workers.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
@@ -795,16 +575,16 @@ static void test_jpeg_ycbcr_opens_as_three_bands_and_decodes_close_to_the_origin
 {
     (void)state;
     skip_unless_codec(COMPRESSION_JPEG);
-    layout_t l = {.width = 100,
-                  .height = 70,
-                  .spp = 3,
-                  .photometric = PHOTOMETRIC_YCBCR,
-                  .compression = COMPRESSION_JPEG,
-                  .tile_w = 32,
-                  .tile_h = 32};
-    char path[PATH_MAX];
-    tmp_path(path, "ycbcr.tif");
-    make_tiff(path, &l, smooth);
+    fx_tiff_t l = {.width = 100,
+                   .height = 70,
+                   .spp = 3,
+                   .photometric = PHOTOMETRIC_YCBCR,
+                   .compression = COMPRESSION_JPEG,
+                   .tile_w = 32,
+                   .tile_h = 32};
+    char path[FX_PATH_MAX];
+    fx_path(path, "ycbcr.tif");
+    fx_tiff_make(path, &l, smooth);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
@@ -861,37 +641,37 @@ static void expect_failure(const char *path, int code, const char *reason)
 static void test_text_file_is_bad_input_naming_the_file(void **state)
 {
     (void)state;
-    char path[PATH_MAX];
-    tmp_path(path, "notes.txt");
-    write_text_file(path, "These are not the pixels you are looking for.\n");
+    char path[FX_PATH_MAX];
+    fx_path(path, "notes.txt");
+    fx_write_text(path, "These are not the pixels you are looking for.\n");
     expect_failure(path, CM_EINPUT, NULL);
 }
 
 static void test_empty_file_is_bad_input_naming_the_file(void **state)
 {
     (void)state;
-    char path[PATH_MAX];
-    tmp_path(path, "empty.tif");
-    write_text_file(path, "");
+    char path[FX_PATH_MAX];
+    fx_path(path, "empty.tif");
+    fx_write_text(path, "");
     expect_failure(path, CM_EINPUT, NULL);
 }
 
 static void test_missing_file_is_bad_input_naming_the_file(void **state)
 {
     (void)state;
-    char path[PATH_MAX];
-    tmp_path(path, "no-such-file.tif");
+    char path[FX_PATH_MAX];
+    fx_path(path, "no-such-file.tif");
     expect_failure(path, CM_EINPUT, "No such file");
 }
 
 static void test_truncated_tiff_is_bad_input_naming_the_file(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "truncated.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "truncated.tif");
+    fx_tiff_make(path, &l, pattern);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(truncate(path, st.st_size / 2), 0);
@@ -901,11 +681,11 @@ static void test_truncated_tiff_is_bad_input_naming_the_file(void **state)
 static void test_corrupt_tile_is_bad_input_naming_the_file_and_the_tile(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "corrupt-tile.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "corrupt-tile.tif");
+    fx_tiff_make(path, &l, pattern);
     /* Overwrite tile 9's deflate stream with garbage. */
     TIFF *t = TIFFOpen(path, "r");
     assert_non_null(t);
@@ -951,7 +731,7 @@ static void typed_reads_are_exact(cm_stype_t t)
         for (int c = 0; c < N_LOSSLESS; c++)
             for (int tiled = 0; tiled <= 1; tiled++) {
                 skip_unless_codec(lossless[c]);
-                layout_t l = layout_for(spp, lossless[c], spp == 2);
+                fx_tiff_t l = layout_for(spp, lossless[c], spp == 2);
                 l.stype = t;
                 if (predictable(lossless[c]) && spp % 2) l.predictor = predictor_for(t);
                 if (tiled) {
@@ -961,11 +741,11 @@ static void typed_reads_are_exact(cm_stype_t t)
                     l.height = 600;
                     l.rows_per_strip = 7;
                 }
-                char path[PATH_MAX], name[64];
-                snprintf(name, sizeof name, "%s-%d-%u-%d.tif", stype_names[t], spp, lossless[c],
+                char path[FX_PATH_MAX], name[64];
+                snprintf(name, sizeof name, "%s-%d-%u-%d.tif", fx_stype_names[t], spp, lossless[c],
                          tiled);
-                tmp_path(path, name);
-                make_tiff(path, &l, pattern);
+                fx_path(path, name);
+                fx_tiff_make(path, &l, pattern);
                 check_image(path, &l, pattern);
             }
 }
@@ -989,10 +769,10 @@ static void test_float32_samples_read_exactly(void **state)
 }
 
 /* RGB and n_extra extra samples of the given kinds. */
-static layout_t rgb_with_extras(cm_stype_t t, int n_extra, const uint16_t *kinds,
-                                uint16_t compression)
+static fx_tiff_t rgb_with_extras(cm_stype_t t, int n_extra, const uint16_t *kinds,
+                                 uint16_t compression)
 {
-    layout_t l = layout_for(3, compression, false);
+    fx_tiff_t l = layout_for(3, compression, false);
     l.stype = t;
     l.spp = (uint16_t)(3 + n_extra);
     l.n_extra = n_extra;
@@ -1020,7 +800,7 @@ static void test_planar_separate_images_read_interleaved_exactly(void **state)
             for (int tiled = 0; tiled <= 1; tiled++, k++) {
                 uint16_t compression = lossless[k % N_LOSSLESS];
                 skip_unless_codec(compression);
-                layout_t l =
+                fx_tiff_t l =
                     rgb_with_extras((cm_stype_t)t, shapes[s].n_extra, shapes[s].kinds, compression);
                 l.planar = PLANARCONFIG_SEPARATE;
                 if (predictable(compression)) l.predictor = predictor_for((cm_stype_t)t);
@@ -1030,10 +810,10 @@ static void test_planar_separate_images_read_interleaved_exactly(void **state)
                 } else {
                     l.rows_per_strip = 6;
                 }
-                char path[PATH_MAX], name[64];
-                snprintf(name, sizeof name, "planar-%s-%d-%d.tif", stype_names[t], l.spp, tiled);
-                tmp_path(path, name);
-                make_tiff(path, &l, pattern);
+                char path[FX_PATH_MAX], name[64];
+                snprintf(name, sizeof name, "planar-%s-%d-%d.tif", fx_stype_names[t], l.spp, tiled);
+                fx_path(path, name);
+                fx_tiff_make(path, &l, pattern);
                 check_image(path, &l, pattern); /* alpha_band 4 for the five bands */
             }
 }
@@ -1042,12 +822,12 @@ static void test_planar_separate_tiles_grouped_into_chunks_read_exactly(void **s
 {
     (void)state;
     /* 16x16 tiles of each plane gathered into 64x64 chunks, on two workers. */
-    layout_t l = rgb_with_extras(CM_U16, 2, alpha_last, COMPRESSION_ADOBE_DEFLATE);
+    fx_tiff_t l = rgb_with_extras(CM_U16, 2, alpha_last, COMPRESSION_ADOBE_DEFLATE);
     l.planar = PLANARCONFIG_SEPARATE;
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "planar-grouped.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "planar-grouped.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_image_t *img = NULL;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1065,8 +845,8 @@ static void test_planar_separate_tiles_grouped_into_chunks_read_exactly(void **s
     /* 3-row strips in bands of 48 rows (16 strips) for a side of 32... */
     l.tile_w = l.tile_h = 0;
     l.rows_per_strip = 3;
-    tmp_path(path, "planar-strip-bands.tif");
-    make_tiff(path, &l, pattern);
+    fx_path(path, "planar-strip-bands.tif");
+    fx_tiff_make(path, &l, pattern);
     assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
     assert_int_equal(cm_image_set_chunk_side(img, 32, &ctx), 0);
     in = cm_image_info(img);
@@ -1077,8 +857,8 @@ static void test_planar_separate_tiles_grouped_into_chunks_read_exactly(void **s
 
     /* ...and a tile larger than the image. */
     l.tile_w = l.tile_h = 128;
-    tmp_path(path, "planar-big-tile.tif");
-    make_tiff(path, &l, pattern);
+    fx_path(path, "planar-big-tile.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
 }
 
@@ -1086,14 +866,14 @@ static void test_typed_tiles_grouped_into_chunks_read_exactly(void **state)
 {
     (void)state;
     for (int t = CM_U16; t <= CM_F32; t++) {
-        layout_t l = layout_for(4, COMPRESSION_ZSTD, false);
+        fx_tiff_t l = layout_for(4, COMPRESSION_ZSTD, false);
         skip_unless_codec(COMPRESSION_ZSTD);
         l.stype = (cm_stype_t)t;
         l.tile_w = l.tile_h = 16;
-        char path[PATH_MAX], name[64];
-        snprintf(name, sizeof name, "grouped-%s.tif", stype_names[t]);
-        tmp_path(path, name);
-        make_tiff(path, &l, pattern);
+        char path[FX_PATH_MAX], name[64];
+        snprintf(name, sizeof name, "grouped-%s.tif", fx_stype_names[t]);
+        fx_path(path, name);
+        fx_tiff_make(path, &l, pattern);
         cm_image_t *img = NULL;
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
@@ -1109,14 +889,14 @@ static void test_typed_tiles_grouped_into_chunks_read_exactly(void **state)
 static void test_four_workers_read_planar_separate_tiles_and_strips_concurrently(void **state)
 {
     (void)state;
-    layout_t l = rgb_with_extras(CM_I16, 2, alpha_last, COMPRESSION_ADOBE_DEFLATE);
+    fx_tiff_t l = rgb_with_extras(CM_I16, 2, alpha_last, COMPRESSION_ADOBE_DEFLATE);
     l.planar = PLANARCONFIG_SEPARATE;
     l.width = 200;
     l.height = 150;
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "threads-planar-tiled.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "threads-planar-tiled.tif");
+    fx_tiff_make(path, &l, pattern);
     read_on_four_threads(path);
 
     l = rgb_with_extras(CM_F32, 5, five_unspecified, COMPRESSION_LZW);
@@ -1124,8 +904,8 @@ static void test_four_workers_read_planar_separate_tiles_and_strips_concurrently
     l.width = 64;
     l.height = 2000;
     l.rows_per_strip = 7;
-    tmp_path(path, "threads-planar-strips.tif");
-    make_tiff(path, &l, pattern);
+    fx_path(path, "threads-planar-strips.tif");
+    fx_tiff_make(path, &l, pattern);
     read_on_four_threads(path);
 }
 
@@ -1134,28 +914,28 @@ static void test_extra_samples_are_listed_and_the_first_alpha_among_them_found(v
     (void)state;
     static const uint16_t middle[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_ASSOCALPHA,
                                       EXTRASAMPLE_UNSPECIFIED};
-    layout_t l = rgb_with_extras(CM_I16, 3, middle, COMPRESSION_LZW);
+    fx_tiff_t l = rgb_with_extras(CM_I16, 3, middle, COMPRESSION_LZW);
     l.tile_w = l.tile_h = 32;
-    char path[PATH_MAX];
-    tmp_path(path, "extras-middle.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "extras-middle.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern); /* alpha_band 4, n_extra 3, the kinds in order */
 
     /* Grey plus unspecified samples: no alpha. */
-    layout_t grey = layout_for(1, COMPRESSION_NONE, false);
+    fx_tiff_t grey = layout_for(1, COMPRESSION_NONE, false);
     grey.spp = 4;
     grey.n_extra = 3;
     memcpy(grey.extra, five_unspecified, 3 * sizeof(uint16_t));
     grey.tile_w = grey.tile_h = 16;
-    tmp_path(path, "extras-grey.tif");
-    make_tiff(path, &grey, pattern);
+    fx_path(path, "extras-grey.tif");
+    fx_tiff_make(path, &grey, pattern);
     check_image(path, &grey, pattern);
 }
 
 /* Grey plus spp - 1 unspecified extra samples, 40x30 in 16x16 tiles. */
-static layout_t many_samples(int spp)
+static fx_tiff_t many_samples(int spp)
 {
-    layout_t l = layout_for(1, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(1, COMPRESSION_ADOBE_DEFLATE, false);
     l.width = 40;
     l.height = 30;
     l.tile_w = l.tile_h = 16;
@@ -1168,29 +948,29 @@ static layout_t many_samples(int spp)
 static void test_sixty_four_samples_read_exactly_interleaved_or_in_planes(void **state)
 {
     (void)state;
-    layout_t l = many_samples(CM_BANDS_MAX);
+    fx_tiff_t l = many_samples(CM_BANDS_MAX);
     assert_int_equal(l.spp, 64);
-    char path[PATH_MAX];
-    tmp_path(path, "samples-64.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "samples-64.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
 
     l.stype = CM_F32;
     l.planar = PLANARCONFIG_SEPARATE;
     l.tile_w = l.tile_h = 0;
     l.rows_per_strip = 7;
-    tmp_path(path, "samples-64-planes.tif");
-    make_tiff(path, &l, pattern);
+    fx_path(path, "samples-64-planes.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
 }
 
 static void test_sixty_five_samples_are_unsupported_input(void **state)
 {
     (void)state;
-    layout_t l = many_samples(65);
-    char path[PATH_MAX];
-    tmp_path(path, "samples-65.tif");
-    if (!write_tiff(path, &l, pattern)) {
+    fx_tiff_t l = many_samples(65);
+    char path[FX_PATH_MAX];
+    fx_path(path, "samples-65.tif");
+    if (!fx_tiff_write(path, &l, pattern)) {
         print_message("libtiff does not write 65 samples per pixel: skipped\n");
         skip();
     }
@@ -1212,9 +992,9 @@ static void make_colormaps(void)
     almost_eight_bit[512 + 200] += 1;
 }
 
-static layout_t palette_layout(const uint16_t *colormap, uint16_t compression, bool tiled)
+static fx_tiff_t palette_layout(const uint16_t *colormap, uint16_t compression, bool tiled)
 {
-    layout_t l = layout_for(1, compression, false);
+    fx_tiff_t l = layout_for(1, compression, false);
     l.photometric = PHOTOMETRIC_PALETTE;
     l.colormap = colormap;
     if (tiled) {
@@ -1234,12 +1014,12 @@ static void palette_reads_are_exact(const uint16_t *colormap, cm_stype_t want, c
                                       COMPRESSION_PACKBITS};
     for (size_t c = 0; c < sizeof codecs / sizeof codecs[0]; c++)
         for (int tiled = 0; tiled <= 1; tiled++) {
-            layout_t l = palette_layout(colormap, codecs[c], tiled);
+            fx_tiff_t l = palette_layout(colormap, codecs[c], tiled);
             assert_int_equal(layout_read_stype(&l), want);
-            char path[PATH_MAX], file[64];
+            char path[FX_PATH_MAX], file[64];
             snprintf(file, sizeof file, "%s-%u-%d.tif", name, codecs[c], tiled);
-            tmp_path(path, file);
-            make_tiff(path, &l, pattern);
+            fx_path(path, file);
+            fx_tiff_make(path, &l, pattern);
             check_image(path, &l, pattern); /* 3 bands of the map's colours, type want */
         }
 }
@@ -1256,40 +1036,23 @@ static void test_palette_with_a_map_entry_not_a_multiple_of_257_reads_as_uint16_
     palette_reads_are_exact(almost_eight_bit, CM_U16, "palette16");
 }
 
-/* The whole file in memory; the caller frees it. */
-static uint8_t *slurp(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n > 0);
-    rewind(f);
-    uint8_t *data = malloc((size_t)n);
-    assert_non_null(data);
-    assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *size = (size_t)n;
-    return data;
-}
-
 static void test_images_read_from_memory_read_as_from_their_file(void **state)
 {
     (void)state;
     make_colormaps();
-    layout_t layouts[3] = {layout_for(4, COMPRESSION_ADOBE_DEFLATE, false),
-                           layout_for(3, COMPRESSION_LZW, true),
-                           palette_layout(eight_bit, COMPRESSION_PACKBITS, false)};
+    fx_tiff_t layouts[3] = {layout_for(4, COMPRESSION_ADOBE_DEFLATE, false),
+                            layout_for(3, COMPRESSION_LZW, true),
+                            palette_layout(eight_bit, COMPRESSION_PACKBITS, false)};
     layouts[0].tile_w = layouts[0].tile_h = 16;
     layouts[1].rows_per_strip = 9;
     layouts[1].planar = PLANARCONFIG_SEPARATE;
     for (int i = 0; i < 3; i++) {
-        char path[PATH_MAX], name[32];
+        char path[FX_PATH_MAX], name[32];
         snprintf(name, sizeof name, "memory-%d.tif", i);
-        tmp_path(path, name);
-        make_tiff(path, &layouts[i], pattern);
+        fx_path(path, name);
+        fx_tiff_make(path, &layouts[i], pattern);
         size_t size;
-        uint8_t *data = slurp(path, &size);
+        uint8_t *data = fx_read_file(path, &size);
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         cm_image_t *img = NULL;
@@ -1325,11 +1088,11 @@ static void test_palette_tiles_grouped_into_chunks_read_exactly(void **state)
 {
     (void)state;
     make_colormaps();
-    layout_t l = palette_layout(almost_eight_bit, COMPRESSION_LZW, true);
+    fx_tiff_t l = palette_layout(almost_eight_bit, COMPRESSION_LZW, true);
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "palette-grouped.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "palette-grouped.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_image_t *img = NULL;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1349,16 +1112,16 @@ static void test_palette_tiles_grouped_into_chunks_read_exactly(void **state)
 static void low_depth_is_refused(uint16_t bits, uint16_t photometric)
 {
     make_colormaps();
-    layout_t l = layout_for(1, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(1, COMPRESSION_NONE, false);
     l.bits = bits;
     l.photometric = photometric;
     l.colormap = eight_bit; /* only its first 1 << bits entries are used */
     l.height = 64;
     l.rows_per_strip = 16;
-    char path[PATH_MAX], name[64], depth[16];
+    char path[FX_PATH_MAX], name[64], depth[16];
     snprintf(name, sizeof name, "depth-%u-%u.tif", bits, photometric);
-    tmp_path(path, name);
-    make_tiff(path, &l, pattern);
+    fx_path(path, name);
+    fx_tiff_make(path, &l, pattern);
     snprintf(depth, sizeof depth, "%u-bit", bits);
     expect_failure(path, CM_EINPUT, depth);
 }
@@ -1386,13 +1149,13 @@ static void test_four_bit_images_are_unsupported_input_naming_the_depth(void **s
 static void test_uncompressed_ycbcr_is_unsupported_input(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_NONE, false);
     l.photometric = PHOTOMETRIC_YCBCR;
     l.height = 64;
     l.rows_per_strip = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "ycbcr-raw.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "ycbcr-raw.tif");
+    fx_tiff_make(path, &l, pattern);
     expect_failure(path, CM_EINPUT, "YCbCr");
 }
 
@@ -1423,12 +1186,12 @@ static void test_tiles_not_a_multiple_of_16_are_unsupported_input(void **state)
 {
     (void)state;
     /* 32x32 pixels: two tiles across and down whether they are 16 or 20 pixels wide. */
-    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_NONE, false);
     l.width = l.height = 32;
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX];
-    tmp_path(path, "tiles-20.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "tiles-20.tif");
+    fx_tiff_make(path, &l, pattern);
     assert_true(patch_tile_size(path, 20));
     TIFF *t = TIFFOpen(path, "r");
     assert_non_null(t);
@@ -1508,7 +1271,7 @@ static void read_plain(const char *path, plain_t *p)
 static cm_stype_t plain_stype(const plain_t *p)
 {
     for (int t = CM_U8; t <= CM_F32; t++)
-        if (p->bits == stype_bits[t] && p->format == stype_formats[t]) return (cm_stype_t)t;
+        if (p->bits == fx_stype_bits[t] && p->format == fx_stype_formats[t]) return (cm_stype_t)t;
     fail_msg("no sample type has %u bits of format %u", p->bits, p->format);
     return CM_U8;
 }
@@ -1521,7 +1284,7 @@ static int64_t plain_mismatches(const plain_t *p, const truth_t *tr, char *where
     for (uint32_t y = 0; y < p->height; y++)
         for (uint32_t x = 0; x < p->width; x++)
             for (int b = 0; b < p->spp; b++) {
-                double got = load_sample(p->pixels, t, ((size_t)y * p->width + x) * p->spp + b);
+                double got = fx_sample_load(p->pixels, t, ((size_t)y * p->width + x) * p->spp + b);
                 double want = want_sample(tr, t, x, y, b);
                 if (fabs(got - want) > tr->tol && !bad++)
                     snprintf(where, size, "pixel (%u,%u) band %d is %.9g, expected %.9g", x, y, b,
@@ -1592,15 +1355,15 @@ static void copy_through_writer(const char *path, const char *out, int compressi
 
 /* Checks a copy of an image of layout l (read as RGB when YCbCr) made with spec: contiguous,
  * same size, type, extra samples and values. */
-static void check_copy(const char *out, const layout_t *l, const cm_writer_spec_t *spec, int tol)
+static void check_copy(const char *out, const fx_tiff_t *l, const cm_writer_spec_t *spec, int tol)
 {
     plain_t p;
     read_plain(out, &p);
     assert_int_equal(p.width, l->width);
     assert_int_equal(p.height, l->height);
     assert_int_equal(p.spp, l->spp);
-    assert_int_equal(p.bits, stype_bits[l->stype]);
-    assert_int_equal(p.format, stype_formats[l->stype]);
+    assert_int_equal(p.bits, fx_stype_bits[l->stype]);
+    assert_int_equal(p.format, fx_stype_formats[l->stype]);
     assert_int_equal(p.photometric,
                      l->photometric == PHOTOMETRIC_YCBCR ? PHOTOMETRIC_RGB : l->photometric);
     assert_int_equal(p.compression, spec->compression);
@@ -1622,20 +1385,20 @@ static void test_writer_copies_tiled_images_exactly_in_every_lossless_compressio
     for (int spp = 1; spp <= 4; spp++)
         for (int c = 0; c < N_LOSSLESS; c++) {
             skip_unless_codec(lossless[c]);
-            layout_t l = layout_for(spp, COMPRESSION_LZW, false);
+            fx_tiff_t l = layout_for(spp, COMPRESSION_LZW, false);
             l.tile_w = l.tile_h = 32;
-            char path[PATH_MAX], out[PATH_MAX], name[64];
+            char path[FX_PATH_MAX], out[FX_PATH_MAX], name[64];
             snprintf(name, sizeof name, "copy-in-%d.tif", spp);
-            tmp_path(path, name);
+            fx_path(path, name);
             snprintf(name, sizeof name, "copy-out-%d-%u.tif", spp, lossless[c]);
-            tmp_path(out, name);
-            make_tiff(path, &l, pattern);
+            fx_path(out, name);
+            fx_tiff_make(path, &l, pattern);
             cm_writer_spec_t spec;
             copy_through_writer(path, out, lossless[c], &spec);
             assert_int_equal(spec.tile_w, 32);
             assert_int_equal(spec.tile_h, 32);
             check_copy(out, &l, &spec, 0);
-            assert_int_equal(count_part_files(tmp_dir, name), 0);
+            assert_int_equal(count_part_files(fx_dir, name), 0);
         }
 }
 
@@ -1643,16 +1406,16 @@ static void test_writer_copies_striped_images_exactly_as_tiles(void **state)
 {
     (void)state;
     for (int spp = 1; spp <= 4; spp++) {
-        layout_t l = layout_for(spp, COMPRESSION_PACKBITS, false);
+        fx_tiff_t l = layout_for(spp, COMPRESSION_PACKBITS, false);
         l.width = 37;
         l.height = 600;
         l.rows_per_strip = 7;
-        char path[PATH_MAX], out[PATH_MAX], name[64];
+        char path[FX_PATH_MAX], out[FX_PATH_MAX], name[64];
         snprintf(name, sizeof name, "copy-strips-in-%d.tif", spp);
-        tmp_path(path, name);
+        fx_path(path, name);
         snprintf(name, sizeof name, "copy-strips-out-%d.tif", spp);
-        tmp_path(out, name);
-        make_tiff(path, &l, pattern);
+        fx_path(out, name);
+        fx_tiff_make(path, &l, pattern);
         cm_writer_spec_t spec;
         copy_through_writer(path, out, COMPRESSION_ADOBE_DEFLATE, &spec);
         assert_int_equal(spec.tile_w, 48);
@@ -1664,14 +1427,14 @@ static void test_writer_copies_striped_images_exactly_as_tiles(void **state)
 static void test_writer_copies_wide_striped_image_in_512_wide_tiles(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_NONE, false);
     l.width = 1100;
     l.height = 40;
     l.rows_per_strip = 8;
-    char path[PATH_MAX], out[PATH_MAX];
-    tmp_path(path, "wide-in.tif");
-    tmp_path(out, "wide-out.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX], out[FX_PATH_MAX];
+    fx_path(path, "wide-in.tif");
+    fx_path(out, "wide-out.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_writer_spec_t spec;
     copy_through_writer(path, out, COMPRESSION_ZSTD, &spec);
     assert_int_equal(spec.tile_w, 512);
@@ -1683,17 +1446,17 @@ static void test_writer_jpeg_output_of_ycbcr_input_is_rgb_close_to_the_original(
 {
     (void)state;
     skip_unless_codec(COMPRESSION_JPEG);
-    layout_t l = {.width = 100,
-                  .height = 70,
-                  .spp = 3,
-                  .photometric = PHOTOMETRIC_YCBCR,
-                  .compression = COMPRESSION_JPEG,
-                  .tile_w = 32,
-                  .tile_h = 32};
-    char path[PATH_MAX], out[PATH_MAX];
-    tmp_path(path, "jpeg-in.tif");
-    tmp_path(out, "jpeg-out.tif");
-    make_tiff(path, &l, smooth);
+    fx_tiff_t l = {.width = 100,
+                   .height = 70,
+                   .spp = 3,
+                   .photometric = PHOTOMETRIC_YCBCR,
+                   .compression = COMPRESSION_JPEG,
+                   .tile_w = 32,
+                   .tile_h = 32};
+    char path[FX_PATH_MAX], out[FX_PATH_MAX];
+    fx_path(path, "jpeg-in.tif");
+    fx_path(out, "jpeg-out.tif");
+    fx_tiff_make(path, &l, smooth);
     cm_writer_spec_t spec;
     copy_through_writer(path, out, COMPRESSION_JPEG, &spec);
     assert_int_equal(spec.photometric, PHOTOMETRIC_RGB);
@@ -1703,12 +1466,12 @@ static void test_writer_jpeg_output_of_ycbcr_input_is_rgb_close_to_the_original(
 static void test_writer_bigtiff_output_is_bigtiff(void **state)
 {
     (void)state;
-    layout_t l = layout_for(4, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(4, COMPRESSION_NONE, false);
     l.tile_w = l.tile_h = 16;
-    char path[PATH_MAX], out[PATH_MAX];
-    tmp_path(path, "big-in.tif");
-    tmp_path(out, "big-out.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX], out[FX_PATH_MAX];
+    fx_path(path, "big-in.tif");
+    fx_path(out, "big-out.tif");
+    fx_tiff_make(path, &l, pattern);
 
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1760,15 +1523,15 @@ static cm_writer_spec_t direct_spec(int bands)
  * the spec's tiles). */
 static void put_pattern(cm_writer_t *wr, const cm_writer_spec_t *s)
 {
-    layout_t l = {.width = (uint32_t)s->width,
-                  .height = (uint32_t)s->height,
-                  .spp = (uint16_t)s->bands,
-                  .stype = s->stype};
-    uint8_t *buf = malloc((size_t)(s->width * s->tile_h * s->bands) * stype_bytes[s->stype]);
+    fx_tiff_t l = {.width = (uint32_t)s->width,
+                   .height = (uint32_t)s->height,
+                   .spp = (uint16_t)s->bands,
+                   .stype = s->stype};
+    uint8_t *buf = malloc((size_t)(s->width * s->tile_h * s->bands) * fx_stype_bytes[s->stype]);
     assert_non_null(buf);
     for (int64_t y = 0; y < s->height; y += s->tile_h) {
         int64_t h = s->height - y < s->tile_h ? s->height - y : s->tile_h;
-        fill_rect(buf, s->width, 0, y, s->width, h, &l, 0, s->bands, pattern);
+        fx_fill_rect(buf, s->width, 0, y, s->width, h, &l, 0, s->bands, pattern);
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         int rc = cm__writer_put(wr, 0, y, s->width, h, buf, &ctx);
@@ -1780,30 +1543,30 @@ static void put_pattern(cm_writer_t *wr, const cm_writer_spec_t *s)
 static void test_destination_appears_only_at_commit_and_part_file_meanwhile(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "atomic-out.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "atomic-out.tif");
     cm_writer_spec_t spec = direct_spec(3);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_writer_t *wr = NULL;
     assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
-    assert_false(exists(out));
-    assert_int_equal(count_part_files(tmp_dir, "atomic-out.tif"), 1);
+    assert_false(fx_exists(out));
+    assert_int_equal(count_part_files(fx_dir, "atomic-out.tif"), 1);
     put_pattern(wr, &spec);
-    assert_false(exists(out));
-    assert_int_equal(count_part_files(tmp_dir, "atomic-out.tif"), 1);
+    assert_false(fx_exists(out));
+    assert_int_equal(count_part_files(fx_dir, "atomic-out.tif"), 1);
     assert_int_equal(cm_writer_commit(wr, &ctx), 0);
-    assert_true(exists(out));
-    assert_int_equal(count_part_files(tmp_dir, "atomic-out.tif"), 0);
-    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    assert_true(fx_exists(out));
+    assert_int_equal(count_part_files(fx_dir, "atomic-out.tif"), 0);
+    fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     check_copy(out, &l, &spec, 0);
 }
 
 static void test_committed_output_has_the_usual_permissions(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "mode-out.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "mode-out.tif");
     cm_writer_spec_t spec = direct_spec(1);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1822,26 +1585,26 @@ static void test_committed_output_has_the_usual_permissions(void **state)
 static void test_abort_leaves_neither_destination_nor_part_file(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "aborted.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "aborted.tif");
     cm_writer_spec_t spec = direct_spec(4);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_writer_t *wr = NULL;
     assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
     put_pattern(wr, &spec);
-    assert_int_equal(count_part_files(tmp_dir, "aborted.tif"), 1);
+    assert_int_equal(count_part_files(fx_dir, "aborted.tif"), 1);
     cm_writer_abort(wr);
-    assert_false(exists(out));
-    assert_int_equal(count_part_files(tmp_dir, "aborted.tif"), 0);
+    assert_false(fx_exists(out));
+    assert_int_equal(count_part_files(fx_dir, "aborted.tif"), 0);
     cm_writer_abort(NULL);
 }
 
 static void test_writer_open_in_a_missing_directory_is_an_io_error_naming_the_path(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "no-such-dir/out.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "no-such-dir/out.tif");
     cm_writer_spec_t spec = direct_spec(3);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1855,11 +1618,11 @@ static void test_writer_open_in_a_missing_directory_is_an_io_error_naming_the_pa
 static void test_commit_onto_a_directory_fails_with_eio_and_removes_the_part_file(void **state)
 {
     (void)state;
-    char out[PATH_MAX], inner[PATH_MAX];
-    tmp_path(out, "occupied");
-    tmp_path(inner, "occupied/keep");
+    char out[FX_PATH_MAX], inner[FX_PATH_MAX];
+    fx_path(out, "occupied");
+    fx_path(inner, "occupied/keep");
     assert_int_equal(mkdir(out, 0777), 0);
-    write_text_file(inner, "keep me");
+    fx_write_text(inner, "keep me");
     cm_writer_spec_t spec = direct_spec(1);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1869,15 +1632,15 @@ static void test_commit_onto_a_directory_fails_with_eio_and_removes_the_part_fil
     assert_int_equal(cm_writer_commit(wr, &ctx), CM_EIO);
     assert_int_equal(ctx.code, CM_EIO);
     if (!strstr(ctx.msg, out)) fail_msg("message does not name %s: %s", out, ctx.msg);
-    assert_int_equal(count_part_files(tmp_dir, "occupied"), 0);
-    assert_true(exists(inner));
+    assert_int_equal(count_part_files(fx_dir, "occupied"), 0);
+    assert_true(fx_exists(inner));
 }
 
 static void test_writer_open_rejects_tiles_not_a_multiple_of_16(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "tiles-24.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "tiles-24.tif");
     cm_writer_spec_t spec = direct_spec(3);
     spec.tile_w = 24;
     cm_ctx_t ctx;
@@ -1885,15 +1648,15 @@ static void test_writer_open_rejects_tiles_not_a_multiple_of_16(void **state)
     cm_writer_t *wr = NULL;
     assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), CM_EUSAGE);
     assert_null(wr);
-    assert_false(exists(out));
-    assert_int_equal(count_part_files(tmp_dir, "tiles-24.tif"), 0);
+    assert_false(fx_exists(out));
+    assert_int_equal(count_part_files(fx_dir, "tiles-24.tif"), 0);
 }
 
 static void test_put_off_the_tile_grid_is_an_internal_error(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "off-grid.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "off-grid.tif");
     cm_writer_spec_t spec = direct_spec(1);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -1904,14 +1667,14 @@ static void test_put_off_the_tile_grid_is_an_internal_error(void **state)
     cm_ctx_init(&ctx);
     assert_int_equal(cm__writer_put(wr, 96, 0, 32, 48, px, &ctx), CM_EINTERNAL); /* past width */
     cm_writer_abort(wr);
-    assert_int_equal(count_part_files(tmp_dir, "off-grid.tif"), 0);
+    assert_int_equal(count_part_files(fx_dir, "off-grid.tif"), 0);
 }
 
 static void test_description_is_written(void **state)
 {
     (void)state;
-    char out[PATH_MAX];
-    tmp_path(out, "described.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "described.tif");
     cm_writer_spec_t spec = direct_spec(3);
     char desc[] = "k=4 seed=1";
     spec.description = desc;
@@ -1933,9 +1696,9 @@ static void write_labels(int bits)
     cm_writer_spec_t img_spec = direct_spec(3), spec;
     img_spec.compression = COMPRESSION_ZSTD;
     cm_writer_spec_labels(&img_spec, bits, bits == 8 ? 255 : 65535, &spec);
-    char out[PATH_MAX], name[32];
+    char out[FX_PATH_MAX], name[32];
     snprintf(name, sizeof name, "labels-%d.tif", bits);
-    tmp_path(out, name);
+    fx_path(out, name);
     size_t px = (size_t)bits / 8;
     uint8_t *buf = malloc((size_t)(spec.width * spec.tile_h) * px);
     assert_non_null(buf);
@@ -2001,10 +1764,10 @@ static void check_predictor(const char *out, uint16_t compression, bool asked, c
     bool has = ifd_has_tag(out, TIFFTAG_PREDICTOR, &pred);
     if (asked && predictable(compression)) {
         if (!has || pred != predictor_for(t))
-            fail_msg("%s (%s, compression %u): predictor %s%u, expected %u", out, stype_names[t],
+            fail_msg("%s (%s, compression %u): predictor %s%u, expected %u", out, fx_stype_names[t],
                      compression, has ? "" : "absent ", pred, predictor_for(t));
     } else if (has && pred != PREDICTOR_NONE) {
-        fail_msg("%s (%s, compression %u): predictor %u, expected none", out, stype_names[t],
+        fail_msg("%s (%s, compression %u): predictor %u, expected none", out, fx_stype_names[t],
                  compression, pred);
     }
 }
@@ -2019,19 +1782,19 @@ static const uint16_t two_then_alpha[] = {EXTRASAMPLE_UNSPECIFIED, EXTRASAMPLE_U
  * predictor when the spec asks for none. */
 static void writer_round_trip(cm_stype_t t)
 {
-    layout_t l = rgb_with_extras(t, 3, two_then_alpha, COMPRESSION_ADOBE_DEFLATE);
+    fx_tiff_t l = rgb_with_extras(t, 3, two_then_alpha, COMPRESSION_ADOBE_DEFLATE);
     l.planar = PLANARCONFIG_SEPARATE;
     l.predictor = predictor_for(t);
     l.tile_w = 32;
     l.tile_h = 16;
-    char path[PATH_MAX], out[PATH_MAX], name[64];
-    snprintf(name, sizeof name, "round-in-%s.tif", stype_names[t]);
-    tmp_path(path, name);
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX], out[FX_PATH_MAX], name[64];
+    snprintf(name, sizeof name, "round-in-%s.tif", fx_stype_names[t]);
+    fx_path(path, name);
+    fx_tiff_make(path, &l, pattern);
     for (int c = 0; c < N_LOSSLESS; c++) {
         skip_unless_codec(lossless[c]);
-        snprintf(name, sizeof name, "round-out-%s-%u.tif", stype_names[t], lossless[c]);
-        tmp_path(out, name);
+        snprintf(name, sizeof name, "round-out-%s-%u.tif", fx_stype_names[t], lossless[c]);
+        fx_path(out, name);
         cm_writer_spec_t spec;
         copy_through_writer(path, out, lossless[c], &spec);
         assert_int_equal(spec.stype, t);
@@ -2039,7 +1802,7 @@ static void writer_round_trip(cm_stype_t t)
         assert_true(spec.predictor);
         check_copy(out, &l, &spec, 0);
         check_predictor(out, lossless[c], true, t);
-        layout_t back = l;
+        fx_tiff_t back = l;
         back.planar = 0;
         back.predictor = 0;
         back.compression = lossless[c];
@@ -2053,8 +1816,8 @@ static void writer_round_trip(cm_stype_t t)
     cm_writer_spec_t spec;
     cm_writer_spec_like(cm_image_info(img), COMPRESSION_ADOBE_DEFLATE, &spec);
     spec.predictor = false;
-    snprintf(name, sizeof name, "round-out-%s-unpredicted.tif", stype_names[t]);
-    tmp_path(out, name);
+    snprintf(name, sizeof name, "round-out-%s-unpredicted.tif", fx_stype_names[t]);
+    fx_path(out, name);
     copy_image_to(img, out, &spec);
     cm_image_close(img);
     check_copy(out, &l, &spec, 0);
@@ -2085,13 +1848,13 @@ static void test_writer_copies_palette_input_as_the_rgb_of_its_colors(void **sta
     make_colormaps();
     const uint16_t *maps[] = {eight_bit, almost_eight_bit};
     for (int m = 0; m < 2; m++) {
-        layout_t l = palette_layout(maps[m], COMPRESSION_ADOBE_DEFLATE, true);
-        char path[PATH_MAX], out[PATH_MAX], name[64];
+        fx_tiff_t l = palette_layout(maps[m], COMPRESSION_ADOBE_DEFLATE, true);
+        char path[FX_PATH_MAX], out[FX_PATH_MAX], name[64];
         snprintf(name, sizeof name, "palette-copy-in-%d.tif", m);
-        tmp_path(path, name);
+        fx_path(path, name);
         snprintf(name, sizeof name, "palette-copy-out-%d.tif", m);
-        tmp_path(out, name);
-        make_tiff(path, &l, pattern);
+        fx_path(out, name);
+        fx_tiff_make(path, &l, pattern);
         cm_writer_spec_t spec;
         copy_through_writer(path, out, COMPRESSION_LZW, &spec);
         plain_t p;
@@ -2120,15 +1883,15 @@ static void test_writer_writes_extra_samples_as_given(void **state)
     spec.stype = CM_U16;
     spec.n_extra = 5;
     memcpy(spec.extra, kinds, sizeof kinds);
-    char out[PATH_MAX];
-    tmp_path(out, "extras-out.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "extras-out.tif");
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_writer_t *wr = NULL;
     assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
     put_pattern(wr, &spec);
     assert_int_equal(cm_writer_commit(wr, &ctx), 0);
-    layout_t l = layout_for(1, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(1, COMPRESSION_ADOBE_DEFLATE, false);
     l.spp = 6;
     l.stype = CM_U16;
     l.n_extra = 5;
@@ -2143,9 +1906,9 @@ static void test_writer_refuses_jpeg_of_samples_wider_than_8_bits_leaving_no_fil
 {
     (void)state;
     for (int t = CM_U16; t <= CM_F32; t++) {
-        char out[PATH_MAX], name[64];
-        snprintf(name, sizeof name, "jpeg-%s.tif", stype_names[t]);
-        tmp_path(out, name);
+        char out[FX_PATH_MAX], name[64];
+        snprintf(name, sizeof name, "jpeg-%s.tif", fx_stype_names[t]);
+        fx_path(out, name);
         cm_writer_spec_t spec = direct_spec(3);
         spec.stype = (cm_stype_t)t;
         spec.compression = COMPRESSION_JPEG;
@@ -2155,20 +1918,20 @@ static void test_writer_refuses_jpeg_of_samples_wider_than_8_bits_leaving_no_fil
         assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), CM_EUSAGE);
         assert_null(wr);
         assert_int_equal(ctx.code, CM_EUSAGE);
-        if (!strstr(ctx.msg, out) || !strstr(ctx.msg, stype_names[t]))
-            fail_msg("message does not name %s and %s: %s", out, stype_names[t], ctx.msg);
-        assert_false(exists(out));
-        assert_int_equal(count_part_files(tmp_dir, name), 0);
+        if (!strstr(ctx.msg, out) || !strstr(ctx.msg, fx_stype_names[t]))
+            fail_msg("message does not name %s and %s: %s", out, fx_stype_names[t], ctx.msg);
+        assert_false(fx_exists(out));
+        assert_int_equal(count_part_files(fx_dir, name), 0);
     }
 }
 
 /* ---- georeferencing and NoData through the writer ----------------------------------------- */
 
-static layout_t geo_layout(void)
+static fx_tiff_t geo_layout(void)
 {
-    layout_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     l.tile_w = l.tile_h = 32;
-    l.geotags = true;
+    l.set_tags = set_geotags;
     l.nodata = "-9999";
     return l;
 }
@@ -2210,10 +1973,10 @@ static void check_geotags(const char *path, const char *nodata)
 static void test_geotiff_input_with_gdal_nodata_opens_georeferenced_with_its_nodata(void **state)
 {
     (void)state;
-    layout_t l = geo_layout();
-    char path[PATH_MAX];
-    tmp_path(path, "geo-in.tif");
-    make_tiff(path, &l, pattern);
+    fx_tiff_t l = geo_layout();
+    char path[FX_PATH_MAX];
+    fx_path(path, "geo-in.tif");
+    fx_tiff_make(path, &l, pattern);
     check_image(path, &l, pattern);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -2229,12 +1992,12 @@ static void test_geotiff_input_with_gdal_nodata_opens_georeferenced_with_its_nod
 static void test_writer_copies_georeferencing_nodata_and_resolution_from_tags_from(void **state)
 {
     (void)state;
-    layout_t l = geo_layout();
-    char path[PATH_MAX], out[PATH_MAX], bare[PATH_MAX];
-    tmp_path(path, "geo-copy-in.tif");
-    tmp_path(out, "geo-copy-out.tif");
-    tmp_path(bare, "geo-copy-bare.tif");
-    make_tiff(path, &l, pattern);
+    fx_tiff_t l = geo_layout();
+    char path[FX_PATH_MAX], out[FX_PATH_MAX], bare[FX_PATH_MAX];
+    fx_path(path, "geo-copy-in.tif");
+    fx_path(out, "geo-copy-out.tif");
+    fx_path(bare, "geo-copy-bare.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_image_t *img = NULL;
@@ -2263,19 +2026,19 @@ static void test_writer_copies_georeferencing_nodata_and_resolution_from_tags_fr
 static void test_label_output_writes_its_own_nodata_instead_of_the_input_s(void **state)
 {
     (void)state;
-    layout_t l = geo_layout();
-    char path[PATH_MAX];
-    tmp_path(path, "geo-labels-in.tif");
-    make_tiff(path, &l, pattern);
+    fx_tiff_t l = geo_layout();
+    char path[FX_PATH_MAX];
+    fx_path(path, "geo-labels-in.tif");
+    fx_tiff_make(path, &l, pattern);
     static const struct {
         int bits;
         uint32_t masked;
         const char *text;
     } cases[] = {{8, 255, "255"}, {16, 65535, "65535"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char out[PATH_MAX], name[64];
+        char out[FX_PATH_MAX], name[64];
         snprintf(name, sizeof name, "geo-labels-%d.tif", cases[i].bits);
-        tmp_path(out, name);
+        fx_path(out, name);
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
         cm_image_t *img = NULL;
@@ -2356,8 +2119,8 @@ static void test_palette_output_has_its_color_map_and_gdal_nodata_255(void **sta
 {
     (void)state;
     make_wide_map();
-    char out[PATH_MAX];
-    tmp_path(out, "palette-out.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "palette-out.tif");
     write_palette(out, wide_map, 255);
 
     plain_t p;
@@ -2391,8 +2154,8 @@ static void test_palette_output_without_a_mask_below_256_has_no_nodata(void **st
 {
     (void)state;
     make_colormaps();
-    char out[PATH_MAX];
-    tmp_path(out, "palette-unmasked.tif");
+    char out[FX_PATH_MAX];
+    fx_path(out, "palette-unmasked.tif");
     write_palette(out, eight_bit, 256);
     uint16_t unused;
     assert_false(ifd_has_tag(out, TAG_GDAL_NODATA, &unused));
@@ -2407,11 +2170,11 @@ static void test_chunks_of_several_tiles_read_exactly(void **state)
     /* 16x16 tiles grouped into 64x64 chunks: every chunk, clipped ones included, is exact,
      * and the output tiles follow the chunks. */
     for (int spp = 1; spp <= 4; spp++) {
-        layout_t l = layout_for(spp, COMPRESSION_ADOBE_DEFLATE, spp == 2);
+        fx_tiff_t l = layout_for(spp, COMPRESSION_ADOBE_DEFLATE, spp == 2);
         l.tile_w = l.tile_h = 16;
-        char path[PATH_MAX];
-        tmp_path(path, "grouped.tif");
-        make_tiff(path, &l, pattern);
+        char path[FX_PATH_MAX];
+        fx_path(path, "grouped.tif");
+        fx_tiff_make(path, &l, pattern);
         cm_image_t *img = NULL;
         cm_ctx_t ctx;
         cm_ctx_init(&ctx);
@@ -2432,12 +2195,12 @@ static void test_chunks_of_several_tiles_read_exactly(void **state)
 static void test_tiles_that_do_not_divide_the_side_are_kept(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_LZW, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_LZW, false);
     l.tile_w = 48;
     l.tile_h = 32;
-    char path[PATH_MAX];
-    tmp_path(path, "tiles48.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "tiles48.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_image_t *img = NULL;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -2455,12 +2218,12 @@ static void test_tiles_that_do_not_divide_the_side_are_kept(void **state)
 static void test_bands_of_strips_follow_the_side(void **state)
 {
     (void)state;
-    layout_t l = layout_for(3, COMPRESSION_NONE, false);
+    fx_tiff_t l = layout_for(3, COMPRESSION_NONE, false);
     l.tile_w = l.tile_h = 0;
     l.rows_per_strip = 1;
-    char path[PATH_MAX];
-    tmp_path(path, "strips1.tif");
-    make_tiff(path, &l, pattern);
+    char path[FX_PATH_MAX];
+    fx_path(path, "strips1.tif");
+    fx_tiff_make(path, &l, pattern);
     cm_image_t *img = NULL;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -2661,8 +2424,8 @@ static void test_needs_bigtiff_only_past_four_gib(void **state)
 static void test_write_atomic_writes_exactly_the_bytes_and_leaves_no_part_file(void **state)
 {
     (void)state;
-    char path[PATH_MAX];
-    tmp_path(path, "model.json");
+    char path[FX_PATH_MAX];
+    fx_path(path, "model.json");
     const char first[] = "{\"k\": 4}\n", second[] = "{\"k\": 16, \"seed\": 7}\n";
     for (int round = 0; round < 2; round++) { /* the second replaces the first */
         const char *data = round ? second : first;
@@ -2676,21 +2439,21 @@ static void test_write_atomic_writes_exactly_the_bytes_and_leaves_no_part_file(v
         assert_int_equal(fread(back, 1, sizeof back, f), len);
         fclose(f);
         assert_memory_equal(back, data, len);
-        assert_int_equal(count_part_files(tmp_dir, "model.json"), 0);
+        assert_int_equal(count_part_files(fx_dir, "model.json"), 0);
     }
 }
 
 static void test_write_atomic_into_a_missing_directory_is_an_io_error(void **state)
 {
     (void)state;
-    char path[PATH_MAX];
-    tmp_path(path, "missing/model.json");
+    char path[FX_PATH_MAX];
+    fx_path(path, "missing/model.json");
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     assert_int_equal(cm_file_write_atomic(path, "x", 1, &ctx), CM_EIO);
     assert_int_equal(ctx.code, CM_EIO);
     if (!strstr(ctx.msg, path)) fail_msg("message does not name %s: %s", path, ctx.msg);
-    assert_false(exists(path));
+    assert_false(fx_exists(path));
 }
 
 static void test_compression_names_round_trip(void **state)
@@ -2810,5 +2573,5 @@ int main(void)
         cmocka_unit_test(test_compression_names_round_trip),
         cmocka_unit_test(test_unknown_compression_name_is_a_usage_error),
     };
-    return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -1,9 +1,7 @@
 /* Unit tests of io's tag handling (geotags.c): registering the GeoTIFF and GDAL tags, copying
  * the tags that carry meaning between TIFFs written here (classic and BigTIFF), GDAL's NoData
  * value, and, when gdalinfo is installed, that GDAL reads the copies as it reads the inputs. */
-#include <errno.h>
 #include <float.h>
-#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -22,6 +20,7 @@
 #include <tiffio.h>
 
 #include "cm_base.h"
+#include "fixtures.h"
 #include "io_internal.h"
 
 /* The tag numbers as the GeoTIFF specification and GDAL define them (not taken from geotags.c,
@@ -40,38 +39,18 @@ enum {
 
 enum { IMG_W = 32, IMG_H = 32, TILE = 16 };
 
-/* ---- scratch directory ------------------------------------------------------------------ */
+/* ---- scratch directory (fixtures.h) ----------------------------------------------------- */
 
-static char tmp_dir[PATH_MAX / 2];
-
-static void tmp_path(char *out, const char *name)
-{
-    snprintf(out, PATH_MAX, "%s/%s", tmp_dir, name);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int make_tmp_dir(void **state)
+static int make_dir(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) base = "/tmp";
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/test_tags-XXXXXX", base);
-    if (!mkdtemp(tmp_dir)) {
-        fprintf(stderr, "cannot create %s: %s\n", tmp_dir, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return fx_dir_make("test_tags");
 }
 
-static int remove_tmp_dir(void **state)
+static int remove_dir(void **state)
 {
     (void)state;
-    return nftw(tmp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return fx_dir_remove();
 }
 
 /* ---- registration, with an extender of our own installed first ------------------------ */
@@ -118,8 +97,8 @@ static void register_tags(void)
  * registers the tags itself. */
 static bool tag_known(uint32_t tag)
 {
-    char path[PATH_MAX];
-    tmp_path(path, "probe.tif");
+    char path[FX_PATH_MAX];
+    fx_path(path, "probe.tif");
     TIFF *t = TIFFOpen(path, "w");
     assert_non_null(t);
     bool known = TIFFFindField(t, tag, TIFF_ANY) != NULL;
@@ -326,10 +305,10 @@ static void test_input_read_before_register_still_copies(void **state)
         printf("note: tags already registered (tests run out of order); case not exercised\n");
         skip();
     }
-    char src[PATH_MAX], early[PATH_MAX], late[PATH_MAX];
-    tmp_path(src, "before_src.tif");
-    tmp_path(early, "before_early.tif");
-    tmp_path(late, "before_late.tif");
+    char src[FX_PATH_MAX], early[FX_PATH_MAX], late[FX_PATH_MAX];
+    fx_path(src, "before_src.tif");
+    fx_path(early, "before_early.tif");
+    fx_path(late, "before_late.tif");
 
     /* Plain TIFFOpen until the registration: cm__tiff_open registers the tags itself. */
     TIFF *t = TIFFOpen(src, "w");
@@ -386,11 +365,11 @@ static void test_register_chains_previous_extender(void **state)
 static void copy_keeps_every_tag(bool in_bigtiff, bool out_bigtiff, const char *name)
 {
     register_tags();
-    char in_path[PATH_MAX], out_path[PATH_MAX], in_name[64], out_name[64];
+    char in_path[FX_PATH_MAX], out_path[FX_PATH_MAX], in_name[64], out_name[64];
     snprintf(in_name, sizeof in_name, "%s_in.tif", name);
     snprintf(out_name, sizeof out_name, "%s_out.tif", name);
-    tmp_path(in_path, in_name);
-    tmp_path(out_path, out_name);
+    fx_path(in_path, in_name);
+    fx_path(out_path, out_name);
     write_image(in_path, in_bigtiff, true, ORIENTATION_LEFTBOT);
     check_every_tag(in_path, in_bigtiff, ORIENTATION_LEFTBOT);
     cm__tiff_msg_t msg;
@@ -421,9 +400,9 @@ static void test_copy_without_tags_copies_nothing(void **state)
 {
     (void)state;
     register_tags();
-    char in_path[PATH_MAX], out_path[PATH_MAX];
-    tmp_path(in_path, "plain_in.tif");
-    tmp_path(out_path, "plain_out.tif");
+    char in_path[FX_PATH_MAX], out_path[FX_PATH_MAX];
+    fx_path(in_path, "plain_in.tif");
+    fx_path(out_path, "plain_out.tif");
     write_image(in_path, false, false, 0);
     cm__tiff_msg_t msg;
     assert_int_equal(copy_image(in_path, out_path, false, &msg), 0);
@@ -464,8 +443,8 @@ static void test_copy_without_tags_copies_nothing(void **state)
 static int nodata_of(const char *text, double *value)
 {
     register_tags();
-    char path[PATH_MAX];
-    tmp_path(path, "nodata.tif");
+    char path[FX_PATH_MAX];
+    fx_path(path, "nodata.tif");
     cm__tiff_msg_t msg;
     TIFF *t = cm__tiff_open(path, "w", -1, &msg);
     assert_non_null(t);
@@ -510,9 +489,9 @@ static void test_nodata_parses_gdal_strings(void **state)
  * over_copy) and returns the text stored, checking that cm__tags_nodata gives value back. */
 static void set_nodata_round_trip(double value, bool over_copy, char *text, size_t text_size)
 {
-    char src[PATH_MAX], path[PATH_MAX];
-    tmp_path(src, "nodata_src.tif");
-    tmp_path(path, "nodata_set.tif");
+    char src[FX_PATH_MAX], path[FX_PATH_MAX];
+    fx_path(src, "nodata_src.tif");
+    fx_path(path, "nodata_set.tif");
     cm__tiff_msg_t msg, in_msg;
     TIFF *in = NULL;
     if (over_copy) {
@@ -651,11 +630,11 @@ static void test_gdalinfo_sees_the_same_georeferencing(void **state)
     register_tags();
     const char *bases[] = {"gdal_classic", "gdal_bigtiff"};
     for (int big = 0; big < 2; big++) {
-        char in_path[PATH_MAX], out_path[PATH_MAX], name[64];
+        char in_path[FX_PATH_MAX], out_path[FX_PATH_MAX], name[64];
         snprintf(name, sizeof name, "%s_in.tif", bases[big]);
-        tmp_path(in_path, name);
+        fx_path(in_path, name);
         snprintf(name, sizeof name, "%s_out.tif", bases[big]);
-        tmp_path(out_path, name);
+        fx_path(out_path, name);
         write_image(in_path, big, true, ORIENTATION_TOPLEFT);
         cm__tiff_msg_t msg;
         assert_int_equal(copy_image(in_path, out_path, big, &msg), 0);
@@ -702,5 +681,5 @@ int main(void)
         cmocka_unit_test(test_set_nodata_replaces_a_copied_one),
         cmocka_unit_test(test_gdalinfo_sees_the_same_georeferencing),
     };
-    return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
