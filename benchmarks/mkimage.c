@@ -226,12 +226,12 @@ typedef struct {
     shape shapes[MAX_SHAPES];
 
     /* What the 8-bit pattern becomes in the file. */
-    int plain;  /* 8-bit, 1 to 4 bands, nothing below: the row generators write the samples */
-    int type;   /* enum sample_type */
-    int bps;    /* bytes per sample */
-    int spp;    /* samples per pixel in the file */
+    int plain; /* 8-bit, 1 to 4 bands, nothing below: the row generators write the samples */
+    int type;  /* enum sample_type */
+    int bps;   /* bytes per sample */
+    int spp;   /* samples per pixel in the file */
     int color; /* samples per pixel that are not alpha (alpha is always the last sample) */
-    int multi;  /* 5 bands or more: colour bands derived from the RGB pattern */
+    int multi; /* 5 bands or more: colour bands derived from the RGB pattern */
     int palette;
     int32_t mix_w[MAX_BANDS][3]; /* multispectral weights on R, G, B, in 1/256 */
     int32_t mix_off[MAX_BANDS];  /* multispectral offset, in 1/256 */
