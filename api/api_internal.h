@@ -8,7 +8,7 @@
 #include "chunkmeans.h"
 #include "engine_private.h"
 
-/* ---- options (options.c) ---- */
+/* ---- options (file_options.c) ---- */
 
 /* o with the defaults that depend on the machine resolved: the threads. */
 cm_options_t cm__resolved(const cm_options_t *o);
@@ -129,7 +129,7 @@ int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx);
 /* Drops whatever is not committed; safe to call twice. */
 void cm__outputs_abort(cm__outputs_t *w);
 
-/* ---- fitting (fit_files.c, models.c) ---- */
+/* ---- fitting (fit_files.c, model_files.c) ---- */
 
 /* Lowers *k, with a warning naming what, to n_px when the images hold fewer pixels. */
 void cm__k_within(int *k, int64_t n_px, const char *what, const cm_options_t *o);
