@@ -50,14 +50,13 @@ int cm__dumps_end(cm__dumps_t *d, const cm_params_t *p, int rc, cm_ctx_t *ctx)
         cm_ctx_t tctx;
         cm_ctx_init(&tctx);
         if (write_trace(o->trace_path, p->trace, &tctx) < 0) {
+            cm_ctx_t failure;
+            cm_ctx_init(&failure);
+            cm_fail(&failure, tctx.code, "%s: %s", o->trace_path, tctx.msg);
             if (rc == 0)
-                rc = cm_fail(ctx, tctx.code, "%s: %s", o->trace_path, tctx.msg);
-            else if (o->warn) { /* a second failure, told as warnings are, with its code */
-                cm_ctx_t second;
-                cm_ctx_init(&second);
-                cm_fail(&second, tctx.code, "%s: %s", o->trace_path, tctx.msg);
-                o->warn(o->user, &second);
-            }
+                rc = cm__ctx_pass(ctx, &failure);
+            else if (o->warn) /* a second failure, told as warnings are, with its code */
+                o->warn(o->user, &failure);
         }
     }
     if (d->graph) {

@@ -30,14 +30,12 @@ cm_options_t cm__resolved(const cm_options_t *o)
 void cm__warn(const cm_options_t *o, cm_about_t about, const char *fmt, ...)
 {
     if (!o->warn) return;
-    cm_ctx_t w;
+    cm_ctx_t w; /* a warning: a message with code CM_OK */
     cm_ctx_init(&w);
-    char msg[CM_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    cm__vfail_about(&w, CM_OK, &about, fmt, ap);
     va_end(ap);
-    cm_fail_about(&w, CM_OK, about, "%s", msg); /* a warning: no failure, the same message */
     o->warn(o->user, &w);
 }
 

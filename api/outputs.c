@@ -40,20 +40,20 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
     const cm_image_info_t *in = cm_image_info(img);
     *w = (cm__outputs_t){.in = in, .out = out, .labels = labels, .bigtiff = o->bigtiff};
     /* The input's compression, unless it is lossy (the output would hold more than k colours)
-     * or one this build cannot write: then deflate. */
+     * or one this build cannot write: then deflate, which keeps colours exact. */
+    int deflate = -1, has_deflate = cm_compression_parse("deflate", &deflate);
     int compression = o->compression >= 0 ? o->compression : in->compression;
     if (o->compression < 0 && (cm_compression_lossy(compression) ||
                                !strcmp(cm_compression_name(compression), "unknown"))) {
         if (!cm_compression_lossy(compression))
             cm__warn(o, (cm_about_t){0}, "%s: its compression cannot be written; using deflate",
                      cm_image_path(img));
-        CM_TRY(cm_compression_parse("deflate", &compression));
+        CM_TRY(has_deflate);
+        compression = deflate;
     }
     w->palette = o->format == CM_FORMAT_PALETTE || (o->format == CM_FORMAT_AUTO && in->palette);
-    int exact = 0; /* deflate */
-    cm_compression_parse("deflate", &exact);
     if (cm_compression_lossy(compression) && !w->palette)
-        cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, exact},
+        cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, deflate},
                  "%s: %s is lossy: the output will hold more than %d colours", out,
                  cm_compression_name(compression), k);
     int d = cm_grid_features(&in->grid);

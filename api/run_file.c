@@ -38,6 +38,12 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The k an output asks for: its own, else the options'. */
+static int k_of(const cm_run_output_t *out, const cm_options_t *o)
+{
+    return out->k > 0 ? out->k : o->params.k;
+}
+
 static int check_request(const cm_run_output_t *outs, int n, const cm_options_t *o, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, !outs || n < 1 || n > RUN_K_MAX, CM_EUSAGE,
@@ -45,11 +51,10 @@ static int check_request(const cm_run_output_t *outs, int n, const cm_options_t 
     CM_FAIL_IF(ctx, n > 1 && o->init_path, CM_EUSAGE,
                "a file of centroids gives k: it cannot go with several outputs");
     for (int i = 0; i < n; i++) {
-        int k = outs[i].k > 0 ? outs[i].k : o->params.k;
+        int k = k_of(&outs[i], o);
         CM_FAIL_IF(ctx, !outs[i].out, CM_EUSAGE, "output %d has no path", i);
         for (int j = 0; j < i; j++)
-            CM_FAIL_IF(ctx, k == (outs[j].k > 0 ? outs[j].k : o->params.k), CM_EUSAGE,
-                       "k = %d is asked for twice", k);
+            CM_FAIL_IF(ctx, k == k_of(&outs[j], o), CM_EUSAGE, "k = %d is asked for twice", k);
     }
     return 0;
 }
@@ -200,7 +205,7 @@ int cm_run_file(const char *in_path, cm_run_output_t *outs, int n_outs, const cm
     CM_FAIL_IF(ctx, !r.outs, CM_ENOMEM, "out of memory");
     for (int i = 0; i < n_outs; i++) {
         outs[i].fitted = NULL;
-        r.outs[i] = (run_out_t){.req = &outs[i], .k = outs[i].k > 0 ? outs[i].k : o->params.k};
+        r.outs[i] = (run_out_t){.req = &outs[i], .k = k_of(&outs[i], o)};
     }
     int ran = run_phases(&r, ctx);
     if (ran < 0) {

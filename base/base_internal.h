@@ -7,8 +7,9 @@
 
 #include "cm_base.h"
 
-/* cm_fail with a va_list. */
+/* cm_fail with a va_list; and cm_fail_about (about NULL: about no setting). */
 int cm__vfail(cm_ctx_t *ctx, int code, const char *fmt, va_list ap);
+int cm__vfail_about(cm_ctx_t *ctx, int code, const cm_about_t *about, const char *fmt, va_list ap);
 
 /* Records from's failure (code, message and what it is about) in to, unless to holds one
  * already; returns from's code. Thread-safe for to. */

@@ -41,7 +41,7 @@ static void take_marks(cm_ctx_t *ctx)
     ctx->named_len = begin >= 0 ? end - begin : 0;
 }
 
-static int record(cm_ctx_t *ctx, int code, const cm_about_t *about, const char *fmt, va_list ap)
+int cm__vfail_about(cm_ctx_t *ctx, int code, const cm_about_t *about, const char *fmt, va_list ap)
 {
     if (!ctx) return code;
     lock(ctx);
@@ -57,14 +57,14 @@ static int record(cm_ctx_t *ctx, int code, const cm_about_t *about, const char *
 
 int cm__vfail(cm_ctx_t *ctx, int code, const char *fmt, va_list ap)
 {
-    return record(ctx, code, NULL, fmt, ap);
+    return cm__vfail_about(ctx, code, NULL, fmt, ap);
 }
 
 int cm_fail_about(cm_ctx_t *ctx, int code, cm_about_t about, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    record(ctx, code, &about, fmt, ap);
+    cm__vfail_about(ctx, code, &about, fmt, ap);
     va_end(ap);
     return code;
 }

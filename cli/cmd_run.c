@@ -163,7 +163,7 @@ static int name_outputs(const run_opts_t *o, cm_run_output_t *outs, int n, char 
                                                  o->summary_path};
     for (int i = 0; i < n; i++) {
         cm_run_output_t *r = &outs[i];
-        r->k = n > 1 ? o->o.ks[i] : o->o.init_path && !o->o.k_given ? 0 : o->o.params.k;
+        r->k = n > 1 ? o->o.ks[i] : 0; /* one k: the options' (0 when --init gives it) */
         if (n > 1) {
             r->out = owned[3 * i] = cli_path_with_k(o->out, r->k);
             r->labels = owned[3 * i + 1] = cli_path_with_k(o->labels, r->k);

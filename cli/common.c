@@ -85,7 +85,8 @@ static void advice_of(const cm_about_t *a, char *buf, size_t size)
         return;
     case CM_SETTING_TILE: snprintf(buf, size, " (use a larger --tile)"); return;
     case CM_SETTING_COMPRESSION:
-        snprintf(buf, size, " (use --compression deflate for exact colours)");
+        snprintf(buf, size, " (use --compression %s for exact colours)",
+                 cm_compression_name((int)a->need));
         return;
     case CM_SETTING_K:
         if (a->need > 0) {

@@ -571,17 +571,20 @@ static void test_open_rejects_zero_workers(void **state)
 
 /* ---- JPEG ------------------------------------------------------------------------------- */
 
+/* A JPEG-compressed YCbCr image, as cameras and GDAL write them. */
+static const fx_tiff_t ycbcr_jpeg = {.width = 100,
+                                     .height = 70,
+                                     .spp = 3,
+                                     .photometric = PHOTOMETRIC_YCBCR,
+                                     .compression = COMPRESSION_JPEG,
+                                     .tile_w = 32,
+                                     .tile_h = 32};
+
 static void test_jpeg_ycbcr_opens_as_three_bands_and_decodes_close_to_the_original(void **state)
 {
     (void)state;
     skip_unless_codec(COMPRESSION_JPEG);
-    fx_tiff_t l = {.width = 100,
-                   .height = 70,
-                   .spp = 3,
-                   .photometric = PHOTOMETRIC_YCBCR,
-                   .compression = COMPRESSION_JPEG,
-                   .tile_w = 32,
-                   .tile_h = 32};
+    fx_tiff_t l = ycbcr_jpeg;
     char path[FX_PATH_MAX];
     fx_path(path, "ycbcr.tif");
     fx_tiff_make(path, &l, smooth);
@@ -1446,13 +1449,7 @@ static void test_writer_jpeg_output_of_ycbcr_input_is_rgb_close_to_the_original(
 {
     (void)state;
     skip_unless_codec(COMPRESSION_JPEG);
-    fx_tiff_t l = {.width = 100,
-                   .height = 70,
-                   .spp = 3,
-                   .photometric = PHOTOMETRIC_YCBCR,
-                   .compression = COMPRESSION_JPEG,
-                   .tile_w = 32,
-                   .tile_h = 32};
+    fx_tiff_t l = ycbcr_jpeg;
     char path[FX_PATH_MAX], out[FX_PATH_MAX];
     fx_path(path, "jpeg-in.tif");
     fx_path(out, "jpeg-out.tif");

@@ -89,15 +89,27 @@ static cm_options_t options(heard_t *heard)
     return o;
 }
 
-/* Runs the library in fx_dir/lib (relative names, as the command gets them). */
+/* The library runs in fx_dir/lib, with relative names as the command gets them. */
+static char cwd[FX_PATH_MAX];
+
+static void enter_lib_dir(void)
+{
+    char lib[FX_PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(fx_path(lib, "lib")), 0);
+}
+
+static void leave_lib_dir(void)
+{
+    assert_int_equal(chdir(cwd), 0);
+}
+
 static int in_lib_dir(const char *in, cm_run_output_t *outs, int n, const cm_options_t *o,
                       cm_ctx_t *ctx)
 {
-    char here[FX_PATH_MAX], lib[FX_PATH_MAX];
-    assert_non_null(getcwd(here, sizeof here));
-    assert_int_equal(chdir(fx_path(lib, "lib")), 0);
+    enter_lib_dir();
     int rc = cm_run_file(in, outs, n, o, NULL, ctx);
-    assert_int_equal(chdir(here), 0);
+    leave_lib_dir();
     return rc;
 }
 
@@ -111,6 +123,17 @@ static void same(const char *name)
     fx_path(b, rb);
     if (!fx_exists(a) || !fx_exists(b)) fail_msg("%s: missing from cmd/ or lib/", name);
     if (!fx_same_bytes(a, b)) fail_msg("%s: the command and the library differ", name);
+}
+
+/* Requires every file of the n outputs to be the same in cmd/ and lib/; frees their models. */
+static void same_outputs(cm_run_output_t *outs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        cm_model_free(outs[i].fitted);
+        same(outs[i].out);
+        same(outs[i].labels);
+        same(outs[i].model);
+    }
 }
 
 static void test_a_plain_photo(void **state)
@@ -128,10 +151,7 @@ static void test_a_plain_photo(void **state)
     cm_ctx_init(&ctx);
     assert_int_equal(in_lib_dir("../photo.tif", &out, 1, &o, &ctx), 0);
     assert_int_equal(out.fitted->k, 8);
-    cm_model_free(out.fitted);
-    same("p.tif");
-    same("p.labels.tif");
-    same("p.json");
+    same_outputs(&out, 1);
     same("p.summary.json");
 }
 
@@ -153,13 +173,8 @@ static void test_b_a_list_of_k(void **state)
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     assert_int_equal(in_lib_dir("../photo.tif", outs, 3, &o, &ctx), 0);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(outs[i].fitted->k, outs[i].k);
-        cm_model_free(outs[i].fitted);
-        same(outs[i].out);
-        same(outs[i].labels);
-        same(outs[i].model);
-    }
+    for (int i = 0; i < 3; i++) assert_int_equal(outs[i].fitted->k, outs[i].k);
+    same_outputs(outs, 3);
     same("l.summary.json");
 }
 
@@ -182,7 +197,6 @@ static void test_c_alpha_and_nodata_with_fewer_valid_pixels_than_k(void **state)
     cm_ctx_init(&ctx);
     assert_int_equal(in_lib_dir("../masked.tif", &one, 1, &o, &ctx), 0);
     assert_int_equal(one.fitted->k, 16); /* lowered to the valid pixels */
-    cm_model_free(one.fitted);
     /* The library warned about k in its own words, and the command said it with its flag. */
     assert_int_equal(heard.n, 1);
     assert_int_equal(heard.w[0].about.setting, CM_SETTING_K);
@@ -196,9 +210,7 @@ static void test_c_alpha_and_nodata_with_fewer_valid_pixels_than_k(void **state)
     text[size] = '\0';
     assert_non_null(strstr(text, "-k 20 is more than its 16 pixels that take part; using k=16"));
     free(text);
-    same("m.tif");
-    same("m.labels.tif");
-    same("m.json");
+    same_outputs(&one, 1);
 
     o.summary_path = "n.summary.json";
     cm_run_output_t two[2] = {{5, "n.k5.tif", "n.labels.k5.tif", "n.k5.json", NULL},
@@ -206,12 +218,7 @@ static void test_c_alpha_and_nodata_with_fewer_valid_pixels_than_k(void **state)
     assert_int_equal(in_lib_dir("../masked.tif", two, 2, &o, &ctx), 0);
     assert_int_equal(two[0].fitted->k, 5);
     assert_int_equal(two[1].fitted->k, 16);
-    for (int i = 0; i < 2; i++) {
-        cm_model_free(two[i].fitted);
-        same(two[i].out);
-        same(two[i].labels);
-        same(two[i].model);
-    }
+    same_outputs(two, 2);
     same("n.summary.json");
 }
 
@@ -223,15 +230,13 @@ static void test_d_a_fit_on_three_files(void **state)
     cm_options_t o = options(&heard);
     o.params.k = 6;
     const char *ins[3] = {"../a.tif", "../b.tif", "../c.tif"};
-    char here[FX_PATH_MAX], lib[FX_PATH_MAX];
-    assert_non_null(getcwd(here, sizeof here));
-    assert_int_equal(chdir(fx_path(lib, "lib")), 0);
+    enter_lib_dir();
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_model_t *model = NULL;
     cm_model_meta_t meta;
     int rc = cm_fit_files(ins, 3, "f.json", &o, &model, &meta, &ctx);
-    assert_int_equal(chdir(here), 0);
+    leave_lib_dir();
     assert_int_equal(rc, 0);
     assert_int_equal(model->k, 6);
     assert_int_equal(meta.bands, 3);
