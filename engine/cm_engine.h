@@ -109,6 +109,7 @@ typedef struct cm_params {
     const double *init_centroids;
     int init_k;
     cm_init_t init;     /* k-means++ (the default) or random; init_centres, when set, wins */
+    int n_init;         /* starts tried on the sample, the lowest inertia wins (0: default) */
     cm_dither_t dither; /* of the remap */
     uint64_t seed;
     int max_iter;        /* mini-batch step limit, or exact iteration limit */

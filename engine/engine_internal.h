@@ -170,11 +170,21 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
  * took), iterations and converged. */
 int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t *m, cm_ctx_t *ctx);
 
-/* Up to max_iter Lloyd iterations on the n sample points (d features each, standardised if m
- * is), moving m's centres to exact means of the sample. Sets counts, and *inertia to the
- * sample's inertia at the last assignment. */
-int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
-               double *inertia, cm_ctx_t *ctx);
+/* How cm__polish iterates: at most max_iter times, stopping early when no centre moves more
+ * than p->tol or when an iteration lowers the inertia by less than the fraction gain of it
+ * (0: never); here: in the calling thread (a task of a larger graph), else as a graph. */
+typedef struct cm__lloyd {
+    int max_iter;
+    double gain;
+    bool here;
+} cm__lloyd_t;
+
+/* Lloyd iterations on the n sample points (d features each, standardised if m is), moving m's
+ * centres to exact means of the sample; an empty centre moves to a far point. Sets counts,
+ * and *inertia to the sample's inertia at the last assignment. The same result either way
+ * how->here is set. */
+int cm__polish(const float *pts, int64_t n, const cm_params_t *p, const cm__lloyd_t *how,
+               cm_model_t *m, double *inertia, cm_ctx_t *ctx);
 
 /* Nearest centres of n points with a kernel (soa: d rows of k; dist: k floats of scratch);
  * points with valid[i] == 0 are skipped (valid NULL: none). */

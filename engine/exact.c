@@ -3,6 +3,7 @@
  * up to 3 colour bands), where an iteration costs the number of distinct colours, not pixels.
  * Sums are exact integers where the features are (unscaled integer samples), so both modes
  * give the very same centres from the same start. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,22 @@ static void sums_merge(sums_t *into, const sums_t *from, int k, int d)
     for (int j = 0; j < k; j++) into->count[j] += from->count[j];
 }
 
+/* What a part saw besides its sums: its inertia, and the point farthest from every centre
+ * (where an empty centre goes next). */
+typedef struct part_stat {
+    double inertia;
+    float far_d2; /* -1: none */
+    float far[CM_BANDS_MAX];
+} part_stat_t;
+
+/* Keeps x as the part's farthest point when it lies farther than the one kept. */
+static inline void note_far(part_stat_t *st, const float *x, float d2, int d)
+{
+    if (d2 <= st->far_d2) return;
+    st->far_d2 = d2;
+    memcpy(st->far, x, sizeof(float) * d);
+}
+
 /* The shared state of one iteration. */
 typedef struct iteration {
     const cm_source_t *src;
@@ -66,13 +83,14 @@ typedef struct iteration {
     sums_t total;
     sums_t *parts; /* per chunk (Lloyd) or per part (histogram) */
     double inertia;
-    double *part_inertia;
+    part_stat_t *stat; /* per part */
     /* histogram: distinct colours (keys) and counts; or points: the fitting sample */
     const uint32_t *colors;
     const uint32_t *weights;
     int64_t n_colors;
     const float *pts;
     int64_t n_pts;
+    bool here; /* parts run in the calling thread, in order (itself a task of a graph) */
 } iteration_t;
 
 /* Lloyd: assigns every valid pixel of a chunk and sums it into the chunk's own sums. */
@@ -91,7 +109,8 @@ static int lloyd_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
     int rc = buf && feat && dist && d2 && valid && labels && sums_alloc(s, it->k, it->d, it->exact)
                  ? it->src->read(it->src->self, worker, idx, buf, ctx)
                  : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)idx);
-    double inertia = 0.0;
+    part_stat_t *st = &it->stat[idx];
+    *st = (part_stat_t){.far_d2 = -1.f};
     for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
         int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
         cm__to_features(&it->fmt, buf, first, m, feat, valid);
@@ -99,10 +118,10 @@ static int lloyd_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         for (int64_t i = 0; i < m; i++) {
             if (!valid[i]) continue;
             sums_add(s, it->d, labels[i], feat + i * it->d, 1);
-            inertia += d2[i];
+            st->inertia += d2[i];
+            note_far(st, feat + i * it->d, d2[i], it->d);
         }
     }
-    it->part_inertia[idx] = inertia;
     free(labels);
     free(valid);
     free(d2);
@@ -117,7 +136,7 @@ static int merge_part(void *user, int64_t idx, cm_ctx_t *ctx)
 {
     iteration_t *it = user;
     sums_merge(&it->total, &it->parts[idx], it->k, it->d);
-    it->inertia += it->part_inertia[idx];
+    it->inertia += it->stat[idx].inertia;
     sums_free(&it->parts[idx]);
     return 0;
 }
@@ -134,7 +153,8 @@ static int histogram_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         free(dist);
         return cm_fail(ctx, CM_ENOMEM, "out of memory");
     }
-    double inertia = 0.0;
+    part_stat_t *st = &it->stat[idx];
+    *st = (part_stat_t){.far_d2 = -1.f};
     for (int64_t i = first; i < last; i++) {
         /* The colour's features, as cm__to_features makes them from its samples. */
         uint8_t px[3];
@@ -152,32 +172,41 @@ static int histogram_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         float d2;
         int j = cm__nearest_soa(it->soa, it->k, it->d, x, dist, &d2);
         sums_add(s, it->d, j, x, it->weights[i]);
-        inertia += (double)d2 * it->weights[i];
+        st->inertia += (double)d2 * it->weights[i];
+        note_far(st, x, d2, it->d);
     }
-    it->part_inertia[idx] = inertia;
     free(dist);
     return 0;
 }
 
-/* Points: assigns a slice of the fitting sample. */
+/* Points: assigns a slice of the fitting sample, a block at a time with p's kernel. */
 static int points_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
     iteration_t *it = user;
     int64_t first = it->n_pts * idx / HIST_PARTS, last = it->n_pts * (idx + 1) / HIST_PARTS;
     sums_t *s = &it->parts[idx];
-    float *dist = malloc(sizeof(float) * (size_t)it->k);
-    if (!dist || !sums_alloc(s, it->k, it->d, false)) {
+    float *dist = malloc(sizeof(float) * (size_t)it->k), *d2 = malloc(sizeof(float) * BLOCK);
+    uint16_t *labels = malloc(sizeof(uint16_t) * BLOCK);
+    if (!dist || !d2 || !labels || !sums_alloc(s, it->k, it->d, false)) {
+        free(labels);
+        free(d2);
         free(dist);
         return cm_fail(ctx, CM_ENOMEM, "out of memory");
     }
-    double inertia = 0.0;
-    for (int64_t i = first; i < last; i++) {
-        float d2;
-        const float *x = it->pts + i * it->d;
-        sums_add(s, it->d, cm__nearest_soa(it->soa, it->k, it->d, x, dist, &d2), x, 1);
-        inertia += d2;
+    part_stat_t *st = &it->stat[idx];
+    *st = (part_stat_t){.far_d2 = -1.f};
+    for (int64_t at = first; at < last; at += BLOCK) {
+        int64_t m = last - at < BLOCK ? last - at : BLOCK;
+        const float *x = it->pts + at * it->d;
+        cm__assign_block(it->kernel, it->soa, it->k, it->d, x, m, NULL, labels, d2, dist);
+        for (int64_t i = 0; i < m; i++) {
+            sums_add(s, it->d, labels[i], x + i * it->d, 1);
+            st->inertia += d2[i];
+            note_far(st, x + i * it->d, d2[i], it->d);
+        }
     }
-    it->part_inertia[idx] = inertia;
+    free(labels);
+    free(d2);
     free(dist);
     return 0;
 }
@@ -189,6 +218,16 @@ static int run_iteration(iteration_t *it, int64_t n_parts,
 {
     CM_FAIL_IF(ctx, !sums_alloc(&it->total, it->k, it->d, it->exact), CM_ENOMEM, "out of memory");
     it->inertia = 0.0;
+    if (it->here) {
+        int rc = 0;
+        for (int64_t i = 0; rc == 0 && i < n_parts; i++) {
+            rc = p->cancel && *p->cancel ? cm_fail(ctx, CM_ECANCELED, "interrupted")
+                                         : part(it, i, 0, ctx);
+            if (rc == 0) rc = merge_part(it, i, ctx);
+        }
+        for (int64_t i = 0; i < n_parts; i++) sums_free(&it->parts[i]);
+        return rc;
+    }
     cm__items_t parts = {.n = n_parts,
                          .each = part,
                          .then = merge_part,
@@ -201,14 +240,31 @@ static int run_iteration(iteration_t *it, int64_t n_parts,
     return rc;
 }
 
-/* Moves every centre that took points to their mean; returns the largest move, in sample
- * units (std scales it back when the features are standardised). */
-static double update(iteration_t *it, double *c, const double *std)
+/* Moves an empty centre j to the farthest point the parts saw that no centre has taken yet
+ * (the first part's among equals), as scikit-learn does; false when every point lies on a
+ * centre (fewer distinct values than k), where it stays. */
+static bool relocate(iteration_t *it, int64_t n_parts, int j, double *c)
+{
+    int64_t far = -1;
+    for (int64_t q = 0; q < n_parts; q++)
+        if (it->stat[q].far_d2 > 0.f && (far < 0 || it->stat[q].far_d2 > it->stat[far].far_d2))
+            far = q;
+    if (far < 0) return false;
+    for (int b = 0; b < it->d; b++) c[(size_t)j * it->d + b] = it->stat[far].far[b];
+    it->stat[far].far_d2 = -1.f;
+    return true;
+}
+
+/* Moves every centre that took points to their mean, and every empty one to a far point;
+ * returns the largest move, in sample units (std scales it back when the features are
+ * standardised), infinite when a centre was relocated. */
+static double update(iteration_t *it, int64_t n_parts, double *c, const double *std)
 {
     double shift_max = 0.0;
     for (int j = 0; j < it->k; j++) {
         int64_t n = it->total.count[j];
-        if (n == 0) continue; /* an empty centre stays where it is */
+        if (n == 0 && relocate(it, n_parts, j, c)) shift_max = INFINITY;
+        if (n == 0) continue;
         double shift = 0.0;
         for (int b = 0; b < it->d; b++) {
             size_t at = (size_t)j * it->d + b;
@@ -290,27 +346,29 @@ static int build_histogram(const cm_source_t *src, const cm__pixfmt_t *fmt, cons
     return rc;
 }
 
-int cm__polish(const float *pts, int64_t n, const cm_params_t *p, int max_iter, cm_model_t *m,
-               double *inertia, cm_ctx_t *ctx)
+int cm__polish(const float *pts, int64_t n, const cm_params_t *p, const cm__lloyd_t *how,
+               cm_model_t *m, double *inertia, cm_ctx_t *ctx)
 {
     int k = m->k, d = m->d;
-    iteration_t it = {.k = k, .d = d, .pts = pts, .n_pts = n};
+    iteration_t it = {
+        .k = k, .d = d, .pts = pts, .n_pts = n, .kernel = p->kernel, .here = how->here};
     it.soa = malloc(sizeof(float) * (size_t)k * d);
     it.parts = calloc(HIST_PARTS, sizeof(sums_t));
-    it.part_inertia = calloc(HIST_PARTS, sizeof(double));
-    int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
-    for (int iter = 0; rc == 0 && iter < max_iter; iter++) {
+    it.stat = calloc(HIST_PARTS, sizeof(part_stat_t));
+    int rc = it.soa && it.parts && it.stat ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    for (int iter = 0; rc == 0 && iter < how->max_iter; iter++) {
         cm__centroids_soa(m->centroids, k, d, it.soa);
         rc = run_iteration(&it, HIST_PARTS, points_part, 0, p, ctx);
         if (rc < 0) break;
-        double shift = update(&it, m->centroids, m->std);
+        double shift = update(&it, HIST_PARTS, m->centroids, m->std);
         for (int j = 0; j < k; j++) m->counts[j] = it.total.count[j];
+        bool slow = iter > 0 && *inertia - it.inertia < how->gain * it.inertia;
         *inertia = it.inertia;
         sums_free(&it.total);
-        if (shift < p->tol) break;
+        if (shift < p->tol || (slow && isfinite(shift))) break; /* not right after a relocation */
     }
     sums_free(&it.total);
-    free(it.part_inertia);
+    free(it.stat);
     free(it.parts);
     free(it.soa);
     return rc;
@@ -336,8 +394,8 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     uint32_t *keys = NULL, *weights = NULL;
     it.soa = malloc(sizeof(float) * (size_t)k * d);
     it.parts = calloc((size_t)n_parts, sizeof(sums_t));
-    it.part_inertia = calloc((size_t)n_parts, sizeof(double));
-    int rc = it.soa && it.parts && it.part_inertia ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    it.stat = calloc((size_t)n_parts, sizeof(part_stat_t));
+    int rc = it.soa && it.parts && it.stat ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
     if (rc == 0 && histogram && sample && sample->hist_keys) { /* counted by an earlier fit */
         it.colors = sample->hist_keys;
         it.weights = sample->hist_weights;
@@ -367,7 +425,7 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
         rc = run_iteration(&it, n_parts, histogram ? histogram_part : lloyd_part, part_bytes, p,
                            ctx);
         if (rc < 0) break;
-        double shift = update(&it, m->centroids, m->std);
+        double shift = update(&it, n_parts, m->centroids, m->std);
         for (int j = 0; j < k; j++) m->counts[j] = it.total.count[j];
         m->inertia = it.inertia;
         sums_free(&it.total);
@@ -380,7 +438,7 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
     m->converged = converged;
     free(keys);
     free(weights);
-    free(it.part_inertia);
+    free(it.stat);
     free(it.parts);
     free(it.soa);
     return rc;

@@ -1,17 +1,27 @@
 /* The fit on a sample, phase by phase: the parameters checked, a model shaped like the sample,
- * starting centroids (given, k-means++ or random) among its points, then mini-batch steps
- * settled by Lloyd iterations on the sample (minibatch.c, exact.c) or an exact mode over the
- * whole image (exact.c), and the centroids back in sample units. Reads no pixels itself. */
+ * starting centroids (given, or the best of several greedy k-means++ or random starts, each
+ * settled by Lloyd iterations on a subset of the sample), then mini-batch steps settled by
+ * Lloyd iterations on the sample (minibatch.c, exact.c) or an exact mode over the whole image
+ * (exact.c), and the centroids back in sample units. Reads no pixels itself. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
 
 enum {
-    INIT_POINTS_MAX = 200000, /* k-means++ runs on at most this many sample points */
-    POLISH_MAX = 10,          /* Lloyd iterations on the sample after the steps */
-    LLOYD_MAX = 100,          /* Lloyd iterations on the sample from the k-means++ start */
+    START_POINTS_MAX = 200000, /* the starts are tried on at most this many sample points, */
+    START_LLOYD_MAX = 20,      /* with Lloyd iterations until one gains less than START_GAIN */
+    N_INIT_DEFAULT = 5,        /* starts when p->n_init is 0 (measured: benchmarks/quality.sh) */
+    POLISH_MAX = 10,           /* Lloyd iterations on the sample after the steps */
+    LLOYD_MAX = 100,           /* Lloyd iterations on the sample from the start */
 };
+static const double START_GAIN = 1e-4;
+
+static int n_init_of(const cm_params_t *p)
+{
+    return p->n_init > 0 ? p->n_init : N_INIT_DEFAULT;
+}
 
 /* What every fit refuses before any work: k out of range, no steps, and several sources with
  * an algorithm that reads one image. */
@@ -22,6 +32,8 @@ static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm
                "there must be 1 to 65535 starting centres, not %d", k);
     CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
     CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
+    CM_FAIL_IF(ctx, p->n_init < 0, CM_EUSAGE, "the number of starts must be positive, not %d",
+               p->n_init);
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
                "the step limit and the batch size must be positive");
     CM_FAIL_IF(ctx, n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,
@@ -52,23 +64,39 @@ static int model_for(const cm_sample_t *sample, const cm_params_t *p, cm_model_t
     return 0;
 }
 
-/* k-means++ on an evenly strided subset of the n sample points. */
-static int kmeanspp_subset(const float *pts, int64_t n, int d, int k, const cm_params_t *p,
-                           double *centroids, cm_ctx_t *ctx)
+/* The starts of a fit: one task per start, each on the same subset of the sample. */
+typedef struct starts {
+    const cm_params_t *p;
+    const cm_model_t *m; /* shape and scaling */
+    const float *pts;    /* the subset */
+    int64_t n;
+    double *centroids; /* per start: k * d */
+    int64_t *counts;   /* per start: k */
+    double *inertia;   /* per start */
+} starts_t;
+
+/* Start i: chosen by p->init among the subset's points with its own seed, then settled by
+ * Lloyd iterations on the subset, all in this task's thread. */
+static int one_start(void *user, int64_t i, int worker, cm_ctx_t *ctx)
 {
-    int64_t stride = n > INIT_POINTS_MAX ? (n + INIT_POINTS_MAX - 1) / INIT_POINTS_MAX : 1;
-    int64_t n_init = (n + stride - 1) / stride;
-    float *init = stride > 1 ? malloc(sizeof(float) * (size_t)n_init * d) : NULL;
-    CM_FAIL_IF(ctx, stride > 1 && !init, CM_ENOMEM, "out of memory seeding");
-    for (int64_t i = 0; stride > 1 && i < n_init; i++)
-        memcpy(init + i * d, pts + i * stride * d, sizeof(float) * d);
-    int rc = cm__kmeanspp(init ? init : pts, n_init, d, k, p->seed, p->cancel, centroids, ctx);
-    free(init);
-    return rc;
+    (void)worker;
+    const starts_t *s = user;
+    const cm_params_t *p = s->p;
+    int k = s->m->k, d = s->m->d;
+    cm_model_t trial = *s->m; /* its shape and scaling, this start's centres and counts */
+    trial.centroids = s->centroids + (size_t)i * k * d;
+    trial.counts = s->counts + (size_t)i * k;
+    uint64_t seed = i == 0 ? p->seed : cm__mix64(p->seed, (uint64_t)i);
+    CM_TRY(p->init == CM_INIT_RANDOM
+               ? cm__init_random(s->pts, s->n, d, k, seed, trial.centroids, ctx)
+               : cm__kmeanspp(s->pts, s->n, d, k, seed, p->cancel, trial.centroids, ctx));
+    const cm__lloyd_t settle = {.max_iter = START_LLOYD_MAX, .gain = START_GAIN, .here = true};
+    return cm__polish(s->pts, s->n, p, &settle, &trial, &s->inertia[i], ctx);
 }
 
-/* The starting centroids of m, in the features of the fit: p's own, or chosen by p->init among
- * the sample's points. */
+/* The starting centroids of m, in the features of the fit: p's own, or the best of the starts
+ * p asks for, tried in parallel on an evenly strided subset of the sample: the one of lowest
+ * inertia there wins (the first of equals), whatever the threads. */
 static int start_centroids(const cm_sample_t *sample, const cm_params_t *p, cm_model_t *m,
                            cm_ctx_t *ctx)
 {
@@ -80,9 +108,33 @@ static int start_centroids(const cm_sample_t *sample, const cm_params_t *p, cm_m
                                   p->init_centroids + (size_t)j * d, m->centroids + (size_t)j * d);
         return 0;
     }
-    if (p->init == CM_INIT_RANDOM)
-        return cm__init_random(sample->pts, sample->n, d, k, p->seed, m->centroids, ctx);
-    return kmeanspp_subset(sample->pts, sample->n, d, k, p, m->centroids, ctx);
+    int64_t n = sample->n, stride = (n + START_POINTS_MAX - 1) / START_POINTS_MAX;
+    if (stride < 1) stride = 1;
+    int n_init = n_init_of(p);
+    starts_t s = {.p = p,
+                  .m = m,
+                  .n = (n + stride - 1) / stride,
+                  .centroids = malloc(sizeof(double) * (size_t)n_init * k * d),
+                  .counts = malloc(sizeof(int64_t) * (size_t)n_init * k),
+                  .inertia = malloc(sizeof(double) * (size_t)n_init)};
+    float *sub = stride > 1 ? malloc(sizeof(float) * (size_t)s.n * d) : NULL;
+    int rc = (stride == 1 || sub) && s.centroids && s.counts && s.inertia
+                 ? 0
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory seeding %d clusters", k);
+    for (int64_t i = 0; rc == 0 && sub && i < s.n; i++)
+        memcpy(sub + i * d, sample->pts + i * stride * d, sizeof(float) * d);
+    s.pts = sub ? sub : sample->pts;
+    cm__items_t starts = {.n = n_init, .each = one_start, .user = &s, .kind = "start"};
+    if (rc == 0) rc = cm__run_items(&starts, p, "start", ctx);
+    int best = 0;
+    for (int i = 1; rc == 0 && i < n_init; i++)
+        if (s.inertia[i] < s.inertia[best]) best = i;
+    if (rc == 0) memcpy(m->centroids, s.centroids + (size_t)best * k * d, sizeof(double) * k * d);
+    free(sub);
+    free(s.inertia);
+    free(s.counts);
+    free(s.centroids);
+    return rc;
 }
 
 /* Mini-batch steps from m's centroids, then a few Lloyd iterations on the in-memory sample to
@@ -97,7 +149,8 @@ static int fit_minibatch(const cm_sample_t *sample, const cm_params_t *p, cm_mod
     if (start) memcpy(start, m->centroids, sizeof(double) * n_values);
     double mb_inertia = 0.0, lloyd_inertia = 0.0;
     int rc = cm__minibatch(sample->pts, sample->n, p, m, ctx);
-    if (rc == 0) rc = cm__polish(sample->pts, sample->n, p, POLISH_MAX, m, &mb_inertia, ctx);
+    const cm__lloyd_t polish = {.max_iter = POLISH_MAX}, lloyd = {.max_iter = LLOYD_MAX};
+    if (rc == 0) rc = cm__polish(sample->pts, sample->n, p, &polish, m, &mb_inertia, ctx);
     m->inertia = mb_inertia; /* the sample's, until a remap measures the image's */
     int64_t *alt_counts = rc == 0 && start ? calloc((size_t)m->k, sizeof(int64_t)) : NULL;
     if (alt_counts) {
@@ -105,7 +158,7 @@ static int fit_minibatch(const cm_sample_t *sample, const cm_params_t *p, cm_mod
         int64_t *counts = m->counts;
         m->centroids = start;
         m->counts = alt_counts;
-        rc = cm__polish(sample->pts, sample->n, p, LLOYD_MAX, m, &lloyd_inertia, ctx);
+        rc = cm__polish(sample->pts, sample->n, p, &lloyd, m, &lloyd_inertia, ctx);
         bool better = rc == 0 && lloyd_inertia < mb_inertia;
         if (better) m->inertia = lloyd_inertia;
         m->centroids = better ? start : mine;

@@ -1,9 +1,13 @@
-/* The starting centres of a fit, chosen among the points of an in-memory sample: k-means++
- * seeding (Arthur and Vassilvitskii, 2007), or points drawn uniformly. */
+/* The starting centres of a fit, chosen among the points of an in-memory sample: greedy
+ * k-means++ seeding (Arthur and Vassilvitskii, 2007, with the greedy choice among several
+ * candidates that scikit-learn makes), or points drawn uniformly. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+
+enum { TRIALS_MAX = 16 };
 
 static float dist2(const float *a, const double *c, int d)
 {
@@ -15,12 +19,32 @@ static float dist2(const float *a, const double *c, int d)
     return s;
 }
 
+/* A point drawn with probability proportional to its squared distance dmin to the centres so
+ * far (total is their sum); any point when every one lies on a centre. */
+static int64_t draw_far(const float *dmin, int64_t n, double total, cm__rng_t *rng)
+{
+    if (total <= 0.0) return (int64_t)cm__rng_below(rng, (uint64_t)n);
+    double r = cm__rng_uniform(rng) * total, acc = 0.0;
+    int64_t pick = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (dmin[i] <= 0.f) continue;
+        pick = i;
+        acc += dmin[i];
+        if (acc > r) break;
+    }
+    return pick;
+}
+
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
                  const volatile sig_atomic_t *cancel, double *centroids, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, n <= 0 || k <= 0, CM_EINPUT, "no valid pixels to fit %d clusters on", k);
     float *dmin = malloc(sizeof(float) * (size_t)n);
     CM_FAIL_IF(ctx, !dmin, CM_ENOMEM, "out of memory seeding %d clusters", k);
+    /* Each centre after the first is the best of a few candidates drawn as k-means++ draws
+     * one: the one that lowers the sum of squared distances most. */
+    int trials = 2 + (int)log(k);
+    if (trials > TRIALS_MAX) trials = TRIALS_MAX;
 
     cm__rng_t rng;
     cm__rng_init(&rng, seed, 0x6b6d65616e732b2bULL /* "kmeans++" */);
@@ -37,27 +61,25 @@ int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
             free(dmin);
             return cm_fail(ctx, CM_ECANCELED, "interrupted");
         }
-        int64_t pick;
-        if (total > 0.0) {
-            /* Draw a point with probability proportional to its squared distance. */
-            double r = cm__rng_uniform(&rng) * total, acc = 0.0;
-            pick = -1;
-            for (int64_t i = 0; i < n; i++) {
-                if (dmin[i] <= 0.f) continue;
-                pick = i;
-                acc += dmin[i];
-                if (acc > r) break;
-            }
-        } else {
-            /* Every point coincides with a centre: fewer distinct values than k. */
-            pick = (int64_t)cm__rng_below(&rng, (uint64_t)n);
+        double cand[TRIALS_MAX][CM_BANDS_MAX], pot[TRIALS_MAX] = {0};
+        for (int t = 0; t < trials; t++) {
+            int64_t pick = draw_far(dmin, n, total, &rng);
+            for (int b = 0; b < d; b++) cand[t][b] = pts[pick * d + b];
         }
+        for (int64_t i = 0; i < n; i++)
+            for (int t = 0; t < trials; t++) {
+                float u = dist2(pts + i * d, cand[t], d);
+                pot[t] += u < dmin[i] ? u : dmin[i];
+            }
+        int best = 0;
+        for (int t = 1; t < trials; t++)
+            if (pot[t] < pot[best]) best = t;
         double *cj = centroids + (size_t)j * d;
-        for (int b = 0; b < d; b++) cj[b] = pts[pick * d + b];
+        for (int b = 0; b < d; b++) cj[b] = cand[best][b];
         total = 0.0;
         for (int64_t i = 0; i < n; i++) {
-            float t = dist2(pts + i * d, cj, d);
-            if (t < dmin[i]) dmin[i] = t;
+            float u = dist2(pts + i * d, cj, d);
+            if (u < dmin[i]) dmin[i] = u;
             total += dmin[i];
         }
     }

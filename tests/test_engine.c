@@ -1167,6 +1167,11 @@ static void test_lloyd_and_histogram_give_the_same_centroids(void **state)
                 cm_params_t p = params(5, 3, t ? 3 : 1);
                 p.algorithm = alg ? CM_ALG_HISTOGRAM : CM_ALG_LLOYD;
                 p.max_iter = 50;
+                /* Given centres, not a start that Lloyd on the sample already settled. */
+                static const double start[5 * 3] = {10, 20,  30,  200, 10, 90,  60, 160,
+                                                    40, 120, 120, 120, 30, 230, 220};
+                p.init_centroids = start;
+                p.init_k = 5;
                 m[alg][t] = fit_only(&src, &p);
                 assert_int_equal(m[alg][t]->algorithm, p.algorithm);
             }
@@ -1523,6 +1528,89 @@ static void test_kmeanspp_picks_spread_centroids_on_separate_clusters(void **sta
         }
         assert_true(seen[0] && seen[1] && seen[2] && seen[3]);
     }
+}
+
+/* ---- k colours delivered ------------------------------------------------------------------ */
+
+/* Distinct RGB colours of an 8-bit RGB image. */
+static int distinct_rgb(const uint8_t *px, int64_t n)
+{
+    uint8_t *seen = calloc((size_t)1 << 24, 1);
+    assert_non_null(seen);
+    int count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t key = (uint32_t)px[i * 3] << 16 | (uint32_t)px[i * 3 + 1] << 8 | px[i * 3 + 2];
+        count += !seen[key];
+        seen[key] = 1;
+    }
+    free(seen);
+    return count;
+}
+
+/* An image of the first colour, with n_of[c] pixels of colour c > 0 at odd pixel indices (so
+ * that an evenly strided half of the pixels holds none of them), 202 apart. */
+static image_t image_of_colors(int64_t w, int64_t h, const uint8_t (*colors)[3], int n_colors,
+                               const int64_t *n_of)
+{
+    image_t im = image_new(w, h, 3, -1);
+    for (int64_t i = 0; i < image_pixels(&im); i++) memcpy(im.px + i * 3, colors[0], 3);
+    int64_t at = 1;
+    for (int c = 1; c < n_colors; c++)
+        for (int64_t i = 0; i < n_of[c]; i++, at += 202)
+            memcpy(im.px + (at % image_pixels(&im)) * 3, colors[c], 3);
+    return im;
+}
+
+static void test_k_distinct_colors_come_out_of_k_plus_one_unequal_ones(void **state)
+{
+    (void)state;
+    /* Six colours from 99 % of the pixels down to a single one; k = 5 must give 5 colours
+     * (an empty or repeated centre would give fewer), for every seed, algorithm and -j. The
+     * starts are drawn from part of the sample, which may hold fewer than 5 of them. */
+    static const uint8_t colors[6][3] = {{30, 30, 30},   {220, 210, 200}, {200, 40, 40},
+                                         {40, 180, 60},  {30, 60, 220},   {250, 240, 20}};
+    static const int64_t n_of[6] = {0, 600, 40, 20, 3, 1};
+    image_t im = image_of_colors(600, 500, colors, 6, n_of);
+    assert_int_equal(distinct_rgb(im.px, image_pixels(&im)), 6);
+    static const cm_algorithm_t algs[] = {CM_ALG_MINIBATCH, CM_ALG_LLOYD, CM_ALG_HISTOGRAM};
+    for (size_t a = 0; a < sizeof algs / sizeof algs[0]; a++)
+        for (uint64_t seed = 0; seed < 4; seed++) {
+            uint8_t *px[2];
+            for (int t = 0; t < 2; t++) {
+                cm_params_t p = params(5, seed, t + 1);
+                p.algorithm = algs[a];
+                mem_sink_t out;
+                cm_model_t *m = fit_remap(&im, 64, 48, &p, false, &out);
+                assert_int_equal(distinct_rgb(out.px, image_pixels(&im)), 5);
+                px[t] = malloc(image_bytes(&im));
+                assert_non_null(px[t]);
+                memcpy(px[t], out.px, image_bytes(&im));
+                sink_free(&out);
+                cm_model_free(m);
+            }
+            assert_memory_equal(px[0], px[1], image_bytes(&im)); /* -j1 and -j2 alike */
+            free(px[0]);
+            free(px[1]);
+        }
+    image_free(&im);
+}
+
+static void test_fewer_colors_than_k_come_back_exactly(void **state)
+{
+    (void)state;
+    /* Three colours and k = 5: each pixel keeps its own colour. */
+    static const uint8_t colors[3][3] = {{10, 20, 30}, {200, 100, 50}, {11, 20, 30}};
+    static const int64_t n_of[3] = {0, 50, 2};
+    image_t im = image_of_colors(120, 80, colors, 3, n_of);
+    for (uint64_t seed = 0; seed < 3; seed++) {
+        cm_params_t p = params(5, seed, 2);
+        mem_sink_t out;
+        cm_model_t *m = fit_remap(&im, 64, 64, &p, false, &out);
+        assert_memory_equal(out.px, im.px, image_bytes(&im));
+        sink_free(&out);
+        cm_model_free(m);
+    }
+    image_free(&im);
 }
 
 /* The index of the point that centre c (d values) is, or -1 when it is none of them. */
@@ -3467,6 +3555,8 @@ int main(void)
         cmocka_unit_test(test_progress_reaches_the_total_of_every_stage),
         cmocka_unit_test(test_kmeanspp_fills_k_centroids_from_fewer_distinct_points),
         cmocka_unit_test(test_kmeanspp_picks_spread_centroids_on_separate_clusters),
+        cmocka_unit_test(test_k_distinct_colors_come_out_of_k_plus_one_unequal_ones),
+        cmocka_unit_test(test_fewer_colors_than_k_come_back_exactly),
         cmocka_unit_test(test_random_init_draws_distinct_sample_points_by_seed),
         cmocka_unit_test(test_random_init_fits_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nearest_breaks_ties_to_the_lowest_index),
