@@ -79,6 +79,7 @@ enum {
     CLI_OPT_SEED = 256,
     CLI_OPT_MEMORY,
     CLI_OPT_MAX_ITER,
+    CLI_OPT_N_INIT,
     CLI_OPT_TOL,
     CLI_OPT_BATCH,
     CLI_OPT_LABELS,

@@ -39,10 +39,13 @@ static const char fit_help[] =
     "      --colorspace CS     rgb, or lab: cluster an RGB image's colours in CIELAB\n"
     "                          (default rgb); apply then remaps in the model's space\n"
     "      --init I            how the fit starts: kmeans++ (default): k spread-out colours of\n"
-    "                          the sample; random: k of its colours drawn uniformly (with\n"
-    "                          --seed; distinct ones where it has k); or FILE.json: the\n"
-    "                          centres in it (a model, {\"colors\": [[r, g, b], ...]} or a\n"
-    "                          list of rows), whose number is k (a different -k is refused)\n"
+    "                          the sample, each the best of a few candidates; random: k of\n"
+    "                          its colours drawn uniformly (distinct ones where it has k);\n"
+    "                          or FILE.json: the centres in it (a model, {\"colors\":\n"
+    "                          [[r, g, b], ...]} or a list of rows), whose number is k\n"
+    "                          (a different -k is refused)\n"
+    "      --n-init N          starts tried, each settled by Lloyd iterations on part of the\n"
+    "                          sample; the lowest inertia wins (default 5)\n"
     "      --tile N            read in chunks of N x N pixels, as run --tile N does (default\n"
     "                          512); matters for exact (lloyd) fits of float images only\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr\n"
@@ -62,6 +65,7 @@ static const struct option fit_options[] = {
     {"memory", required_argument, 0, CLI_OPT_MEMORY},
     {"algorithm", required_argument, 0, CLI_OPT_ALGORITHM},
     {"max-iter", required_argument, 0, CLI_OPT_MAX_ITER},
+    {"n-init", required_argument, 0, CLI_OPT_N_INIT},
     {"tol", required_argument, 0, CLI_OPT_TOL},
     {"batch", required_argument, 0, CLI_OPT_BATCH},
     {"scale", required_argument, 0, CLI_OPT_SCALE},

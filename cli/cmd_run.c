@@ -70,11 +70,13 @@ static const char run_help_outputs[] =
     "      --colorspace CS     rgb, or lab: cluster an RGB image's colours in CIELAB, where\n"
     "                          distances follow perceived differences (default rgb)\n"
     "      --init I            how the fit starts: kmeans++ (default): k spread-out colours of\n"
-    "                          the sample; random: k of its colours drawn uniformly (with\n"
-    "                          --seed; distinct ones where it has k); or FILE.json: the\n"
-    "                          centres in it (a model, {\"colors\": [[r, g, b], ...]} or a\n"
-    "                          list of rows, in sample units), whose number is k (a different\n"
-    "                          -k is refused)\n"
+    "                          the sample, each the best of a few candidates; random: k of\n"
+    "                          its colours drawn uniformly (distinct ones where it has k);\n"
+    "                          or FILE.json: the centres in it (a model, {\"colors\":\n"
+    "                          [[r, g, b], ...]} or a list of rows, in sample units),\n"
+    "                          whose number is k (a different -k is refused)\n"
+    "      --n-init N          starts tried, each settled by Lloyd iterations on part of the\n"
+    "                          sample; the lowest inertia wins (default 5)\n"
     "      --dither D          none, or ordered: a position-based 8x8 dither between each\n"
     "                          pixel's two nearest colours; no seams, same for any -j or\n"
     "                          --tile (default none)\n";
@@ -85,6 +87,7 @@ static const struct option run_options[] = {
     {"threads", required_argument, 0, 'j'},
     {"memory", required_argument, 0, CLI_OPT_MEMORY},
     {"max-iter", required_argument, 0, CLI_OPT_MAX_ITER},
+    {"n-init", required_argument, 0, CLI_OPT_N_INIT},
     {"tol", required_argument, 0, CLI_OPT_TOL},
     {"batch", required_argument, 0, CLI_OPT_BATCH},
     {"labels", required_argument, 0, CLI_OPT_LABELS},

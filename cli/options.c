@@ -59,6 +59,10 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
         ok = cli_parse_double("--tol", arg, 0, 1e30, &x);
         o->params.tol = x;
         break;
+    case CLI_OPT_N_INIT:
+        ok = cli_parse_int("--n-init", arg, 1, 1000, &v);
+        o->params.n_init = (int)v;
+        break;
     case CLI_OPT_BATCH:
         ok = cli_parse_int("--batch", arg, 1, 1LL << 32, &v);
         o->params.batch = v;
