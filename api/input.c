@@ -23,6 +23,7 @@ cm_source_t cm__source_of(const cm_options_t *o, const cm_image_info_t *in)
 {
     return (cm_source_t){.grid = in->grid,
                          .has_nodata = o->has_nodata || in->has_nodata,
+                         .nodata_any = o->nodata_any,
                          .nodata = o->has_nodata ? o->nodata : in->nodata};
 }
 

@@ -44,6 +44,8 @@ static const char run_help_outputs[] =
     "      --model-out M.json  also write the fitted model as JSON\n"
     "      --nodata V          samples equal to V mark pixels outside the data: left out of\n"
     "                          the fit and written unchanged (default: IN's GDAL_NODATA)\n"
+    "      --nodata-match M    all: a pixel is nodata when all its colour samples equal V,\n"
+    "                          as GDAL and rasterio read masks (default); any: when any does\n"
     "      --scale S           none, or standard: each band to mean 0 and deviation 1\n"
     "                          before the fit, for bands of different ranges (default none)\n"
     "      --format F          rgb: recoloured samples; palette: 8-bit colour-mapped output\n"
@@ -104,6 +106,7 @@ static const struct option run_options[] = {
     {"dither", required_argument, 0, CLI_OPT_DITHER},
     {"init", required_argument, 0, CLI_OPT_INIT},
     {"nodata", required_argument, 0, CLI_OPT_NODATA},
+    {"nodata-match", required_argument, 0, CLI_OPT_NODATA_MATCH},
     {"trace", required_argument, 0, CLI_OPT_TRACE},
     {"graph", required_argument, 0, CLI_OPT_GRAPH},
     {"summary", required_argument, 0, CLI_OPT_SUMMARY},

@@ -72,7 +72,8 @@ typedef struct cm__pixfmt {
     int band[CM_BANDS_MAX]; /* the band of each feature */
     cm_stype_t stype;
     bool has_nodata, scaled;
-    bool lab; /* the 3 features are CIELAB of the sRGB samples (before the scaling) */
+    bool nodata_any; /* a pixel is nodata when any colour sample is (else when all are) */
+    bool lab;        /* the 3 features are CIELAB of the sRGB samples (before the scaling) */
     double nodata;
     float shift[CM_BANDS_MAX], mul[CM_BANDS_MAX]; /* feature = (sample - shift) * mul */
 } cm__pixfmt_t;
@@ -117,7 +118,8 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
                      const double *std);
 
 /* Features of pixels [first, first + n) of a chunk buffer into feat (n rows of d floats), and
- * valid[i] = 1 where the pixel takes part: alpha not 0, no sample equal to nodata, finite. */
+ * valid[i] = 1 where the pixel takes part: alpha not 0, not nodata (all its colour samples equal
+ * to nodata, or any of them with nodata_any), every colour sample finite. */
 void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n, float *feat,
                      uint8_t *valid);
 

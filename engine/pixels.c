@@ -16,6 +16,7 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
                         .alpha = g->alpha_band,
                         .stype = g->stype,
                         .has_nodata = src->has_nodata,
+                        .nodata_any = src->nodata_any,
                         .nodata = nodata,
                         .scaled = mean != NULL};
     for (int b = 0; b < g->bands; b++)
@@ -26,20 +27,24 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
     }
 }
 
-/* One macro body per sample type keeps the loops free of per-sample switches. */
+/* One macro body per sample type keeps the loops free of per-sample switches. A NaN nodata
+ * equals no sample, but NaN samples are masked as non-finite whatever the rule. */
 #define TO_FEATURES(T, IS_FLOAT)                                                                   \
     do {                                                                                           \
         const T *p = (const T *)buf + first * f->bands;                                            \
+        int nodata_at = f->nodata_any ? 1 : f->d; /* samples equal to nodata that mask */          \
         for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
             bool ok = f->alpha < 0 || p[f->alpha] != 0;                                            \
+            int at_nodata = 0;                                                                     \
             float *x = feat + i * f->d;                                                            \
             for (int j = 0; j < f->d; j++) {                                                       \
                 T v = p[f->band[j]];                                                               \
                 x[j] = (float)v;                                                                   \
                 if (IS_FLOAT && !isfinite(x[j])) ok = false;                                       \
-                if (f->has_nodata && (double)v == f->nodata) ok = false;                           \
+                at_nodata += f->has_nodata && (double)v == f->nodata;                              \
                 if (f->scaled && !f->lab) x[j] = (x[j] - f->shift[j]) * f->mul[j];                 \
             }                                                                                      \
+            if (at_nodata >= nodata_at) ok = false;                                                \
             if (f->lab) {                                                                          \
                 cm__lab_features(f->stype, x);                                                     \
                 for (int j = 0; f->scaled && j < f->d; j++)                                        \

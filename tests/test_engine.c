@@ -223,18 +223,23 @@ static int64_t distinct_colors(const image_t *im)
 }
 
 /* Whether a pixel (bands samples of type t at px) takes no part in the fit, by the rule of
- * cm_engine.h: alpha 0, a non-alpha sample equal to nodata, or a non-finite float sample. */
-static bool masked_px(const cm_grid_t *g, bool has_nodata, double nodata, const uint8_t *px)
+ * cm_engine.h: alpha 0, all its non-alpha samples equal to nodata (any of them, with
+ * nodata_any), or a non-finite float sample. */
+static bool masked_px(const cm_grid_t *g, bool has_nodata, bool nodata_any, double nodata,
+                      const uint8_t *px)
 {
+    int colors = 0, at_nodata = 0;
     for (int b = 0; b < g->bands; b++) {
         double v = sample_load(px, g->stype, b);
         if (b == g->alpha_band) {
             if (v == 0) return true;
             continue;
         }
-        if (!isfinite(v) || (has_nodata && v == nodata)) return true;
+        if (!isfinite(v)) return true;
+        colors++;
+        at_nodata += has_nodata && v == nodata;
     }
-    return false;
+    return at_nodata > 0 && (nodata_any || at_nodata == colors);
 }
 
 /* ---- an in-memory source ---------------------------------------------------------------- */
@@ -299,7 +304,7 @@ static void source_init(mem_source_t *s, const image_t *im, int64_t chunk_w, int
 typedef struct mem_sink {
     cm_sink_t sink;
     cm_grid_t grid;
-    bool has_nodata; /* the source's mask, for check_labels */
+    bool has_nodata, nodata_any; /* the source's mask, for check_labels */
     double nodata;
     uint8_t *px;     /* the whole image as delivered */
     uint8_t *labels; /* label_size bytes per pixel, when labels are wanted */
@@ -357,6 +362,7 @@ static void sink_init(mem_sink_t *s, const cm_source_t *src, bool want_labels, i
     s->grid = *g;
     s->has_nodata = src->has_nodata;
     s->nodata = src->nodata;
+    s->nodata_any = src->nodata_any;
     s->sink = (cm_sink_t){.put = sink_put, .self = s, .want_labels = want_labels};
     size_t n = (size_t)(g->width * g->height);
     s->px = calloc(n * (size_t)g->bands, cm_stype_size(g->stype));
@@ -487,7 +493,7 @@ static int check_labels(const cm_model_t *m, const mem_sink_t *out)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *px = out->px + (size_t)i * px_bytes;
         int j = label_at(out, i);
-        if (masked_px(g, out->has_nodata, out->nodata, px)) {
+        if (masked_px(g, out->has_nodata, out->nodata_any, out->nodata, px)) {
             assert_int_equal(j, masked);
             continue;
         }
@@ -2016,10 +2022,11 @@ static void test_float32_fit_and_remap_do_not_depend_on_the_thread_count(void **
 
 /* ---- masks: nodata and non-finite floats ------------------------------------------------ */
 
-/* An image of two colours a and b in which some pixels are masked: `nodata_px` of them (about
- * a quarter) have one colour sample (a different one each time) set to nodata or to the bits
- * of a non-finite float, the others keep a colour of a or b; with alpha, about 5% more have
- * alpha 0. The expected figures are counted as the image is made. */
+/* An image of two colours a and b in which some pixels are masked (with nodata, by the any
+ * rule): `nodata_px` of them (about a quarter) have one colour sample (a different one each
+ * time) set to nodata or to the bits of a non-finite float, the others keep a colour of a or b;
+ * with alpha, about 5% more have alpha 0. The expected figures are counted as the image is
+ * made. */
 typedef struct masked_image {
     image_t im;
     int64_t n_a, n_b, n_masked;
@@ -2120,6 +2127,7 @@ static void test_nodata_pixels_take_no_part_and_are_kept_and_labelled(void **sta
         mem_source_t src;
         source_init(&src, &mi.im, 32, 23);
         src.src.has_nodata = true;
+        src.src.nodata_any = true; /* one colour sample at nodata masks the pixel */
         src.src.nodata = cases[ci].nodata;
         cm_model_t *m;
         mem_sink_t out;
@@ -2200,6 +2208,7 @@ static void test_float_nodata_matches_samples_that_hold_it_as_float32(void **sta
         mem_source_t src;
         source_init(&src, &mi.im, 32, 32);
         src.src.has_nodata = true;
+        src.src.nodata_any = true; /* one colour sample at nodata masks the pixel */
         src.src.nodata = nodata[ni];
         cm_params_t p = params(2, 1, 2);
         mem_sink_t out;
@@ -2216,6 +2225,75 @@ static void test_float_nodata_matches_samples_that_hold_it_as_float32(void **sta
         image_free(&mi.im);
     }
     assert_int_equal(wrong, 0);
+}
+
+/* The nodata rule, for every sample type with nodata 0 and NaN: a third of the pixels are a
+ * colour with one sample at nodata (P), a third have every colour sample at nodata (Z), a third
+ * are a colour with none (B). By the all rule (the default, as GDAL and rasterio read masks)
+ * only Z is masked and P is clustered; by the any rule P is masked too. A NaN nodata equals no
+ * sample: in integer images it masks nothing, in float ones the NaN samples of P and Z are
+ * masked as non-finite by either rule. */
+static void test_nodata_rule_all_masks_only_pixels_with_every_colour_sample_at_nodata(void **state)
+{
+    (void)state;
+    static const struct {
+        cm_stype_t t;
+        double nodata, p[3], b[3];
+        bool p_valid_all, p_valid_any, z_valid; /* the pixels that take part */
+    } cases[] = {
+        {CM_U8, 0, {200, 0, 0}, {20, 180, 60}, true, false, false},
+        {CM_U8, NAN, {200, 0, 0}, {20, 180, 60}, true, true, true},
+        {CM_U16, 0, {0, 50000, 0}, {1000, 2000, 3000}, true, false, false},
+        {CM_U16, NAN, {0, 50000, 0}, {1000, 2000, 3000}, true, true, true},
+        {CM_F32, 0, {0.5, 0, -2}, {100, 200, -300}, true, false, false},
+        {CM_F32, NAN, {0.5, NAN, -2}, {100, 200, -300}, false, false, false},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        image_t im = image_new_typed(90, 70, 3, -1, cases[ci].t);
+        int64_t n[3] = {0}; /* P, Z, B */
+        double z[3] = {cases[ci].nodata, cases[ci].nodata, cases[ci].nodata};
+        if (cases[ci].t != CM_F32 && isnan(cases[ci].nodata)) z[0] = z[1] = z[2] = 0;
+        for (int64_t i = 0; i < image_pixels(&im); i++) {
+            int kind = (int)((i * 7 + i / 13) % 3);
+            im_set_color(&im, i, kind == 0 ? cases[ci].p : kind == 1 ? z : cases[ci].b);
+            n[kind]++;
+        }
+        for (int any = 0; any < 2; any++) {
+            bool p_valid = any ? cases[ci].p_valid_any : cases[ci].p_valid_all;
+            int64_t want = n[2] + (p_valid ? n[0] : 0) + (cases[ci].z_valid ? n[1] : 0);
+            mem_source_t src;
+            source_init(&src, &im, 32, 23);
+            src.src.has_nodata = true;
+            src.src.nodata_any = any;
+            src.src.nodata = cases[ci].nodata;
+            cm_params_t p = params(3, 2, 2);
+            mem_sink_t out;
+            cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+            if (m->n_pixels != want)
+                print_error("%s, nodata %g, rule %s: %lld pixels take part, want %lld\n",
+                            cm_stype_name(cases[ci].t), cases[ci].nodata, any ? "any" : "all",
+                            (long long)m->n_pixels, (long long)want);
+            assert_int_equal(m->n_pixels, want);
+            assert_int_equal(count_sum(m), want);
+            /* A pixel of P that takes part has a centre of its own: its colour, exactly. */
+            bool has_p = false;
+            for (int j = 0; j < m->k; j++) has_p |= centroid_is(m, j, cases[ci].t, cases[ci].p);
+            assert_int_equal(has_p, p_valid);
+            check_labels(m, &out);
+            /* Masked pixels come back as they were. */
+            int64_t masked = 0;
+            for (int64_t i = 0; i < image_pixels(&im); i++)
+                if (label_at(&out, i) == 255) {
+                    masked++;
+                    assert_memory_equal(out.px + (size_t)i * pixel_bytes(&im),
+                                        pixel_at(&im, i % im.w, i / im.w), pixel_bytes(&im));
+                }
+            assert_int_equal(masked, image_pixels(&im) - want);
+            sink_free(&out);
+            cm_model_free(m);
+        }
+        image_free(&im);
+    }
 }
 
 static void test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked(void **state)
@@ -2274,6 +2352,7 @@ static void test_masked_pixels_get_65535_when_labels_are_16_bit(void **state)
         mem_source_t src;
         source_init(&src, &im, 32, 32);
         src.src.has_nodata = true;
+        src.src.nodata_any = true; /* one colour sample at nodata masks the pixel */
         src.src.nodata = 0;
         cm_params_t p = params(ks[ki], 3, 2);
         p.max_iter = 3;
@@ -3480,6 +3559,7 @@ int main(void)
         cmocka_unit_test(test_float32_fit_and_remap_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nodata_pixels_take_no_part_and_are_kept_and_labelled),
         cmocka_unit_test(test_non_finite_floats_are_masked_with_or_without_nodata),
+        cmocka_unit_test(test_nodata_rule_all_masks_only_pixels_with_every_colour_sample_at_nodata),
         cmocka_unit_test(test_a_nan_nodata_masks_nothing_in_an_integer_image),
         cmocka_unit_test(test_float_nodata_matches_samples_that_hold_it_as_float32),
         cmocka_unit_test(test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked),
