@@ -59,6 +59,7 @@ static int job_open(void *arg, int worker, cm_ctx_t *ctx)
         (!same_grid(&planned.grid, &job->src.grid) || planned.has_nodata != job->src.has_nodata ||
          (planned.has_nodata &&
           (planned.nodata != job->src.nodata || planned.nodata_any != job->src.nodata_any)) ||
+         planned.alpha_associated != job->src.alpha_associated ||
          jr->sink->want_labels != job->want_labels))
         rc = cm_fail(&local, CM_EINPUT, "the image changed while the batch ran");
     if (rc == 0 && jr->model->k != job->k)

@@ -2296,6 +2296,146 @@ static void test_nodata_rule_all_masks_only_pixels_with_every_colour_sample_at_n
     }
 }
 
+/* ---- associated (premultiplied) alpha --------------------------------------------------- */
+
+/* An RGBA image of associated alpha: colours a and b, each opaque and premultiplied by a partial
+ * alpha (`part`, chosen so that c x part / max is exact: the pixel's colour is then exactly a
+ * or b again), and some pixels of alpha 0 or (signed types) below 0. labels_of[kind]: kinds 0
+ * (a opaque), 1 (a partial), 2 (b opaque), 3 (b partial), 4 (masked). */
+typedef struct assoc_image {
+    image_t im;
+    int64_t n[5];
+} assoc_image_t;
+
+static int assoc_kind(int64_t i)
+{
+    return (int)((i * 5 + i / 7) % 5);
+}
+
+static assoc_image_t assoc_image(cm_stype_t t, double max, double part, double below,
+                                 const double *a, const double *b)
+{
+    assoc_image_t ai = {image_new_typed(70, 50, 4, 3, t), {0}};
+    image_t *im = &ai.im;
+    for (int64_t i = 0; i < image_pixels(im); i++) {
+        int kind = assoc_kind(i);
+        const double *c = kind < 2 ? a : b;
+        double alpha = kind == 4 ? (i % 2 ? below : 0) : kind % 2 ? part : max;
+        for (int f = 0; f < 3; f++) im_set(im, i, f, kind == 4 ? c[f] : c[f] * alpha / max);
+        im_set(im, i, 3, alpha);
+        ai.n[kind]++;
+    }
+    return ai;
+}
+
+static void test_associated_alpha_clusters_pixels_by_their_colour(void **state)
+{
+    (void)state;
+    static const struct {
+        cm_stype_t t;
+        double max, part, below, a[3], b[3];
+    } cases[] = {
+        {CM_U8, 255, 51, 0, {200, 40, 100}, {15, 180, 60}},
+        {CM_U16, 65535, 13107, 0, {50000, 1000, 30000}, {5, 60000, 20000}},
+        {CM_I16, 32767, 4681, -5, {28000, -7000, 700}, {-21000, 14000, 0}},
+        {CM_F32, 1, 0.5, -0.5, {0.5, 0.25, 0.75}, {-2, 100, 3}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        assoc_image_t ai = assoc_image(cases[ci].t, cases[ci].max, cases[ci].part, cases[ci].below,
+                                       cases[ci].a, cases[ci].b);
+        mem_source_t src;
+        source_init(&src, &ai.im, 32, 23);
+        src.src.alpha_associated = true;
+        cm_params_t p = params(2, 4, 2);
+        mem_sink_t out;
+        cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+        int ja = centroid_is(m, 0, cases[ci].t, cases[ci].a) ? 0 : 1;
+        if (!centroid_is(m, ja, cases[ci].t, cases[ci].a) ||
+            !centroid_is(m, 1 - ja, cases[ci].t, cases[ci].b))
+            print_error("%s: centres (%.9g %.9g %.9g) and (%.9g %.9g %.9g)\n",
+                        cm_stype_name(cases[ci].t), m->centroids[0], m->centroids[1],
+                        m->centroids[2], m->centroids[3], m->centroids[4], m->centroids[5]);
+        assert_true(centroid_is(m, ja, cases[ci].t, cases[ci].a));
+        assert_true(centroid_is(m, 1 - ja, cases[ci].t, cases[ci].b));
+        assert_int_equal(m->counts[ja], ai.n[0] + ai.n[1]);
+        assert_int_equal(m->counts[1 - ja], ai.n[2] + ai.n[3]);
+        expect_near(m->inertia, 0.0, 1e-9);
+        /* Opaque pixels take their centre, partial ones their centre premultiplied again:
+         * exactly what they held. Masked ones are left as they were. */
+        assert_memory_equal(out.px, ai.im.px, image_bytes(&ai.im));
+        for (int64_t i = 0; i < image_pixels(&ai.im); i++) {
+            int kind = assoc_kind(i);
+            int want = kind == 4 ? 255 : kind < 2 ? ja : 1 - ja;
+            if (label_at(&out, i) != want)
+                print_error("%s: pixel %lld of kind %d has label %d, want %d\n",
+                            cm_stype_name(cases[ci].t), (long long)i, kind, label_at(&out, i),
+                            want);
+            assert_int_equal(label_at(&out, i), want);
+        }
+        sink_free(&out);
+        cm_model_free(m);
+        image_free(&ai.im);
+    }
+}
+
+/* An opaque colour (40, 8, 20) that is also the premultiplied samples of (200, 40, 100) at
+ * alpha 51: the colour cache and the histogram must key on the colour, not on the samples. The
+ * remap writes every centre colour premultiplied by the pixel's alpha, rounded: (90, 50, 30) at
+ * alpha 128 is written (45, 25, 15). */
+static void test_associated_alpha_keys_the_colour_cache_and_histogram_on_colour(void **state)
+{
+    (void)state;
+    static const double cols[3][3] = {{200, 40, 100}, {40, 8, 20}, {90, 50, 30}};
+    static const double alphas[4] = {255, 51, 255, 128}; /* of kinds 0..3 */
+    image_t im = image_new(64, 48, 4, 3);
+    for (int64_t i = 0; i < image_pixels(&im); i++) {
+        int kind = (int)((i * 3 + i / 11) % 4); /* 0, 1: colour 0; 2: colour 1; 3: colour 2 */
+        const double *c = cols[kind < 2 ? 0 : kind - 1];
+        for (int f = 0; f < 3; f++) im_set(&im, i, f, nearbyint(c[f] * alphas[kind] / 255));
+        im_set(&im, i, 3, alphas[kind]);
+    }
+    assert_int_equal(im.px[4 * 3 + 0], 40); /* pixel 3 is colour 0 at alpha 51 */
+    cm_model_t *first = NULL;
+    uint8_t *first_px = NULL, *first_labels = NULL;
+    for (int run = 0; run < 4; run++) {
+        mem_source_t src;
+        source_init(&src, &im, 32, 16);
+        src.src.alpha_associated = true;
+        cm_params_t p = params(3, 9, 2);
+        p.algorithm = run < 2 ? CM_ALG_HISTOGRAM : CM_ALG_LLOYD;
+        p.color_cache = run % 2;
+        mem_sink_t out;
+        cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+        for (int c = 0; c < 3; c++) {
+            bool found = false;
+            for (int j = 0; j < 3; j++) found |= centroid_is(m, j, CM_U8, cols[c]);
+            if (!found) print_error("run %d: colour %d is no centre\n", run, c);
+            assert_true(found);
+        }
+        assert_memory_equal(out.px, im.px, image_bytes(&im));
+        for (int64_t i = 0; i < image_pixels(&im); i++) {
+            int kind = (int)((i * 3 + i / 11) % 4);
+            const double *c = cols[kind < 2 ? 0 : kind - 1];
+            assert_true(centroid_is(m, label_at(&out, i), CM_U8, c));
+        }
+        if (run == 0) {
+            first = m;
+            first_px = out.px;
+            first_labels = out.labels;
+            continue;
+        }
+        assert_memory_equal(m->centroids, first->centroids, sizeof(double) * 9);
+        assert_memory_equal(out.labels, first_labels, (size_t)image_pixels(&im));
+        assert_memory_equal(out.px, first_px, image_bytes(&im));
+        sink_free(&out);
+        cm_model_free(m);
+    }
+    free(first_px);
+    free(first_labels);
+    cm_model_free(first);
+    image_free(&im);
+}
+
 static void test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked(void **state)
 {
     (void)state;
@@ -3560,6 +3700,8 @@ int main(void)
         cmocka_unit_test(test_nodata_pixels_take_no_part_and_are_kept_and_labelled),
         cmocka_unit_test(test_non_finite_floats_are_masked_with_or_without_nodata),
         cmocka_unit_test(test_nodata_rule_all_masks_only_pixels_with_every_colour_sample_at_nodata),
+        cmocka_unit_test(test_associated_alpha_clusters_pixels_by_their_colour),
+        cmocka_unit_test(test_associated_alpha_keys_the_colour_cache_and_histogram_on_colour),
         cmocka_unit_test(test_a_nan_nodata_masks_nothing_in_an_integer_image),
         cmocka_unit_test(test_float_nodata_matches_samples_that_hold_it_as_float32),
         cmocka_unit_test(test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked),
