@@ -10,7 +10,7 @@ enter_work "$1"
 # An RGB GeoTIFF with nodata 0: a border of (0, 0, 0), and patches of colours with one or two
 # samples at 0 ((200, 0, 0), (0, 150, 0), (0, 0, 120), (180, 0, 90)), among noisy grey.
 case_nodata_all_clusters_pixels_with_some_samples_at_nodata() {
-    command -v gdal_translate >/dev/null || fail "gdal-bin is not installed (scripts/install-deps.sh)"
+    command -v gdal_translate >/dev/null || fail "gdal-bin is not installed"
     "$PYTHON" - <<'PY' || fail "making the input"
 import numpy as np, tifffile
 rng = np.random.default_rng(3)
@@ -53,11 +53,67 @@ lab_all, lab_any = tifffile.imread("all.lab.j1.tif"), tifffile.imread("any.lab.j
 assert (lab_all[some] < 5).all() and (lab_any[some] == 255).all()
 out = tifffile.imread("all.j1.tif")
 for y in (50, 90, 130, 170):
-    assert len(np.unique(out[y, 40:280], axis=0)) == 1 and out[y, 100].tolist() == a[y, 100].tolist(), y
+    assert len(np.unique(out[y, 40:280], axis=0)) == 1, y
+    assert out[y, 100].tolist() == a[y, 100].tolist(), y
 assert np.array_equal(tifffile.imread("applied.tif"), tifffile.imread("any.j1.tif")), "apply"
 assert np.array_equal(tifffile.imread("applied.lab.tif"), lab_any), "apply's labels"
 PY
     gdalinfo -json all.j1.tif | grep -q '"noDataValue":0' || fail "OUT does not declare nodata 0"
+}
+
+# RGBA of associated (premultiplied) alpha: red (200, 40, 100) opaque, at alpha 128 and at 64
+# (stored premultiplied: (100, 20, 50) and (50, 10, 25)), an opaque dark red (100, 20, 50) whose
+# samples are those of the half-transparent red, an opaque blue and a transparent border.
+case_associated_alpha_gives_one_label_to_a_colour_at_any_alpha() {
+    "$PYTHON" - <<'PY' || fail "making the inputs"
+import numpy as np, tifffile
+a = np.zeros((96, 160, 4), np.uint8)
+a[8:88, 8:40] = (200, 40, 100, 255)
+a[8:88, 40:72] = (100, 20, 50, 128)
+a[8:88, 72:88] = (50, 10, 25, 64)
+a[8:88, 88:120] = (100, 20, 50, 255)
+a[8:88, 120:152] = (20, 60, 220, 255)
+tifffile.imwrite("assoc.tif", a, photometric="rgb", extrasamples=["assocalpha"], tile=(32, 32))
+tifffile.imwrite("unassoc.tif", a, photometric="rgb", extrasamples=["unassalpha"], tile=(32, 32))
+PY
+    tiffinfo assoc.tif 2>/dev/null | grep -q "Extra Samples: 1<assoc-alpha>" || fail "IN's alpha"
+    expect 0 cm run assoc.tif j1.tif -k 3 --seed 5 -j1 --labels j1.lab.tif --model-out j1.json -q
+    expect 0 cm run assoc.tif j2.tif -k 3 --seed 5 -j2 --labels j2.lab.tif -q
+    cmp j1.tif j2.tif || fail "-j1 and -j2 outputs differ"
+    cmp j1.lab.tif j2.lab.tif || fail "-j1 and -j2 label maps differ"
+    # The exact modes key the histogram and the colour cache on the colour: they agree.
+    expect 0 cm run assoc.tif hist.tif -k 3 --seed 5 --algorithm histogram --color-cache on -q
+    expect 0 cm run assoc.tif lloyd.tif -k 3 --seed 5 --algorithm lloyd --color-cache off -q
+    cmp hist.tif lloyd.tif || fail "histogram and lloyd outputs differ"
+    expect 0 cm apply j1.json assoc.tif applied.tif --labels applied.lab.tif -q
+    cmp applied.tif j1.tif || fail "apply differs from run"
+    cmp applied.lab.tif j1.lab.tif || fail "apply's label map differs from run's"
+    expect 0 cm run assoc.tif pal.tif -k 3 --seed 5 --format palette -q
+    expect 0 cm run unassoc.tif un.tif -k 4 --seed 5 --labels un.lab.tif -q
+    tiffinfo j1.tif 2>/dev/null | grep -q "Extra Samples: 1<assoc-alpha>" || fail "OUT's alpha kind"
+    "$PYTHON" - <<'PY' || fail "associated alpha"
+import numpy as np, tifffile
+a, out, lab = (tifffile.imread(f) for f in ("assoc.tif", "j1.tif", "j1.lab.tif"))
+red = lab[8:88, 8:88]
+assert (red == red[0, 0]).all(), ("red at alpha 255, 128 and 64 has labels", np.unique(red))
+dark, blue = lab[8:88, 88:120], lab[8:88, 120:152]
+assert (dark == dark[0, 0]).all() and (blue == blue[0, 0]).all()
+assert len({red[0, 0], dark[0, 0], blue[0, 0]}) == 3, "three colours, three labels"
+assert (lab[:8] == 255).all() and (out[:8] == a[:8]).all(), "transparent pixels"
+assert (out[..., 3] == a[..., 3]).all(), "alpha changed"
+c = out[20, 20, :3].astype(float)  # the centre of red, as the opaque pixels hold it
+for x, alpha in ((50, 128), (80, 64)):
+    want = np.clip(np.rint(c * alpha / 255), 0, 255)
+    assert (out[8:88, x, :3] == want).all(), (alpha, out[20, x].tolist(), want.tolist())
+# The palette output has no alpha: every red pixel has red's index, the map its colour.
+with tifffile.TiffFile("pal.tif") as t:
+    idx, cmap = t.pages[0].asarray(), t.pages[0].colormap
+assert (idx[8:88, 8:88] == idx[20, 20]).all()
+assert (cmap[:, idx[20, 20]] // 257).tolist() == c.tolist()
+# Read as unassociated (k 4), the half-transparent red has the dark red's samples: its colour.
+un = tifffile.imread("un.lab.tif")
+assert un[20, 50] == un[20, 100] and un[20, 50] != un[20, 20], "unassociated alpha"
+PY
 }
 
 case_nodata_match_usage_errors_exit_2() {
