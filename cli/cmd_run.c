@@ -12,8 +12,10 @@ static const char run_help[] =
     "Fits k colours on IN with k-means (mini-batch unless --algorithm says otherwise) and\n"
     "writes OUT: IN with every pixel replaced by its nearest colour. Alpha is kept as it is;\n"
     "pixels with alpha 0, nodata or non-finite samples take no part and are written\n"
-    "unchanged. OUT is a tiled TIFF with IN's size, bands, sample type, photometric, extra\n"
-    "samples and georeferencing; it appears only when complete.\n"
+    "unchanged. With associated (premultiplied) alpha, pixels are clustered by their colour\n"
+    "(samples / alpha) and written premultiplied again. OUT is a tiled TIFF with IN's size,\n"
+    "bands, sample type, photometric, extra samples and georeferencing; it appears only when\n"
+    "complete.\n"
     "\n";
 
 /* Three strings: ISO C only promises 4095 characters in one. */
