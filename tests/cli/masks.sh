@@ -116,6 +116,26 @@ assert un[20, 50] == un[20, 100] and un[20, 50] != un[20, 20], "unassociated alp
 PY
 }
 
+# A float image whose GDAL_NODATA is nan (as GDAL writes float rasters): apply gives the pixels
+# of run (a NaN nodata is the same nodata as the planned one), by either rule.
+case_nan_nodata_apply_gives_the_pixels_of_run() {
+    mk in.tif --width 200 --height 150 --bands 3 --type f32 --nodata nan --tile 64
+    for rule in all any; do
+        expect 0 cm run in.tif run.$rule.tif -k 4 --seed 2 --nodata-match $rule \
+            --labels run.$rule.lab.tif --model-out $rule.json -q
+        expect 0 cm apply $rule.json in.tif apply.$rule.tif --labels apply.$rule.lab.tif \
+            --nodata-match $rule -q
+        cmp run.$rule.tif apply.$rule.tif || fail "$rule: apply differs from run"
+        cmp run.$rule.lab.tif apply.$rule.lab.tif || fail "$rule: apply's labels differ"
+    done
+    "$PYTHON" - <<'PY' || fail "NaN pixels"
+import numpy as np, tifffile
+a, lab = tifffile.imread("in.tif"), tifffile.imread("run.all.lab.tif")
+nan = np.isnan(a).any(axis=-1)
+assert nan.any() and (lab[nan] == 255).all() and (lab[~nan] < 4).all()
+PY
+}
+
 case_nodata_match_usage_errors_exit_2() {
     mk in.tif --width 64 --height 64 --bands 3 --pattern photo --tile 32
     expect 2 cm run in.tif out.tif --nodata-match some
