@@ -54,8 +54,10 @@ typedef struct cm_options {
     /* cm_apply_file: also write the label map here (one band: uint8 when k fits, else uint16),
      * or NULL. (cm_run_file and cm_apply_files name label maps per output.) */
     const char *labels_path;
-    /* Samples equal to nodata mark pixels outside the data (else the input's GDAL_NODATA). */
-    bool has_nodata;
+    /* Samples equal to nodata mark pixels outside the data (else the input's GDAL_NODATA): a
+     * pixel whose colour samples all equal it, as GDAL and rasterio read masks, or with
+     * nodata_any one with any colour sample equal to it. */
+    bool has_nodata, nodata_any;
     double nodata;
     /* Output tiles of tile x tile pixels, a multiple of 16 from 16 to 4096 (512). */
     int64_t tile;
@@ -90,8 +92,8 @@ typedef struct cm_options {
 } cm_options_t;
 
 /* Defaults for every field: cm_params_default, compression -1, no label map, nodata from the
- * input, tiles of 512, format and BigTIFF auto, no overwriting, no files of centroids, summary,
- * trace or graph, no callbacks. */
+ * input (all colour samples equal to it mark a pixel), tiles of 512, format and BigTIFF auto, no
+ * overwriting, no files of centroids, summary, trace or graph, no callbacks. */
 void cm_options_default(cm_options_t *o);
 
 /* ---- one input, fitted and recoloured: run ---- */

@@ -94,6 +94,7 @@ enum {
     CLI_OPT_DITHER,
     CLI_OPT_INIT,
     CLI_OPT_NODATA,
+    CLI_OPT_NODATA_MATCH,
     CLI_OPT_TRACE,
     CLI_OPT_GRAPH,
     CLI_OPT_TILE,
@@ -114,7 +115,7 @@ typedef struct cli_opts {
     const char *format; /* rgb, palette, or auto: palette for palette input */
     int compression;    /* -1: that of IN */
     int64_t tile;
-    bool has_nodata, max_iter_given;
+    bool has_nodata, nodata_any, max_iter_given;
     bool k_given, colorspace_given, dither_given;
     double nodata;
     int ks[CLI_K_LIST_MAX]; /* -k: every k given (params.k is the first), n_k of them */

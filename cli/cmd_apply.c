@@ -17,9 +17,10 @@ static const char apply_help[] =
     "\n"
     "Writes each input with every pixel replaced by its nearest colour of the model (written\n"
     "by 'chunkmeans fit' or 'run --model-out'), as run does: the same pixels as the run that\n"
-    "fitted the model, with the same --nodata, --format and --compression. Alpha, nodata and\n"
-    "non-finite pixels are written unchanged. The model must have been fitted on images of\n"
-    "the same bands, alpha and sample type (else exit 3, naming the file).\n"
+    "fitted the model, with the same --nodata, --nodata-match, --format and --compression.\n"
+    "Alpha, nodata and non-finite pixels are written unchanged. The model must have been\n"
+    "fitted on images of the same bands, alpha and sample type (else exit 3, naming the\n"
+    "file).\n"
     "\n"
     "An output that exists already is complete (outputs appear only when complete) and is\n"
     "skipped, with its label map, unless --overwrite: a batch that stopped can be run again\n"
@@ -39,6 +40,7 @@ static const char apply_help[] =
     "                          (default 256M)\n"
     "      --nodata V          samples equal to V mark pixels outside the data (default: each\n"
     "                          input's GDAL_NODATA)\n"
+    "      --nodata-match M    all (default) or any, as for run: the same as the fit's\n"
     "      --format F          rgb or palette, as for run (default: palette for a palette\n"
     "                          input, else rgb)\n"
     "      --compression C     none, lzw, deflate, zstd, jpeg or packbits (default: each\n"
@@ -68,6 +70,7 @@ static const struct option apply_options[] = {
     {"threads", required_argument, 0, 'j'},
     {"memory", required_argument, 0, CLI_OPT_MEMORY},
     {"nodata", required_argument, 0, CLI_OPT_NODATA},
+    {"nodata-match", required_argument, 0, CLI_OPT_NODATA_MATCH},
     {"format", required_argument, 0, CLI_OPT_FORMAT},
     {"compression", required_argument, 0, CLI_OPT_COMPRESSION},
     {"bigtiff", required_argument, 0, CLI_OPT_BIGTIFF},

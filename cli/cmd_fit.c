@@ -36,6 +36,8 @@ static const char fit_help[] =
     "                          (default none)\n"
     "      --nodata V          samples equal to V mark pixels outside the data (default:\n"
     "                          each input's GDAL_NODATA)\n"
+    "      --nodata-match M    all (default) or any of a pixel's colour samples equal to V\n"
+    "                          make it nodata, as for run\n"
     "      --colorspace CS     rgb, or lab: cluster an RGB image's colours in CIELAB\n"
     "                          (default rgb); apply then remaps in the model's space\n"
     "      --init I            how the fit starts: kmeans++ (default): k spread-out colours of\n"
@@ -70,6 +72,7 @@ static const struct option fit_options[] = {
     {"batch", required_argument, 0, CLI_OPT_BATCH},
     {"scale", required_argument, 0, CLI_OPT_SCALE},
     {"nodata", required_argument, 0, CLI_OPT_NODATA},
+    {"nodata-match", required_argument, 0, CLI_OPT_NODATA_MATCH},
     {"tile", required_argument, 0, CLI_OPT_TILE},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
     {"colorspace", required_argument, 0, CLI_OPT_COLORSPACE},

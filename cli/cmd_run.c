@@ -12,8 +12,10 @@ static const char run_help[] =
     "Fits k colours on IN with k-means (mini-batch unless --algorithm says otherwise) and\n"
     "writes OUT: IN with every pixel replaced by its nearest colour. Alpha is kept as it is;\n"
     "pixels with alpha 0, nodata or non-finite samples take no part and are written\n"
-    "unchanged. OUT is a tiled TIFF with IN's size, bands, sample type, photometric, extra\n"
-    "samples and georeferencing; it appears only when complete.\n"
+    "unchanged. With associated (premultiplied) alpha, pixels are clustered by their colour\n"
+    "(samples / alpha) and written premultiplied again. OUT is a tiled TIFF with IN's size,\n"
+    "bands, sample type, photometric, extra samples and georeferencing; it appears only when\n"
+    "complete.\n"
     "\n";
 
 /* Three strings: ISO C only promises 4095 characters in one. */
@@ -44,6 +46,8 @@ static const char run_help_outputs[] =
     "      --model-out M.json  also write the fitted model as JSON\n"
     "      --nodata V          samples equal to V mark pixels outside the data: left out of\n"
     "                          the fit and written unchanged (default: IN's GDAL_NODATA)\n"
+    "      --nodata-match M    all: a pixel is nodata when all its colour samples equal V,\n"
+    "                          as GDAL and rasterio read masks (default); any: when any does\n"
     "      --scale S           none, or standard: each band to mean 0 and deviation 1\n"
     "                          before the fit, for bands of different ranges (default none)\n"
     "      --format F          rgb: recoloured samples; palette: 8-bit colour-mapped output\n"
@@ -107,6 +111,7 @@ static const struct option run_options[] = {
     {"dither", required_argument, 0, CLI_OPT_DITHER},
     {"init", required_argument, 0, CLI_OPT_INIT},
     {"nodata", required_argument, 0, CLI_OPT_NODATA},
+    {"nodata-match", required_argument, 0, CLI_OPT_NODATA_MATCH},
     {"trace", required_argument, 0, CLI_OPT_TRACE},
     {"graph", required_argument, 0, CLI_OPT_GRAPH},
     {"summary", required_argument, 0, CLI_OPT_SUMMARY},

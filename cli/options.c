@@ -112,6 +112,11 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
         if (!ok) cli_error("--nodata: expected a number (or nan), not '%s'", arg);
         break;
     }
+    case CLI_OPT_NODATA_MATCH:
+        ok = !strcmp(arg, "all") || !strcmp(arg, "any");
+        if (!ok) cli_error("--nodata-match: expected all or any, not '%s'", arg);
+        o->nodata_any = !strcmp(arg, "any");
+        break;
     case CLI_OPT_ALGORITHM:
         ok = !strcmp(arg, "auto") || one_of("--algorithm", arg, "minibatch", "lloyd", "histogram");
         o->params.algorithm = !strcmp(arg, "lloyd")       ? CM_ALG_LLOYD
@@ -161,6 +166,7 @@ cm_options_t cli_file_options(const cli_opts_t *o, cli_progress_t *prog)
     f.params.cancel = &cli_signal;
     f.compression = o->compression;
     f.has_nodata = o->has_nodata;
+    f.nodata_any = o->nodata_any;
     f.nodata = o->nodata;
     f.tile = o->tile;
     f.format = !strcmp(o->format, "palette") ? CM_FORMAT_PALETTE

@@ -1,6 +1,7 @@
 /* Batches: many images remapped in ONE task graph, each a sub-graph (open, a remap task per
  * chunk, writes in chunk order, close) opened when the pass reaches it, so that thousands of
  * images keep only a few open; a failure stays with its own image. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,15 @@ static bool same_grid(const cm_grid_t *a, const cm_grid_t *b)
            a->chunk_h == b->chunk_h;
 }
 
+/* The same mask rule; a NaN nodata is the same as another NaN. */
+static bool same_nodata(const cm_source_t *a, const cm_source_t *b)
+{
+    if (a->has_nodata != b->has_nodata) return false;
+    if (!a->has_nodata) return true;
+    bool same_value = a->nodata == b->nodata || (isnan(a->nodata) && isnan(b->nodata));
+    return same_value && a->nodata_any == b->nodata_any;
+}
+
 static int job_open(void *arg, int worker, cm_ctx_t *ctx)
 {
     job_run_t *jr = arg;
@@ -56,8 +66,8 @@ static int job_open(void *arg, int worker, cm_ctx_t *ctx)
     int rc = job->open(job->self, &job->src, &jr->model, &jr->sink, &local);
     /* What the graph was planned with (chunk sizes, label widths) must still hold. */
     if (rc == 0 &&
-        (!same_grid(&planned.grid, &job->src.grid) || planned.has_nodata != job->src.has_nodata ||
-         (planned.has_nodata && planned.nodata != job->src.nodata) ||
+        (!same_grid(&planned.grid, &job->src.grid) || !same_nodata(&planned, &job->src) ||
+         planned.alpha_associated != job->src.alpha_associated ||
          jr->sink->want_labels != job->want_labels))
         rc = cm_fail(&local, CM_EINPUT, "the image changed while the batch ran");
     if (rc == 0 && jr->model->k != job->k)

@@ -21,8 +21,17 @@ typedef struct cm_source {
     /* Optional: asks the source to make reading every chunk again cheap (keep them in a
      * spill store, say), before passes that do; a failure only means they will not be. */
     int (*keep)(void *self, cm_ctx_t *ctx);
-    bool has_nodata; /* pixels with a non-alpha sample equal to nodata take no part ... */
-    double nodata;   /* ... nor do float pixels with a NaN or infinite sample, nor alpha 0 */
+    /* Pixels whose colour (non-alpha) samples all equal nodata take no part, as GDAL and
+     * rasterio read a mask (nodata_any: those with any colour sample equal to it); nor do float
+     * pixels with a NaN or infinite sample, nor pixels of alpha 0. */
+    bool has_nodata, nodata_any;
+    double nodata;
+    /* The alpha band is associated (premultiplied, TIFF's EXTRASAMPLE_ASSOCALPHA): a pixel of
+     * alpha a, 0 < a < max (255, 65535 or 32767 for uint8, uint16, int16; 1 for float32), takes
+     * part with its colour, sample x max / a (rounded and clamped to the sample type; float:
+     * sample / a), and is written as its centre colour c premultiplied again, c x a / max
+     * (rounded and clamped; float: c x a). Alpha max (or more) is opaque; 0 (or less) masks. */
+    bool alpha_associated;
     int (*read)(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx);
     void *self;
 } cm_source_t;
@@ -201,7 +210,7 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
  * and closed once its last chunk is written, so that a batch of thousands of images keeps only
  * a few of them open. */
 typedef struct cm_remap_job {
-    /* Known before opening, for planning the graph: src's grid, has_nodata and nodata (open
+    /* Known before opening, for planning the graph: src's grid, nodata rule and alpha (open
      * fills in read, keep and self, and must not change the grid), the k of the model and
      * whether the sink wants labels. */
     cm_source_t src;

@@ -42,6 +42,7 @@ int cm_count_colors(const cm_source_t *src, const cm_params_t *p, int64_t *count
     counter_t c = {.src = src, .bits = calloc(words, sizeof(uint64_t))};
     CM_FAIL_IF(ctx, !c.bits, CM_ENOMEM, "out of memory counting colours");
     cm__pixfmt_init(&c.fmt, src, NULL, NULL);
+    c.fmt.associated = false; /* the samples as stored, as the count promises */
     cm__items_t chunks = {.n = cm_grid_count(g),
                           .each = mark_chunk,
                           .user = &c,

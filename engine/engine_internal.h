@@ -72,8 +72,11 @@ typedef struct cm__pixfmt {
     int band[CM_BANDS_MAX]; /* the band of each feature */
     cm_stype_t stype;
     bool has_nodata, scaled;
-    bool lab; /* the 3 features are CIELAB of the sRGB samples (before the scaling) */
+    bool nodata_any; /* a pixel is nodata when any colour sample is (else when all are) */
+    bool lab;        /* the 3 features are CIELAB of the sRGB samples (before the scaling) */
+    bool associated; /* premultiplied alpha: features are the colour, sample x max / alpha */
     double nodata;
+    double alpha_max, lo, hi;                     /* opaque alpha; the range of samples */
     float shift[CM_BANDS_MAX], mul[CM_BANDS_MAX]; /* feature = (sample - shift) * mul */
 } cm__pixfmt_t;
 
@@ -81,12 +84,29 @@ typedef struct cm__pixfmt {
  * cluster's). */
 enum { CM__MASKED = 0xffff };
 
-/* The colour of an 8-bit pixel as one number: its feature samples, first in the high byte.
- * The key of the colour cache, the histogram and the colour count. */
+/* The colour of sample s of a pixel of premultiplied alpha a (0 < a < f->alpha_max): s x max /
+ * a, rounded to the nearest sample value and clamped to the type's range (float: s / a). Whole
+ * numbers stay whole, so the colour cache and the histogram of 8-bit images stay exact. */
+static inline float cm__straight(const cm__pixfmt_t *f, double s, double a)
+{
+    double c = s * f->alpha_max / a;
+    if (f->stype == CM_F32) return (float)c;
+    c = nearbyint(c);
+    return (float)(c < f->lo ? f->lo : c > f->hi ? f->hi : c);
+}
+
+/* The colour of an 8-bit pixel as one number: its feature samples (their colour, with
+ * associated alpha), first in the high byte. The key of the colour cache, the histogram and the
+ * colour count. */
 static inline uint32_t cm__color_key(const cm__pixfmt_t *f, const uint8_t *px)
 {
     uint32_t key = 0;
-    for (int j = 0; j < f->d; j++) key = key << 8 | px[f->band[j]];
+    int a = f->associated ? px[f->alpha] : UINT8_MAX;
+    for (int j = 0; j < f->d; j++) {
+        uint32_t s = px[f->band[j]];
+        if (a > 0 && a < UINT8_MAX) s = (uint32_t)cm__straight(f, s, a);
+        key = key << 8 | s;
+    }
     return key;
 }
 
@@ -117,12 +137,15 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
                      const double *std);
 
 /* Features of pixels [first, first + n) of a chunk buffer into feat (n rows of d floats), and
- * valid[i] = 1 where the pixel takes part: alpha not 0, no sample equal to nodata, finite. */
+ * valid[i] = 1 where the pixel takes part: alpha not 0, not nodata (all its colour samples equal
+ * to nodata, or any of them with nodata_any), every colour sample finite. With associated alpha
+ * the features are the pixels' colours (cm__straight) and alpha 0 or less masks. */
 void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n, float *feat,
                      uint8_t *valid);
 
 /* Writes colours[labels[i]] (k rows of d samples of the grid's type) into the feature bands
- * of pixels [first, first + n); pixels labelled CM__MASKED are left as they are. */
+ * of pixels [first, first + n), premultiplied by the pixel's alpha with associated alpha;
+ * pixels labelled CM__MASKED are left as they are. */
 void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n, const uint16_t *labels,
                  const void *colors);
 

@@ -16,8 +16,23 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
                         .alpha = g->alpha_band,
                         .stype = g->stype,
                         .has_nodata = src->has_nodata,
+                        .nodata_any = src->nodata_any,
+                        .associated = src->alpha_associated && g->alpha_band >= 0,
                         .nodata = nodata,
                         .scaled = mean != NULL};
+    switch (g->stype) {
+    case CM_U8: f->alpha_max = f->hi = UINT8_MAX; break;
+    case CM_U16: f->alpha_max = f->hi = UINT16_MAX; break;
+    case CM_I16:
+        f->alpha_max = f->hi = INT16_MAX;
+        f->lo = INT16_MIN;
+        break;
+    case CM_F32:
+        f->alpha_max = 1.0;
+        f->lo = -INFINITY;
+        f->hi = INFINITY;
+        break;
+    }
     for (int b = 0; b < g->bands; b++)
         if (b != g->alpha_band) f->band[f->d++] = b;
     for (int i = 0; mean && i < f->d; i++) {
@@ -26,20 +41,28 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
     }
 }
 
-/* One macro body per sample type keeps the loops free of per-sample switches. */
+/* One macro body per sample type keeps the loops free of per-sample switches. A NaN nodata
+ * equals no sample, but NaN samples are masked as non-finite whatever the rule. Nodata is
+ * compared with the samples as stored, premultiplied or not. */
 #define TO_FEATURES(T, IS_FLOAT)                                                                   \
     do {                                                                                           \
         const T *p = (const T *)buf + first * f->bands;                                            \
+        int nodata_at = f->nodata_any ? 1 : f->d; /* samples equal to nodata that mask */          \
         for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
             bool ok = f->alpha < 0 || p[f->alpha] != 0;                                            \
+            double a = f->associated ? (double)p[f->alpha] : 0.0;                                  \
+            if (f->associated && !(a > 0)) ok = false; /* negative, or NaN */                      \
+            bool straighten = f->associated && a > 0 && a < f->alpha_max;                          \
+            int at_nodata = 0;                                                                     \
             float *x = feat + i * f->d;                                                            \
             for (int j = 0; j < f->d; j++) {                                                       \
                 T v = p[f->band[j]];                                                               \
-                x[j] = (float)v;                                                                   \
+                x[j] = straighten ? cm__straight(f, (double)v, a) : (float)v;                      \
                 if (IS_FLOAT && !isfinite(x[j])) ok = false;                                       \
-                if (f->has_nodata && (double)v == f->nodata) ok = false;                           \
+                at_nodata += f->has_nodata && (double)v == f->nodata;                              \
                 if (f->scaled && !f->lab) x[j] = (x[j] - f->shift[j]) * f->mul[j];                 \
             }                                                                                      \
+            if (at_nodata >= nodata_at) ok = false;                                                \
             if (f->lab) {                                                                          \
                 cm__lab_features(f->stype, x);                                                     \
                 for (int j = 0; f->scaled && j < f->d; j++)                                        \
@@ -60,6 +83,16 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
     }
 }
 
+/* A centre colour c (a sample value) premultiplied by alpha a (0 < a < f->alpha_max) again:
+ * c x a / max, rounded and clamped (float: c x a). */
+static double premultiplied(const cm__pixfmt_t *f, double c, double a)
+{
+    double s = c * a / f->alpha_max;
+    if (f->stype == CM_F32) return s;
+    s = nearbyint(s);
+    return s < f->lo ? f->lo : s > f->hi ? f->hi : s;
+}
+
 #define RECOLOUR(T)                                                                                \
     do {                                                                                           \
         T *p = (T *)buf + first * f->bands;                                                        \
@@ -67,7 +100,12 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
         for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
             if (labels[i] == CM__MASKED) continue;                                                 \
             const T *c = cols + (size_t)labels[i] * f->d;                                          \
-            for (int j = 0; j < f->d; j++) p[f->band[j]] = c[j];                                   \
+            double a = f->associated ? (double)p[f->alpha] : 0.0;                                  \
+            if (f->associated && a < f->alpha_max)                                                 \
+                for (int j = 0; j < f->d; j++)                                                     \
+                    p[f->band[j]] = (T)premultiplied(f, (double)c[j], a);                          \
+            else                                                                                   \
+                for (int j = 0; j < f->d; j++) p[f->band[j]] = c[j];                               \
         }                                                                                          \
     } while (0)
 

@@ -223,18 +223,23 @@ static int64_t distinct_colors(const image_t *im)
 }
 
 /* Whether a pixel (bands samples of type t at px) takes no part in the fit, by the rule of
- * cm_engine.h: alpha 0, a non-alpha sample equal to nodata, or a non-finite float sample. */
-static bool masked_px(const cm_grid_t *g, bool has_nodata, double nodata, const uint8_t *px)
+ * cm_engine.h: alpha 0, all its non-alpha samples equal to nodata (any of them, with
+ * nodata_any), or a non-finite float sample. */
+static bool masked_px(const cm_grid_t *g, bool has_nodata, bool nodata_any, double nodata,
+                      const uint8_t *px)
 {
+    int colors = 0, at_nodata = 0;
     for (int b = 0; b < g->bands; b++) {
         double v = sample_load(px, g->stype, b);
         if (b == g->alpha_band) {
             if (v == 0) return true;
             continue;
         }
-        if (!isfinite(v) || (has_nodata && v == nodata)) return true;
+        if (!isfinite(v)) return true;
+        colors++;
+        at_nodata += has_nodata && v == nodata;
     }
-    return false;
+    return at_nodata > 0 && (nodata_any || at_nodata == colors);
 }
 
 /* ---- an in-memory source ---------------------------------------------------------------- */
@@ -299,7 +304,7 @@ static void source_init(mem_source_t *s, const image_t *im, int64_t chunk_w, int
 typedef struct mem_sink {
     cm_sink_t sink;
     cm_grid_t grid;
-    bool has_nodata; /* the source's mask, for check_labels */
+    bool has_nodata, nodata_any; /* the source's mask, for check_labels */
     double nodata;
     uint8_t *px;     /* the whole image as delivered */
     uint8_t *labels; /* label_size bytes per pixel, when labels are wanted */
@@ -357,6 +362,7 @@ static void sink_init(mem_sink_t *s, const cm_source_t *src, bool want_labels, i
     s->grid = *g;
     s->has_nodata = src->has_nodata;
     s->nodata = src->nodata;
+    s->nodata_any = src->nodata_any;
     s->sink = (cm_sink_t){.put = sink_put, .self = s, .want_labels = want_labels};
     size_t n = (size_t)(g->width * g->height);
     s->px = calloc(n * (size_t)g->bands, cm_stype_size(g->stype));
@@ -487,7 +493,7 @@ static int check_labels(const cm_model_t *m, const mem_sink_t *out)
     for (int64_t i = 0; i < n; i++) {
         const uint8_t *px = out->px + (size_t)i * px_bytes;
         int j = label_at(out, i);
-        if (masked_px(g, out->has_nodata, out->nodata, px)) {
+        if (masked_px(g, out->has_nodata, out->nodata_any, out->nodata, px)) {
             assert_int_equal(j, masked);
             continue;
         }
@@ -2104,10 +2110,11 @@ static void test_float32_fit_and_remap_do_not_depend_on_the_thread_count(void **
 
 /* ---- masks: nodata and non-finite floats ------------------------------------------------ */
 
-/* An image of two colours a and b in which some pixels are masked: `nodata_px` of them (about
- * a quarter) have one colour sample (a different one each time) set to nodata or to the bits
- * of a non-finite float, the others keep a colour of a or b; with alpha, about 5% more have
- * alpha 0. The expected figures are counted as the image is made. */
+/* An image of two colours a and b in which some pixels are masked (with nodata, by the any
+ * rule): `nodata_px` of them (about a quarter) have one colour sample (a different one each
+ * time) set to nodata or to the bits of a non-finite float, the others keep a colour of a or b;
+ * with alpha, about 5% more have alpha 0. The expected figures are counted as the image is
+ * made. */
 typedef struct masked_image {
     image_t im;
     int64_t n_a, n_b, n_masked;
@@ -2208,6 +2215,7 @@ static void test_nodata_pixels_take_no_part_and_are_kept_and_labelled(void **sta
         mem_source_t src;
         source_init(&src, &mi.im, 32, 23);
         src.src.has_nodata = true;
+        src.src.nodata_any = true; /* one colour sample at nodata masks the pixel */
         src.src.nodata = cases[ci].nodata;
         cm_model_t *m;
         mem_sink_t out;
@@ -2288,6 +2296,7 @@ static void test_float_nodata_matches_samples_that_hold_it_as_float32(void **sta
         mem_source_t src;
         source_init(&src, &mi.im, 32, 32);
         src.src.has_nodata = true;
+        src.src.nodata_any = true; /* one colour sample at nodata masks the pixel */
         src.src.nodata = nodata[ni];
         cm_params_t p = params(2, 1, 2);
         mem_sink_t out;
@@ -2304,6 +2313,215 @@ static void test_float_nodata_matches_samples_that_hold_it_as_float32(void **sta
         image_free(&mi.im);
     }
     assert_int_equal(wrong, 0);
+}
+
+/* The nodata rule, for every sample type with nodata 0 and NaN: a third of the pixels are a
+ * colour with one sample at nodata (P), a third have every colour sample at nodata (Z), a third
+ * are a colour with none (B). By the all rule (the default, as GDAL and rasterio read masks)
+ * only Z is masked and P is clustered; by the any rule P is masked too. A NaN nodata equals no
+ * sample: in integer images it masks nothing, in float ones the NaN samples of P and Z are
+ * masked as non-finite by either rule. */
+static void test_nodata_rule_all_masks_only_pixels_with_every_colour_sample_at_nodata(void **state)
+{
+    (void)state;
+    static const struct {
+        cm_stype_t t;
+        double nodata, p[3], b[3];
+        bool p_valid_all, p_valid_any, z_valid; /* the pixels that take part */
+    } cases[] = {
+        {CM_U8, 0, {200, 0, 0}, {20, 180, 60}, true, false, false},
+        {CM_U8, NAN, {200, 0, 0}, {20, 180, 60}, true, true, true},
+        {CM_U16, 0, {0, 50000, 0}, {1000, 2000, 3000}, true, false, false},
+        {CM_U16, NAN, {0, 50000, 0}, {1000, 2000, 3000}, true, true, true},
+        {CM_F32, 0, {0.5, 0, -2}, {100, 200, -300}, true, false, false},
+        {CM_F32, NAN, {0.5, NAN, -2}, {100, 200, -300}, false, false, false},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        image_t im = image_new_typed(90, 70, 3, -1, cases[ci].t);
+        int64_t n[3] = {0}; /* P, Z, B */
+        double z[3] = {cases[ci].nodata, cases[ci].nodata, cases[ci].nodata};
+        if (cases[ci].t != CM_F32 && isnan(cases[ci].nodata)) z[0] = z[1] = z[2] = 0;
+        for (int64_t i = 0; i < image_pixels(&im); i++) {
+            int kind = (int)((i * 7 + i / 13) % 3);
+            im_set_color(&im, i, kind == 0 ? cases[ci].p : kind == 1 ? z : cases[ci].b);
+            n[kind]++;
+        }
+        for (int any = 0; any < 2; any++) {
+            bool p_valid = any ? cases[ci].p_valid_any : cases[ci].p_valid_all;
+            int64_t want = n[2] + (p_valid ? n[0] : 0) + (cases[ci].z_valid ? n[1] : 0);
+            mem_source_t src;
+            source_init(&src, &im, 32, 23);
+            src.src.has_nodata = true;
+            src.src.nodata_any = any;
+            src.src.nodata = cases[ci].nodata;
+            cm_params_t p = params(3, 2, 2);
+            mem_sink_t out;
+            cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+            if (m->n_pixels != want)
+                print_error("%s, nodata %g, rule %s: %lld pixels take part, want %lld\n",
+                            cm_stype_name(cases[ci].t), cases[ci].nodata, any ? "any" : "all",
+                            (long long)m->n_pixels, (long long)want);
+            assert_int_equal(m->n_pixels, want);
+            assert_int_equal(count_sum(m), want);
+            /* A pixel of P that takes part has a centre of its own: its colour, exactly. */
+            bool has_p = false;
+            for (int j = 0; j < m->k; j++) has_p |= centroid_is(m, j, cases[ci].t, cases[ci].p);
+            assert_int_equal(has_p, p_valid);
+            check_labels(m, &out);
+            /* Masked pixels come back as they were. */
+            int64_t masked = 0;
+            for (int64_t i = 0; i < image_pixels(&im); i++)
+                if (label_at(&out, i) == 255) {
+                    masked++;
+                    assert_memory_equal(out.px + (size_t)i * pixel_bytes(&im),
+                                        pixel_at(&im, i % im.w, i / im.w), pixel_bytes(&im));
+                }
+            assert_int_equal(masked, image_pixels(&im) - want);
+            sink_free(&out);
+            cm_model_free(m);
+        }
+        image_free(&im);
+    }
+}
+
+/* ---- associated (premultiplied) alpha --------------------------------------------------- */
+
+/* An RGBA image of associated alpha: colours a and b, each opaque and premultiplied by a partial
+ * alpha (`part`, chosen so that c x part / max is exact: the pixel's colour is then exactly a
+ * or b again), and some pixels of alpha 0 or (signed types) below 0. labels_of[kind]: kinds 0
+ * (a opaque), 1 (a partial), 2 (b opaque), 3 (b partial), 4 (masked). */
+typedef struct assoc_image {
+    image_t im;
+    int64_t n[5];
+} assoc_image_t;
+
+static int assoc_kind(int64_t i)
+{
+    return (int)((i * 5 + i / 7) % 5);
+}
+
+static assoc_image_t assoc_image(cm_stype_t t, double max, double part, double below,
+                                 const double *a, const double *b)
+{
+    assoc_image_t ai = {image_new_typed(70, 50, 4, 3, t), {0}};
+    image_t *im = &ai.im;
+    for (int64_t i = 0; i < image_pixels(im); i++) {
+        int kind = assoc_kind(i);
+        const double *c = kind < 2 ? a : b;
+        double alpha = kind == 4 ? (i % 2 ? below : 0) : kind % 2 ? part : max;
+        for (int f = 0; f < 3; f++) im_set(im, i, f, kind == 4 ? c[f] : c[f] * alpha / max);
+        im_set(im, i, 3, alpha);
+        ai.n[kind]++;
+    }
+    return ai;
+}
+
+static void test_associated_alpha_clusters_pixels_by_their_colour(void **state)
+{
+    (void)state;
+    static const struct {
+        cm_stype_t t;
+        double max, part, below, a[3], b[3];
+    } cases[] = {
+        {CM_U8, 255, 51, 0, {200, 40, 100}, {15, 180, 60}},
+        {CM_U16, 65535, 13107, 0, {50000, 1000, 30000}, {5, 60000, 20000}},
+        {CM_I16, 32767, 4681, -5, {28000, -7000, 700}, {-21000, 14000, 0}},
+        {CM_F32, 1, 0.5, -0.5, {0.5, 0.25, 0.75}, {-2, 100, 3}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        assoc_image_t ai = assoc_image(cases[ci].t, cases[ci].max, cases[ci].part, cases[ci].below,
+                                       cases[ci].a, cases[ci].b);
+        mem_source_t src;
+        source_init(&src, &ai.im, 32, 23);
+        src.src.alpha_associated = true;
+        cm_params_t p = params(2, 4, 2);
+        mem_sink_t out;
+        cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+        int ja = centroid_is(m, 0, cases[ci].t, cases[ci].a) ? 0 : 1;
+        if (!centroid_is(m, ja, cases[ci].t, cases[ci].a) ||
+            !centroid_is(m, 1 - ja, cases[ci].t, cases[ci].b))
+            print_error("%s: centres (%.9g %.9g %.9g) and (%.9g %.9g %.9g)\n",
+                        cm_stype_name(cases[ci].t), m->centroids[0], m->centroids[1],
+                        m->centroids[2], m->centroids[3], m->centroids[4], m->centroids[5]);
+        assert_true(centroid_is(m, ja, cases[ci].t, cases[ci].a));
+        assert_true(centroid_is(m, 1 - ja, cases[ci].t, cases[ci].b));
+        assert_int_equal(m->counts[ja], ai.n[0] + ai.n[1]);
+        assert_int_equal(m->counts[1 - ja], ai.n[2] + ai.n[3]);
+        expect_near(m->inertia, 0.0, 1e-9);
+        /* Opaque pixels take their centre, partial ones their centre premultiplied again:
+         * exactly what they held. Masked ones are left as they were. */
+        assert_memory_equal(out.px, ai.im.px, image_bytes(&ai.im));
+        for (int64_t i = 0; i < image_pixels(&ai.im); i++) {
+            int kind = assoc_kind(i);
+            int want = kind == 4 ? 255 : kind < 2 ? ja : 1 - ja;
+            if (label_at(&out, i) != want)
+                print_error("%s: pixel %lld of kind %d has label %d, want %d\n",
+                            cm_stype_name(cases[ci].t), (long long)i, kind, label_at(&out, i),
+                            want);
+            assert_int_equal(label_at(&out, i), want);
+        }
+        sink_free(&out);
+        cm_model_free(m);
+        image_free(&ai.im);
+    }
+}
+
+/* An opaque colour (40, 8, 20) that is also the premultiplied samples of (200, 40, 100) at
+ * alpha 51: the colour cache and the histogram must key on the colour, not on the samples. The
+ * remap writes every centre colour premultiplied by the pixel's alpha, rounded: (90, 50, 30) at
+ * alpha 128 is written (45, 25, 15). */
+static void test_associated_alpha_keys_the_colour_cache_and_histogram_on_colour(void **state)
+{
+    (void)state;
+    static const double cols[3][3] = {{200, 40, 100}, {40, 8, 20}, {90, 50, 30}};
+    static const double alphas[4] = {255, 51, 255, 128}; /* of kinds 0..3 */
+    image_t im = image_new(64, 48, 4, 3);
+    for (int64_t i = 0; i < image_pixels(&im); i++) {
+        int kind = (int)((i * 3 + i / 11) % 4); /* 0, 1: colour 0; 2: colour 1; 3: colour 2 */
+        const double *c = cols[kind < 2 ? 0 : kind - 1];
+        for (int f = 0; f < 3; f++) im_set(&im, i, f, nearbyint(c[f] * alphas[kind] / 255));
+        im_set(&im, i, 3, alphas[kind]);
+    }
+    assert_int_equal(im.px[4 * 3 + 0], 40); /* pixel 3 is colour 0 at alpha 51 */
+    cm_model_t *first = NULL;
+    uint8_t *first_px = NULL, *first_labels = NULL;
+    for (int run = 0; run < 4; run++) {
+        mem_source_t src;
+        source_init(&src, &im, 32, 16);
+        src.src.alpha_associated = true;
+        cm_params_t p = params(3, 9, 2);
+        p.algorithm = run < 2 ? CM_ALG_HISTOGRAM : CM_ALG_LLOYD;
+        p.color_cache = run % 2;
+        mem_sink_t out;
+        cm_model_t *m = fit_remap_src(&src, &p, true, &out);
+        for (int c = 0; c < 3; c++) {
+            bool found = false;
+            for (int j = 0; j < 3; j++) found |= centroid_is(m, j, CM_U8, cols[c]);
+            if (!found) print_error("run %d: colour %d is no centre\n", run, c);
+            assert_true(found);
+        }
+        assert_memory_equal(out.px, im.px, image_bytes(&im));
+        for (int64_t i = 0; i < image_pixels(&im); i++) {
+            int kind = (int)((i * 3 + i / 11) % 4);
+            const double *c = cols[kind < 2 ? 0 : kind - 1];
+            assert_true(centroid_is(m, label_at(&out, i), CM_U8, c));
+        }
+        if (run == 0) {
+            first = m;
+            first_px = out.px;
+            first_labels = out.labels;
+            continue;
+        }
+        assert_memory_equal(m->centroids, first->centroids, sizeof(double) * 9);
+        assert_memory_equal(out.labels, first_labels, (size_t)image_pixels(&im));
+        assert_memory_equal(out.px, first_px, image_bytes(&im));
+        sink_free(&out);
+        cm_model_free(m);
+    }
+    free(first_px);
+    free(first_labels);
+    cm_model_free(first);
+    image_free(&im);
 }
 
 static void test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked(void **state)
@@ -2362,6 +2580,7 @@ static void test_masked_pixels_get_65535_when_labels_are_16_bit(void **state)
         mem_source_t src;
         source_init(&src, &im, 32, 32);
         src.src.has_nodata = true;
+        src.src.nodata_any = true; /* one colour sample at nodata masks the pixel */
         src.src.nodata = 0;
         cm_params_t p = params(ks[ki], 3, 2);
         p.max_iter = 3;
@@ -3570,6 +3789,9 @@ int main(void)
         cmocka_unit_test(test_float32_fit_and_remap_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nodata_pixels_take_no_part_and_are_kept_and_labelled),
         cmocka_unit_test(test_non_finite_floats_are_masked_with_or_without_nodata),
+        cmocka_unit_test(test_nodata_rule_all_masks_only_pixels_with_every_colour_sample_at_nodata),
+        cmocka_unit_test(test_associated_alpha_clusters_pixels_by_their_colour),
+        cmocka_unit_test(test_associated_alpha_keys_the_colour_cache_and_histogram_on_colour),
         cmocka_unit_test(test_a_nan_nodata_masks_nothing_in_an_integer_image),
         cmocka_unit_test(test_float_nodata_matches_samples_that_hold_it_as_float32),
         cmocka_unit_test(test_labels_plan_reserves_a_masked_value_when_pixels_can_be_masked),

@@ -1,7 +1,8 @@
 /* The command and the library are one code path: `chunkmeans run` and `fit` give, byte for byte,
  * the outputs, label maps, models and summaries that cm_run_file and cm_fit_files give for the
  * same inputs and settings: (a) a plain photo, (b) a list of k, (c) an image with alpha and
- * nodata whose valid pixels are fewer than k, (d) a fit on three files. The command runs in a
+ * nodata whose valid pixels are fewer than k, (d) a fit on three files, (e) the any rule of
+ * nodata and (f) associated alpha, each at -j1 and -j2. The command runs in a
  * directory of its own and the library in another, with the same relative names, so that even
  * the paths a summary holds agree.
  * Usage: test_same_bytes CHUNKMEANS CM-MKIMAGE */
@@ -35,6 +36,14 @@ static void shell(const char *sub, const char *fmt, ...)
     if (system(line) != 0) fail_msg("failed: %s", line);
 }
 
+/* A colour of a few levels per band, premultiplied by an alpha that runs over every value. */
+static uint8_t premultiplied_value(int64_t x, int64_t y, int band)
+{
+    unsigned alpha = (unsigned)(x * 7 + y * 3) % 256;
+    unsigned color = (unsigned)((x / 20 + y / 15 * (band + 1)) % 4) * 80;
+    return (uint8_t)(band == 3 ? alpha : (color * alpha + 127) / 255);
+}
+
 static int make_inputs(void **state)
 {
     (void)state;
@@ -56,7 +65,17 @@ static int make_inputs(void **state)
         snprintf(line, sizeof line, "cd '%s' && '%s' %s --quiet", fx_dir, mkimage, images[i]);
         if (system(line) != 0) return -1;
     }
-    return 0;
+    /* (f) RGBA of associated alpha, every alpha from 0 to 255, colours premultiplied. */
+    fx_tiff_t assoc = {.width = 160,
+                       .height = 120,
+                       .spp = 4,
+                       .photometric = PHOTOMETRIC_RGB,
+                       .compression = COMPRESSION_NONE,
+                       .n_extra = 1,
+                       .extra = {EXTRASAMPLE_ASSOCALPHA},
+                       .tile_w = 32,
+                       .tile_h = 32};
+    return fx_tiff_write(fx_path(line, "assoc.tif"), &assoc, premultiplied_value) ? 0 : -1;
 }
 
 static int remove_inputs(void **state)
@@ -244,6 +263,62 @@ static void test_d_a_fit_on_three_files(void **state)
     same("f.json");
 }
 
+/* The command with its flags and the library with the options they stand for give the same
+ * bytes, at -j1 and -j2 alike. */
+static void same_at_j1_and_j2(const char *in, const char *name, const char *flags,
+                              const cm_options_t *base)
+{
+    for (int j = 1; j <= 2; j++) {
+        char out[64], labels[64];
+        snprintf(out, sizeof out, "%s.j%d.tif", name, j);
+        snprintf(labels, sizeof labels, "%s.labels.j%d.tif", name, j);
+        shell("cmd", "'%s' run %s %s -k 6 --seed 3 -j %d --labels %s %s -q", command, in, out, j,
+              labels, flags);
+        cm_options_t o = *base;
+        o.params.k = 6;
+        o.params.n_threads = j;
+        cm_run_output_t one = {.out = out, .labels = labels};
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        assert_int_equal(in_lib_dir(in, &one, 1, &o, &ctx), 0);
+        cm_model_free(one.fitted);
+        same(out);
+        same(labels);
+    }
+    char a[FX_PATH_MAX], b[FX_PATH_MAX], ra[FX_PATH_MAX], rb[FX_PATH_MAX];
+    snprintf(ra, sizeof ra, "cmd/%s.j1.tif", name);
+    snprintf(rb, sizeof rb, "cmd/%s.j2.tif", name);
+    if (!fx_same_bytes(fx_path(a, ra), fx_path(b, rb))) fail_msg("%s: -j1 and -j2 differ", name);
+    snprintf(ra, sizeof ra, "cmd/%s.labels.j1.tif", name);
+    snprintf(rb, sizeof rb, "cmd/%s.labels.j2.tif", name);
+    if (!fx_same_bytes(fx_path(a, ra), fx_path(b, rb))) fail_msg("%s: -j1 and -j2 differ", name);
+}
+
+static void test_e_the_any_rule_of_nodata(void **state)
+{
+    (void)state;
+    heard_t heard = {0};
+    cm_options_t o = options(&heard);
+    o.has_nodata = true;
+    o.nodata = 240;
+    o.nodata_any = true;
+    same_at_j1_and_j2("../photo.tif", "any", "--nodata 240 --nodata-match any", &o);
+    o.nodata_any = false;
+    same_at_j1_and_j2("../photo.tif", "all", "--nodata 240", &o);
+    /* The rules differ on this photo: some pixels have a sample at 240, not all three. */
+    char a[FX_PATH_MAX], b[FX_PATH_MAX];
+    assert_false(
+        fx_same_bytes(fx_path(a, "cmd/any.labels.j1.tif"), fx_path(b, "cmd/all.labels.j1.tif")));
+}
+
+static void test_f_associated_alpha(void **state)
+{
+    (void)state;
+    heard_t heard = {0};
+    cm_options_t o = options(&heard);
+    same_at_j1_and_j2("../assoc.tif", "assoc", "", &o);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -262,6 +337,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_b_a_list_of_k),
         cmocka_unit_test(test_c_alpha_and_nodata_with_fewer_valid_pixels_than_k),
         cmocka_unit_test(test_d_a_fit_on_three_files),
+        cmocka_unit_test(test_e_the_any_rule_of_nodata),
+        cmocka_unit_test(test_f_associated_alpha),
     };
     int failed = cmocka_run_group_tests(tests, make_inputs, remove_inputs);
     free((char *)command);

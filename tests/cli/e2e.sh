@@ -230,18 +230,25 @@ PY
 }
 
 case_nodata_pixels_are_kept_and_labelled() {
-    mk in.tif --width 300 --height 200 --bands 3 --pattern photo --tile 64
-    expect 0 cm run in.tif out.tif -k 4 --labels lab.tif --nodata 255 -q
+    # A nodata region (a row and a disc whose samples are all 255) in a photo.
+    mk in.tif --width 300 --height 200 --bands 3 --pattern photo --tile 64 --nodata 255
+    # The any rule masks every pixel with a sample of 255, the default (all) rule those whose
+    # samples are all 255: the nodata region, not the photo's pixels with one sample at 255.
+    expect 0 cm run in.tif any.tif -k 4 --labels any.lab.tif --nodata 255 --nodata-match any -q
+    expect 0 cm run in.tif all.tif -k 4 --labels all.lab.tif --nodata 255 -q
     "$PYTHON" - <<'PY' || fail "nodata pixels"
 import numpy as np, tifffile
-a, b, l = (tifffile.imread(f) for f in ("in.tif", "out.tif", "lab.tif"))
-masked = (a == 255).any(axis=-1)
-assert masked.any(), "the test image has no sample of 255"
-assert (b[masked] == a[masked]).all(), "nodata pixels changed"
-assert (l[masked] == 255).all() and (l[~masked] < 4).all(), "labels of nodata pixels"
-assert len(np.unique(b[~masked].reshape(-1, 3), axis=0)) <= 4
+a = tifffile.imread("in.tif")
+for rule, masked in (("any", (a == 255).any(axis=-1)), ("all", (a == 255).all(axis=-1))):
+    b, l = tifffile.imread(rule + ".tif"), tifffile.imread(rule + ".lab.tif")
+    assert masked.any(), (rule, "the test image has no nodata pixel")
+    assert (b[masked] == a[masked]).all(), (rule, "nodata pixels changed")
+    assert (l[masked] == 255).all() and (l[~masked] < 4).all(), (rule, "labels of nodata pixels")
+    assert len(np.unique(b[~masked].reshape(-1, 3), axis=0)) <= 4, rule
+some = (a == 255).any(axis=-1) & ~(a == 255).all(axis=-1)
+assert some.sum() > 100, "too few pixels with some samples of 255"
 PY
-    gdalinfo -json out.tif | grep -q '"noDataValue":255' || fail "OUT does not declare nodata 255"
+    gdalinfo -json all.tif | grep -q '"noDataValue":255' || fail "OUT does not declare nodata 255"
 }
 
 case_palette_output_expands_to_the_rgb_output() {
