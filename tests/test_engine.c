@@ -1573,8 +1573,8 @@ static void test_k_distinct_colors_come_out_of_k_plus_one_unequal_ones(void **st
     /* Six colours from 99 % of the pixels down to a single one; k = 5 must give 5 colours
      * (an empty or repeated centre would give fewer), for every seed, algorithm and -j. The
      * starts are drawn from part of the sample, which may hold fewer than 5 of them. */
-    static const uint8_t colors[6][3] = {{30, 30, 30},   {220, 210, 200}, {200, 40, 40},
-                                         {40, 180, 60},  {30, 60, 220},   {250, 240, 20}};
+    static const uint8_t colors[6][3] = {{30, 30, 30},  {220, 210, 200}, {200, 40, 40},
+                                         {40, 180, 60}, {30, 60, 220},   {250, 240, 20}};
     static const int64_t n_of[6] = {0, 600, 40, 20, 3, 1};
     image_t im = image_of_colors(600, 500, colors, 6, n_of);
     assert_int_equal(distinct_rgb(im.px, image_pixels(&im)), 6);
@@ -3259,6 +3259,47 @@ static void test_fits_of_several_k_on_one_sample_are_the_fits_of_each_k_alone(vo
     image_free(&im[1]);
 }
 
+static void test_several_starts_do_not_depend_on_the_thread_count(void **state)
+{
+    (void)state;
+    /* Six starts run as tasks on 1, 2 or 3 threads: the same winner, so the same model, for
+     * either way of choosing starts and every algorithm; and the starts matter (some seed
+     * ends elsewhere than with one start). */
+    image_t im = image_new(260, 180, 3, -1);
+    fill_noise(&im, 41, 40);
+    mem_source_t src;
+    source_init(&src, &im, 64, 48);
+    static const cm_algorithm_t algs[] = {CM_ALG_MINIBATCH, CM_ALG_LLOYD, CM_ALG_HISTOGRAM};
+    for (size_t a = 0; a < sizeof algs / sizeof algs[0]; a++)
+        for (int init = 0; init < 2; init++) {
+            bool differs = false;
+            for (uint64_t seed = 0; seed < 3; seed++) {
+                cm_model_t *m[3];
+                for (int t = 0; t < 3; t++) {
+                    cm_params_t p = params(7, seed, t + 1);
+                    p.algorithm = algs[a];
+                    p.init = init ? CM_INIT_RANDOM : CM_INIT_KMEANSPP;
+                    p.n_init = 6;
+                    p.max_iter = 20;
+                    m[t] = fit_only(&src, &p);
+                }
+                expect_same_model(m[0], m[1]);
+                expect_same_model(m[0], m[2]);
+                cm_params_t one = params(7, seed, 2);
+                one.algorithm = algs[a];
+                one.init = init ? CM_INIT_RANDOM : CM_INIT_KMEANSPP;
+                one.n_init = 1;
+                one.max_iter = 20;
+                cm_model_t *single = fit_only(&src, &one);
+                differs |= memcmp(single->centroids, m[0]->centroids, sizeof(double) * 7 * 3);
+                cm_model_free(single);
+                for (int t = 0; t < 3; t++) cm_model_free(m[t]);
+            }
+            assert_true(differs);
+        }
+    image_free(&im);
+}
+
 static void test_random_init_fits_do_not_depend_on_the_thread_count(void **state)
 {
     (void)state;
@@ -3778,6 +3819,7 @@ int main(void)
         cmocka_unit_test(test_fewer_colors_than_k_come_back_exactly),
         cmocka_unit_test(test_random_init_draws_distinct_sample_points_by_seed),
         cmocka_unit_test(test_random_init_fits_do_not_depend_on_the_thread_count),
+        cmocka_unit_test(test_several_starts_do_not_depend_on_the_thread_count),
         cmocka_unit_test(test_nearest_breaks_ties_to_the_lowest_index),
         cmocka_unit_test(test_count_colors_matches_a_brute_force_count),
         cmocka_unit_test(test_count_colors_ignores_alpha),
