@@ -17,6 +17,7 @@ enum {
     LLOYD_MAX = 100,           /* Lloyd iterations on the sample from the start */
 };
 static const double START_GAIN = 1e-4;
+static const double INLINE_WORK = 4e6; /* points x centres x features of one iteration */
 
 static int n_init_of(const cm_params_t *p)
 {
@@ -149,7 +150,10 @@ static int fit_minibatch(const cm_sample_t *sample, const cm_params_t *p, cm_mod
     if (start) memcpy(start, m->centroids, sizeof(double) * n_values);
     double mb_inertia = 0.0, lloyd_inertia = 0.0;
     int rc = cm__minibatch(sample->pts, sample->n, p, m, ctx);
-    const cm__lloyd_t polish = {.max_iter = POLISH_MAX}, lloyd = {.max_iter = LLOYD_MAX};
+    /* An iteration over a small sample costs less than a graph run and the wake of threads */
+    bool here = (double)sample->n * m->k * m->d < INLINE_WORK;
+    const cm__lloyd_t polish = {.max_iter = POLISH_MAX, .here = here},
+                      lloyd = {.max_iter = LLOYD_MAX, .here = here};
     if (rc == 0) rc = cm__polish(sample->pts, sample->n, p, &polish, m, &mb_inertia, ctx);
     m->inertia = mb_inertia; /* the sample's, until a remap measures the image's */
     int64_t *alt_counts = rc == 0 && start ? calloc((size_t)m->k, sizeof(int64_t)) : NULL;
