@@ -68,7 +68,7 @@ echo "== chunkmeans quality: $cm ($("$work/bin/chunkmeans" --version 2>/dev/null
 echo "host: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir: $work"
 echo "k: ${KS:-2 5 8 10 16}; chunkmeans default: run -k K -q ${CM_ARGS:-}"
 
-# The corpus: built once (about 3 minutes), then reused.
+# The corpus: built once (a few minutes), then reused.
 "$py" "$here/quality_corpus.py" "$work/corpus"
 
 # Debian's ImageMagick policy caps images at 128 MP and memory at 256 MiB: its run reads
