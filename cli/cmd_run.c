@@ -80,7 +80,8 @@ static const char run_help_outputs[] =
     "                          [[r, g, b], ...]} or a list of rows, in sample units),\n"
     "                          whose number is k (a different -k is refused)\n"
     "      --n-init N          starts tried, each settled by Lloyd iterations on part of the\n"
-    "                          sample; the lowest inertia wins (default 5)\n"
+    "                          sample; the lowest inertia wins (default 5; none with a\n"
+    "                          FILE.json start)\n"
     "      --dither D          none, or ordered: a position-based 8x8 dither between each\n"
     "                          pixel's two nearest colours; no seams, same for any -j or\n"
     "                          --tile (default none)\n";

@@ -300,11 +300,15 @@ void cli_progress_update(void *user, const char *stage, int64_t done, int64_t to
     int fill = (int)(frac * 20);
     for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
     bar[20] = '\0';
-    bool steps = !strcmp(stage, "fit");
+    /* the fit counts steps, its starts starts, every other stage chunks */
+    const char *unit = !strcmp(stage, "fit")     ? "steps"
+                       : !strcmp(stage, "start") ? "starts"
+                                                 : "chunks";
+    bool steps = strcmp(unit, "chunks") != 0;
     if (elapsed > 0.5 && done > 0) {
         double per_s = (double)done / elapsed;
         if (steps || p->px_per_chunk <= 0) /* chunks of images of several sizes: per chunk */
-            snprintf(rate, sizeof rate, "%.0f %s/s", per_s, steps ? "steps" : "chunks");
+            snprintf(rate, sizeof rate, "%.0f %s/s", per_s, unit);
         else
             snprintf(rate, sizeof rate, "%.1f MPix/s", per_s * p->px_per_chunk / 1e6);
         if (done < total) {
@@ -315,7 +319,7 @@ void cli_progress_update(void *user, const char *stage, int64_t done, int64_t to
     }
     flockfile(stderr); /* drawn is read under it by those who print over the line */
     fprintf(stderr, "\r%-6s [%s] %3d%% %lld/%lld %s  %s  %s\033[K", stage, bar, (int)(frac * 100),
-            (long long)done, (long long)total, steps ? "steps" : "chunks", rate, eta);
+            (long long)done, (long long)total, unit, rate, eta);
     fflush(stderr);
     p->drawn = true;
     funlockfile(stderr);

@@ -1,4 +1,4 @@
-/* k-means over an image seen as a grid of chunks: sampling, k-means++ initialisation,
+/* k-means over an image seen as a grid of chunks: sampling, the starts (greedy k-means++),
  * mini-batch steps as scheduler tasks, and the remap pass. Never opens a file: pixels come
  * from a cm_source_t and go to a cm_sink_t that the caller provides. */
 #ifndef CM_ENGINE_H
@@ -72,7 +72,7 @@ typedef enum cm_kernel {
 
 typedef enum cm_scale { CM_SCALE_NONE, CM_SCALE_STANDARD } cm_scale_t;
 
-/* How the centres are fitted after k-means++: mini-batch steps on the sample; exact Lloyd
+/* How the centres are fitted from the start: mini-batch steps on the sample; exact Lloyd
  * iterations over every pixel (one pass over the image each); the same iterations over the
  * colour histogram (8-bit, up to 3 colour bands: one pass to count, then each iteration costs
  * the number of distinct colours); auto: histogram where it applies, else mini-batch. */
@@ -103,8 +103,11 @@ typedef enum cm_dither { CM_DITHER_NONE, CM_DITHER_ORDERED } cm_dither_t;
 
 /* How a fit picks its k starting centres among the sample's points when none are given:
  * k-means++ (Arthur and Vassilvitskii, 2007: spread out, each drawn with a probability that
- * grows with its distance to those already chosen), or random (k points drawn uniformly, of
- * distinct values where the sample holds k of them). Both follow the seed alone. */
+ * grows with its distance to those already chosen; greedy: each the best of 2 + ln k such
+ * draws, the one that lowers the sum of squared distances most), or random (k points drawn
+ * uniformly, of distinct values where the sample holds k of them). A fit tries n_init such
+ * starts, each settled by Lloyd iterations on part of the sample, and keeps the one of lowest
+ * inertia there. All follow the seed alone, whatever the threads. */
 typedef enum cm_init { CM_INIT_KMEANSPP, CM_INIT_RANDOM } cm_init_t;
 
 typedef struct cm_params {
@@ -118,7 +121,7 @@ typedef struct cm_params {
     const double *init_centroids;
     int init_k;
     cm_init_t init;     /* k-means++ (the default) or random; init_centres, when set, wins */
-    int n_init;         /* starts tried on the sample, the lowest inertia wins (0: default) */
+    int n_init;         /* starts tried, 0 to 1000 (0: the default, 5); ignored with init_centres */
     cm_dither_t dither; /* of the remap */
     uint64_t seed;
     int max_iter;        /* mini-batch step limit, or exact iteration limit */

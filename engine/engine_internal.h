@@ -171,7 +171,9 @@ struct cm_sample {
     int64_t hist_n;
 };
 
-/* cm_kmeanspp that stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
+/* Greedy k-means++ on n points of d features: k centres, the first drawn uniformly, each other
+ * the best of 2 + ln k points drawn with probability proportional to their squared distance to
+ * the centres so far; stops with CM_ECANCELED when *cancel becomes non-zero (NULL: never). */
 int cm__kmeanspp(const float *pts, int64_t n, int d, int k, uint64_t seed,
                  const volatile sig_atomic_t *cancel, double *centroids, cm_ctx_t *ctx);
 
@@ -182,7 +184,8 @@ int64_t cm__sample_px(const cm_params_t *p);
 size_t cm__sample_task_bytes(const cm_source_t *src);
 
 /* Refines the starting centres of m (in standardised units if m is scaled) with exact Lloyd
- * iterations over every pixel of src, or over its colour histogram; sets counts, inertia,
+ * iterations over every pixel of src, or over its colour histogram (an empty centre moves to
+ * the farthest pixel, one per iteration); sets counts, inertia,
  * iterations and converged. The histogram is taken from sample when it holds one, else counted
  * and, when sample is not NULL, kept there for the next fit. */
 int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t algorithm,

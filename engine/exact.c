@@ -64,10 +64,21 @@ typedef struct part_stat {
     float far[CM_BANDS_MAX];
 } part_stat_t;
 
-/* Keeps x as the part's farthest point when it lies farther than the one kept. */
+/* Whether a point at squared distance d2 with features x is farther than the part's farthest
+ * point; among equally far points the one of smaller features (compared band by band) counts
+ * as farther, so the farthest point of the whole image is one value, however it is split. */
+static inline bool farther(const part_stat_t *st, const float *x, float d2, int d)
+{
+    if (d2 != st->far_d2) return d2 > st->far_d2;
+    for (int b = 0; b < d; b++)
+        if (x[b] != st->far[b]) return x[b] < st->far[b];
+    return false;
+}
+
+/* Keeps x as the part's farthest point when it is farther than the one kept. */
 static inline void note_far(part_stat_t *st, const float *x, float d2, int d)
 {
-    if (d2 <= st->far_d2) return;
+    if (!farther(st, x, d2, d)) return;
     st->far_d2 = d2;
     memcpy(st->far, x, sizeof(float) * d);
 }
@@ -240,30 +251,32 @@ static int run_iteration(iteration_t *it, int64_t n_parts,
     return rc;
 }
 
-/* Moves an empty centre j to the farthest point the parts saw that no centre has taken yet
- * (the first part's among equals), as scikit-learn does; false when every point lies on a
- * centre (fewer distinct values than k), where it stays. */
+/* Moves an empty centre j to the point farthest from every centre (see farther), as
+ * scikit-learn does; false when every point lies on a centre (fewer distinct values than k),
+ * where it stays. One centre per iteration: the next farthest point is only known once the
+ * moved centre has taken its points, and so the result does not depend on the parts. */
 static bool relocate(iteration_t *it, int64_t n_parts, int j, double *c)
 {
     int64_t far = -1;
-    for (int64_t q = 0; q < n_parts; q++)
-        if (it->stat[q].far_d2 > 0.f && (far < 0 || it->stat[q].far_d2 > it->stat[far].far_d2))
+    for (int64_t q = 0; q < n_parts; q++) {
+        const part_stat_t *st = &it->stat[q];
+        if (st->far_d2 > 0.f && (far < 0 || farther(&it->stat[far], st->far, st->far_d2, it->d)))
             far = q;
+    }
     if (far < 0) return false;
     for (int b = 0; b < it->d; b++) c[(size_t)j * it->d + b] = it->stat[far].far[b];
-    it->stat[far].far_d2 = -1.f;
     return true;
 }
 
-/* Moves every centre that took points to their mean, and every empty one to a far point;
- * returns the largest move, in sample units (std scales it back when the features are
+/* Moves every centre that took points to their mean, and the first empty one to the farthest
+ * point; returns the largest move, in sample units (std scales it back when the features are
  * standardised), infinite when a centre was relocated. */
 static double update(iteration_t *it, int64_t n_parts, double *c, const double *std)
 {
     double shift_max = 0.0;
     for (int j = 0; j < it->k; j++) {
         int64_t n = it->total.count[j];
-        if (n == 0 && relocate(it, n_parts, j, c)) shift_max = INFINITY;
+        if (n == 0 && isfinite(shift_max) && relocate(it, n_parts, j, c)) shift_max = INFINITY;
         if (n == 0) continue;
         double shift = 0.0;
         for (int b = 0; b < it->d; b++) {
@@ -362,7 +375,7 @@ int cm__polish(const float *pts, int64_t n, const cm_params_t *p, const cm__lloy
         if (rc < 0) break;
         double shift = update(&it, HIST_PARTS, m->centroids, m->std);
         for (int j = 0; j < k; j++) m->counts[j] = it.total.count[j];
-        bool slow = iter > 0 && *inertia - it.inertia < how->gain * it.inertia;
+        bool slow = how->gain > 0 && iter > 0 && *inertia - it.inertia < how->gain * it.inertia;
         *inertia = it.inertia;
         sums_free(&it.total);
         if (shift < p->tol || (slow && isfinite(shift))) break; /* not right after a relocation */

@@ -33,8 +33,8 @@ static int check_params(const cm_grid_t *g, int n_srcs, const cm_params_t *p, cm
                "there must be 1 to 65535 starting centres, not %d", k);
     CM_FAIL_IF(ctx, k < 1 || k > 65535, CM_EUSAGE, "k must be between 1 and 65535, not %d", k);
     CM_TRY(cm__colorspace_check(g, p->colorspace, ctx));
-    CM_FAIL_IF(ctx, p->n_init < 0, CM_EUSAGE, "the number of starts must be positive, not %d",
-               p->n_init);
+    CM_FAIL_IF(ctx, p->n_init < 0 || p->n_init > 1000, CM_EUSAGE,
+               "the number of starts must be from 1 to 1000 (0: the default), not %d", p->n_init);
     CM_FAIL_IF(ctx, p->max_iter < 1 || p->batch < 1, CM_EUSAGE,
                "the step limit and the batch size must be positive");
     CM_FAIL_IF(ctx, n_srcs > 1 && p->algorithm != CM_ALG_MINIBATCH && p->algorithm != CM_ALG_AUTO,

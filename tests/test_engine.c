@@ -1201,6 +1201,35 @@ static void test_lloyd_and_histogram_give_the_same_centroids(void **state)
     }
 }
 
+static void test_empty_centres_move_alike_whatever_the_parts(void **state)
+{
+    (void)state;
+    /* Four of six starting centres coincide: three take no pixel at first and are moved, one
+     * per iteration, to the farthest pixel. Lloyd over chunks of two sizes and the histogram
+     * split their work differently, yet give the same centres, and use all six. */
+    image_t im = image_new(150, 90, 3, -1);
+    fill_noise(&im, 77, 12);
+    static const double start[6 * 3] = {128, 128, 128, 128, 128, 128, 128, 128, 128,
+                                        128, 128, 128, 20,  200, 40,  230, 30,  60};
+    cm_model_t *m[3];
+    static const int64_t chunk[3][2] = {{64, 32}, {100, 70}, {64, 32}};
+    for (int i = 0; i < 3; i++) {
+        mem_source_t src;
+        source_init(&src, &im, chunk[i][0], chunk[i][1]);
+        cm_params_t p = params(6, 1, 2);
+        p.algorithm = i == 2 ? CM_ALG_HISTOGRAM : CM_ALG_LLOYD;
+        p.init_centroids = start;
+        p.init_k = 6;
+        p.max_iter = 40;
+        m[i] = fit_only(&src, &p);
+    }
+    for (int i = 1; i < 3; i++)
+        assert_memory_equal(m[i]->centroids, m[0]->centroids, sizeof(double) * 6 * 3);
+    for (int j = 0; j < 6; j++) assert_true(m[0]->counts[j] > 0);
+    for (int i = 0; i < 3; i++) cm_model_free(m[i]);
+    image_free(&im);
+}
+
 static void test_exact_modes_are_at_least_as_good_as_minibatch(void **state)
 {
     (void)state;
@@ -3804,6 +3833,7 @@ int main(void)
         cmocka_unit_test(test_a_budget_below_one_chunk_is_refused),
         cmocka_unit_test(test_color_cache_gives_the_labels_of_the_direct_search_ties_included),
         cmocka_unit_test(test_lloyd_and_histogram_give_the_same_centroids),
+        cmocka_unit_test(test_empty_centres_move_alike_whatever_the_parts),
         cmocka_unit_test(test_exact_modes_are_at_least_as_good_as_minibatch),
         cmocka_unit_test(test_histogram_refuses_what_it_cannot_count_and_auto_picks),
         cmocka_unit_test(test_every_kernel_gives_the_labels_of_the_scalar_reference),
