@@ -19,21 +19,13 @@ static int input_keep(void *self, cm_ctx_t *ctx)
     return cm_image_keep_chunks(in->img, in->scratch_dir, ctx);
 }
 
-/* Whether the alpha band is associated (premultiplied): TIFF's EXTRASAMPLE_ASSOCALPHA, 1. The
- * extra samples are the last n_extra bands. */
-static bool alpha_associated(const cm_image_info_t *in)
-{
-    int at = in->alpha_band - (in->bands - in->n_extra);
-    return in->alpha_band >= 0 && at >= 0 && at < in->n_extra && in->extra[at] == 1;
-}
-
 cm_source_t cm__source_of(const cm_options_t *o, const cm_image_info_t *in)
 {
     return (cm_source_t){.grid = in->grid,
                          .has_nodata = o->has_nodata || in->has_nodata,
                          .nodata_any = o->nodata_any,
                          .nodata = o->has_nodata ? o->nodata : in->nodata,
-                         .alpha_associated = alpha_associated(in)};
+                         .alpha_associated = in->alpha_associated};
 }
 
 int cm__input_open(cm__input_t *in, const char *path, const cm_options_t *o, int n_workers,

@@ -84,15 +84,20 @@ typedef struct cm__pixfmt {
  * cluster's). */
 enum { CM__MASKED = 0xffff };
 
+/* v rounded to the nearest whole number (ties to even) and clamped to [lo, hi]. */
+static inline double cm__clamp_round(double v, double lo, double hi)
+{
+    v = nearbyint(v);
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 /* The colour of sample s of a pixel of premultiplied alpha a (0 < a < f->alpha_max): s x max /
  * a, rounded to the nearest sample value and clamped to the type's range (float: s / a). Whole
  * numbers stay whole, so the colour cache and the histogram of 8-bit images stay exact. */
 static inline float cm__straight(const cm__pixfmt_t *f, double s, double a)
 {
     double c = s * f->alpha_max / a;
-    if (f->stype == CM_F32) return (float)c;
-    c = nearbyint(c);
-    return (float)(c < f->lo ? f->lo : c > f->hi ? f->hi : c);
+    return (float)(f->stype == CM_F32 ? c : cm__clamp_round(c, f->lo, f->hi));
 }
 
 /* The colour of an 8-bit pixel as one number: its feature samples (their colour, with

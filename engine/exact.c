@@ -75,6 +75,13 @@ static inline bool farther(const part_stat_t *st, const float *x, float d2, int 
     return false;
 }
 
+/* Part idx's record, emptied for the part that is starting. */
+static inline part_stat_t *part_begin(part_stat_t *stat, int64_t idx)
+{
+    stat[idx] = (part_stat_t){.far_d2 = -1.f};
+    return &stat[idx];
+}
+
 /* Keeps x as the part's farthest point when it is farther than the one kept. */
 static inline void note_far(part_stat_t *st, const float *x, float d2, int d)
 {
@@ -120,8 +127,7 @@ static int lloyd_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
     int rc = buf && feat && dist && d2 && valid && labels && sums_alloc(s, it->k, it->d, it->exact)
                  ? it->src->read(it->src->self, worker, idx, buf, ctx)
                  : cm_fail(ctx, CM_ENOMEM, "out of memory in chunk %lld", (long long)idx);
-    part_stat_t *st = &it->stat[idx];
-    *st = (part_stat_t){.far_d2 = -1.f};
+    part_stat_t *st = part_begin(it->stat, idx);
     for (int64_t first = 0; rc == 0 && first < w * h; first += BLOCK) {
         int64_t m = w * h - first < BLOCK ? w * h - first : BLOCK;
         cm__to_features(&it->fmt, buf, first, m, feat, valid);
@@ -164,8 +170,7 @@ static int histogram_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         free(dist);
         return cm_fail(ctx, CM_ENOMEM, "out of memory");
     }
-    part_stat_t *st = &it->stat[idx];
-    *st = (part_stat_t){.far_d2 = -1.f};
+    part_stat_t *st = part_begin(it->stat, idx);
     for (int64_t i = first; i < last; i++) {
         /* The colour's features, as cm__to_features makes them from its samples. */
         uint8_t px[3];
@@ -204,8 +209,7 @@ static int points_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
         free(dist);
         return cm_fail(ctx, CM_ENOMEM, "out of memory");
     }
-    part_stat_t *st = &it->stat[idx];
-    *st = (part_stat_t){.far_d2 = -1.f};
+    part_stat_t *st = part_begin(it->stat, idx);
     for (int64_t at = first; at < last; at += BLOCK) {
         int64_t m = last - at < BLOCK ? last - at : BLOCK;
         const float *x = it->pts + at * it->d;

@@ -88,9 +88,7 @@ void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int6
 static double premultiplied(const cm__pixfmt_t *f, double c, double a)
 {
     double s = c * a / f->alpha_max;
-    if (f->stype == CM_F32) return s;
-    s = nearbyint(s);
-    return s < f->lo ? f->lo : s > f->hi ? f->hi : s;
+    return f->stype == CM_F32 ? s : cm__clamp_round(s, f->lo, f->hi);
 }
 
 #define RECOLOUR(T)                                                                                \
@@ -120,20 +118,14 @@ void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n, con
     }
 }
 
-static double clamp_round(double v, double lo, double hi)
-{
-    v = nearbyint(v);
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
 void cm__model_colors(const cm_model_t *m, cm_stype_t t, void *out)
 {
     for (size_t i = 0; i < (size_t)m->k * m->d; i++) {
         double v = m->centroids[i];
         switch (t) {
-        case CM_U8: ((uint8_t *)out)[i] = (uint8_t)clamp_round(v, 0, UINT8_MAX); break;
-        case CM_U16: ((uint16_t *)out)[i] = (uint16_t)clamp_round(v, 0, UINT16_MAX); break;
-        case CM_I16: ((int16_t *)out)[i] = (int16_t)clamp_round(v, INT16_MIN, INT16_MAX); break;
+        case CM_U8: ((uint8_t *)out)[i] = (uint8_t)cm__clamp_round(v, 0, UINT8_MAX); break;
+        case CM_U16: ((uint16_t *)out)[i] = (uint16_t)cm__clamp_round(v, 0, UINT16_MAX); break;
+        case CM_I16: ((int16_t *)out)[i] = (int16_t)cm__clamp_round(v, INT16_MIN, INT16_MAX); break;
         case CM_F32: ((float *)out)[i] = (float)v; break;
         }
     }

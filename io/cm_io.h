@@ -20,6 +20,7 @@ typedef struct cm_image_info {
     int64_t width, height;
     int bands;               /* samples per pixel as read: a palette image reads as its colours */
     int alpha_band;          /* index of the alpha sample, or -1 */
+    bool alpha_associated;   /* that sample is premultiplied (EXTRASAMPLE_ASSOCALPHA) */
     cm_stype_t stype;        /* sample type as read */
     const char *sample_type; /* its name: "uint8", "uint16", "int16", "float32" */
     int bits;                /* bits per sample in the file */

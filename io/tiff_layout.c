@@ -201,6 +201,7 @@ static int read_color(cm_image_t *img, TIFF *tif, const fields_t *f, cm_ctx_t *c
     }
     in->bands = bands;
     in->alpha_band = alpha;
+    in->alpha_associated = alpha >= 0 && extra[alpha - color] == EXTRASAMPLE_ASSOCALPHA;
     in->n_extra = n_extra;
     for (int i = 0; i < n_extra; i++) in->extra[i] = extra[i];
     return 0;
