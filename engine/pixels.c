@@ -3,6 +3,7 @@
  * features (colorspace.c holds the Lab arithmetic). */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #include "engine_internal.h"
 
@@ -47,6 +48,11 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
 #define TO_FEATURES(T, IS_FLOAT)                                                                   \
     do {                                                                                           \
         const T *p = (const T *)buf + first * f->bands;                                            \
+        if (plain && !IS_FLOAT) { /* every sample a feature, as it is */                           \
+            for (int64_t i = 0; i < n * f->d; i++) feat[i] = (float)p[i];                          \
+            memset(valid, 1, (size_t)n);                                                           \
+            break;                                                                                 \
+        }                                                                                          \
         int nodata_at = f->nodata_any ? 1 : f->d; /* samples equal to nodata that mask */          \
         for (int64_t i = 0; i < n; i++, p += f->bands) {                                           \
             bool ok = f->alpha < 0 || p[f->alpha] != 0;                                            \
@@ -75,6 +81,7 @@ void cm__pixfmt_init(cm__pixfmt_t *f, const cm_source_t *src, const double *mean
 void cm__to_features(const cm__pixfmt_t *f, const void *buf, int64_t first, int64_t n, float *feat,
                      uint8_t *valid)
 {
+    bool plain = f->alpha < 0 && !f->has_nodata && !f->scaled && !f->lab;
     switch (f->stype) {
     case CM_U8: TO_FEATURES(uint8_t, false); break;
     case CM_U16: TO_FEATURES(uint16_t, false); break;
@@ -107,9 +114,28 @@ static double premultiplied(const cm__pixfmt_t *f, double c, double a)
         }                                                                                          \
     } while (0)
 
+/* The common case of 8-bit colour first in the pixel, then alpha or nothing, with D (a
+ * constant) features: a copy the compiler unrolls. */
+#define RECOLOUR_U8_LEADING(D)                                                                     \
+    do {                                                                                           \
+        uint8_t *p = (uint8_t *)buf + first * f->bands;                                            \
+        const uint8_t *cols = colors;                                                              \
+        for (int64_t i = 0; i < n; i++, p += f->bands)                                             \
+            if (labels[i] != CM__MASKED)                                                           \
+                for (int j = 0; j < (D); j++) p[j] = cols[(size_t)labels[i] * (D) + j];            \
+    } while (0)
+
 void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n, const uint16_t *labels,
                  const void *colors)
 {
+    bool leading = !f->associated && (f->alpha < 0 || f->alpha == f->d);
+    if (f->stype == CM_U8 && leading && (f->d == 1 || f->d == 3)) {
+        if (f->d == 1)
+            RECOLOUR_U8_LEADING(1);
+        else
+            RECOLOUR_U8_LEADING(3);
+        return;
+    }
     switch (f->stype) {
     case CM_U8: RECOLOUR(uint8_t); break;
     case CM_U16: RECOLOUR(uint16_t); break;
