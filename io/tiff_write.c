@@ -2,6 +2,8 @@
  * thread writes; edge tiles are padded from a scratch tile. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libdeflate.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,14 @@
 #include "cm_version.h"
 #include "io_internal.h"
 
+/* A deflate encoder of tiles, with its buffers: the tile after the predictor, and the stream. */
+typedef struct deflater {
+    struct libdeflate_compressor *c;
+    uint8_t *predicted, *stream;
+    size_t stream_cap;
+    struct deflater *next;
+} deflater_t;
+
 struct cm_writer {
     TIFF *tif;
     char *path, *tmp;
@@ -18,7 +28,14 @@ struct cm_writer {
     uint16_t cmap[3 * 256]; /* the colour map, when spec.colormap was given */
     size_t px_bytes;        /* bytes per pixel */
     cm__tiff_msg_t msg;
+    struct deflaters *deflaters; /* when the tiles are deflated here (encode_deflate) */
 };
+
+/* The deflate encoders not in use, taken and given back by the workers. */
+typedef struct deflaters {
+    pthread_mutex_t lock;
+    deflater_t *idle;
+} deflaters_t;
 
 /* Tiles encoded by cm_writer_encode, waiting for cm_writer_put_encoded. */
 struct cm_encoded {
@@ -27,6 +44,121 @@ struct cm_encoded {
     size_t *size;
     uint8_t **data;
 };
+
+/* ---- deflate tiles, encoded here ----
+ * libtiff encodes a deflate tile with libdeflate at level 7 (its default quality, 6, plus one)
+ * as one zlib stream, after the horizontal predictor for 8- and 16-bit integer samples. Done
+ * by libtiff, every tile costs a memory TIFF and a fresh compressor, whose tables the system
+ * must zero again: a third of the encoding time on a k-colour photo. The same calls made here,
+ * with compressors kept from tile to tile, give the same bytes. Float samples (their predictor
+ * reorders bytes) and the other codecs still go through libtiff. */
+enum { DEFLATE_LEVEL = 7 };
+
+static bool deflated_here(const cm_writer_spec_t *s)
+{
+    bool deflate = s->compression == COMPRESSION_ADOBE_DEFLATE || s->compression == COMPRESSION_DEFLATE;
+    return deflate && (!s->predictor || s->stype != CM_F32);
+}
+
+static void deflater_free(deflater_t *z)
+{
+    if (!z) return;
+    libdeflate_free_compressor(z->c);
+    free(z->predicted);
+    free(z->stream);
+    free(z);
+}
+
+/* An idle encoder, or a new one; NULL when out of memory. */
+static deflater_t *deflater_take(deflaters_t *pool, size_t tile_bytes)
+{
+    pthread_mutex_lock(&pool->lock);
+    deflater_t *z = pool->idle;
+    if (z) pool->idle = z->next;
+    pthread_mutex_unlock(&pool->lock);
+    if (z) return z;
+    z = calloc(1, sizeof *z);
+    if (!z) return NULL;
+    z->c = libdeflate_alloc_compressor(DEFLATE_LEVEL);
+    z->stream_cap = z->c ? libdeflate_zlib_compress_bound(z->c, tile_bytes) : 0;
+    z->predicted = malloc(tile_bytes);
+    z->stream = malloc(z->stream_cap ? z->stream_cap : 1);
+    if (!z->c || !z->predicted || !z->stream) {
+        deflater_free(z);
+        return NULL;
+    }
+    return z;
+}
+
+static void deflater_give(deflaters_t *pool, deflater_t *z)
+{
+    pthread_mutex_lock(&pool->lock);
+    z->next = pool->idle;
+    pool->idle = z;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+static deflaters_t *deflaters_new(void)
+{
+    deflaters_t *pool = calloc(1, sizeof *pool);
+    if (pool && pthread_mutex_init(&pool->lock, NULL) != 0) {
+        free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+static void deflaters_free(deflaters_t *pool)
+{
+    if (!pool) return;
+    while (pool->idle) {
+        deflater_t *z = pool->idle;
+        pool->idle = z->next;
+        deflater_free(z);
+    }
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+/* TIFF's horizontal predictor: each sample minus the same band's sample of the pixel before,
+ * row by row, modulo 2^8 or 2^16 (libtiff's horDiff8 and horDiff16, in the host's order). */
+static void predict(const cm_writer_spec_t *s, const uint8_t *in, uint8_t *out)
+{
+    size_t row = (size_t)s->tile_w * (size_t)s->bands, bands = (size_t)s->bands;
+    for (int64_t y = 0; y < s->tile_h; y++) {
+        if (s->stype == CM_U8) {
+            const uint8_t *a = in + (size_t)y * row;
+            uint8_t *b = out + (size_t)y * row;
+            for (size_t i = 0; i < row; i++) b[i] = (uint8_t)(i < bands ? a[i] : a[i] - a[i - bands]);
+        } else {
+            const uint16_t *a = (const uint16_t *)in + (size_t)y * row;
+            uint16_t *b = (uint16_t *)out + (size_t)y * row;
+            for (size_t i = 0; i < row; i++)
+                b[i] = (uint16_t)(i < bands ? a[i] : a[i] - a[i - bands]);
+        }
+    }
+}
+
+static int encode_deflate(const cm_writer_t *wr, const uint8_t *tile, uint8_t **data,
+                          size_t *size, cm_ctx_t *ctx)
+{
+    const cm_writer_spec_t *s = &wr->spec;
+    size_t bytes = (size_t)s->tile_w * (size_t)s->tile_h * wr->px_bytes;
+    deflater_t *z = deflater_take(wr->deflaters, bytes);
+    CM_FAIL_IF(ctx, !z, CM_ENOMEM, "%s: out of memory encoding a tile", wr->path);
+    const uint8_t *in = tile;
+    if (s->predictor) {
+        predict(s, tile, z->predicted);
+        in = z->predicted;
+    }
+    *size = libdeflate_zlib_compress(z->c, in, bytes, z->stream, z->stream_cap);
+    *data = *size ? malloc(*size) : NULL;
+    if (*data) memcpy(*data, z->stream, *size);
+    deflater_give(wr->deflaters, z);
+    CM_FAIL_IF(ctx, !*data, CM_ENOMEM, "%s: %s", wr->path,
+               *size ? "out of memory encoding a tile" : "a tile did not fit its deflate bound");
+    return 0;
+}
 
 void cm_writer_spec_like(const cm_image_info_t *in, int compression, cm_writer_spec_t *out)
 {
@@ -166,8 +298,9 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
         wr->path = strdup(path);
         wr->tmp = malloc(tmp_size);
         if (spec->colormap) memcpy(wr->cmap, spec->colormap, sizeof wr->cmap);
+        if (deflated_here(spec)) wr->deflaters = deflaters_new();
     }
-    if (!wr || !wr->path || !wr->tmp ||
+    if (!wr || !wr->path || !wr->tmp || (deflated_here(spec) && !wr->deflaters) ||
         !cm__mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes)) {
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
@@ -280,7 +413,8 @@ int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int
                 memcpy(scratch + (size_t)r * tile_row, scratch + (size_t)(th - 1) * tile_row,
                        tile_row);
             e->tile[e->n] = (uint32_t)(((y + ty) / s->tile_h) * tiles_x + (x + tx) / s->tile_w);
-            rc = encode_tile(wr, scratch, &e->data[e->n], &e->size[e->n], ctx);
+            rc = wr->deflaters ? encode_deflate(wr, scratch, &e->data[e->n], &e->size[e->n], ctx)
+                                  : encode_tile(wr, scratch, &e->data[e->n], &e->size[e->n], ctx);
             if (rc == 0) e->n++;
         }
     }
@@ -325,6 +459,7 @@ int cm__writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, 
 
 static void writer_free(cm_writer_t *wr)
 {
+    deflaters_free(wr->deflaters);
     free(wr->tmp);
     free(wr->path);
     free(wr);

@@ -2,7 +2,7 @@
 # Installs the Debian packages chunkmeans needs to build, test and run its demo (as root, or
 # through sudo). Safe to run again. --fuzz adds clang and libFuzzer (tests/fuzz/run.sh).
 set -euo pipefail
-packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libjansson-dev
+packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjansson-dev
           libcmocka-dev libtiff-tools python3-numpy python3-tifffile gdal-bin time valgrind)
 for opt in "$@"; do
     case $opt in

@@ -1405,6 +1405,99 @@ static void test_writer_copies_tiled_images_exactly_in_every_lossless_compressio
         }
 }
 
+/* Re-encodes every tile of out with libtiff itself, into a file of the same fields, and checks
+ * that libtiff wrote the very bytes the writer did. */
+static void check_tiles_as_libtiff_encodes_them(const char *out, const char *ref)
+{
+    TIFF *a = TIFFOpen(out, "r"), *b = TIFFOpen(ref, "w");
+    assert_true(a && b);
+    uint32_t w, h, tw, th;
+    uint16_t spp, bits, format, photometric, compression, predictor = PREDICTOR_NONE;
+    assert_true(TIFFGetField(a, TIFFTAG_IMAGEWIDTH, &w) && TIFFGetField(a, TIFFTAG_IMAGELENGTH, &h) &&
+                TIFFGetField(a, TIFFTAG_TILEWIDTH, &tw) && TIFFGetField(a, TIFFTAG_TILELENGTH, &th) &&
+                TIFFGetField(a, TIFFTAG_SAMPLESPERPIXEL, &spp) &&
+                TIFFGetField(a, TIFFTAG_BITSPERSAMPLE, &bits) &&
+                TIFFGetField(a, TIFFTAG_SAMPLEFORMAT, &format) &&
+                TIFFGetField(a, TIFFTAG_PHOTOMETRIC, &photometric) &&
+                TIFFGetField(a, TIFFTAG_COMPRESSION, &compression));
+    TIFFGetField(a, TIFFTAG_PREDICTOR, &predictor);
+    assert_true(TIFFSetField(b, TIFFTAG_IMAGEWIDTH, w) && TIFFSetField(b, TIFFTAG_IMAGELENGTH, h) &&
+                TIFFSetField(b, TIFFTAG_TILEWIDTH, tw) && TIFFSetField(b, TIFFTAG_TILELENGTH, th) &&
+                TIFFSetField(b, TIFFTAG_SAMPLESPERPIXEL, spp) &&
+                TIFFSetField(b, TIFFTAG_BITSPERSAMPLE, bits) &&
+                TIFFSetField(b, TIFFTAG_SAMPLEFORMAT, format) &&
+                TIFFSetField(b, TIFFTAG_PHOTOMETRIC, photometric) &&
+                TIFFSetField(b, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG) &&
+                TIFFSetField(b, TIFFTAG_COMPRESSION, compression));
+    if (predictor != PREDICTOR_NONE) assert_true(TIFFSetField(b, TIFFTAG_PREDICTOR, predictor));
+    tmsize_t size = TIFFTileSize(a);
+    uint8_t *tile = malloc((size_t)size);
+    assert_non_null(tile);
+    for (uint32_t i = 0; i < TIFFNumberOfTiles(a); i++) {
+        assert_int_equal(TIFFReadEncodedTile(a, i, tile, size), size);
+        assert_int_equal(TIFFWriteEncodedTile(b, i, tile, size), size);
+    }
+    TIFFClose(b);
+    b = TIFFOpen(ref, "r");
+    assert_non_null(b);
+    uint64_t *sa, *sb;
+    assert_true(TIFFGetField(a, TIFFTAG_TILEBYTECOUNTS, &sa) &&
+                TIFFGetField(b, TIFFTAG_TILEBYTECOUNTS, &sb));
+    uint8_t *ra = malloc((size_t)size * 2), *rb = malloc((size_t)size * 2);
+    assert_true(ra && rb);
+    for (uint32_t i = 0; i < TIFFNumberOfTiles(a); i++) {
+        if (sa[i] != sb[i]) fail_msg("%s: tile %u of %llu bytes, libtiff's %llu", out, i,
+                                     (unsigned long long)sa[i], (unsigned long long)sb[i]);
+        assert_int_equal(TIFFReadRawTile(a, i, ra, size * 2), (tmsize_t)sa[i]);
+        assert_int_equal(TIFFReadRawTile(b, i, rb, size * 2), (tmsize_t)sb[i]);
+        if (memcmp(ra, rb, (size_t)sa[i])) fail_msg("%s: tile %u differs from libtiff's", out, i);
+    }
+    free(ra);
+    free(rb);
+    free(tile);
+    TIFFClose(a);
+    TIFFClose(b);
+}
+
+static void test_writer_deflates_tiles_to_the_bytes_libtiff_writes(void **state)
+{
+    (void)state;
+    /* 8-bit RGB and grey + alpha, 16-bit and int16 with the horizontal predictor, and a label
+     * map (8-bit grey, no predictor); edge tiles padded. */
+    static const struct {
+        int spp;
+        cm_stype_t stype;
+        bool predictor;
+    } cases[] = {{3, CM_U8, true}, {2, CM_U8, true}, {3, CM_U16, true}, {1, CM_I16, true},
+                 {1, CM_U8, false}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        fx_tiff_t l = layout_for(cases[c].spp, COMPRESSION_NONE, false);
+        l.stype = cases[c].stype;
+        l.tile_w = l.tile_h = 32;
+        char path[FX_PATH_MAX], out[FX_PATH_MAX], ref[FX_PATH_MAX], name[64];
+        snprintf(name, sizeof name, "deflate-in-%zu.tif", c);
+        fx_path(path, name);
+        snprintf(name, sizeof name, "deflate-out-%zu.tif", c);
+        fx_path(out, name);
+        snprintf(name, sizeof name, "deflate-ref-%zu.tif", c);
+        fx_path(ref, name);
+        fx_tiff_make(path, &l, pattern);
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        cm_image_t *img = NULL;
+        assert_int_equal(cm_image_open(path, 1, &img, &ctx), 0);
+        cm_writer_spec_t spec;
+        cm_writer_spec_like(cm_image_info(img), COMPRESSION_ADOBE_DEFLATE, &spec);
+        spec.predictor = cases[c].predictor;
+        copy_image_to(img, out, &spec);
+        cm_image_close(img);
+        uint16_t predictor = 0;
+        assert_int_equal(ifd_has_tag(out, TIFFTAG_PREDICTOR, &predictor), cases[c].predictor);
+        check_tiles_as_libtiff_encodes_them(out, ref);
+        check_copy(out, &l, &spec, 0);
+    }
+}
+
 static void test_writer_copies_striped_images_exactly_as_tiles(void **state)
 {
     (void)state;
@@ -2529,6 +2622,7 @@ int main(void)
         cmocka_unit_test(test_uncompressed_ycbcr_is_unsupported_input),
         cmocka_unit_test(test_tiles_not_a_multiple_of_16_are_unsupported_input),
         cmocka_unit_test(test_writer_copies_tiled_images_exactly_in_every_lossless_compression),
+        cmocka_unit_test(test_writer_deflates_tiles_to_the_bytes_libtiff_writes),
         cmocka_unit_test(test_writer_copies_striped_images_exactly_as_tiles),
         cmocka_unit_test(test_writer_copies_wide_striped_image_in_512_wide_tiles),
         cmocka_unit_test(test_writer_jpeg_output_of_ycbcr_input_is_rgb_close_to_the_original),
