@@ -42,7 +42,12 @@ typedef struct cm__input {
     cm_source_t src;
     char scratch_dir[4096];
     bool prepared;
-    int64_t reads; /* atomic */
+    int64_t reads;  /* atomic */
+    int64_t reused; /* atomic: reads served from the kept chunks */
+    /* Decoded chunks kept from one pass for the next (cm__input_hold): per chunk, or NULL. */
+    uint8_t **kept;
+    size_t kept_bytes, kept_cap; /* atomic; what hold allows */
+    bool holding;                /* keep what is read; else a kept chunk is served once */
 } cm__input_t;
 
 /* Opens path for n_workers threads (the options' when <= 0) with the options' tiles and cancel
@@ -55,8 +60,19 @@ int cm__input_open(cm__input_t *in, const char *path, const cm_options_t *o, int
  * huge strips into its spill store. */
 int cm__input_prepare(cm__input_t *in, const cm_options_t *o, cm_ctx_t *ctx);
 
-/* The chunk reads of the input since the last call. */
+/* The chunk reads of the input since the last call, and of those the ones served from kept
+ * chunks (cm__input_hold). */
 int64_t cm__input_take_reads(cm__input_t *in);
+int64_t cm__input_take_reused(cm__input_t *in);
+
+/* From now on, keeps the chunks read, decoded, up to bytes in all, and serves them again from
+ * memory (the fit's sample, then the remap, read many chunks twice); 0 when out of memory for
+ * the index, which only means nothing is kept. cm__input_release ends the keeping: each kept
+ * chunk is then served once more and freed. cm__input_close frees what is left. */
+void cm__input_hold(cm__input_t *in, size_t bytes);
+void cm__input_release(cm__input_t *in);
+/* The bytes held by kept chunks now. */
+size_t cm__input_kept_bytes(const cm__input_t *in);
 
 /* Closes the image; safe on an input that failed to open, and twice. */
 void cm__input_close(cm__input_t *in);

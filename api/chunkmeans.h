@@ -115,8 +115,9 @@ typedef struct cm_run_report {
     cm_model_meta_t meta;    /* what the models fit: the input's bands, alpha, sample type */
     int64_t width, height;   /* of the input */
     int64_t chunks;          /* in its grid */
-    int64_t fit_chunks_read; /* chunk reads of the sample and the fits */
-    int64_t chunks_read;     /* chunk reads of the remap pass: one per chunk */
+    int64_t fit_chunks_read; /* chunks the sample and the fits decoded from the file */
+    int64_t chunks_read;     /* chunks the remap pass decoded from the file */
+    int64_t chunks_reused;   /* chunks it took from the fit's, decoded once (one per chunk in all) */
     double fit_seconds;      /* from the start to the fitted models (opening included) */
     double remap_seconds;    /* from the fitted models to the committed outputs */
 } cm_run_report_t;

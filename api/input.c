@@ -2,15 +2,84 @@
  * options' threads, tiles and cancel flag, the source the engine reads it through (counting
  * its reads, keeping chunks in a spill store when asked), its preparation, and the checks of
  * what may be done with it. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api_internal.h"
 
+static size_t chunk_bytes_of(const cm__input_t *in, int64_t idx)
+{
+    const cm_grid_t *g = &in->src.grid;
+    int64_t x, y, w, h;
+    cm_grid_rect(g, idx, &x, &y, &w, &h);
+    return (size_t)(w * h) * (size_t)g->bands * cm_stype_size(g->stype);
+}
+
+/* Keeps a copy of chunk idx as read into buf, when the bytes allow it (and no other read of
+ * it was kept first). */
+static void keep_copy(cm__input_t *in, int64_t idx, const uint8_t *buf, size_t bytes)
+{
+    size_t was = __atomic_fetch_add(&in->kept_bytes, bytes, __ATOMIC_RELAXED);
+    uint8_t *copy = was + bytes <= in->kept_cap ? malloc(bytes) : NULL;
+    uint8_t *none = NULL;
+    if (copy) memcpy(copy, buf, bytes);
+    if (!copy || !__atomic_compare_exchange_n(&in->kept[idx], &none, copy, false,
+                                              __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+        free(copy);
+        __atomic_fetch_sub(&in->kept_bytes, bytes, __ATOMIC_RELAXED);
+    }
+}
+
+/* A chunk is decoded from the file, or copied from the kept ones: while holding, they stay;
+ * after, each is served once and freed. */
 static int input_read(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
     cm__input_t *in = self;
+    size_t bytes = in->kept ? chunk_bytes_of(in, idx) : 0;
+    if (in->kept) {
+        uint8_t *got = in->holding ? __atomic_load_n(&in->kept[idx], __ATOMIC_ACQUIRE)
+                                   : __atomic_exchange_n(&in->kept[idx], NULL, __ATOMIC_ACQ_REL);
+        if (got) {
+            memcpy(buf, got, bytes);
+            if (!in->holding) {
+                free(got);
+                __atomic_fetch_sub(&in->kept_bytes, bytes, __ATOMIC_RELAXED);
+            }
+            __atomic_fetch_add(&in->reused, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&in->reads, 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+    }
     __atomic_fetch_add(&in->reads, 1, __ATOMIC_RELAXED);
-    return cm_image_read_chunk(in->img, worker, idx, buf, ctx);
+    int rc = cm_image_read_chunk(in->img, worker, idx, buf, ctx);
+    if (rc == 0 && in->kept && in->holding) keep_copy(in, idx, buf, bytes);
+    return rc;
+}
+
+void cm__input_hold(cm__input_t *in, size_t bytes)
+{
+    if (!in->kept) in->kept = calloc((size_t)cm_grid_count(&in->src.grid), sizeof(uint8_t *));
+    in->kept_cap = bytes;
+    in->holding = in->kept != NULL;
+}
+
+void cm__input_release(cm__input_t *in)
+{
+    in->holding = false;
+}
+
+size_t cm__input_kept_bytes(const cm__input_t *in)
+{
+    return __atomic_load_n(&in->kept_bytes, __ATOMIC_RELAXED);
+}
+
+static void drop_kept(cm__input_t *in)
+{
+    for (int64_t i = 0; in->kept && i < cm_grid_count(&in->src.grid); i++) free(in->kept[i]);
+    free(in->kept);
+    in->kept = NULL;
+    in->kept_bytes = 0;
+    in->holding = false;
 }
 
 static int input_keep(void *self, cm_ctx_t *ctx)
@@ -61,8 +130,14 @@ int64_t cm__input_take_reads(cm__input_t *in)
     return __atomic_exchange_n(&in->reads, 0, __ATOMIC_RELAXED);
 }
 
+int64_t cm__input_take_reused(cm__input_t *in)
+{
+    return __atomic_exchange_n(&in->reused, 0, __ATOMIC_RELAXED);
+}
+
 void cm__input_close(cm__input_t *in)
 {
+    drop_kept(in);
     cm_image_close(in->img);
     in->img = NULL;
     in->info = NULL;

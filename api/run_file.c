@@ -107,6 +107,11 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
 static int fit_all(run_t *r, cm_ctx_t *ctx)
 {
     CM_TRY(cm__input_prepare(&r->in, &r->o, ctx));
+    /* The chunks the fit decodes are kept for the remap, within half the budget: the remap
+     * pass then decodes each chunk of the image once, and the fit's only where they did not
+     * fit. The other half is the remap's. */
+    size_t half = r->p.budget_bytes / 2;
+    if (cm_grid_chunk_bytes(&r->in.src.grid) <= half) cm__input_hold(&r->in, half);
     cm_sample_t *sample = NULL;
     int rc = r->n > 1 ? cm_sample_take(&r->in.src, 1, &r->p, &sample, ctx) : 0;
     for (int i = 0; i < r->n && rc == 0; i++) {
@@ -118,7 +123,8 @@ static int fit_all(run_t *r, cm_ctx_t *ctx)
         out->k = p.k;
     }
     cm_sample_free(sample); /* before the remap pass needs its buffers */
-    r->rep.fit_chunks_read = cm__input_take_reads(&r->in);
+    cm__input_release(&r->in);
+    r->rep.fit_chunks_read = cm__input_take_reads(&r->in) - cm__input_take_reused(&r->in);
     return rc;
 }
 
@@ -131,10 +137,13 @@ static int remap_all(run_t *r, cm_ctx_t *ctx)
         models[i] = r->outs[i].req->fitted;
         CM_TRY(cm__outputs_sink(&r->outs[i].w, models[i], &sinks[i], ctx));
     }
-    CM_TRY(cm_remap_many(&r->in.src, models, r->n, &r->p, sinks, ctx));
+    cm_params_t p = r->p; /* the kept chunks hold their part of the budget */
+    p.budget_bytes -= cm__input_kept_bytes(&r->in);
+    CM_TRY(cm_remap_many(&r->in.src, models, r->n, &p, sinks, ctx));
     /* A cancel that came after the last task still stops the run: nothing appears. */
     CM_FAIL_IF(ctx, r->p.cancel && *r->p.cancel, CM_ECANCELED, "interrupted");
-    r->rep.chunks_read = cm__input_take_reads(&r->in);
+    r->rep.chunks_reused = cm__input_take_reused(&r->in);
+    r->rep.chunks_read = cm__input_take_reads(&r->in) - r->rep.chunks_reused;
     return 0;
 }
 

@@ -44,6 +44,7 @@ int cm__summary_write(const char *path, const char *in_path, const cm_params_t *
     bad |= json_object_set_new(root, "chunks", json_integer(rep->chunks));
     bad |= json_object_set_new(root, "chunks_read", json_integer(rep->chunks_read));
     bad |= json_object_set_new(root, "fit_chunks_read", json_integer(rep->fit_chunks_read));
+    bad |= json_object_set_new(root, "chunks_reused", json_integer(rep->chunks_reused));
     for (int i = 0; !bad && i < n; i++) bad |= add_run(runs, &outs[i], ks_asked[i]);
     bad |= json_object_set_new(root, "runs", runs);
     char *text = bad ? NULL : json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -243,10 +243,10 @@ static void report(const run_opts_t *o, const cm_run_output_t *outs, int n,
     for (int i = 0; i < n; i++) print_output(&outs[i], rep, seconds, n > 1);
     if (cli_verbosity >= 2)
         fprintf(stderr,
-                "chunkmeans: remap pass: %lld chunk reads for %lld chunks and %d output%s; the "
-                "fit%s read %lld\n",
-                (long long)rep->chunks_read, (long long)rep->chunks, n, n == 1 ? "" : "s",
-                n == 1 ? "" : "s", (long long)rep->fit_chunks_read);
+                "chunkmeans: chunks decoded: %lld by the fit%s, %lld by the remap pass, which "
+                "took %lld more as the fit left them (%lld chunks, %d output%s)\n",
+                (long long)rep->fit_chunks_read, n == 1 ? "" : "s", (long long)rep->chunks_read,
+                (long long)rep->chunks_reused, (long long)rep->chunks, n, n == 1 ? "" : "s");
     if (cli_verbosity >= 1 && n > 1)
         fprintf(stderr, "chunkmeans: %lldx%lld, %d values of k in one pass over %s, %.2f s\n",
                 (long long)rep->width, (long long)rep->height, n, o->in, seconds);

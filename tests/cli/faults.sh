@@ -268,11 +268,12 @@ PY
 
 case_input_truncated_while_read_exits_3() {
     # One worker: every read goes through the handle opened before the truncation.
-    # Truncated while the sample is read, and while the remap writes tiles.
+    # Truncated while the sample is read, and while the remap writes tiles. A budget of 2 MiB
+    # keeps none of the chunks the fit read, so that the remap reads the file again.
     for stage in sample remap; do
         big_input in.tif
         start "$CHUNKMEANS" run in.tif out.tif -k 6 --max-iter 5 -j1 --progress always \
-            --labels lab.tif --model-out m.json
+            --labels lab.tif --model-out m.json --memory 2M
         stopped_at "$stage "
         truncate -s $(($(stat -c %s in.tif) / 3)) in.tif
         kill -CONT "$pid"

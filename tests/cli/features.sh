@@ -188,12 +188,15 @@ case_k_list_gives_the_outputs_of_separate_runs() {
 case_summary_counts_one_read_per_chunk() {
     # 700 x 500 in chunks of 128: 6 x 4 = 24 chunks
     mk in.tif --width 700 --height 500 --bands 3 --pattern photo --tile 128
-    expect 0 cm run in.tif out.tif -k 10,2,5 --seed 1 --tile 128 --summary s.json -v
-    said "remap pass: 24 chunk reads for 24 chunks and 3 outputs"
+    # The fit decodes every chunk of so small an image and keeps them all for the remap: each
+    # chunk is decoded once in all.
+    expect 0 cm run in.tif out.tif -k 10,2,5 --seed 1 --tile 128 --summary s.json -vv
+    said "chunks decoded: 24 by the fits, 0 by the remap pass, which took 24 more as the fit left them (24 chunks, 3 outputs)"
     "$PYTHON" - s.json <<'PY' || fail "summary: $(cat s.json)"
 import json, sys
 s = json.load(open(sys.argv[1]))
-assert s["chunks"] == 24 and s["chunks_read"] == 24, (s["chunks"], s["chunks_read"])
+assert s["chunks"] == 24 and s["chunks_read"] == 0 and s["chunks_reused"] == 24, s
+assert s["fit_chunks_read"] == 24, s
 runs = {r["k"]: r for r in s["runs"]}
 assert sorted(runs) == [2, 5, 10] and [r["k"] for r in s["runs"]] == [10, 2, 5]
 for k, r in runs.items():
@@ -212,10 +215,20 @@ import json, sys
 many, one = (json.load(open(f)) for f in sys.argv[1:])
 assert 0 < many["fit_chunks_read"] == one["fit_chunks_read"] <= one["chunks"], \
     (many["fit_chunks_read"], one["fit_chunks_read"])
-assert one["chunks_read"] == one["chunks"] == 24, one
+assert one["chunks_read"] + one["chunks_reused"] == one["chunks"] == 24, one
 PY
-    # histogram: the sample and the colour count read every chunk once each, for the whole
-    # list as for one k
+    # A budget that keeps few chunks (half of 300K: 3 of 48K): the remap decodes the others
+    # again, to the same bytes.
+    expect 0 cm run in.tif tight.tif -k 5 --seed 1 --tile 128 --memory 300K --summary tight.json -q
+    cmp tight.tif five.tif || fail "--memory 300K: the output differs from the default budget's"
+    "$PYTHON" - tight.json <<'PY' || fail "tight budget reads: $(cat tight.json)"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["chunks_read"] + s["chunks_reused"] == s["chunks"] == 24, s
+assert 0 < s["chunks_reused"] <= 3, s
+PY
+    # histogram: the sample reads every chunk once, and the colour count and the remap take
+    # them as it left them, for the whole list as for one k
     expect 0 cm run in.tif h.tif -k 10,2,5 --seed 1 --tile 128 --algorithm histogram \
         --summary h.json -q
     expect 0 cm run in.tif h5.tif -k 5 --seed 1 --tile 128 --algorithm histogram \
@@ -224,14 +237,15 @@ PY
     "$PYTHON" - h.json h5.json <<'PY' || fail "histogram reads: $(cat h.json h5.json)"
 import json, sys
 many, one = (json.load(open(f)) for f in sys.argv[1:])
-assert many["fit_chunks_read"] == one["fit_chunks_read"] == 2 * 24, \
+assert many["fit_chunks_read"] == one["fit_chunks_read"] == 24, \
     (many["fit_chunks_read"], one["fit_chunks_read"])
+assert many["chunks_reused"] == one["chunks_reused"] == 24, (many, one)
 PY
     # striped input, and one k: the same counter
     mk strips.tif --width 300 --height 260 --bands 3 --pattern photo --strip 16
     expect 0 cm run strips.tif one.tif -k 4 --summary one.json -q
     "$PYTHON" -c "import json,sys; s=json.load(open('one.json')); \
-assert s['chunks_read'] == s['chunks'] and len(s['runs']) == 1 and s['runs'][0]['output'] == 'one.tif', s" ||
+assert s['chunks_read'] + s['chunks_reused'] == s['chunks'] and len(s['runs']) == 1 and s['runs'][0]['output'] == 'one.tif', s" ||
         fail "one k: $(cat one.json)"
 }
 
