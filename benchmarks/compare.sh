@@ -6,17 +6,22 @@
 #
 # usage: benchmarks/compare.sh [BUILD_DIR]            (default BUILD_DIR: build)
 # environment:
-#   SIZES   sizes to run, in order (default "100mp 1gp"): small = 2000x1500, 100mp = 12500x8000,
-#           1gp = 40000x25000, or WIDTHxHEIGHT
+#   SIZES   sizes to run, in order (default "100mp real100 1gp real1gp"). Generated photos
+#           (cm-mkimage): small = 2000x1500, 100mp = 12500x8000, 1gp = 40000x25000, or
+#           WIDTHxHEIGHT. Real-photo mosaics (compare/real_mosaic.py): realsmall = 2000x1500,
+#           real100 = 12000x8400, real1gp = 40000x25000, or realWIDTHxHEIGHT
 #   K       number of colours (default 8)
 #   SKIP    tools to leave out, space-separated: chunkmeans chunkmeans-j1 chunkmeans-none vips
 #           tiffcp decode encode sklearn-minibatch sklearn-kmeans dask otb imagemagick
-#           histogram ("sklearn" skips both sklearn rows)
+#           histogram lloyd ("sklearn" skips both sklearn rows, "histogram" lloyd too)
 #   KEEP=1  keep the images and logs (default: everything is deleted at the end)
 #   WORK_DIR where the images go (default: a new directory under ${TMPDIR:-/tmp})
+#   IMAGE_CACHE  where the real-photo mosaics are kept across runs, keyed by their recipe
+#           (default ${XDG_CACHE_HOME:-~/.cache}/chunkmeans-compare); a run links them into
+#           its work directory and reads them only
 #   MEMORY  chunkmeans --memory (default: chunkmeans's own, 256M); OTB gets -ram of the same MB
 #   IN_MEMORY_MAX_MP  largest image, in megapixels, for the in-memory tools: scikit-learn and
-#           ImageMagick (default 100)
+#           ImageMagick (default 101: 100mp and real100)
 #   TIMEOUT seconds after which one tool is stopped and reported failed (default 3600)
 #   PYTHON  the Debian python (default /usr/bin/python3), CHUNKMEANS, MKIMAGE (binaries)
 #   BASE    another chunkmeans binary (an earlier build), timed in the same run right after
@@ -28,12 +33,13 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 helpers=$here/compare
 build=${1:-build}
-sizes=${SIZES:-"100mp 1gp"}
+sizes=${SIZES:-"100mp real100 1gp real1gp"}
 k=${K:-8}
 skip=" ${SKIP:-} "
 py=${PYTHON:-/usr/bin/python3}
 timeout_s=${TIMEOUT:-3600}
-in_memory_max_mp=${IN_MEMORY_MAX_MP:-100}
+in_memory_max_mp=${IN_MEMORY_MAX_MP:-101}
+image_cache=${IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chunkmeans-compare}
 ncores=$(nproc)
 
 say() { echo "compare: $*" >&2; }
@@ -70,6 +76,7 @@ pkg_missing() { # PACKAGE: is its tool missing?
     python3-tifffile) ! py_has tifffile ;;
     python3-zarr) ! py_has zarr ;;
     python3-sklearn) ! py_has sklearn.cluster ;;
+    python3-skimage) ! py_has skimage.data ;;
     python3-dask) ! py_has dask.array ;; # Debian 12 has no python3-dask-array: it is in here
     otb-bin) ! command -v otbcli_SOMClassification >/dev/null 2>&1 ;;
     coreutils) ! command -v timeout >/dev/null 2>&1 ;;
@@ -77,6 +84,7 @@ pkg_missing() { # PACKAGE: is its tool missing?
 }
 packages=(time coreutils libtiff-tools libvips-tools imagemagick python3-numpy python3-tifffile
     python3-zarr python3-sklearn python3-dask otb-bin)
+case " $sizes " in *" real"*) packages+=(python3-skimage) ;; esac
 missing=()
 for p in "${packages[@]}"; do pkg_missing "$p" && missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -252,14 +260,22 @@ mse_of() {
     [[ ${KEEP:-0} == 1 ]] || rm -f "$out" "$out".aux.xml
 }
 
+size_names="small, 100mp, 1gp, realsmall, real100, real1gp, WIDTHxHEIGHT or realWIDTHxHEIGHT"
 size_dims() {
     case $1 in
-    small) echo "2000 1500" ;;
+    small | realsmall) echo "2000 1500" ;;
     100mp) echo "12500 8000" ;;
-    1gp) echo "40000 25000" ;;
-    [1-9]*x[1-9]*) [[ $1 =~ ^([0-9]+)x([0-9]+)$ ]] && echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" ;;
+    real100) echo "12000 8400" ;;
+    1gp | real1gp) echo "40000 25000" ;;
+    [1-9]*x[1-9]* | real[1-9]*x[1-9]*)
+        [[ $1 =~ ^(real)?([0-9]+)x([0-9]+)$ ]] && echo "${BASH_REMATCH[2]} ${BASH_REMATCH[3]}" ;;
     *) return 1 ;;
     esac
+}
+is_real() { [[ $1 == real* ]]; } # SIZE: a mosaic of real photographs (else a generated photo)
+is_100mp() { [[ $1 == 100mp || $1 == real100 ]]; } # the size the in-memory targets are set for
+size_kind() { # SIZE: what the image is, in a few words
+    if is_real "$1"; then echo "real-photo mosaic"; else echo "generated photo"; fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +299,17 @@ probe_algorithm lloyd && ALGO[lloyd]=1
 # Header.
 
 mem_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
-echo "== chunkmeans comparison: sizes $sizes, k = $k, RGB photo (cm-mkimage), deflate, 512x512 tiles"
+gen_sizes="" real_sizes=""
+for s in $sizes; do
+    size_dims "$s" >/dev/null || continue
+    if is_real "$s"; then real_sizes+=" $s"; else gen_sizes+=" $s"; fi
+done
+# The photos of the mosaics, named by their generator.
+real_desc=$("$py" "$helpers/real_mosaic.py" describe 2>/dev/null) ||
+    real_desc="mosaic of python3-skimage's photographs (not available: $py cannot import skimage.data)"
+echo "== chunkmeans comparison: sizes $sizes, k = $k, 8-bit RGB, deflate, 512x512 tiles"
+[[ -n $gen_sizes ]] && echo "generated photo (${gen_sizes# }): cm-mkimage --pattern photo (deflate level 2, no predictor)"
+[[ -n $real_sizes ]] && echo "real-photo mosaic (${real_sizes# }): $real_desc; cached in $image_cache"
 echo "host: $ncores cores, $mem_gib GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir: $work"
 echo "chunkmeans: $chunkmeans_src ($("$chunkmeans" --version 2>/dev/null | head -n 1))"
 [[ -n $base ]] && echo "${BASE_NAME:-base}: $BASE ($("$base" --version 2>/dev/null | head -n 1))"
@@ -302,7 +328,7 @@ echo
 run_size() {
     local s=$1 w h dims raw npix mp
     dims=$(size_dims "$s") || {
-        say "unknown size '$s' (small, 100mp, 1gp or WIDTHxHEIGHT)"
+        say "unknown size '$s' ($size_names)"
         return 1
     }
     read -r w h <<<"$dims"
@@ -330,9 +356,27 @@ run_size() {
             "$((npix * 125 / 1048576)) MiB and fail"
     fi
 
-    progress "$s: generating ${w}x${h} ($mp MP) RGB photo"
-    if ! "$mkimage" "$in" --width "$w" --height "$h" --bands 3 --pattern photo \
-        --compression deflate --tile 512 --quiet >"$dir/generate.log" 2>&1; then
+    local made=0 t0=$SECONDS cached
+    if is_real "$s"; then
+        # Made once into the cache (1gp: a few minutes), then linked here and only read.
+        progress "$s: ${w}x${h} ($mp MP) real-photo mosaic from $image_cache (made there if missing)"
+        if cached=$("$py" "$helpers/real_mosaic.py" cached "$image_cache" "$w" "$h" 2>"$dir/generate.log") &&
+            [[ -f $cached ]]; then
+            if ln -f "$cached" "$in" 2>/dev/null || ln -sf "$cached" "$in"; then
+                made=1
+                if grep -q ' done, ' "$dir/generate.log"; then
+                    progress "$s: made in $((SECONDS - t0)) s and cached: $cached"
+                fi
+            else
+                echo "cannot link $cached into $dir" >>"$dir/generate.log"
+            fi
+        fi
+    else
+        progress "$s: generating ${w}x${h} ($mp MP) RGB photo"
+        "$mkimage" "$in" --width "$w" --height "$h" --bands 3 --pattern photo \
+            --compression deflate --tile 512 --quiet >"$dir/generate.log" 2>&1 && made=1
+    fi
+    if ((!made)); then
         local why
         why="input not generated: $(last_words "$dir/generate.log")"
         for t in "${tool_order[@]}"; do set_na "$s" "$t" "$why"; done
@@ -340,8 +384,9 @@ run_size() {
         return 1
     fi
     local in_size
-    in_size=$(stat -c %s "$in")
-    echo "$s: input ${w}x${h} RGB, $(numfmt --to=iec-i --suffix=B --format=%.2f "$in_size")" \
+    in_size=$(stat -L -c %s "$in")
+    echo "$s: input ${w}x${h} RGB $(size_kind "$s")," \
+        "$(numfmt --to=iec-i --suffix=B --format=%.2f "$in_size")" \
         "(raw $(numfmt --to=iec-i --suffix=B --format=%.2f "$raw"))"
 
     # chunkmeans, all cores and one.
@@ -631,7 +676,7 @@ for s in $sizes; do
         print_table "$s"
         echo
     else
-        say "unknown size '$s' (small, 100mp, 1gp or WIDTHxHEIGHT): skipped"
+        say "unknown size '$s' ($size_names): skipped"
     fi
 done
 ((${#ran[@]})) || die "no size to run"

@@ -80,7 +80,7 @@ def recipe(width, height):
 
 def describe():
     r = recipe(0, 0)
-    return (f"mosaic of {GRID[0]} x {GRID[1]} real photographs from {r['source']}: "
+    return (f"{GRID[0]} x {GRID[1]} real photographs from {r['source']}: "
             f"{', '.join(PHOTOS)}; each upscaled (bilinear) to its cell, noise sigma {SIGMA} "
             f"(seed {SEED}); deflate + predictor, {TILE} tiles")
 
