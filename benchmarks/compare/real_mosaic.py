@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Real-photo inputs of compare.sh: a mosaic of python3-skimage's photographs, each panel
 upscaled (bilinear) to its cell with seeded Gaussian noise, written as an 8-bit RGB TIFF (deflate
-level 6, horizontal predictor, 512 x 512 tiles), tile by tile in bounded memory.
+level 2 as cm-mkimage's, horizontal predictor, 512 x 512 tiles), tile by tile in bounded memory.
 
 usage: real_mosaic.py cached CACHE_DIR WIDTH HEIGHT   prints the path of the image in CACHE_DIR,
                                                       made first if it is not there
@@ -26,12 +26,12 @@ import zlib
 
 import numpy as np
 
-VERSION = 1  # bump when the pixels or the layout change
+VERSION = 2  # bump when the pixels or the layout change
 SEED = 1
 SIGMA = 2.0  # noise, in 8-bit levels
 GRID = (4, 3)  # columns, rows
 TILE = 512
-ZLIB_LEVEL = 6  # zlib's, libtiff's and vips's default
+ZLIB_LEVEL = 2  # as cm-mkimage: 3.5 times faster than 6 here, for a file 4 % larger
 # Twelve distinct photographs that Debian's python3-skimage ships (nine in colour, three grey,
 # used as R = G = B), in grid order.
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket",
