@@ -27,6 +27,7 @@ typedef struct stepper {
     int64_t batch;     /* pixels per step, split over the parts */
     double *c;         /* centres (k * d), moved by the update tasks */
     float *cf;         /* the same as floats, read by the part tasks of a step */
+    float *soa;        /* and band by band, for the block kernel */
     double *v;         /* points taken by each centre so far: 1/v is its learning rate */
     double *sum;       /* d: scratch of the update */
     const double *std; /* d: the scaling of the features, or NULL */
@@ -45,6 +46,11 @@ static uint64_t draw_key(int step, int part)
     return (uint64_t)step << 16 | (uint64_t)part;
 }
 
+/* A part draws its points into a block first, then labels the block with the kernel: the
+ * draws' cache misses overlap, and the distances are vectorised. The same labels as one point
+ * at a time, summed in the order drawn. */
+enum { DRAW_BLOCK = 512 };
+
 static int step_part(void *arg, int worker, cm_ctx_t *ctx)
 {
     const step_task_t *t = arg;
@@ -53,15 +59,31 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
     int k = s->k, d = s->d;
     double *acc = s->partials + (size_t)t->part * (size_t)k * (size_t)(d + 1);
     memset(acc, 0, sizeof(double) * (size_t)k * (size_t)(d + 1));
+    float *x = malloc(sizeof(float) * DRAW_BLOCK * (size_t)d), *dist = malloc(sizeof(float) * k);
+    if (!x || !dist) {
+        free(x);
+        free(dist);
+        return cm_fail(ctx, CM_ENOMEM, "out of memory for a mini-batch step");
+    }
+    uint16_t labels[DRAW_BLOCK];
+    float d2[DRAW_BLOCK];
     cm__rng_t rng;
     cm__rng_init(&rng, s->p->seed, draw_key(t->step, t->part));
     int64_t draws = s->batch / PARTS_PER_STEP + (t->part < s->batch % PARTS_PER_STEP);
-    for (int64_t i = 0; i < draws; i++) {
-        const float *x = s->pts + (int64_t)cm__rng_below(&rng, (uint64_t)s->n) * d;
-        double *a = acc + (size_t)cm__nearest(s->cf, k, d, x, NULL) * (size_t)(d + 1);
-        for (int b = 0; b < d; b++) a[b] += x[b];
-        a[d] += 1.0;
+    for (int64_t first = 0; first < draws; first += DRAW_BLOCK) {
+        int64_t m = draws - first < DRAW_BLOCK ? draws - first : DRAW_BLOCK;
+        for (int64_t i = 0; i < m; i++)
+            memcpy(x + i * d, s->pts + (int64_t)cm__rng_below(&rng, (uint64_t)s->n) * d,
+                   sizeof(float) * d);
+        cm__assign_block(s->p->kernel, s->soa, k, d, x, m, NULL, labels, d2, dist);
+        for (int64_t i = 0; i < m; i++) {
+            double *a = acc + (size_t)labels[i] * (size_t)(d + 1);
+            for (int b = 0; b < d; b++) a[b] += x[i * d + b];
+            a[d] += 1.0;
+        }
     }
+    free(dist);
+    free(x);
     return 0;
 }
 
@@ -142,6 +164,7 @@ static int step_update(void *arg, int worker, cm_ctx_t *ctx)
     }
     for (size_t i = 0; i < (size_t)k * d; i++) s->cf[i] = (float)s->c[i];
     bool reseeded = t->step % RESEED_EVERY == RESEED_EVERY - 1 && reseed_empty(s, t->step) > 0;
+    cm__centroids_soa(s->c, k, d, s->soa); /* the next step's parts read these */
     s->steps_done = t->step + 1;
     s->calm = sqrt(shift_max) < s->p->tol && !reseeded ? s->calm + 1 : 0;
     s->converged = s->calm >= s->p->patience;
@@ -198,12 +221,14 @@ int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t 
                    .c = m->centroids,
                    .std = m->std,
                    .cf = malloc(sizeof(float) * (size_t)k * (size_t)d),
+                   .soa = malloc(sizeof(float) * (size_t)k * (size_t)d),
                    .v = calloc((size_t)k, sizeof(double)),
                    .sum = malloc(sizeof(double) * d),
                    .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
-    if (!tasks || !s.cf || !s.v || !s.sum || !s.partials)
+    if (!tasks || !s.cf || !s.soa || !s.v || !s.sum || !s.partials)
         rc = cm_fail(ctx, CM_ENOMEM, "out of memory for %d centres", k);
     for (size_t i = 0; rc == 0 && i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
+    if (rc == 0) cm__centroids_soa(s.c, k, d, s.soa);
     for (int first = 0; rc == 0 && first < p->max_iter && !s.converged; first += WINDOW)
         rc = run_window(&s, tasks, first,
                         first + WINDOW < p->max_iter ? first + WINDOW : p->max_iter, ctx);
@@ -215,6 +240,7 @@ int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t 
     free(s.partials);
     free(s.sum);
     free(s.v);
+    free(s.soa);
     free(s.cf);
     free(tasks);
     return rc;
