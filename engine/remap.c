@@ -130,6 +130,21 @@ size_t cm__remap_scratch_bytes(int d, int k)
     return sizeof(scratch_t) + sizeof(float) * ((size_t)BLOCK * (size_t)d + (size_t)k);
 }
 
+/* Adds the labels of n pixels to counts (k of them); masked pixels count for none. Up to 256
+ * centres, four tables take turns, so that a run of one label does not make each increment
+ * wait for the one before. */
+static void count_labels(const uint16_t *labels, int64_t n, int k, int64_t *counts)
+{
+    if (k > 256) {
+        for (int64_t i = 0; i < n; i++)
+            if (labels[i] != CM__MASKED) counts[labels[i]]++;
+        return;
+    }
+    uint32_t t[4][257] = {{0}}; /* entry 256: masked (CM__MASKED clipped) */
+    for (int64_t i = 0; i < n; i++) t[i % 4][labels[i] < 256 ? labels[i] : 256]++;
+    for (int j = 0; j < k; j++) counts[j] += (int64_t)t[0][j] + t[1][j] + t[2][j] + t[3][j];
+}
+
 /* Remaps chunk idx at (x, y), w x h, for one model: c->pixels holds the chunk as read; fills
  * c's counts, inertia and labels, recolours c->pixels and encodes them when the sink does. */
 static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y, int64_t w,
@@ -153,6 +168,9 @@ static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y,
             cm__assign_block(r->kernel, r->soa, k, d, s->feat, m, s->valid, s->labels, s->d2,
                              s->dist);
         }
+        /* Four running sums, pixel i in sum i % 4, so that additions need not wait for one
+         * another; a fixed order all the same. */
+        double sum[4] = {0.0, 0.0, 0.0, 0.0};
         for (int64_t i = 0; i < m; i++) {
             if (!s->valid[i]) {
                 s->labels[i] = CM__MASKED;
@@ -162,9 +180,10 @@ static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y,
                 s->labels[i] =
                     (uint16_t)cached_nearest(r, (const uint8_t *)c->pixels + (first + i) * g->bands,
                                              s->feat + i * d, s->dist, &s->d2[i]);
-            c->counts[s->labels[i]]++;
-            inertia += s->d2[i];
+            sum[i % 4] += s->d2[i];
         }
+        inertia += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+        count_labels(s->labels, m, k, c->counts);
         cm__recolor(&r->fmt, c->pixels, first, m, s->labels, r->colors);
         if (!c->labels) continue;
         if (r->label_bits == 8)
