@@ -145,6 +145,44 @@ static void count_labels(const uint16_t *labels, int64_t n, int k, int64_t *coun
     for (int j = 0; j < k; j++) counts[j] += (int64_t)t[0][j] + t[1][j] + t[2][j] + t[3][j];
 }
 
+/* The block's end in the plain 8-bit case (every pixel valid, 1 or 3 bands, all colour, at
+ * most 256 centres): counts, inertia and recolouring in one pass, the same sums and counts as
+ * the general loop and count_labels. Returns the block's inertia. */
+#define FINISH_PLAIN_U8(D)                                                                         \
+    for (int64_t i = 0; i < m; i++) {                                                              \
+        const uint8_t *col = colors + (size_t)labels[i] * (D);                                     \
+        t[i % 4][labels[i]]++;                                                                     \
+        sum[i % 4] += d2[i];                                                                       \
+        for (int b = 0; b < (D); b++) px[i * (D) + b] = col[b];                                    \
+    }
+
+static double finish_plain_u8(int d, int k, uint8_t *px, int64_t m, const uint16_t *labels,
+                              const float *d2, const uint8_t *colors, int64_t *counts)
+{
+    uint32_t t[4][256] = {{0}};
+    double sum[4] = {0.0, 0.0, 0.0, 0.0};
+    if (d == 3)
+        FINISH_PLAIN_U8(3)
+    else
+        FINISH_PLAIN_U8(1)
+    for (int j = 0; j < k; j++) counts[j] += (int64_t)t[0][j] + t[1][j] + t[2][j] + t[3][j];
+    return (sum[0] + sum[1]) + (sum[2] + sum[3]);
+}
+
+/* Labels [first, first + m) of a chunk's label map, in its width, masked pixels as such. */
+static void write_labels(const cm__remapper_t *r, void *out, int64_t first, int64_t m,
+                         const uint16_t *labels)
+{
+    if (r->label_bits == 8)
+        for (int64_t i = 0; i < m; i++)
+            ((uint8_t *)out)[first + i] =
+                labels[i] == CM__MASKED ? (uint8_t)r->label_masked : (uint8_t)labels[i];
+    else
+        for (int64_t i = 0; i < m; i++)
+            ((uint16_t *)out)[first + i] =
+                labels[i] == CM__MASKED ? (uint16_t)r->label_masked : labels[i];
+}
+
 /* Remaps chunk idx at (x, y), w x h, for one model: c->pixels holds the chunk as read; fills
  * c's counts, inertia and labels, recolours c->pixels and encodes them when the sink does. */
 static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y, int64_t w,
@@ -168,6 +206,12 @@ static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y,
             cm__assign_block(r->kernel, r->soa, k, d, s->feat, m, s->valid, s->labels, s->d2,
                              s->dist);
         }
+        if (r->plain_u8 && !r->dither && !r->cache) {
+            inertia += finish_plain_u8(d, k, (uint8_t *)c->pixels + first * d, m, s->labels, s->d2,
+                                       r->colors, c->counts);
+            if (c->labels) write_labels(r, c->labels, first, m, s->labels);
+            continue;
+        }
         /* Four running sums, pixel i in sum i % 4, so that additions need not wait for one
          * another; a fixed order all the same. */
         double sum[4] = {0.0, 0.0, 0.0, 0.0};
@@ -185,15 +229,7 @@ static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y,
         inertia += (sum[0] + sum[1]) + (sum[2] + sum[3]);
         count_labels(s->labels, m, k, c->counts);
         cm__recolor(&r->fmt, c->pixels, first, m, s->labels, r->colors);
-        if (!c->labels) continue;
-        if (r->label_bits == 8)
-            for (int64_t i = 0; i < m; i++)
-                ((uint8_t *)c->labels)[first + i] =
-                    s->labels[i] == CM__MASKED ? (uint8_t)r->label_masked : (uint8_t)s->labels[i];
-        else
-            for (int64_t i = 0; i < m; i++)
-                ((uint16_t *)c->labels)[first + i] =
-                    s->labels[i] == CM__MASKED ? (uint16_t)r->label_masked : s->labels[i];
+        if (c->labels) write_labels(r, c->labels, first, m, s->labels);
     }
     c->inertia = inertia;
     /* Compress here, on every core; the writer only writes. */
@@ -298,6 +334,9 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
     r->dither = p->dither == CM_DITHER_ORDERED && k > 1;
     cm_labels_plan(src, k, &r->label_bits, &r->label_masked);
     r->kernel = p->kernel;
+    const cm__pixfmt_t *f = &r->fmt;
+    r->plain_u8 = g->stype == CM_U8 && f->alpha < 0 && !f->has_nodata && !f->scaled && !f->lab &&
+                  f->bands == d && (d == 1 || d == 3) && k <= 256;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
      * work and the centres are many, or when asked for. On a mosaic of real photographs a
      * lookup in its 32 MiB (RGB) misses the processor's caches often enough to cost more than
