@@ -55,14 +55,33 @@ typedef struct cm__rng {
     uint64_t state;
 } cm__rng_t;
 
+/* One step of splitmix64. Inline, with cm__mix64 and cm__rng_next: the sample hashes every
+ * pixel of the cells it reads, and a call per pixel cost more than the hash. */
+static inline uint64_t cm__splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A 64-bit mix of two words (splitmix64 finaliser); used to derive keys. */
+static inline uint64_t cm__mix64(uint64_t a, uint64_t b)
+{
+    uint64_t x = a ^ (b * 0xd1342543de82ef95ULL);
+    cm__splitmix(&x);
+    return cm__splitmix(&x);
+}
+
 /* Starts the stream for (seed, key); key usually encodes a step and a chunk index. */
 void cm__rng_init(cm__rng_t *rng, uint64_t seed, uint64_t key);
-uint64_t cm__rng_next(cm__rng_t *rng);
+static inline uint64_t cm__rng_next(cm__rng_t *rng)
+{
+    return cm__splitmix(&rng->state);
+}
 /* Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t cm__rng_below(cm__rng_t *rng, uint64_t n);
 /* Uniform double in [0, 1). */
 double cm__rng_uniform(cm__rng_t *rng);
-/* A 64-bit mix of two words (splitmix64 finaliser); used to derive keys. */
-uint64_t cm__mix64(uint64_t a, uint64_t b);
 
 #endif
