@@ -108,19 +108,24 @@ static int sample_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
     int rc = buf && feat && valid
                  ? src->read(src->self, worker, t->chunk, buf, ctx)
                  : cm_fail(ctx, CM_ENOMEM, "out of memory reading chunk %lld", (long long)t->chunk);
+    /* Row by row, a cell's columns at a time: the cell's round is looked up once, every pixel
+     * of a drawn cell hashed, and only the few the hash keeps made features (and checked). */
     for (int64_t r = 0; rc == 0 && r < h; r++) {
-        int64_t y = y0 + r;
-        cm__to_features(&s->fmt[t->src], buf, r * w, w, feat, valid);
-        for (int64_t c = 0; c < w; c++) {
-            int64_t x = x0 + c;
-            if (!valid[c] || s->round_of[sp->cell + (y / CELL) * sp->cells_x + x / CELL] != s->round)
-                continue;
-            uint64_t hash = pixel_hash(s->seed, sp->px + y * g->width + x);
-            if (hash >= s->threshold) continue;
-            if (!append_point(t, d, feat + c * d, cell_key(sp, x, y), hash)) {
-                rc = cm_fail(ctx, CM_ENOMEM, "out of memory sampling chunk %lld",
-                             (long long)t->chunk);
-                break;
+        int64_t y = y0 + r, row = sp->px + y * g->width;
+        const uint8_t *round_of = s->round_of + sp->cell + (y / CELL) * sp->cells_x;
+        for (int64_t x = x0, end; rc == 0 && x < x0 + w; x = end) {
+            end = (x / CELL + 1) * CELL < x0 + w ? (x / CELL + 1) * CELL : x0 + w;
+            if (round_of[x / CELL] != s->round) continue;
+            for (int64_t c = x; c < end; c++) {
+                uint64_t hash = pixel_hash(s->seed, row + c);
+                if (hash >= s->threshold) continue;
+                cm__to_features(&s->fmt[t->src], buf, r * w + (c - x0), 1, feat, valid);
+                if (!valid[0]) continue;
+                if (!append_point(t, d, feat, cell_key(sp, c, y), hash)) {
+                    rc = cm_fail(ctx, CM_ENOMEM, "out of memory sampling chunk %lld",
+                                 (long long)t->chunk);
+                    break;
+                }
             }
         }
     }
