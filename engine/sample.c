@@ -196,10 +196,12 @@ static bool pool_take(pool_t *pl, sample_task_t *tasks, int64_t n_tasks, const s
     }
     for (int64_t i = 0; i < n_tasks; i++) {
         sample_task_t *t = &tasks[i];
-        memcpy(pl->pts + pl->n * s->d, t->pts, sizeof(float) * (size_t)t->n * s->d);
-        memcpy(pl->key + pl->n, t->key, sizeof(uint64_t) * (size_t)t->n);
-        memcpy(pl->hash + pl->n, t->hash, sizeof(uint64_t) * (size_t)t->n);
-        pl->n += t->n;
+        if (t->n) { /* a task without points has no arrays */
+            memcpy(pl->pts + pl->n * s->d, t->pts, sizeof(float) * (size_t)t->n * s->d);
+            memcpy(pl->key + pl->n, t->key, sizeof(uint64_t) * (size_t)t->n);
+            memcpy(pl->hash + pl->n, t->hash, sizeof(uint64_t) * (size_t)t->n);
+            pl->n += t->n;
+        }
         free(t->pts);
         free(t->key);
         free(t->hash);
