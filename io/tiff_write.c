@@ -401,20 +401,27 @@ int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int
         for (int64_t tx = 0; rc == 0 && tx < w; tx += s->tile_w) {
             int64_t tw = w - tx < s->tile_w ? w - tx : s->tile_w;
             size_t copy = (size_t)tw * wr->px_bytes;
-            /* Edge tiles are padded by repeating the last column and row, which keeps lossy
-             * codecs from smearing a border colour into the image. */
-            for (int64_t r = 0; r < th; r++) {
-                uint8_t *row = scratch + (size_t)r * tile_row;
-                memcpy(row, src + (size_t)(ty + r) * row_bytes + (size_t)tx * wr->px_bytes, copy);
-                for (size_t o = copy; o < tile_row; o += wr->px_bytes)
-                    memcpy(row + o, row + copy - wr->px_bytes, wr->px_bytes);
+            /* A region one tile wide holds whole tiles as they are; edge tiles are padded by
+             * repeating the last column and row, which keeps lossy codecs from smearing a
+             * border colour into the image. */
+            const uint8_t *tile = scratch;
+            if (w == s->tile_w && th == s->tile_h) {
+                tile = src + (size_t)ty * row_bytes;
+            } else {
+                for (int64_t r = 0; r < th; r++) {
+                    uint8_t *row = scratch + (size_t)r * tile_row;
+                    memcpy(row, src + (size_t)(ty + r) * row_bytes + (size_t)tx * wr->px_bytes,
+                           copy);
+                    for (size_t o = copy; o < tile_row; o += wr->px_bytes)
+                        memcpy(row + o, row + copy - wr->px_bytes, wr->px_bytes);
+                }
+                for (int64_t r = th; r < s->tile_h; r++)
+                    memcpy(scratch + (size_t)r * tile_row, scratch + (size_t)(th - 1) * tile_row,
+                           tile_row);
             }
-            for (int64_t r = th; r < s->tile_h; r++)
-                memcpy(scratch + (size_t)r * tile_row, scratch + (size_t)(th - 1) * tile_row,
-                       tile_row);
             e->tile[e->n] = (uint32_t)(((y + ty) / s->tile_h) * tiles_x + (x + tx) / s->tile_w);
-            rc = wr->deflaters ? encode_deflate(wr, scratch, &e->data[e->n], &e->size[e->n], ctx)
-                                  : encode_tile(wr, scratch, &e->data[e->n], &e->size[e->n], ctx);
+            rc = wr->deflaters ? encode_deflate(wr, tile, &e->data[e->n], &e->size[e->n], ctx)
+                               : encode_tile(wr, tile, &e->data[e->n], &e->size[e->n], ctx);
             if (rc == 0) e->n++;
         }
     }
