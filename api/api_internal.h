@@ -66,9 +66,9 @@ int64_t cm__input_take_reads(cm__input_t *in);
 int64_t cm__input_take_reused(cm__input_t *in);
 
 /* From now on, keeps the chunks read, decoded, up to bytes in all, and serves them again from
- * memory (the fit's sample, then the remap, read many chunks twice); 0 when out of memory for
- * the index, which only means nothing is kept. cm__input_release ends the keeping: each kept
- * chunk is then served once more and freed. cm__input_close frees what is left. */
+ * memory (the fit's sample, then the remap, read many chunks twice); nothing is kept when the
+ * index cannot be had. cm__input_release ends the keeping: each kept chunk is then served once
+ * more and freed. cm__input_close frees what is left. */
 void cm__input_hold(cm__input_t *in, size_t bytes);
 void cm__input_release(cm__input_t *in);
 /* The bytes held by kept chunks now. */

@@ -1,7 +1,7 @@
 /* An input of the file-level functions, from opening to closing: the image read with the
  * options' threads, tiles and cancel flag, the source the engine reads it through (counting
- * its reads, keeping chunks in a spill store when asked), its preparation, and the checks of
- * what may be done with it. */
+ * its reads, keeping chunks in a spill store when asked, and decoded chunks in memory from one
+ * pass to the next), its preparation, and the checks of what may be done with it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,29 +30,27 @@ static void keep_copy(cm__input_t *in, int64_t idx, const uint8_t *buf, size_t b
     }
 }
 
-/* A chunk is decoded from the file, or copied from the kept ones: while holding, they stay;
- * after, each is served once and freed. */
+/* A chunk is copied from the kept ones when it is there (while holding, it stays; after, it
+ * is served once and freed), else decoded from the file, and kept while holding. */
 static int input_read(void *self, int worker, int64_t idx, uint8_t *buf, cm_ctx_t *ctx)
 {
     cm__input_t *in = self;
-    size_t bytes = in->kept ? chunk_bytes_of(in, idx) : 0;
-    if (in->kept) {
-        uint8_t *got = in->holding ? __atomic_load_n(&in->kept[idx], __ATOMIC_ACQUIRE)
-                                   : __atomic_exchange_n(&in->kept[idx], NULL, __ATOMIC_ACQ_REL);
-        if (got) {
-            memcpy(buf, got, bytes);
-            if (!in->holding) {
-                free(got);
-                __atomic_fetch_sub(&in->kept_bytes, bytes, __ATOMIC_RELAXED);
-            }
-            __atomic_fetch_add(&in->reused, 1, __ATOMIC_RELAXED);
-            __atomic_fetch_add(&in->reads, 1, __ATOMIC_RELAXED);
-            return 0;
-        }
-    }
     __atomic_fetch_add(&in->reads, 1, __ATOMIC_RELAXED);
+    if (!in->kept) return cm_image_read_chunk(in->img, worker, idx, buf, ctx);
+    size_t bytes = chunk_bytes_of(in, idx);
+    uint8_t *got = in->holding ? __atomic_load_n(&in->kept[idx], __ATOMIC_ACQUIRE)
+                               : __atomic_exchange_n(&in->kept[idx], NULL, __ATOMIC_ACQ_REL);
+    if (got) {
+        memcpy(buf, got, bytes);
+        if (!in->holding) {
+            free(got);
+            __atomic_fetch_sub(&in->kept_bytes, bytes, __ATOMIC_RELAXED);
+        }
+        __atomic_fetch_add(&in->reused, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
     int rc = cm_image_read_chunk(in->img, worker, idx, buf, ctx);
-    if (rc == 0 && in->kept && in->holding) keep_copy(in, idx, buf, bytes);
+    if (rc == 0 && in->holding) keep_copy(in, idx, buf, bytes);
     return rc;
 }
 

@@ -26,6 +26,7 @@ typedef struct run {
     int n;
     double *init;
     cm__dumps_t dumps;
+    size_t pass_need; /* the least budget of the remap pass */
     bool init_failed, summary_written;
     cm_run_report_t rep;
     double t0;
@@ -95,6 +96,7 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
     }
     CM_TRY(cm__dumps_begin(&r->dumps, &r->o, &r->p, ctx));
     CM_TRY(cm__budget_check_ks(&r->in.src, &r->p, ks, r->n, labels, ctx));
+    r->pass_need = cm__budget_need_ks(&r->in.src, ks, r->n, labels);
     for (int i = 0; i < r->n; i++) CM_TRY(cm__check_writable(r->outs[i].req->model, ctx));
     CM_TRY(cm__check_writable(r->o.summary_path, ctx));
     for (int i = 0; i < r->n; i++) CM_TRY(cm__outputs_open(&r->outs[i].w, ctx));
@@ -107,11 +109,12 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
 static int fit_all(run_t *r, cm_ctx_t *ctx)
 {
     CM_TRY(cm__input_prepare(&r->in, &r->o, ctx));
-    /* The chunks the fit decodes are kept for the remap, within half the budget: the remap
-     * pass then decodes each chunk of the image once, and the fit's only where they did not
-     * fit. The other half is the remap's. */
-    size_t half = r->p.budget_bytes / 2;
-    if (cm_grid_chunk_bytes(&r->in.src.grid) <= half) cm__input_hold(&r->in, half);
+    /* The chunks the fit decodes are kept for the remap, within half the budget and what the
+     * remap pass leaves of it: the pass then decodes each chunk of the image once, and the
+     * fit's only where they did not fit. */
+    size_t keep = r->p.budget_bytes / 2;
+    if (r->p.budget_bytes - r->pass_need < keep) keep = r->p.budget_bytes - r->pass_need;
+    if (cm_grid_chunk_bytes(&r->in.src.grid) <= keep) cm__input_hold(&r->in, keep);
     cm_sample_t *sample = NULL;
     int rc = r->n > 1 ? cm_sample_take(&r->in.src, 1, &r->p, &sample, ctx) : 0;
     for (int i = 0; i < r->n && rc == 0; i++) {

@@ -27,12 +27,17 @@ void cm__pass_bytes(const cm_source_t *src, const int *ks, int n, bool labels, s
     }
 }
 
-int cm__budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
-                        bool labels, cm_ctx_t *ctx)
+size_t cm__budget_need_ks(const cm_source_t *src, const int *ks, int n_k, bool labels)
 {
     size_t held, scratch, need = cm__sample_task_bytes(src);
     cm__pass_bytes(src, ks, n_k, labels, &held, &scratch);
-    if (held + scratch > need) need = held + scratch;
+    return held + scratch > need ? held + scratch : need;
+}
+
+int cm__budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
+                        bool labels, cm_ctx_t *ctx)
+{
+    size_t need = cm__budget_need_ks(src, ks, n_k, labels);
     if (need <= p->budget_bytes) return 0;
     cm_about_t about = {CM_SETTING_MEMORY, (int64_t)p->budget_bytes, (int64_t)need};
     if (n_k > 1)

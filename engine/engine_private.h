@@ -10,6 +10,10 @@
  * (with labels or not); otherwise CM_EBUDGET, with the least budget that works in ctx->about. */
 int cm__budget_check(const cm_source_t *src, const cm_params_t *p, bool labels, cm_ctx_t *ctx);
 
+/* The least budget of a fit and a remap pass with n_k models of ks[i] centres each (with label
+ * maps when labels): the bytes its largest task holds. */
+size_t cm__budget_need_ks(const cm_source_t *src, const int *ks, int n_k, bool labels);
+
 /* cm__budget_check for a fit and a remap pass with n_k models of ks[i] centres each. */
 int cm__budget_check_ks(const cm_source_t *src, const cm_params_t *p, const int *ks, int n_k,
                         bool labels, cm_ctx_t *ctx);

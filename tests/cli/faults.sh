@@ -348,6 +348,17 @@ case_memory_below_one_chunk_says_the_minimum() {
         # shellcheck disable=SC2086
         expect 0 cm run $args out.tif --memory "$m" -q --max-iter 5
     done
+    # A list of 16 k needs 16 chunks at once in the remap: the chunks the fit keeps for it must
+    # leave it that room, whatever the budget above the least.
+    mk big.tif --width 3000 --height 2000 --bands 3 --pattern photo
+    local ks=2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17
+    expect 2 cm run big.tif out.tif -k $ks --memory 1K -q
+    m=$(min_memory)
+    [[ $m == *M ]] || fail "-k $ks: the message gives no size in MiB: $(cat err.txt)"
+    for extra in 0 1 4 8; do
+        rm -f out.k*.tif
+        expect 0 cm run big.tif out.tif -k $ks --memory "$((${m%M} + extra))M" -q --max-iter 5
+    done
 }
 
 case_output_that_is_the_input_is_refused() {
