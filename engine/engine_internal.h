@@ -157,7 +157,7 @@ void cm__recolor(const cm__pixfmt_t *f, void *buf, int64_t first, int64_t n, con
 /* Allocates a model with k centres of d features (zeroed); NULL when out of memory. */
 cm_model_t *cm__model_new(int k, int d);
 
-/* The fitting sample (cm_sample_take): n points of d features in cell order (source by
+/* The fitting sample (cm_sample_take): n points of d features in pixel order (source by
  * source), already in the features of the fit: Lab with colorspace lab, then standardised
  * with mean and std (d each) with scale standard, else mean and std are NULL. */
 struct cm_sample {

@@ -18,10 +18,9 @@ enum {
  * in them every valid pixel whose hash of (seed, position) falls under a threshold set by the
  * cells' area. When masked pixels leave the sample short, more cells are drawn, in rounds
  * that double them, until it is full enough or every cell has been read; pixels are taken in
- * the round their cell was drawn, so none is read twice into it. The points are put in cell
- * order at the end: cell by cell, in the order of the cells' list, and row by row in each cell.
- * Chunks of the cells' size (512 x 512 tiles) give the points in that order already, so that
- * only other layouts need a sort.
+ * the round their cell was drawn, so none is read twice into it. The points are put in pixel
+ * order at the end: the first round's are merged row by row from its chunks (no sort), later
+ * rounds' are sorted in.
  *
  * Several sources are one image for the sampler: their cells form one list (those of source 0
  * first), drawn from with the same shuffle, and their pixel positions one range (source i's
@@ -53,7 +52,7 @@ typedef struct sample_task {
     int src;
     int64_t chunk; /* in its source */
     float *pts;     /* d features per point */
-    uint64_t *key;  /* per point: its place in the sample's order (cell_key) */
+    int64_t *pos;   /* per point: y * width + x, after the positions of earlier sources */
     uint64_t *hash; /* and its pixel_hash */
     int64_t n, cap;
 } sample_task_t;
@@ -64,30 +63,23 @@ static uint64_t pixel_hash(uint64_t seed, int64_t pos)
 }
 
 /* Appends a point; false when out of memory. */
-/* A pixel's place in cell order: its cell in the shared list, then its row and column in it. */
-static uint64_t cell_key(const span_t *sp, int64_t x, int64_t y)
-{
-    uint64_t cell = (uint64_t)(sp->cell + (y / CELL) * sp->cells_x + x / CELL);
-    return cell << 18 | (uint64_t)((y % CELL) * CELL + x % CELL); /* CELL^2 = 2^18 */
-}
-
-static bool append_point(sample_task_t *t, int d, const float *x, uint64_t key, uint64_t hash)
+static bool append_point(sample_task_t *t, int d, const float *x, int64_t pos, uint64_t hash)
 {
     if (t->n == t->cap) {
         int64_t cap = t->cap ? 2 * t->cap : 1024;
         float *np = realloc(t->pts, sizeof(float) * (size_t)cap * d);
         if (!np) return false;
         t->pts = np;
-        uint64_t *nkey = realloc(t->key, sizeof(uint64_t) * (size_t)cap);
-        if (!nkey) return false;
-        t->key = nkey;
+        int64_t *npos = realloc(t->pos, sizeof(int64_t) * (size_t)cap);
+        if (!npos) return false;
+        t->pos = npos;
         uint64_t *nhash = realloc(t->hash, sizeof(uint64_t) * (size_t)cap);
         if (!nhash) return false;
         t->hash = nhash;
         t->cap = cap;
     }
     memcpy(t->pts + t->n * d, x, sizeof(float) * d);
-    t->key[t->n] = key;
+    t->pos[t->n] = pos;
     t->hash[t->n++] = hash;
     return true;
 }
@@ -121,7 +113,7 @@ static int sample_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
                 if (hash >= s->threshold) continue;
                 cm__to_features(&s->fmt[t->src], buf, r * w + (c - x0), 1, feat, valid);
                 if (!valid[0]) continue;
-                if (!append_point(t, d, feat, cell_key(sp, c, y), hash)) {
+                if (!append_point(t, d, feat, row + c, hash)) {
                     rc = cm_fail(ctx, CM_ENOMEM, "out of memory sampling chunk %lld",
                                  (long long)t->chunk);
                     break;
@@ -136,32 +128,32 @@ static int sample_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 }
 
 typedef struct order_key {
-    uint64_t key;
+    int64_t pos;
     int64_t at; /* index in the pool */
 } order_key_t;
 
-/* Sorts n keys (distinct) into out: a counting sort on key >> shift, with about as many buckets
- * as keys, then an insertion sort of each bucket's few keys. False when the buckets cannot be
- * had. */
-static bool sort_by_key(const order_key_t *keys, order_key_t *out, int64_t n)
+/* Sorts n keys by pos (non-negative, distinct) into out: a counting sort on pos >> shift, with
+ * about as many buckets as keys, then an insertion sort of each bucket's few keys. False when
+ * the buckets cannot be had. */
+static bool sort_by_pos(const order_key_t *keys, order_key_t *out, int64_t n)
 {
     uint64_t top = 0;
     for (int64_t i = 0; i < n; i++)
-        if (keys[i].key > top) top = keys[i].key;
+        if ((uint64_t)keys[i].pos > top) top = (uint64_t)keys[i].pos;
     int shift = 0;
     while (top >> shift > (uint64_t)n) shift++;
     size_t n_buckets = (size_t)(top >> shift) + 2;
     int64_t *start = calloc(n_buckets, sizeof(int64_t));
     if (!start) return false;
-    for (int64_t i = 0; i < n; i++) start[(keys[i].key >> shift) + 1]++;
+    for (int64_t i = 0; i < n; i++) start[((uint64_t)keys[i].pos >> shift) + 1]++;
     for (size_t b = 1; b < n_buckets; b++) start[b] += start[b - 1];
-    for (int64_t i = 0; i < n; i++) out[start[keys[i].key >> shift]++] = keys[i];
+    for (int64_t i = 0; i < n; i++) out[start[(uint64_t)keys[i].pos >> shift]++] = keys[i];
     /* start[b] is now the end of bucket b */
     for (size_t b = 0, first = 0; b + 1 < n_buckets; first = (size_t)start[b++])
         for (size_t i = first + 1; i < (size_t)start[b]; i++) {
             order_key_t t = out[i];
             size_t j = i;
-            for (; j > first && out[j - 1].key > t.key; j--) out[j] = out[j - 1];
+            for (; j > first && out[j - 1].pos > t.pos; j--) out[j] = out[j - 1];
             out[j] = t;
         }
     free(start);
@@ -171,42 +163,65 @@ static bool sort_by_key(const order_key_t *keys, order_key_t *out, int64_t n)
 /* The points kept so far, over all rounds. */
 typedef struct pool {
     float *pts;
-    uint64_t *key, *hash;
+    int64_t *pos;
+    uint64_t *hash;
     int64_t n, cap;
 } pool_t;
 
+static void pool_put(pool_t *pl, const sample_task_t *t, int64_t i, int d)
+{
+    memcpy(pl->pts + pl->n * d, t->pts + i * d, sizeof(float) * d);
+    pl->pos[pl->n] = t->pos[i];
+    pl->hash[pl->n++] = t->hash[i];
+}
+
 /* Moves the points of a round's tasks into the pool (the tasks kept those under the round's
- * threshold). */
+ * threshold). Into an empty pool they go in pixel order: each task holds its chunk's points
+ * in rows, so the chunks of a row of chunks give theirs a row at a time, left to right. */
 static bool pool_take(pool_t *pl, sample_task_t *tasks, int64_t n_tasks, const sampler_t *s)
 {
-    int64_t more = 0;
+    int64_t more = 0, n_cx_max = 1;
     for (int64_t i = 0; i < n_tasks; i++) more += tasks[i].n;
+    for (int si = 0; si < s->n_srcs; si++)
+        if (s->srcs[si].grid.n_cx > n_cx_max) n_cx_max = s->srcs[si].grid.n_cx;
     if (pl->n + more > pl->cap) {
         size_t cap = (size_t)(pl->n + more ? pl->n + more : 1);
         float *np = realloc(pl->pts, sizeof(float) * cap * (size_t)s->d);
         if (!np) return false;
         pl->pts = np;
-        uint64_t *nk = realloc(pl->key, sizeof(uint64_t) * cap);
-        if (!nk) return false;
-        pl->key = nk;
+        int64_t *npos = realloc(pl->pos, sizeof(int64_t) * cap);
+        if (!npos) return false;
+        pl->pos = npos;
         uint64_t *nh = realloc(pl->hash, sizeof(uint64_t) * cap);
         if (!nh) return false;
         pl->hash = nh;
         pl->cap = (int64_t)cap;
     }
-    for (int64_t i = 0; i < n_tasks; i++) {
-        sample_task_t *t = &tasks[i];
-        if (t->n) { /* a task without points has no arrays */
-            memcpy(pl->pts + pl->n * s->d, t->pts, sizeof(float) * (size_t)t->n * s->d);
-            memcpy(pl->key + pl->n, t->key, sizeof(uint64_t) * (size_t)t->n);
-            memcpy(pl->hash + pl->n, t->hash, sizeof(uint64_t) * (size_t)t->n);
-            pl->n += t->n;
+    int64_t *at = pl->n == 0 ? calloc((size_t)n_cx_max, sizeof(int64_t)) : NULL;
+    for (int si = 0; at && si < s->n_srcs; si++) {
+        const cm_grid_t *g = &s->srcs[si].grid;
+        const span_t *sp = &s->span[si];
+        for (int64_t first = 0; first < cm_grid_count(g); first += g->n_cx) {
+            sample_task_t *row_of = tasks + sp->chunk + first;
+            int64_t x, y0, w, h;
+            cm_grid_rect(g, first, &x, &y0, &w, &h);
+            memset(at, 0, sizeof(int64_t) * (size_t)g->n_cx);
+            for (int64_t y = y0; y < y0 + h; y++) {
+                int64_t row_end = sp->px + (y + 1) * g->width;
+                for (int64_t cx = 0; cx < g->n_cx; cx++)
+                    for (; at[cx] < row_of[cx].n && row_of[cx].pos[at[cx]] < row_end; at[cx]++)
+                        pool_put(pl, &row_of[cx], at[cx], s->d);
+            }
         }
-        free(t->pts);
-        free(t->key);
-        free(t->hash);
-        *t = (sample_task_t){0};
     }
+    for (int64_t i = 0; i < n_tasks; i++) {
+        for (int64_t j = 0; !at && j < tasks[i].n; j++) pool_put(pl, &tasks[i], j, s->d);
+        free(tasks[i].pts);
+        free(tasks[i].pos);
+        free(tasks[i].hash);
+        tasks[i] = (sample_task_t){0};
+    }
+    free(at);
     return true;
 }
 
@@ -217,7 +232,7 @@ static void pool_filter(pool_t *pl, const sampler_t *s)
     for (int64_t i = 0; i < pl->n; i++) {
         if (pl->hash[i] >= s->threshold) continue;
         memmove(pl->pts + kept * s->d, pl->pts + i * s->d, sizeof(float) * s->d);
-        pl->key[kept] = pl->key[i];
+        pl->pos[kept] = pl->pos[i];
         pl->hash[kept++] = pl->hash[i];
     }
     pl->n = kept;
@@ -349,14 +364,14 @@ static int draw_rounds(sampler_t *s, int64_t *order, sample_task_t *tasks, pool_
     return 0;
 }
 
-/* The pool's points in cell order (so that the sample does not follow the order the chunks
+/* The pool's points in pixel order (so that the sample does not follow the order the chunks
  * were read in) into *pts_out (n rows of d), which the caller frees: the pool's own points when
- * they are in that order already (chunks that are the cells, one round), else sorted. */
-static int in_cell_order(pool_t *pool, int d, float **pts_out, cm_ctx_t *ctx)
+ * they are in that order already (one round), else sorted. */
+static int in_pixel_order(pool_t *pool, int d, float **pts_out, cm_ctx_t *ctx)
 {
     int64_t n = pool->n;
     bool ordered = true;
-    for (int64_t i = 1; ordered && i < n; i++) ordered = pool->key[i - 1] < pool->key[i];
+    for (int64_t i = 1; ordered && i < n; i++) ordered = pool->pos[i - 1] < pool->pos[i];
     if (ordered) {
         *pts_out = pool->pts;
         pool->pts = NULL;
@@ -366,8 +381,8 @@ static int in_cell_order(pool_t *pool, int d, float **pts_out, cm_ctx_t *ctx)
     order_key_t *tmp = malloc(sizeof(order_key_t) * (size_t)n);
     float *pts = malloc(sizeof(float) * (size_t)n * d);
     bool sorted = keys && tmp && pts;
-    for (int64_t i = 0; sorted && i < n; i++) keys[i] = (order_key_t){pool->key[i], i};
-    sorted = sorted && sort_by_key(keys, tmp, n);
+    for (int64_t i = 0; sorted && i < n; i++) keys[i] = (order_key_t){pool->pos[i], i};
+    sorted = sorted && sort_by_pos(keys, tmp, n);
     for (int64_t i = 0; sorted && i < n; i++)
         memcpy(pts + i * d, pool->pts + tmp[i].at * d, sizeof(float) * d);
     free(keys);
@@ -381,7 +396,7 @@ static int in_cell_order(pool_t *pool, int d, float **pts_out, cm_ctx_t *ctx)
 }
 
 /* Picks the cells, reads the chunks that meet them and returns the points (about sample_px of
- * d features each, sample units) in cell order in *pts_out, which the caller frees. */
+ * d features each, sample units) in pixel order in *pts_out, which the caller frees. */
 static int take_points(const cm_source_t *srcs, int n_srcs, const cm_params_t *p, int64_t sample_px,
                        float **pts_out, int64_t *n_out, cm_ctx_t *ctx)
 {
@@ -409,15 +424,15 @@ static int take_points(const cm_source_t *srcs, int n_srcs, const cm_params_t *p
     if (rc == 0 && pool.n == 0)
         rc = cm_fail(ctx, CM_EINPUT,
                      "no pixel to fit on: every pixel is masked (alpha 0, nodata or not finite)");
-    if (rc == 0) rc = in_cell_order(&pool, d, pts_out, ctx);
+    if (rc == 0) rc = in_pixel_order(&pool, d, pts_out, ctx);
     if (rc == 0) *n_out = pool.n;
     for (int64_t i = 0; tasks && i < n_chunks; i++) {
         free(tasks[i].pts);
-        free(tasks[i].key);
+        free(tasks[i].pos);
         free(tasks[i].hash);
     }
     free(pool.pts);
-    free(pool.key);
+    free(pool.pos);
     free(pool.hash);
     free(tasks);
     free(round_of);
