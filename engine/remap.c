@@ -343,9 +343,9 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
      * the vector kernel's distances to fewer than 128 centres (remap 1.3 s without, 1.8 s with
      * at k = 8; the same at k = 128; 8 % faster with at 256). Its table is outside the chunk
      * budget, so a pass with several models goes without unless asked for it (the output is
-     * the same). It keys on the
-     * pixel's colour, which decides its features (Lab ones too) and so its centre, but not
-     * the dithered centre, which also follows the pixel's position: dithering goes without. */
+     * the same). It keys on the pixel's colour, which decides its features (Lab ones too) and
+     * so its centre, but not the dithered centre, which also follows the pixel's position:
+     * dithering goes without. */
     int64_t n_pixels = g->width * g->height;
     bool cacheable = g->stype == CM_U8 && d <= 3 && k < 65535 && !r->dither;
     if (cacheable && (p->color_cache > 0 || (p->color_cache < 0 && n_models == 1 && k >= 128 &&
