@@ -117,7 +117,7 @@ typedef struct cm_run_report {
     int64_t chunks;          /* in its grid */
     int64_t fit_chunks_read; /* chunks the sample and the fits decoded from the file */
     int64_t chunks_read;     /* chunks the remap pass decoded from the file */
-    int64_t chunks_reused;   /* chunks it took from the fit's, decoded once (one per chunk in all) */
+    int64_t chunks_reused;   /* chunks it took as the fit left them (read + reused = chunks) */
     double fit_seconds;      /* from the start to the fitted models (opening included) */
     double remap_seconds;    /* from the fitted models to the committed outputs */
 } cm_run_report_t;

@@ -23,8 +23,8 @@ static void keep_copy(cm__input_t *in, int64_t idx, const uint8_t *buf, size_t b
     uint8_t *copy = was + bytes <= in->kept_cap ? malloc(bytes) : NULL;
     uint8_t *none = NULL;
     if (copy) memcpy(copy, buf, bytes);
-    if (!copy || !__atomic_compare_exchange_n(&in->kept[idx], &none, copy, false,
-                                              __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    if (!copy || !__atomic_compare_exchange_n(&in->kept[idx], &none, copy, false, __ATOMIC_RELEASE,
+                                              __ATOMIC_RELAXED)) {
         free(copy);
         __atomic_fetch_sub(&in->kept_bytes, bytes, __ATOMIC_RELAXED);
     }

@@ -79,8 +79,8 @@ static void block_scalar(const float *soa, int k, int d, const float *x, int64_t
     }
 
 #define LANES_BODY(LANES)                                                                          \
-    typedef float vf __attribute__((vector_size(4 * (LANES))));                                   \
-    typedef int32_t vi __attribute__((vector_size(4 * (LANES))));                                 \
+    typedef float vf __attribute__((vector_size(4 * (LANES))));                                    \
+    typedef int32_t vi __attribute__((vector_size(4 * (LANES))));                                  \
     const vi zero = {0};                                                                           \
     const vf inf = (vf){0} + INFINITY;                                                             \
     int64_t whole = n - n % (2 * (LANES));                                                         \

@@ -50,7 +50,7 @@ typedef struct sampler {
 typedef struct sample_task {
     const sampler_t *s;
     int src;
-    int64_t chunk; /* in its source */
+    int64_t chunk;  /* in its source */
     float *pts;     /* d features per point */
     int64_t *pos;   /* per point: y * width + x, after the positions of earlier sources */
     uint64_t *hash; /* and its pixel_hash */

@@ -56,7 +56,8 @@ enum { DEFLATE_LEVEL = 7 };
 
 static bool deflated_here(const cm_writer_spec_t *s)
 {
-    bool deflate = s->compression == COMPRESSION_ADOBE_DEFLATE || s->compression == COMPRESSION_DEFLATE;
+    bool deflate =
+        s->compression == COMPRESSION_ADOBE_DEFLATE || s->compression == COMPRESSION_DEFLATE;
     return deflate && (!s->predictor || s->stype != CM_F32);
 }
 
@@ -129,7 +130,8 @@ static void predict(const cm_writer_spec_t *s, const uint8_t *in, uint8_t *out)
         if (s->stype == CM_U8) {
             const uint8_t *a = in + (size_t)y * row;
             uint8_t *b = out + (size_t)y * row;
-            for (size_t i = 0; i < row; i++) b[i] = (uint8_t)(i < bands ? a[i] : a[i] - a[i - bands]);
+            for (size_t i = 0; i < row; i++)
+                b[i] = (uint8_t)(i < bands ? a[i] : a[i] - a[i - bands]);
         } else {
             const uint16_t *a = (const uint16_t *)in + (size_t)y * row;
             uint16_t *b = (uint16_t *)out + (size_t)y * row;
@@ -139,8 +141,8 @@ static void predict(const cm_writer_spec_t *s, const uint8_t *in, uint8_t *out)
     }
 }
 
-static int encode_deflate(const cm_writer_t *wr, const uint8_t *tile, uint8_t **data,
-                          size_t *size, cm_ctx_t *ctx)
+static int encode_deflate(const cm_writer_t *wr, const uint8_t *tile, uint8_t **data, size_t *size,
+                          cm_ctx_t *ctx)
 {
     const cm_writer_spec_t *s = &wr->spec;
     size_t bytes = (size_t)s->tile_w * (size_t)s->tile_h * wr->px_bytes;
