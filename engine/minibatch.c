@@ -11,6 +11,7 @@ enum {
     PARTS_PER_STEP = 8, /* tasks per step: fixed, so results do not follow threads */
     RESEED_EVERY = 10,  /* steps between checks for empty centroids */
     WINDOW = 64,        /* steps per graph */
+    DRAW_BLOCK = 512,   /* points a part draws, then labels, at a time */
 };
 
 /* ---- mini-batch steps ----
@@ -32,6 +33,7 @@ typedef struct stepper {
     double *sum;       /* d: scratch of the update */
     const double *std; /* d: the scaling of the features, or NULL */
     double *partials;  /* per part: k * (d + 1) sums (d feature sums, then the count) */
+    float *draws;      /* per part: DRAW_BLOCK points of d features, and k distances */
     int steps_done, calm;
     bool converged;
 } stepper_t;
@@ -49,7 +51,6 @@ static uint64_t draw_key(int step, int part)
 /* A part draws its points into a block first, then labels the block with the kernel: the
  * draws' cache misses overlap, and the distances are vectorised. The same labels as one point
  * at a time, summed in the order drawn. */
-enum { DRAW_BLOCK = 512 };
 
 static int step_part(void *arg, int worker, cm_ctx_t *ctx)
 {
@@ -59,12 +60,8 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
     int k = s->k, d = s->d;
     double *acc = s->partials + (size_t)t->part * (size_t)k * (size_t)(d + 1);
     memset(acc, 0, sizeof(double) * (size_t)k * (size_t)(d + 1));
-    float *x = malloc(sizeof(float) * DRAW_BLOCK * (size_t)d), *dist = malloc(sizeof(float) * k);
-    if (!x || !dist) {
-        free(x);
-        free(dist);
-        return cm_fail(ctx, CM_ENOMEM, "out of memory for a mini-batch step");
-    }
+    float *x = s->draws + (size_t)t->part * ((size_t)DRAW_BLOCK * d + (size_t)k);
+    float *dist = x + (size_t)DRAW_BLOCK * d;
     uint16_t labels[DRAW_BLOCK];
     float d2[DRAW_BLOCK];
     cm__rng_t rng;
@@ -82,8 +79,6 @@ static int step_part(void *arg, int worker, cm_ctx_t *ctx)
             a[d] += 1.0;
         }
     }
-    free(dist);
-    free(x);
     return 0;
 }
 
@@ -224,8 +219,10 @@ int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t 
                    .soa = malloc(sizeof(float) * (size_t)k * (size_t)d),
                    .v = calloc((size_t)k, sizeof(double)),
                    .sum = malloc(sizeof(double) * d),
-                   .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1))};
-    if (!tasks || !s.cf || !s.soa || !s.v || !s.sum || !s.partials)
+                   .partials = malloc(sizeof(double) * PARTS_PER_STEP * (size_t)k * (d + 1)),
+                   .draws = malloc(sizeof(float) * PARTS_PER_STEP *
+                                   ((size_t)DRAW_BLOCK * (size_t)d + (size_t)k))};
+    if (!tasks || !s.cf || !s.soa || !s.v || !s.sum || !s.partials || !s.draws)
         rc = cm_fail(ctx, CM_ENOMEM, "out of memory for %d centres", k);
     for (size_t i = 0; rc == 0 && i < (size_t)k * d; i++) s.cf[i] = (float)s.c[i];
     if (rc == 0) cm__centroids_soa(s.c, k, d, s.soa);
@@ -237,6 +234,7 @@ int cm__minibatch(const float *pts, int64_t n, const cm_params_t *p, cm_model_t 
         m->iterations = s.steps_done;
         m->converged = s.converged;
     }
+    free(s.draws);
     free(s.partials);
     free(s.sum);
     free(s.v);

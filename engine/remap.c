@@ -206,7 +206,7 @@ static int remap_one(const cm__remapper_t *r, int64_t idx, int64_t x, int64_t y,
             cm__assign_block(r->kernel, r->soa, k, d, s->feat, m, s->valid, s->labels, s->d2,
                              s->dist);
         }
-        if (r->plain_u8 && !r->dither && !r->cache) {
+        if (r->plain_u8) {
             inertia += finish_plain_u8(d, k, (uint8_t *)c->pixels + first * d, m, s->labels, s->d2,
                                        r->colors, c->counts);
             if (c->labels) write_labels(r, c->labels, first, m, s->labels);
@@ -334,9 +334,6 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
     r->dither = p->dither == CM_DITHER_ORDERED && k > 1;
     cm_labels_plan(src, k, &r->label_bits, &r->label_masked);
     r->kernel = p->kernel;
-    const cm__pixfmt_t *f = &r->fmt;
-    r->plain_u8 = g->stype == CM_U8 && f->alpha < 0 && !f->has_nodata && !f->scaled && !f->lab &&
-                  f->bands == d && (d == 1 || d == 3) && k <= 256;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
      * work and the centres are many, or when asked for. On a mosaic of real photographs a
      * lookup in its 32 MiB (RGB) misses the processor's caches often enough to cost more than
@@ -351,6 +348,9 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
     if (cacheable && (p->color_cache > 0 || (p->color_cache < 0 && n_models == 1 && k >= 128 &&
                                              n_pixels >= ((int64_t)1 << (8 * d)) / 4)))
         r->cache = calloc((size_t)1 << (8 * d), sizeof(uint16_t)); /* NULL: go without */
+    const cm__pixfmt_t *f = &r->fmt;
+    r->plain_u8 = g->stype == CM_U8 && f->alpha < 0 && !f->has_nodata && !f->scaled && !f->lab &&
+                  f->bands == d && (d == 1 || d == 3) && k <= 256 && !r->dither && !r->cache;
     return 0;
 }
 

@@ -27,8 +27,8 @@ typedef struct cm__remapper {
     uint32_t label_masked;
     uint16_t *cache; /* 8-bit images: color -> label + 1 (0: not yet known), or NULL */
     bool dither;     /* ordered dither (with at least 2 centroids) */
-    bool plain_u8;   /* 8-bit grey or RGB, no mask, scaling or Lab, k <= 256: every pixel
-                      * valid, its features its samples (see finish_plain_u8) */
+    bool plain_u8;   /* 8-bit grey or RGB, no mask, scaling or Lab, k <= 256, no dither or
+                      * cache: every pixel valid, its features its samples (finish_plain_u8) */
     cm_kernel_t kernel;
     cm__chunk_out_t *chunks;
     double inertia;
