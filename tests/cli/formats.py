@@ -575,8 +575,9 @@ def case_png_interlaced_round_trip():
 
 
 def case_output_extension_picks_the_format():
-    """.png writes PNG (RGB when k > 256), .tif/.tiff TIFF, .jpg/.jpeg JPEG with a warning that
-    JPEG adds colours; another extension exits 2 naming the extensions, and writes nothing."""
+    """.png writes PNG (RGB when k > 256), .tif/.tiff TIFF (and so does a name without an
+    extension), .jpg/.jpeg JPEG with a warning that JPEG adds colours; another extension exits
+    2 naming the extensions, and writes nothing."""
     os.mkdir("out")
     noise = np.random.RandomState(3).randint(0, 256, (40, 50, 3)).astype(np.uint8)
     Image.fromarray(noise).save("noise.png")
@@ -590,17 +591,25 @@ def case_output_extension_picks_the_format():
         with open("out/b" + ext, "rb") as f:
             expect(f.read(4) in (b"II*\0", b"MM\0*"), f"b{ext} is not a TIFF")
         same_pixels(blocks, decode("out/b" + ext), "b" + ext)
+    # JPEG: three wide bands of colour, so that what JPEG adds stays near the edges
+    bands = distinct_colours(np.random.RandomState(5), 3, 3, 255)[np.arange(64) * 3 // 64]
+    bands = np.repeat(bands[None], 48, axis=0)
+    Image.fromarray(bands).save("bands.png")
     for ext in (".jpg", ".jpeg"):
-        _, err = cm("run", "blocks.png", "out/b" + ext, "-k", 3)
+        _, err = cm("run", "bands.png", "out/b" + ext, "-k", 3)
         expect(re.search(r"jpe?g", err, re.I) and re.search(r"colou?r", err, re.I),
                f"run to b{ext}: no warning that JPEG adds colours: {err.strip()}")
         with Image.open("out/b" + ext) as im:
-            expect(im.format == "JPEG" and im.size == (61, 45), f"b{ext}: {im.format} {im.size}")
-    cm("run", "blocks.png", "out/b3.png", "-k", 3, "-q")
-    err = np.abs(decode("out/b.jpg").astype(int) - decode("out/b3.png").astype(int)).mean()
-    expect(err < 8, f"b.jpg is {err:.1f} levels off the PNG of the same colours")
+            expect(im.format == "JPEG" and im.mode == "RGB" and im.size == (64, 48),
+                   f"b{ext}: {im.format} {im.mode} {im.size}")
+        off = np.abs(decode("out/b" + ext).astype(int) - bands).mean()
+        expect(off < 4, f"b{ext} is {off:.1f} levels off the three colours of bands.png")
+    # A name without an extension writes a TIFF, as before other formats could be written.
+    cm("run", "blocks.png", "out/b", "-k", 12, "-q")
+    with open("out/b", "rb") as f:
+        expect(f.read(4) in (b"II*\0", b"MM\0*"), "out/b (no extension) is not a TIFF")
     before = sorted(os.listdir("out"))
-    for bad in ("out/b.bmp", "out/b.gif", "out/b", "out/b.png.txt"):
+    for bad in ("out/b.bmp", "out/b.gif", "out/b.png.txt"):
         _, err = cm("run", "blocks.png", bad, "-k", 3, code=2)
         for word in ("png", "tif", "jpg"):
             expect(word in err.lower(), f"run to {bad}: the message does not name .{word}: "
@@ -813,25 +822,27 @@ def parse_size(text):
 
 def case_interlaced_png_over_budget_exits_2():
     """An interlaced PNG is decoded whole: under a --memory that cannot hold it, it is refused
-    with exit 2 and the budget that would do, which works; the same image not interlaced works
-    within the smaller budget."""
+    with exit 2 and the budget that would do, which works; the same image not interlaced is
+    read in bands of rows and works within the smaller budget. The image is narrow and tall,
+    so that it is many chunks of rows and far larger than one."""
     os.mkdir("out")
-    h, w = 1000, 1200
+    h, w = 3000, 256
     a = distinct_colours(np.random.RandomState(8), 4, 3, 255)[label_map(h, w, 4)]
     write_png("interlaced.png", a, 8, 2, interlace=True)
     Image.fromarray(a).save("plain.png")
-    small = "2M"
-    expect(parse_size(small) < a.nbytes, "the budget holds the image")
-    _, err = cm("run", "interlaced.png", "out/o.png", "-k", 4, "--memory", small, "-q", code=2)
+    small = "1M"
+    expect(2 * parse_size(small) < a.nbytes, "the budget holds half the image")
+    cm("run", "plain.png", "out/p.png", "-k", 4, "--memory", small, "-q")
+    same_pixels(a, decode("out/p.png"), f"plain.png under --memory {small}")
+    os.remove("out/p.png")
+    _, err = cm("run", "interlaced.png", "out/o.png", "-k", 4, "--memory", small, code=2)
     m = re.search(r"--memory (\d+[KMG]?)", err)
     expect(m, f"the refusal gives no budget: {err.strip()}")
     expect(parse_size(m.group(1)) >= a.nbytes, f"the budget given, {m.group(1)}, cannot hold "
-           f"the {a.nbytes} bytes of the image")
+           f"the {a.nbytes} bytes of the image: {err.strip()}")
     nothing_in("out")
     cm("run", "interlaced.png", "out/o.png", "-k", 4, "--memory", m.group(1), "-q")
-    same_pixels(a, decode("out/o.png"), "interlaced.png under the budget given")
-    cm("run", "plain.png", "out/p.png", "-k", 4, "--memory", small, "-q")
-    same_pixels(a, decode("out/p.png"), f"plain.png under --memory {small}")
+    same_pixels(a, decode("out/o.png"), f"interlaced.png under --memory {m.group(1)}")
 
 
 def case_apply_and_fit_on_jpeg_and_png():
