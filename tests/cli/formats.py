@@ -456,11 +456,13 @@ def flat_jpeg(path, mode, n, progressive, h=53, w=70, seed=0):
     return got
 
 
-def photo_jpeg(path, mode, progressive=False, subsampling=-1, h=67, w=101, seed=0, **opts):
+def photo_jpeg(path, mode, progressive=False, subsampling=-1, h=67, w=101, seed=0):
+    """A photo-like JPEG (Pillow's subsampling: -1 its default, 0 4:4:4, 1 4:2:2, 2 4:2:0);
+    returns Pillow's decoding."""
     c = {"L": 1, "RGB": 3, "CMYK": 4}[mode]
     a = photo(h, w, c, seed)
     Image.fromarray(a[..., 0] if c == 1 else a, mode).save(
-        path, "JPEG", quality=85, progressive=progressive, subsampling=subsampling, **opts)
+        path, "JPEG", quality=85, progressive=progressive, subsampling=subsampling)
     return decode(path)
 
 
@@ -549,6 +551,8 @@ def case_png_grey_round_trip():
     16-bit grey and grey+alpha PNGs at 16 bits, alpha 0 pixels unchanged."""
     for kind in ("grey1", "grey2", "grey4", "grey8", "grey16", "ga8", "ga16"):
         round_trip(kind + ".png", png_fixture(kind + ".png", kind, seed=len(kind)))
+    # taller than a band of rows (512): read and written in several
+    round_trip("tall.grey4.png", png_fixture("tall.grey4.png", "grey4", h=1100, w=33))
 
 
 def case_png_colour_round_trip():
@@ -556,6 +560,9 @@ def case_png_colour_round_trip():
     label; the 16-bit ones at 16 bits (read here, not by Pillow)."""
     for i, kind in enumerate(("rgb8", "rgb16", "rgba8", "rgba16")):
         round_trip(kind + ".png", png_fixture(kind + ".png", kind, seed=i), labels=True)
+    # taller than a band of rows (512): read and written in several
+    round_trip("tall.rgba16.png", png_fixture("tall.rgba16.png", "rgba16", h=1100, w=24))
+    round_trip("tall.rgb8.png", png_fixture("tall.rgb8.png", "rgb8", h=1100, w=24))
 
 
 def case_png_palette_round_trip():
@@ -653,11 +660,13 @@ def case_jpeg_decodes_as_pillow_does():
     """Photo-like JPEGs (grey, YCbCr 4:4:4, 4:2:2 and 4:2:0, baseline and progressive, CMYK):
     info counts exactly the colours of Pillow's decoding (the same libjpeg, islow DCT and fancy
     upsampling), and the exact mean of Lloyd with k = 1 is the mean of Pillow's decoding."""
-    cases = [("L", False, -1), ("L", True, -1), ("RGB", False, 0), ("RGB", False, 1),
-             ("RGB", False, 2), ("RGB", True, 2), ("CMYK", False, -1)]
-    for i, (mode, progressive, sub) in enumerate(cases):
+    small, tall = (67, 101), (1100, 40)  # tall: more rows than a band (512)
+    cases = [("L", False, -1, small), ("L", True, -1, small), ("RGB", False, 0, small),
+             ("RGB", False, 1, small), ("RGB", False, 2, small), ("RGB", True, 2, small),
+             ("CMYK", False, -1, small), ("RGB", False, 2, tall), ("RGB", True, 2, tall)]
+    for i, (mode, progressive, sub, (h, w)) in enumerate(cases):
         name = f"{mode.lower()}.{i}.jpg"
-        a = photo_jpeg(name, mode, progressive, sub, seed=i)
+        a = photo_jpeg(name, mode, progressive, sub, h=h, w=w, seed=i)
         if mode != "CMYK":
             d = info(name)
             want = len(colours_of(a, alpha=False))
@@ -676,15 +685,19 @@ def case_jpeg_decodes_as_pillow_does():
 
 
 def case_threads_give_the_same_bytes():
-    """-j1 and -j2 write the same bytes, to PNG and to TIFF, from JPEG and PNG inputs."""
-    Image.fromarray(photo(150, 220, 3, seed=5)).save("photo.jpg", quality=85)
-    Image.fromarray(photo(150, 220, 4, seed=6)).save("photo.png")
+    """-j1 and -j2 write the same bytes, to PNG and to TIFF, from JPEG and PNG inputs of three
+    bands of rows (512 each)."""
+    Image.fromarray(photo(1100, 32, 3, seed=5)).save("photo.jpg", quality=85)
+    Image.fromarray(photo(1100, 32, 4, seed=6)).save("photo.png")
     for src in ("photo.jpg", "photo.png"):
+        chunks = json.loads(cm("info", src, "--json")[0])["chunks"]
+        expect(chunks > 1, f"{src} is read in {chunks} chunk: nothing to share between threads")
         for ext in (".png", ".tif"):
             outs = []
             for j in (1, 2):
                 outs.append(f"{src}.j{j}{ext}")
-                cm("run", src, outs[-1], "-k", 6, "--seed", 5, f"-j{j}", "-q")
+                cm("run", src, outs[-1], "-k", 6, "--seed", 5, f"-j{j}", "-q", "--max-iter", 20,
+                   "--n-init", 1)
             with open(outs[0], "rb") as f1, open(outs[1], "rb") as f2:
                 expect(f1.read() == f2.read(), f"{outs[0]} and {outs[1]} differ")
             n = len(colours_of(decode(outs[0])))
