@@ -21,6 +21,11 @@ int cm_file_format_of_path(const char *path, cm_file_format_t *out, cm_ctx_t *ct
     const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
     const char *name = slash ? slash + 1 : path;
     if (dot && (dot < name || dot == name)) dot = NULL;
+    /* ".k5" is how the outputs of a list of k are told apart when OUT has no extension
+     * ("plain" gives "plain.k5"; "a.png" gives "a.k5.png") */
+    if (dot && dot[1] == 'k' && dot[2] && strspn(dot + 2, "0123456789") == strlen(dot + 2) &&
+        !memchr(name + 1, '.', (size_t)(dot - name - 1)))
+        dot = NULL;
     if (!dot) { /* no extension: TIFF, as before other formats were written */
         *out = CM_FILE_TIFF;
         return 0;

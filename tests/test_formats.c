@@ -250,11 +250,13 @@ static void test_extensions_choose_the_format_and_others_are_refused(void **stat
         cm_file_format_t f;
     } ok[] = {{"a.tif", CM_FILE_TIFF}, {"d.x/a.TIFF", CM_FILE_TIFF}, {"a.png", CM_FILE_PNG},
               {"a.JPG", CM_FILE_JPEG}, {"a.jpeg", CM_FILE_JPEG},    {"dir.png/a", CM_FILE_TIFF},
-              {".hidden", CM_FILE_TIFF}};
+              {".hidden", CM_FILE_TIFF}, {"plain.k12", CM_FILE_TIFF}, {"a.k5.png", CM_FILE_PNG}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         assert_int_equal(cm_file_format_of_path(ok[i].path, &f, &ctx), 0);
         assert_int_equal(f, ok[i].f);
     }
+    assert_int_equal(cm_file_format_of_path("a.png.k5", &f, &ctx), CM_EUSAGE);
+    cm_ctx_init(&ctx);
     assert_int_equal(cm_file_format_of_path("a.webp", &f, &ctx), CM_EUSAGE);
     assert_non_null(strstr(ctx.msg, "a.webp"));
     assert_non_null(strstr(ctx.msg, ".png"));
