@@ -117,7 +117,7 @@ typedef struct cm__outputs {
     cm_bigtiff_t bigtiff;
     cm_writer_spec_t spec, lspec;
     cm_file_format_t format, label_format; /* by the names' extensions */
-    bool palette, maskable; /* palette: the output's pixels are the labels */
+    bool palette, maskable;                /* palette: the output's pixels are the labels */
     int label_bits;
     uint32_t masked;
     cm_writer_t *w_out, *w_labels;

@@ -69,9 +69,9 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
     bool png_palette = w->format == CM_FILE_PNG && o->format != CM_FORMAT_RGB &&
                        in->stype == CM_U8 && !w->maskable && w->label_bits == 8 &&
                        (d == 1 || d == 3);
-    w->palette = w->format == CM_FILE_TIFF
-                     ? o->format == CM_FORMAT_PALETTE || (o->format == CM_FORMAT_AUTO && in->palette)
-                     : o->format == CM_FORMAT_PALETTE || png_palette;
+    w->palette = w->format == CM_FILE_TIFF ? o->format == CM_FORMAT_PALETTE ||
+                                                 (o->format == CM_FORMAT_AUTO && in->palette)
+                                           : o->format == CM_FORMAT_PALETTE || png_palette;
     if (w->format == CM_FILE_JPEG)
         cm__warn(o, (cm_about_t){0}, "%s: JPEG is lossy: the output will hold more than %d colours",
                  out, k);
@@ -85,8 +85,8 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
                                                                  "or RGB input without alpha or "
                                                                  "nodata, and k <= 256",
                              out, cm_file_format_name(w->format));
-    if (w->palette && (w->label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 ||
-                       in->stype == CM_F32))
+    if (w->palette &&
+        (w->label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 || in->stype == CM_F32))
         return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_FORMAT, CM_FORMAT_PALETTE, 0},
                              "%s: " CM_NAMED("a palette output") " needs 8- or 16-bit unsigned "
                                                                  "grey or RGB input and k <= %d",

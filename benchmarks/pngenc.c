@@ -102,9 +102,11 @@ int main(int argc, char **argv)
     uint8_t *labels = malloc((size_t)(w * h));
     uint16_t cmap[3 * 256] = {0};
     for (int64_t i = 0; i < w * h; i++)
-        labels[i] = (uint8_t)((rgb[3 * i] >> 7) << 2 | (rgb[3 * i + 1] >> 7) << 1 | rgb[3 * i + 2] >> 7);
+        labels[i] =
+            (uint8_t)((rgb[3 * i] >> 7) << 2 | (rgb[3 * i + 1] >> 7) << 1 | rgb[3 * i + 2] >> 7);
     for (int j = 0; j < 8; j++)
-        for (int c = 0; c < 3; c++) cmap[256 * c + j] = (uint16_t)(((j >> (2 - c)) & 1 ? 192 : 64) * 257);
+        for (int c = 0; c < 3; c++)
+            cmap[256 * c + j] = (uint16_t)(((j >> (2 - c)) & 1 ? 192 : 64) * 257);
     /* bands as the streamed input's chunks: about 1 MP, a multiple of 16 rows, at most 512 */
     int64_t band_h = (4 * 512 * 512 / w + 15) / 16 * 16;
     band_h = band_h < 16 ? 16 : band_h > 512 ? 512 : band_h;

@@ -73,7 +73,7 @@ static void print_text(const char *path, const cm_image_info_t *in, int64_t n_co
         printf("format:       %s\n", in->bigtiff ? "BigTIFF" : "classic TIFF");
     else
         printf("format:       %s%s\n", cm_file_format_name(in->format),
-               !in->progressive                ? ""
+               !in->progressive            ? ""
                : in->format == CM_FILE_PNG ? " (interlaced: decoding holds the whole image)"
                                            : " (progressive: decoding holds its coefficients)");
     if (in->orientation > 1) printf("orientation:  %d\n", in->orientation);

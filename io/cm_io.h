@@ -47,17 +47,17 @@ typedef struct cm_image_info {
     uint16_t extra[CM_BANDS_MAX]; /* their EXTRASAMPLE_* kinds */
     bool has_nodata;              /* the GDAL_NODATA tag, when present and a number */
     double nodata;
-    bool georeferenced;     /* GeoTIFF tags present */
-    bool streamed;          /* strips too large for chunks, or a JPEG or PNG: read once, in
-                             * order, into a spill store by cm_image_prepare */
-    bool progressive;       /* a progressive JPEG or an interlaced PNG */
-    size_t decode_bytes;    /* what the in-order decoding of a streamed image holds beyond a
-                             * band of rows: the whole image for an interlaced PNG, the
-                             * coefficients of a progressive JPEG */
-    int orientation;        /* TIFF / EXIF orientation 1 to 8, 0 when the file has none */
-    int64_t tile_w, tile_h; /* tiles, or (width, rows per strip) for strips */
-    cm_grid_t grid;         /* how the image is read: tiles (or squares of whole tiles) or
-                             * bands of whole strips */
+    bool georeferenced;             /* GeoTIFF tags present */
+    bool streamed;                  /* strips too large for chunks, or a JPEG or PNG: read once, in
+                                     * order, into a spill store by cm_image_prepare */
+    bool progressive;               /* a progressive JPEG or an interlaced PNG */
+    size_t decode_bytes;            /* what the in-order decoding of a streamed image holds beyond a
+                                     * band of rows: the whole image for an interlaced PNG, the
+                                     * coefficients of a progressive JPEG */
+    int orientation;                /* TIFF / EXIF orientation 1 to 8, 0 when the file has none */
+    int64_t tile_w, tile_h;         /* tiles, or (width, rows per strip) for strips */
+    cm_grid_t grid;                 /* how the image is read: tiles (or squares of whole tiles) or
+                                     * bands of whole strips */
     int64_t out_tile_w, out_tile_h; /* output tiles that line up with the chunks */
 } cm_image_info_t;
 
@@ -88,8 +88,7 @@ int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx);
  * would do) when its decoding would hold more than budget_bytes (0: no limit); CM_EINPUT for a
  * file that turns out corrupt. Call once, after the last cm_image_set_chunk_side and before
  * the first read. */
-int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes,
-                     cm_ctx_t *ctx);
+int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes, cm_ctx_t *ctx);
 
 /* From now on, chunks decoded from the file are also kept, compressed with zstd level 1, in a
  * spill store (an unlinked scratch file under scratch_dir), and read from there when asked

@@ -100,12 +100,12 @@ int cm__exif_orientation(const uint8_t *exif, size_t size)
 
 size_t cm__exif_make(int orientation, uint8_t *buf)
 {
-    static const uint8_t head[] = {'I', 'I', '*', 0, 8, 0, 0, 0, /* one entry */ 1, 0,
-                                   0x12, 1, 3, 0, 1, 0, 0, 0};
+    static const uint8_t head[] = {'I', 'I',  '*', 0, 8, 0, 0, 0, /* one entry */ 1,
+                                   0,   0x12, 1,   3, 0, 1, 0, 0, 0};
     memcpy(buf, head, sizeof head);
     uint8_t *p = buf + sizeof head;
     p[0] = (uint8_t)orientation, p[1] = p[2] = p[3] = 0; /* the value, padded */
-    memset(p + 4, 0, 4);                                /* no next directory */
+    memset(p + 4, 0, 4);                                 /* no next directory */
     return sizeof head + 8;
 }
 

@@ -92,8 +92,8 @@ void cm__spill_free(cm__spill_t *s);
 typedef struct cm__meta {
     uint8_t *icc; /* owned; NULL when none */
     size_t icc_size;
-    int orientation;  /* 1 to 8, 0 when not given */
-    int res_unit;     /* RESUNIT_NONE (an aspect ratio only), _INCH or _CENTIMETER; 0: none */
+    int orientation; /* 1 to 8, 0 when not given */
+    int res_unit;    /* RESUNIT_NONE (an aspect ratio only), _INCH or _CENTIMETER; 0: none */
     double xres, yres;
 } cm__meta_t;
 

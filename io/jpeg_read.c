@@ -37,8 +37,7 @@ static void on_message(j_common_ptr cinfo, int level)
 {
     int code = cinfo->err->msg_code;
     if (level < 0 && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER ||
-                      code == JWRN_HUFF_BAD_CODE ||
-                      code == JWRN_MUST_RESYNC))
+                      code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC))
         on_error(cinfo);
 }
 

@@ -41,8 +41,7 @@ static void on_message(j_common_ptr cinfo, int level)
 
 static int failed(jpeg_writer_t *w, cm_ctx_t *ctx)
 {
-    return cm_fail(ctx, CM_EIO, "%s: cannot write: %s", w->path,
-                   errno ? strerror(errno) : w->msg);
+    return cm_fail(ctx, CM_EIO, "%s: cannot write: %s", w->path, errno ? strerror(errno) : w->msg);
 }
 
 static int jpeg_encode(const cm__rows_writer_t *base, int64_t x, int64_t y, int64_t ww, int64_t h,
@@ -91,8 +90,8 @@ static int jpeg_put(cm__rows_writer_t *base, const cm_encoded_t *e, cm_ctx_t *ct
 static int jpeg_finish(cm__rows_writer_t *base, cm_ctx_t *ctx)
 {
     jpeg_writer_t *w = (jpeg_writer_t *)base;
-    CM_FAIL_IF(ctx, w->next_y != w->height, CM_EINTERNAL, "%s: %lld of %lld rows written",
-               w->path, (long long)w->next_y, (long long)w->height);
+    CM_FAIL_IF(ctx, w->next_y != w->height, CM_EINTERNAL, "%s: %lld of %lld rows written", w->path,
+               (long long)w->next_y, (long long)w->height);
     errno = 0;
     if (setjmp(w->jmp)) return failed(w, ctx);
     jpeg_finish_compress(&w->cinfo);
@@ -130,7 +129,9 @@ static void start(jpeg_writer_t *w, const cm_writer_spec_t *s, const cm__meta_t 
     jpeg_set_defaults(c);
     jpeg_set_quality(c, QUALITY, TRUE);
     if (m->res_unit && m->xres <= 65535 && m->yres <= 65535) {
-        c->density_unit = m->res_unit == RESUNIT_INCH ? 1 : m->res_unit == RESUNIT_CENTIMETER ? 2 : 0;
+        c->density_unit = m->res_unit == RESUNIT_INCH         ? 1
+                          : m->res_unit == RESUNIT_CENTIMETER ? 2
+                                                              : 0;
         c->X_density = (UINT16)(m->xres + 0.5);
         c->Y_density = (UINT16)(m->yres + 0.5);
     }

@@ -145,8 +145,8 @@ static void zstream_give(png_writer_t *w, zstream_t *s)
 
 /* Filters and deflates h whole rows starting at row y into e: blocks that end on a byte
  * boundary (the last band: the final block), with the Adler-32 of what they hold. */
-static int deflate_band(png_writer_t *w, const uint8_t *rows, int64_t y, int64_t h,
-                        cm_encoded_t *e, cm_ctx_t *ctx)
+static int deflate_band(png_writer_t *w, const uint8_t *rows, int64_t y, int64_t h, cm_encoded_t *e,
+                        cm_ctx_t *ctx)
 {
     size_t line = w->row_bytes + 1, len, bound;
     bool ok = cm__mul_size(line, (size_t)h, &len);
@@ -227,8 +227,10 @@ static int png_encode(const cm__rows_writer_t *base, int64_t x, int64_t y, int64
         e->n = e->data[0] != NULL;
         e->raw = true;
         e->size[0] = bytes;
-        if (e->data[0]) memcpy(e->data[0], pixels, bytes);
-        else rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", w->path);
+        if (e->data[0])
+            memcpy(e->data[0], pixels, bytes);
+        else
+            rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", w->path);
     }
     if (rc < 0) {
         cm_encoded_free(e);
@@ -255,8 +257,8 @@ static int put_deflated(png_writer_t *w, const cm_encoded_t *e, cm_ctx_t *ctx)
 static int png_put(cm__rows_writer_t *base, const cm_encoded_t *e, cm_ctx_t *ctx)
 {
     png_writer_t *w = (png_writer_t *)base;
-    CM_FAIL_IF(ctx, e->y != w->next_y, CM_EINTERNAL, "%s: rows from %lld put when %lld was next", w->path,
-               (long long)e->y, (long long)w->next_y);
+    CM_FAIL_IF(ctx, e->y != w->next_y, CM_EINTERNAL, "%s: rows from %lld put when %lld was next",
+               w->path, (long long)e->y, (long long)w->next_y);
     if (!e->raw) return put_deflated(w, e, ctx);
     const uint8_t *band;
     CM_TRY(cm__band_put(&w->band, e, &band, ctx, w->path));
@@ -272,8 +274,8 @@ static int png_put(cm__rows_writer_t *base, const cm_encoded_t *e, cm_ctx_t *ctx
 static int png_finish(cm__rows_writer_t *base, cm_ctx_t *ctx)
 {
     png_writer_t *w = (png_writer_t *)base;
-    CM_FAIL_IF(ctx, w->next_y != w->height, CM_EINTERNAL, "%s: %lld of %lld rows written",
-               w->path, (long long)w->next_y, (long long)w->height);
+    CM_FAIL_IF(ctx, w->next_y != w->height, CM_EINTERNAL, "%s: %lld of %lld rows written", w->path,
+               (long long)w->next_y, (long long)w->height);
     uint8_t adler[4];
     put32(adler, w->adler);
     CM_TRY(chunk(w, "IDAT", NULL, 0, adler, 4, ctx));

@@ -58,8 +58,8 @@ static int sniff(const uint8_t *b, size_t n)
 /* Opens a JPEG or PNG for its decoder, from the file or from memory. */
 static int open_stream(cm_image_t *img, int format, cm_ctx_t *ctx)
 {
-    FILE *f = img->data ? fmemopen((void *)img->data, img->data_size, "rb")
-                        : fopen(img->path, "rbe");
+    FILE *f =
+        img->data ? fmemopen((void *)img->data, img->data_size, "rb") : fopen(img->path, "rbe");
     if (!f) {
         int e = errno;
         return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EINPUT, "%s: %s", img->path, strerror(e));
@@ -93,8 +93,7 @@ static int open_image(const char *path, const void *data, size_t size, int n_wor
     size_t n_magic = 0;
     CM_TRY(first_bytes(path, data, size, magic, &n_magic, ctx));
     int format = sniff(magic, n_magic);
-    CM_FAIL_IF(ctx, format < 0, CM_EINPUT,
-               "%s: not a TIFF, JPEG or PNG file (%s)", path,
+    CM_FAIL_IF(ctx, format < 0, CM_EINPUT, "%s: not a TIFF, JPEG or PNG file (%s)", path,
                n_magic ? "its first bytes are none of theirs" : "it is empty");
     CM_FAIL_IF(ctx, n_workers < 1, CM_EUSAGE, "bad number of workers %d", n_workers);
     cm_image_t *img = calloc(1, sizeof(cm_image_t));
@@ -224,8 +223,7 @@ static int stream_rows(cm_image_t *img, int64_t y, int64_t rows, int64_t w, uint
     return 0;
 }
 
-int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes,
-                     cm_ctx_t *ctx)
+int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes, cm_ctx_t *ctx)
 {
     if (!img->spill || img->store) return 0;
     const cm_image_info_t *in = &img->info;

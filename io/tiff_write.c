@@ -290,8 +290,8 @@ int cm_writer_check(const char *path, const cm_writer_spec_t *s, cm_ctx_t *ctx)
 {
     if (s->format == CM_FILE_TIFF) return 0;
     const char *name = cm_file_format_name(s->format);
-    bool alpha = s->n_extra == 1 && (s->extra[0] == EXTRASAMPLE_UNASSALPHA ||
-                                     s->extra[0] == EXTRASAMPLE_ASSOCALPHA);
+    bool alpha = s->n_extra == 1 &&
+                 (s->extra[0] == EXTRASAMPLE_UNASSALPHA || s->extra[0] == EXTRASAMPLE_ASSOCALPHA);
     int colors = s->bands - (alpha ? 1 : 0);
     CM_FAIL_IF(ctx, s->photometric == PHOTOMETRIC_SEPARATED, CM_EUSAGE,
                "%s: %s cannot hold CMYK: write a .tif", path, name);

@@ -193,7 +193,8 @@ static void test_palette_png_holds_k_colours_and_reads_as_them(void **state)
     assert_int_equal(in.bands, 3);
     assert_true(in.palette);
     for (int i = 0; i < 120 * 50; i++)
-        for (int c = 0; c < 3; c++) assert_int_equal(got[3 * i + c], cmap[256 * c + labels[i]] / 257);
+        for (int c = 0; c < 3; c++)
+            assert_int_equal(got[3 * i + c], cmap[256 * c + labels[i]] / 257);
     free(got);
     free(labels);
 }
@@ -233,8 +234,8 @@ static void test_exif_orientation_reads_back_what_is_written(void **state)
         assert_int_equal(cm__exif_orientation(buf + 6, n - 8), 0); /* cut inside the entry */
     }
     /* big-endian, as cameras often write it: one entry, orientation 6 */
-    static const uint8_t mm[] = {'M', 'M', 0, '*', 0, 0, 0, 8, 0, 1, 1, 0x12, 0, 3, 0, 0, 0, 1,
-                                 0, 6, 0, 0, 0, 0, 0, 0};
+    static const uint8_t mm[] = {'M', 'M', 0, '*', 0, 0, 0, 8, 0, 1, 1, 0x12, 0,
+                                 3,   0,   0, 0,   1, 0, 6, 0, 0, 0, 0, 0,    0};
     assert_int_equal(cm__exif_orientation(mm, sizeof mm), 6);
     assert_int_equal(cm__exif_orientation((const uint8_t *)"nonsense", 8), 0);
 }
@@ -248,9 +249,9 @@ static void test_extensions_choose_the_format_and_others_are_refused(void **stat
     const struct {
         const char *path;
         cm_file_format_t f;
-    } ok[] = {{"a.tif", CM_FILE_TIFF}, {"d.x/a.TIFF", CM_FILE_TIFF}, {"a.png", CM_FILE_PNG},
-              {"a.JPG", CM_FILE_JPEG}, {"a.jpeg", CM_FILE_JPEG},    {"dir.png/a", CM_FILE_TIFF},
-              {".hidden", CM_FILE_TIFF}, {"plain.k12", CM_FILE_TIFF}, {"a.k5.png", CM_FILE_PNG}};
+    } ok[] = {{"a.tif", CM_FILE_TIFF},   {"d.x/a.TIFF", CM_FILE_TIFF}, {"a.png", CM_FILE_PNG},
+              {"a.JPG", CM_FILE_JPEG},   {"a.jpeg", CM_FILE_JPEG},     {"dir.png/a", CM_FILE_TIFF},
+              {".hidden", CM_FILE_TIFF}, {"plain.k12", CM_FILE_TIFF},  {"a.k5.png", CM_FILE_PNG}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         assert_int_equal(cm_file_format_of_path(ok[i].path, &f, &ctx), 0);
         assert_int_equal(f, ok[i].f);
@@ -332,8 +333,7 @@ static void test_interlaced_png_over_the_budget_says_the_budget_needed(void **st
     const cm_image_info_t *in = cm_image_info(img);
     assert_true(in->progressive);
     assert_int_equal(in->decode_bytes, 300 * 200 * 3);
-    assert_int_equal(cm_image_prepare(img, fx_path((char[4096]){0}, ""), 100000, &ctx),
-                     CM_EBUDGET);
+    assert_int_equal(cm_image_prepare(img, fx_path((char[4096]){0}, ""), 100000, &ctx), CM_EBUDGET);
     assert_int_equal(ctx.about.setting, CM_SETTING_MEMORY);
     assert_true(ctx.about.need >= 300 * 200 * 3);
     cm_image_close(img);
