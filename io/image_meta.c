@@ -1,9 +1,11 @@
 /* What every format shares: the names of the formats and of their extensions, the metadata
  * carried from an input to its outputs (ICC profile, orientation, resolution), the EXIF
  * orientation read and written, and rows put together into bands for the writers of rows. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "io_internal.h"
 
@@ -138,5 +140,16 @@ int cm__band_put(cm__band_t *b, const cm_encoded_t *e, const uint8_t **band, cm_
                e->data[0] + (size_t)r * piece_row, piece_row);
     b->filled += e->w;
     if (b->filled == b->width) *band = b->rows;
+    return 0;
+}
+
+int cm__file_close(FILE **f, const char *path, cm_ctx_t *ctx)
+{
+    errno = 0;
+    bool ok = fflush(*f) == 0 && fsync(fileno(*f)) == 0;
+    int e = errno;
+    ok = fclose(*f) == 0 && ok;
+    *f = NULL;
+    CM_FAIL_IF(ctx, !ok, CM_EIO, "%s: cannot write: %s", path, strerror(e ? e : EIO));
     return 0;
 }

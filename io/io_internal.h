@@ -228,6 +228,10 @@ typedef struct cm__band {
 int cm__band_put(cm__band_t *b, const cm_encoded_t *piece, const uint8_t **band, cm_ctx_t *ctx,
                  const char *path);
 
+/* Flushes *f to the disk (fsync) and closes it, NULL in *f either way; CM_EIO naming path
+ * with the system's reason when any of that fails. */
+int cm__file_close(FILE **f, const char *path, cm_ctx_t *ctx);
+
 /* The metadata of an image for its outputs (the ICC profile, orientation, resolution). */
 const cm__meta_t *cm__image_meta(const cm_image_t *img);
 

@@ -95,12 +95,7 @@ static int jpeg_finish(cm__rows_writer_t *base, cm_ctx_t *ctx)
     errno = 0;
     if (setjmp(w->jmp)) return failed(w, ctx);
     jpeg_finish_compress(&w->cinfo);
-    bool ok = fflush(w->f) == 0 && fsync(fileno(w->f)) == 0;
-    int e = errno;
-    ok = fclose(w->f) == 0 && ok;
-    w->f = NULL;
-    CM_FAIL_IF(ctx, !ok, CM_EIO, "%s: cannot write: %s", w->path, strerror(e ? e : EIO));
-    return 0;
+    return cm__file_close(&w->f, w->path, ctx);
 }
 
 static void jpeg_free(cm__rows_writer_t *base)

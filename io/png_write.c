@@ -280,13 +280,7 @@ static int png_finish(cm__rows_writer_t *base, cm_ctx_t *ctx)
     put32(adler, w->adler);
     CM_TRY(chunk(w, "IDAT", NULL, 0, adler, 4, ctx));
     CM_TRY(chunk(w, "IEND", NULL, 0, NULL, 0, ctx));
-    errno = 0;
-    bool ok = fflush(w->f) == 0 && fsync(fileno(w->f)) == 0;
-    int e = errno;
-    ok = fclose(w->f) == 0 && ok;
-    w->f = NULL;
-    CM_FAIL_IF(ctx, !ok, CM_EIO, "%s: cannot write: %s", w->path, strerror(e ? e : EIO));
-    return 0;
+    return cm__file_close(&w->f, w->path, ctx);
 }
 
 static void png_free(cm__rows_writer_t *base)
