@@ -75,6 +75,11 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
     if (w->format == CM_FILE_JPEG)
         cm__warn(o, (cm_about_t){0}, "%s: JPEG is lossy: the output will hold more than %d colours",
                  out, k);
+    if (w->format != CM_FILE_TIFF && o->compression >= 0)
+        cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, o->compression, 0},
+                 "%s: " CM_NAMED("a compression") " applies to TIFF outputs: a %s is compressed "
+                                                  "as its format says",
+                 out, cm_file_format_name(w->format));
     if (cm_compression_lossy(compression) && !w->palette && w->format == CM_FILE_TIFF)
         cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, deflate},
                  "%s: %s is lossy: the output will hold more than %d colours", out,

@@ -65,6 +65,9 @@ static void flag_of(const cm_about_t *a, char *buf, size_t size)
     case CM_SETTING_FORMAT:
         snprintf(buf, size, "--format %s", a->value == CM_FORMAT_PALETTE ? "palette" : "rgb");
         return;
+    case CM_SETTING_COMPRESSION:
+        snprintf(buf, size, "--compression %s", cm_compression_name((int)a->value));
+        return;
     case CM_SETTING_BIGTIFF:
         snprintf(buf, size, "--bigtiff %s",
                  a->value == CM_BIGTIFF_NEVER    ? "never"
@@ -85,9 +88,12 @@ static void advice_of(const cm_about_t *a, char *buf, size_t size)
         return;
     case CM_SETTING_TILE: snprintf(buf, size, " (use a larger --tile)"); return;
     case CM_SETTING_COMPRESSION:
-        snprintf(buf, size, " (use --compression %s for exact colours)",
-                 cm_compression_name((int)a->need));
-        return;
+        if (a->need > 0) {
+            snprintf(buf, size, " (use --compression %s for exact colours)",
+                     cm_compression_name((int)a->need));
+            return;
+        }
+        break;
     case CM_SETTING_K:
         if (a->need > 0) {
             snprintf(buf, size, ": give -k %lld, or no -k", (long long)a->need);
