@@ -99,6 +99,27 @@ save("jpeg", "cmyk-progressive.jpg", jpeg(cmyk, progressive=True))
 # The same with the Adobe marker's transform 2: read as YCCK.
 adobe = cmyk_jpeg.index(b"Adobe") + 11
 save("jpeg", "ycck.jpg", cmyk_jpeg[:adobe] + b"\x02" + cmyk_jpeg[adobe + 1 :])
+
+
+def drop_last_component(data):
+    """A JPEG whose frame and scan lose their last component (its data left as it is): one
+    of a colour space the reader refuses, two components."""
+    out, at = bytearray(data[:2]), 2
+    while at < len(data):
+        marker, length = data[at + 1], struct.unpack(">H", data[at + 2 : at + 4])[0]
+        seg = data[at + 4 : at + 2 + length]
+        if marker == 0xC0:  # precision, height, width, Nf, then 3 bytes per component
+            seg = seg[:5] + bytes([seg[5] - 1]) + seg[6 : 6 + 3 * (seg[5] - 1)]
+        elif marker == 0xDA:  # Ns, 2 bytes per component, then Ss, Se, Ah/Al
+            seg = bytes([seg[0] - 1]) + seg[1 : 1 + 2 * (seg[0] - 1)] + seg[-3:]
+        out += struct.pack(">BBH", 0xFF, marker, len(seg) + 2) + seg
+        at += 2 + length
+        if marker == 0xDA:
+            return bytes(out + data[at:])
+    raise ValueError("no scan")
+
+
+save("jpeg", "two-components.jpg", drop_last_component(jpeg(rgb, subsampling=0)))
 exif = Image.Exif()
 exif[0x0112] = 6
 save("jpeg", "exif-be-orientation-6.jpg", jpeg(rgb, exif=exif.tobytes()))
