@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages chunkmeans needs to build, test and run its demo (as root, or
-# through sudo). Safe to run again. --fuzz adds clang and libFuzzer (tests/fuzz/run.sh).
+# through sudo). Safe to run again. --fuzz adds clang and libFuzzer, and cjpeg for the JPEG
+# seeds (tests/fuzz/run.sh).
 set -euo pipefail
 packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjpeg-dev libpng-dev zlib1g-dev libjansson-dev
           libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil python3-skimage pngcheck gdal-bin time valgrind)
 for opt in "$@"; do
     case $opt in
-    --fuzz) packages+=(clang libclang-rt-dev libomp-dev) ;;
+    --fuzz) packages+=(clang libclang-rt-dev libomp-dev libjpeg-turbo-progs) ;;
     *) echo "install-deps.sh: unknown option '$opt'" >&2; exit 2 ;;
     esac
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Writes the fuzzers' seed corpora under OUT_DIR (tiff/, model/, options/): small TIFFs of
-# every flavour the reader supports, made by cm-mkimage (libtiff), models written by
-# chunkmeans itself, and option values.
+# Writes the fuzzers' seed corpora under OUT_DIR (tiff/, jpeg/, png/, model/, options/): small
+# TIFFs of every flavour the reader supports, made by cm-mkimage (libtiff), JPEGs and PNGs of
+# every kind made by make-seeds.py (Pillow, cjpeg), models written by chunkmeans itself, and
+# option values.
 # usage: tests/fuzz/make-corpus.sh BUILD_DIR OUT_DIR   (BUILD_DIR: a normal build, not -Dfuzz)
 set -euo pipefail
 build=$1 out=$2
@@ -36,6 +37,8 @@ tiff msi-alpha --bands 6 --alpha --type u16
 tiff bigtiff --bigtiff --tile 16
 tiff blocks --pattern blocks
 echo "tiff: $n files" >&2
+
+"${PYTHON:-/usr/bin/python3}" "$(dirname "$0")/make-seeds.py" "$out"
 
 "$cm" run "$out/tiff/u8-3---tile16-none.tif" "$out/run.tif" -k 4 -q --model-out "$out/model/rgb.json"
 "$cm" run "$out/tiff/msi-alpha.tif" "$out/run.tif" -k 3 -q --scale standard \

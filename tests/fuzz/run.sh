@@ -3,14 +3,14 @@
 # that make-corpus.sh writes, and prints one line per target: executions per second, coverage
 # (edges) and corpus size. Exits 1 if any target found a crash; its input is kept under
 # build-fuzz/crashes/TARGET/ (add it to tests/fuzz/regressions/TARGET/ once fixed).
-# usage: tests/fuzz/run.sh SECONDS [TARGET...]     (targets: tiff model options)
+# usage: tests/fuzz/run.sh SECONDS [TARGET...]     (targets: tiff jpeg png model options)
 # environment: BUILD (default build-fuzz), JOBS (parallel fuzzing processes per target: 1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(tiff model options)
+((${#targets[@]})) || targets=(tiff jpeg png model options)
 build=${BUILD:-build-fuzz}
 jobs=${JOBS:-1}
 
@@ -21,7 +21,9 @@ if [[ ! -f $build/build.ninja ]]; then
 fi
 ninja -C "$build" >/dev/null
 seeds=$build/seeds
-[[ -d $seeds ]] || tests/fuzz/make-corpus.sh "$build" "$seeds"
+for t in "${targets[@]}"; do # seeds written before a target existed lack its folder
+    [[ -d $seeds/$t ]] || { tests/fuzz/make-corpus.sh "$build" "$seeds"; break; }
+done
 
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -34,10 +36,8 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$crashes"
     args=(-max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$crashes/")
-    case $t in
-    model) args+=(-dict=tests/fuzz/model.dict) ;;
-    options) args+=(-close_fd_mask=2) ;; # the parsers explain every refusal on stderr
-    esac
+    [[ -f tests/fuzz/$t.dict ]] && args+=(-dict="tests/fuzz/$t.dict")
+    [[ $t == options ]] && args+=(-close_fd_mask=2) # the parsers explain every refusal on stderr
     ((jobs > 1)) && args+=(-fork="$jobs")
     echo "fuzzing $t for $seconds s ..." >&2
     if ! "$exe" "${args[@]}" "$corpus" "$seeds/$t" >"$log" 2>&1; then
