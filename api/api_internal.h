@@ -116,6 +116,7 @@ typedef struct cm__outputs {
     const char *out, *labels;
     cm_bigtiff_t bigtiff;
     cm_writer_spec_t spec, lspec;
+    cm_file_format_t format, label_format; /* by the names' extensions */
     bool palette, maskable; /* palette: the output's pixels are the labels */
     int label_bits;
     uint32_t masked;
@@ -123,10 +124,12 @@ typedef struct cm__outputs {
     cm__writers_sink_t sink; /* what the remap's sink writes through */
 } cm__outputs_t;
 
-/* Chooses compression (the input's, or deflate when it is lossy or cannot be written, with a
- * warning), format and BigTIFF for writing the image img (read through src) recoloured with k
- * colours to out, and its label map to labels (NULL: none). CM_EUSAGE, naming out, for
- * options that cannot hold it. Opens nothing. */
+/* Chooses the file format (by the extension of out and of labels), compression (the input's,
+ * or deflate when it is lossy or cannot be written, with a warning), pixel format (a PNG is
+ * colour-mapped when k <= 256, the samples are 8-bit and no pixel is masked) and BigTIFF for
+ * writing the image img (read through src) recoloured with k colours to out, and its label
+ * map to labels (NULL: none). CM_EUSAGE, naming out, for options or a format that cannot hold
+ * it. Opens nothing. */
 int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
                      const cm_source_t *src, int k, const char *out, const char *labels,
                      cm_ctx_t *ctx);

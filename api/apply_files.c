@@ -98,7 +98,7 @@ static int file_open(void *self, cm_source_t *src, cm_model_t **model, const cm_
         cm__outputs_plan(&f->w, o, f->in.img, src, f->model->k, f->job->out, f->job->labels, ctx));
     CM_TRY(cm__outputs_open(&f->w, ctx));
     /* Strips too large for chunks are decoded once into a spill store. */
-    CM_TRY(cm_image_prepare(f->in.img, f->in.scratch_dir, ctx));
+    CM_TRY(cm_image_prepare(f->in.img, f->in.scratch_dir, o->params.budget_bytes, ctx));
     CM_TRY(cm__outputs_sink(&f->w, f->model, &f->sink, ctx));
     *model = f->model;
     *sink = &f->sink;

@@ -120,7 +120,7 @@ int cm__input_prepare(cm__input_t *in, const cm_options_t *o, cm_ctx_t *ctx)
     if (in->prepared) return 0;
     in->prepared = true;
     if (o->opened) o->opened(o->user, in->path, in->info);
-    return cm_image_prepare(in->img, in->scratch_dir, ctx);
+    return cm_image_prepare(in->img, in->scratch_dir, o->params.budget_bytes, ctx);
 }
 
 int64_t cm__input_take_reads(cm__input_t *in)

@@ -29,6 +29,7 @@ static void plan_labels(cm__outputs_t *w, const cm_source_t *src, int k)
 {
     w->maskable = cm_labels_plan(src, k, &w->label_bits, &w->masked);
     cm_writer_spec_labels(&w->spec, w->label_bits, w->masked, &w->lspec);
+    w->lspec.format = w->label_format;
     w->lspec.set_nodata = w->maskable; /* else every value is a cluster's */
     w->lspec.bigtiff = big(w->bigtiff, &w->lspec);
 }
@@ -39,6 +40,10 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
 {
     const cm_image_info_t *in = cm_image_info(img);
     *w = (cm__outputs_t){.in = in, .out = out, .labels = labels, .bigtiff = o->bigtiff};
+    CM_TRY(cm_file_format_of_path(out, &w->format, ctx));
+    if (labels) CM_TRY(cm_file_format_of_path(labels, &w->label_format, ctx));
+    CM_FAIL_IF(ctx, labels && w->label_format == CM_FILE_JPEG, CM_EUSAGE,
+               "%s: a label map must be a .tif or a .png: JPEG would change the labels", labels);
     /* The input's compression, unless it is lossy (the output would hold more than k colours)
      * or one this build cannot write: then deflate, which keeps colours exact. */
     int deflate = -1, has_deflate = cm_compression_parse("deflate", &deflate);
@@ -51,24 +56,43 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
         CM_TRY(has_deflate);
         compression = deflate;
     }
-    w->palette = o->format == CM_FORMAT_PALETTE || (o->format == CM_FORMAT_AUTO && in->palette);
-    if (cm_compression_lossy(compression) && !w->palette)
-        cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, deflate},
-                 "%s: %s is lossy: the output will hold more than %d colours", out,
-                 cm_compression_name(compression), k);
     int d = cm_grid_features(&in->grid);
     cm_writer_spec_like(in, compression, &w->spec);
+    w->spec.format = w->format;
     w->spec.tags_from = img;
     w->spec.set_nodata = o->has_nodata;
     w->spec.nodata = o->nodata;
     plan_labels(w, src, k);
-    if (w->palette &&
-        (w->label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 || in->stype == CM_F32))
+    if (w->format != CM_FILE_TIFF) CM_TRY(cm_writer_check(out, &w->spec, ctx));
+    /* A k-colour PNG is colour-mapped unless a pixel must keep its own value (alpha, nodata)
+     * or its colours need 16 bits; JPEG has no colour maps. */
+    bool png_palette = w->format == CM_FILE_PNG && o->format != CM_FORMAT_RGB &&
+                       in->stype == CM_U8 && !w->maskable && w->label_bits == 8 &&
+                       (d == 1 || d == 3);
+    w->palette = w->format == CM_FILE_TIFF
+                     ? o->format == CM_FORMAT_PALETTE || (o->format == CM_FORMAT_AUTO && in->palette)
+                     : o->format == CM_FORMAT_PALETTE || png_palette;
+    if (w->format == CM_FILE_JPEG)
+        cm__warn(o, (cm_about_t){0}, "%s: JPEG is lossy: the output will hold more than %d colours",
+                 out, k);
+    if (cm_compression_lossy(compression) && !w->palette && w->format == CM_FILE_TIFF)
+        cm__warn(o, (cm_about_t){CM_SETTING_COMPRESSION, compression, deflate},
+                 "%s: %s is lossy: the output will hold more than %d colours", out,
+                 cm_compression_name(compression), k);
+    if (w->palette && w->format != CM_FILE_TIFF && !png_palette)
+        return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_FORMAT, CM_FORMAT_PALETTE, 0},
+                             "%s: " CM_NAMED("a palette output") " in %s needs a PNG, 8-bit grey "
+                                                                 "or RGB input without alpha or "
+                                                                 "nodata, and k <= 256",
+                             out, cm_file_format_name(w->format));
+    if (w->palette && (w->label_bits != 8 || (d != 1 && d != 3) || in->stype == CM_I16 ||
+                       in->stype == CM_F32))
         return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_FORMAT, CM_FORMAT_PALETTE, 0},
                              "%s: " CM_NAMED("a palette output") " needs 8- or 16-bit unsigned "
                                                                  "grey or RGB input and k <= %d",
                              out, w->masked == 255 ? 255 : 256);
-    if (o->bigtiff == CM_BIGTIFF_NEVER && cm_writer_needs_bigtiff(&w->spec))
+    if (o->bigtiff == CM_BIGTIFF_NEVER && w->format == CM_FILE_TIFF &&
+        cm_writer_needs_bigtiff(&w->spec))
         return cm_fail_about(
             ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_BIGTIFF, CM_BIGTIFF_NEVER, 0},
             "%s: the output could pass 4 GiB: " CM_NAMED("a classic TIFF") " cannot hold it", out);
@@ -104,6 +128,8 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
         uint16_t cmap[3 * 256] = {0};
         palette_colors(m, w->in->stype, cmap);
         cm_writer_spec_palette(&w->spec, cmap, w->maskable ? w->masked : 256, &pspec);
+        pspec.format = w->format;
+        pspec.colormap_n = m->k;
         pspec.bigtiff = w->lspec.bigtiff;
         CM_TRY(cm_writer_open(w->out, &pspec, &w->w_out, ctx));
     }

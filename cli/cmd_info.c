@@ -8,11 +8,15 @@
 #include "cli.h"
 
 static const char info_help[] =
-    "Usage: chunkmeans info IN.tif [--colors] [--json] [-j N] [--memory SIZE] [--progress WHEN]\n"
+    "Usage: chunkmeans info IN [--colors] [--json] [-j N] [--memory SIZE] [--progress WHEN]\n"
     "\n"
-    "Prints IN's size, bands, sample type, photometric interpretation, planar configuration,\n"
-    "extra samples and alpha, layout (tiles or strips), compression, classic TIFF or BigTIFF,\n"
-    "georeferencing, nodata, and the chunks chunkmeans reads it in.\n"
+    "Prints what IN (a TIFF, JPEG or PNG, recognised by its content) holds: size, bands, sample\n"
+    "type, photometric interpretation, planar configuration, extra samples and alpha, layout\n"
+    "(tiles, strips, or rows decoded in order), compression, format (classic TIFF, BigTIFF,\n"
+    "JPEG or PNG, progressive or interlaced), orientation, georeferencing, nodata, and the\n"
+    "chunks chunkmeans reads it in. A JPEG or PNG is decoded as libjpeg-turbo and libpng do by\n"
+    "default (as Pillow reads it): palettes as RGB, transparency as an alpha band, CMYK JPEGs\n"
+    "with Adobe's inverted samples turned back.\n"
     "  --json          the same as a JSON object, for scripts\n"
     "  --colors        also count its distinct colours (tuples of the non-alpha samples),\n"
     "                  exactly, reading the whole image once in parallel\n"
@@ -57,12 +61,22 @@ static void print_text(const char *path, const cm_image_info_t *in, int64_t n_co
         printf("alpha:        band %d\n", in->alpha_band);
     else
         printf("alpha:        none\n");
+    bool tiff = in->format == CM_FILE_TIFF;
     if (in->tiled)
         printf("layout:       tiled %lldx%lld\n", (long long)in->tile_w, (long long)in->tile_h);
-    else
+    else if (tiff)
         printf("layout:       striped, %lld rows per strip\n", (long long)in->tile_h);
+    else
+        printf("layout:       rows, decoded in order\n");
     printf("compression:  %s\n", cm_compression_name(in->compression));
-    printf("format:       %s\n", in->bigtiff ? "BigTIFF" : "classic TIFF");
+    if (tiff)
+        printf("format:       %s\n", in->bigtiff ? "BigTIFF" : "classic TIFF");
+    else
+        printf("format:       %s%s\n", cm_file_format_name(in->format),
+               !in->progressive                ? ""
+               : in->format == CM_FILE_PNG ? " (interlaced: decoding holds the whole image)"
+                                           : " (progressive: decoding holds its coefficients)");
+    if (in->orientation > 1) printf("orientation:  %d\n", in->orientation);
     printf("georef:       %s\n", in->georeferenced ? "GeoTIFF tags" : "none");
     if (in->has_nodata)
         printf("nodata:       %.17g\n", in->nodata);
@@ -70,7 +84,9 @@ static void print_text(const char *path, const cm_image_info_t *in, int64_t n_co
         printf("nodata:       none\n");
     printf("chunks:       %lld of %lldx%lld%s\n", (long long)cm_grid_count(g),
            (long long)g->chunk_w, (long long)g->chunk_h,
-           in->streamed ? " (strips too large: streamed once into a spill store)" : "");
+           !in->streamed ? ""
+           : tiff        ? " (strips too large: streamed once into a spill store)"
+                         : " (streamed once into a spill store)");
     if (n_colors >= 0) printf("colors:       %lld\n", (long long)n_colors);
 }
 
@@ -88,7 +104,7 @@ static int print_json(const char *path, const cm_image_info_t *in, int64_t n_col
         nodata = json_real(in->nodata);
     json_t *root = json_pack(
         "{s:s, s:I, s:I, s:i, s:s, s:s, s:s, s:o, s:o, s:b, s:I, s:I, s:s, s:b, s:b, s:o, "
-        "s:b, s:I, s:o}",
+        "s:b, s:I, s:o, s:s, s:b, s:o}",
         "file", path, "width", (json_int_t)in->width, "height", (json_int_t)in->height, "bands",
         in->bands, "sample_type", in->sample_type, "photometric", in->photometric_name, "planar",
         in->planar_separate ? "separate" : "contiguous", "extra_samples", extra, "alpha_band",
@@ -97,7 +113,9 @@ static int print_json(const char *path, const cm_image_info_t *in, int64_t n_col
         (json_int_t)in->tile_h, "compression", cm_compression_name(in->compression), "bigtiff",
         in->bigtiff, "georeferenced", in->georeferenced, "nodata", nodata, "palette", in->palette,
         "chunks", (json_int_t)cm_grid_count(&in->grid), "colors",
-        n_colors >= 0 ? json_integer(n_colors) : json_null());
+        n_colors >= 0 ? json_integer(n_colors) : json_null(), "format",
+        cm_file_format_name(in->format), "progressive", in->progressive, "orientation",
+        in->orientation ? json_integer(in->orientation) : json_null());
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     CM_FAIL_IF(ctx, !text, CM_ENOMEM, "%s: out of memory", path);

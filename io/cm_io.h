@@ -16,7 +16,19 @@
 
 typedef struct cm_image cm_image_t;
 
+/* The file formats read and written. */
+typedef enum cm_file_format { CM_FILE_TIFF, CM_FILE_PNG, CM_FILE_JPEG } cm_file_format_t;
+
+/* "TIFF", "PNG", "JPEG". */
+const char *cm_file_format_name(cm_file_format_t f);
+
+/* The format an output path asks for by its extension, in any case: .tif and .tiff TIFF, .png
+ * PNG, .jpg and .jpeg JPEG; a name without one is a TIFF. CM_EUSAGE naming path and the
+ * extensions for any other. */
+int cm_file_format_of_path(const char *path, cm_file_format_t *out, cm_ctx_t *ctx);
+
 typedef struct cm_image_info {
+    cm_file_format_t format; /* recognised by the file's first bytes, never by its name */
     int64_t width, height;
     int bands;               /* samples per pixel as read: a palette image reads as its colours */
     int alpha_band;          /* index of the alpha sample, or -1 */
@@ -36,22 +48,31 @@ typedef struct cm_image_info {
     bool has_nodata;              /* the GDAL_NODATA tag, when present and a number */
     double nodata;
     bool georeferenced;     /* GeoTIFF tags present */
-    bool streamed;          /* strips too large for chunks: read once, in order, into a spill
-                             * store by cm_image_prepare */
+    bool streamed;          /* strips too large for chunks, or a JPEG or PNG: read once, in
+                             * order, into a spill store by cm_image_prepare */
+    bool progressive;       /* a progressive JPEG or an interlaced PNG */
+    size_t decode_bytes;    /* what the in-order decoding of a streamed image holds beyond a
+                             * band of rows: the whole image for an interlaced PNG, the
+                             * coefficients of a progressive JPEG */
+    int orientation;        /* TIFF / EXIF orientation 1 to 8, 0 when the file has none */
     int64_t tile_w, tile_h; /* tiles, or (width, rows per strip) for strips */
     cm_grid_t grid;         /* how the image is read: tiles (or squares of whole tiles) or
                              * bands of whole strips */
     int64_t out_tile_w, out_tile_h; /* output tiles that line up with the chunks */
 } cm_image_info_t;
 
-/* Opens path for reading by up to n_workers threads, checking that its layout is supported:
- * classic TIFF or BigTIFF, tiled or striped, contiguous or planar-separate; 8- and 16-bit
- * unsigned, 16-bit signed or 32-bit float samples, 1 to 64 of them; grey, RGB, CMYK and
- * multispectral with extra samples (alpha among them), JPEG-compressed YCbCr (read as RGB)
- * and 8-bit palette images (read as the RGB of their colour map). The first image of the
- * file is used. On failure: CM_EINPUT (missing or unreadable, not a TIFF, corrupt,
- * unsupported), with a message naming the file and the reason. The caller frees *out with
- * cm_image_close. */
+/* Opens path for reading by up to n_workers threads, recognising TIFF, JPEG and PNG by their
+ * first bytes. TIFF: classic or BigTIFF, tiled or striped, contiguous or planar-separate; 8-
+ * and 16-bit unsigned, 16-bit signed or 32-bit float samples, 1 to 64 of them; grey, RGB,
+ * CMYK and multispectral with extra samples (alpha among them), JPEG-compressed YCbCr (read
+ * as RGB) and 8-bit palette images (read as the RGB of their colour map); the first image of
+ * the file is used. JPEG (libjpeg-turbo): baseline or progressive, grey, YCbCr or RGB (read as
+ * RGB), CMYK or YCCK (read as CMYK, Adobe's inverted samples turned back). PNG (libpng): any
+ * bit depth and colour type, interlaced or not; read as 8 or 16 bits (1, 2 and 4 bits scaled
+ * up), palettes as RGB, transparency as an alpha band. JPEG and PNG decode only in order: they
+ * are streamed (info->streamed). On failure: CM_EINPUT (missing or unreadable, no format we
+ * read, corrupt, unsupported), with a message naming the file and the reason. The caller frees
+ * *out with cm_image_close. */
 int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *ctx);
 
 /* Regroups the chunks (before any read) so that outputs can have side x side tiles: squares of
@@ -60,11 +81,15 @@ int cm_image_open(const char *path, int n_workers, cm_image_t **out, cm_ctx_t *c
  * side-wide tiles. side: a multiple of 16. Not thread-safe. */
 int cm_image_set_chunk_side(cm_image_t *img, int64_t side, cm_ctx_t *ctx);
 
-/* Makes the image ready for reading chunks: for a file whose strips are too large to decode
- * per chunk (info->streamed), decodes it once, in order, into a spill store of zstd frames
- * in an unlinked scratch file under scratch_dir. Does nothing for other files. Call once,
- * after the last cm_image_set_chunk_side and before the first read. */
-int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx);
+/* Makes the image ready for reading chunks: for a streamed image (info->streamed: a JPEG, a
+ * PNG, or a TIFF whose strips are too large to decode per chunk), decodes it once, in order,
+ * into a spill store of zstd frames in an unlinked scratch file under scratch_dir. Does
+ * nothing for other files. CM_EBUDGET (about the memory setting, with the least budget that
+ * would do) when its decoding would hold more than budget_bytes (0: no limit); CM_EINPUT for a
+ * file that turns out corrupt. Call once, after the last cm_image_set_chunk_side and before
+ * the first read. */
+int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes,
+                     cm_ctx_t *ctx);
 
 /* From now on, chunks decoded from the file are also kept, compressed with zstd level 1, in a
  * spill store (an unlinked scratch file under scratch_dir), and read from there when asked
@@ -92,6 +117,7 @@ void cm_image_close(cm_image_t *img);
 typedef struct cm_writer cm_writer_t;
 
 typedef struct cm_writer_spec {
+    cm_file_format_t format; /* TIFF (tiled), PNG or JPEG (whole rows, in order) */
     int64_t width, height;
     int bands;
     cm_stype_t stype;
@@ -104,8 +130,10 @@ typedef struct cm_writer_spec {
     int64_t tile_w, tile_h; /* multiples of 16 */
     bool bigtiff;
     const uint16_t *colormap; /* palette output: 3 x 256 entries (red, green, blue) */
+    int colormap_n;           /* the entries used (a PNG's palette holds only these); 0: 256 */
     cm_image_t *tags_from;    /* copy georeferencing, nodata, resolution, ICC profile,
-                               * orientation and descriptive tags from this image, or NULL */
+                               * orientation and descriptive tags from this image, or NULL
+                               * (PNG and JPEG keep resolution, ICC profile and orientation) */
     bool derived;             /* labels, not colours: the ICC profile, GDAL_METADATA (band
                                * statistics, descriptions) and nodata of tags_from do not apply */
     bool set_nodata;          /* then write GDAL_NODATA = nodata */
@@ -137,8 +165,15 @@ bool cm_writer_needs_bigtiff(const cm_writer_spec_t *spec);
 /* Whether a TIFF compression loses information (JPEG). */
 bool cm_compression_lossy(int code);
 
-/* Starts writing a tiled TIFF that will appear at path only on cm_writer_commit: until then
- * the data goes to a temporary file next to it. Not thread-safe: one writer thread. */
+/* Whether spec can be written in its format: CM_EUSAGE naming path and the reason when not
+ * (PNG: 1 to 4 bands of 8- or 16-bit unsigned grey or RGB, alpha the last; JPEG: 1 or 3 bands
+ * of 8 bits without alpha). */
+int cm_writer_check(const char *path, const cm_writer_spec_t *spec, cm_ctx_t *ctx);
+
+/* Starts writing an image that will appear at path only on cm_writer_commit: until then the
+ * data goes to a temporary file next to it. A TIFF is tiled; a PNG's rows are filtered and
+ * deflated in bands, in the threads that encode them, as independent deflate blocks joined
+ * into one zlib stream; a JPEG is encoded by the writer. Not thread-safe: one writer thread. */
 int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
                    cm_ctx_t *ctx);
 
@@ -147,14 +182,17 @@ typedef struct cm_encoded cm_encoded_t;
 
 /* Compresses the tiles of the rectangle (x, y, w, h) of the image (x and y on tile boundaries,
  * w and h whole tiles except at the right and bottom edges; pixels packed at w * bands samples
- * per row) into *out, which the caller
+ * per row) into *out; for PNG and JPEG, rectangles come in rows of them that span the width
+ * (a PNG band of the full width is deflated here; narrower ones are joined by the writer and
+ * deflated there), and are put in order of rows. The caller
  * frees with cm_encoded_free or hands to cm_writer_put_encoded. Thread-safe: any number of
  * threads may encode at once, while one other writes; this is how tiles are compressed on
  * every core and written by one writer. */
 int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h,
                      const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx);
 
-/* Writes encoded tiles into the file, in their order. One thread at a time. */
+/* Writes encoded tiles into the file, in their order (PNG and JPEG: in the order of the
+ * image's rows, left to right). One thread at a time. */
 int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx);
 
 /* Frees encoded tiles; accepts NULL. */

@@ -3,6 +3,7 @@
 #ifndef CM_IO_INTERNAL_H
 #define CM_IO_INTERNAL_H
 
+#include <stdio.h>
 #include <tiffio.h>
 
 #include "base_internal.h"
@@ -85,6 +86,51 @@ int cm__spill_get(cm__spill_t *s, int worker, int64_t idx, void *buf, size_t byt
 /* Frees the store and closes its file; accepts NULL. */
 void cm__spill_free(cm__spill_t *s);
 
+/* ---- what an image says about how it is shown (image_meta.c) ---- */
+
+/* Kept from any input for any output: the ICC profile, the orientation and the resolution. */
+typedef struct cm__meta {
+    uint8_t *icc; /* owned; NULL when none */
+    size_t icc_size;
+    int orientation;  /* 1 to 8, 0 when not given */
+    int res_unit;     /* RESUNIT_NONE (an aspect ratio only), _INCH or _CENTIMETER; 0: none */
+    double xres, yres;
+} cm__meta_t;
+
+/* Copies n bytes of an ICC profile into m (replacing any); false when out of memory. */
+bool cm__meta_set_icc(cm__meta_t *m, const void *icc, size_t n);
+
+/* Frees what m owns and clears it. */
+void cm__meta_clear(cm__meta_t *m);
+
+/* The orientation (tag 0x0112) of an EXIF block: size bytes at exif, a TIFF structure ("II*"
+ * or "MM*"), optionally after JPEG's "Exif\0\0". 1 to 8, or 0 when absent or unreadable. */
+int cm__exif_orientation(const uint8_t *exif, size_t size);
+
+/* The smallest EXIF block (TIFF structure, little-endian) that says only orientation, into
+ * buf (at least CM__EXIF_MIN bytes); returns its size. */
+enum { CM__EXIF_MIN = 26 };
+size_t cm__exif_make(int orientation, uint8_t *buf);
+
+/* ---- JPEG and PNG, decoded in order (jpeg_read.c, png_read.c) ---- */
+
+/* A decoder that gives an image's rows in order, packed as the image reads (info->bands
+ * samples of info->stype per pixel). */
+typedef struct cm__decoder cm__decoder_t;
+struct cm__decoder {
+    /* The next n rows into buf; CM_EINPUT naming the file for a corrupt one. */
+    int (*rows)(cm__decoder_t *d, uint8_t *buf, int64_t n, cm_ctx_t *ctx);
+    /* After the last row: reads the file to its end, so that damage there shows. */
+    int (*finish)(cm__decoder_t *d, cm_ctx_t *ctx);
+    void (*close)(cm__decoder_t *d);
+};
+
+/* Reads the header of a JPEG or PNG from f (which the decoder owns from now on, and closes,
+ * whatever happens) into img->info and img->meta, and sets img->dec. CM_EINPUT naming
+ * img->path for a file that is corrupt or holds what we do not read. */
+int cm__jpeg_open(cm_image_t *img, FILE *f, cm_ctx_t *ctx);
+int cm__png_open(cm_image_t *img, FILE *f, cm_ctx_t *ctx);
+
 /* ---- images (tiff_read.c, tiff_layout.c) ---- */
 
 /* A worker's way into the file. */
@@ -99,6 +145,8 @@ typedef struct cm__handle {
 
 struct cm_image {
     char *path;
+    cm__decoder_t *dec; /* a JPEG or PNG: its rows in order (else NULL) */
+    cm__meta_t meta;
     const uint8_t *data; /* the file's bytes, for an image opened from memory (else NULL) */
     size_t data_size;
     cm_image_info_t info;
@@ -118,12 +166,70 @@ struct cm_image {
     const volatile sig_atomic_t *cancel; /* stops long loops of our own, or NULL */
 };
 
+/* The rows (y, y + rows) of an image read in order, given the decoder's rows one by one: the
+ * grid of a streamed image, bands of rows about side rows tall; info says what the decoder
+ * reads. Used by jpeg_read.c and png_read.c once the header is read. */
+int cm__image_stream_grid(cm_image_t *img, cm_ctx_t *ctx);
+
 /* Reads what the first directory of tif holds into img->info and checks that it is supported
  * (CM_EINPUT naming the file and the reason otherwise); then the grid of the file's own chunks. */
 int cm__image_inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx);
 
 /* The handle an image was opened with, for copying its tags while no task reads with it. */
 TIFF *cm__image_tiff(cm_image_t *img);
+
+/* ---- writers (tiff_write.c, png_write.c, jpeg_write.c) ---- */
+
+/* Tiles or rows compressed by cm_writer_encode, waiting to be written. */
+struct cm_encoded {
+    int n;
+    uint32_t *tile; /* TIFF: each tile's index in the file */
+    size_t *size;
+    uint8_t **data;
+    /* PNG and JPEG: one piece of n = 1, the rectangle (x, y, w, h). Whole PNG rows are
+     * filtered and deflated (data[0]: a raw deflate stream ending on a byte boundary, adler
+     * the Adler-32 of the raw_len filtered bytes); narrower pieces and JPEG rows hold the
+     * pixels (raw). */
+    int64_t x, y, w, h;
+    bool raw;
+    uint32_t adler;
+    size_t raw_len;
+};
+
+/* A writer of rows in order (PNG, JPEG), behind cm_writer_t. */
+typedef struct cm__rows_writer cm__rows_writer_t;
+
+/* Starts writing spec (checked) to the open stream f (which the writer owns); path stands in
+ * messages. */
+int cm__png_writer_open(const char *path, const cm_writer_spec_t *spec, const cm__meta_t *meta,
+                        FILE *f, cm__rows_writer_t **out, cm_ctx_t *ctx);
+int cm__jpeg_writer_open(const char *path, const cm_writer_spec_t *spec, const cm__meta_t *meta,
+                         FILE *f, cm__rows_writer_t **out, cm_ctx_t *ctx);
+
+/* The operations of such a writer: encode (thread-safe), put in order, finish (the file's
+ * last bytes, flushed; the stream is closed either way), free (accepts NULL; closes the
+ * stream if still open). */
+struct cm__rows_writer {
+    int (*encode)(const cm__rows_writer_t *w, int64_t x, int64_t y, int64_t ww, int64_t h,
+                  const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx);
+    int (*put)(cm__rows_writer_t *w, const cm_encoded_t *e, cm_ctx_t *ctx);
+    int (*finish)(cm__rows_writer_t *w, cm_ctx_t *ctx);
+    void (*free)(cm__rows_writer_t *w);
+};
+
+/* Pieces of rows put together into bands of whole rows, for the writers of rows: put each
+ * piece in order (left to right, then down); when a band is whole, *band points at its rows
+ * (valid until the next call) and *band_y, *band_h say where it is. */
+typedef struct cm__band {
+    uint8_t *rows;
+    int64_t width, y, h, filled;
+    size_t px_bytes, cap;
+} cm__band_t;
+int cm__band_put(cm__band_t *b, const cm_encoded_t *piece, const uint8_t **band, cm_ctx_t *ctx,
+                 const char *path);
+
+/* The metadata of an image for its outputs (the ICC profile, orientation, resolution). */
+const cm__meta_t *cm__image_meta(const cm_image_t *img);
 
 /* ---- what the tests and fuzz targets use of io ---- */
 

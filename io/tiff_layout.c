@@ -42,10 +42,10 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
         int64_t unit = rps, row_bytes = in->width * in->bands * (int64_t)img->sample_bytes;
         int64_t all = (in->height + 15) / 16 * 16, unit_bytes;
         while (unit % 16) unit += rps;
-        /* Strips too large for a chunk (one strip for the whole image, say) are streamed once
-         * into the spill store, in bands of about `target` rows. */
-        img->spill =
-            !cm__mul_i64(unit, row_bytes, &unit_bytes) || unit_bytes > STRIP_BAND_MAX_BYTES;
+        /* Strips too large for a chunk (one strip for the whole image, say), and JPEG and PNG
+         * images, are streamed once into the spill store, in bands of about `target` rows. */
+        img->spill = img->dec || !cm__mul_i64(unit, row_bytes, &unit_bytes) ||
+                     unit_bytes > STRIP_BAND_MAX_BYTES;
         in->streamed = img->spill;
         if (img->spill) unit = 16;
         chunk_h = unit;
@@ -234,6 +234,39 @@ static int read_units(cm_image_t *img, TIFF *tif, const fields_t *f, cm_ctx_t *c
     return 0;
 }
 
+int cm__image_stream_grid(cm_image_t *img, cm_ctx_t *ctx)
+{
+    cm_image_info_t *in = &img->info;
+    in->tiled = false;
+    in->tile_w = in->width;
+    in->tile_h = in->height;
+    return make_grid(img, 0, ctx);
+}
+
+/* The ICC profile, orientation and resolution, for outputs in other formats. */
+static int take_meta(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
+{
+    cm__meta_t *m = &img->meta;
+    uint32_t n = 0;
+    void *icc = NULL;
+    if (TIFFGetField(tif, TIFFTAG_ICCPROFILE, &n, &icc) && n)
+        CM_FAIL_IF(ctx, !cm__meta_set_icc(m, icc, n), CM_ENOMEM, "%s: out of memory", img->path);
+    uint16_t orientation = 0, unit = RESUNIT_INCH;
+    if (TIFFGetField(tif, TIFFTAG_ORIENTATION, &orientation) && orientation >= 1 &&
+        orientation <= 8)
+        m->orientation = orientation;
+    float xres = 0, yres = 0;
+    if (TIFFGetField(tif, TIFFTAG_XRESOLUTION, &xres) &&
+        TIFFGetField(tif, TIFFTAG_YRESOLUTION, &yres) && xres > 0 && yres > 0) {
+        TIFFGetFieldDefaulted(tif, TIFFTAG_RESOLUTIONUNIT, &unit);
+        m->res_unit = unit;
+        m->xres = xres;
+        m->yres = yres;
+    }
+    img->info.orientation = m->orientation;
+    return 0;
+}
+
 int cm__image_inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
 {
     cm_image_info_t *in = &img->info;
@@ -256,5 +289,6 @@ int cm__image_inspect(cm_image_t *img, TIFF *tif, cm_ctx_t *ctx)
     void *keys = NULL;
     in->georeferenced = TIFFGetField(tif, 34735 /* GeoKeyDirectory */, &n_keys, &keys) && n_keys;
     CM_TRY(read_units(img, tif, &f, ctx));
+    CM_TRY(take_meta(img, tif, ctx));
     return make_grid(img, 0, ctx);
 }

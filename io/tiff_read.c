@@ -1,6 +1,8 @@
-/* TIFF reading: opens an image (its layout checked by tiff_layout.c), then decodes chunks
- * (native tiles, squares of them, or bands of whole strips) with one libtiff handle per
- * worker, opened on first use by that worker; or streams it once into a spill store. */
+/* Reading images: recognises the format by the first bytes; a TIFF (its layout checked by
+ * tiff_layout.c) has its chunks (native tiles, squares of them, or bands of whole strips)
+ * decoded with one libtiff handle per worker, opened on first use by that worker; a JPEG or
+ * PNG (jpeg_read.c, png_read.c), or a TIFF of huge strips, is streamed once into a spill
+ * store. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +45,57 @@ static int open_handle(cm_image_t *img, cm__handle_t *h, cm_ctx_t *ctx)
     return 0;
 }
 
+/* The format by the first bytes of the file: -1 when none of ours. */
+static int sniff(const uint8_t *b, size_t n)
+{
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 8 && !memcmp(b, png, 8)) return CM_FILE_PNG;
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return CM_FILE_JPEG;
+    if (n >= 4 && (!memcmp(b, "II", 2) || !memcmp(b, "MM", 2))) return CM_FILE_TIFF;
+    return -1;
+}
+
+/* Opens a JPEG or PNG for its decoder, from the file or from memory. */
+static int open_stream(cm_image_t *img, int format, cm_ctx_t *ctx)
+{
+    FILE *f = img->data ? fmemopen((void *)img->data, img->data_size, "rb")
+                        : fopen(img->path, "rbe");
+    if (!f) {
+        int e = errno;
+        return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EINPUT, "%s: %s", img->path, strerror(e));
+    }
+    return format == CM_FILE_PNG ? cm__png_open(img, f, ctx) : cm__jpeg_open(img, f, ctx);
+}
+
+/* The first bytes of the file (or of data), for sniff. */
+static int first_bytes(const char *path, const void *data, size_t size, uint8_t *b, size_t *n,
+                       cm_ctx_t *ctx)
+{
+    if (data) {
+        *n = size < 8 ? size : 8;
+        memcpy(b, data, *n);
+        return 0;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, b, 8) : -1;
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (got < 0)
+        return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EINPUT, "%s: %s", path, strerror(e));
+    *n = (size_t)got;
+    return 0;
+}
+
 static int open_image(const char *path, const void *data, size_t size, int n_workers,
                       cm_image_t **out, cm_ctx_t *ctx)
 {
+    uint8_t magic[8];
+    size_t n_magic = 0;
+    CM_TRY(first_bytes(path, data, size, magic, &n_magic, ctx));
+    int format = sniff(magic, n_magic);
+    CM_FAIL_IF(ctx, format < 0, CM_EINPUT,
+               "%s: not a TIFF, JPEG or PNG file (%s)", path,
+               n_magic ? "its first bytes are none of theirs" : "it is empty");
     CM_FAIL_IF(ctx, n_workers < 1, CM_EUSAGE, "bad number of workers %d", n_workers);
     cm_image_t *img = calloc(1, sizeof(cm_image_t));
     if (img) {
@@ -61,6 +111,15 @@ static int open_image(const char *path, const void *data, size_t size, int n_wor
     }
     img->n_workers = n_workers;
     int rc = 0;
+    if (format != CM_FILE_TIFF) {
+        rc = open_stream(img, format, ctx);
+        if (rc < 0) {
+            cm_image_close(img);
+            return rc;
+        }
+        *out = img;
+        return 0;
+    }
     /* One descriptor per worker, all opened now: every worker then reads the same file even
      * if the path is replaced during the run, and running out of descriptors shows now. */
     for (int i = 0; !data && i < n_workers && rc == 0; i++) {
@@ -148,10 +207,39 @@ static void place(const cm_image_t *img, const uint8_t *unit, int64_t unit_w, in
 
 /* ---- streaming and keeping chunks in the spill store ---- */
 
-int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
+/* Decodes rows [y, y + rows) of a streamed image into band, packed at w pixels. */
+static int stream_rows(cm_image_t *img, int64_t y, int64_t rows, int64_t w, uint8_t *band,
+                       uint8_t *row, cm_ctx_t *ctx)
+{
+    if (img->dec) return img->dec->rows(img->dec, band, rows, ctx);
+    TIFF *tif = img->handles[0].tif;
+    cm__tiff_msg_t *msg = &img->handles[0].msg;
+    for (int64_t r = 0; r < rows; r++) {
+        msg->text[0] = '\0';
+        if (TIFFReadScanline(tif, row, (uint32_t)(y + r), 0) < 0)
+            return cm_fail(ctx, CM_EINPUT, "%s: row %lld cannot be decoded: %s", img->path,
+                           (long long)(y + r), msg->text[0] ? msg->text : "read error");
+        place(img, row, w, 0, 1, w, band, 0, y + r, 0, y, w);
+    }
+    return 0;
+}
+
+int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes,
+                     cm_ctx_t *ctx)
 {
     if (!img->spill || img->store) return 0;
     const cm_image_info_t *in = &img->info;
+    size_t need;
+    if (!cm__add_size(in->decode_bytes, cm_grid_chunk_bytes(&in->grid), &need)) need = SIZE_MAX;
+    if (budget_bytes && in->decode_bytes && need > budget_bytes)
+        return cm_fail_about(ctx, CM_EBUDGET,
+                             (cm_about_t){CM_SETTING_MEMORY, (int64_t)budget_bytes,
+                                          need > INT64_MAX ? INT64_MAX : (int64_t)need},
+                             "%s: decoding this %s holds it whole: it needs %zu bytes, the "
+                             "memory budget is %zu",
+                             img->path,
+                             in->format == CM_FILE_PNG ? "interlaced PNG" : "progressive JPEG",
+                             need, budget_bytes);
     CM_FAIL_IF(ctx, in->planar_separate, CM_EINPUT,
                "%s: planar-separate strips this large cannot be streamed (tile the file "
                "first, e.g. with gdal_translate -co TILED=YES)",
@@ -166,8 +254,6 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
     }
     int rc =
         cm__spill_create(img->path, scratch_dir, n, band_bytes, img->n_workers, &img->store, ctx);
-    TIFF *tif = img->handles[0].tif;
-    cm__tiff_msg_t *msg = &img->handles[0].msg;
     for (int64_t c = 0; c < n && rc == 0; c++) {
         int64_t x, y, w, rows;
         cm_grid_rect(&in->grid, c, &x, &y, &w, &rows);
@@ -175,16 +261,10 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, cm_ctx_t *ctx)
             rc = cm_fail(ctx, CM_ECANCELED, "%s: interrupted while streaming", img->path);
             break;
         }
-        for (int64_t r = 0; r < rows && rc == 0; r++) {
-            msg->text[0] = '\0';
-            if (TIFFReadScanline(tif, row, (uint32_t)(y + r), 0) < 0)
-                rc = cm_fail(ctx, CM_EINPUT, "%s: row %lld cannot be decoded: %s", img->path,
-                             (long long)(y + r), msg->text[0] ? msg->text : "read error");
-            else
-                place(img, row, w, 0, 1, w, band, 0, y + r, 0, y, w);
-        }
+        rc = stream_rows(img, y, rows, w, band, row, ctx);
         if (rc == 0) rc = cm__spill_put(img->store, 0, c, band, (size_t)(w * rows) * px, ctx);
     }
+    if (rc == 0 && img->dec) rc = img->dec->finish(img->dec, ctx);
     free(row);
     free(band);
     return rc;
@@ -288,16 +368,16 @@ int cm_image_read_chunk(cm_image_t *img, int worker, int64_t idx, uint8_t *buf, 
     CM_FAIL_IF(ctx, worker < 0 || worker >= img->n_workers, CM_EINTERNAL, "worker %d of %d", worker,
                img->n_workers);
     cm__handle_t *h = &img->handles[worker];
-    if (!h->tif) CM_TRY(open_handle(img, h, ctx));
     const cm_image_info_t *in = &img->info;
     int64_t x, y, w, rows;
     cm_grid_rect(&in->grid, idx, &x, &y, &w, &rows);
-    h->msg.text[0] = '\0';
     size_t bytes = (size_t)(w * rows) * (size_t)in->bands * img->sample_bytes;
     CM_FAIL_IF(ctx, img->spill && !img->store, CM_EINTERNAL, "%s: read before cm_image_prepare",
                img->path);
     if (img->spill || cm__spill_has(img->store, idx))
         return cm__spill_get(img->store, worker, idx, buf, bytes, ctx);
+    if (!h->tif) CM_TRY(open_handle(img, h, ctx));
+    h->msg.text[0] = '\0';
     int rc = read_from_file(img, h, x, y, w, rows, buf, ctx);
     /* Best effort: a chunk that cannot be stored (a full disk) is decoded again next time. */
     if (rc == 0 && img->recording) cm__spill_put(img->store, worker, idx, buf, bytes, NULL);
@@ -314,6 +394,8 @@ void cm_image_close(cm_image_t *img)
             free(img->handles[i].unit);
         }
     }
+    if (img->dec) img->dec->close(img->dec);
+    cm__meta_clear(&img->meta);
     cm__spill_free(img->store);
     free(img->handles);
     free(img->cmap);

@@ -1,5 +1,6 @@
-/* Tiled TIFF output written to a temporary file and renamed into place when complete. One
- * thread writes; edge tiles are padded from a scratch tile. */
+/* Image output written to a temporary file and renamed into place when complete: tiled TIFF
+ * here (edge tiles padded from a scratch tile), PNG and JPEG through the writers of rows
+ * (png_write.c, jpeg_write.c). One thread writes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libdeflate.h>
@@ -29,6 +30,7 @@ struct cm_writer {
     size_t px_bytes;        /* bytes per pixel */
     cm__tiff_msg_t msg;
     struct deflaters *deflaters; /* when the tiles are deflated here (encode_deflate) */
+    cm__rows_writer_t *rows;     /* PNG or JPEG: the writer of rows, instead of tif */
 };
 
 /* The deflate encoders not in use, taken and given back by the workers. */
@@ -36,14 +38,6 @@ typedef struct deflaters {
     pthread_mutex_t lock;
     deflater_t *idle;
 } deflaters_t;
-
-/* Tiles encoded by cm_writer_encode, waiting for cm_writer_put_encoded. */
-struct cm_encoded {
-    int n;
-    uint32_t *tile; /* index in the file */
-    size_t *size;
-    uint8_t **data;
-};
 
 /* ---- deflate tiles, encoded here ----
  * libtiff encodes a deflate tile with libdeflate at level 7 (its default quality, 6, plus one)
@@ -53,6 +47,9 @@ struct cm_encoded {
  * with compressors kept from tile to tile, give the same bytes. Float samples (their predictor
  * reorders bytes) and the other codecs still go through libtiff. */
 enum { DEFLATE_LEVEL = 7 };
+
+/* The widest and tallest PNG (its sizes are 31-bit). */
+#define PNG_SIDE_MAX INT32_MAX
 
 static bool deflated_here(const cm_writer_spec_t *s)
 {
@@ -256,11 +253,26 @@ static bool set_structure(TIFF *t, const cm_writer_spec_t *s, const uint16_t *cm
     return ok;
 }
 
+/* The tags a JPEG or PNG input gives a TIFF: ICC profile, orientation, resolution. */
+static bool set_meta(TIFF *t, const cm__meta_t *m)
+{
+    bool ok = true;
+    if (m->icc) ok = TIFFSetField(t, TIFFTAG_ICCPROFILE, (uint32_t)m->icc_size, m->icc);
+    if (ok && m->orientation) ok = TIFFSetField(t, TIFFTAG_ORIENTATION, (uint16_t)m->orientation);
+    if (ok && m->res_unit)
+        ok = TIFFSetField(t, TIFFTAG_XRESOLUTION, (float)m->xres) &&
+             TIFFSetField(t, TIFFTAG_YRESOLUTION, (float)m->yres) &&
+             TIFFSetField(t, TIFFTAG_RESOLUTIONUNIT, (uint16_t)m->res_unit);
+    return ok;
+}
+
 static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
 {
     TIFF *t = wr->tif;
     bool ok = set_structure(t, s, s->colormap, (uint32_t)s->width, (uint32_t)s->height);
-    if (ok && s->tags_from) ok = cm__tags_copy(cm__image_tiff(s->tags_from), t, &wr->msg) == 0;
+    TIFF *from = s->tags_from ? cm__image_tiff(s->tags_from) : NULL;
+    if (ok && from) ok = cm__tags_copy(from, t, &wr->msg) == 0;
+    if (ok && s->tags_from && !from) ok = set_meta(t, cm__image_meta(s->tags_from));
     if (ok && s->derived) {
         TIFFUnsetField(t, TIFFTAG_ICCPROFILE);
         TIFFUnsetField(t, 42112 /* GDAL_METADATA */);
@@ -273,19 +285,70 @@ static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
     return 0;
 }
 
+int cm_writer_check(const char *path, const cm_writer_spec_t *s, cm_ctx_t *ctx)
+{
+    if (s->format == CM_FILE_TIFF) return 0;
+    const char *name = cm_file_format_name(s->format);
+    bool alpha = s->n_extra == 1 && (s->extra[0] == EXTRASAMPLE_UNASSALPHA ||
+                                     s->extra[0] == EXTRASAMPLE_ASSOCALPHA);
+    int colors = s->bands - (alpha ? 1 : 0);
+    CM_FAIL_IF(ctx, s->photometric == PHOTOMETRIC_SEPARATED, CM_EUSAGE,
+               "%s: %s cannot hold CMYK: write a .tif", path, name);
+    CM_FAIL_IF(ctx, s->n_extra > (alpha ? 1 : 0) || (colors != 1 && colors != 3), CM_EUSAGE,
+               "%s: %s holds grey or RGB%s, not %d bands%s: write a .tif", path, name,
+               s->format == CM_FILE_PNG ? " with an optional alpha" : "", s->bands,
+               s->n_extra ? " with extra samples" : "");
+    if (s->format == CM_FILE_PNG) {
+        CM_FAIL_IF(ctx, s->stype != CM_U8 && s->stype != CM_U16, CM_EUSAGE,
+                   "%s: PNG holds 8- or 16-bit unsigned samples, not %s: write a .tif", path,
+                   cm_stype_name(s->stype));
+        CM_FAIL_IF(ctx, s->width > PNG_SIDE_MAX || s->height > PNG_SIDE_MAX, CM_EUSAGE,
+                   "%s: %lldx%lld is too large for PNG (2^31 - 1 at most)", path,
+                   (long long)s->width, (long long)s->height);
+        return 0;
+    }
+    CM_FAIL_IF(ctx, s->stype != CM_U8, CM_EUSAGE,
+               "%s: JPEG holds 8-bit samples, not %s: write a .png or .tif", path,
+               cm_stype_name(s->stype));
+    CM_FAIL_IF(ctx, alpha, CM_EUSAGE, "%s: JPEG cannot hold alpha: write a .png or .tif", path);
+    CM_FAIL_IF(ctx, s->width > 65500 || s->height > 65500, CM_EUSAGE,
+               "%s: %lldx%lld is too large for JPEG (65500 at most)", path, (long long)s->width,
+               (long long)s->height);
+    return 0;
+}
+
+/* Opens the writer of rows of a PNG or JPEG on the temporary file fd. */
+static int open_rows(cm_writer_t *wr, const cm_writer_spec_t *spec, int fd, cm_ctx_t *ctx)
+{
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return cm_fail(ctx, CM_ENOMEM, "%s: %s", wr->path, strerror(e));
+    }
+    cm__meta_t none = {0}, meta = spec->tags_from ? *cm__image_meta(spec->tags_from) : none;
+    if (spec->derived) meta.icc = NULL, meta.icc_size = 0; /* labels are not colours */
+    return spec->format == CM_FILE_PNG
+               ? cm__png_writer_open(wr->path, spec, &meta, f, &wr->rows, ctx)
+               : cm__jpeg_writer_open(wr->path, spec, &meta, f, &wr->rows, ctx);
+}
+
 int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out, cm_ctx_t *ctx)
 {
+    CM_TRY(cm_writer_check(path, spec, ctx));
     CM_FAIL_IF(ctx,
                spec->tile_w <= 0 || spec->tile_w % 16 || spec->tile_h <= 0 || spec->tile_h % 16,
                CM_EUSAGE, "%s: output tiles must be multiples of 16, not %lldx%lld", path,
                (long long)spec->tile_w, (long long)spec->tile_h);
-    CM_FAIL_IF(ctx, spec->width > UINT32_MAX || spec->height > UINT32_MAX, CM_EUSAGE,
-               "%s: %lldx%lld is too large for TIFF", path, (long long)spec->width,
+    CM_FAIL_IF(ctx,
+               spec->format == CM_FILE_TIFF &&
+                   (spec->width > UINT32_MAX || spec->height > UINT32_MAX),
+               CM_EUSAGE, "%s: %lldx%lld is too large for TIFF", path, (long long)spec->width,
                (long long)spec->height);
     /* Both sides below 2^32 and tiles of at least 16: the product fits in an int64_t. */
     int64_t n_tiles =
         cm__ceil_div_i64(spec->width, spec->tile_w) * cm__ceil_div_i64(spec->height, spec->tile_h);
-    if (n_tiles > UINT32_MAX)
+    if (n_tiles > UINT32_MAX && spec->format == CM_FILE_TIFF)
         return cm_fail_about(ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_TILE, spec->tile_w, 0},
                              "%s: %lld tiles of %lldx%lld are more than TIFF can index", path,
                              (long long)n_tiles, (long long)spec->tile_w, (long long)spec->tile_h);
@@ -300,9 +363,10 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
         wr->path = strdup(path);
         wr->tmp = malloc(tmp_size);
         if (spec->colormap) memcpy(wr->cmap, spec->colormap, sizeof wr->cmap);
-        if (deflated_here(spec)) wr->deflaters = deflaters_new();
+        if (deflated_here(spec) && spec->format == CM_FILE_TIFF) wr->deflaters = deflaters_new();
     }
-    if (!wr || !wr->path || !wr->tmp || (deflated_here(spec) && !wr->deflaters) ||
+    if (!wr || !wr->path || !wr->tmp ||
+        (deflated_here(spec) && spec->format == CM_FILE_TIFF && !wr->deflaters) ||
         !cm__mul3_size((size_t)spec->tile_w, (size_t)spec->tile_h, wr->px_bytes, &tile_bytes)) {
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
@@ -319,6 +383,15 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
         wr->tmp = NULL;
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_EIO, "%s: cannot create the output: %s", path, strerror(e));
+    }
+    if (spec->format != CM_FILE_TIFF) {
+        int rc = open_rows(wr, spec, fd, ctx);
+        if (rc < 0) {
+            cm_writer_abort(wr);
+            return rc;
+        }
+        *out = wr;
+        return 0;
     }
     wr->tif = cm__tiff_open(wr->tmp, spec->bigtiff ? "w8" : "w", fd, &wr->msg);
     if (!wr->tif) {
@@ -381,6 +454,7 @@ int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int
                      const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx)
 {
     const cm_writer_spec_t *s = &wr->spec;
+    if (wr->rows) return wr->rows->encode(wr->rows, x, y, w, h, pixels, out, ctx);
     CM_FAIL_IF(ctx, x % s->tile_w || y % s->tile_h || x + w > s->width || y + h > s->height,
                CM_EINTERNAL, "%s: region %lld,%lld %lldx%lld is not on the tile grid", wr->path,
                (long long)x, (long long)y, (long long)w, (long long)h);
@@ -445,6 +519,7 @@ static const char *reason(const cm_writer_t *wr, int e)
 
 int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
 {
+    if (wr->rows) return wr->rows->put(wr->rows, e, ctx);
     for (int i = 0; i < e->n; i++) {
         wr->msg.text[0] = '\0';
         errno = 0;
@@ -468,6 +543,7 @@ int cm__writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, 
 
 static void writer_free(cm_writer_t *wr)
 {
+    if (wr->rows) wr->rows->free(wr->rows);
     deflaters_free(wr->deflaters);
     free(wr->tmp);
     free(wr->path);
@@ -478,11 +554,18 @@ int cm_writer_commit(cm_writer_t *wr, cm_ctx_t *ctx)
 {
     wr->msg.text[0] = '\0';
     errno = 0;
-    int ok = TIFFFlush(wr->tif);
+    if (wr->rows) {
+        int rc = wr->rows->finish(wr->rows, ctx); /* flushed to the disk, and closed */
+        if (rc < 0) {
+            cm_writer_abort(wr);
+            return rc;
+        }
+    }
+    int ok = wr->rows ? 1 : TIFFFlush(wr->tif);
     int e = errno;
-    TIFFClose(wr->tif);
+    if (wr->tif) TIFFClose(wr->tif);
     wr->tif = NULL;
-    if (ok) {
+    if (ok && !wr->rows) {
         /* Make the data durable before the name points at it. */
         int fd = open(wr->tmp, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) < 0) ok = 0, e = errno;

@@ -2,8 +2,8 @@
 # Installs the Debian packages chunkmeans needs to build, test and run its demo (as root, or
 # through sudo). Safe to run again. --fuzz adds clang and libFuzzer (tests/fuzz/run.sh).
 set -euo pipefail
-packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjansson-dev
-          libcmocka-dev libtiff-tools python3-numpy python3-tifffile gdal-bin time valgrind)
+packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjpeg-dev libpng-dev zlib1g-dev libjansson-dev
+          libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil pngcheck gdal-bin time valgrind)
 for opt in "$@"; do
     case $opt in
     --fuzz) packages+=(clang libclang-rt-dev libomp-dev) ;;

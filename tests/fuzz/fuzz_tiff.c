@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const cm_image_info_t *in = cm_image_info(img);
     int64_t px = in->width * in->height;
     if (px <= READ_PX_MAX && cm_grid_chunk_bytes(&in->grid) <= (size_t)64 << 20) {
-        rc = cm_image_prepare(img, "/tmp", &ctx);
+        rc = cm_image_prepare(img, "/tmp", 0, &ctx);
         uint8_t *buf = rc == 0 ? malloc(cm_grid_chunk_bytes(&in->grid)) : NULL;
         for (int64_t c = 0; buf && rc == 0 && c < cm_grid_count(&in->grid); c++)
             rc = cm_image_read_chunk(img, 0, c, buf, &ctx);
