@@ -82,7 +82,9 @@ def _chunk(kind, data):
 class PngStream:
     sequential = True
 
-    def __init__(self, path):
+    def __init__(self, path, indices=False):
+        """indices: a palette image's rows as their indices (one band), not their colours."""
+        self.indices = indices
         self.f = open(path, "rb")
         if self.f.read(8) != PNG_SIG:
             raise ValueError(f"{path}: not a PNG")
@@ -105,7 +107,7 @@ class PngStream:
         self.w, self.h, self.depth, self.ctype = w, h, depth, ctype
         channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
         self.stride = (w * depth * channels + 7) // 8
-        self.bands = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}[ctype]
+        self.bands = {0: 1, 2: 3, 3: 1 if indices else 3, 4: 2, 6: 4}[ctype]
         self.shape = (h, w, self.bands)
         self.chunk_rows = 256
         self.inflate = zlib.decompressobj()
@@ -165,7 +167,7 @@ class PngStream:
         a = a[1:]
         self.prev = self._packed(a[-1])
         self.y = y1
-        if self.ctype == 3:
+        if self.ctype == 3 and not self.indices:
             return self.palette[a]
         return a if a.ndim == 3 else a[:, :, None]
 
