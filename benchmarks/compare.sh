@@ -350,7 +350,7 @@ echo "== chunkmeans comparison: sizes $sizes, k = $k, 8-bit RGB; TIFF sizes defl
 echo "host: $ncores cores, $mem_gib GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir: $work"
 echo "chunkmeans: $chunkmeans_src ($("$chunkmeans" --version 2>/dev/null | head -n 1))"
 [[ -n $base ]] && echo "${BASE_NAME:-base}: $BASE ($("$base" --version 2>/dev/null | head -n 1))"
-echo "versions: vips $(vips --version 2>/dev/null | awk '{ print $1 }' | sed 's/vips-//' || echo -)," \
+[[ -n $gen_sizes$real_sizes ]] && echo "versions: vips $(vips --version 2>/dev/null | awk '{ print $1 }' | sed 's/vips-//' || echo -)," \
     "libtiff $(dpkg-query -W -f='${Version}' libtiff-tools 2>/dev/null || echo -)," \
     "ImageMagick $(dpkg-query -W -f='${Version}' imagemagick 2>/dev/null || echo -)," \
     "OTB $(dpkg-query -W -f='${Version}' otb-bin 2>/dev/null || echo -)," \
