@@ -111,10 +111,12 @@ static int fit_all(run_t *r, cm_ctx_t *ctx)
     CM_TRY(cm__input_prepare(&r->in, &r->o, ctx));
     /* The chunks the fit decodes are kept for the remap, within half the budget and what the
      * remap pass leaves of it: the pass then decodes each chunk of the image once, and the
-     * fit's only where they did not fit. */
+     * fit's only where they did not fit. A streamed image (a JPEG, a PNG) is read again from its
+     * spill store, as fast as zstd decompresses: keeping its chunks would only cost memory. */
     size_t keep = r->p.budget_bytes / 2;
     if (r->p.budget_bytes - r->pass_need < keep) keep = r->p.budget_bytes - r->pass_need;
-    if (cm_grid_chunk_bytes(&r->in.src.grid) <= keep) cm__input_hold(&r->in, keep);
+    if (cm_grid_chunk_bytes(&r->in.src.grid) <= keep && !r->in.info->streamed)
+        cm__input_hold(&r->in, keep);
     cm_sample_t *sample = NULL;
     int rc = r->n > 1 ? cm_sample_take(&r->in.src, 1, &r->p, &sample, ctx) : 0;
     for (int i = 0; i < r->n && rc == 0; i++) {

@@ -103,6 +103,7 @@ enum {
     CLI_OPT_LABELS_DIR,
     CLI_OPT_OVERWRITE,
     CLI_OPT_SUMMARY,
+    CLI_OPT_EXT,
 };
 
 /* The most values -k takes in a list. */

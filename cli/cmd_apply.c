@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,15 +13,17 @@
 #include "cli.h"
 
 static const char apply_help[] =
-    "Usage: chunkmeans apply MODEL.json IN.tif OUT.tif [--labels L.tif] [options]\n"
-    "       chunkmeans apply MODEL.json IN.tif ... --out-dir DIR [--labels-dir LDIR] [options]\n"
+    "Usage: chunkmeans apply MODEL.json IN OUT [--labels L.tif] [options]\n"
+    "       chunkmeans apply MODEL.json IN ... --out-dir DIR [--ext png|tif] [--labels-dir LDIR]\n"
+    "                        [options]\n"
     "\n"
     "Writes each input with every pixel replaced by its nearest colour of the model (written\n"
     "by 'chunkmeans fit' or 'run --model-out'), as run does: the same pixels as the run that\n"
     "fitted the model, with the same --nodata, --nodata-match, --format and --compression.\n"
     "Alpha, nodata and non-finite pixels are written unchanged. The model must have been\n"
     "fitted on images of the same bands, alpha and sample type (else exit 3, naming the\n"
-    "file).\n"
+    "file). Inputs are TIFFs, JPEGs or PNGs; each output's extension chooses its format, as\n"
+    "for run (--ext chooses it for a batch).\n"
     "\n"
     "An output that exists already is complete (outputs appear only when complete) and is\n"
     "skipped, with its label map, unless --overwrite: a batch that stopped can be run again\n"
@@ -33,7 +36,10 @@ static const char apply_help[] =
     "Options:\n"
     "      --out-dir DIR       write each IN as DIR/<IN's file name> (made if missing)\n"
     "      --labels L.tif      also write the label map (one input)\n"
-    "      --labels-dir LDIR   also write each label map as LDIR/<IN's file name>\n"
+    "      --labels-dir LDIR   also write each label map as LDIR/<IN's file name> (with --ext's\n"
+    "                          extension; .tif beside JPEG outputs)\n"
+    "      --ext EXT           png, tif, tiff, jpg or jpeg: the outputs' format, their names\n"
+    "                          IN's with this extension (default: IN's name and format)\n"
     "      --overwrite         write outputs that exist already\n"
     "  -j, --threads N         worker threads (default: all cores)\n"
     "      --memory SIZE       budget for chunk buffers in flight, of all inputs together\n"
@@ -66,6 +72,7 @@ static const struct option apply_options[] = {
     {"out-dir", required_argument, 0, CLI_OPT_OUT_DIR},
     {"labels", required_argument, 0, CLI_OPT_LABELS},
     {"labels-dir", required_argument, 0, CLI_OPT_LABELS_DIR},
+    {"ext", required_argument, 0, CLI_OPT_EXT},
     {"overwrite", no_argument, 0, CLI_OPT_OVERWRITE},
     {"threads", required_argument, 0, 'j'},
     {"memory", required_argument, 0, CLI_OPT_MEMORY},
@@ -89,6 +96,7 @@ static const struct option apply_options[] = {
 typedef struct batch {
     cli_opts_t o;
     const char *model_path, *out_dir, *labels_dir, *labels, *trace_path;
+    const char *ext; /* --ext, without its dot: the outputs' format, or NULL: IN's name */
     bool overwrite;
     cm_model_t *model;
     cm_model_meta_t meta;
@@ -111,6 +119,15 @@ static int parse(int argc, char **argv, batch_t *b)
         case CLI_OPT_OUT_DIR: b->out_dir = optarg; break;
         case CLI_OPT_LABELS: b->labels = optarg; break;
         case CLI_OPT_LABELS_DIR: b->labels_dir = optarg; break;
+        case CLI_OPT_EXT:
+            b->ext = optarg + (optarg[0] == '.');
+            if (strcasecmp(b->ext, "png") && strcasecmp(b->ext, "tif") &&
+                strcasecmp(b->ext, "tiff") && strcasecmp(b->ext, "jpg") &&
+                strcasecmp(b->ext, "jpeg")) {
+                cli_error("--ext takes png, tif, tiff, jpg or jpeg, not '%s'", optarg);
+                return CM_EXIT_USAGE;
+            }
+            break;
         case CLI_OPT_OVERWRITE: b->overwrite = true; break;
         case CLI_OPT_TRACE: b->trace_path = optarg; break;
         case 'h': fputs(apply_help, stdout); return -1;
@@ -122,8 +139,12 @@ static int parse(int argc, char **argv, batch_t *b)
     cli_opts_finish(&b->o);
     int n_pos = argc - optind;
     if (n_pos < 2 || (!b->out_dir && n_pos != 3)) {
-        cli_error("apply needs MODEL.json IN.tif OUT.tif, or MODEL.json IN.tif ... --out-dir DIR "
+        cli_error("apply needs MODEL.json IN OUT, or MODEL.json IN ... --out-dir DIR "
                   "(try 'chunkmeans apply --help')");
+        return CM_EXIT_USAGE;
+    }
+    if (b->ext && !b->out_dir) {
+        cli_error("--ext names the outputs of --out-dir; one OUT has its own extension");
         return CM_EXIT_USAGE;
     }
     if (b->labels && (b->out_dir || b->labels_dir)) {
@@ -146,13 +167,26 @@ static int parse(int argc, char **argv, batch_t *b)
     return 0;
 }
 
-/* dir/<path's file name>; the caller frees it. */
-static char *in_dir(const char *dir, const char *path)
+/* dir/<path's file name>, its extension replaced by ext when not NULL; the caller frees it. */
+static char *in_dir(const char *dir, const char *path, const char *ext)
 {
-    const char *slash = strrchr(path, '/');
+    const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+    const char *dot = strrchr(name, '.');
+    int stem = ext && dot && dot != name ? (int)(dot - name) : (int)strlen(name);
     char *out = NULL;
-    if (asprintf(&out, "%s/%s", dir, slash ? slash + 1 : path) < 0) return NULL;
+    if (asprintf(&out, "%s/%.*s%s%s", dir, stem, name, ext ? "." : "", ext ? ext : "") < 0)
+        return NULL;
     return out;
+}
+
+/* The extension of a label map beside an output named with ext (NULL: IN's name): a JPEG
+ * cannot hold labels, so theirs is .tif. */
+static const char *labels_ext(const char *ext, const char *in)
+{
+    const char *dot = strrchr(in, '.'), *slash = strrchr(in, '/');
+    const char *own = ext ? ext : dot && (!slash || dot > slash + 1) ? dot + 1 : NULL;
+    if (own && (!strcasecmp(own, "jpg") || !strcasecmp(own, "jpeg"))) return "tif";
+    return ext;
 }
 
 /* Makes dir (one level) unless it exists. */
@@ -218,8 +252,10 @@ static int plan_jobs(batch_t *b)
     if (b->labels_dir && !make_dir(b->labels_dir)) return CM_EXIT_RUNTIME;
     for (int i = 0; i < b->n_jobs; i++) {
         cm_file_job_t *j = &b->jobs[i];
-        if (b->out_dir) j->out = b->owned[2 * i] = in_dir(b->out_dir, j->in);
-        if (b->labels_dir) j->labels = b->owned[2 * i + 1] = in_dir(b->labels_dir, j->in);
+        if (b->out_dir) j->out = b->owned[2 * i] = in_dir(b->out_dir, j->in, b->ext);
+        if (b->labels_dir)
+            j->labels = b->owned[2 * i + 1] =
+                in_dir(b->labels_dir, j->in, labels_ext(b->ext, j->in));
         if (!j->out || (b->labels_dir && !j->labels)) {
             cli_error("out of memory");
             return CM_EXIT_RUNTIME;

@@ -7,13 +7,14 @@
 #include "cli.h"
 
 static const char fit_help[] =
-    "Usage: chunkmeans fit IN.tif [IN2.tif ...] -o MODEL.json [options]\n"
+    "Usage: chunkmeans fit IN [IN2 ...] -o MODEL.json [options]\n"
     "\n"
     "Fits k colours on the inputs with k-means and writes the model (the centres, their\n"
     "counts, the scaling, the seed) as JSON, for 'chunkmeans apply'. The sample is drawn from\n"
     "all inputs alike, so each weighs by its number of valid pixels (alpha > 0, not nodata,\n"
-    "finite). The inputs must agree in bands, alpha and sample type. With one input, fit then\n"
-    "apply give the very pixels of 'chunkmeans run' with the same options and seed.\n"
+    "finite). The inputs (TIFFs, JPEGs or PNGs, in any mix) must agree in bands, alpha and\n"
+    "sample type. With one input, fit then apply give the very pixels of 'chunkmeans run'\n"
+    "with the same options and seed.\n"
     "\n"
     "Options:\n"
     "  -o, --output M.json     the model to write (required); it appears only when complete\n"
@@ -121,7 +122,7 @@ static int parse(int argc, char **argv, fit_opts_t *f)
     f->in = argv + optind;
     f->n_in = argc - optind;
     if (f->n_in < 1 || !f->model_out) {
-        cli_error("fit needs IN.tif ... and -o MODEL.json (try 'chunkmeans fit --help')");
+        cli_error("fit needs IN ... and -o MODEL.json (try 'chunkmeans fit --help')");
         return CM_EXIT_USAGE;
     }
     if (f->n_in > 1 && f->o.params.algorithm != CM_ALG_MINIBATCH &&

@@ -157,7 +157,7 @@ int cmd_info(int argc, char **argv)
         }
     }
     if (argc - optind != 1) {
-        cli_error("info needs one IN.tif (try 'chunkmeans info --help')");
+        cli_error("info needs one IN (try 'chunkmeans info --help')");
         return CM_EXIT_USAGE;
     }
     const char *path = argv[optind];

@@ -7,15 +7,22 @@
 #include "cli.h"
 
 static const char run_help[] =
-    "Usage: chunkmeans run IN.tif OUT.tif [options]\n"
+    "Usage: chunkmeans run IN OUT [options]\n"
     "\n"
     "Fits k colours on IN with k-means (mini-batch unless --algorithm says otherwise) and\n"
     "writes OUT: IN with every pixel replaced by its nearest colour. Alpha is kept as it is;\n"
     "pixels with alpha 0, nodata or non-finite samples take no part and are written\n"
     "unchanged. With associated (premultiplied) alpha, pixels are clustered by their colour\n"
-    "(samples / alpha) and written premultiplied again. OUT is a tiled TIFF with IN's size,\n"
-    "bands, sample type, photometric, extra samples and georeferencing; it appears only when\n"
-    "complete.\n"
+    "(samples / alpha) and written premultiplied again. OUT has IN's size, bands and sample\n"
+    "type; it appears only when complete.\n"
+    "\n"
+    "IN is a TIFF, JPEG or PNG, recognised by its content (a JPEG or PNG is decoded once, in\n"
+    "order, into a compressed scratch file). OUT's extension chooses its format: .tif or\n"
+    ".tiff (or none) a tiled TIFF with IN's photometric, extra samples, georeferencing and\n"
+    "tags; .png a PNG, colour-mapped when k <= 256, the samples are 8-bit and no pixel keeps\n"
+    "its own value (alpha, nodata), else grey or RGB with IN's alpha and depth, compressed on\n"
+    "every core; .jpg or .jpeg a JPEG (quality 90: it holds more than k colours, with a\n"
+    "warning). The ICC profile, orientation and resolution are kept in every format.\n"
     "\n";
 
 /* Three strings: ISO C only promises 4095 characters in one. */
@@ -43,7 +50,8 @@ static const char run_help_options[] =
     "                          steps in a row with minibatch) (default 0.01)\n"
     "      --batch N           pixels per mini-batch step (default 8192)\n";
 static const char run_help_outputs[] =
-    "      --labels L.tif      also write the label map (uint8 when k <= 256, else uint16)\n"
+    "      --labels L.tif      also write the label map (uint8 when k <= 256, else uint16),\n"
+    "                          a TIFF, or a grey PNG when L ends in .png\n"
     "      --model-out M.json  also write the fitted model as JSON\n"
     "      --nodata V          samples equal to V mark pixels outside the data: left out of\n"
     "                          the fit and written unchanged (default: IN's GDAL_NODATA)\n"
@@ -53,10 +61,10 @@ static const char run_help_outputs[] =
     "                          before the fit, for bands of different ranges (default none)\n"
     "      --format F          rgb: recoloured samples; palette: 8-bit colour-mapped output\n"
     "                          (k <= 256, 1 or 3 colour bands); default: palette for a\n"
-    "                          palette input, else rgb\n"
-    "      --compression C     none, lzw, deflate, zstd, jpeg or packbits (default: IN's,\n"
-    "                          or deflate when IN's is lossy). jpeg is lossy: OUT then holds\n"
-    "                          more than k colours\n"
+    "                          palette input or a PNG OUT that can be one, else rgb\n"
+    "      --compression C     TIFF's: none, lzw, deflate, zstd, jpeg or packbits (default:\n"
+    "                          IN's, or deflate when IN's is lossy or IN is a JPEG or PNG).\n"
+    "                          jpeg is lossy: OUT then holds more than k colours\n"
     "      --bigtiff WHEN      auto, always or never (default auto: when OUT could pass 4 GiB)\n"
     "      --tile N            output tiles of N x N pixels, N a multiple of 16 from 16 to\n"
     "                          4096 (default 512); input tiles that do not divide N are kept\n"
@@ -158,7 +166,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
         return CM_EXIT_USAGE;
     }
     if (argc - optind != 2) {
-        cli_error("run needs IN.tif and OUT.tif (try 'chunkmeans run --help')");
+        cli_error("run needs IN and OUT (try 'chunkmeans run --help')");
         return CM_EXIT_USAGE;
     }
     o->in = argv[optind];

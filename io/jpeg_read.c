@@ -97,7 +97,9 @@ static int take_meta(jpeg_dec_t *d, cm__meta_t *m, cm_ctx_t *ctx)
         free(icc);
         CM_FAIL_IF(ctx, !ok, CM_ENOMEM, "%s: out of memory", d->path);
     }
-    if (c->saw_JFIF_marker && c->X_density && c->Y_density) {
+    /* JFIF's default, square pixels without a unit, says nothing */
+    if (c->saw_JFIF_marker && c->X_density && c->Y_density &&
+        (c->density_unit || c->X_density != c->Y_density)) {
         m->res_unit = c->density_unit == 1   ? RESUNIT_INCH
                       : c->density_unit == 2 ? RESUNIT_CENTIMETER
                                              : RESUNIT_NONE;

@@ -34,6 +34,15 @@ static void on_warning(png_structp png, png_const_charp msg)
     (void)png, (void)msg; /* ancillary damage (a bad text chunk) does not stop the image */
 }
 
+/* libpng's reads, with a reason that says more than "Read Error". */
+static void on_read(png_structp png, png_bytep data, size_t n)
+{
+    png_dec_t *d = png_get_io_ptr(png);
+    if (fread(data, 1, n, d->f) == n) return;
+    png_error(png, feof(d->f) ? "the file ends before the image does (truncated?)"
+                              : "cannot read the file");
+}
+
 static int bad(png_dec_t *d, cm_ctx_t *ctx)
 {
     return cm_fail(ctx, CM_EINPUT, "%s: corrupt PNG: %s", d->path, d->msg);
@@ -99,7 +108,8 @@ static int take_meta(png_dec_t *d, cm__meta_t *m, cm_ctx_t *ctx)
     if (png_get_iCCP(d->png, d->info, &name, &method, &profile, &len) && len)
         CM_FAIL_IF(ctx, !cm__meta_set_icc(m, profile, len), CM_ENOMEM, "%s: out of memory",
                    d->path);
-    if (png_get_pHYs(d->png, d->info, &rx, &ry, &unit) && rx && ry) {
+    if (png_get_pHYs(d->png, d->info, &rx, &ry, &unit) && rx && ry &&
+        (unit == PNG_RESOLUTION_METER || rx != ry)) { /* square pixels without a unit: nothing */
         bool metre = unit == PNG_RESOLUTION_METER;
         m->res_unit = metre ? RESUNIT_CENTIMETER : RESUNIT_NONE;
         m->xres = metre ? rx / 100.0 : rx;
@@ -116,7 +126,7 @@ static int take_meta(png_dec_t *d, cm__meta_t *m, cm_ctx_t *ctx)
  * expanded. Called under setjmp. */
 static void read_header(png_dec_t *d, int *color_type, int *bits, bool *trns)
 {
-    png_init_io(d->png, d->f);
+    png_set_read_fn(d->png, d, on_read);
     png_set_user_limits(d->png, PNG_UINT_31_MAX, PNG_UINT_31_MAX); /* no 1 M pixel cap */
     png_read_info(d->png, d->info);
     *color_type = png_get_color_type(d->png, d->info);

@@ -149,7 +149,7 @@ static int deflate_band(png_writer_t *w, const uint8_t *rows, int64_t y, int64_t
     size_t line = w->row_bytes + 1, len, bound;
     bool ok = cm__mul_size(line, (size_t)h, &len);
     uint8_t *filtered = ok ? malloc(len) : NULL;
-    uint8_t *scratch = malloc(6 * w->row_bytes); /* this row and the one above, PNG order; and
+    uint8_t *scratch = malloc(7 * w->row_bytes); /* this row and the one above, PNG order; and
                                                   * the filters tried */
     zstream_t *s = zstream_take(w);
     int rc = 0;
@@ -320,8 +320,8 @@ static int put_header(png_writer_t *w, const cm_writer_spec_t *s, const cm__meta
         uLongf n = compressBound((uLong)m->icc_size);
         uint8_t *z = malloc(n);
         int zrc = z ? compress2(z, &n, m->icc, (uLong)m->icc_size, 9) : Z_MEM_ERROR;
-        static const uint8_t name[] = "ICC profile\0"; /* name, NUL, method 0 */
-        int rc = zrc == Z_OK ? chunk(w, "iCCP", name, sizeof name - 1, z, n, ctx)
+        static const uint8_t name[] = "ICC profile\0"; /* name, NUL, method 0 (deflate) */
+        int rc = zrc == Z_OK ? chunk(w, "iCCP", name, sizeof name, z, n, ctx)
                              : cm_fail(ctx, CM_ENOMEM, "%s: out of memory", w->path);
         free(z);
         CM_TRY(rc);

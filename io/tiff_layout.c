@@ -39,6 +39,12 @@ static int make_grid(cm_image_t *img, int64_t side, cm_ctx_t *ctx)
         chunk_w = chunk_h = side;
     } else if (!in->tiled) {
         int64_t target = side > 0 ? side : DEFAULT_SIDE, rps = in->tile_h;
+        /* A JPEG's or PNG's bands hold about as many pixels as four side x side chunks (at
+         * least 16 rows, at most side), whatever the width: wide images then stream through
+         * about as little memory as tiled ones. */
+        if (img->dec) target = (4 * target * target / in->width + 15) / 16 * 16;
+        if (target < 16) target = 16;
+        if (target > (side > 0 ? side : DEFAULT_SIDE)) target = side > 0 ? side : DEFAULT_SIDE;
         int64_t unit = rps, row_bytes = in->width * in->bands * (int64_t)img->sample_bytes;
         int64_t all = (in->height + 15) / 16 * 16, unit_bytes;
         while (unit % 16) unit += rps;

@@ -3,7 +3,7 @@
 # through sudo). Safe to run again. --fuzz adds clang and libFuzzer (tests/fuzz/run.sh).
 set -euo pipefail
 packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjpeg-dev libpng-dev zlib1g-dev libjansson-dev
-          libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil pngcheck gdal-bin time valgrind)
+          libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil python3-skimage pngcheck gdal-bin time valgrind)
 for opt in "$@"; do
     case $opt in
     --fuzz) packages+=(clang libclang-rt-dev libomp-dev) ;;
