@@ -165,7 +165,7 @@ echo
 # ---------------------------------------------------------------------------------------------
 # One input.
 
-declare -A WALL RSS CPU NOTE CHECK COLORS INSIZE OUTSIZE
+declare -A WALL RSS CPU NOTE COLORS INSIZE OUTSIZE
 ran=()
 
 # check NAME WHAT MEASURED VERDICT: one line of the results, kept for the end, its verdict
