@@ -4,25 +4,29 @@
 # copy, tiffcp, decode alone + encode alone; vips on one core), on generated photos and on
 # mosaics of real photographs, in one run: wall time and peak RSS under /usr/bin/time -v, MSE of
 # every output against its input, then the issue's targets, judged on the real-photo mosaics.
+# PNG sizes have a row set of their own: chunkmeans PNG -> PNG against pngquant and Pillow.
 #
 # usage: benchmarks/compare.sh [BUILD_DIR]            (default BUILD_DIR: build)
 # environment:
-#   SIZES   sizes to run, in order (default "100mp real100 1gp real1gp"). Generated photos
-#           (cm-mkimage): small = 2000x1500, 100mp = 12500x8000, 1gp = 40000x25000, or
+#   SIZES   sizes to run, in order (default "100mp real100 png50 1gp real1gp"). Generated
+#           photos (cm-mkimage): small = 2000x1500, 100mp = 12500x8000, 1gp = 40000x25000, or
 #           WIDTHxHEIGHT. Real-photo mosaics (compare/real_mosaic.py): realsmall = 2000x1500,
-#           real100 = 12000x8400, real1gp = 40000x25000, or realWIDTHxHEIGHT
+#           real100 = 12000x8400, real1gp = 40000x25000, or realWIDTHxHEIGHT; the same as PNG
+#           (PNG rows: chunkmeans, pngquant, Pillow): pngsmall = 2000x1500, png50 = 8660x5775,
+#           or pngWIDTHxHEIGHT
 #   K       number of colours (default 8)
 #   SKIP    tools to leave out, space-separated: chunkmeans chunkmeans-j1 chunkmeans-none vips
 #           tiffcp decode encode sklearn-minibatch sklearn-kmeans dask otb imagemagick
-#           histogram lloyd ("sklearn" skips both sklearn rows, "histogram" lloyd too)
+#           histogram lloyd pngquant pillow ("sklearn" skips both sklearn rows, "histogram"
+#           lloyd too)
 #   KEEP=1  keep the images and logs (default: everything is deleted at the end)
 #   WORK_DIR where the images go (default: a new directory under ${TMPDIR:-/tmp})
 #   IMAGE_CACHE  where the real-photo mosaics are kept across runs, keyed by their recipe
 #           (default ${XDG_CACHE_HOME:-~/.cache}/chunkmeans-compare); a run links them into
 #           its work directory and reads them only
 #   MEMORY  chunkmeans --memory (default: chunkmeans's own, 256M); OTB gets -ram of the same MB
-#   IN_MEMORY_MAX_MP  largest image, in megapixels, for the in-memory tools: scikit-learn and
-#           ImageMagick (default 101: 100mp and real100)
+#   IN_MEMORY_MAX_MP  largest image, in megapixels, for the in-memory tools: scikit-learn,
+#           ImageMagick, pngquant and Pillow (default 101: 100mp, real100 and png50)
 #   TIMEOUT seconds after which one tool is stopped and reported failed (default 3600)
 #   PYTHON  the Debian python (default /usr/bin/python3), CHUNKMEANS, MKIMAGE (binaries)
 #   BASE    another chunkmeans binary (an earlier build), timed in the same run right after
@@ -34,7 +38,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 helpers=$here/compare
 build=${1:-build}
-sizes=${SIZES:-"100mp real100 1gp real1gp"}
+sizes=${SIZES:-"100mp real100 png50 1gp real1gp"}
 k=${K:-8}
 skip=" ${SKIP:-} "
 py=${PYTHON:-/usr/bin/python3}
@@ -81,11 +85,15 @@ pkg_missing() { # PACKAGE: is its tool missing?
     python3-dask) ! py_has dask.array ;; # Debian 12 has no python3-dask-array: it is in here
     otb-bin) ! command -v otbcli_SOMClassification >/dev/null 2>&1 ;;
     coreutils) ! command -v timeout >/dev/null 2>&1 ;;
+    pngquant) ! command -v pngquant >/dev/null 2>&1 ;;
+    python3-pil) ! py_has PIL.Image ;;
     esac
 }
 packages=(time coreutils libtiff-tools libvips-tools imagemagick python3-numpy python3-tifffile
     python3-zarr python3-sklearn python3-dask otb-bin)
-case " $sizes " in *" real"*) packages+=(python3-skimage) ;; esac
+case " $sizes " in *" real"* | *" png"*) packages+=(python3-skimage) ;; esac
+# The PNG rows: pngquant, and Pillow both as a row and to read PNGs for the MSE.
+case " $sizes " in *" png"*) packages+=(pngquant python3-pil) ;; esac
 missing=()
 for p in "${packages[@]}"; do pkg_missing "$p" && missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -187,7 +195,12 @@ declare -A LABEL=(
     [imagemagick]="ImageMagick -colors $k"
     [histogram]="chunkmeans --algorithm histogram"
     [lloyd]="chunkmeans --algorithm lloyd"
+    [pngquant]="pngquant --nofs $k"
+    [pillow]="Pillow MEDIANCUT, kmeans=1"
 )
+# The rows of a PNG size (PNG in, PNG out), the references of its columns being pngquant's.
+png_tool_order=(chunkmeans chunkmeans-j1 pngquant pillow)
+[[ -n $base ]] && png_tool_order=(chunkmeans chunkmeans-base "${png_tool_order[@]:1}")
 
 skipped() { # TOOL: named in SKIP (or a prefix of it before '-')
     [[ $skip == *" $1 "* || $skip == *" ${1%%-*} "* ]]
@@ -211,6 +224,7 @@ last_words() { # FILE: the last non-empty line, shortened
 }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
 # timed SIZE TOOL CMD...: runs CMD under /usr/bin/time -v (and timeout), records the result.
 timed() {
@@ -266,22 +280,31 @@ mse_of() {
     drop "$3" "$3".aux.xml
 }
 
-size_names="small, 100mp, 1gp, realsmall, real100, real1gp, WIDTHxHEIGHT or realWIDTHxHEIGHT"
+size_names="small, 100mp, 1gp, realsmall, real100, real1gp, pngsmall, png50, WIDTHxHEIGHT,"
+size_names+=" realWIDTHxHEIGHT or pngWIDTHxHEIGHT"
 size_dims() {
     case $1 in
-    small | realsmall) echo "2000 1500" ;;
+    small | realsmall | pngsmall) echo "2000 1500" ;;
     100mp) echo "12500 8000" ;;
     real100) echo "12000 8400" ;;
+    png50) echo "8660 5775" ;; # 50.0 MP, 3:2
     1gp | real1gp) echo "40000 25000" ;;
-    [1-9]*x[1-9]* | real[1-9]*x[1-9]*)
-        [[ $1 =~ ^(real)?([0-9]+)x([0-9]+)$ ]] && echo "${BASH_REMATCH[2]} ${BASH_REMATCH[3]}" ;;
+    [1-9]*x[1-9]* | real[1-9]*x[1-9]* | png[1-9]*x[1-9]*)
+        [[ $1 =~ ^(real|png)?([0-9]+)x([0-9]+)$ ]] && echo "${BASH_REMATCH[2]} ${BASH_REMATCH[3]}" ;;
     *) return 1 ;;
     esac
 }
-is_real() { [[ $1 == real* ]]; } # SIZE: a mosaic of real photographs (else a generated photo)
+is_real() { [[ $1 == real* ]]; } # SIZE: a TIFF mosaic of real photographs (else a generated photo)
+is_png() { [[ $1 == png* ]]; }   # SIZE: the mosaic as a PNG, for the PNG rows
 is_100mp() { [[ $1 == 100mp || $1 == real100 ]]; } # the size the in-memory targets are set for
 size_kind() { # SIZE: what the image is, in a few words
-    if is_real "$1"; then echo "real-photo mosaic"; else echo "generated photo"; fi
+    if is_png "$1"; then
+        echo "real-photo mosaic PNG"
+    elif is_real "$1"; then
+        echo "real-photo mosaic"
+    else
+        echo "generated photo"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -305,31 +328,70 @@ probe_algorithm lloyd && ALGO[lloyd]=1
 # Header.
 
 mem_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
-gen_sizes="" real_sizes=""
+gen_sizes="" real_sizes="" png_sizes=""
 for s in $sizes; do
     size_dims "$s" >/dev/null || continue
-    if is_real "$s"; then real_sizes+=" $s"; else gen_sizes+=" $s"; fi
+    if is_png "$s"; then
+        png_sizes+=" $s"
+    elif is_real "$s"; then
+        real_sizes+=" $s"
+    else
+        gen_sizes+=" $s"
+    fi
 done
 # The photos of the mosaics, named by their generator.
 real_desc=$("$py" "$helpers/real_mosaic.py" describe 2>/dev/null) ||
     real_desc="mosaic of python3-skimage's photographs (not available: $py cannot import skimage.data)"
-echo "== chunkmeans comparison: sizes $sizes, k = $k, 8-bit RGB, deflate, 512x512 tiles"
+png_desc=$("$py" "$helpers/real_mosaic.py" describe png 2>/dev/null) || png_desc=$real_desc
+echo "== chunkmeans comparison: sizes $sizes, k = $k, 8-bit RGB; TIFF sizes deflate, 512x512 tiles"
 [[ -n $gen_sizes ]] && echo "generated photo (${gen_sizes# }): cm-mkimage --pattern photo (deflate level 2, no predictor)"
 [[ -n $real_sizes ]] && echo "real-photo mosaic (${real_sizes# }): $real_desc; cached in $image_cache"
+[[ -n $png_sizes ]] && echo "real-photo mosaic PNG (${png_sizes# }): $png_desc; cached in $image_cache"
 echo "host: $ncores cores, $mem_gib GiB RAM, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir: $work"
 echo "chunkmeans: $chunkmeans_src ($("$chunkmeans" --version 2>/dev/null | head -n 1))"
 [[ -n $base ]] && echo "${BASE_NAME:-base}: $BASE ($("$base" --version 2>/dev/null | head -n 1))"
-echo "versions: vips $(vips --version 2>/dev/null | awk '{ print $1 }' | sed 's/vips-//' || echo -)," \
+[[ -n $gen_sizes$real_sizes ]] && echo "versions: vips $(vips --version 2>/dev/null | awk '{ print $1 }' | sed 's/vips-//' || echo -)," \
     "libtiff $(dpkg-query -W -f='${Version}' libtiff-tools 2>/dev/null || echo -)," \
     "ImageMagick $(dpkg-query -W -f='${Version}' imagemagick 2>/dev/null || echo -)," \
     "OTB $(dpkg-query -W -f='${Version}' otb-bin 2>/dev/null || echo -)," \
     "$("$py" -c 'import sklearn, dask, tifffile; print("scikit-learn", sklearn.__version__ + ", dask", dask.__version__ + ", tifffile", tifffile.__version__)' 2>/dev/null || echo "python: -")"
+[[ -n $png_sizes ]] && echo "versions: pngquant $(pngquant --version 2>/dev/null | awk '{ print $1 }' || echo -)," \
+    "Pillow $("$py" -c 'import PIL; print(PIL.__version__)' 2>/dev/null || echo -)"
 awk '{ if ($1 > 0.5) printf "warning: load average %s before the run: other work on the machine makes the times noisy\n", $1 }' /proc/loadavg
 for p in "${!pkg_reason[@]}"; do echo "not available: $p (${pkg_reason[$p]})"; done
 echo
 
 # ---------------------------------------------------------------------------------------------
 # One size.
+
+# run_png_peers SIZE MP: the PNG rows after chunkmeans's: pngquant and Pillow, PNG to PNG, each
+# holding the whole image (up to IN_MEMORY_MAX_MP).
+run_png_peers() {
+    local s=$1 mp=$2 in_memory=1
+    le "$mp" "$in_memory_max_mp" || in_memory=0
+    if skipped pngquant; then set_na "$s" pngquant "skipped (SKIP)"; elif [[ -n ${pkg_reason[pngquant]:-} ]]; then
+        set_na "$s" pngquant "${pkg_reason[pngquant]}"
+    elif ((!in_memory)); then
+        set_na "$s" pngquant "not run: in memory, up to $in_memory_max_mp MP (IN_MEMORY_MAX_MP)"
+    else
+        # Its default speed (4); --nofs: no dithering, as chunkmeans and Pillow's quantize.
+        if timed "$s" pngquant pngquant --nofs --force --output "$dir/pngquant.png" "$k" -- "$in"; then
+            NOTE[$s:pngquant]="speed 4 (default), no dithering"
+            mse_of "$s" pngquant "$dir/pngquant.png"
+        fi
+    fi
+    if skipped pillow; then set_na "$s" pillow "skipped (SKIP)"; elif [[ -n ${pkg_reason[python3-pil]:-} ]]; then
+        set_na "$s" pillow "${pkg_reason[python3-pil]}"
+    elif ((!in_memory)); then
+        set_na "$s" pillow "not run: in memory, up to $in_memory_max_mp MP (IN_MEMORY_MAX_MP)"
+    else
+        progress "$s: Pillow's median cut may take minutes"
+        if timed "$s" pillow "$py" "$helpers/pillow_quantize.py" "$in" "$dir/pillow.png" "$k"; then
+            NOTE[$s:pillow]="quantize(K, MEDIANCUT, kmeans=1) of convert('RGB')"
+            mse_of "$s" pillow "$dir/pillow.png"
+        fi
+    fi
+}
 
 run_size() {
     local s=$1 w h dims raw npix mp
@@ -343,6 +405,7 @@ run_size() {
     mp=$(calc "$npix / 1e6")
     dir=$work/$s
     in=$dir/in.tif
+    is_png "$s" && in=$dir/in.png
     mkdir -p "$dir"
 
     # Room: the input (~raw/2), one uncompressed copy (raw) at a time and a compressed output.
@@ -352,21 +415,30 @@ run_size() {
         echo "warning: $dir has $((avail_kib / 1024)) MiB free, $s may need $((need_kib / 1024)) MiB"
     fi
     avail_mem_kib=$(awk '/MemAvailable/ { print $2 }' /proc/meminfo)
-    if ((avail_mem_kib < raw * 3 / 2 / 1024)); then
-        echo "warning: $((avail_mem_kib / 1024)) MiB of memory available; tiffcp holds the decoded image" \
-            "($((raw / 1048576)) MiB) and may fail"
-    fi
-    # sklearn KMeans holds the pixels as float64 several times over: ~125 bytes a pixel.
-    if le "$mp" "$in_memory_max_mp" && ((avail_mem_kib < npix * 125 / 1024)); then
-        echo "warning: $((avail_mem_kib / 1024)) MiB of memory available; sklearn KMeans may need" \
-            "$((npix * 125 / 1048576)) MiB and fail"
+    if is_png "$s"; then
+        # Pillow holds RGB as 4 bytes a pixel, and its input and converted copies at once.
+        if le "$mp" "$in_memory_max_mp" && ((avail_mem_kib < npix * 12 / 1024)); then
+            echo "warning: $((avail_mem_kib / 1024)) MiB of memory available; Pillow may need" \
+                "$((npix * 12 / 1048576)) MiB and fail"
+        fi
+    else
+        if ((avail_mem_kib < raw * 3 / 2 / 1024)); then
+            echo "warning: $((avail_mem_kib / 1024)) MiB of memory available; tiffcp holds the decoded image" \
+                "($((raw / 1048576)) MiB) and may fail"
+        fi
+        # sklearn KMeans holds the pixels as float64 several times over: ~125 bytes a pixel.
+        if le "$mp" "$in_memory_max_mp" && ((avail_mem_kib < npix * 125 / 1024)); then
+            echo "warning: $((avail_mem_kib / 1024)) MiB of memory available; sklearn KMeans may need" \
+                "$((npix * 125 / 1048576)) MiB and fail"
+        fi
     fi
 
-    local made=0 t0=$SECONDS cached
-    if is_real "$s"; then
+    local made=0 t0=$SECONDS cached fmt=tif
+    is_png "$s" && fmt=png
+    if is_real "$s" || is_png "$s"; then
         # Made once into the cache (1gp: a few minutes), then linked here and only read.
-        progress "$s: ${w}x${h} ($mp MP) real-photo mosaic from $image_cache (made there if missing)"
-        if cached=$("$py" "$helpers/real_mosaic.py" cached "$image_cache" "$w" "$h" 2>"$dir/generate.log") &&
+        progress "$s: ${w}x${h} ($mp MP) $(size_kind "$s") from $image_cache (made there if missing)"
+        if cached=$("$py" "$helpers/real_mosaic.py" cached "$image_cache" "$w" "$h" "$fmt" 2>"$dir/generate.log") &&
             [[ -f $cached ]]; then
             if ln -f "$cached" "$in" 2>/dev/null || ln -sf "$cached" "$in"; then
                 made=1
@@ -385,7 +457,7 @@ run_size() {
     if ((!made)); then
         local why
         why="input not generated: $(last_words "$dir/generate.log")"
-        for t in "${tool_order[@]}"; do set_na "$s" "$t" "$why"; done
+        for t in "${tool_order[@]}" "${png_tool_order[@]}"; do set_na "$s" "$t" "$why"; done
         progress "$s: $why"
         return 1
     fi
@@ -395,39 +467,47 @@ run_size() {
         "$(numfmt --to=iec-i --suffix=B --format=%.2f "$in_size")" \
         "(raw $(numfmt --to=iec-i --suffix=B --format=%.2f "$raw"))"
 
-    # chunkmeans, all cores and one; both outputs are kept until cmp has compared them.
+    # chunkmeans, all cores and one; both outputs are kept until cmp has compared them. A PNG
+    # size writes PNG: chunkmeans picks the output format by OUT's extension.
+    local x=${in##*.}
     if skipped chunkmeans; then set_na "$s" chunkmeans "skipped (SKIP)"; else
-        timed "$s" chunkmeans "$chunkmeans" run "$in" "$dir/cm.tif" -k "$k" "${cm_mem_args[@]}" \
-            -j "$ncores" --progress never && mse_keep "$s" chunkmeans "$dir/cm.tif"
+        timed "$s" chunkmeans "$chunkmeans" run "$in" "$dir/cm.$x" -k "$k" "${cm_mem_args[@]}" \
+            -j "$ncores" --progress never && mse_keep "$s" chunkmeans "$dir/cm.$x"
     fi
     if [[ -n $base ]]; then
-        timed "$s" chunkmeans-base "$base" run "$in" "$dir/cm-base.tif" -k "$k" "${cm_mem_args[@]}" \
-            -j "$ncores" --progress never && mse_of "$s" chunkmeans-base "$dir/cm-base.tif"
+        timed "$s" chunkmeans-base "$base" run "$in" "$dir/cm-base.$x" -k "$k" "${cm_mem_args[@]}" \
+            -j "$ncores" --progress never && mse_of "$s" chunkmeans-base "$dir/cm-base.$x"
     fi
     if skipped chunkmeans-j1; then set_na "$s" chunkmeans-j1 "skipped (SKIP)"; else
-        if timed "$s" chunkmeans-j1 "$chunkmeans" run "$in" "$dir/cm1.tif" -k "$k" \
+        if timed "$s" chunkmeans-j1 "$chunkmeans" run "$in" "$dir/cm1.$x" -k "$k" \
             "${cm_mem_args[@]}" -j 1 --progress never; then
-            mse_keep "$s" chunkmeans-j1 "$dir/cm1.tif"
+            mse_keep "$s" chunkmeans-j1 "$dir/cm1.$x"
             if [[ ${STAT[$s:chunkmeans]:-} == ok && -n ${MSE[$s:chunkmeans]:-} &&
                 ${MSE[$s:chunkmeans]} != "${MSE[$s:chunkmeans-j1]:-}" ]]; then
                 NOTE[$s:chunkmeans-j1]="MSE differs from -j$ncores"
             fi
             if [[ ${STAT[$s:chunkmeans]:-} == ok ]]; then
                 progress "$s: cmp -j$ncores -j1"
-                if cmp -s "$dir/cm.tif" "$dir/cm1.tif"; then
+                if cmp -s "$dir/cm.$x" "$dir/cm1.$x"; then
                     SAME[$s]=identical
                 else
                     local why
-                    why=$(cmp "$dir/cm.tif" "$dir/cm1.tif" 2>&1 | sed -e 's/.* differ: \(byte [0-9]*\).*/first at \1/' \
+                    why=$(cmp "$dir/cm.$x" "$dir/cm1.$x" 2>&1 | sed -e 's/.* differ: \(byte [0-9]*\).*/first at \1/' \
                         -e 's/.*EOF on \([^ ]*\).*/\1 is shorter/')
                     SAME[$s]="differ: ${why//$dir\//}"
                     NOTE[$s:chunkmeans-j1]="${NOTE[$s:chunkmeans-j1]:+${NOTE[$s:chunkmeans-j1]}; }not the bytes of -j$ncores"
                 fi
             fi
         fi
-        drop "$dir/cm1.tif"
+        drop "$dir/cm1.$x"
     fi
-    drop "$dir/cm.tif"
+    drop "$dir/cm.$x"
+
+    if is_png "$s"; then
+        run_png_peers "$s" "$mp"
+        [[ ${KEEP:-0} == 1 ]] || rm -f "$in"
+        return 0
+    fi
 
     # The floors: copies with the same compression.
     if skipped vips; then set_na "$s" vips "skipped (SKIP)"; elif [[ -n ${pkg_reason[libvips-tools]:-} ]]; then
@@ -574,20 +654,29 @@ run_size() {
 
 print_table() {
     local s=$1 floor ref t st wall vs rss cpu mse mr note
-    floor=${WALL[$s:vips]:-}
-    [[ ${STAT[$s:vips]:-} == ok ]] || floor=""
+    # TIFF sizes: times against vips copy on one core, MSE against sklearn KMeans; PNG sizes:
+    # both against pngquant, the peer the PNG targets are set against.
+    local floor_t=vips ref_t=sklearn-kmeans order=("${tool_order[@]}")
+    local against="vips copy on one core, MSE against sklearn KMeans" fcol=/floor rcol=/KMeans
+    if is_png "$s"; then
+        floor_t=pngquant ref_t=pngquant order=("${png_tool_order[@]}")
+        against="pngquant, MSE against pngquant's" fcol=/pngq rcol=/pngq
+    fi
+    floor=${WALL[$s:$floor_t]:-}
+    [[ ${STAT[$s:$floor_t]:-} == ok ]] || floor=""
     ref=""
-    [[ ${STAT[$s:sklearn-kmeans]:-} == ok ]] && ref=${MSE[$s:sklearn-kmeans]:-}
+    [[ ${STAT[$s:$ref_t]:-} == ok ]] && ref=${MSE[$s:$ref_t]:-}
     echo
-    echo "== $s ($(size_dims "$s" | tr ' ' 'x') $(size_kind "$s"), k = $k): times against vips copy" \
-        "on one core, MSE against sklearn KMeans"
-    if is_real "$s"; then
+    echo "== $s ($(size_dims "$s" | tr ' ' 'x') $(size_kind "$s"), k = $k): times against $against"
+    if is_png "$s"; then
+        echo "image: $png_desc"
+    elif is_real "$s"; then
         echo "image: $real_desc"
     else
         echo "image: generated by cm-mkimage --pattern photo"
     fi
-    printf '%-34s %9s %8s %9s %6s %9s %7s  %s\n' tool "wall s" "/floor" "RSS MiB" CPU MSE "/KMeans" note
-    for t in "${tool_order[@]}"; do
+    printf '%-34s %9s %8s %9s %6s %9s %7s  %s\n' tool "wall s" "$fcol" "RSS MiB" CPU MSE "$rcol" note
+    for t in "${order[@]}"; do
         st=${STAT[$s:$t]:-na}
         note=${NOTE[$s:$t]:-}
         if [[ $st == ok ]]; then
@@ -625,12 +714,66 @@ target_line() {
 ok() { [[ ${STAT[$1:$2]:-} == ok ]]; }
 verdict() { if le "$1" "$2"; then echo met; else echo "NOT MET"; fi; }
 
+# png_targets SIZE: the PNG targets, measured in this run against pngquant and Pillow; their
+# verdicts are counted in PNG_JUDGED.
+declare -A PNG_JUDGED=([met]=0 [notmet]=0 [na]=0)
+png_line() { # SIZE TEXT MEASURED VERDICT
+    local v=na
+    case $4 in met) v=met ;; "NOT MET") v=notmet ;; esac
+    PNG_JUDGED[$v]=$((PNG_JUDGED[$v] + 1))
+    printf '  %-10s %-66s %-46s %s\n' "$1" "$2" "$3" "$4"
+}
+png_targets() {
+    local s=$1 cm t o r v
+    cm=${WALL[$s:chunkmeans]:-}
+    for o in pngquant pillow; do
+        t="faster than ${LABEL[$o]} (wall, same run)"
+        if ok "$s" chunkmeans && ok "$s" "$o"; then
+            r=$(calc "$cm / ${WALL[$s:$o]}")
+            if lt "$cm" "${WALL[$s:$o]}"; then v=met; else v="NOT MET"; fi
+            png_line "$s" "$t" "$cm s / ${WALL[$s:$o]} s = ${r}x (< 1)" "$v"
+        else
+            png_line "$s" "$t" "-" "not available"
+        fi
+    done
+    t="MSE <= pngquant's"
+    if [[ -n ${MSE[$s:chunkmeans]:-} && -n ${MSE[$s:pngquant]:-} ]] && le 0.000001 "${MSE[$s:pngquant]}"; then
+        r=$(awk -v a="${MSE[$s:chunkmeans]}" -v b="${MSE[$s:pngquant]}" 'BEGIN { printf "%.3f", a / b }')
+        png_line "$s" "$t" "${MSE[$s:chunkmeans]} / ${MSE[$s:pngquant]} = ${r}x (<= 1)" \
+            "$(verdict "${MSE[$s:chunkmeans]}" "${MSE[$s:pngquant]}")"
+    else
+        png_line "$s" "$t" "-" "not available"
+    fi
+    t="peak RSS <= 0.5 x pngquant's, at the default budget"
+    if ok "$s" chunkmeans && ok "$s" pngquant && ((${#cm_mem_args[@]})); then
+        png_line "$s" "$t" "${RSS[$s:chunkmeans]} MiB at --memory $MEMORY, pngquant ${RSS[$s:pngquant]} MiB" \
+            "not available"
+    elif ok "$s" chunkmeans && ok "$s" pngquant; then
+        r=$(calc "${RSS[$s:chunkmeans]} / ${RSS[$s:pngquant]}")
+        png_line "$s" "$t" "${RSS[$s:chunkmeans]} MiB / ${RSS[$s:pngquant]} MiB = ${r}x (<= 0.5)" \
+            "$(verdict "${RSS[$s:chunkmeans]}" "$(calc "0.5 * ${RSS[$s:pngquant]}")")"
+    else
+        png_line "$s" "$t" "-" "not available"
+    fi
+    t="-j1 and -j$ncores outputs byte-identical (cmp)"
+    case ${SAME[$s]:-} in
+    identical) png_line "$s" "$t" "identical" met ;;
+    differ*) png_line "$s" "$t" "${SAME[$s]}" "NOT MET" ;;
+    *) png_line "$s" "$t" "-" "not available" ;;
+    esac
+}
+
 print_targets() {
-    local s cm floor codec j1 jn dec enc ref m t
+    local s cm floor codec j1 jn dec enc ref m t v
+    [[ -n $gen_sizes$real_sizes ]] || {
+        png_print_targets
+        return 0
+    }
     echo
     echo "== targets (chunkmeans at the default budget, -j$ncores unless said; vips on one core)"
     echo "   judged on the real-photo mosaics (sizes marked *); the generated photos are for reference"
     for s in "${ran[@]}"; do
+        is_png "$s" && continue
         cm=${WALL[$s:chunkmeans]:-}
         t="wall <= 0.5 x vips copy (one core, same file, deflate, 512 tiles)"
         if ok "$s" chunkmeans && ok "$s" vips; then
@@ -723,6 +866,20 @@ print_targets() {
     else
         echo "   no real-photo mosaic in SIZES: nothing judged (add real100, real1gp)"
     fi
+    png_print_targets
+}
+
+png_print_targets() {
+    local s
+    [[ -n $png_sizes ]] || return 0
+    echo
+    echo "== PNG targets (PNG -> PNG, k = $k; chunkmeans -j$ncores at the default budget, against"
+    echo "   pngquant and Pillow in the same run; set for png50, the 50 MP photo PNG)"
+    for s in "${ran[@]}"; do
+        is_png "$s" && png_targets "$s"
+    done
+    echo "   PNG targets (${png_sizes# }): ${PNG_JUDGED[met]} met, ${PNG_JUDGED[notmet]} NOT MET," \
+        "${PNG_JUDGED[na]} not available"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -746,5 +903,11 @@ for s in "${ran[@]}"; do print_table "$s"; done
 print_targets
 echo
 echo "MSE: mean over pixels and bands of the squared difference to the input, 8-bit levels."
-echo "/floor: wall time over vips copy's (same file, deflate, 512x512 tiles, one core: VIPS_CONCURRENCY=1)."
-echo "OTB writes a label map; its MSE recolours each class with its mean colour."
+if [[ -n $gen_sizes$real_sizes ]]; then
+    echo "/floor: wall time over vips copy's (same file, deflate, 512x512 tiles, one core: VIPS_CONCURRENCY=1)."
+    echo "OTB writes a label map; its MSE recolours each class with its mean colour."
+fi
+if [[ -n $png_sizes ]]; then
+    echo "/pngq (PNG sizes): wall time, and MSE, over pngquant's. The PNG outputs are palette PNGs:"
+    echo "their MSE is that of the colours their indices stand for."
+fi

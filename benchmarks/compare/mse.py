@@ -1,13 +1,19 @@
 #!/usr/bin/python3
-"""Mean squared error of a filtered image against its input, streamed by bands of rows.
+"""Mean squared error of a filtered image against its input, by bands of rows.
 
-usage: mse.py IN.tif OUT.tif            OUT: the recoloured image (same size and bands as IN)
-       mse.py IN.tif LABELS.tif --labels  LABELS: a one-band class map; each class is
+usage: mse.py IN OUT            OUT: the recoloured image (same size and bands as IN)
+       mse.py IN LABELS.tif --labels  LABELS: a one-band class map; each class is
                                           recoloured with its mean colour in IN (the best
                                           colours for that partition)
 
+IN and OUT are TIFF, PNG or JPEG (told by their first bytes); a palette PNG is scored by its
+colours. TIFFs are streamed by bands of rows on all threads; a PNG or JPEG of up to
+--in-memory-max-mp megapixels (default 100) is decoded whole by Pillow, a larger one
+streamed in order (compare/readers.py), and then the bands are read one after the other.
+
 Prints "mse X" (mean over pixels and bands of squared differences, in sample units: 8-bit
-levels here) and, with --labels, "classes N". Memory: a few bands of rows per thread."""
+levels here) and, with --labels, "classes N". Memory: a few bands of rows per thread, plus
+the decoded pixels of an in-memory PNG or JPEG."""
 
 import argparse
 import concurrent.futures as cf
@@ -16,6 +22,7 @@ import threading
 
 import numpy as np
 
+from readers import open_image
 from tiffio import Reader, band_rows, log, ncpu
 
 
@@ -25,24 +32,41 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--labels", action="store_true")
     ap.add_argument("--threads", type=int, default=ncpu())
+    ap.add_argument("--in-memory-max-mp", type=float, default=100)
     args = ap.parse_args()
 
-    ra, rb = Reader(args.ref), Reader(args.out)
+    try:
+        ra = open_image(args.ref, args.in_memory_max_mp)
+        rb = open_image(args.out, args.in_memory_max_mp)
+    except (OSError, ValueError) as e:
+        sys.exit(f"mse: {e}")
+    sequential = getattr(ra, "sequential", False) or getattr(rb, "sequential", False)
+
+    def nbands(r):  # a TIFF's as before: from a row, which says what tifffile decodes
+        return r.rows(0, 1).shape[2] if isinstance(r, Reader) else r.shape[2]
+
     h, w = ra.shape[0], ra.shape[1]
-    c = ra.rows(0, 1).shape[2]
+    c = nbands(ra)
     hb, wb = rb.shape[0], rb.shape[1]
-    cb = rb.rows(0, 1).shape[2]
+    cb = nbands(rb)
     if (hb, wb) != (h, w) or (cb != c and not args.labels) or (args.labels and cb != 1):
         sys.exit(f"mse: {args.out}: {wb}x{hb}x{cb}, expected {w}x{h}x{1 if args.labels else c}")
     step = band_rows(ra.chunk_rows, rb.chunk_rows)
-    ra.close()
-    rb.close()
 
+    # A TIFF is opened again in every thread (a file handle each); an image held in memory
+    # is shared; a streamed one is read in order on this thread.
+    def opener(path, r):
+        if isinstance(r, Reader):
+            r.close()
+            return lambda: Reader(path)
+        return lambda: r
+
+    open_a, open_b = opener(args.ref, ra), opener(args.out, rb)
     local = threading.local()
 
     def readers():
         if not hasattr(local, "a"):
-            local.a, local.b = Reader(args.ref), Reader(args.out)
+            local.a, local.b = open_a(), open_b()
         return local.a, local.b
 
     def band(y0):
@@ -65,7 +89,7 @@ def main():
 
     total = 0.0
     n_all, sums_all, sq_all = None, None, 0
-    with cf.ThreadPoolExecutor(max(1, args.threads)) as ex:
+    with cf.ThreadPoolExecutor(1 if sequential else max(1, args.threads)) as ex:
         for i, r in enumerate(ex.map(band, range(0, h, step))):
             if args.labels:
                 n, sums, sq = r
