@@ -18,6 +18,7 @@ typedef struct png_dec {
     size_t row_bytes;
     int64_t height, next;
     bool interlaced;
+    bool updated;       /* libpng's transforms set up: it has its row buffers */
     uint8_t *whole;     /* an interlaced image, decoded at the first rows */
     png_bytep *row_ptr; /* its rows, while libpng fills them */
 } png_dec_t;
@@ -48,6 +49,20 @@ static int bad(png_dec_t *d, cm_ctx_t *ctx)
     return cm_fail(ctx, CM_EINPUT, "%s: corrupt PNG: %s", d->path, d->msg);
 }
 
+/* Lets libpng set its transforms up, which allocates rows of the width the header says: only
+ * once the budget has been checked against that width (cm_image_prepare). */
+static int update(png_dec_t *d, cm_ctx_t *ctx)
+{
+    if (d->updated) return 0;
+    if (setjmp(png_jmpbuf(d->png))) return bad(d, ctx);
+    png_read_update_info(d->png, d->info);
+    d->updated = true;
+    CM_FAIL_IF(ctx, png_get_rowbytes(d->png, d->info) != d->row_bytes, CM_EINTERNAL,
+               "%s: libpng's rows of %zu bytes, not %zu", d->path,
+               (size_t)png_get_rowbytes(d->png, d->info), d->row_bytes);
+    return 0;
+}
+
 static int read_whole(png_dec_t *d, cm_ctx_t *ctx)
 {
     size_t bytes;
@@ -65,6 +80,7 @@ static int png_rows(cm__decoder_t *base, uint8_t *buf, int64_t n, cm_ctx_t *ctx)
 {
     png_dec_t *d = (png_dec_t *)base;
     CM_FAIL_IF(ctx, n > d->height - d->next, CM_EINTERNAL, "%s: rows past the end", d->path);
+    CM_TRY(update(d, ctx));
     if (d->interlaced) {
         if (!d->whole) CM_TRY(read_whole(d, ctx));
         memcpy(buf, d->whole + (size_t)d->next * d->row_bytes, (size_t)n * d->row_bytes);
@@ -138,7 +154,6 @@ static void read_header(png_dec_t *d, int *color_type, int *bits, bool *trns)
     if (*trns) png_set_tRNS_to_alpha(d->png);
     if (*bits == 16) png_set_swap(d->png); /* PNG is big-endian; samples are native */
     if (d->interlaced) png_set_interlace_handling(d->png);
-    png_read_update_info(d->png, d->info);
 }
 
 int cm__png_open(cm_image_t *img, FILE *f, cm_ctx_t *ctx)
@@ -158,13 +173,16 @@ int cm__png_open(cm_image_t *img, FILE *f, cm_ctx_t *ctx)
     if (setjmp(png_jmpbuf(d->png))) return bad(d, ctx);
     read_header(d, &color_type, &bits, &trns);
 
+    /* What the transforms will give, worked out here: libpng would allocate its rows now. */
     cm_image_info_t *in = &img->info;
-    int channels = png_get_channels(d->png, d->info);
-    int out_bits = png_get_bit_depth(d->png, d->info);
-    CM_FAIL_IF(ctx, channels < 1 || channels > 4 || (out_bits != 8 && out_bits != 16), CM_EINPUT,
-               "%s: PNG of %d channels of %d bits cannot be read", img->path, channels, out_bits);
-    d->row_bytes = png_get_rowbytes(d->png, d->info);
+    bool palette = color_type == PNG_COLOR_TYPE_PALETTE;
+    int channels = palette ? 3 : png_get_channels(d->png, d->info);
+    channels += trns;
+    int out_bits = bits == 16 ? 16 : 8;
     d->height = png_get_image_height(d->png, d->info);
+    if (!cm__mul3_size(png_get_image_width(d->png, d->info), (size_t)channels,
+                       (size_t)out_bits / 8, &d->row_bytes))
+        return cm_fail(ctx, CM_EINPUT, "%s: rows too wide to address", img->path);
     in->format = CM_FILE_PNG;
     in->width = png_get_image_width(d->png, d->info);
     in->height = d->height;

@@ -227,17 +227,21 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_byt
 {
     if (!img->spill || img->store) return 0;
     const cm_image_info_t *in = &img->info;
+    /* What the decoding holds: a band of rows, and for a JPEG or PNG what its decoder holds
+     * (none of it is allocated before this check) */
     size_t need;
     if (!cm__add_size(in->decode_bytes, cm_grid_chunk_bytes(&in->grid), &need)) need = SIZE_MAX;
-    if (budget_bytes && in->decode_bytes && need > budget_bytes)
+    if (budget_bytes && img->dec && need > budget_bytes)
         return cm_fail_about(ctx, CM_EBUDGET,
                              (cm_about_t){CM_SETTING_MEMORY, (int64_t)budget_bytes,
                                           need > INT64_MAX ? INT64_MAX : (int64_t)need},
-                             "%s: decoding this %s holds it whole: it needs %zu bytes, the "
-                             "memory budget is %zu",
-                             img->path,
-                             in->format == CM_FILE_PNG ? "interlaced PNG" : "progressive JPEG",
-                             need, budget_bytes);
+                             "%s: decoding it in order holds %zu bytes at once (%s), the memory "
+                             "budget is %zu",
+                             img->path, need,
+                             !in->decode_bytes            ? "a band of its rows"
+                             : in->format == CM_FILE_PNG ? "an interlaced PNG is held whole"
+                                                         : "a progressive JPEG's coefficients",
+                             budget_bytes);
     CM_FAIL_IF(ctx, in->planar_separate, CM_EINPUT,
                "%s: planar-separate strips this large cannot be streamed (tile the file "
                "first, e.g. with gdal_translate -co TILED=YES)",
