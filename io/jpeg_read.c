@@ -43,6 +43,8 @@ static void on_message(j_common_ptr cinfo, int level)
 
 static int bad(jpeg_dec_t *d, cm_ctx_t *ctx)
 {
+    if (d->jerr.msg_code == JERR_OUT_OF_MEMORY)
+        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory decoding the JPEG", d->path);
     return cm_fail(ctx, CM_EINPUT, "%s: corrupt JPEG: %s", d->path, d->msg);
 }
 

@@ -46,6 +46,8 @@ static void on_read(png_structp png, png_bytep data, size_t n)
 
 static int bad(png_dec_t *d, cm_ctx_t *ctx)
 {
+    if (!strcmp(d->msg, "Out of memory")) /* libpng's words when an allocation fails */
+        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory decoding the PNG", d->path);
     return cm_fail(ctx, CM_EINPUT, "%s: corrupt PNG: %s", d->path, d->msg);
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <tiffio.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include "cm_io.h"
@@ -223,6 +224,53 @@ static int stream_rows(cm_image_t *img, int64_t y, int64_t rows, int64_t w, uint
     return 0;
 }
 
+/* Streaming into the spill store: bands decoded in order into a ring of buffers, each
+ * compressed into the store as the next is decoded. The first failure is kept. */
+enum { STREAM_RING = 3 };
+typedef struct stream {
+    cm_image_t *img;
+    size_t px;
+    uint8_t *row, *ring[STREAM_RING];
+    int failed; /* atomic */
+    cm_ctx_t ctx;
+} stream_t;
+
+static void stream_fail(stream_t *st, const cm_ctx_t *c)
+{
+#pragma omp critical(cm_stream_fail)
+    if (!st->failed) {
+        cm__ctx_pass(&st->ctx, c);
+        __atomic_store_n(&st->failed, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void stream_decode(stream_t *st, int64_t c, int slot)
+{
+    if (__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE)) return;
+    cm_image_t *img = st->img;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    int64_t x, y, w, rows;
+    cm_grid_rect(&img->info.grid, c, &x, &y, &w, &rows);
+    int rc = img->cancel && *img->cancel
+                 ? cm_fail(&ctx, CM_ECANCELED, "%s: interrupted while streaming", img->path)
+                 : stream_rows(img, y, rows, w, st->ring[slot], st->row, &ctx);
+    if (rc < 0) stream_fail(st, &ctx);
+}
+
+static void stream_store(stream_t *st, int64_t c, int slot)
+{
+    if (__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE)) return;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    int64_t x, y, w, rows;
+    cm_grid_rect(&st->img->info.grid, c, &x, &y, &w, &rows);
+    int worker = omp_get_thread_num(); /* below n_workers: the team is at most 2 of them */
+    if (cm__spill_put(st->img->store, worker, c, st->ring[slot], (size_t)(w * rows) * st->px,
+                      &ctx) < 0)
+        stream_fail(st, &ctx);
+}
+
 int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes, cm_ctx_t *ctx)
 {
     if (!img->spill || img->store) return 0;
@@ -248,27 +296,31 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_byt
                img->path);
     int64_t n = cm_grid_count(&in->grid);
     size_t band_bytes = cm_grid_chunk_bytes(&in->grid), px = (size_t)in->bands * img->sample_bytes;
-    uint8_t *band = malloc(band_bytes), *row = malloc((size_t)in->width * px);
-    if (!band || !row) {
-        free(band);
-        free(row);
-        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory for the spill store", img->path);
-    }
-    int rc =
-        cm__spill_create(img->path, scratch_dir, n, band_bytes, img->n_workers, &img->store, ctx);
+    stream_t st = {.img = img, .px = px, .row = malloc((size_t)in->width * px)};
+    for (int i = 0; i < STREAM_RING; i++) st.ring[i] = malloc(band_bytes);
+    bool ok = st.row;
+    for (int i = 0; i < STREAM_RING; i++) ok = ok && st.ring[i];
+    int rc = ok ? cm__spill_create(img->path, scratch_dir, n, band_bytes, img->n_workers,
+                                   &img->store, ctx)
+                : cm_fail(ctx, CM_ENOMEM, "%s: out of memory for the spill store", img->path);
+    cm_ctx_init(&st.ctx);
+    /* One thread decodes the bands in order while another compresses the last one decoded:
+     * a band's decode waits for its buffer's compression, a compression for its decode. */
+    char deps[STREAM_RING], decoder; /* only their addresses order the tasks */
+    (void)deps, (void)decoder;
+#pragma omp parallel num_threads(img->n_workers < 2 ? 1 : 2) if (rc == 0)
+#pragma omp single
     for (int64_t c = 0; c < n && rc == 0; c++) {
-        int64_t x, y, w, rows;
-        cm_grid_rect(&in->grid, c, &x, &y, &w, &rows);
-        if (img->cancel && *img->cancel) {
-            rc = cm_fail(ctx, CM_ECANCELED, "%s: interrupted while streaming", img->path);
-            break;
-        }
-        rc = stream_rows(img, y, rows, w, band, row, ctx);
-        if (rc == 0) rc = cm__spill_put(img->store, 0, c, band, (size_t)(w * rows) * px, ctx);
+        int slot = (int)(c % STREAM_RING);
+#pragma omp task depend(inout : deps[slot]) depend(inout : decoder) firstprivate(c, slot)
+        stream_decode(&st, c, slot);
+#pragma omp task depend(in : deps[slot]) firstprivate(c, slot)
+        stream_store(&st, c, slot);
     }
+    if (rc == 0 && st.failed) rc = cm__ctx_pass(ctx, &st.ctx);
     if (rc == 0 && img->dec) rc = img->dec->finish(img->dec, ctx);
-    free(row);
-    free(band);
+    for (int i = 0; i < STREAM_RING; i++) free(st.ring[i]);
+    free(st.row);
     return rc;
 }
 
