@@ -9,7 +9,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <tiffio.h>
-#include <omp.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "cm_io.h"
@@ -224,51 +224,91 @@ static int stream_rows(cm_image_t *img, int64_t y, int64_t rows, int64_t w, uint
     return 0;
 }
 
-/* Streaming into the spill store: bands decoded in order into a ring of buffers, each
- * compressed into the store as the next is decoded. The first failure is kept. */
+/* Streaming into the spill store: the calling thread decodes the bands in order into a ring
+ * of buffers while a thread of its own compresses each decoded band into the store (as worker
+ * 1), so that decoding, one thread's work, is not also kept waiting by zstd. */
 enum { STREAM_RING = 3 };
 typedef struct stream {
     cm_image_t *img;
     size_t px;
     uint8_t *row, *ring[STREAM_RING];
-    int failed; /* atomic */
+    pthread_mutex_t lock;
+    pthread_cond_t moved;
+    int64_t n, decoded, stored; /* bands decoded, and stored, so far */
+    bool failed;                /* then ctx says why; both sides stop */
     cm_ctx_t ctx;
 } stream_t;
 
 static void stream_fail(stream_t *st, const cm_ctx_t *c)
 {
-#pragma omp critical(cm_stream_fail)
-    if (!st->failed) {
-        cm__ctx_pass(&st->ctx, c);
-        __atomic_store_n(&st->failed, 1, __ATOMIC_RELEASE);
-    }
+    pthread_mutex_lock(&st->lock);
+    if (!st->failed) cm__ctx_pass(&st->ctx, c);
+    st->failed = true;
+    pthread_cond_broadcast(&st->moved);
+    pthread_mutex_unlock(&st->lock);
 }
 
-static void stream_decode(stream_t *st, int64_t c, int slot)
+/* Band c into the store from its ring buffer, with worker's compressor. */
+static int stream_put(stream_t *st, int worker, int64_t c, cm_ctx_t *ctx)
 {
-    if (__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE)) return;
-    cm_image_t *img = st->img;
-    cm_ctx_t ctx;
-    cm_ctx_init(&ctx);
-    int64_t x, y, w, rows;
-    cm_grid_rect(&img->info.grid, c, &x, &y, &w, &rows);
-    int rc = img->cancel && *img->cancel
-                 ? cm_fail(&ctx, CM_ECANCELED, "%s: interrupted while streaming", img->path)
-                 : stream_rows(img, y, rows, w, st->ring[slot], st->row, &ctx);
-    if (rc < 0) stream_fail(st, &ctx);
-}
-
-static void stream_store(stream_t *st, int64_t c, int slot)
-{
-    if (__atomic_load_n(&st->failed, __ATOMIC_ACQUIRE)) return;
-    cm_ctx_t ctx;
-    cm_ctx_init(&ctx);
     int64_t x, y, w, rows;
     cm_grid_rect(&st->img->info.grid, c, &x, &y, &w, &rows);
-    int worker = omp_get_thread_num(); /* below n_workers: the team is at most 2 of them */
-    if (cm__spill_put(st->img->store, worker, c, st->ring[slot], (size_t)(w * rows) * st->px,
-                      &ctx) < 0)
-        stream_fail(st, &ctx);
+    return cm__spill_put(st->img->store, worker, c, st->ring[c % STREAM_RING],
+                         (size_t)(w * rows) * st->px, ctx);
+}
+
+static void *stream_store(void *arg)
+{
+    stream_t *st = arg;
+    for (int64_t c = 0; c < st->n; c++) {
+        pthread_mutex_lock(&st->lock);
+        while (st->decoded <= c && !st->failed) pthread_cond_wait(&st->moved, &st->lock);
+        bool stop = st->failed;
+        pthread_mutex_unlock(&st->lock);
+        if (stop) break;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        if (stream_put(st, 1, c, &ctx) < 0) {
+            stream_fail(st, &ctx);
+            break;
+        }
+        pthread_mutex_lock(&st->lock);
+        st->stored = c + 1;
+        pthread_cond_broadcast(&st->moved);
+        pthread_mutex_unlock(&st->lock);
+    }
+    return NULL;
+}
+
+/* Decodes every band in order; with a store thread (threaded), waits for a free buffer and
+ * hands each band over, else stores it itself. */
+static void stream_decode(stream_t *st, bool threaded)
+{
+    cm_image_t *img = st->img;
+    for (int64_t c = 0; c < st->n; c++) {
+        pthread_mutex_lock(&st->lock);
+        while (threaded && c - st->stored >= STREAM_RING && !st->failed)
+            pthread_cond_wait(&st->moved, &st->lock);
+        bool stop = st->failed;
+        pthread_mutex_unlock(&st->lock);
+        if (stop) return;
+        cm_ctx_t ctx;
+        cm_ctx_init(&ctx);
+        int64_t x, y, w, rows;
+        cm_grid_rect(&img->info.grid, c, &x, &y, &w, &rows);
+        int rc = img->cancel && *img->cancel
+                     ? cm_fail(&ctx, CM_ECANCELED, "%s: interrupted while streaming", img->path)
+                     : stream_rows(img, y, rows, w, st->ring[c % STREAM_RING], st->row, &ctx);
+        if (rc == 0 && !threaded) rc = stream_put(st, 0, c, &ctx);
+        if (rc < 0) {
+            stream_fail(st, &ctx);
+            return;
+        }
+        pthread_mutex_lock(&st->lock);
+        st->decoded = c + 1;
+        pthread_cond_broadcast(&st->moved);
+        pthread_mutex_unlock(&st->lock);
+    }
 }
 
 int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_bytes, cm_ctx_t *ctx)
@@ -296,7 +336,7 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_byt
                img->path);
     int64_t n = cm_grid_count(&in->grid);
     size_t band_bytes = cm_grid_chunk_bytes(&in->grid), px = (size_t)in->bands * img->sample_bytes;
-    stream_t st = {.img = img, .px = px, .row = malloc((size_t)in->width * px)};
+    stream_t st = {.img = img, .px = px, .n = n, .row = malloc((size_t)in->width * px)};
     for (int i = 0; i < STREAM_RING; i++) st.ring[i] = malloc(band_bytes);
     bool ok = st.row;
     for (int i = 0; i < STREAM_RING; i++) ok = ok && st.ring[i];
@@ -304,19 +344,15 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_byt
                                    &img->store, ctx)
                 : cm_fail(ctx, CM_ENOMEM, "%s: out of memory for the spill store", img->path);
     cm_ctx_init(&st.ctx);
-    /* One thread decodes the bands in order while another compresses the last one decoded:
-     * a band's decode waits for its buffer's compression, a compression for its decode. */
-    char deps[STREAM_RING], decoder; /* only their addresses order the tasks */
-    (void)deps, (void)decoder;
-#pragma omp parallel num_threads(img->n_workers < 2 ? 1 : 2) if (rc == 0)
-#pragma omp single
-    for (int64_t c = 0; c < n && rc == 0; c++) {
-        int slot = (int)(c % STREAM_RING);
-#pragma omp task depend(inout : deps[slot]) depend(inout : decoder) firstprivate(c, slot)
-        stream_decode(&st, c, slot);
-#pragma omp task depend(in : deps[slot]) firstprivate(c, slot)
-        stream_store(&st, c, slot);
-    }
+    pthread_mutex_init(&st.lock, NULL);
+    pthread_cond_init(&st.moved, NULL);
+    pthread_t store;
+    bool threaded = rc == 0 && img->n_workers >= 2 &&
+                    pthread_create(&store, NULL, stream_store, &st) == 0;
+    if (rc == 0) stream_decode(&st, threaded);
+    if (threaded) pthread_join(store, NULL);
+    pthread_cond_destroy(&st.moved);
+    pthread_mutex_destroy(&st.lock);
     if (rc == 0 && st.failed) rc = cm__ctx_pass(ctx, &st.ctx);
     if (rc == 0 && img->dec) rc = img->dec->finish(img->dec, ctx);
     for (int i = 0; i < STREAM_RING; i++) free(st.ring[i]);
