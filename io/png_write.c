@@ -185,6 +185,8 @@ static int deflate_band(png_writer_t *w, const uint8_t *rows, int64_t y, int64_t
         goto cleanup;
     }
     e->size[0] = bound - s->z.avail_out;
+    uint8_t *fit = realloc(e->data[0], e->size[0]); /* it waits for its turn: hold only this */
+    if (fit) e->data[0] = fit;
     e->adler = (uint32_t)adler32_z(adler32_z(0, NULL, 0), filtered, len);
     e->raw_len = len;
     e->raw = false;
