@@ -8,6 +8,8 @@
 
 #include "io_internal.h"
 
+enum { CHUNK_MAX_BYTES = 32 << 20 };
+
 typedef struct png_dec {
     cm__decoder_t base;
     const char *path;
@@ -30,9 +32,11 @@ static void on_error(png_structp png, png_const_charp msg)
     png_longjmp(png, 1);
 }
 
+/* Ancillary damage (a bad text chunk) does not stop the image; but libpng reads a chunk
+ * declared larger than its limit after only this warning, allocating whatever it says. */
 static void on_warning(png_structp png, png_const_charp msg)
 {
-    (void)png, (void)msg; /* ancillary damage (a bad text chunk) does not stop the image */
+    if (strstr(msg, "chunk data is too large")) on_error(png, msg);
 }
 
 /* libpng's reads, with a reason that says more than "Read Error". */
@@ -146,6 +150,9 @@ static void read_header(png_dec_t *d, int *color_type, int *bits, bool *trns)
 {
     png_set_read_fn(d->png, d, on_read);
     png_set_user_limits(d->png, PNG_UINT_31_MAX, PNG_UINT_31_MAX); /* no 1 M pixel cap */
+    /* An ancillary chunk (or a decompressed profile) is read whole: a length in the file must
+     * not make that gigabytes (on_warning stops it). Image data is streamed. */
+    png_set_chunk_malloc_max(d->png, CHUNK_MAX_BYTES);
     png_read_info(d->png, d->info);
     *color_type = png_get_color_type(d->png, d->info);
     *bits = png_get_bit_depth(d->png, d->info);
