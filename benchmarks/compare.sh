@@ -52,7 +52,8 @@ die() {
     say "$*"
     exit 1
 }
-progress() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# shellcheck source=benchmarks/common.sh
+. "$here/common.sh"
 
 if ! [[ $k =~ ^[0-9]+$ ]] || ((k < 1)); then die "K must be a positive integer, not '$k'"; fi
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "TIMEOUT must be a number of seconds"
@@ -127,16 +128,6 @@ command -v timeout >/dev/null 2>&1 || die "no timeout (coreutils)"
     die "$py cannot import numpy, tifffile and zarr (python3-numpy python3-tifffile python3-zarr):" \
         "needed for the MSE"
 
-find_exe() { # first executable among the arguments
-    local f
-    for f in "$@"; do
-        if [[ -n $f && -x $f && ! -d $f ]]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
 mkimage=$(find_exe "${MKIMAGE:-}" "$build/benchmarks/cm-mkimage") ||
     die "no cm-mkimage in $build/benchmarks (build it: meson compile -C $build) or set MKIMAGE"
 chunkmeans_src=$(find_exe "${CHUNKMEANS:-}" "$build/chunkmeans" "$build/cli/chunkmeans") ||
@@ -145,30 +136,12 @@ chunkmeans_src=$(find_exe "${CHUNKMEANS:-}" "$build/chunkmeans" "$build/cli/chun
 # ---------------------------------------------------------------------------------------------
 # Work directory: ours to delete unless KEEP=1.
 
-if [[ -n ${WORK_DIR:-} ]]; then
-    mkdir -p "$WORK_DIR" || die "cannot create $WORK_DIR"
-    work=$(mktemp -d "$WORK_DIR/cm-compare.XXXXXX") || die "cannot create a directory in $WORK_DIR"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/cm-compare.XXXXXX") || die "cannot create a work directory"
-fi
-cleanup() {
-    if [[ ${KEEP:-0} == 1 ]]; then
-        echo "kept: $work"
-    else
-        rm -rf "$work"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# A copy of the binary, so that a rebuild during the run does not mix versions.
-mkdir -p "$work/bin"
-cp "$chunkmeans_src" "$work/bin/chunkmeans" || die "cannot copy $chunkmeans_src"
-chunkmeans=$work/bin/chunkmeans
+make_work cm-compare
+chunkmeans=$(copy_exe "$chunkmeans_src" chunkmeans) || exit 1
 base=""
 if [[ -n ${BASE:-} ]]; then
     [[ -x $BASE && ! -d $BASE ]] || die "BASE=$BASE is not an executable"
-    cp "$BASE" "$work/bin/chunkmeans-base" || die "cannot copy $BASE"
-    base=$work/bin/chunkmeans-base
+    base=$(copy_exe "$BASE" chunkmeans-base) || exit 1
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -210,20 +183,7 @@ set_na() { # SIZE TOOL REASON
     NOTE[$1:$2]=$3
 }
 
-wall_s() { # seconds from "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.34"
-    awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0
-        for (i = 1; i <= n; i++) s = s * 60 + p[i]
-        printf "%.2f", s }' "$1"
-}
-rss_mib() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
-cpu_pct() { awk -F': ' '/Percent of CPU/ { print $2 }' "$1"; }
-last_words() { # FILE: the last non-empty line, shortened
-    grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | tr -s '[:space:]' ' ' | cut -c1-90 |
-        sed 's/ *$//'
-}
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
 # timed SIZE TOOL CMD...: runs CMD under /usr/bin/time -v (and timeout), records the result.

@@ -42,7 +42,8 @@ die() {
     say "$*"
     exit 1
 }
-progress() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# shellcheck source=benchmarks/common.sh
+. "$here/common.sh"
 
 if ! [[ $k =~ ^[0-9]+$ ]] || ((k < 1)); then die "K must be a positive integer, not '$k'"; fi
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "TIMEOUT must be a number of seconds"
@@ -83,56 +84,15 @@ if ((${#missing[@]})); then
     done
 fi
 
-find_exe() { # first executable among the arguments
-    local f
-    for f in "$@"; do
-        if [[ -n $f && -x $f && ! -d $f ]]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
 chunkmeans_src=$(find_exe "${CHUNKMEANS:-}" "$build/chunkmeans" "$build/cli/chunkmeans") ||
     die "no chunkmeans in $build/cli or $build (build it: meson compile -C $build) or set CHUNKMEANS"
 
 # ---------------------------------------------------------------------------------------------
 # Work directory: ours to delete unless KEEP=1.
 
-if [[ -n ${WORK_DIR:-} ]]; then
-    mkdir -p "$WORK_DIR" || die "cannot create $WORK_DIR"
-    work=$(mktemp -d "$WORK_DIR/cm-formats.XXXXXX") || die "cannot create a directory in $WORK_DIR"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/cm-formats.XXXXXX") || die "cannot create a work directory"
-fi
-cleanup() {
-    if [[ ${KEEP:-0} == 1 ]]; then
-        echo "kept: $work"
-    else
-        rm -rf "$work" # the inputs in it are links: the cache stays as it was
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# A copy of the binary, so that a rebuild during the run does not change it.
-mkdir -p "$work/bin"
-cp "$chunkmeans_src" "$work/bin/chunkmeans" || die "cannot copy $chunkmeans_src"
-chunkmeans=$work/bin/chunkmeans
+make_work cm-formats # the inputs in it are links: the cache stays as it was
+chunkmeans=$(copy_exe "$chunkmeans_src" chunkmeans) || exit 1
 
-wall_s() { # seconds from "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.34"
-    awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0
-        for (i = 1; i <= n; i++) s = s * 60 + p[i]
-        printf "%.2f", s }' "$1"
-}
-rss_mib() { awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"; }
-cpu_pct() { awk -F': ' '/Percent of CPU/ { print $2 }' "$1"; }
-last_words() { # FILE: the last non-empty line, shortened
-    grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | tr -s '[:space:]' ' ' | cut -c1-90 |
-        sed 's/ *$//'
-}
-human() { numfmt --to=iec-i --suffix=B --format=%.2f "$1"; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 input_dims() { # INPUT: "FORMAT WIDTH HEIGHT"
     case $1 in

@@ -18,6 +18,8 @@ die() {
     echo "run_1gp: $*" >&2
     exit 1
 }
+# shellcheck source=benchmarks/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # Tools: /usr/bin/time (GNU time, for -v) and tiffcp (libtiff-tools).
 missing=()
@@ -35,16 +37,6 @@ if ((${#missing[@]})); then
     fi
 fi
 
-find_exe() { # first executable among the arguments
-    local f
-    for f in "$@"; do
-        if [[ -n $f && -x $f && ! -d $f ]]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    return 1
-}
 mkimage=$(find_exe "${MKIMAGE:-}" "$build/benchmarks/cm-mkimage") ||
     die "no cm-mkimage in $build/benchmarks (build it: meson compile -C $build) or set MKIMAGE"
 chunkmeans=$(find_exe "${CHUNKMEANS:-}" "$build/chunkmeans" "$build/cli/chunkmeans") ||
@@ -92,20 +84,7 @@ timed() {
         exit 1
     fi
 }
-wall_s() { # seconds from "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.34"
-    awk -F': ' '/Elapsed \(wall clock\)/ {
-        n = split($2, p, ":"); s = 0
-        for (i = 1; i <= n; i++) s = s * 60 + p[i]
-        printf "%.2f", s }' "$1"
-}
-rss_mib() {
-    awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$1"
-}
-cpu_pct() {
-    awk -F': ' '/Percent of CPU/ { print $2 }' "$1"
-}
 size_of() { stat -c %s "$1"; }
-human() { numfmt --to=iec-i --suffix=B --format=%.2f "$1"; }
 
 echo "== chunkmeans 1-gigapixel benchmark: ${width}x${height} RGB photo, deflate, 512x512 tiles"
 mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
