@@ -113,6 +113,29 @@ size_t cm__exif_make(int orientation, uint8_t *buf)
 
 /* ---- bands of whole rows from pieces ---- */
 
+cm_encoded_t *cm__piece_new(int64_t x, int64_t y, int64_t w, int64_t h, const void *raw,
+                            size_t raw_bytes)
+{
+    cm_encoded_t *e = calloc(1, sizeof *e);
+    if (e) {
+        e->size = calloc(1, sizeof(size_t));
+        e->data = calloc(1, sizeof(uint8_t *));
+    }
+    if (e && e->data && raw) {
+        e->data[0] = malloc(raw_bytes ? raw_bytes : 1);
+        e->n = e->data[0] != NULL;
+    }
+    if (!e || !e->size || !e->data || (raw && !e->n)) {
+        cm_encoded_free(e);
+        return NULL;
+    }
+    if (raw) memcpy(e->data[0], raw, raw_bytes);
+    e->raw = raw != NULL;
+    e->size[0] = raw_bytes;
+    e->x = x, e->y = y, e->w = w, e->h = h;
+    return e;
+}
+
 int cm__band_put(cm__band_t *b, const cm_encoded_t *e, const uint8_t **band, cm_ctx_t *ctx,
                  const char *path)
 {

@@ -199,8 +199,8 @@ struct cm_encoded {
 /* A writer of rows in order (PNG, JPEG), behind cm_writer_t. */
 typedef struct cm__rows_writer cm__rows_writer_t;
 
-/* Starts writing spec (checked) to the open stream f (which the writer owns); path stands in
- * messages. */
+/* Starts writing spec (checked) to the open stream f (which the writer owns); path (borrowed:
+ * it must outlive the writer) stands in messages. */
 int cm__png_writer_open(const char *path, const cm_writer_spec_t *spec, const cm__meta_t *meta,
                         FILE *f, cm__rows_writer_t **out, cm_ctx_t *ctx);
 int cm__jpeg_writer_open(const char *path, const cm_writer_spec_t *spec, const cm__meta_t *meta,
@@ -216,6 +216,11 @@ struct cm__rows_writer {
     int (*finish)(cm__rows_writer_t *w, cm_ctx_t *ctx);
     void (*free)(cm__rows_writer_t *w);
 };
+
+/* A piece (x, y, w, h) of n = 1: holding a copy of raw_bytes at raw (raw != NULL), else an
+ * empty data[0] for the caller to fill. NULL when out of memory. */
+cm_encoded_t *cm__piece_new(int64_t x, int64_t y, int64_t w, int64_t h, const void *raw,
+                            size_t raw_bytes);
 
 /* Pieces of rows put together into bands of whole rows, for the writers of rows: put each
  * piece in order (left to right, then down); when a band is whole, *band points at its rows

@@ -15,7 +15,7 @@ enum { QUALITY = 90 };
 
 typedef struct jpeg_writer {
     cm__rows_writer_t base;
-    char *path;
+    const char *path;
     FILE *f;
     struct jpeg_compress_struct cinfo;
     struct jpeg_error_mgr jerr;
@@ -48,22 +48,8 @@ static int jpeg_encode(const cm__rows_writer_t *base, int64_t x, int64_t y, int6
                        const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx)
 {
     const jpeg_writer_t *w = (const jpeg_writer_t *)base;
-    size_t bytes = (size_t)(ww * h) * w->px_bytes;
-    cm_encoded_t *e = calloc(1, sizeof *e);
-    if (e) {
-        e->size = calloc(1, sizeof(size_t));
-        e->data = calloc(1, sizeof(uint8_t *));
-        if (e->data) e->data[0] = malloc(bytes ? bytes : 1);
-    }
-    if (!e || !e->size || !e->data || !e->data[0]) {
-        cm_encoded_free(e);
-        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", w->path);
-    }
-    e->n = 1;
-    e->raw = true;
-    e->x = x, e->y = y, e->w = ww, e->h = h;
-    e->size[0] = bytes;
-    memcpy(e->data[0], pixels, bytes);
+    cm_encoded_t *e = cm__piece_new(x, y, ww, h, pixels, (size_t)(ww * h) * w->px_bytes);
+    CM_FAIL_IF(ctx, !e, CM_ENOMEM, "%s: out of memory", w->path);
     *out = e;
     return 0;
 }
@@ -105,7 +91,6 @@ static void jpeg_free(cm__rows_writer_t *base)
     if (w->created) jpeg_destroy_compress(&w->cinfo);
     if (w->f) fclose(w->f);
     free(w->band.rows);
-    free(w->path);
     free(w);
 }
 
@@ -143,15 +128,12 @@ int cm__jpeg_writer_open(const char *path, const cm_writer_spec_t *spec, const c
                          FILE *f, cm__rows_writer_t **out, cm_ctx_t *ctx)
 {
     jpeg_writer_t *w = calloc(1, sizeof *w);
-    char *name = strdup(path);
-    if (!w || !name) {
-        free(w);
-        free(name);
+    if (!w) {
         fclose(f);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
     w->base = (cm__rows_writer_t){jpeg_encode, jpeg_put, jpeg_finish, jpeg_free};
-    w->path = name;
+    w->path = path;
     w->f = f;
     w->width = spec->width;
     w->height = spec->height;

@@ -27,7 +27,7 @@ typedef struct zstream {
 
 typedef struct png_writer {
     cm__rows_writer_t base;
-    char *path;
+    const char *path;
     FILE *f;
     int64_t width, height;
     size_t sample_bytes, px_bytes, row_bytes; /* row_bytes: the samples of a row */
@@ -66,14 +66,13 @@ static int chunk(png_writer_t *w, const char *type, const uint8_t *head, size_t 
 
 /* ---- filtering and deflating a band of rows ---- */
 
-/* The samples of a row as PNG stores them: 16-bit ones big-endian. */
-static void to_png_order(const png_writer_t *w, const uint8_t *row, uint8_t *out)
+/* A row's samples as PNG stores them: 8-bit ones as they are, 16-bit ones big-endian (in
+ * out). */
+static const uint8_t *to_png_order(const png_writer_t *w, const uint8_t *row, uint8_t *out)
 {
-    if (w->sample_bytes == 1) {
-        memcpy(out, row, w->row_bytes);
-        return;
-    }
+    if (w->sample_bytes == 1) return row;
     for (size_t i = 0; i < w->row_bytes; i += 2) out[i] = row[i + 1], out[i + 1] = row[i];
+    return out;
 }
 
 static uint8_t paeth(uint8_t a, uint8_t b, uint8_t c)
@@ -160,12 +159,15 @@ static int deflate_band(png_writer_t *w, const uint8_t *rows, int64_t y, int64_t
         goto cleanup;
     }
     const size_t row_in = (size_t)w->width * w->px_bytes;
-    uint8_t *cur = scratch, *prev = scratch + w->row_bytes, *cand = scratch + 2 * w->row_bytes;
+    /* two buffers for 16-bit rows in PNG's order (this one and the one above) */
+    uint8_t *mine = scratch, *other = scratch + w->row_bytes, *cand = scratch + 2 * w->row_bytes;
+    const uint8_t *prev = NULL;
     for (int64_t r = 0; r < h; r++) {
-        to_png_order(w, rows + (size_t)r * row_in, cur);
-        filter_row(w, cur, r ? prev : NULL, cand, filtered + (size_t)r * line);
-        uint8_t *t = cur;
-        cur = prev, prev = t;
+        const uint8_t *cur = to_png_order(w, rows + (size_t)r * row_in, mine);
+        filter_row(w, cur, prev, cand, filtered + (size_t)r * line);
+        prev = cur;
+        uint8_t *t = mine;
+        mine = other, other = t;
     }
     bool last = y + h == w->height;
     bound = deflateBound(&s->z, (uLong)len) + 64;
@@ -197,20 +199,6 @@ cleanup:
     return rc;
 }
 
-static cm_encoded_t *piece_new(int64_t x, int64_t y, int64_t ww, int64_t h)
-{
-    cm_encoded_t *e = calloc(1, sizeof *e);
-    if (!e) return NULL;
-    e->size = calloc(1, sizeof(size_t));
-    e->data = calloc(1, sizeof(uint8_t *));
-    if (!e->size || !e->data) {
-        cm_encoded_free(e);
-        return NULL;
-    }
-    e->x = x, e->y = y, e->w = ww, e->h = h;
-    return e;
-}
-
 static int png_encode(const cm__rows_writer_t *base, int64_t x, int64_t y, int64_t ww, int64_t h,
                       const void *pixels, cm_encoded_t **out, cm_ctx_t *ctx)
 {
@@ -218,22 +206,11 @@ static int png_encode(const cm__rows_writer_t *base, int64_t x, int64_t y, int64
     CM_FAIL_IF(ctx, x < 0 || y < 0 || x + ww > w->width || y + h > w->height, CM_EINTERNAL,
                "%s: rows %lld,%lld %lldx%lld outside the image", w->path, (long long)x,
                (long long)y, (long long)ww, (long long)h);
-    cm_encoded_t *e = piece_new(x, y, ww, h);
+    bool whole = x == 0 && ww == w->width; /* else deflated once the writer has the band */
+    cm_encoded_t *e = cm__piece_new(x, y, ww, h, whole ? NULL : pixels,
+                                    whole ? 0 : (size_t)(ww * h) * w->px_bytes);
     CM_FAIL_IF(ctx, !e, CM_ENOMEM, "%s: out of memory", w->path);
-    int rc = 0;
-    if (x == 0 && ww == w->width) {
-        rc = deflate_band(w, pixels, y, h, e, ctx);
-    } else { /* part of a band: deflated once the writer has the whole band */
-        size_t bytes = (size_t)(ww * h) * w->px_bytes;
-        e->data[0] = malloc(bytes ? bytes : 1);
-        e->n = e->data[0] != NULL;
-        e->raw = true;
-        e->size[0] = bytes;
-        if (e->data[0])
-            memcpy(e->data[0], pixels, bytes);
-        else
-            rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", w->path);
-    }
+    int rc = whole ? deflate_band(w, pixels, y, h, e, ctx) : 0;
     if (rc < 0) {
         cm_encoded_free(e);
         return rc;
@@ -265,7 +242,7 @@ static int png_put(cm__rows_writer_t *base, const cm_encoded_t *e, cm_ctx_t *ctx
     const uint8_t *band;
     CM_TRY(cm__band_put(&w->band, e, &band, ctx, w->path));
     if (!band) return 0;
-    cm_encoded_t *d = piece_new(0, e->y, w->width, e->h);
+    cm_encoded_t *d = cm__piece_new(0, e->y, w->width, e->h, NULL, 0);
     CM_FAIL_IF(ctx, !d, CM_ENOMEM, "%s: out of memory", w->path);
     int rc = deflate_band(w, band, e->y, e->h, d, ctx);
     if (rc == 0) rc = put_deflated(w, d, ctx);
@@ -297,7 +274,6 @@ static void png_free(cm__rows_writer_t *base)
     }
     pthread_mutex_destroy(&w->lock);
     free(w->band.rows);
-    free(w->path);
     free(w);
 }
 
@@ -354,15 +330,12 @@ int cm__png_writer_open(const char *path, const cm_writer_spec_t *spec, const cm
                         FILE *f, cm__rows_writer_t **out, cm_ctx_t *ctx)
 {
     png_writer_t *w = calloc(1, sizeof *w);
-    char *name = strdup(path);
-    if (!w || !name) {
-        free(w);
-        free(name);
+    if (!w) {
         fclose(f);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
     w->base = (cm__rows_writer_t){png_encode, png_put, png_finish, png_free};
-    w->path = name;
+    w->path = path;
     w->f = f;
     pthread_mutex_init(&w->lock, NULL);
     w->width = spec->width;

@@ -253,6 +253,13 @@ static bool set_structure(TIFF *t, const cm_writer_spec_t *s, const uint16_t *cm
     return ok;
 }
 
+/* Whether the input's ICC profile applies to an output: not to labels, unless a palette maps
+ * them to colours. */
+static bool keeps_icc(const cm_writer_spec_t *s)
+{
+    return !s->derived || s->photometric == PHOTOMETRIC_PALETTE;
+}
+
 /* The tags a JPEG or PNG input gives a TIFF: ICC profile, orientation, resolution. */
 static bool set_meta(TIFF *t, const cm__meta_t *m)
 {
@@ -274,8 +281,7 @@ static int set_fields(cm_writer_t *wr, const cm_writer_spec_t *s, cm_ctx_t *ctx)
     if (ok && from) ok = cm__tags_copy(from, t, &wr->msg) == 0;
     if (ok && s->tags_from && !from) ok = set_meta(t, cm__image_meta(s->tags_from));
     if (ok && s->derived) {
-        /* a palette's colours are colours: they keep the profile */
-        if (s->photometric != PHOTOMETRIC_PALETTE) TIFFUnsetField(t, TIFFTAG_ICCPROFILE);
+        if (!keeps_icc(s)) TIFFUnsetField(t, TIFFTAG_ICCPROFILE);
         TIFFUnsetField(t, 42112 /* GDAL_METADATA */);
         TIFFUnsetField(t, 42113 /* GDAL_NODATA: a label's, if any, is set below */);
     }
@@ -328,8 +334,7 @@ static int open_rows(cm_writer_t *wr, const cm_writer_spec_t *spec, int fd, cm_c
         return cm_fail(ctx, CM_ENOMEM, "%s: %s", wr->path, strerror(e));
     }
     cm__meta_t none = {0}, meta = spec->tags_from ? *cm__image_meta(spec->tags_from) : none;
-    if (spec->derived && spec->photometric != PHOTOMETRIC_PALETTE) /* labels are not colours */
-        meta.icc = NULL, meta.icc_size = 0;
+    if (!keeps_icc(spec)) meta.icc = NULL, meta.icc_size = 0;
     return spec->format == CM_FILE_PNG
                ? cm__png_writer_open(wr->path, spec, &meta, f, &wr->rows, ctx)
                : cm__jpeg_writer_open(wr->path, spec, &meta, f, &wr->rows, ctx);
