@@ -56,46 +56,53 @@ static int sniff(const uint8_t *b, size_t n)
     return -1;
 }
 
-/* Opens a JPEG or PNG for its decoder, from the file or from memory. */
+/* Opens the file once more, for a worker: CM_EINPUT when it cannot be (missing, unreadable),
+ * CM_EIO or CM_ENOMEM when the system is out of descriptors or memory. */
+static int open_fd(const char *path, int *fd, cm_ctx_t *ctx)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd >= 0) return 0;
+    int e = errno;
+    if (e == EMFILE || e == ENFILE || e == ENOMEM)
+        return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s", path,
+                       strerror(e));
+    return cm_fail(ctx, CM_EINPUT, "%s: %s", path, strerror(e));
+}
+
+/* The format of the image by its first bytes: from memory, or read from the first worker's
+ * descriptor (which the TIFF handle or the stream then takes over). */
+static int sniff_image(const cm_image_t *img, int *format, cm_ctx_t *ctx)
+{
+    uint8_t b[8];
+    ssize_t n = img->data ? (ssize_t)(img->data_size < 8 ? img->data_size : 8)
+                          : pread(img->handles[0].fd, b, 8, 0);
+    if (img->data) memcpy(b, img->data, (size_t)n);
+    if (n < 0) {
+        int e = errno;
+        return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EINPUT, "%s: %s", img->path, strerror(e));
+    }
+    *format = sniff(b, (size_t)n);
+    CM_FAIL_IF(ctx, *format < 0, CM_EINPUT, "%s: not a TIFF, JPEG or PNG file (%s)", img->path,
+               n ? "its first bytes are none of theirs" : "it is empty");
+    return 0;
+}
+
+/* Opens a JPEG or PNG for its decoder, from memory or on the first worker's descriptor. */
 static int open_stream(cm_image_t *img, int format, cm_ctx_t *ctx)
 {
-    FILE *f =
-        img->data ? fmemopen((void *)img->data, img->data_size, "rb") : fopen(img->path, "rbe");
+    FILE *f = img->data ? fmemopen((void *)img->data, img->data_size, "rb")
+                        : fdopen(img->handles[0].fd, "rb");
     if (!f) {
         int e = errno;
         return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EINPUT, "%s: %s", img->path, strerror(e));
     }
+    if (!img->data) img->handles[0].fd = -1; /* the stream's now */
     return format == CM_FILE_PNG ? cm__png_open(img, f, ctx) : cm__jpeg_open(img, f, ctx);
-}
-
-/* The first bytes of the file (or of data), for sniff. */
-static int first_bytes(const char *path, const void *data, size_t size, uint8_t *b, size_t *n,
-                       cm_ctx_t *ctx)
-{
-    if (data) {
-        *n = size < 8 ? size : 8;
-        memcpy(b, data, *n);
-        return 0;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, b, 8) : -1;
-    int e = errno;
-    if (fd >= 0) close(fd);
-    if (got < 0)
-        return cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EINPUT, "%s: %s", path, strerror(e));
-    *n = (size_t)got;
-    return 0;
 }
 
 static int open_image(const char *path, const void *data, size_t size, int n_workers,
                       cm_image_t **out, cm_ctx_t *ctx)
 {
-    uint8_t magic[8];
-    size_t n_magic = 0;
-    CM_TRY(first_bytes(path, data, size, magic, &n_magic, ctx));
-    int format = sniff(magic, n_magic);
-    CM_FAIL_IF(ctx, format < 0, CM_EINPUT, "%s: not a TIFF, JPEG or PNG file (%s)", path,
-               n_magic ? "its first bytes are none of theirs" : "it is empty");
     CM_FAIL_IF(ctx, n_workers < 1, CM_EUSAGE, "bad number of workers %d", n_workers);
     cm_image_t *img = calloc(1, sizeof(cm_image_t));
     if (img) {
@@ -110,30 +117,15 @@ static int open_image(const char *path, const void *data, size_t size, int n_wor
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
     img->n_workers = n_workers;
-    int rc = 0;
-    if (format != CM_FILE_TIFF) {
-        rc = open_stream(img, format, ctx);
-        if (rc < 0) {
-            cm_image_close(img);
-            return rc;
-        }
-        *out = img;
-        return 0;
-    }
-    /* One descriptor per worker, all opened now: every worker then reads the same file even
-     * if the path is replaced during the run, and running out of descriptors shows now. */
-    for (int i = 0; !data && i < n_workers && rc == 0; i++) {
-        img->handles[i].fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (img->handles[i].fd >= 0) continue;
-        int e = errno;
-        if (e == EMFILE || e == ENFILE || e == ENOMEM)
-            rc = cm_fail(ctx, e == ENOMEM ? CM_ENOMEM : CM_EIO, "%s: cannot open: %s", path,
-                         strerror(e));
-        else
-            rc = cm_fail(ctx, CM_EINPUT, "%s: %s", path, strerror(e));
-    }
-    if (rc == 0) rc = open_handle(img, &img->handles[0], ctx);
-    if (rc == 0) rc = cm__image_inspect(img, img->handles[0].tif, ctx);
+    int format = CM_FILE_TIFF, rc = data ? 0 : open_fd(path, &img->handles[0].fd, ctx);
+    if (rc == 0) rc = sniff_image(img, &format, ctx);
+    if (rc == 0 && format != CM_FILE_TIFF) rc = open_stream(img, format, ctx);
+    /* A TIFF: one descriptor per worker, all opened now: every worker then reads the same file
+     * even if the path is replaced during the run, and running out of descriptors shows now. */
+    for (int i = 1; !data && format == CM_FILE_TIFF && i < n_workers && rc == 0; i++)
+        rc = open_fd(path, &img->handles[i].fd, ctx);
+    if (rc == 0 && format == CM_FILE_TIFF) rc = open_handle(img, &img->handles[0], ctx);
+    if (rc == 0 && format == CM_FILE_TIFF) rc = cm__image_inspect(img, img->handles[0].tif, ctx);
     if (rc < 0) {
         cm_image_close(img);
         return rc;
@@ -326,7 +318,7 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_byt
                              "%s: decoding it in order holds %zu bytes at once (%s), the memory "
                              "budget is %zu",
                              img->path, need,
-                             !in->decode_bytes            ? "a band of its rows"
+                             !in->decode_bytes           ? "a band of its rows"
                              : in->format == CM_FILE_PNG ? "an interlaced PNG is held whole"
                                                          : "a progressive JPEG's coefficients",
                              budget_bytes);
@@ -347,8 +339,8 @@ int cm_image_prepare(cm_image_t *img, const char *scratch_dir, size_t budget_byt
     pthread_mutex_init(&st.lock, NULL);
     pthread_cond_init(&st.moved, NULL);
     pthread_t store;
-    bool threaded = rc == 0 && img->n_workers >= 2 &&
-                    pthread_create(&store, NULL, stream_store, &st) == 0;
+    bool threaded =
+        rc == 0 && img->n_workers >= 2 && pthread_create(&store, NULL, stream_store, &st) == 0;
     if (rc == 0) stream_decode(&st, threaded);
     if (threaded) pthread_join(store, NULL);
     pthread_cond_destroy(&st.moved);
