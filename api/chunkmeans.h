@@ -23,6 +23,7 @@
 
 #include "cm_version.h"
 #include "cm_base.h"
+#include "cm_comm.h"
 #include "cm_grid.h"
 #include "cm_graph.h"
 #include "cm_engine.h"
