@@ -44,14 +44,21 @@ typedef struct cm_source {
  *   tiles, say) and stores it in *encoded; pixels and labels are freed after it returns.
  * - put receives every chunk once, in chunk order, from one thread at a time: encoded (when
  *   encode is set) or pixels and labels (when not).
+ *   put may be NULL: the pass only counts.
  * - discard frees an encoded chunk once put has written it, or when it will not be (the run
- *   failed). */
+ *   failed).
+ * - In a job of several ranks (cm_comm.h), cm_remap_many shares the chunks among the ranks and
+ *   rank 0 puts them all: pack turns an encoded chunk into bytes in the rank that made it,
+ *   unpack makes it again in rank 0 (from bytes that pack made). A sink without encode needs
+ *   neither: its pixels and labels travel as they are. */
 typedef struct cm_sink {
     int (*encode)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
                   void **encoded, cm_ctx_t *ctx);
     int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels, void *encoded,
                cm_ctx_t *ctx);
     void (*discard)(void *self, void *encoded);
+    int (*pack)(void *self, const void *encoded, uint8_t **bytes, size_t *n, cm_ctx_t *ctx);
+    int (*unpack)(void *self, const uint8_t *bytes, size_t n, void **encoded, cm_ctx_t *ctx);
     void *self;
     bool want_labels;
 } cm_sink_t;
@@ -205,7 +212,9 @@ int cm_remap(const cm_source_t *src, cm_model_t *model, const cm_params_t *p, co
  * with models[i] go to sinks[i] in chunk order. Updates every model's counts, inertia and
  * n_pixels. With one model it is cm_remap exactly. The chunk buffers of all models are held
  * together: a budget that cannot hold them is refused up front (CM_EBUDGET, with the least
- * that works in ctx->about.need). */
+ * that works in ctx->about.need). In a job of several ranks every rank calls it: chunk c is
+ * remapped by rank c % ranks and put by rank 0, in the same order as alone; every rank gets the
+ * figures. */
 int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
                   const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx);
 

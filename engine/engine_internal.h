@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "base_internal.h"
+#include "cm_comm.h"
 #include "cm_engine.h"
 #include "engine_private.h"
 

@@ -109,6 +109,10 @@ typedef struct iteration {
     const float *pts;
     int64_t n_pts;
     bool here; /* parts run in the calling thread, in order (itself a task of a graph) */
+    /* The parts are shared among the ranks of a job: this one runs [lo, hi) (everything,
+     * alone), and the sums are folded in part order across the ranks (reduce_ranks). */
+    bool ranks;
+    int64_t lo, hi;
 } iteration_t;
 
 /* Lloyd: assigns every valid pixel of a chunk and sums it into the chunk's own sums. */
@@ -226,6 +230,75 @@ static int points_part(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
     return 0;
 }
 
+/* ---- the ranks of a job ----
+ * Rank r runs its contiguous share of the parts and keeps their sums; the totals are then made
+ * as one process makes them, part after part: rank 0 adds its parts to zero, each next rank its
+ * own to what the rank before it made (cm_comm_chain). Every rank gets every part's record,
+ * for relocate. */
+
+static bool in_share(void *user, int64_t idx)
+{
+    const iteration_t *it = user;
+    return idx >= it->lo && idx < it->hi;
+}
+
+/* The totals as the chain carries them: counts, sums (int64 or double: 8 bytes each), inertia. */
+static size_t carried_bytes(const iteration_t *it)
+{
+    return sizeof(int64_t) * (size_t)it->k * (1 + (size_t)it->d) + sizeof(double);
+}
+
+static void carry(iteration_t *it, uint8_t *acc, bool out)
+{
+    size_t counts = sizeof(int64_t) * (size_t)it->k, sums = counts * (size_t)it->d;
+    void *s = it->total.isum ? (void *)it->total.isum : (void *)it->total.fsum;
+    if (out) {
+        memcpy(acc, it->total.count, counts);
+        memcpy(acc + counts, s, sums);
+        memcpy(acc + counts + sums, &it->inertia, sizeof(double));
+    } else {
+        memcpy(it->total.count, acc, counts);
+        memcpy(s, acc + counts, sums);
+        memcpy(&it->inertia, acc + counts + sums, sizeof(double));
+    }
+}
+
+static void fold_share(void *user, void *acc)
+{
+    iteration_t *it = user;
+    carry(it, acc, false);
+    for (int64_t i = it->lo; i < it->hi; i++) merge_part(it, i, NULL);
+    carry(it, acc, true);
+}
+
+static int reduce_ranks(iteration_t *it, int64_t n_parts, cm_ctx_t *ctx)
+{
+    uint8_t *all = NULL, *acc = calloc(1, carried_bytes(it));
+    size_t all_bytes = 0;
+    CM_FAIL_IF(ctx, !acc, CM_ENOMEM, "out of memory");
+    int rc = cm_comm_allgather(it->stat + it->lo, sizeof(part_stat_t) * (size_t)(it->hi - it->lo),
+                               &all, &all_bytes, ctx);
+    if (rc == 0 && all_bytes != sizeof(part_stat_t) * (size_t)n_parts)
+        rc = cm_fail(ctx, CM_EINTERNAL, "the ranks gathered %zu bytes of part records",
+                     all_bytes);
+    if (rc == 0) memcpy(it->stat, all, all_bytes);
+    free(all);
+    if (rc == 0 && cm_comm_test_unordered()) { /* the negative control: sums in MPI's order */
+        fold_share(it, acc);
+        carry(it, acc, false);
+        size_t n = (size_t)it->k * it->d;
+        cm_comm_sum_i64(it->total.count, (size_t)it->k);
+        if (it->total.isum) cm_comm_sum_i64(it->total.isum, n);
+        if (it->total.fsum) cm_comm_sum_f64_unordered(it->total.fsum, n);
+        cm_comm_sum_f64_unordered(&it->inertia, 1);
+    } else if (rc == 0) {
+        cm_comm_chain(acc, carried_bytes(it), fold_share, it);
+        carry(it, acc, false);
+    }
+    free(acc);
+    return rc;
+}
+
 /* One iteration: n_parts part tasks, each followed by its merge in part order. */
 static int run_iteration(iteration_t *it, int64_t n_parts,
                          int (*part)(void *, int64_t, int, cm_ctx_t *), size_t part_bytes,
@@ -245,12 +318,16 @@ static int run_iteration(iteration_t *it, int64_t n_parts,
     }
     cm__items_t parts = {.n = n_parts,
                          .each = part,
-                         .then = merge_part,
+                         .then = it->ranks ? NULL : merge_part,
+                         .want = it->ranks ? in_share : NULL,
                          .user = it,
                          .work_bytes = part_bytes,
                          .kind = "assign",
                          .then_kind = "reduce"};
+    if (it->ranks)
+        for (int64_t i = 0; i < n_parts; i++) it->stat[i] = (part_stat_t){.far_d2 = -1.f};
     int rc = cm__run_items(&parts, p, "fit", ctx);
+    if (rc == 0 && it->ranks) rc = reduce_ranks(it, n_parts, ctx);
     for (int64_t i = 0; i < n_parts; i++) sums_free(&it->parts[i]);
     return rc;
 }
@@ -300,7 +377,36 @@ typedef struct histogram {
     const cm_source_t *src;
     const cm__pixfmt_t *fmt;
     uint32_t *counts;
+    int64_t lo, hi; /* this rank's chunks */
 } histogram_t;
+
+static bool in_hist_share(void *user, int64_t idx)
+{
+    const histogram_t *t = user;
+    return idx >= t->lo && idx < t->hi;
+}
+
+/* Adds up the counts of every rank's chunks, a slice at a time, as exact integers. */
+static int sum_counts(uint32_t *counts, size_t size, cm_ctx_t *ctx)
+{
+    enum { SLICE = 1 << 20 };
+    if (cm_comm_size() == 1) return 0;
+    int64_t *wide = malloc(sizeof(int64_t) * SLICE);
+    CM_FAIL_IF(ctx, !wide, CM_ENOMEM, "out of memory for a histogram");
+    int rc = 0;
+    for (size_t at = 0; at < size; at += SLICE) {
+        size_t n = size - at < SLICE ? size - at : SLICE;
+        for (size_t i = 0; i < n; i++) wide[i] = counts[at + i];
+        cm_comm_sum_i64(wide, n);
+        for (size_t i = 0; i < n; i++) {
+            if (wide[i] > UINT32_MAX && rc == 0)
+                rc = cm_fail(ctx, CM_EINPUT, "a colour appears more than 2^32 times");
+            counts[at + i] = (uint32_t)wide[i];
+        }
+    }
+    free(wide);
+    return rc;
+}
 
 static int histogram_chunk(void *user, int64_t idx, int worker, cm_ctx_t *ctx)
 {
@@ -337,15 +443,18 @@ static int build_histogram(const cm_source_t *src, const cm__pixfmt_t *fmt, cons
 {
     const cm_grid_t *g = &src->grid;
     size_t size = (size_t)1 << (8 * fmt->d);
-    histogram_t hist = {src, fmt, calloc(size, sizeof(uint32_t))};
+    histogram_t hist = {.src = src, .fmt = fmt, .counts = calloc(size, sizeof(uint32_t))};
     CM_FAIL_IF(ctx, !hist.counts, CM_ENOMEM, "out of memory for a histogram");
+    cm_comm_share(cm_grid_count(g), cm_comm_rank(), &hist.lo, &hist.hi);
     cm__items_t chunks = {.n = cm_grid_count(g),
                           .each = histogram_chunk,
+                          .want = in_hist_share,
                           .user = &hist,
                           .work_bytes = cm_grid_chunk_bytes(g),
                           .kind = "histogram",
                           .counted = true};
     int rc = cm__run_items(&chunks, p, "histogram", ctx);
+    if (rc == 0) rc = sum_counts(hist.counts, size, ctx);
     int64_t distinct = 0;
     for (size_t i = 0; rc == 0 && i < size; i++) distinct += hist.counts[i] != 0;
     if (rc == 0) {
@@ -404,10 +513,12 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
                                                 "most 3 colour bands, not %d of %s",
             d, cm_stype_name(g->stype));
     iteration_t it = {.src = src, .k = k, .d = d, .kernel = p->kernel};
+    it.ranks = !histogram && cm_comm_size() > 1;
+    int64_t n_parts = histogram ? HIST_PARTS : cm_grid_count(g);
+    cm_comm_share(n_parts, cm_comm_rank(), &it.lo, &it.hi);
     cm__pixfmt_init(&it.fmt, src, m->mean, m->std);
     it.fmt.lab = m->colorspace == CM_COLORSPACE_LAB;
     it.exact = !it.fmt.scaled && !it.fmt.lab && g->stype != CM_F32;
-    int64_t n_parts = histogram ? HIST_PARTS : cm_grid_count(g);
     uint32_t *keys = NULL, *weights = NULL;
     it.soa = malloc(sizeof(float) * (size_t)k * d);
     it.parts = calloc((size_t)n_parts, sizeof(sums_t));
@@ -435,9 +546,12 @@ int cm__fit_exact(const cm_source_t *src, const cm_params_t *p, cm_algorithm_t a
         cm_ctx_init(&ignored);
         src->keep(src->self, &ignored);
     }
+    /* The histogram's iterations cost its distinct colours: rank 0 makes them alone, and
+     * gives the others the model (fit.c), as it does for mini-batch. */
+    bool iterate = !histogram || cm_comm_rank() == 0;
     int iter = 0;
     bool converged = false;
-    while (rc == 0 && iter < p->max_iter && !converged) {
+    while (rc == 0 && iterate && iter < p->max_iter && !converged) {
         cm__centroids_soa(m->centroids, k, d, it.soa);
         rc = run_iteration(&it, n_parts, histogram ? histogram_part : lloyd_part, part_bytes, p,
                            ctx);

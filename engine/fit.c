@@ -184,6 +184,33 @@ static cm_algorithm_t resolve(cm_algorithm_t alg, const cm_sample_t *sample, con
                : CM_ALG_MINIBATCH;
 }
 
+/* Gives every rank rank 0's fit: the one a single process makes. */
+static void share(cm_model_t *m)
+{
+    if (cm_comm_size() == 1) return;
+    struct {
+        double inertia;
+        int iterations, algorithm, converged;
+    } head = {m->inertia, m->iterations, (int)m->algorithm, m->converged};
+    cm_comm_bcast(&head, sizeof head, 0);
+    cm_comm_bcast(m->centroids, sizeof(double) * (size_t)m->k * m->d, 0);
+    cm_comm_bcast(m->counts, sizeof(int64_t) * (size_t)m->k, 0);
+    *m = (cm_model_t){.k = m->k,
+                      .d = m->d,
+                      .centroids = m->centroids,
+                      .mean = m->mean,
+                      .std = m->std,
+                      .counts = m->counts,
+                      .inertia = head.inertia,
+                      .seed = m->seed,
+                      .iterations = head.iterations,
+                      .algorithm = (cm_algorithm_t)head.algorithm,
+                      .colorspace = m->colorspace,
+                      .converged = head.converged,
+                      .sample_px = m->sample_px,
+                      .n_pixels = m->n_pixels};
+}
+
 /* Fits on sample. own is the sample itself when the caller took it for this fit alone
  * (cm_fit_many), else NULL: an exact pass reads the image, not the sample, so the points an
  * owner holds are freed before it. */
@@ -199,11 +226,17 @@ static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, c
                "fit's");
     cm_model_t *m = NULL;
     CM_TRY(model_for(sample, p, &m, ctx));
-    int rc = start_centroids(sample, p, m, ctx);
+    /* In a job of several ranks every rank holds the sample; rank 0 alone finds the starts and
+     * makes the mini-batch steps (the others would only repeat them), and the exact passes
+     * share the image's chunks among the ranks. */
+    bool lead = cm_comm_rank() == 0;
+    int rc = lead ? start_centroids(sample, p, m, ctx) : 0;
     m->algorithm = resolve(p->algorithm, sample, m);
+    if (rc == 0) rc = cm_comm_test_fault("fit", ctx);
     if (rc == 0 && m->algorithm == CM_ALG_MINIBATCH) {
-        rc = fit_minibatch(sample, p, m, ctx);
+        if (lead) rc = fit_minibatch(sample, p, m, ctx);
     } else if (rc == 0) {
+        cm_comm_bcast(m->centroids, sizeof(double) * (size_t)m->k * m->d, 0);
         if (own) { /* the exact modes read the whole image instead */
             free(own->pts);
             own->pts = NULL;
@@ -214,6 +247,7 @@ static int fit_on(cm_sample_t *sample, cm_sample_t *own, const cm_params_t *p, c
         cm_model_free(m);
         return rc;
     }
+    share(m);
     for (int j = 0; (m->mean || m->colorspace != CM_COLORSPACE_RGB) && j < m->k; j++) {
         double *c = m->centroids + (size_t)j * m->d; /* back to sample units */
         cm__centroid_samples(m->colorspace, g->stype, m->d, m->mean, m->std, c, c);

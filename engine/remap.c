@@ -296,7 +296,9 @@ int cm__write_chunk(void *arg, int worker, cm_ctx_t *ctx)
     const cm__write_task_t *t = arg;
     cm__remapper_t *r = t->r;
     cm__chunk_out_t *c = &r->chunks[t->idx];
-    int rc = r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded, ctx);
+    int rc = r->sink->put ? r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded,
+                                         ctx)
+                          : 0;
     for (int j = 0; j < r->model->k; j++) {
         r->model->counts[j] += c->counts[j];
         r->n_pixels += c->counts[j];
@@ -414,6 +416,156 @@ void cm__pass_figures(const cm__pass_t *pass)
     }
 }
 
+/* ---- a pass shared by the ranks of a job ----
+ * Chunk c is read and remapped by rank c % ranks: round robin, so that rank 0, which puts every
+ * chunk in order, finds the next one made or nearly. A remapped chunk travels to rank 0 as one
+ * message per model (its index, inertia, counts, then what the sink packed, or its pixels and
+ * labels); in rank 0 a receive task takes its place in the chain of writes. The writes of all
+ * models form one chain on every rank, (chunk, model) in order, so that one thread at a time
+ * calls MPI and the messages of a rank arrive in the order rank 0 takes them. */
+enum { TAG_REMAP = 7 };
+
+typedef struct chunk_head {
+    int64_t idx;
+    double inertia;
+} chunk_head_t;
+
+static size_t labels_bytes(const cm__remapper_t *r, int64_t n_px)
+{
+    return (size_t)n_px * (size_t)(r->label_bits / 8);
+}
+
+static int send_chunk(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const cm__write_task_t *t = arg;
+    cm__remapper_t *r = t->r;
+    const cm_sink_t *sink = r->sink;
+    cm__chunk_out_t *c = &r->chunks[t->idx];
+    int64_t x, y, w, h;
+    cm_grid_rect(&r->src->grid, t->idx, &x, &y, &w, &h);
+    size_t counts = sizeof(int64_t) * (size_t)r->model->k, head = sizeof(chunk_head_t) + counts;
+    size_t px = 0, lb = 0, packed = 0;
+    uint8_t *bytes = NULL;
+    int rc = 0;
+    if (sink->put && sink->encode) {
+        rc = sink->pack ? sink->pack(sink->self, c->encoded, &bytes, &packed, ctx)
+                        : cm_fail(ctx, CM_EINTERNAL, "the sink cannot send chunks to rank 0");
+    } else if (sink->put) {
+        px = cm_grid_chunk_bytes(&r->src->grid);
+        lb = c->labels ? labels_bytes(r, w * h) : 0;
+    }
+    uint8_t *msg = rc == 0 ? malloc(head + packed + px + lb) : NULL;
+    if (rc == 0 && !msg) rc = cm_fail(ctx, CM_ENOMEM, "out of memory sending chunk %lld", (long long)t->idx);
+    if (rc == 0) {
+        chunk_head_t h0 = {t->idx, c->inertia};
+        memcpy(msg, &h0, sizeof h0);
+        memcpy(msg + sizeof h0, c->counts, counts);
+        if (packed) memcpy(msg + head, bytes, packed);
+        if (px) memcpy(msg + head, c->pixels, px);
+        if (lb) memcpy(msg + head + px, c->labels, lb);
+        cm_comm_send(msg, head + packed + px + lb, 0, TAG_REMAP);
+    }
+    free(msg);
+    free(bytes);
+    cm__chunk_out_free(sink, c);
+    return rc;
+}
+
+static int receive_chunk(void *arg, int worker, cm_ctx_t *ctx)
+{
+    const cm__write_task_t *t = arg;
+    cm__remapper_t *r = t->r;
+    const cm_sink_t *sink = r->sink;
+    cm__chunk_out_t *c = &r->chunks[t->idx];
+    int64_t x, y, w, h;
+    cm_grid_rect(&r->src->grid, t->idx, &x, &y, &w, &h);
+    size_t counts = sizeof(int64_t) * (size_t)r->model->k, head = sizeof(chunk_head_t) + counts;
+    uint8_t *msg = NULL;
+    size_t n = 0;
+    CM_TRY(cm_comm_recv(&msg, &n, (int)(t->idx % cm_comm_size()), TAG_REMAP, ctx));
+    chunk_head_t h0 = {-1, 0.0};
+    if (n >= head) memcpy(&h0, msg, sizeof h0);
+    int rc = h0.idx == t->idx ? 0
+                              : cm_fail(ctx, CM_EINTERNAL, "rank %d sent chunk %lld for %lld",
+                                        (int)(t->idx % cm_comm_size()), (long long)h0.idx,
+                                        (long long)t->idx);
+    c->counts = rc == 0 ? malloc(counts) : NULL;
+    if (rc == 0 && !c->counts) rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+    if (rc == 0) {
+        memcpy(c->counts, msg + sizeof h0, counts);
+        c->inertia = h0.inertia;
+    }
+    if (rc == 0 && sink->put && sink->encode) {
+        rc = sink->unpack(sink->self, msg + head, n - head, &c->encoded, ctx);
+    } else if (rc == 0 && sink->put) {
+        size_t px = cm_grid_chunk_bytes(&r->src->grid), lb = n - head - px;
+        c->pixels = malloc(px);
+        c->labels = lb ? malloc(lb) : NULL;
+        if (!c->pixels || (lb && !c->labels))
+            rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+        if (rc == 0) memcpy(c->pixels, msg + head, px);
+        if (rc == 0 && lb) memcpy(c->labels, msg + head + px, lb);
+    }
+    free(msg);
+    if (rc < 0) {
+        cm__chunk_out_free(sink, c);
+        return rc;
+    }
+    return cm__write_chunk(arg, worker, ctx); /* puts it, adds its figures, frees it */
+}
+
+/* The tasks of a pass shared by the ranks: this rank's remaps, and its part of the one chain
+ * of writes (rank 0: a write or a receive for every chunk; the others: a send for each of
+ * theirs). */
+static int add_shared_pass(cm_graph_t *graph, cm__pass_t *pass, int64_t n_chunks, size_t held,
+                           size_t scratch, cm__remap_task_t *tasks, cm__write_task_t *writes,
+                           cm_ctx_t *ctx)
+{
+    int me = cm_comm_rank(), size = cm_comm_size(), prev = -1;
+    for (int64_t c = 0; c < n_chunks; c++) {
+        bool own = c % size == me;
+        if (!own && me != 0) continue;
+        int remap_id = -1;
+        tasks[c] = (cm__remap_task_t){pass, c};
+        if (own)
+            CM_TRY(cm_graph_add(graph,
+                                &(cm_task_t){.fn = cm__remap_chunk,
+                                             .kind = "remap",
+                                             .arg = &tasks[c],
+                                             .out_bytes = held,
+                                             .work_bytes = scratch},
+                                &remap_id, ctx));
+        for (int i = 0; i < pass->n; i++) {
+            cm__write_task_t *w = &writes[c * pass->n + i];
+            *w = (cm__write_task_t){&pass->r[i], c, pass->job};
+            int deps[2], n_deps = 0;
+            if (remap_id >= 0) deps[n_deps++] = remap_id;
+            if (prev >= 0) deps[n_deps++] = prev;
+            cm_task_fn fn = !own ? receive_chunk : me == 0 ? cm__write_chunk : send_chunk;
+            CM_TRY(cm_graph_add(graph,
+                                &(cm_task_t){.fn = fn,
+                                             .kind = !own ? "receive" : me == 0 ? "write" : "send",
+                                             .arg = w,
+                                             .weight = i == 0,
+                                             .deps = deps,
+                                             .n_deps = n_deps},
+                                &prev, ctx));
+        }
+    }
+    return 0;
+}
+
+/* Gives every rank the figures rank 0 added up. */
+static void share_figures(cm__pass_t *pass)
+{
+    for (int i = 0; i < pass->n; i++) {
+        cm__remapper_t *r = &pass->r[i];
+        cm_comm_bcast(r->model->counts, sizeof(int64_t) * (size_t)r->model->k, 0);
+        cm_comm_bcast(&r->inertia, sizeof r->inertia, 0);
+        cm_comm_bcast(&r->n_pixels, sizeof r->n_pixels, 0);
+    }
+}
+
 int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_models,
                   const cm_params_t *p, const cm_sink_t *sinks, cm_ctx_t *ctx)
 {
@@ -451,12 +603,15 @@ int cm_remap_many(const cm_source_t *src, cm_model_t *const *models, int n_model
     size_t held, scratch;
     cm__pass_bytes(src, ks, n_models, labels, &held, &scratch);
     cm__pass_fns_t fns = {cm__remap_chunk, cm__write_chunk};
-    rc = cm__add_pass(graph, &pass, fns, n_chunks, held, scratch, -1, tasks, writes, prev_write,
-                      ctx);
+    bool shared = cm_comm_size() > 1;
+    rc = shared ? add_shared_pass(graph, &pass, n_chunks, held, scratch, tasks, writes, ctx)
+                : cm__add_pass(graph, &pass, fns, n_chunks, held, scratch, -1, tasks, writes,
+                               prev_write, ctx);
     if (rc < 0) goto cleanup;
     for (int i = 0; i < n_models; i++)
         memset(models[i]->counts, 0, sizeof(int64_t) * (size_t)models[i]->k);
     rc = cm__graph_run(graph, p, "remap", ctx);
+    if (rc == 0 && shared) share_figures(&pass);
     if (rc == 0) cm__pass_figures(&pass);
 cleanup:
     for (int i = 0; pass.r && i < n_models; i++)

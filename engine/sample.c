@@ -55,6 +55,7 @@ typedef struct sample_task {
     int64_t *pos;   /* per point: y * width + x, after the positions of earlier sources */
     uint64_t *hash; /* and its pixel_hash */
     int64_t n, cap;
+    bool mine; /* this rank reads it */
 } sample_task_t;
 
 static uint64_t pixel_hash(uint64_t seed, int64_t pos)
@@ -244,9 +245,67 @@ size_t cm__sample_task_bytes(const cm_source_t *src)
     return cm_grid_chunk_bytes(g) + (size_t)g->chunk_w * (sizeof(float) * cm_grid_features(g) + 1);
 }
 
+/* In a job of several ranks each reads a contiguous share of the chunks (of all the sources),
+ * and every rank then gets every chunk's points (exchange): the sample is the one a single
+ * process takes, whatever the ranks. */
 static bool in_round(void *user, int64_t idx)
 {
-    return ((const sample_task_t *)user)[idx].s != NULL;
+    const sample_task_t *t = (const sample_task_t *)user + idx;
+    return t->s != NULL && t->mine;
+}
+
+/* Gives every rank the points of the round's chunks that the others read: each chunk's
+ * [index, n, points, positions, hashes], in chunk order, gathered in rank order. */
+static int exchange(sample_task_t *tasks, int64_t n_chunks, int d, cm_ctx_t *ctx)
+{
+    if (cm_comm_size() == 1) return 0;
+    size_t point = sizeof(float) * (size_t)d + sizeof(int64_t) + sizeof(uint64_t), bytes = 0;
+    for (int64_t i = 0; i < n_chunks; i++)
+        if (tasks[i].s && tasks[i].mine) bytes += 2 * sizeof(int64_t) + (size_t)tasks[i].n * point;
+    uint8_t *mine = malloc(bytes ? bytes : 1), *all = NULL, *at = mine;
+    CM_FAIL_IF(ctx, !mine, CM_ENOMEM, "out of memory for the sample");
+    for (int64_t i = 0; i < n_chunks; i++) {
+        const sample_task_t *t = &tasks[i];
+        if (!t->s || !t->mine) continue;
+        memcpy(at, &i, sizeof i);
+        memcpy(at + sizeof i, &t->n, sizeof t->n);
+        at += 2 * sizeof(int64_t);
+        size_t n = (size_t)t->n;
+        if (!n) continue;
+        memcpy(at, t->pts, sizeof(float) * (size_t)d * n);
+        at += sizeof(float) * (size_t)d * n;
+        memcpy(at, t->pos, sizeof(int64_t) * n);
+        at += sizeof(int64_t) * n;
+        memcpy(at, t->hash, sizeof(uint64_t) * n);
+        at += sizeof(uint64_t) * n;
+    }
+    size_t total = 0;
+    int rc = cm_comm_allgather(mine, bytes, &all, &total, ctx);
+    free(mine);
+    for (at = all; rc == 0 && at < all + total;) {
+        int64_t i, n;
+        memcpy(&i, at, sizeof i);
+        memcpy(&n, at + sizeof i, sizeof n);
+        at += 2 * sizeof(int64_t);
+        sample_task_t *t = &tasks[i];
+        size_t len = (size_t)n * point;
+        if (!t->mine && n) {
+            t->pts = malloc(sizeof(float) * (size_t)d * (size_t)n);
+            t->pos = malloc(sizeof(int64_t) * (size_t)n);
+            t->hash = malloc(sizeof(uint64_t) * (size_t)n);
+            if (!t->pts || !t->pos || !t->hash) {
+                rc = cm_fail(ctx, CM_ENOMEM, "out of memory for the sample");
+                break;
+            }
+            t->n = t->cap = n;
+            memcpy(t->pts, at, sizeof(float) * (size_t)d * (size_t)n);
+            memcpy(t->pos, at + sizeof(float) * (size_t)d * (size_t)n, sizeof(int64_t) * (size_t)n);
+            memcpy(t->hash, at + len - sizeof(uint64_t) * (size_t)n, sizeof(uint64_t) * (size_t)n);
+        }
+        at += len;
+    }
+    free(all);
+    return rc;
 }
 
 /* Reads the chunks that meet the cells of round s->round, source after source (tasks: one per
@@ -254,6 +313,8 @@ static bool in_round(void *user, int64_t idx)
 static int read_round(sampler_t *s, sample_task_t *tasks, const cm_params_t *p, cm_ctx_t *ctx)
 {
     size_t bytes = 0;
+    int64_t lo, hi, n_chunks = s->span[s->n_srcs].chunk;
+    cm_comm_share(n_chunks, cm_comm_rank(), &lo, &hi);
     for (int si = 0; si < s->n_srcs; si++) {
         const cm_grid_t *g = &s->srcs[si].grid;
         const span_t *sp = &s->span[si];
@@ -265,18 +326,21 @@ static int read_round(sampler_t *s, sample_task_t *tasks, const cm_params_t *p, 
             for (int64_t cy = y / CELL; cy <= (y + h - 1) / CELL && !meets; cy++)
                 for (int64_t cx = x / CELL; cx <= (x + w - 1) / CELL && !meets; cx++)
                     meets = s->round_of[sp->cell + cy * sp->cells_x + cx] == s->round;
-            tasks[sp->chunk + i] = (sample_task_t){.s = meets ? s : NULL, .src = si, .chunk = i};
+            int64_t at = sp->chunk + i;
+            tasks[at] = (sample_task_t){
+                .s = meets ? s : NULL, .src = si, .chunk = i, .mine = at >= lo && at < hi};
             if (meets && b > bytes) bytes = b;
         }
     }
-    cm__items_t chunks = {.n = s->span[s->n_srcs].chunk,
+    cm__items_t chunks = {.n = n_chunks,
                           .each = sample_chunk,
                           .want = in_round,
                           .user = tasks,
                           .work_bytes = bytes,
                           .kind = "sample",
                           .counted = true};
-    return cm__run_items(&chunks, p, "sample", ctx);
+    CM_TRY(cm__run_items(&chunks, p, "sample", ctx));
+    return exchange(tasks, n_chunks, s->d, ctx);
 }
 
 /* The area of a cell of the shared list: found by its source (a binary search of the spans),
