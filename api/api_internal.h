@@ -122,6 +122,9 @@ typedef struct cm__outputs {
     uint32_t masked;
     cm_writer_t *w_out, *w_labels;
     cm__writers_sink_t sink; /* what the remap's sink writes through */
+    /* A rank other than 0 in a pass shared by a job's ranks: its writers only encode, and rank
+     * 0 writes the files (set by the caller after cm__outputs_plan). */
+    bool encode_only;
 } cm__outputs_t;
 
 /* Chooses the file format (by the extension of out and of labels), compression (the input's,

@@ -11,6 +11,7 @@ static int apply_input(cm__input_t *in, cm_model_t *model, const cm_model_meta_t
     cm__outputs_t w;
     cm_sink_t sink;
     int rc = cm__outputs_plan(&w, o, in->img, &in->src, model->k, out_path, o->labels_path, ctx);
+    w.encode_only = cm_comm_rank() != 0; /* rank 0 writes the files of a job */
     if (rc == 0) rc = cm__budget_check(&in->src, &p, o->labels_path || w.palette, ctx);
     if (rc == 0) rc = cm__outputs_open(&w, ctx);
     if (rc == 0) rc = cm__input_prepare(in, o, ctx);

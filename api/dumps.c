@@ -17,6 +17,10 @@ static void graph_to_dot(void *user, const char *stage, const cm_graph_t *g)
 int cm__dumps_begin(cm__dumps_t *d, const cm_options_t *o, cm_params_t *p, cm_ctx_t *ctx)
 {
     *d = (cm__dumps_t){.o = o};
+    if (cm_comm_rank() != 0) { /* rank 0's trace and graph stand for the job's */
+        d->o = NULL;
+        return 0;
+    }
     if (o->trace_path && !p->trace) {
         d->own_trace = p->trace = cm_trace_create();
         CM_FAIL_IF(ctx, !p->trace, CM_ENOMEM, "out of memory for the trace");

@@ -105,12 +105,19 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
     return 0;
 }
 
+static int open_writer(const cm__outputs_t *w, const char *path, const cm_writer_spec_t *spec,
+                       cm_writer_t **out, cm_ctx_t *ctx)
+{
+    return w->encode_only ? cm_writer_open_encoder(path, spec, out, ctx)
+                          : cm_writer_open(path, spec, out, ctx);
+}
+
 int cm__outputs_open(cm__outputs_t *w, cm_ctx_t *ctx)
 {
     CM_TRY(cm__check_not_dir(w->out, ctx));
     CM_TRY(cm__check_not_dir(w->labels, ctx));
-    if (!w->palette) CM_TRY(cm_writer_open(w->out, &w->spec, &w->w_out, ctx));
-    if (w->labels) CM_TRY(cm_writer_open(w->labels, &w->lspec, &w->w_labels, ctx));
+    if (!w->palette) CM_TRY(open_writer(w, w->out, &w->spec, &w->w_out, ctx));
+    if (w->labels) CM_TRY(open_writer(w, w->labels, &w->lspec, &w->w_labels, ctx));
     return 0;
 }
 
@@ -121,7 +128,7 @@ int cm__outputs_set_k(cm__outputs_t *w, const cm_source_t *src, int k, cm_ctx_t 
     if (w->w_labels && bits != w->label_bits) { /* uint16 labels become uint8 */
         cm_writer_abort(w->w_labels);
         w->w_labels = NULL;
-        CM_TRY(cm_writer_open(w->labels, &w->lspec, &w->w_labels, ctx));
+        CM_TRY(open_writer(w, w->labels, &w->lspec, &w->w_labels, ctx));
     }
     return 0;
 }
@@ -136,7 +143,7 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
         pspec.format = w->format;
         pspec.colormap_n = m->k;
         pspec.bigtiff = w->lspec.bigtiff;
-        CM_TRY(cm_writer_open(w->out, &pspec, &w->w_out, ctx));
+        CM_TRY(open_writer(w, w->out, &pspec, &w->w_out, ctx));
     }
     w->sink = (cm__writers_sink_t){.grid = &w->in->grid,
                                    .out = w->w_out,
@@ -148,6 +155,10 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
 
 int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
 {
+    if (w->encode_only) { /* rank 0 writes the files */
+        cm__outputs_abort(w);
+        return 0;
+    }
     if (w->w_labels) {
         int rc = cm_writer_commit(w->w_labels, ctx);
         w->w_labels = NULL;

@@ -92,6 +92,7 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
         out->k_asked = ks[i] = out->k;
         CM_TRY(cm__outputs_plan(&out->w, &r->o, r->in.img, &r->in.src, out->k, out->req->out,
                                 out->req->labels, ctx));
+        out->w.encode_only = cm_comm_rank() != 0;
         labels |= out->req->labels || out->w.palette;
     }
     CM_TRY(cm__dumps_begin(&r->dumps, &r->o, &r->p, ctx));
@@ -149,6 +150,14 @@ static int remap_all(run_t *r, cm_ctx_t *ctx)
     CM_FAIL_IF(ctx, r->p.cancel && *r->p.cancel, CM_ECANCELED, "interrupted");
     r->rep.chunks_reused = cm__input_take_reused(&r->in);
     r->rep.chunks_read = cm__input_take_reads(&r->in) - r->rep.chunks_reused;
+    /* The job's reads, all ranks': a chunk the fit kept is reused only by the rank that read
+     * it, so with several ranks these are not one process's figures (the only ones that are
+     * not). */
+    int64_t reads[3] = {r->rep.fit_chunks_read, r->rep.chunks_read, r->rep.chunks_reused};
+    cm_comm_sum_i64(reads, 3);
+    r->rep.fit_chunks_read = reads[0];
+    r->rep.chunks_read = reads[1];
+    r->rep.chunks_reused = reads[2];
     return 0;
 }
 
@@ -158,6 +167,7 @@ static int remap_all(run_t *r, cm_ctx_t *ctx)
  * failed run leaves none. */
 static int commit_all(run_t *r, cm_ctx_t *ctx)
 {
+    if (cm_comm_rank() != 0) return 0; /* rank 0 writes the files of a job */
     for (int i = 0; i < r->n; i++) {
         run_out_t *out = &r->outs[i];
         if (!out->req->model) continue;

@@ -1,6 +1,7 @@
 /* The remap sink that writes through TIFF writers: each chunk's tiles are compressed in the
  * worker that remapped it, then written in chunk order by the single writer. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "api_internal.h"
 
@@ -42,11 +43,55 @@ static void sink_discard(void *self, void *encoded)
     free(e);
 }
 
+/* The pair as bytes: the image's packed tiles, then the label map's (each after its length). */
+static int sink_pack(void *self, const void *encoded, uint8_t **bytes, size_t *n, cm_ctx_t *ctx)
+{
+    const encoded_pair_t *e = encoded;
+    uint8_t *part[2] = {NULL, NULL};
+    uint64_t len[2] = {0, 0};
+    size_t got[2] = {0, 0};
+    int rc = cm_encoded_pack(e->out, &part[0], &got[0], ctx);
+    if (rc == 0 && e->labels) rc = cm_encoded_pack(e->labels, &part[1], &got[1], ctx);
+    len[0] = got[0];
+    len[1] = got[1];
+    size_t total = sizeof len + got[0] + got[1];
+    uint8_t *b = rc == 0 ? malloc(total) : NULL;
+    if (rc == 0 && !b) rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+    if (rc == 0) {
+        memcpy(b, len, sizeof len);
+        memcpy(b + sizeof len, part[0], got[0]);
+        if (got[1]) memcpy(b + sizeof len + got[0], part[1], got[1]);
+        *bytes = b;
+        *n = total;
+    }
+    free(part[0]);
+    free(part[1]);
+    return rc;
+}
+
+static int sink_unpack(void *self, const uint8_t *bytes, size_t n, void **encoded, cm_ctx_t *ctx)
+{
+    uint64_t len[2];
+    CM_FAIL_IF(ctx, n < sizeof len, CM_EINTERNAL, "a chunk of %zu bytes", n);
+    memcpy(len, bytes, sizeof len);
+    CM_FAIL_IF(ctx, len[0] > n - sizeof len || len[1] > n - sizeof len - len[0], CM_EINTERNAL,
+               "a chunk of %zu bytes", n);
+    encoded_pair_t *e = calloc(1, sizeof *e);
+    CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory");
+    *encoded = e;
+    CM_TRY(cm_encoded_unpack(bytes + sizeof len, (size_t)len[0], &e->out, ctx));
+    if (len[1])
+        CM_TRY(cm_encoded_unpack(bytes + sizeof len + len[0], (size_t)len[1], &e->labels, ctx));
+    return 0;
+}
+
 cm_sink_t cm__writers_sink(const cm__writers_sink_t *state)
 {
     return (cm_sink_t){.encode = sink_encode,
                        .put = sink_put,
                        .discard = sink_discard,
+                       .pack = sink_pack,
+                       .unpack = sink_unpack,
                        .self = (void *)state,
                        .want_labels = state->labels || state->out_takes_labels};
 }

@@ -177,8 +177,17 @@ int cm_writer_check(const char *path, const cm_writer_spec_t *spec, cm_ctx_t *ct
 int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
                    cm_ctx_t *ctx);
 
+/* A writer that only encodes (cm_writer_encode), for a rank of a job whose output rank 0
+ * writes: it creates no file, and is dropped with cm_writer_abort. */
+int cm_writer_open_encoder(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
+                           cm_ctx_t *ctx);
+
 /* Tiles compressed, waiting to be written. */
 typedef struct cm_encoded cm_encoded_t;
+
+/* Encoded tiles as bytes (malloc'd into *bytes), to travel to another rank; and back. */
+int cm_encoded_pack(const cm_encoded_t *e, uint8_t **bytes, size_t *n, cm_ctx_t *ctx);
+int cm_encoded_unpack(const uint8_t *bytes, size_t n, cm_encoded_t **out, cm_ctx_t *ctx);
 
 /* Compresses the tiles of the rectangle (x, y, w, h) of the image (x and y on tile boundaries,
  * w and h whole tiles except at the right and bottom edges; pixels packed at w * bands samples

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cm_comm.h"
 #include "cm_io.h"
 #include "cm_version.h"
 #include "io_internal.h"
@@ -340,7 +341,8 @@ static int open_rows(cm_writer_t *wr, const cm_writer_spec_t *spec, int fd, cm_c
                : cm__jpeg_writer_open(wr->path, spec, &meta, f, &wr->rows, ctx);
 }
 
-int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out, cm_ctx_t *ctx)
+static int writer_open(const char *path, const cm_writer_spec_t *spec, bool encoder,
+                       cm_writer_t **out, cm_ctx_t *ctx)
 {
     CM_TRY(cm_writer_check(path, spec, ctx));
     CM_FAIL_IF(ctx,
@@ -383,7 +385,15 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
     wr->spec.colormap = NULL;
     wr->spec.tags_from = NULL;
 
-    int fd = cm__tmpfile_next_to(path, wr->tmp, tmp_size);
+    /* An encoder's file is /dev/null: a PNG or JPEG header goes there, and nothing else. */
+    int fd = encoder ? open("/dev/null", O_WRONLY | O_CLOEXEC)
+                     : cm__tmpfile_next_to(path, wr->tmp, tmp_size);
+    if (encoder && fd >= 0) {
+        free(wr->tmp);
+        wr->tmp = NULL;
+    } else if (fd >= 0) {
+        cm_comm_remember(wr->tmp); /* removed if the job is ended from outside */
+    }
     if (fd < 0) {
         int e = errno;
         free(wr->tmp);
@@ -397,6 +407,11 @@ int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t *
             cm_writer_abort(wr);
             return rc;
         }
+        *out = wr;
+        return 0;
+    }
+    if (encoder) { /* tiles are encoded in memory TIFFs of their own */
+        close(fd);
         *out = wr;
         return 0;
     }
@@ -548,8 +563,97 @@ int cm__writer_put(cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int64_t h, 
     return rc;
 }
 
+int cm_writer_open(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out, cm_ctx_t *ctx)
+{
+    return writer_open(path, spec, false, out, ctx);
+}
+
+int cm_writer_open_encoder(const char *path, const cm_writer_spec_t *spec, cm_writer_t **out,
+                           cm_ctx_t *ctx)
+{
+    return writer_open(path, spec, true, out, ctx);
+}
+
+/* The bytes of encoded tiles: a header, each piece's index and size, then the pieces. */
+typedef struct packed_head {
+    int64_t x, y, w, h;
+    uint64_t raw_len;
+    uint32_t adler;
+    int32_t n;
+    uint8_t raw;
+} packed_head_t;
+
+int cm_encoded_pack(const cm_encoded_t *e, uint8_t **bytes, size_t *n, cm_ctx_t *ctx)
+{
+    size_t total = sizeof(packed_head_t);
+    for (int i = 0; i < e->n; i++) total += sizeof(uint32_t) + sizeof(uint64_t) + e->size[i];
+    uint8_t *b = calloc(1, total), *at = b + sizeof(packed_head_t);
+    CM_FAIL_IF(ctx, !b, CM_ENOMEM, "out of memory packing %zu bytes of tiles", total);
+    packed_head_t h = {e->x, e->y, e->w, e->h, e->raw_len, e->adler, e->n, e->raw};
+    memcpy(b, &h, sizeof h);
+    for (int i = 0; i < e->n; i++) {
+        uint32_t tile = e->tile ? e->tile[i] : 0;
+        uint64_t size = e->size[i];
+        memcpy(at, &tile, sizeof tile);
+        memcpy(at + sizeof tile, &size, sizeof size);
+        at += sizeof tile + sizeof size;
+    }
+    for (int i = 0; i < e->n; i++) {
+        if (e->size[i]) memcpy(at, e->data[i], e->size[i]);
+        at += e->size[i];
+    }
+    *bytes = b;
+    *n = total;
+    return 0;
+}
+
+int cm_encoded_unpack(const uint8_t *bytes, size_t n, cm_encoded_t **out, cm_ctx_t *ctx)
+{
+    packed_head_t h;
+    CM_FAIL_IF(ctx, n < sizeof h, CM_EINTERNAL, "packed tiles of %zu bytes", n);
+    memcpy(&h, bytes, sizeof h);
+    size_t index = (size_t)(h.n > 0 ? h.n : 0) * (sizeof(uint32_t) + sizeof(uint64_t));
+    CM_FAIL_IF(ctx, h.n < 0 || n - sizeof h < index, CM_EINTERNAL, "packed tiles of %zu bytes",
+               n);
+    cm_encoded_t *e = calloc(1, sizeof *e);
+    if (e) {
+        *e = (cm_encoded_t){.x = h.x, .y = h.y, .w = h.w, .h = h.h, .raw = h.raw, .adler = h.adler,
+                            .raw_len = (size_t)h.raw_len};
+        e->tile = malloc(sizeof(uint32_t) * (size_t)(h.n ? h.n : 1));
+        e->size = malloc(sizeof(size_t) * (size_t)(h.n ? h.n : 1));
+        e->data = calloc((size_t)(h.n ? h.n : 1), sizeof(uint8_t *));
+    }
+    int rc = e && e->tile && e->size && e->data ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+    const uint8_t *at = bytes + sizeof h, *data = at + index, *end = bytes + n;
+    for (int i = 0; rc == 0 && i < h.n; i++, e->n++) {
+        uint64_t size;
+        memcpy(&e->tile[i], at, sizeof(uint32_t));
+        memcpy(&size, at + sizeof(uint32_t), sizeof size);
+        at += sizeof(uint32_t) + sizeof size;
+        if (size > (uint64_t)(end - data)) {
+            rc = cm_fail(ctx, CM_EINTERNAL, "packed tiles of %zu bytes", n);
+            break;
+        }
+        e->size[i] = (size_t)size;
+        e->data[i] = malloc(size ? (size_t)size : 1);
+        if (!e->data[i]) {
+            rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(e->data[i], data, (size_t)size);
+        data += size;
+    }
+    if (rc < 0) {
+        cm_encoded_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
 static void writer_free(cm_writer_t *wr)
 {
+    if (wr->tmp) cm_comm_forget(wr->tmp);
     if (wr->rows) wr->rows->free(wr->rows);
     deflaters_free(wr->deflaters);
     free(wr->tmp);
