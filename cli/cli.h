@@ -38,6 +38,13 @@ bool cli_parse_int_list(const char *opt, const char *s, long long lo, long long 
 /* "512M", "2G", "1.5GiB", "65536": bytes, binary multiples. */
 bool cli_parse_size(const char *opt, const char *s, size_t *out);
 
+/* In a job of several ranks: rank 0 alone prints results, warnings and progress, and a
+ * signal removes this rank's temporary files and ends it at once (the others may wait for it
+ * inside MPI, where no flag is looked at). With -v, rank 0 says how many ranks there are. */
+void cli_join_job(void);
+/* Set when every rank knows the command's outcome: a failure then needs no abort. */
+extern bool cli_job_agreed;
+
 /* Ctrl-C and SIGTERM set this flag (the signal number) so the run stops cleanly. */
 extern volatile sig_atomic_t cli_signal;
 void cli_catch_signals(void);

@@ -28,9 +28,11 @@ void cli_error(const char *fmt, ...)
     va_end(ap);
 }
 
+bool cli_job_agreed = false;
+
 void cli_warn(const char *fmt, ...)
 {
-    if (cli_verbosity < 1) return;
+    if (cli_verbosity < 1 || cm_comm_rank() != 0) return;
     va_list ap;
     va_start(ap, fmt);
     flockfile(stderr);
@@ -245,8 +247,20 @@ static void on_signal(int sig)
     if (!cli_signal) cli_signal = sig; /* the first one is the one reported */
 }
 
+void cli_join_job(void)
+{
+    if (cm_comm_rank() != 0 && !freopen("/dev/null", "w", stdout)) fclose(stdout);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cm_comm_on_term;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
 void cli_catch_signals(void)
 {
+    if (cm_comm_size() > 1) return; /* cli_join_job's handlers stay */
     /* SA_RESTART: a signal must not fail a read or write with EINTR (libtiff does not retry),
      * which would be reported as a bad input or an I/O error instead of the interruption.
      * SA_RESETHAND: the first signal asks for a clean stop; a second one ends the process at
@@ -276,7 +290,14 @@ double cli_now(void)
 void cli_progress_init(cli_progress_t *p, const char *mode, double px_per_chunk)
 {
     bool on = !strcmp(mode, "always") || (!strcmp(mode, "auto") && isatty(STDERR_FILENO));
-    *p = (cli_progress_t){.enabled = on && cli_verbosity > 0, .px_per_chunk = px_per_chunk};
+    *p = (cli_progress_t){.enabled = on && cli_verbosity > 0 && cm_comm_rank() == 0,
+                          .px_per_chunk = px_per_chunk};
+    static bool told;
+    if (cm_comm_launched() && cm_comm_rank() == 0 && cli_verbosity >= 2 && !told) {
+        told = true;
+        fprintf(stderr, "chunkmeans: job of %d ranks, %d threads each (%d ranks on this node)\n",
+                cm_comm_size(), cm_default_threads(), cm_comm_node_size());
+    }
 }
 
 static void hms(char *buf, size_t n, double s)

@@ -31,6 +31,11 @@ int main(int argc, char **argv)
     /* A file-size limit (ulimit -f) must fail the write with EFBIG, which the writers report
      * and clean up after, instead of killing the process and leaving a temporary file. */
     signal(SIGXFSZ, SIG_IGN);
+    /* Under mpirun or srun, the ranks make one job (cm_comm.h); otherwise this does nothing. */
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    if (cm_comm_init(&argc, &argv, &ctx) < 0) cm_comm_abort(cli_fail(&ctx, ctx.code, NULL));
+    if (cm_comm_size() > 1) cli_join_job();
     if (argc < 2) {
         fputs(usage, stderr);
         return CM_EXIT_USAGE;
@@ -52,6 +57,10 @@ int main(int argc, char **argv)
     if (command) {
         int rc = command(argc - 1, argv + 1);
         cm_graph_release_threads(); /* leak checkers see no worker thread left */
+        /* A rank that failed alone would leave the others waiting for it: its failure ends
+         * the job, unless every rank knows the outcome (apply's summary of files). */
+        if (rc != 0 && cm_comm_size() > 1 && !cli_job_agreed) cm_comm_abort(rc);
+        cm_comm_finish();
         return rc;
     }
     cli_error("unknown command '%s' (try 'chunkmeans --help')", cmd);

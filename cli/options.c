@@ -154,6 +154,9 @@ void cli_opts_finish(cli_opts_t *o)
     if (!o->max_iter_given && o->params.algorithm == CM_ALG_LLOYD) o->params.max_iter = 30;
     if (!o->max_iter_given && o->params.algorithm == CM_ALG_HISTOGRAM) o->params.max_iter = 300;
     if (o->params.n_threads <= 0) o->params.n_threads = cm_default_threads();
+    /* --memory is the node's: its ranks share it. */
+    if (cm_comm_node_size() > 1) o->params.budget_bytes /= (size_t)cm_comm_node_size();
+    if (cm_comm_rank() != 0) cli_verbosity = 0; /* rank 0 speaks for the job; errors are each */
 }
 
 cm_options_t cli_file_options(const cli_opts_t *o, cli_progress_t *prog)

@@ -116,7 +116,7 @@ int cm__graph_done_count(const cm_graph_t *g)
 
 int cm_default_threads(void)
 {
-    int n = omp_get_num_procs();
+    int n = omp_get_max_threads(); /* OMP_NUM_THREADS, else the cores this process may use */
     return n > 0 ? n : 1;
 }
 
