@@ -81,6 +81,8 @@ static void test_options_default_to_the_command_s_defaults(void **state)
     assert_null(o.scratch_dir);
     assert_false(o.has_nodata);
     assert_int_equal(o.tile, 512);
+    assert_int_equal(o.shard_index, 0); /* every job */
+    assert_int_equal(o.shard_count, 0);
 }
 
 static void test_run_file_writes_what_fit_then_apply_write(void **state)
@@ -271,7 +273,7 @@ static void test_file_that_is_no_model_is_bad_input_naming_it(void **state)
 
 /* Counts the jobs that ended, by state: cm_apply_files's done callback. */
 typedef struct ended {
-    int n[4];
+    int n[CM_FILE_OTHER_SHARD + 1];
 } ended_t;
 
 static void count_ended(void *user, const cm_file_job_t *job)
@@ -353,6 +355,70 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
     assert_int_equal(jobs[0].state, CM_FILE_WRITTEN);
     assert_int_equal(stat(outs[0], &after), 0);
     assert_int_not_equal(before.st_ino, after.st_ino);
+    cm_model_free(model);
+}
+
+static void test_apply_files_in_shards_does_each_job_in_exactly_one_part(void **state)
+{
+    (void)state;
+    /* Five inputs of one size and a missing one (0 bytes): by the rule, parts 0 1 0 1 0 1. */
+    enum { N = 6, PARTS = 2 };
+    static const int part_of[N] = {0, 1, 0, 1, 0, 1};
+    char outs[PARTS][N][FX_PATH_MAX], whole[N][FX_PATH_MAX], missing[FX_PATH_MAX];
+    fx_path(missing, "shard-missing.tif");
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL;
+    cm_model_meta_t meta;
+    assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
+    cm_file_job_t all[N] = {0};
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "whole%d.tif", i);
+        all[i] =
+            (cm_file_job_t){.in = i == N - 1 ? missing : in_path, .out = fx_path(whole[i], name)};
+    }
+    assert_int_equal(cm_apply_files(model, &meta, all, N, &o, NULL, NULL, &ctx), 0);
+
+    for (int part = 0; part < PARTS; part++) {
+        cm_file_job_t jobs[N] = {0};
+        for (int i = 0; i < N; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "part%d-%d.tif", part, i);
+            jobs[i] = (cm_file_job_t){.in = all[i].in, .out = fx_path(outs[part][i], name)};
+        }
+        o.shard_index = part;
+        o.shard_count = PARTS;
+        ended_t ended = {{0}};
+        assert_int_equal(cm_apply_files(model, &meta, jobs, N, &o, count_ended, &ended, &ctx), 0);
+        for (int i = 0; i < N; i++) {
+            if (part_of[i] != part) {
+                assert_int_equal(jobs[i].state, CM_FILE_OTHER_SHARD);
+                assert_false(fx_exists(outs[part][i]));
+            } else if (i == N - 1) {
+                assert_int_equal(jobs[i].state, CM_FILE_FAILED);
+                assert_int_equal(jobs[i].rc, CM_EINPUT);
+            } else {
+                assert_int_equal(jobs[i].state, CM_FILE_WRITTEN);
+                assert_true(fx_same_bytes(outs[part][i], whole[i]));
+            }
+        }
+        /* done hears of the part's jobs only. */
+        assert_int_equal(ended.n[CM_FILE_OTHER_SHARD], 0);
+        assert_int_equal(ended.n[CM_FILE_WRITTEN] + ended.n[CM_FILE_FAILED], 3);
+    }
+    assert_int_equal(ctx.code, CM_OK);
+
+    /* A part that is not one of the count's is refused before any job is touched. */
+    static const int bad[][2] = {{2, 2}, {-1, 2}, {0, -1}, {1, 1}, {1, 0}};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        o.shard_index = bad[b][0];
+        o.shard_count = bad[b][1];
+        cm_ctx_init(&ctx);
+        assert_int_equal(cm_apply_files(model, &meta, all, N, &o, NULL, NULL, &ctx), CM_EUSAGE);
+    }
     cm_model_free(model);
 }
 
@@ -494,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_file_that_is_no_model_is_bad_input_naming_it),
         cmocka_unit_test(
             test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures),
+        cmocka_unit_test(test_apply_files_in_shards_does_each_job_in_exactly_one_part),
         cmocka_unit_test(test_shard_split_of_seven_files_into_three_is_the_one_worked_by_hand),
         cmocka_unit_test(
             test_shard_split_puts_every_item_in_one_part_as_the_rule_says_and_balanced),
