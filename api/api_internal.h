@@ -191,6 +191,19 @@ int cm__dumps_begin(cm__dumps_t *d, const cm_options_t *o, cm_params_t *p, cm_ct
  * that cannot be written after a failed run is told through o->warn, with its code. */
 int cm__dumps_end(cm__dumps_t *d, const cm_params_t *p, int rc, cm_ctx_t *ctx);
 
+/* ---- parts of a list of files (shard.c) ---- */
+
+/* Splits n items of the given weights (>= 0; for files, their sizes in bytes) into parts
+ * (>= 1) of about equal total weight: part_of[i] (n entries, filled in) receives item i's
+ * part, from 0 to parts - 1. Greedy longest-processing-time: the items are taken heaviest
+ * first (of equal weights, the lower index first), each to the part of the least total so far
+ * (of equal totals, the lowest part). So every item is in exactly one part, the heaviest part
+ * weighs at most the lightest plus the heaviest item, and the result depends on the weights
+ * and their order alone: every process that splits the same list gets the same parts. Parts
+ * beyond n stay empty. To split a subset, pass its weights and map the indices back.
+ * Thread-safe (it shares nothing). CM_EUSAGE for a bad count or weight, CM_ENOMEM. */
+int cm__shard_split(const int64_t *weights, int n, int parts, int *part_of, cm_ctx_t *ctx);
+
 /* ---- the summary of a run (summary.c) ---- */
 
 /* Writes the summary of a run of in_path with its n outputs to path, atomically. */

@@ -1,6 +1,6 @@
-/* cm_apply_files: one model applied to many TIFF files in one remap pass, each file a
- * sub-graph of it (cm_remap_batch), opened when the pass reaches it and closed as soon as its
- * outputs are committed. */
+/* cm_apply_files: one model applied to many TIFF files (or to one part of them, split by
+ * shard.c) in one remap pass, each file a sub-graph of it (cm_remap_batch), opened when the
+ * pass reaches it and closed as soon as its outputs are committed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +157,27 @@ int64_t cm_apply_files_descriptors(int n_threads)
     return (int64_t)((rlim_t)(n_threads + 1) * per_file(n_threads) + FD_SPARE);
 }
 
+/* Marks the jobs outside part o->shard_index of o->shard_count CM_FILE_OTHER_SHARD, the parts
+ * split by the sizes of the inputs (cm__shard_split). */
+static int select_shard(cm_file_job_t *jobs, int n_jobs, const cm_options_t *o, cm_ctx_t *ctx)
+{
+    if (o->shard_count <= 1 || n_jobs == 0) return 0;
+    int64_t *bytes = malloc((size_t)n_jobs * sizeof *bytes);
+    int *part_of = malloc((size_t)n_jobs * sizeof *part_of);
+    int rc =
+        bytes && part_of ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
+    for (int i = 0; rc == 0 && i < n_jobs; i++) {
+        struct stat st; /* one that cannot be stat'ed fails when the pass opens it */
+        bytes[i] = stat(jobs[i].in, &st) == 0 ? (int64_t)st.st_size : 0;
+    }
+    if (rc == 0) rc = cm__shard_split(bytes, n_jobs, o->shard_count, part_of, ctx);
+    for (int i = 0; rc == 0 && i < n_jobs; i++)
+        if (part_of[i] != o->shard_index) jobs[i].state = CM_FILE_OTHER_SHARD;
+    free(bytes);
+    free(part_of);
+    return rc;
+}
+
 /* Jobs planned but never handed to the pass (a cancel came first) end with rc. */
 static int close_unrun(cm_remap_job_t *rjobs, int n, int rc, cm_ctx_t *ctx)
 {
@@ -174,6 +195,11 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
                "tile side %lld: a multiple of 16 from 16 to 4096", (long long)o->tile);
     CM_FAIL_IF(ctx, o->params.dither != CM_DITHER_NONE && o->params.dither != CM_DITHER_ORDERED,
                CM_EUSAGE, "unknown dither %d", (int)o->params.dither);
+    CM_FAIL_IF(ctx,
+               o->shard_count < 0 || o->shard_index < 0 ||
+                   o->shard_index >= (o->shard_count > 1 ? o->shard_count : 1),
+               CM_EUSAGE, "part %d of %d: parts are numbered from 0 to their count - 1",
+               o->shard_index, o->shard_count);
     batch_t b = {.model = model, .meta = meta, .o = o, .done = done, .user = user};
     b.n_threads = o->params.n_threads > 0 ? o->params.n_threads : cm_default_threads();
     for (int i = 0; i < n_jobs; i++) {
@@ -183,6 +209,7 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         j->rc = 0;
         cm_ctx_init(&j->why);
     }
+    CM_TRY(select_shard(jobs, n_jobs, o, ctx));
     cm_params_t p = o->params;
     cm__dumps_t dumps;
     CM_TRY(cm__dumps_begin(&dumps, o, &p, ctx));
@@ -198,6 +225,7 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
     int n = 0;
     for (int i = 0; i < n_jobs && !(cancel && *cancel); i++) {
         cm_file_job_t *j = &jobs[i];
+        if (j->state == CM_FILE_OTHER_SHARD) continue;
         if (!o->overwrite && exists(j->out) && (!j->labels || exists(j->labels))) {
             j->state = CM_FILE_SKIPPED;
             if (done) done(user, j);

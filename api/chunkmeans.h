@@ -69,6 +69,14 @@ typedef struct cm_options {
     cm_bigtiff_t bigtiff;
     /* cm_apply_files: write outputs that exist already (else they are skipped). */
     bool overwrite;
+    /* cm_apply_files: do only part shard_index (from 0) of shard_count parts of the jobs, so
+     * that separate processes given the same jobs, each another part, do every job once and
+     * together write what one call doing every job writes. The parts are of about equal bytes
+     * of input: the inputs taken largest first (of equal sizes, the earlier job first), each
+     * to the part of the fewest bytes so far (of equal bytes, the lowest part); an input that
+     * cannot be stat'ed counts 0 bytes. They depend on the list of jobs and the sizes of their
+     * inputs alone, never on threads. 0 or 1 part (the default): every job. */
+    int shard_index, shard_count;
     /* Start the fit from the centroids in this JSON file (a model, {"colors": [[r, g, b],
      * ...]} or a list of rows of d numbers, in sample units), or NULL. */
     const char *init_path;
@@ -94,7 +102,8 @@ typedef struct cm_options {
 
 /* Defaults for every field: cm_params_default, compression -1, no label map, nodata from the
  * input (all colour samples equal to it mark a pixel), tiles of 512, format and BigTIFF auto, no
- * overwriting, no files of centroids, summary, trace or graph, no callbacks. */
+ * overwriting, every job (no shards), no files of centroids, summary, trace or graph, no
+ * callbacks. */
 void cm_options_default(cm_options_t *o);
 
 /* ---- one input, fitted and recoloured: run ---- */
@@ -172,7 +181,8 @@ typedef enum cm_file_state {
     CM_FILE_TODO,    /* not reached (the batch was cancelled) */
     CM_FILE_SKIPPED, /* its outputs exist, and o->overwrite is false */
     CM_FILE_WRITTEN,
-    CM_FILE_FAILED
+    CM_FILE_FAILED,
+    CM_FILE_OTHER_SHARD /* in another part than o->shard_index: not this call's to do */
 } cm_file_state_t;
 
 /* One input of cm_apply_files, its outputs, and (once it returns) what became of it. */
@@ -189,12 +199,14 @@ typedef struct cm_file_job {
 
 /* Applies model to n_jobs inputs, each written as cm_apply_file writes one, in ONE remap pass
  * (cm_remap_batch): each input is a sub-graph that overlaps the others within o's threads and
- * memory budget. Outputs that exist already (with their label map) are complete and are
- * skipped unless o->overwrite. An input that fails (a bad file, one the model does not fit,
- * chunks that alone need more than the budget, a write error) is recorded in its job and the
- * others go on. done (may be NULL) is called once for every job when it ends (written,
- * skipped or failed), from any thread. Returns 0 once every job has its outcome, or the
- * failure that stopped the batch (CM_ECANCELED after a cancel: the jobs not done stay
+ * memory budget. With o->shard_count > 1, only the jobs of part o->shard_index are done (an
+ * input that cannot be stat'ed fails in its part, as it would in one call); the others are
+ * CM_FILE_OTHER_SHARD at once. Outputs that exist already (with their label map) are complete
+ * and are skipped unless o->overwrite. An input that fails (a bad file, one the model does not
+ * fit, chunks that alone need more than the budget, a write error) is recorded in its job and
+ * the others go on. done (may be NULL) is called once for every job of the part when it ends
+ * (written, skipped or failed), from any thread. Returns 0 once every job has its outcome, or
+ * the failure that stopped the batch (CM_ECANCELED after a cancel: the jobs not done stay
  * CM_FILE_TODO or are CM_FILE_FAILED with it), or, every job having its outcome, the failure
  * to write o->trace_path.
  * Resources: at most threads + 1 inputs are open at once, each once per thread (fewer inputs,

@@ -35,6 +35,10 @@ bool cli_parse_double(const char *opt, const char *s, double lo, double hi, doub
  * (max_n entries) and *n. */
 bool cli_parse_int_list(const char *opt, const char *s, long long lo, long long hi, int max_n,
                         long long *out, int *n);
+/* "I/N": part I (from 1) of N parts, 1 <= I <= N <= CLI_SHARD_MAX, digits only (no blanks,
+ * signs or anything after N), into *index and *count. */
+enum { CLI_SHARD_MAX = 100000 };
+bool cli_parse_shard(const char *opt, const char *s, int *index, int *count);
 /* "512M", "2G", "1.5GiB", "65536": bytes, binary multiples. */
 bool cli_parse_size(const char *opt, const char *s, size_t *out);
 
@@ -111,6 +115,7 @@ enum {
     CLI_OPT_OVERWRITE,
     CLI_OPT_SUMMARY,
     CLI_OPT_EXT,
+    CLI_OPT_SHARD,
 };
 
 /* The most values -k takes in a list. */

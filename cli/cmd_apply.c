@@ -15,7 +15,7 @@
 static const char apply_help[] =
     "Usage: chunkmeans apply MODEL.json IN OUT [--labels L.tif] [options]\n"
     "       chunkmeans apply MODEL.json IN ... --out-dir DIR [--ext png|tif] [--labels-dir LDIR]\n"
-    "                        [options]\n"
+    "                        [--shard I/N] [options]\n"
     "\n"
     "Writes each input with every pixel replaced by its nearest colour of the model (written\n"
     "by 'chunkmeans fit' or 'run --model-out'), as run does: the same pixels as the run that\n"
@@ -33,6 +33,16 @@ static const char apply_help[] =
     "bad file, or chunks that alone need more than --memory) is reported and the others go\n"
     "on; the end lists every failure, one line each.\n"
     "\n"
+    "--shard I/N does only the I-th of N parts of the inputs, for N jobs that need no MPI (a\n"
+    "Slurm job array): the parts are of about equal bytes, split by the inputs' sizes alone,\n"
+    "so N runs with I = 1 to N, given the same inputs in the same order (unchanged until all\n"
+    "have run), do each input once and together write the files of one run without --shard.\n"
+    "The inputs of other parts are not this run's: the summary counts those of the part\n"
+    "('shard I/N: n of m files: ...'), and no other input is named, written or skipped.\n"
+    "\n";
+
+/* Two strings: ISO C only promises 4095 characters in one. */
+static const char apply_help_options[] =
     "Options:\n"
     "      --out-dir DIR       write each IN as DIR/<IN's file name> (made if missing)\n"
     "      --labels L.tif      also write the label map (one input)\n"
@@ -41,6 +51,7 @@ static const char apply_help[] =
     "      --ext EXT           png, tif, tiff, jpg or jpeg: the outputs' format, their names\n"
     "                          IN's with this extension (default: IN's name and format)\n"
     "      --overwrite         write outputs that exist already\n"
+    "      --shard I/N         only part I of N (1 <= I <= N <= 100000) of the inputs, as above\n"
     "  -j, --threads N         worker threads (default: all cores)\n"
     "      --memory SIZE       budget for chunk buffers in flight, of all inputs together\n"
     "                          (default 256M)\n"
@@ -74,6 +85,7 @@ static const struct option apply_options[] = {
     {"labels-dir", required_argument, 0, CLI_OPT_LABELS_DIR},
     {"ext", required_argument, 0, CLI_OPT_EXT},
     {"overwrite", no_argument, 0, CLI_OPT_OVERWRITE},
+    {"shard", required_argument, 0, CLI_OPT_SHARD},
     {"threads", required_argument, 0, 'j'},
     {"memory", required_argument, 0, CLI_OPT_MEMORY},
     {"nodata", required_argument, 0, CLI_OPT_NODATA},
@@ -98,6 +110,7 @@ typedef struct batch {
     const char *model_path, *out_dir, *labels_dir, *labels, *trace_path;
     const char *ext; /* --ext, without its dot: the outputs' format, or NULL: IN's name */
     bool overwrite;
+    int shard, n_shards; /* --shard I/N: part I (from 1) of N; 0/0 when not given: every input */
     cm_model_t *model;
     cm_model_meta_t meta;
     cm_file_job_t *jobs;
@@ -129,8 +142,14 @@ static int parse(int argc, char **argv, batch_t *b)
             }
             break;
         case CLI_OPT_OVERWRITE: b->overwrite = true; break;
+        case CLI_OPT_SHARD:
+            if (!cli_parse_shard("--shard", optarg, &b->shard, &b->n_shards)) return CM_EXIT_USAGE;
+            break;
         case CLI_OPT_TRACE: b->trace_path = optarg; break;
-        case 'h': fputs(apply_help, stdout); return -1;
+        case 'h':
+            fputs(apply_help, stdout);
+            fputs(apply_help_options, stdout);
+            return -1;
         default: /* getopt has printed the problem */
             fputs("Try 'chunkmeans apply --help'.\n", stderr);
             return CM_EXIT_USAGE;
@@ -145,6 +164,10 @@ static int parse(int argc, char **argv, batch_t *b)
     }
     if (b->ext && !b->out_dir) {
         cli_error("--ext names the outputs of --out-dir; one OUT has its own extension");
+        return CM_EXIT_USAGE;
+    }
+    if (b->n_shards && !b->out_dir) {
+        cli_error("--shard needs --out-dir: it splits the inputs of a batch, not one IN and OUT");
         return CM_EXIT_USAGE;
     }
     if (b->labels && (b->out_dir || b->labels_dir)) {
@@ -352,6 +375,10 @@ int cmd_apply(int argc, char **argv)
     cm_options_t fo = cli_file_options(&b.o, &b.prog);
     fo.opened = NULL; /* the rate in chunks per second: the inputs differ in size */
     fo.overwrite = b.overwrite;
+    if (b.n_shards) {
+        fo.shard_index = b.shard - 1;
+        fo.shard_count = b.n_shards;
+    }
     fo.trace_path = b.trace_path;
     rc = cm_apply_files(b.model, &b.meta, b.jobs, b.n_jobs, &fo, file_done, &b, &ctx);
     cli_progress_end(&b.prog);
@@ -360,15 +387,17 @@ int cmd_apply(int argc, char **argv)
         if (!all_ended(&b)) goto done; /* the batch stopped; else only its trace failed */
     }
 
-    int n_written = 0, n_skipped = 0, n_failed = 0;
+    /* The inputs of other shards are not this run's: the counts are of the shard's. */
+    int n_run = 0, n_written = 0, n_skipped = 0, n_failed = 0;
     for (int i = 0; i < b.n_jobs; i++) {
+        n_run += b.jobs[i].state != CM_FILE_OTHER_SHARD;
         n_written += b.jobs[i].state == CM_FILE_WRITTEN;
         n_skipped += b.jobs[i].state == CM_FILE_SKIPPED;
         n_failed += b.jobs[i].state == CM_FILE_FAILED && b.jobs[i].rc != CM_ECANCELED;
     }
     if (cli_signal) {
         cli_error("interrupted by a signal: %d written, %d skipped, %d failed, %d not done",
-                  n_written, n_skipped, n_failed, b.n_jobs - n_written - n_skipped - n_failed);
+                  n_written, n_skipped, n_failed, n_run - n_written - n_skipped - n_failed);
         for (int i = 0; i < b.n_jobs; i++)
             if (b.jobs[i].state == CM_FILE_FAILED && b.jobs[i].rc != CM_ECANCELED)
                 print_failure(&b.jobs[i]);
@@ -377,13 +406,17 @@ int cmd_apply(int argc, char **argv)
         /* One input: its failure is the command's, with its exit code. */
         exit_code = cli_fail(&b.jobs[0].why, b.jobs[0].rc, b.jobs[0].in);
     } else if (n_failed) {
-        cli_error("%d of %d files failed:", n_failed, b.n_jobs);
+        cli_error("%d of %d files failed:", n_failed, n_run);
         for (int i = 0; i < b.n_jobs; i++)
             if (b.jobs[i].state == CM_FILE_FAILED) print_failure(&b.jobs[i]);
         exit_code = CM_EXIT_RUNTIME;
     }
+    char shard[64] = "";
+    if (b.n_shards)
+        snprintf(shard, sizeof shard, "shard %d/%d: %d of ", b.shard, b.n_shards, n_run);
     if (cli_verbosity >= 1 && b.n_jobs > 1)
-        fprintf(stderr, "chunkmeans: apply: %d files: %d written, %d skipped, %d failed, %.2f s\n",
+        fprintf(stderr,
+                "chunkmeans: apply: %s%d files: %d written, %d skipped, %d failed, %.2f s\n", shard,
                 b.n_jobs, n_written, n_skipped, n_failed, cli_now() - t0);
 done:
     batch_free(&b);

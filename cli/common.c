@@ -171,6 +171,37 @@ bool cli_parse_double(const char *opt, const char *s, double lo, double hi, doub
     return true;
 }
 
+/* The digits at *p as a number up to max, *p moved past them; -1 when there are none or the
+ * number passes max. */
+static long long digits_upto(const char **p, long long max)
+{
+    long long v = 0;
+    const char *s = *p;
+    for (; isdigit((unsigned char)*s); s++)
+        if ((v = 10 * v + (*s - '0')) > max) return -1;
+    if (s == *p) return -1;
+    *p = s;
+    return v;
+}
+
+bool cli_parse_shard(const char *opt, const char *s, int *index, int *count)
+{
+    const char *p = s;
+    long long i = digits_upto(&p, CLI_SHARD_MAX), n = -1;
+    if (i >= 0 && *p == '/') {
+        p++;
+        n = digits_upto(&p, CLI_SHARD_MAX);
+    }
+    if (i < 1 || n < i || *p) {
+        cli_error("%s: expected I/N, whole numbers with 1 <= I <= N <= %d, not '%s'", opt,
+                  CLI_SHARD_MAX, s);
+        return false;
+    }
+    *index = (int)i;
+    *count = (int)n;
+    return true;
+}
+
 bool cli_parse_size(const char *opt, const char *s, size_t *out)
 {
     char *end;

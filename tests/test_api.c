@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <tiff.h>
 
+#include "api_internal.h"
 #include "chunkmeans.h"
 #include "fixtures.h"
 
@@ -80,6 +81,8 @@ static void test_options_default_to_the_command_s_defaults(void **state)
     assert_null(o.scratch_dir);
     assert_false(o.has_nodata);
     assert_int_equal(o.tile, 512);
+    assert_int_equal(o.shard_index, 0); /* every job */
+    assert_int_equal(o.shard_count, 0);
 }
 
 static void test_run_file_writes_what_fit_then_apply_write(void **state)
@@ -270,7 +273,7 @@ static void test_file_that_is_no_model_is_bad_input_naming_it(void **state)
 
 /* Counts the jobs that ended, by state: cm_apply_files's done callback. */
 typedef struct ended {
-    int n[4];
+    int n[CM_FILE_OTHER_SHARD + 1];
 } ended_t;
 
 static void count_ended(void *user, const cm_file_job_t *job)
@@ -355,6 +358,194 @@ test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failu
     cm_model_free(model);
 }
 
+static void test_apply_files_in_shards_does_each_job_in_exactly_one_part(void **state)
+{
+    (void)state;
+    /* Five inputs of one size and a missing one (0 bytes): by the rule, parts 0 1 0 1 0 1. */
+    enum { N = 6, PARTS = 2 };
+    static const int part_of[N] = {0, 1, 0, 1, 0, 1};
+    char outs[PARTS][N][FX_PATH_MAX], whole[N][FX_PATH_MAX], missing[FX_PATH_MAX];
+    fx_path(missing, "shard-missing.tif");
+    cm_options_t o;
+    options_k4(&o);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *model = NULL;
+    cm_model_meta_t meta;
+    assert_int_equal(cm_fit_file(in_path, &o, &model, &meta, &ctx), 0);
+    cm_file_job_t all[N] = {0};
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "whole%d.tif", i);
+        all[i] =
+            (cm_file_job_t){.in = i == N - 1 ? missing : in_path, .out = fx_path(whole[i], name)};
+    }
+    assert_int_equal(cm_apply_files(model, &meta, all, N, &o, NULL, NULL, &ctx), 0);
+
+    for (int part = 0; part < PARTS; part++) {
+        cm_file_job_t jobs[N] = {0};
+        for (int i = 0; i < N; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "part%d-%d.tif", part, i);
+            jobs[i] = (cm_file_job_t){.in = all[i].in, .out = fx_path(outs[part][i], name)};
+        }
+        o.shard_index = part;
+        o.shard_count = PARTS;
+        ended_t ended = {{0}};
+        assert_int_equal(cm_apply_files(model, &meta, jobs, N, &o, count_ended, &ended, &ctx), 0);
+        for (int i = 0; i < N; i++) {
+            if (part_of[i] != part) {
+                assert_int_equal(jobs[i].state, CM_FILE_OTHER_SHARD);
+                assert_false(fx_exists(outs[part][i]));
+            } else if (i == N - 1) {
+                assert_int_equal(jobs[i].state, CM_FILE_FAILED);
+                assert_int_equal(jobs[i].rc, CM_EINPUT);
+            } else {
+                assert_int_equal(jobs[i].state, CM_FILE_WRITTEN);
+                assert_true(fx_same_bytes(outs[part][i], whole[i]));
+            }
+        }
+        /* done hears of the part's jobs only. */
+        assert_int_equal(ended.n[CM_FILE_OTHER_SHARD], 0);
+        assert_int_equal(ended.n[CM_FILE_WRITTEN] + ended.n[CM_FILE_FAILED], 3);
+    }
+    assert_int_equal(ctx.code, CM_OK);
+
+    /* A part that is not one of the count's is refused before any job is touched. */
+    static const int bad[][2] = {{2, 2}, {-1, 2}, {0, -1}, {1, 1}, {1, 0}};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        o.shard_index = bad[b][0];
+        o.shard_count = bad[b][1];
+        cm_ctx_init(&ctx);
+        assert_int_equal(cm_apply_files(model, &meta, all, N, &o, NULL, NULL, &ctx), CM_EUSAGE);
+    }
+    cm_model_free(model);
+}
+
+/* ---- parts of a list of files (cm__shard_split) ---- */
+
+static void test_shard_split_of_seven_files_into_three_is_the_one_worked_by_hand(void **state)
+{
+    (void)state;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    /* Heaviest first, ties by index: 9 (#1), 9 (#3), 7, 5, 4, 2, 1. Totals of the parts as they
+     * go: 9 0 0; 9 9 0; 9 9 7; 9 9 12; 13 9 12 (a tie of 9: the lower part); 13 11 12;
+     * 13 12 12. */
+    const int64_t w[7] = {5, 9, 2, 9, 4, 1, 7};
+    int part_of[7];
+    assert_int_equal(cm__shard_split(w, 7, 3, part_of, &ctx), 0);
+    const int want[7] = {2, 0, 1, 1, 0, 1, 2};
+    assert_memory_equal(part_of, want, sizeof want);
+    /* Weights of 0 (files that cannot be stat'ed) go where the fewest bytes are, the lowest
+     * such part first; parts beyond the items stay empty. */
+    const int64_t z[3] = {0, 3, 0};
+    int zp[3];
+    assert_int_equal(cm__shard_split(z, 3, 5, zp, &ctx), 0);
+    const int zwant[3] = {1, 0, 1};
+    assert_memory_equal(zp, zwant, sizeof zwant);
+    /* One part holds everything; no items, nothing to do. */
+    assert_int_equal(cm__shard_split(w, 7, 1, part_of, &ctx), 0);
+    for (int i = 0; i < 7; i++) assert_int_equal(part_of[i], 0);
+    assert_int_equal(cm__shard_split(NULL, 0, 4, NULL, &ctx), 0);
+    assert_int_equal(ctx.code, CM_OK);
+}
+
+/* The rule taken literally, in O(n^2 + n * parts): the next item is the heaviest left (the
+ * lowest index of equals), its part the first of the least total. */
+static void greedy_by_the_rule(const int64_t *w, int n, int parts, int *part_of)
+{
+    int64_t *total = calloc((size_t)parts, sizeof *total);
+    bool *taken = calloc((size_t)n + 1, sizeof *taken);
+    assert_true(total && taken);
+    for (int step = 0; step < n; step++) {
+        int next = -1;
+        for (int i = 0; i < n; i++)
+            if (!taken[i] && (next < 0 || w[i] > w[next])) next = i;
+        int least = 0;
+        for (int p = 1; p < parts; p++)
+            if (total[p] < total[least]) least = p;
+        taken[next] = true;
+        part_of[next] = least;
+        total[least] += w[next];
+    }
+    free(total);
+    free(taken);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void test_shard_split_puts_every_item_in_one_part_as_the_rule_says_and_balanced(void **state)
+{
+    (void)state;
+    enum { MAX_N = 300 };
+    static const int ns[] = {1, 2, 3, 7, 40, MAX_N};
+    static const int parts_list[] = {1, 2, 3, 8, 64, 1000};
+    /* Sizes spread wide, sizes with many ties (and zeros), and all equal. */
+    static const uint64_t spreads[] = {1u << 30, 4, 1};
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof parts_list / sizeof parts_list[0]; b++)
+            for (size_t c = 0; c < sizeof spreads / sizeof spreads[0]; c++) {
+                int n = ns[a], parts = parts_list[b];
+                int64_t w[MAX_N], heaviest = 0;
+                for (int i = 0; i < n; i++) {
+                    w[i] = (int64_t)(xorshift(&seed) % spreads[c]);
+                    if (w[i] > heaviest) heaviest = w[i];
+                }
+                int got[MAX_N], again[MAX_N], want[MAX_N];
+                for (int i = 0; i < n; i++) got[i] = again[i] = -1;
+                assert_int_equal(cm__shard_split(w, n, parts, got, &ctx), 0);
+                assert_int_equal(cm__shard_split(w, n, parts, again, &ctx), 0);
+                greedy_by_the_rule(w, n, parts, want);
+                assert_memory_equal(got, again, (size_t)n * sizeof got[0]);
+                assert_memory_equal(got, want, (size_t)n * sizeof got[0]);
+                /* Each item in exactly one part (part_of holds one part per item: every entry
+                 * set, and in range); the heaviest part within the heaviest item of the
+                 * lightest. */
+                int64_t *total = calloc((size_t)parts, sizeof *total);
+                assert_non_null(total);
+                for (int i = 0; i < n; i++) {
+                    assert_in_range(got[i], 0, parts - 1);
+                    total[got[i]] += w[i];
+                }
+                int64_t lo = total[0], hi = total[0];
+                for (int p = 1; p < parts; p++) {
+                    if (total[p] < lo) lo = total[p];
+                    if (total[p] > hi) hi = total[p];
+                }
+                assert_true(hi <= lo + heaviest);
+                free(total);
+            }
+    assert_int_equal(ctx.code, CM_OK);
+}
+
+static void test_shard_split_refuses_no_parts_and_negative_weights(void **state)
+{
+    (void)state;
+    const int64_t w[3] = {1, 2, 3}, neg[3] = {1, -2, 3}, huge[2] = {INT64_MAX, 1};
+    int part_of[3] = {-1, -1, -1};
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm__shard_split(w, 3, 0, part_of, &ctx), CM_EUSAGE);
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm__shard_split(w, -1, 2, part_of, &ctx), CM_EUSAGE);
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm__shard_split(neg, 3, 2, part_of, &ctx), CM_EUSAGE);
+    assert_non_null(strstr(ctx.msg, "-2"));
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm__shard_split(huge, 2, 2, part_of, &ctx), CM_EUSAGE);
+    for (int i = 0; i < 3; i++) assert_int_equal(part_of[i], -1); /* untouched */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +560,11 @@ int main(void)
         cmocka_unit_test(test_file_that_is_no_model_is_bad_input_naming_it),
         cmocka_unit_test(
             test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures),
+        cmocka_unit_test(test_apply_files_in_shards_does_each_job_in_exactly_one_part),
+        cmocka_unit_test(test_shard_split_of_seven_files_into_three_is_the_one_worked_by_hand),
+        cmocka_unit_test(
+            test_shard_split_puts_every_item_in_one_part_as_the_rule_says_and_balanced),
+        cmocka_unit_test(test_shard_split_refuses_no_parts_and_negative_weights),
     };
     return cmocka_run_group_tests(tests, make_input, remove_dir);
 }

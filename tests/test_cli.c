@@ -81,12 +81,49 @@ static void lists_refuse_the_rest(void **state)
     }
 }
 
+static void shards_take_i_of_n(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int index, count;
+    } ok[] = {{"1/1", 1, 1}, {"1/3", 1, 3},           {"3/3", 3, 3},
+              {"8/8", 8, 8}, {"1/100000", 1, 100000}, {"100000/100000", 100000, 100000}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int index = 0, count = 0;
+        assert_true(cli_parse_shard("--shard", ok[i].text, &index, &count));
+        assert_int_equal(index, ok[i].index);
+        assert_int_equal(count, ok[i].count);
+    }
+}
+
+static void shards_refuse_the_rest(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"",      "/",        "1",
+                                      "1/",    "/3",       "0/3",
+                                      "4/3",   "1/0",      "a/3",
+                                      "1/b",   "1/3x",     "1/3 ",
+                                      " 1/3",  "1 /3",     "1/ 3",
+                                      "+1/3",  "1/+3",     "-1/3",
+                                      "1/-3",  "1/3/3",    "1.0/3",
+                                      "1,3",   "1/100001", "100001/100001",
+                                      "1/3\n", "0x1/3",    "1/99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int index = -7, count = -7;
+        assert_false(cli_parse_shard("--shard", bad[i], &index, &count));
+        assert_int_equal(index, -7);
+        assert_int_equal(count, -7);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sizes_take_binary_multiples), cmocka_unit_test(sizes_refuse_the_rest),
         cmocka_unit_test(ints_keep_to_their_range),    cmocka_unit_test(lists_keep_their_order),
-        cmocka_unit_test(lists_refuse_the_rest),
+        cmocka_unit_test(lists_refuse_the_rest),       cmocka_unit_test(shards_take_i_of_n),
+        cmocka_unit_test(shards_refuse_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -278,6 +278,72 @@ PY
     done
 }
 
+case_shards_together_write_the_files_of_one_run() {
+    # 7 inputs of 7 sizes: parts of about equal bytes, not of equal counts.
+    local i s n sum=0 fails=0
+    mkdir -p in
+    for ((i = 1; i <= 7; i++)); do
+        mk "in/f$i.tif" --width $((24 * i)) --height $((20 + 3 * i)) --pattern photo --seed "$i" \
+            --tile 16
+    done
+    expect 0 cm fit in/*.tif -k 4 -o m.json -q
+    expect 0 cm apply m.json in/*.tif --out-dir whole -q
+    for s in 1 2 3; do
+        # Into one directory: a file done by two shards would be skipped by the later one.
+        expect 0 cm apply m.json in/*.tif --out-dir shards --shard "$s/3"
+        n='\([0-9]*\) of 7 files: \1 written, 0 skipped, 0 failed'
+        n=$(sed -n "s|.*apply: shard $s/3: $n.*|\1|p" err.txt)
+        { [ -n "$n" ] && [ "$n" -ge 1 ]; } || fail "shard $s/3: $(cat err.txt)"
+        sum=$((sum + n))
+        # And each into its own, to see which files each part holds.
+        expect 0 cm apply m.json in/*.tif --out-dir "part$s" --shard "$s/3" -q
+    done
+    [ "$sum" -eq 7 ] || fail "the shards wrote $sum files, not 7"
+    # The same names, and every file the same bytes.
+    [ "$(ls whole)" = "$(ls shards)" ] || fail "names differ: $(ls whole) / $(ls shards)"
+    for f in whole/*; do cmp "$f" "shards/${f#whole/}" || fail "$f: a shard wrote other bytes"; done
+    # Each input in exactly one part.
+    find part1 part2 part3 -type f -printf '%f\n' | sort >parts.txt
+    find whole -type f -printf '%f\n' | sort >whole.txt
+    cmp parts.txt whole.txt || fail "the parts are not the whole, once: $(diff parts.txt whole.txt)"
+    for s in 1 2 3; do [ -n "$(ls "part$s")" ] || fail "shard $s/3 did nothing"; done
+    # One part of one is the whole.
+    expect 0 cm apply m.json in/*.tif --out-dir one --shard 1/1 -q
+    for f in whole/*; do cmp "$f" "one/${f#whole/}" || fail "--shard 1/1 differs"; done
+    # An input that cannot be read fails in one part only, named as in one run.
+    expect 1 cm apply m.json in/*.tif in/gone.tif --out-dir gone0
+    said "in/gone.tif: No such file"
+    for s in 1 2 3; do
+        cm apply m.json in/*.tif in/gone.tif --out-dir "gone$s" --shard "$s/3" >out.txt 2>err.txt
+        case $? in
+        0) ;;
+        1) fails=$((fails + 1)) && said "in/gone.tif: No such file" ;;
+        *) fail "shard $s/3 with a missing input: $(cat err.txt)" ;;
+        esac
+        no_sanitizer_report err.txt
+    done
+    [ "$fails" -eq 1 ] || fail "the missing input failed in $fails shards, not 1"
+    no_temporaries
+}
+
+case_shard_usage_errors_exit_2() {
+    local v
+    many 3 in
+    expect 0 cm fit in/*.tif -k 3 -o m.json -q
+    for v in 0/3 4/3 1/0 a/3 1/3x "1/3 " " 1/3" +1/3 1/-3 3 1/ /3 1//3 1/3/3 1/100001 ""; do
+        expect 2 cm apply m.json in/*.tif --out-dir out --shard "$v"
+        said "--shard: expected I/N"
+        grep -qF -- "'$v'" err.txt || fail "the message does not name '$v': $(cat err.txt)"
+    done
+    expect 2 cm apply m.json in/f01.tif one.tif --shard 1/2
+    said "--shard needs --out-dir"
+    { [ ! -e out ] && [ ! -e one.tif ]; } || fail "a usage error wrote something"
+    # The largest count is taken: 3 inputs, part 100000 holds none of them.
+    expect 0 cm apply m.json in/*.tif --out-dir far --shard 100000/100000
+    said "shard 100000/100000: 0 of 3 files"
+    [ -z "$(ls far)" ] || fail "an empty part wrote $(ls far)"
+}
+
 case_help_names_the_batch_commands() {
     expect 0 cm --help
     { grep -q "chunkmeans fit" out.txt && grep -q "chunkmeans apply" out.txt; } || fail "--help"
@@ -285,6 +351,7 @@ case_help_names_the_batch_commands() {
     grep -q "only minibatch" out.txt || fail "fit --help does not say minibatch only"
     expect 0 cm apply --help
     { grep -q -- "--out-dir" out.txt && grep -q -- "--overwrite" out.txt; } || fail "apply --help"
+    grep -q -- "--shard I/N" out.txt || fail "apply --help does not name --shard"
     expect 2 cm fit
     expect 2 cm apply
     expect 2 cm apply m.json

@@ -1,5 +1,5 @@
-/* Fuzz target: the command's parsers for sizes, numbers and lists. Whatever they accept must
- * be within the bounds they were given. Run with -close_fd_mask=2: they print on refusal. */
+/* Fuzz target: the command's parsers for sizes, numbers, lists and shards. Whatever they accept
+ * must be within the bounds they were given. Run with -close_fd_mask=2: they print on refusal. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cli_parse_int("-k", s, 1, 65535, &v) && (v < 1 || v > 65535)) abort();
     double x = 0;
     if (cli_parse_double("--tol", s, 0, 1e6, &x) && !(x >= 0 && x <= 1e6)) abort();
+    int index = 0, count = 0;
+    if (cli_parse_shard("--shard", s, &index, &count) &&
+        (index < 1 || index > count || count > CLI_SHARD_MAX))
+        abort();
     long long list[8];
     int n = 0;
     if (cli_parse_int_list("-k", s, 2, 300, 8, list, &n)) {
