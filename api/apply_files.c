@@ -157,6 +157,74 @@ int64_t cm_apply_files_descriptors(int n_threads)
     return (int64_t)((rlim_t)(n_threads + 1) * per_file(n_threads) + FD_SPARE);
 }
 
+/* ---- the ranks of a job ----
+ * Each rank takes a part of the files, balanced by their sizes (cm__shard_split), makes its
+ * own pass over them, and every rank then gets every file's outcome, in the list's order. */
+
+typedef struct outcome {
+    int32_t index, state, rc;
+    int64_t width, height;
+    double mse;
+    cm_ctx_t why;
+} outcome_t;
+
+/* The part of the files of this shard that this rank takes: mine[i]. */
+static int my_files(const cm_file_job_t *jobs, int n_jobs, bool *mine, cm_ctx_t *ctx)
+{
+    int64_t *weights = malloc(sizeof(int64_t) * (size_t)(n_jobs ? n_jobs : 1));
+    int *part = malloc(sizeof(int) * (size_t)(n_jobs ? n_jobs : 1));
+    int *index = malloc(sizeof(int) * (size_t)(n_jobs ? n_jobs : 1));
+    int rc = weights && part && index
+                 ? 0
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
+    int n = 0;
+    for (int i = 0; rc == 0 && i < n_jobs; i++) {
+        struct stat st;
+        mine[i] = false;
+        if (jobs[i].state == CM_FILE_OTHER_SHARD) continue;
+        index[n] = i;
+        weights[n++] = stat(jobs[i].in, &st) == 0 ? (int64_t)st.st_size : 0;
+    }
+    if (rc == 0) rc = cm__shard_split(weights, n, cm_comm_size(), part, ctx);
+    for (int i = 0; rc == 0 && i < n; i++) mine[index[i]] = part[i] == cm_comm_rank();
+    free(index);
+    free(weights);
+    free(part);
+    return rc;
+}
+
+/* Gives every rank the outcome of every file. */
+static int gather_outcomes(cm_file_job_t *jobs, int n_jobs, const bool *mine, cm_ctx_t *ctx)
+{
+    int n_mine = 0;
+    for (int i = 0; i < n_jobs; i++) n_mine += mine[i];
+    outcome_t *own = calloc((size_t)(n_mine ? n_mine : 1), sizeof(outcome_t));
+    CM_FAIL_IF(ctx, !own, CM_ENOMEM, "out of memory");
+    for (int i = 0, at = 0; i < n_jobs; i++)
+        if (mine[i])
+            own[at++] = (outcome_t){i,           (int32_t)jobs[i].state, jobs[i].rc,
+                                    jobs[i].width, jobs[i].height,         jobs[i].mse,
+                                    jobs[i].why};
+    uint8_t *all = NULL;
+    size_t bytes = 0;
+    int rc = cm_comm_allgather(own, sizeof(outcome_t) * (size_t)n_mine, &all, &bytes, ctx);
+    free(own);
+    for (size_t at = 0; rc == 0 && at + sizeof(outcome_t) <= bytes; at += sizeof(outcome_t)) {
+        outcome_t o;
+        memcpy(&o, all + at, sizeof o);
+        if (o.index < 0 || o.index >= n_jobs) continue;
+        cm_file_job_t *j = &jobs[o.index];
+        j->state = (cm_file_state_t)o.state;
+        j->rc = o.rc;
+        j->width = o.width;
+        j->height = o.height;
+        j->mse = o.mse;
+        j->why = o.why;
+    }
+    free(all);
+    return rc;
+}
+
 /* Marks the jobs outside part o->shard_index of o->shard_count CM_FILE_OTHER_SHARD, the parts
  * split by the sizes of the inputs (cm__shard_split). */
 static int select_shard(cm_file_job_t *jobs, int n_jobs, const cm_options_t *o, cm_ctx_t *ctx)
@@ -222,10 +290,21 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
             &dumps, &p, cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs), ctx);
     }
     const volatile sig_atomic_t *cancel = o->params.cancel;
+    bool shared = cm_comm_size() > 1;
+    bool *mine = calloc((size_t)(n_jobs ? n_jobs : 1), sizeof(bool));
+    int rc = mine ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
+    for (int i = 0; rc == 0 && i < n_jobs; i++) mine[i] = jobs[i].state != CM_FILE_OTHER_SHARD;
+    if (rc == 0 && shared) rc = my_files(jobs, n_jobs, mine, ctx);
+    if (rc < 0) {
+        free(mine);
+        free(rjobs);
+        free(runs);
+        return cm__dumps_end(&dumps, &p, rc, ctx);
+    }
     int n = 0;
     for (int i = 0; i < n_jobs && !(cancel && *cancel); i++) {
         cm_file_job_t *j = &jobs[i];
-        if (j->state == CM_FILE_OTHER_SHARD) continue;
+        if (!mine[i]) continue; /* another shard's or rank's */
         if (!o->overwrite && exists(j->out) && (!j->labels || exists(j->labels))) {
             j->state = CM_FILE_SKIPPED;
             if (done) done(user, j);
@@ -233,9 +312,9 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         }
         cm_ctx_t pctx;
         cm_ctx_init(&pctx);
-        int rc = probe(&b, j, &rjobs[n], &pctx);
-        if (rc < 0) {
-            finish(&b, j, rc, &pctx);
+        int prc = probe(&b, j, &rjobs[n], &pctx);
+        if (prc < 0) {
+            finish(&b, j, prc, &pctx);
             continue;
         }
         runs[n] = (file_run_t){.job = j, .b = &b};
@@ -251,9 +330,10 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
                  "thread%s",
                  asked, b.n_threads, b.n_threads == 1 ? "" : "s");
     p.n_threads = b.n_threads;
-    int rc = cancel && *cancel
-                 ? close_unrun(rjobs, n, cm_fail(ctx, CM_ECANCELED, "interrupted"), ctx)
-                 : cm_remap_batch(rjobs, n, max_open, &p, ctx);
+    rc = cancel && *cancel ? close_unrun(rjobs, n, cm_fail(ctx, CM_ECANCELED, "interrupted"), ctx)
+                           : cm_remap_batch(rjobs, n, max_open, &p, ctx);
+    if (rc == 0 && shared) rc = gather_outcomes(jobs, n_jobs, mine, ctx);
+    free(mine);
     free(rjobs);
     free(runs);
     return cm__dumps_end(&dumps, &p, rc, ctx);

@@ -218,6 +218,8 @@ static bool make_dir(const char *dir)
     struct stat st;
     if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return true;
     if (mkdir(dir, 0777) == 0) return true;
+    /* another rank of the job, or another shard, made it first */
+    if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return true;
     cli_error("%s: cannot make the directory: %s", dir, strerror(errno));
     return false;
 }
@@ -381,6 +383,7 @@ int cmd_apply(int argc, char **argv)
     }
     fo.trace_path = b.trace_path;
     rc = cm_apply_files(b.model, &b.meta, b.jobs, b.n_jobs, &fo, file_done, &b, &ctx);
+    cli_job_agreed = rc == 0; /* every rank has every file's outcome */
     cli_progress_end(&b.prog);
     if (rc < 0 && rc != CM_ECANCELED) {
         exit_code = cli_fail(&ctx, rc, b.model_path);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages chunkmeans needs to build, test and run its demo (as root, or
 # through sudo). Safe to run again. --fuzz adds clang and libFuzzer, and cjpeg for the JPEG
-# seeds (tests/fuzz/run.sh).
+# seeds (tests/fuzz/run.sh). Open MPI (libopenmpi-dev, openmpi-bin) builds the command for mpirun
+# and srun, and its tests (meson test --suite mpi).
 set -euo pipefail
 packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjpeg-dev libpng-dev zlib1g-dev libjansson-dev
-          libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil python3-skimage pngcheck gdal-bin time valgrind)
+          libopenmpi-dev openmpi-bin libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil python3-skimage pngcheck gdal-bin time valgrind)
 for opt in "$@"; do
     case $opt in
     --fuzz) packages+=(clang libclang-rt-dev libomp-dev libjpeg-turbo-progs) ;;
