@@ -202,8 +202,12 @@ static int gather_outcomes(cm_file_job_t *jobs, int n_jobs, const bool *mine, cm
     CM_FAIL_IF(ctx, !own, CM_ENOMEM, "out of memory");
     for (int i = 0, at = 0; i < n_jobs; i++)
         if (mine[i])
-            own[at++] = (outcome_t){i,           (int32_t)jobs[i].state, jobs[i].rc,
-                                    jobs[i].width, jobs[i].height,         jobs[i].mse,
+            own[at++] = (outcome_t){i,
+                                    (int32_t)jobs[i].state,
+                                    jobs[i].rc,
+                                    jobs[i].width,
+                                    jobs[i].height,
+                                    jobs[i].mse,
                                     jobs[i].why};
     uint8_t *all = NULL;
     size_t bytes = 0;

@@ -181,7 +181,8 @@ int cm_fit_files(const char *const *in_paths, int n_in, const char *model_path,
     cm_model_t *model = NULL;
     if (rc == 0) rc = fit_inputs(ins, n_in, &o, &model, ctx);
     cm_model_meta_t m = rc == 0 ? cm__meta_of(ins[0].info) : (cm_model_meta_t){0};
-    if (rc == 0 && model_path && cm_comm_rank() == 0) rc = cm__model_write(model, &m, model_path, ctx);
+    if (rc == 0 && model_path && cm_comm_rank() == 0)
+        rc = cm__model_write(model, &m, model_path, ctx);
     for (int i = 0; i < n_in; i++) cm__input_close(&ins[i]);
     free(ins);
     if (rc == 0 && meta) *meta = m;

@@ -84,10 +84,22 @@ _Noreturn void cm_comm_abort(int code)
     exit(code);
 }
 
-bool cm_comm_launched(void) { return mpi_; }
-int cm_comm_rank(void) { return rank_; }
-int cm_comm_size(void) { return size_; }
-int cm_comm_node_size(void) { return node_size_; }
+bool cm_comm_launched(void)
+{
+    return mpi_;
+}
+int cm_comm_rank(void)
+{
+    return rank_;
+}
+int cm_comm_size(void)
+{
+    return size_;
+}
+int cm_comm_node_size(void)
+{
+    return node_size_;
+}
 
 void cm_comm_share(int64_t n, int r, int64_t *lo, int64_t *hi)
 {

@@ -279,8 +279,7 @@ static int reduce_ranks(iteration_t *it, int64_t n_parts, cm_ctx_t *ctx)
     int rc = cm_comm_allgather(it->stat + it->lo, sizeof(part_stat_t) * (size_t)(it->hi - it->lo),
                                &all, &all_bytes, ctx);
     if (rc == 0 && all_bytes != sizeof(part_stat_t) * (size_t)n_parts)
-        rc = cm_fail(ctx, CM_EINTERNAL, "the ranks gathered %zu bytes of part records",
-                     all_bytes);
+        rc = cm_fail(ctx, CM_EINTERNAL, "the ranks gathered %zu bytes of part records", all_bytes);
     if (rc == 0) memcpy(it->stat, all, all_bytes);
     free(all);
     if (rc == 0 && cm_comm_test_unordered()) { /* the negative control: sums in MPI's order */

@@ -296,9 +296,9 @@ int cm__write_chunk(void *arg, int worker, cm_ctx_t *ctx)
     const cm__write_task_t *t = arg;
     cm__remapper_t *r = t->r;
     cm__chunk_out_t *c = &r->chunks[t->idx];
-    int rc = r->sink->put ? r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded,
-                                         ctx)
-                          : 0;
+    int rc = r->sink->put
+                 ? r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded, ctx)
+                 : 0;
     for (int j = 0; j < r->model->k; j++) {
         r->model->counts[j] += c->counts[j];
         r->n_pixels += c->counts[j];
@@ -455,7 +455,8 @@ static int send_chunk(void *arg, int worker, cm_ctx_t *ctx)
         lb = c->labels ? labels_bytes(r, w * h) : 0;
     }
     uint8_t *msg = rc == 0 ? malloc(head + packed + px + lb) : NULL;
-    if (rc == 0 && !msg) rc = cm_fail(ctx, CM_ENOMEM, "out of memory sending chunk %lld", (long long)t->idx);
+    if (rc == 0 && !msg)
+        rc = cm_fail(ctx, CM_ENOMEM, "out of memory sending chunk %lld", (long long)t->idx);
     if (rc == 0) {
         chunk_head_t h0 = {t->idx, c->inertia};
         memcpy(msg, &h0, sizeof h0);
@@ -485,10 +486,10 @@ static int receive_chunk(void *arg, int worker, cm_ctx_t *ctx)
     CM_TRY(cm_comm_recv(&msg, &n, (int)(t->idx % cm_comm_size()), TAG_REMAP, ctx));
     chunk_head_t h0 = {-1, 0.0};
     if (n >= head) memcpy(&h0, msg, sizeof h0);
-    int rc = h0.idx == t->idx ? 0
-                              : cm_fail(ctx, CM_EINTERNAL, "rank %d sent chunk %lld for %lld",
-                                        (int)(t->idx % cm_comm_size()), (long long)h0.idx,
-                                        (long long)t->idx);
+    int rc = h0.idx == t->idx
+                 ? 0
+                 : cm_fail(ctx, CM_EINTERNAL, "rank %d sent chunk %lld for %lld",
+                           (int)(t->idx % cm_comm_size()), (long long)h0.idx, (long long)t->idx);
     c->counts = rc == 0 ? malloc(counts) : NULL;
     if (rc == 0 && !c->counts) rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
     if (rc == 0) {
@@ -501,8 +502,7 @@ static int receive_chunk(void *arg, int worker, cm_ctx_t *ctx)
         size_t px = cm_grid_chunk_bytes(&r->src->grid), lb = n - head - px;
         c->pixels = malloc(px);
         c->labels = lb ? malloc(lb) : NULL;
-        if (!c->pixels || (lb && !c->labels))
-            rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
+        if (!c->pixels || (lb && !c->labels)) rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
         if (rc == 0) memcpy(c->pixels, msg + head, px);
         if (rc == 0 && lb) memcpy(c->labels, msg + head + px, lb);
     }
@@ -544,7 +544,9 @@ static int add_shared_pass(cm_graph_t *graph, cm__pass_t *pass, int64_t n_chunks
             cm_task_fn fn = !own ? receive_chunk : me == 0 ? cm__write_chunk : send_chunk;
             CM_TRY(cm_graph_add(graph,
                                 &(cm_task_t){.fn = fn,
-                                             .kind = !own ? "receive" : me == 0 ? "write" : "send",
+                                             .kind = !own      ? "receive"
+                                                     : me == 0 ? "write"
+                                                               : "send",
                                              .arg = w,
                                              .weight = i == 0,
                                              .deps = deps,

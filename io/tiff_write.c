@@ -613,11 +613,15 @@ int cm_encoded_unpack(const uint8_t *bytes, size_t n, cm_encoded_t **out, cm_ctx
     CM_FAIL_IF(ctx, n < sizeof h, CM_EINTERNAL, "packed tiles of %zu bytes", n);
     memcpy(&h, bytes, sizeof h);
     size_t index = (size_t)(h.n > 0 ? h.n : 0) * (sizeof(uint32_t) + sizeof(uint64_t));
-    CM_FAIL_IF(ctx, h.n < 0 || n - sizeof h < index, CM_EINTERNAL, "packed tiles of %zu bytes",
-               n);
+    CM_FAIL_IF(ctx, h.n < 0 || n - sizeof h < index, CM_EINTERNAL, "packed tiles of %zu bytes", n);
     cm_encoded_t *e = calloc(1, sizeof *e);
     if (e) {
-        *e = (cm_encoded_t){.x = h.x, .y = h.y, .w = h.w, .h = h.h, .raw = h.raw, .adler = h.adler,
+        *e = (cm_encoded_t){.x = h.x,
+                            .y = h.y,
+                            .w = h.w,
+                            .h = h.h,
+                            .raw = h.raw,
+                            .adler = h.adler,
                             .raw_len = (size_t)h.raw_len};
         e->tile = malloc(sizeof(uint32_t) * (size_t)(h.n ? h.n : 1));
         e->size = malloc(sizeof(size_t) * (size_t)(h.n ? h.n : 1));
