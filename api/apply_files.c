@@ -157,9 +157,38 @@ int64_t cm_apply_files_descriptors(int n_threads)
     return (int64_t)((rlim_t)(n_threads + 1) * per_file(n_threads) + FD_SPARE);
 }
 
-/* ---- the ranks of a job ----
- * Each rank takes a part of the files, balanced by their sizes (cm__shard_split), makes its
- * own pass over them, and every rank then gets every file's outcome, in the list's order. */
+/* ---- shards and the ranks of a job ----
+ * A shard is a part of the files, balanced by their sizes (cm__shard_split); in a job each rank
+ * takes a part of its shard the same way, makes its own pass over it, and every rank then gets
+ * every file's outcome. Files outside this process's part are marked CM_FILE_OTHER_SHARD until
+ * then. */
+
+/* Splits the jobs not marked CM_FILE_OTHER_SHARD into parts of about equal input bytes and
+ * marks those outside part keep. */
+static int keep_part(cm_file_job_t *jobs, int n_jobs, int parts, int keep, cm_ctx_t *ctx)
+{
+    if (parts <= 1 || n_jobs == 0) return 0;
+    int64_t *bytes = malloc((size_t)n_jobs * sizeof *bytes);
+    int *part_of = malloc((size_t)n_jobs * sizeof *part_of);
+    int *index = malloc((size_t)n_jobs * sizeof *index);
+    int rc = bytes && part_of && index
+                 ? 0
+                 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
+    int n_left = 0;
+    for (int i = 0; rc == 0 && i < n_jobs; i++) {
+        if (jobs[i].state == CM_FILE_OTHER_SHARD) continue;
+        struct stat st; /* one that cannot be stat'ed fails when the pass opens it */
+        index[n_left] = i;
+        bytes[n_left++] = stat(jobs[i].in, &st) == 0 ? (int64_t)st.st_size : 0;
+    }
+    if (rc == 0 && n_left > 0) rc = cm__shard_split(bytes, n_left, parts, part_of, ctx);
+    for (int i = 0; rc == 0 && i < n_left; i++)
+        if (part_of[i] != keep) jobs[index[i]].state = CM_FILE_OTHER_SHARD;
+    free(index);
+    free(bytes);
+    free(part_of);
+    return rc;
+}
 
 typedef struct outcome {
     int32_t index, state, rc;
@@ -168,40 +197,15 @@ typedef struct outcome {
     cm_ctx_t why;
 } outcome_t;
 
-/* The part of the files of this shard that this rank takes: mine[i]. */
-static int my_files(const cm_file_job_t *jobs, int n_jobs, bool *mine, cm_ctx_t *ctx)
-{
-    int64_t *weights = malloc(sizeof(int64_t) * (size_t)(n_jobs ? n_jobs : 1));
-    int *part = malloc(sizeof(int) * (size_t)(n_jobs ? n_jobs : 1));
-    int *index = malloc(sizeof(int) * (size_t)(n_jobs ? n_jobs : 1));
-    int rc = weights && part && index
-                 ? 0
-                 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
-    int n = 0;
-    for (int i = 0; rc == 0 && i < n_jobs; i++) {
-        struct stat st;
-        mine[i] = false;
-        if (jobs[i].state == CM_FILE_OTHER_SHARD) continue;
-        index[n] = i;
-        weights[n++] = stat(jobs[i].in, &st) == 0 ? (int64_t)st.st_size : 0;
-    }
-    if (rc == 0) rc = cm__shard_split(weights, n, cm_comm_size(), part, ctx);
-    for (int i = 0; rc == 0 && i < n; i++) mine[index[i]] = part[i] == cm_comm_rank();
-    free(index);
-    free(weights);
-    free(part);
-    return rc;
-}
-
 /* Gives every rank the outcome of every file. */
-static int gather_outcomes(cm_file_job_t *jobs, int n_jobs, const bool *mine, cm_ctx_t *ctx)
+static int gather_outcomes(cm_file_job_t *jobs, int n_jobs, cm_ctx_t *ctx)
 {
     int n_mine = 0;
-    for (int i = 0; i < n_jobs; i++) n_mine += mine[i];
+    for (int i = 0; i < n_jobs; i++) n_mine += jobs[i].state != CM_FILE_OTHER_SHARD;
     outcome_t *own = calloc((size_t)(n_mine ? n_mine : 1), sizeof(outcome_t));
     CM_FAIL_IF(ctx, !own, CM_ENOMEM, "out of memory");
     for (int i = 0, at = 0; i < n_jobs; i++)
-        if (mine[i])
+        if (jobs[i].state != CM_FILE_OTHER_SHARD)
             own[at++] = (outcome_t){i,
                                     (int32_t)jobs[i].state,
                                     jobs[i].rc,
@@ -226,27 +230,6 @@ static int gather_outcomes(cm_file_job_t *jobs, int n_jobs, const bool *mine, cm
         j->why = o.why;
     }
     free(all);
-    return rc;
-}
-
-/* Marks the jobs outside part o->shard_index of o->shard_count CM_FILE_OTHER_SHARD, the parts
- * split by the sizes of the inputs (cm__shard_split). */
-static int select_shard(cm_file_job_t *jobs, int n_jobs, const cm_options_t *o, cm_ctx_t *ctx)
-{
-    if (o->shard_count <= 1 || n_jobs == 0) return 0;
-    int64_t *bytes = malloc((size_t)n_jobs * sizeof *bytes);
-    int *part_of = malloc((size_t)n_jobs * sizeof *part_of);
-    int rc =
-        bytes && part_of ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
-    for (int i = 0; rc == 0 && i < n_jobs; i++) {
-        struct stat st; /* one that cannot be stat'ed fails when the pass opens it */
-        bytes[i] = stat(jobs[i].in, &st) == 0 ? (int64_t)st.st_size : 0;
-    }
-    if (rc == 0) rc = cm__shard_split(bytes, n_jobs, o->shard_count, part_of, ctx);
-    for (int i = 0; rc == 0 && i < n_jobs; i++)
-        if (part_of[i] != o->shard_index) jobs[i].state = CM_FILE_OTHER_SHARD;
-    free(bytes);
-    free(part_of);
     return rc;
 }
 
@@ -281,7 +264,9 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         j->rc = 0;
         cm_ctx_init(&j->why);
     }
-    CM_TRY(select_shard(jobs, n_jobs, o, ctx));
+    CM_TRY(keep_part(jobs, n_jobs, o->shard_count, o->shard_index, ctx));
+    bool shared = cm_comm_size() > 1;
+    if (shared) CM_TRY(keep_part(jobs, n_jobs, cm_comm_size(), cm_comm_rank(), ctx));
     cm_params_t p = o->params;
     cm__dumps_t dumps;
     CM_TRY(cm__dumps_begin(&dumps, o, &p, ctx));
@@ -294,21 +279,10 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
             &dumps, &p, cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs), ctx);
     }
     const volatile sig_atomic_t *cancel = o->params.cancel;
-    bool shared = cm_comm_size() > 1;
-    bool *mine = calloc((size_t)(n_jobs ? n_jobs : 1), sizeof(bool));
-    int rc = mine ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory planning %d files", n_jobs);
-    for (int i = 0; rc == 0 && i < n_jobs; i++) mine[i] = jobs[i].state != CM_FILE_OTHER_SHARD;
-    if (rc == 0 && shared) rc = my_files(jobs, n_jobs, mine, ctx);
-    if (rc < 0) {
-        free(mine);
-        free(rjobs);
-        free(runs);
-        return cm__dumps_end(&dumps, &p, rc, ctx);
-    }
     int n = 0;
     for (int i = 0; i < n_jobs && !(cancel && *cancel); i++) {
         cm_file_job_t *j = &jobs[i];
-        if (!mine[i]) continue; /* another shard's or rank's */
+        if (j->state == CM_FILE_OTHER_SHARD) continue; /* another shard's or rank's */
         if (!o->overwrite && exists(j->out) && (!j->labels || exists(j->labels))) {
             j->state = CM_FILE_SKIPPED;
             if (done) done(user, j);
@@ -334,10 +308,10 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
                  "thread%s",
                  asked, b.n_threads, b.n_threads == 1 ? "" : "s");
     p.n_threads = b.n_threads;
-    rc = cancel && *cancel ? close_unrun(rjobs, n, cm_fail(ctx, CM_ECANCELED, "interrupted"), ctx)
-                           : cm_remap_batch(rjobs, n, max_open, &p, ctx);
-    if (rc == 0 && shared) rc = gather_outcomes(jobs, n_jobs, mine, ctx);
-    free(mine);
+    int rc = cancel && *cancel
+                 ? close_unrun(rjobs, n, cm_fail(ctx, CM_ECANCELED, "interrupted"), ctx)
+                 : cm_remap_batch(rjobs, n, max_open, &p, ctx);
+    if (rc == 0 && shared) rc = gather_outcomes(jobs, n_jobs, ctx);
     free(rjobs);
     free(runs);
     return cm__dumps_end(&dumps, &p, rc, ctx);

@@ -195,20 +195,10 @@ static void share(cm_model_t *m)
     cm_comm_bcast(&head, sizeof head, 0);
     cm_comm_bcast(m->centroids, sizeof(double) * (size_t)m->k * m->d, 0);
     cm_comm_bcast(m->counts, sizeof(int64_t) * (size_t)m->k, 0);
-    *m = (cm_model_t){.k = m->k,
-                      .d = m->d,
-                      .centroids = m->centroids,
-                      .mean = m->mean,
-                      .std = m->std,
-                      .counts = m->counts,
-                      .inertia = head.inertia,
-                      .seed = m->seed,
-                      .iterations = head.iterations,
-                      .algorithm = (cm_algorithm_t)head.algorithm,
-                      .colorspace = m->colorspace,
-                      .converged = head.converged,
-                      .sample_px = m->sample_px,
-                      .n_pixels = m->n_pixels};
+    m->inertia = head.inertia;
+    m->iterations = head.iterations;
+    m->algorithm = (cm_algorithm_t)head.algorithm;
+    m->converged = head.converged;
 }
 
 /* Fits on sample. own is the sample itself when the caller took it for this fit alone

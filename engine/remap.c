@@ -478,8 +478,6 @@ static int receive_chunk(void *arg, int worker, cm_ctx_t *ctx)
     cm__remapper_t *r = t->r;
     const cm_sink_t *sink = r->sink;
     cm__chunk_out_t *c = &r->chunks[t->idx];
-    int64_t x, y, w, h;
-    cm_grid_rect(&r->src->grid, t->idx, &x, &y, &w, &h);
     size_t counts = sizeof(int64_t) * (size_t)r->model->k, head = sizeof(chunk_head_t) + counts;
     uint8_t *msg = NULL;
     size_t n = 0;
