@@ -40,17 +40,19 @@ for cfg in "1 $cores" "2 $((cores / 2 > 0 ? cores / 2 : 1))" "4 1"; do
     rm -f out.tif
 done
 
-# Traffic over a 100 Mbit/s link: Open MPI's TCP transport on a rate-limited loopback.
+# The same job's traffic over a slow link: Open MPI's TCP transport on a loopback limited by tbf,
+# with an Ethernet MTU (tbf drops any packet larger than its burst, and lo's MTU is 64 KiB).
+# Also prints the bytes the ranks sent each other.
 if [ "$(id -u)" = 0 ] && command -v tc >/dev/null && unshare -n true 2>/dev/null; then
     for rate in 1gbit 100mbit; do
-        t=$(unshare -n bash -c "ip link set lo up && tc qdisc add dev lo root tbf rate $rate \
-            burst 64kb latency 400ms && t0=\$(date +%s.%N) && mpirun --bind-to none -n 2 \
-            -x OMP_NUM_THREADS=1 --mca btl tcp,self --mca btl_tcp_if_include lo \
-            --mca oob_tcp_if_include lo '$cm' ${args[*]} >/dev/null && \
-            echo \"\$(date +%s.%N) - \$t0\" | bc -l")
+        read -r t bytes < <(unshare -n bash -c "ip link set lo up mtu 1500 && tc qdisc add dev lo \
+            root tbf rate $rate burst 64kb latency 400ms && t0=\$(date +%s.%N) && mpirun \
+            --bind-to none -n 2 -x OMP_NUM_THREADS=1 --mca btl tcp,self --mca btl_tcp_if_include \
+            lo --mca oob_tcp_if_include lo '$cm' ${args[*]} >/dev/null && \
+            echo \"\$(echo \"\$(date +%s.%N) - \$t0\" | bc -l) \$(cat /sys/class/net/lo/statistics/tx_bytes)\"")
         same=$(cmp -s one.tif out.tif && echo "same bytes" || echo "DIFFERENT BYTES")
-        printf '%-34s %8.2f s  %.2f  %s\n' "2 ranks over tcp, lo at $rate" "$t" \
-            "$(echo "$t / $t0" | bc -l)" "$same"
+        printf '%-34s %8.2f s  %.2f  %s, %s MB sent\n' "2 ranks over tcp, lo at $rate" "$t" \
+            "$(echo "$t / $t0" | bc -l)" "$same" "$((bytes / 1000000))"
         rm -f out.tif
     done
 else
