@@ -145,6 +145,10 @@ int cm__outputs_set_k(cm__outputs_t *w, const cm_source_t *src, int k, cm_ctx_t 
 /* The sink of the remap pass with model m (opens a palette output's writer now). w must stay
  * in place until the remap returns. */
 int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx);
+/* Makes durable the tiles that this rank wrote where rank 0 placed them (cm_writer_put_at),
+ * before rank 0 commits: a pass with write_parallel ends with this on every rank, then a
+ * barrier. */
+int cm__outputs_flush(cm__outputs_t *w, cm_ctx_t *ctx);
 /* Renames the label map, then the image, into place; when the image fails the label map is
  * removed again. Frees the writers either way. */
 int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx);

@@ -17,6 +17,10 @@ static int apply_input(cm__input_t *in, cm_model_t *model, const cm_model_meta_t
     if (rc == 0) rc = cm__input_prepare(in, o, ctx);
     if (rc == 0) rc = cm__outputs_sink(&w, model, &sink, ctx);
     if (rc == 0) rc = cm_remap(&in->src, model, &p, &sink, ctx);
+    if (rc == 0 && p.write_parallel) { /* the ranks' tiles are on the disk before the commit */
+        rc = cm__outputs_flush(&w, ctx);
+        cm_comm_barrier();
+    }
     if (rc == 0 && p.cancel && *p.cancel) rc = cm_fail(ctx, CM_ECANCELED, "interrupted");
     if (rc == 0) rc = cm__outputs_commit(&w, ctx);
     cm__outputs_abort(&w);

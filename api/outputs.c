@@ -153,6 +153,13 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
     return 0;
 }
 
+int cm__outputs_flush(cm__outputs_t *w, cm_ctx_t *ctx)
+{
+    if (w->w_out) CM_TRY(cm_writer_flush(w->w_out, ctx));
+    if (w->w_labels) CM_TRY(cm_writer_flush(w->w_labels, ctx));
+    return 0;
+}
+
 int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
 {
     if (w->encode_only) { /* rank 0 writes the files */

@@ -146,6 +146,10 @@ static int remap_all(run_t *r, cm_ctx_t *ctx)
     cm_params_t p = r->p; /* the kept chunks hold their part of the budget */
     p.budget_bytes -= cm__input_kept_bytes(&r->in);
     CM_TRY(cm_remap_many(&r->in.src, models, r->n, &p, sinks, ctx));
+    if (p.write_parallel) { /* the ranks' tiles are on the disk before rank 0 commits */
+        for (int i = 0; i < r->n; i++) CM_TRY(cm__outputs_flush(&r->outs[i].w, ctx));
+        cm_comm_barrier();
+    }
     /* A cancel that came after the last task still stops the run: nothing appears. */
     CM_FAIL_IF(ctx, r->p.cancel && *r->p.cancel, CM_ECANCELED, "interrupted");
     r->rep.chunks_reused = cm__input_take_reused(&r->in);

@@ -44,14 +44,15 @@ static void sink_discard(void *self, void *encoded)
 }
 
 /* The pair as bytes: the image's packed tiles, then the label map's (each after its length). */
-static int sink_pack(void *self, const void *encoded, uint8_t **bytes, size_t *n, cm_ctx_t *ctx)
+static int sink_pack(void *self, const void *encoded, bool data, uint8_t **bytes, size_t *n,
+                     cm_ctx_t *ctx)
 {
     const encoded_pair_t *e = encoded;
     uint8_t *part[2] = {NULL, NULL};
     uint64_t len[2] = {0, 0};
     size_t got[2] = {0, 0};
-    int rc = cm_encoded_pack(e->out, &part[0], &got[0], ctx);
-    if (rc == 0 && e->labels) rc = cm_encoded_pack(e->labels, &part[1], &got[1], ctx);
+    int rc = cm_encoded_pack(e->out, data, &part[0], &got[0], ctx);
+    if (rc == 0 && e->labels) rc = cm_encoded_pack(e->labels, data, &part[1], &got[1], ctx);
     len[0] = got[0];
     len[1] = got[1];
     size_t total = sizeof len + got[0] + got[1];
@@ -85,13 +86,91 @@ static int sink_unpack(void *self, const uint8_t *bytes, size_t n, void **encode
     return 0;
 }
 
+/* Where the tiles of a chunk go, for each writer (the image's, then the label map's): the
+ * number of tiles n and the length of the file's name, the name, then n offsets. */
+typedef struct place_head {
+    uint64_t n, name_len;
+} place_head_t;
+
+static int sink_place(void *self, void *encoded, uint8_t **where, size_t *n, cm_ctx_t *ctx)
+{
+    const cm__writers_sink_t *s = self;
+    const encoded_pair_t *e = encoded;
+    cm_writer_t *w[2] = {s->out, s->labels};
+    const cm_encoded_t *tiles[2] = {e->out, e->labels};
+    size_t total = 0;
+    for (int i = 0; i < 2; i++)
+        if (w[i])
+            total += sizeof(place_head_t) + strlen(cm_writer_file(w[i])) +
+                     sizeof(uint64_t) * (size_t)cm_encoded_count(tiles[i]);
+    uint8_t *b = malloc(total), *at = b;
+    CM_FAIL_IF(ctx, !b, CM_ENOMEM, "out of memory");
+    for (int i = 0; i < 2; i++) {
+        if (!w[i]) continue;
+        const char *name = cm_writer_file(w[i]);
+        place_head_t h = {(uint64_t)cm_encoded_count(tiles[i]), strlen(name)};
+        uint64_t *offsets = malloc(sizeof(uint64_t) * (h.n ? h.n : 1));
+        int rc = offsets ? cm_writer_place(w[i], tiles[i], offsets, ctx)
+                         : cm_fail(ctx, CM_ENOMEM, "out of memory");
+        if (rc == 0) {
+            memcpy(at, &h, sizeof h);
+            memcpy(at + sizeof h, name, h.name_len);
+            memcpy(at + sizeof h + h.name_len, offsets, sizeof(uint64_t) * h.n);
+            at += sizeof h + h.name_len + sizeof(uint64_t) * h.n;
+        }
+        free(offsets);
+        if (rc < 0) {
+            free(b);
+            return rc;
+        }
+    }
+    *where = b;
+    *n = total;
+    return 0;
+}
+
+static int sink_put_placed(void *self, void *encoded, const uint8_t *where, size_t n, cm_ctx_t *ctx)
+{
+    const cm__writers_sink_t *s = self;
+    const encoded_pair_t *e = encoded;
+    cm_writer_t *w[2] = {s->out, s->labels};
+    const cm_encoded_t *tiles[2] = {e->out, e->labels};
+    const uint8_t *at = where, *end = where + n;
+    for (int i = 0; i < 2; i++) {
+        if (!w[i]) continue;
+        place_head_t h;
+        bool ok = (size_t)(end - at) >= sizeof h;
+        if (ok) memcpy(&h, at, sizeof h);
+        ok = ok && h.n == (uint64_t)cm_encoded_count(tiles[i]) &&
+             h.name_len <= (size_t)(end - at) - sizeof h &&
+             (size_t)(end - at) - sizeof h - h.name_len >= sizeof(uint64_t) * h.n;
+        CM_FAIL_IF(ctx, !ok, CM_EINTERNAL, "rank 0 placed tiles that this rank does not have");
+        char *name = strndup((const char *)at + sizeof h, (size_t)h.name_len);
+        uint64_t *offsets = malloc(sizeof(uint64_t) * (h.n ? h.n : 1));
+        int rc = name && offsets ? 0 : cm_fail(ctx, CM_ENOMEM, "out of memory");
+        if (rc == 0) {
+            memcpy(offsets, at + sizeof h + h.name_len, sizeof(uint64_t) * h.n);
+            rc = cm_writer_put_at(w[i], name, tiles[i], offsets, ctx);
+        }
+        free(name);
+        free(offsets);
+        CM_TRY(rc);
+        at += sizeof h + h.name_len + sizeof(uint64_t) * h.n;
+    }
+    return 0;
+}
+
 cm_sink_t cm__writers_sink(const cm__writers_sink_t *state)
 {
+    bool placeable =
+        cm_writer_can_place(state->out) && (!state->labels || cm_writer_can_place(state->labels));
     return (cm_sink_t){.encode = sink_encode,
                        .put = sink_put,
                        .discard = sink_discard,
                        .pack = sink_pack,
                        .unpack = sink_unpack,
+                       .place = placeable ? sink_place : NULL,
+                       .put_placed = placeable ? sink_put_placed : NULL,
                        .self = (void *)state,
                        .want_labels = state->labels || state->out_takes_labels};
 }

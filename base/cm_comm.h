@@ -62,6 +62,19 @@ int cm_comm_allgather(const void *mine, size_t bytes, uint8_t **all, size_t *all
 void cm_comm_send(const void *buf, size_t bytes, int to, int tag);
 int cm_comm_recv(uint8_t **buf, size_t *bytes, int from, int tag, cm_ctx_t *ctx);
 
+/* Waits until every rank has called it. */
+void cm_comm_barrier(void);
+
+/* A file that exists already, opened by this rank alone to write at offsets: with MPI-IO in a
+ * job (which keeps the bytes of several ranks' writes to one file, on a shared filesystem too),
+ * else with pwrite. close makes the bytes durable (MPI_File_sync, fsync) and frees f, whether
+ * it fails or not. CM_EIO, naming path, with the reason. */
+typedef struct cm_comm_file cm_comm_file_t;
+int cm_comm_file_open(const char *path, cm_comm_file_t **f, cm_ctx_t *ctx);
+int cm_comm_file_write_at(cm_comm_file_t *f, uint64_t offset, const void *buf, size_t bytes,
+                          cm_ctx_t *ctx);
+int cm_comm_file_close(cm_comm_file_t *f, cm_ctx_t *ctx);
+
 /* A test-only fault: when the environment's CM_TEST_FAIL_RANK is this rank, fails with "test
  * fault on rank R (where)"; 0 otherwise. */
 int cm_comm_test_fault(const char *where, cm_ctx_t *ctx);

@@ -1,5 +1,7 @@
 /* The ranks of a job (cm_comm.h): MPI where it is built in and a launcher started the process,
  * one rank otherwise. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -251,6 +253,117 @@ int cm_comm_recv(uint8_t **buf, size_t *bytes, int from, int tag, cm_ctx_t *ctx)
     (void)tag;
     return cm_fail(ctx, CM_EINTERNAL, "no rank to receive from without MPI");
 #endif
+}
+
+void cm_comm_barrier(void)
+{
+#ifdef CM_HAVE_MPI
+    if (size_ > 1) MPI_Barrier(MPI_COMM_WORLD);
+#endif
+}
+
+/* ---- files written at offsets ---- */
+struct cm_comm_file {
+    char *path;
+    int fd; /* without MPI-IO */
+#ifdef CM_HAVE_MPI
+    MPI_File fh;
+#endif
+};
+
+#ifdef CM_HAVE_MPI
+/* MPI-IO's error handler returns its errors: this says one, naming the file. */
+static int file_fail(const cm_comm_file_t *f, int err, const char *what, cm_ctx_t *ctx)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    MPI_Error_string(err, text, &n);
+    return cm_fail(ctx, CM_EIO, "%s: cannot %s: %s", f->path, what, text);
+}
+#endif
+
+int cm_comm_file_open(const char *path, cm_comm_file_t **out, cm_ctx_t *ctx)
+{
+    cm_comm_file_t *f = calloc(1, sizeof *f);
+    if (f) f->path = strdup(path);
+    if (!f || !f->path) {
+        free(f);
+        return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
+    }
+    f->fd = -1;
+#ifdef CM_HAVE_MPI
+    if (mpi_) {
+        int err = MPI_File_open(MPI_COMM_SELF, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &f->fh);
+        if (err != MPI_SUCCESS) {
+            int rc = file_fail(f, err, "open", ctx);
+            free(f->path);
+            free(f);
+            return rc;
+        }
+        *out = f;
+        return 0;
+    }
+#endif
+    f->fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (f->fd < 0) {
+        int rc = cm_fail(ctx, CM_EIO, "%s: cannot open: %s", path, strerror(errno));
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+int cm_comm_file_write_at(cm_comm_file_t *f, uint64_t offset, const void *buf, size_t bytes,
+                          cm_ctx_t *ctx)
+{
+    const uint8_t *p = buf;
+    while (bytes > 0) {
+        size_t n = bytes < PIECE ? bytes : PIECE;
+#ifdef CM_HAVE_MPI
+        if (f->fd < 0) {
+            MPI_Status st;
+            int done = 0;
+            int err = MPI_File_write_at(f->fh, (MPI_Offset)offset, p, (int)n, MPI_BYTE, &st);
+            if (err != MPI_SUCCESS) return file_fail(f, err, "write", ctx);
+            MPI_Get_count(&st, MPI_BYTE, &done);
+            CM_FAIL_IF(ctx, done <= 0, CM_EIO, "%s: cannot write: %s", f->path, strerror(EIO));
+            n = (size_t)done;
+        } else
+#endif
+        {
+            ssize_t w = pwrite(f->fd, p, n, (off_t)offset);
+            if (w < 0 && errno == EINTR) continue;
+            CM_FAIL_IF(ctx, w <= 0, CM_EIO, "%s: cannot write: %s", f->path,
+                       strerror(w < 0 ? errno : EIO));
+            n = (size_t)w;
+        }
+        p += n;
+        offset += n;
+        bytes -= n;
+    }
+    return 0;
+}
+
+int cm_comm_file_close(cm_comm_file_t *f, cm_ctx_t *ctx)
+{
+    if (!f) return 0;
+    int rc = 0;
+#ifdef CM_HAVE_MPI
+    if (f->fd < 0) {
+        int err = MPI_File_sync(f->fh);
+        if (err != MPI_SUCCESS) rc = file_fail(f, err, "write", ctx);
+        err = MPI_File_close(&f->fh);
+        if (err != MPI_SUCCESS && rc == 0) rc = file_fail(f, err, "close", ctx);
+    }
+#endif
+    if (f->fd >= 0 && fsync(f->fd) < 0)
+        rc = cm_fail(ctx, CM_EIO, "%s: cannot write: %s", f->path, strerror(errno));
+    if (f->fd >= 0) close(f->fd);
+    free(f->path);
+    free(f);
+    return rc;
 }
 
 int cm_comm_test_fault(const char *where, cm_ctx_t *ctx)

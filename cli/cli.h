@@ -116,6 +116,7 @@ enum {
     CLI_OPT_SUMMARY,
     CLI_OPT_EXT,
     CLI_OPT_SHARD,
+    CLI_OPT_MPI_WRITE,
 };
 
 /* The most values -k takes in a list. */

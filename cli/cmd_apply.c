@@ -65,6 +65,7 @@ static const char apply_help_options[] =
     "      --bigtiff WHEN      auto, always or never (default auto)\n"
     "      --tile N            output tiles of N x N pixels, as for run (default 512)\n"
     "      --color-cache WHEN  auto, on or off, as for run\n"
+    "      --mpi-write M       gather (default) or parallel, as for run (one IN and OUT)\n"
     "      --dither D          none or ordered, as for run: the same pixels as run with it\n"
     "      --colorspace CS     the model's colour space is used; a different one is refused\n"
     "      --progress WHEN     auto, always or never: progress bar on stderr (chunks of all\n"
@@ -95,6 +96,7 @@ static const struct option apply_options[] = {
     {"bigtiff", required_argument, 0, CLI_OPT_BIGTIFF},
     {"tile", required_argument, 0, CLI_OPT_TILE},
     {"color-cache", required_argument, 0, CLI_OPT_CACHE},
+    {"mpi-write", required_argument, 0, CLI_OPT_MPI_WRITE},
     {"dither", required_argument, 0, CLI_OPT_DITHER},
     {"colorspace", required_argument, 0, CLI_OPT_COLORSPACE},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},

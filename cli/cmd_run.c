@@ -69,6 +69,9 @@ static const char run_help_outputs[] =
     "      --tile N            output tiles of N x N pixels, N a multiple of 16 from 16 to\n"
     "                          4096 (default 512); input tiles that do not divide N are kept\n"
     "                          as they are\n"
+    "      --mpi-write M       under mpirun or srun: gather: rank 0 writes the tiles every\n"
+    "                          rank sends it (default); parallel: each rank writes its own\n"
+    "                          tiles of a TIFF (MPI-IO) where rank 0 places them. Same bytes\n"
     "      --color-cache WHEN  auto, on or off: for 8-bit images of up to 3 colour bands, look\n"
     "                          colours up in a table of nearest centres (32 MiB for RGB,\n"
     "                          outside --memory); auto: on large images, k >= 128. Same\n"
@@ -111,6 +114,7 @@ static const struct option run_options[] = {
     {"bigtiff", required_argument, 0, CLI_OPT_BIGTIFF},
     {"tile", required_argument, 0, CLI_OPT_TILE},
     {"color-cache", required_argument, 0, CLI_OPT_CACHE},
+    {"mpi-write", required_argument, 0, CLI_OPT_MPI_WRITE},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},

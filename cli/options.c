@@ -91,6 +91,10 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
         ok = one_of("--color-cache", arg, "auto", "on", "off");
         o->params.color_cache = !strcmp(arg, "on") ? 1 : !strcmp(arg, "off") ? 0 : -1;
         break;
+    case CLI_OPT_MPI_WRITE:
+        ok = one_of("--mpi-write", arg, "gather", "parallel", "gather");
+        o->params.write_parallel = !strcmp(arg, "parallel");
+        break;
     case CLI_OPT_PROGRESS:
         o->progress = arg;
         ok = one_of("--progress", arg, "auto", "always", "never");

@@ -50,15 +50,24 @@ typedef struct cm_source {
  * - In a job of several ranks (cm_comm.h), cm_remap_many shares the chunks among the ranks and
  *   rank 0 puts them all: pack turns an encoded chunk into bytes in the rank that made it,
  *   unpack makes it again in rank 0 (from bytes that pack made). A sink without encode needs
- *   neither: its pixels and labels travel as they are. */
+ *   neither: its pixels and labels travel as they are. pack without data gives only what
+ *   place needs.
+ * - place and put_placed (optional) let every rank write its own chunks, when the params ask
+ *   for it (write_parallel): rank 0 calls place, in chunk order, where it would put a chunk
+ *   that another rank encoded (unpacked from pack without data): place lays the chunk out in
+ *   the output and says where its pieces go, as bytes; in the rank that made the chunk,
+ *   put_placed writes them there. */
 typedef struct cm_sink {
     int (*encode)(void *self, int64_t idx, const uint8_t *pixels, const void *labels,
                   void **encoded, cm_ctx_t *ctx);
     int (*put)(void *self, int64_t idx, const uint8_t *pixels, const void *labels, void *encoded,
                cm_ctx_t *ctx);
     void (*discard)(void *self, void *encoded);
-    int (*pack)(void *self, const void *encoded, uint8_t **bytes, size_t *n, cm_ctx_t *ctx);
+    int (*pack)(void *self, const void *encoded, bool data, uint8_t **bytes, size_t *n,
+                cm_ctx_t *ctx);
     int (*unpack)(void *self, const uint8_t *bytes, size_t n, void **encoded, cm_ctx_t *ctx);
+    int (*place)(void *self, void *encoded, uint8_t **where, size_t *n, cm_ctx_t *ctx);
+    int (*put_placed)(void *self, void *encoded, const uint8_t *where, size_t n, cm_ctx_t *ctx);
     void *self;
     bool want_labels;
 } cm_sink_t;
@@ -140,6 +149,9 @@ typedef struct cm_params {
     int color_cache;     /* 8-bit images: colour -> label table; -1 auto, 0 off, 1 on */
     cm_kernel_t kernel;  /* nearest-centre kernel of the remap and exact modes (auto) */
     size_t budget_bytes; /* chunk buffers in flight never exceed this */
+    /* In a job of several ranks, each rank writes the chunks it remapped where rank 0 places
+     * them (cm_sink_t.place), instead of sending them to rank 0 to write. */
+    bool write_parallel;
     cm_stage_fn progress;
     void *progress_user;
     cm_trace_t *trace; /* records every task's times, thread, kind and bytes, or NULL */

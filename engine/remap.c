@@ -291,6 +291,17 @@ int cm__remap_chunk(void *arg, int worker, cm_ctx_t *ctx)
     return rc;
 }
 
+/* Adds a chunk's figures to its model's, and frees the chunk. */
+static void add_figures(cm__remapper_t *r, cm__chunk_out_t *c)
+{
+    for (int j = 0; j < r->model->k; j++) {
+        r->model->counts[j] += c->counts[j];
+        r->n_pixels += c->counts[j];
+    }
+    r->inertia += c->inertia;
+    cm__chunk_out_free(r->sink, c);
+}
+
 int cm__write_chunk(void *arg, int worker, cm_ctx_t *ctx)
 {
     const cm__write_task_t *t = arg;
@@ -299,12 +310,7 @@ int cm__write_chunk(void *arg, int worker, cm_ctx_t *ctx)
     int rc = r->sink->put
                  ? r->sink->put(r->sink->self, t->idx, c->pixels, c->labels, c->encoded, ctx)
                  : 0;
-    for (int j = 0; j < r->model->k; j++) {
-        r->model->counts[j] += c->counts[j];
-        r->n_pixels += c->counts[j];
-    }
-    r->inertia += c->inertia;
-    cm__chunk_out_free(r->sink, c);
+    add_figures(r, c);
     return rc;
 }
 
@@ -336,6 +342,7 @@ int cm__remapper_init(cm__remapper_t *r, const cm_source_t *src, cm_model_t *mod
     r->dither = p->dither == CM_DITHER_ORDERED && k > 1;
     cm_labels_plan(src, k, &r->label_bits, &r->label_masked);
     r->kernel = p->kernel;
+    r->placed = p->write_parallel && sink->encode && sink->put && sink->place && sink->put_placed;
     /* The cache pays off once the image holds several times the table's 2^(8d) entries of
      * work and the centres are many, or when asked for. On a mosaic of real photographs a
      * lookup in its 32 MiB (RGB) misses the processor's caches often enough to cost more than
@@ -420,10 +427,13 @@ void cm__pass_figures(const cm__pass_t *pass)
  * Chunk c is read and remapped by rank c % ranks: round robin, so that rank 0, which puts every
  * chunk in order, finds the next one made or nearly. A remapped chunk travels to rank 0 as one
  * message per model (its index, inertia, counts, then what the sink packed, or its pixels and
- * labels); in rank 0 a receive task takes its place in the chain of writes. The writes of all
- * models form one chain on every rank, (chunk, model) in order, so that one thread at a time
- * calls MPI and the messages of a rank arrive in the order rank 0 takes them. */
-enum { TAG_REMAP = 7 };
+ * labels); in rank 0 a receive task takes its place in the chain of writes. With a sink that
+ * places chunks (write_parallel), the message holds only the sizes of what was encoded: rank 0
+ * places the chunk in the output and sends back where its pieces go, and the rank writes them
+ * there itself. The writes of all models form one chain on every rank, (chunk, model) in
+ * order, so that one thread at a time calls MPI and the messages of a rank arrive in the order
+ * rank 0 takes them. */
+enum { TAG_REMAP = 7, TAG_PLACE = 8 };
 
 typedef struct chunk_head {
     int64_t idx;
@@ -448,7 +458,7 @@ static int send_chunk(void *arg, int worker, cm_ctx_t *ctx)
     uint8_t *bytes = NULL;
     int rc = 0;
     if (sink->put && sink->encode) {
-        rc = sink->pack ? sink->pack(sink->self, c->encoded, &bytes, &packed, ctx)
+        rc = sink->pack ? sink->pack(sink->self, c->encoded, !r->placed, &bytes, &packed, ctx)
                         : cm_fail(ctx, CM_EINTERNAL, "the sink cannot send chunks to rank 0");
     } else if (sink->put) {
         px = cm_grid_chunk_bytes(&r->src->grid);
@@ -468,6 +478,13 @@ static int send_chunk(void *arg, int worker, cm_ctx_t *ctx)
     }
     free(msg);
     free(bytes);
+    if (rc == 0 && r->placed) { /* written where rank 0 placed it */
+        uint8_t *where = NULL;
+        size_t n = 0;
+        rc = cm_comm_recv(&where, &n, 0, TAG_PLACE, ctx);
+        if (rc == 0) rc = sink->put_placed(sink->self, c->encoded, where, n, ctx);
+        free(where);
+    }
     cm__chunk_out_free(sink, c);
     return rc;
 }
@@ -509,7 +526,14 @@ static int receive_chunk(void *arg, int worker, cm_ctx_t *ctx)
         cm__chunk_out_free(sink, c);
         return rc;
     }
-    return cm__write_chunk(arg, worker, ctx); /* puts it, adds its figures, frees it */
+    if (!r->placed) return cm__write_chunk(arg, worker, ctx); /* puts it, adds its figures */
+    uint8_t *where = NULL;
+    size_t wn = 0;
+    rc = sink->place(sink->self, c->encoded, &where, &wn, ctx);
+    if (rc == 0) cm_comm_send(where, wn, (int)(t->idx % cm_comm_size()), TAG_PLACE);
+    free(where);
+    add_figures(r, c);
+    return rc;
 }
 
 /* The tasks of a pass shared by the ranks: this rank's remaps, and its part of the one chain
@@ -542,7 +566,7 @@ static int add_shared_pass(cm_graph_t *graph, cm__pass_t *pass, int64_t n_chunks
             cm_task_fn fn = !own ? receive_chunk : me == 0 ? cm__write_chunk : send_chunk;
             CM_TRY(cm_graph_add(graph,
                                 &(cm_task_t){.fn = fn,
-                                             .kind = !own      ? "receive"
+                                             .kind = !own ? (w->r->placed ? "place" : "receive")
                                                      : me == 0 ? "write"
                                                                : "send",
                                              .arg = w,

@@ -30,6 +30,7 @@ typedef struct cm__remapper {
     bool plain_u8;   /* 8-bit grey or RGB, no mask, scaling or Lab, k <= 256, no dither or
                       * cache: every pixel valid, its features its samples (finish_plain_u8) */
     cm_kernel_t kernel;
+    bool placed; /* in a job of ranks, each writes its chunks where rank 0 places them */
     cm__chunk_out_t *chunks;
     double inertia;
     int64_t n_pixels;

@@ -185,8 +185,10 @@ int cm_writer_open_encoder(const char *path, const cm_writer_spec_t *spec, cm_wr
 /* Tiles compressed, waiting to be written. */
 typedef struct cm_encoded cm_encoded_t;
 
-/* Encoded tiles as bytes (malloc'd into *bytes), to travel to another rank; and back. */
-int cm_encoded_pack(const cm_encoded_t *e, uint8_t **bytes, size_t *n, cm_ctx_t *ctx);
+/* Encoded tiles as bytes (malloc'd into *bytes), to travel to another rank; and back. Without
+ * data, only the tiles' numbers and sizes travel (for cm_writer_place): the tiles unpacked
+ * have no bytes. */
+int cm_encoded_pack(const cm_encoded_t *e, bool data, uint8_t **bytes, size_t *n, cm_ctx_t *ctx);
 int cm_encoded_unpack(const uint8_t *bytes, size_t n, cm_encoded_t **out, cm_ctx_t *ctx);
 
 /* Compresses the tiles of the rectangle (x, y, w, h) of the image (x and y on tile boundaries,
@@ -203,6 +205,22 @@ int cm_writer_encode(const cm_writer_t *wr, int64_t x, int64_t y, int64_t w, int
 /* Writes encoded tiles into the file, in their order (PNG and JPEG: in the order of the
  * image's rows, left to right). One thread at a time. */
 int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx);
+
+/* A tiled TIFF written by the ranks of a job, each its own tiles. Rank 0's writer places the
+ * tiles of another rank where cm_writer_put_encoded would write them, in the same order, but
+ * without their bytes (e needs only the numbers and sizes that cm_encoded_pack sends without
+ * data), and gives each tile's offset in its temporary file, which cm_writer_file names. That
+ * rank's encoder writes the bytes there with cm_writer_put_at, and cm_writer_flush makes them
+ * durable before rank 0 commits. The file has the bytes cm_writer_put_encoded gives it.
+ * cm_writer_can_place: only a TIFF's writer can. */
+bool cm_writer_can_place(const cm_writer_t *wr);
+int cm_writer_place(cm_writer_t *wr, const cm_encoded_t *e, uint64_t *offsets, cm_ctx_t *ctx);
+const char *cm_writer_file(const cm_writer_t *wr);
+int cm_writer_put_at(cm_writer_t *wr, const char *file, const cm_encoded_t *e,
+                     const uint64_t *offsets, cm_ctx_t *ctx);
+int cm_writer_flush(cm_writer_t *wr, cm_ctx_t *ctx);
+/* The number of tiles in e. */
+int cm_encoded_count(const cm_encoded_t *e);
 
 /* Frees encoded tiles; accepts NULL. */
 void cm_encoded_free(cm_encoded_t *e);

@@ -27,6 +27,19 @@ typedef struct cm__membuf {
  * TIFFClose; "rm": read from mem->data, never written), errors into msg. */
 TIFF *cm__tiff_open_memory(cm__membuf_t *mem, const char *mode, cm__tiff_msg_t *msg);
 
+/* An output file for libtiff, written at positions. While skip is set, writes only move the
+ * position (and the end): the bytes are written there later, by another rank say, and libtiff
+ * lays out what follows as if they were there. */
+typedef struct cm__outfile {
+    int fd;
+    uint64_t pos, end;
+    bool skip;
+} cm__outfile_t;
+
+/* A TIFF written into f (an empty file open for writing; TIFFClose closes f->fd), with mode
+ * "w" or "w8", errors into msg. */
+TIFF *cm__tiff_open_out(const char *path, const char *mode, cm__outfile_t *f, cm__tiff_msg_t *msg);
+
 /* Creates an empty temporary file next to path ("<path>.part-XXXXXX"); stores its name in
  * tmp (at least strlen(path) + 16 bytes) and returns its descriptor, or -1 with errno. */
 int cm__tmpfile_next_to(const char *path, char *tmp, size_t tmp_size);

@@ -122,6 +122,66 @@ TIFF *cm__tiff_open_memory(cm__membuf_t *mem, const char *mode, cm__tiff_msg_t *
     return tif;
 }
 
+/* ---- output files, written at positions ---- */
+
+static tmsize_t out_read(thandle_t h, void *buf, tmsize_t n)
+{
+    cm__outfile_t *f = h;
+    ssize_t got = pread(f->fd, buf, (size_t)n, (off_t)f->pos);
+    if (got > 0) f->pos += (uint64_t)got;
+    return got;
+}
+
+static tmsize_t out_write(thandle_t h, void *buf, tmsize_t n)
+{
+    cm__outfile_t *f = h;
+    const uint8_t *p = buf;
+    size_t left = (size_t)n;
+    while (left > 0 && !f->skip) {
+        ssize_t w = pwrite(f->fd, p, left, (off_t)f->pos);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        f->pos += (uint64_t)w;
+        left -= (size_t)w;
+    }
+    if (f->skip) f->pos += (uint64_t)n;
+    if (f->pos > f->end) f->end = f->pos;
+    return n;
+}
+
+static toff_t out_seek(thandle_t h, toff_t off, int whence)
+{
+    cm__outfile_t *f = h;
+    uint64_t base = whence == SEEK_CUR ? f->pos : whence == SEEK_END ? f->end : 0;
+    f->pos = base + off;
+    return f->pos;
+}
+
+static int out_close(thandle_t h)
+{
+    cm__outfile_t *f = h;
+    int rc = f->fd >= 0 ? close(f->fd) : 0;
+    f->fd = -1;
+    return rc;
+}
+
+static toff_t out_size(thandle_t h)
+{
+    return ((cm__outfile_t *)h)->end;
+}
+
+TIFF *cm__tiff_open_out(const char *path, const char *mode, cm__outfile_t *f, cm__tiff_msg_t *msg)
+{
+    TIFFOpenOptions *opts = open_options(msg);
+    if (!opts) return NULL;
+    TIFF *tif = TIFFClientOpenExt(path, mode, f, out_read, out_write, out_seek, out_close, out_size,
+                                  mem_map, mem_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    if (!tif && !msg->text[0]) snprintf(msg->text, sizeof msg->text, "cannot open");
+    return tif;
+}
+
 static const struct {
     const char *name;
     int code;

@@ -25,6 +25,8 @@ typedef struct deflater {
 
 struct cm_writer {
     TIFF *tif;
+    cm__outfile_t file;     /* what tif writes into */
+    cm_comm_file_t *placed; /* an encoder's: rank 0's file, where it writes its tiles */
     char *path, *tmp;
     cm_writer_spec_t spec;  /* pointers in it are cleared: see cmap */
     uint16_t cmap[3 * 256]; /* the colour map, when spec.colormap was given */
@@ -415,7 +417,8 @@ static int writer_open(const char *path, const cm_writer_spec_t *spec, bool enco
         *out = wr;
         return 0;
     }
-    wr->tif = cm__tiff_open(wr->tmp, spec->bigtiff ? "w8" : "w", fd, &wr->msg);
+    wr->file = (cm__outfile_t){.fd = fd};
+    wr->tif = cm__tiff_open_out(wr->tmp, spec->bigtiff ? "w8" : "w", &wr->file, &wr->msg);
     if (!wr->tif) {
         close(fd);
         int rc = cm_fail(ctx, CM_EIO, "%s: %s", path, wr->msg.text);
@@ -542,10 +545,14 @@ static const char *reason(const cm_writer_t *wr, int e)
 int cm_writer_put_encoded(cm_writer_t *wr, const cm_encoded_t *e, cm_ctx_t *ctx)
 {
     if (wr->rows) return wr->rows->put(wr->rows, e, ctx);
+    static uint8_t none; /* the bytes of a tile being placed: never read */
     for (int i = 0; i < e->n; i++) {
         wr->msg.text[0] = '\0';
         errno = 0;
-        if (TIFFWriteRawTile(wr->tif, e->tile[i], e->data[i], (tmsize_t)e->size[i]) !=
+        void *data = e->data[i] ? e->data[i] : &none;
+        CM_FAIL_IF(ctx, !e->data[i] && !wr->file.skip, CM_EINTERNAL,
+                   "%s: tile %u has no bytes to write", wr->path, e->tile[i]);
+        if (TIFFWriteRawTile(wr->tif, e->tile[i], data, (tmsize_t)e->size[i]) !=
             (tmsize_t)e->size[i])
             return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u: %s", wr->path, e->tile[i],
                            reason(wr, errno));
@@ -574,22 +581,67 @@ int cm_writer_open_encoder(const char *path, const cm_writer_spec_t *spec, cm_wr
     return writer_open(path, spec, true, out, ctx);
 }
 
+bool cm_writer_can_place(const cm_writer_t *wr)
+{
+    return wr->spec.format == CM_FILE_TIFF;
+}
+
+int cm_writer_place(cm_writer_t *wr, const cm_encoded_t *e, uint64_t *offsets, cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !wr->tif, CM_EINTERNAL, "%s: only a TIFF's writer places tiles", wr->path);
+    wr->file.skip = true;
+    int rc = cm_writer_put_encoded(wr, e, ctx);
+    wr->file.skip = false;
+    uint64_t *all = NULL;
+    if (rc == 0 && !TIFFGetField(wr->tif, TIFFTAG_TILEOFFSETS, &all))
+        rc = cm_fail(ctx, CM_EINTERNAL, "%s: no tile offsets", wr->path);
+    for (int i = 0; rc == 0 && i < e->n; i++) offsets[i] = all[e->tile[i]];
+    return rc;
+}
+
+const char *cm_writer_file(const cm_writer_t *wr)
+{
+    return wr->tmp;
+}
+
+int cm_writer_put_at(cm_writer_t *wr, const char *file, const cm_encoded_t *e,
+                     const uint64_t *offsets, cm_ctx_t *ctx)
+{
+    if (!wr->placed) CM_TRY(cm_comm_file_open(file, &wr->placed, ctx));
+    for (int i = 0; i < e->n; i++)
+        CM_TRY(cm_comm_file_write_at(wr->placed, offsets[i], e->data[i], e->size[i], ctx));
+    return 0;
+}
+
+int cm_writer_flush(cm_writer_t *wr, cm_ctx_t *ctx)
+{
+    cm_comm_file_t *f = wr->placed;
+    wr->placed = NULL;
+    return cm_comm_file_close(f, ctx);
+}
+
+int cm_encoded_count(const cm_encoded_t *e)
+{
+    return e->n;
+}
+
 /* The bytes of encoded tiles: a header, each piece's index and size, then the pieces. */
 typedef struct packed_head {
     int64_t x, y, w, h;
     uint64_t raw_len;
     uint32_t adler;
     int32_t n;
-    uint8_t raw;
+    uint8_t raw, data; /* data: the pieces follow their index */
 } packed_head_t;
 
-int cm_encoded_pack(const cm_encoded_t *e, uint8_t **bytes, size_t *n, cm_ctx_t *ctx)
+int cm_encoded_pack(const cm_encoded_t *e, bool data, uint8_t **bytes, size_t *n, cm_ctx_t *ctx)
 {
     size_t total = sizeof(packed_head_t);
-    for (int i = 0; i < e->n; i++) total += sizeof(uint32_t) + sizeof(uint64_t) + e->size[i];
+    for (int i = 0; i < e->n; i++)
+        total += sizeof(uint32_t) + sizeof(uint64_t) + (data ? e->size[i] : 0);
     uint8_t *b = calloc(1, total), *at = b + sizeof(packed_head_t);
     CM_FAIL_IF(ctx, !b, CM_ENOMEM, "out of memory packing %zu bytes of tiles", total);
-    packed_head_t h = {e->x, e->y, e->w, e->h, e->raw_len, e->adler, e->n, e->raw};
+    packed_head_t h = {e->x, e->y, e->w, e->h, e->raw_len, e->adler, e->n, e->raw, data};
     memcpy(b, &h, sizeof h);
     for (int i = 0; i < e->n; i++) {
         uint32_t tile = e->tile ? e->tile[i] : 0;
@@ -598,7 +650,7 @@ int cm_encoded_pack(const cm_encoded_t *e, uint8_t **bytes, size_t *n, cm_ctx_t 
         memcpy(at + sizeof tile, &size, sizeof size);
         at += sizeof tile + sizeof size;
     }
-    for (int i = 0; i < e->n; i++) {
+    for (int i = 0; data && i < e->n; i++) {
         if (e->size[i]) memcpy(at, e->data[i], e->size[i]);
         at += e->size[i];
     }
@@ -634,11 +686,12 @@ int cm_encoded_unpack(const uint8_t *bytes, size_t n, cm_encoded_t **out, cm_ctx
         memcpy(&e->tile[i], at, sizeof(uint32_t));
         memcpy(&size, at + sizeof(uint32_t), sizeof size);
         at += sizeof(uint32_t) + sizeof size;
+        e->size[i] = (size_t)size;
+        if (!h.data) continue;
         if (size > (uint64_t)(end - data)) {
             rc = cm_fail(ctx, CM_EINTERNAL, "packed tiles of %zu bytes", n);
             break;
         }
-        e->size[i] = (size_t)size;
         e->data[i] = malloc(size ? (size_t)size : 1);
         if (!e->data[i]) {
             rc = cm_fail(ctx, CM_ENOMEM, "out of memory");
@@ -657,6 +710,7 @@ int cm_encoded_unpack(const uint8_t *bytes, size_t n, cm_encoded_t **out, cm_ctx
 
 static void writer_free(cm_writer_t *wr)
 {
+    cm_comm_file_close(wr->placed, NULL);
     if (wr->tmp) cm_comm_forget(wr->tmp);
     if (wr->rows) wr->rows->free(wr->rows);
     deflaters_free(wr->deflaters);

@@ -1413,13 +1413,14 @@ static void check_tiles_as_libtiff_encodes_them(const char *out, const char *ref
     assert_true(a && b);
     uint32_t w, h, tw, th;
     uint16_t spp, bits, format, photometric, compression, predictor = PREDICTOR_NONE;
-    assert_true(TIFFGetField(a, TIFFTAG_IMAGEWIDTH, &w) && TIFFGetField(a, TIFFTAG_IMAGELENGTH, &h) &&
-                TIFFGetField(a, TIFFTAG_TILEWIDTH, &tw) && TIFFGetField(a, TIFFTAG_TILELENGTH, &th) &&
-                TIFFGetField(a, TIFFTAG_SAMPLESPERPIXEL, &spp) &&
-                TIFFGetField(a, TIFFTAG_BITSPERSAMPLE, &bits) &&
-                TIFFGetField(a, TIFFTAG_SAMPLEFORMAT, &format) &&
-                TIFFGetField(a, TIFFTAG_PHOTOMETRIC, &photometric) &&
-                TIFFGetField(a, TIFFTAG_COMPRESSION, &compression));
+    assert_true(
+        TIFFGetField(a, TIFFTAG_IMAGEWIDTH, &w) && TIFFGetField(a, TIFFTAG_IMAGELENGTH, &h) &&
+        TIFFGetField(a, TIFFTAG_TILEWIDTH, &tw) && TIFFGetField(a, TIFFTAG_TILELENGTH, &th) &&
+        TIFFGetField(a, TIFFTAG_SAMPLESPERPIXEL, &spp) &&
+        TIFFGetField(a, TIFFTAG_BITSPERSAMPLE, &bits) &&
+        TIFFGetField(a, TIFFTAG_SAMPLEFORMAT, &format) &&
+        TIFFGetField(a, TIFFTAG_PHOTOMETRIC, &photometric) &&
+        TIFFGetField(a, TIFFTAG_COMPRESSION, &compression));
     TIFFGetField(a, TIFFTAG_PREDICTOR, &predictor);
     assert_true(TIFFSetField(b, TIFFTAG_IMAGEWIDTH, w) && TIFFSetField(b, TIFFTAG_IMAGELENGTH, h) &&
                 TIFFSetField(b, TIFFTAG_TILEWIDTH, tw) && TIFFSetField(b, TIFFTAG_TILELENGTH, th) &&
@@ -1446,8 +1447,9 @@ static void check_tiles_as_libtiff_encodes_them(const char *out, const char *ref
     uint8_t *ra = malloc((size_t)size * 2), *rb = malloc((size_t)size * 2);
     assert_true(ra && rb);
     for (uint32_t i = 0; i < TIFFNumberOfTiles(a); i++) {
-        if (sa[i] != sb[i]) fail_msg("%s: tile %u of %llu bytes, libtiff's %llu", out, i,
-                                     (unsigned long long)sa[i], (unsigned long long)sb[i]);
+        if (sa[i] != sb[i])
+            fail_msg("%s: tile %u of %llu bytes, libtiff's %llu", out, i, (unsigned long long)sa[i],
+                     (unsigned long long)sb[i]);
         assert_int_equal(TIFFReadRawTile(a, i, ra, size * 2), (tmsize_t)sa[i]);
         assert_int_equal(TIFFReadRawTile(b, i, rb, size * 2), (tmsize_t)sb[i]);
         if (memcmp(ra, rb, (size_t)sa[i])) fail_msg("%s: tile %u differs from libtiff's", out, i);
@@ -1468,7 +1470,10 @@ static void test_writer_deflates_tiles_to_the_bytes_libtiff_writes(void **state)
         int spp;
         cm_stype_t stype;
         bool predictor;
-    } cases[] = {{3, CM_U8, true}, {2, CM_U8, true}, {3, CM_U16, true}, {1, CM_I16, true},
+    } cases[] = {{3, CM_U8, true},
+                 {2, CM_U8, true},
+                 {3, CM_U16, true},
+                 {1, CM_I16, true},
                  {1, CM_U8, false}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         fx_tiff_t l = layout_for(cases[c].spp, COMPRESSION_NONE, false);
@@ -1650,6 +1655,89 @@ static void test_destination_appears_only_at_commit_and_part_file_meanwhile(void
     assert_int_equal(count_part_files(fx_dir, "atomic-out.tif"), 0);
     fx_tiff_t l = layout_for(3, COMPRESSION_ADOBE_DEFLATE, false);
     check_copy(out, &l, &spec, 0);
+}
+
+/* The parallel writing of a job's ranks, in one process: the writer places the tiles of every
+ * other row of tiles without their bytes (as rank 0 does with what another rank packed without
+ * data), an encoder writes them at the offsets it was given, and the file is byte for byte the
+ * one a writer that put every tile itself makes. */
+static void
+test_tiles_placed_without_bytes_then_written_at_their_offsets_make_the_same_file(void **state)
+{
+    (void)state;
+    char out[FX_PATH_MAX], ref[FX_PATH_MAX];
+    fx_path(out, "placed-out.tif");
+    fx_path(ref, "placed-ref.tif");
+    cm_writer_spec_t spec = direct_spec(3);
+    spec.tile_h = 16; /* 5 rows of tiles, the last one clipped */
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_writer_t *wr = NULL, *enc = NULL;
+    assert_int_equal(cm_writer_open(ref, &spec, &wr, &ctx), 0);
+    put_pattern(wr, &spec);
+    assert_int_equal(cm_writer_commit(wr, &ctx), 0);
+
+    assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
+    assert_int_equal(cm_writer_open_encoder(out, &spec, &enc, &ctx), 0);
+    assert_true(cm_writer_can_place(wr));
+    fx_tiff_t l = {.width = 100, .height = 70, .spp = 3, .stype = CM_U8};
+    uint8_t *buf = malloc((size_t)(spec.width * spec.tile_h * 3));
+    assert_non_null(buf);
+    for (int64_t y = 0, row = 0; y < spec.height; y += spec.tile_h, row++) {
+        int64_t h = spec.height - y < spec.tile_h ? spec.height - y : spec.tile_h;
+        fx_fill_rect(buf, spec.width, 0, y, spec.width, h, &l, 0, 3, pattern);
+        cm_encoded_t *e = NULL, *sizes = NULL;
+        assert_int_equal(cm_writer_encode(enc, 0, y, spec.width, h, buf, &e, &ctx), 0);
+        if (row % 2 == 0) {
+            assert_int_equal(cm_writer_put_encoded(wr, e, &ctx), 0);
+            cm_encoded_free(e);
+            continue;
+        }
+        uint8_t *bytes = NULL;
+        size_t n = 0;
+        assert_int_equal(cm_encoded_pack(e, false, &bytes, &n, &ctx), 0);
+        assert_int_equal(cm_encoded_unpack(bytes, n, &sizes, &ctx), 0);
+        uint64_t offsets[8];
+        assert_int_equal(cm_encoded_count(sizes), 4);
+        assert_int_equal(cm_writer_place(wr, sizes, offsets, &ctx), 0);
+        assert_int_equal(cm_writer_put_at(enc, cm_writer_file(wr), e, offsets, &ctx), 0);
+        free(bytes);
+        cm_encoded_free(sizes);
+        cm_encoded_free(e);
+    }
+    free(buf);
+    assert_int_equal(cm_writer_flush(enc, &ctx), 0);
+    cm_writer_abort(enc);
+    assert_int_equal(cm_writer_commit(wr, &ctx), 0);
+    assert_true(fx_same_bytes(out, ref));
+}
+
+/* A tile without bytes is put only while it is being placed. */
+static void test_putting_tiles_without_bytes_is_an_internal_error(void **state)
+{
+    (void)state;
+    char out[FX_PATH_MAX];
+    fx_path(out, "nobytes-out.tif");
+    cm_writer_spec_t spec = direct_spec(1);
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_writer_t *wr = NULL;
+    assert_int_equal(cm_writer_open(out, &spec, &wr, &ctx), 0);
+    uint8_t *px = calloc((size_t)(spec.tile_w * spec.tile_h), 1), *bytes = NULL;
+    assert_non_null(px);
+    cm_encoded_t *e = NULL, *sizes = NULL;
+    size_t n = 0;
+    assert_int_equal(cm_writer_encode(wr, 0, 0, spec.tile_w, spec.tile_h, px, &e, &ctx), 0);
+    assert_int_equal(cm_encoded_pack(e, false, &bytes, &n, &ctx), 0);
+    assert_int_equal(cm_encoded_unpack(bytes, n, &sizes, &ctx), 0);
+    assert_int_equal(cm_writer_put_encoded(wr, sizes, &ctx), CM_EINTERNAL);
+    assert_non_null(strstr(ctx.msg, "has no bytes"));
+    free(px);
+    free(bytes);
+    cm_encoded_free(e);
+    cm_encoded_free(sizes);
+    cm_writer_abort(wr);
+    assert_false(fx_exists(out));
 }
 
 static void test_committed_output_has_the_usual_permissions(void **state)
@@ -2628,6 +2716,9 @@ int main(void)
         cmocka_unit_test(test_writer_jpeg_output_of_ycbcr_input_is_rgb_close_to_the_original),
         cmocka_unit_test(test_writer_bigtiff_output_is_bigtiff),
         cmocka_unit_test(test_destination_appears_only_at_commit_and_part_file_meanwhile),
+        cmocka_unit_test(
+            test_tiles_placed_without_bytes_then_written_at_their_offsets_make_the_same_file),
+        cmocka_unit_test(test_putting_tiles_without_bytes_is_an_internal_error),
         cmocka_unit_test(test_committed_output_has_the_usual_permissions),
         cmocka_unit_test(test_abort_leaves_neither_destination_nor_part_file),
         cmocka_unit_test(test_writer_open_in_a_missing_directory_is_an_io_error_naming_the_path),
