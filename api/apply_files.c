@@ -233,6 +233,42 @@ static int gather_outcomes(cm_file_job_t *jobs, int n_jobs, cm_ctx_t *ctx)
     return rc;
 }
 
+/* One file for the whole job (one input, or a shard of one): the ranks share its chunks as run
+ * shares them (cm_apply_file), rather than one rank doing it while the others wait. Every rank
+ * gets its outcome. A failure after every rank has probed the file ends the job (rc < 0): the
+ * ranks are in the pass together, and one cannot leave it alone. */
+static int apply_shared(const batch_t *b, cm_file_job_t *j, const cm_params_t *p, cm_ctx_t *ctx)
+{
+    if (!b->o->overwrite && exists(j->out) && (!j->labels || exists(j->labels))) {
+        j->state = CM_FILE_SKIPPED;
+        if (b->done) b->done(b->user, j);
+        return 0;
+    }
+    cm_ctx_t pctx;
+    cm_ctx_init(&pctx);
+    cm_remap_job_t rj = {0};
+    int prc = probe(b, j, &rj, &pctx);
+    int64_t failed = prc < 0; /* the ranks agree, if one of them cannot read it */
+    cm_comm_sum_i64(&failed, 1);
+    if (failed && prc == 0) prc = cm_fail(&pctx, CM_EIO, "%s: another rank cannot read it", j->in);
+    if (failed) {
+        finish(b, j, prc, &pctx);
+        return 0;
+    }
+    cm_model_t *m = cm__model_copy(b->model); /* the pass writes its figures */
+    CM_FAIL_IF(ctx, !m, CM_ENOMEM, "%s: out of memory", j->in);
+    cm_options_t o = *b->o;
+    o.params = *p;
+    o.labels_path = j->labels;
+    int rc = cm_apply_file(m, b->meta, j->in, j->out, &o, ctx);
+    j->width = rj.src.grid.width;
+    j->height = rj.src.grid.height;
+    j->mse = m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0;
+    cm_model_free(m);
+    if (rc == 0) finish(b, j, 0, ctx);
+    return rc;
+}
+
 /* Jobs planned but never handed to the pass (a cancel came first) end with rc. */
 static int close_unrun(cm_remap_job_t *rjobs, int n, int rc, cm_ctx_t *ctx)
 {
@@ -265,10 +301,17 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
         cm_ctx_init(&j->why);
     }
     CM_TRY(keep_part(jobs, n_jobs, o->shard_count, o->shard_index, ctx));
+    int in_part = 0, last = -1;
+    for (int i = 0; i < n_jobs; i++)
+        if (jobs[i].state != CM_FILE_OTHER_SHARD) in_part++, last = i;
     bool shared = cm_comm_size() > 1;
-    if (shared) CM_TRY(keep_part(jobs, n_jobs, cm_comm_size(), cm_comm_rank(), ctx));
     cm_params_t p = o->params;
     cm__dumps_t dumps;
+    if (shared && in_part == 1) {
+        CM_TRY(cm__dumps_begin(&dumps, o, &p, ctx));
+        return cm__dumps_end(&dumps, &p, apply_shared(&b, &jobs[last], &p, ctx), ctx);
+    }
+    if (shared) CM_TRY(keep_part(jobs, n_jobs, cm_comm_size(), cm_comm_rank(), ctx));
     CM_TRY(cm__dumps_begin(&dumps, o, &p, ctx));
     cm_remap_job_t *rjobs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(cm_remap_job_t));
     file_run_t *runs = calloc(n_jobs ? (size_t)n_jobs : 1, sizeof(file_run_t));

@@ -46,7 +46,8 @@ bool cli_parse_size(const char *opt, const char *s, size_t *out);
  * signal removes this rank's temporary files and ends it at once (the others may wait for it
  * inside MPI, where no flag is looked at). With -v, rank 0 says how many ranks there are. */
 void cli_join_job(void);
-/* Set when every rank knows the command's outcome: a failure then needs no abort. */
+/* Set when every rank knows the command's outcome: a failure then needs no abort, and rank 0
+ * alone reports it. */
 extern bool cli_job_agreed;
 
 /* Ctrl-C and SIGTERM set this flag (the signal number) so the run stops cleanly. */

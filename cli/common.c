@@ -16,8 +16,11 @@
 int cli_verbosity = 1;
 volatile sig_atomic_t cli_signal = 0;
 
+bool cli_job_agreed = false;
+
 void cli_error(const char *fmt, ...)
 {
+    if (cli_job_agreed && cm_comm_rank() != 0) return; /* every rank has it: rank 0 says it */
     va_list ap;
     va_start(ap, fmt);
     flockfile(stderr); /* one line, whatever other threads print */
@@ -27,8 +30,6 @@ void cli_error(const char *fmt, ...)
     funlockfile(stderr);
     va_end(ap);
 }
-
-bool cli_job_agreed = false;
 
 void cli_warn(const char *fmt, ...)
 {

@@ -331,6 +331,35 @@ def case_apply():
                                   "--labels-dir", "LD", "--tile", TILE, "-v"], want)
 
 
+def case_apply_one():
+    """apply to one input shares its chunks among the ranks, as run does: one process's image
+    and label map, gathered or written in parallel, and rank 0's trace receives or places the
+    chunks of the other ranks. A bad input exits 3 with one message, from rank 0."""
+    os.mkdir("in")
+    image("in/u8.tif", 80, 112, "u8", seed=8)
+    one("in", "fit", "u8.tif", "-k", 4, "--seed", 3, "-o", "model.json", "-q")
+    with open("in/bad.tif", "w") as f:
+        f.write("not an image\n")
+    for mode in ("gather", "parallel"):
+        args = ["apply", "../../in/model.json", "../../in/u8.tif", "out.tif", "--labels",
+                "labels.tif", "--tile", TILE, "--mpi-write", mode, "-v"]
+        against_one_process(mode, args, ["labels.tif", "out.tif"])
+        d = f"trace/{mode}"
+        os.makedirs(d)
+        job(3, 1, d, *args, "--trace", "t.json")
+        with open(f"{d}/t.json") as f:
+            kinds = [e["name"] for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+        kind = "place" if mode == "parallel" else "receive"
+        foreign = chunks(80, 112) - len(range(0, chunks(80, 112), 3))
+        expect(kinds.count(kind) == foreign,
+               f"apply in 3 ranks: {kinds.count(kind)} '{kind}' tasks in rank 0, not {foreign}")
+    os.makedirs("bad")
+    r = job(3, 1, "bad", "apply", "../in/model.json", "../in/bad.tif", "out.tif", "-v", code=3)
+    said = [l for l in r.err.splitlines() if "bad.tif" in l]
+    expect(len(said) == 1 and "not a TIFF" in said[0], f"bad input: said {said}")
+    expect(tree("bad") == [], f"bad input: left {tree('bad')}")
+
+
 def case_parallel_write():
     """--mpi-write parallel, where every rank writes its own tiles at the offsets rank 0 gives,
     writes one process's bytes: 8-bit RGB with label map and model, -k 2,5 with a palette TIFF,
