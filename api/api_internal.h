@@ -96,6 +96,34 @@ cm_source_t cm__source_of(const cm_options_t *o, const cm_image_info_t *in);
 int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *meta, const char *path,
                    const cm_image_info_t *in, cm_ctx_t *ctx);
 
+/* ---- reduced levels of a TIFF output (overviews.c) ---- */
+
+typedef struct cm__pyramid cm__pyramid_t;
+
+/* The number of levels of spec's image: asked (cm_options_t.overviews), or with -1 until a
+ * level fits in one tile. */
+int cm__overview_levels(const cm_writer_spec_t *spec, int asked);
+/* The most bytes the levels hold at once (pixels of spec and labels of label_bits). */
+size_t cm__pyramid_bytes(const cm_writer_spec_t *spec, int levels, int label_bits);
+/* Halves w x h pixels of pb bytes with their labels of lb bytes (1 or 2), packed at w, into
+ * ceil(w/2) x ceil(h/2): each the pixel of its 2x2 block's most frequent label, ties to the
+ * lower label, then to the first in raster order. */
+void cm__halve(const uint8_t *px, const uint8_t *lab, size_t pb, size_t lb, int64_t w, int64_t h,
+               uint8_t *out_px, uint8_t *out_lab);
+/* The levels of the output at path (spec: its pixels; labels of label_bits), fed with the
+ * chunks of grid; each level keeps its encoded tiles in a scratch file beside path. */
+int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int levels, int label_bits,
+                     const cm_grid_t *grid, cm__pyramid_t **out, cm_ctx_t *ctx);
+/* A remapped chunk's rectangle of the full image, its output pixels and labels (packed at w):
+ * from any worker, concurrently. */
+int cm__pyramid_add(cm__pyramid_t *p, int64_t x, int64_t y, int64_t w, int64_t h, const uint8_t *px,
+                    const uint8_t *lab, cm_ctx_t *ctx);
+/* After the writer put chunk (in chunk order, one thread): stores the tiles it completed. */
+int cm__pyramid_put(cm__pyramid_t *p, int64_t chunk, cm_ctx_t *ctx);
+/* After the output's last tile: its levels, written into it (cm_writer_add_level). */
+int cm__pyramid_write(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx);
+void cm__pyramid_free(cm__pyramid_t *p);
+
 /* ---- the outputs of one image (outputs.c, writers_sink.c) ---- */
 
 /* Where a remap pass writes TIFFs: out receives the recoloured pixels (or the labels, when
@@ -103,6 +131,7 @@ int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *meta, const c
 typedef struct cm__writers_sink {
     const cm_grid_t *grid;
     cm_writer_t *out, *labels;
+    cm__pyramid_t *out_levels, *label_levels; /* their reduced levels, or NULL */
     bool out_takes_labels;
 } cm__writers_sink_t;
 
@@ -121,6 +150,8 @@ typedef struct cm__outputs {
     int label_bits;
     uint32_t masked;
     cm_writer_t *w_out, *w_labels;
+    int levels; /* reduced levels of each TIFF output */
+    cm__pyramid_t *out_levels, *label_levels;
     cm__writers_sink_t sink; /* what the remap's sink writes through */
     /* A rank other than 0 in a pass shared by a job's ranks: its writers only encode, and rank
      * 0 writes the files (set by the caller after cm__outputs_plan). */
@@ -136,6 +167,8 @@ typedef struct cm__outputs {
 int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
                      const cm_source_t *src, int k, const char *out, const char *labels,
                      cm_ctx_t *ctx);
+/* The bytes the reduced levels of w's outputs hold at most at once. */
+size_t cm__outputs_level_bytes(const cm__outputs_t *w);
 /* Opens the writers (their temporary files): the image's unless it is a palette output, whose
  * colour map waits for the model, and the label map's. CM_EIO when a path is a directory. */
 int cm__outputs_open(cm__outputs_t *w, cm_ctx_t *ctx);

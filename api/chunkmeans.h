@@ -67,6 +67,9 @@ typedef struct cm_options {
     const char *scratch_dir;
     cm_format_t format;
     cm_bigtiff_t bigtiff;
+    /* Reduced levels of TIFF outputs (image and label map), each half the one before, made in
+     * the remap pass: 0 none, N that many, -1 until a level fits in one tile. */
+    int overviews;
     /* cm_apply_files: write outputs that exist already (else they are skipped). */
     bool overwrite;
     /* cm_apply_files: do only part shard_index (from 0) of shard_count parts of the jobs, so

@@ -102,7 +102,26 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
             ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_BIGTIFF, CM_BIGTIFF_NEVER, 0},
             "%s: the output could pass 4 GiB: " CM_NAMED("a classic TIFF") " cannot hold it", out);
     w->spec.bigtiff = big(o->bigtiff, &w->spec);
+    if (o->overviews) {
+        CM_FAIL_IF(ctx, w->format != CM_FILE_TIFF, CM_EUSAGE,
+                   "%s: reduced levels (--overviews) are a TIFF's: a %s has none", out,
+                   cm_file_format_name(w->format));
+        CM_FAIL_IF(ctx, cm_comm_size() > 1, CM_EUSAGE,
+                   "%s: reduced levels (--overviews) are not made by a job of several ranks yet",
+                   out);
+        w->levels = cm__overview_levels(&w->spec, o->overviews);
+    }
     return 0;
+}
+
+size_t cm__outputs_level_bytes(const cm__outputs_t *w)
+{
+    size_t bytes = 0;
+    if (w->levels && w->format == CM_FILE_TIFF)
+        bytes += cm__pyramid_bytes(w->palette ? &w->lspec : &w->spec, w->levels, w->label_bits);
+    if (w->levels && w->labels && w->label_format == CM_FILE_TIFF)
+        bytes += cm__pyramid_bytes(&w->lspec, w->levels, w->label_bits);
+    return bytes;
 }
 
 static int open_writer(const cm__outputs_t *w, const char *path, const cm_writer_spec_t *spec,
@@ -145,9 +164,20 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
         pspec.bigtiff = w->lspec.bigtiff;
         CM_TRY(open_writer(w, w->out, &pspec, &w->w_out, ctx));
     }
+    if (w->levels && !w->encode_only) {
+        cm_writer_spec_t pspec = w->spec;
+        if (w->palette) cm_writer_spec_palette(&w->spec, NULL, 256, &pspec);
+        CM_TRY(cm__pyramid_open(w->out, &pspec, w->levels, w->label_bits, &w->in->grid,
+                                &w->out_levels, ctx));
+        if (w->w_labels && w->label_format == CM_FILE_TIFF)
+            CM_TRY(cm__pyramid_open(w->labels, &w->lspec, w->levels, w->label_bits, &w->in->grid,
+                                    &w->label_levels, ctx));
+    }
     w->sink = (cm__writers_sink_t){.grid = &w->in->grid,
                                    .out = w->w_out,
                                    .labels = w->w_labels,
+                                   .out_levels = w->out_levels,
+                                   .label_levels = w->label_levels,
                                    .out_takes_labels = w->palette};
     *sink = cm__writers_sink(&w->sink);
     return 0;
@@ -167,11 +197,19 @@ int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
         return 0;
     }
     if (w->w_labels) {
-        int rc = cm_writer_commit(w->w_labels, ctx);
+        int rc = w->label_levels ? cm__pyramid_write(w->label_levels, w->w_labels, ctx) : 0;
+        if (rc == 0)
+            rc = cm_writer_commit(w->w_labels, ctx);
+        else
+            cm_writer_abort(w->w_labels);
         w->w_labels = NULL;
         if (rc < 0) return rc;
     }
-    int rc = cm_writer_commit(w->w_out, ctx);
+    int rc = w->out_levels ? cm__pyramid_write(w->out_levels, w->w_out, ctx) : 0;
+    if (rc == 0)
+        rc = cm_writer_commit(w->w_out, ctx);
+    else
+        cm_writer_abort(w->w_out);
     w->w_out = NULL;
     if (rc < 0 && w->labels) unlink(w->labels); /* a failed output leaves none */
     return rc;
@@ -179,6 +217,9 @@ int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
 
 void cm__outputs_abort(cm__outputs_t *w)
 {
+    cm__pyramid_free(w->out_levels);
+    cm__pyramid_free(w->label_levels);
+    w->out_levels = w->label_levels = NULL;
     cm_writer_abort(w->w_labels);
     cm_writer_abort(w->w_out);
     w->w_labels = w->w_out = NULL;

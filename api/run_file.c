@@ -95,6 +95,22 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
         out->w.encode_only = cm_comm_rank() != 0;
         labels |= out->req->labels || out->w.palette;
     }
+    /* The reduced levels hold their rows of tiles outside the chunks' budget: taken from it,
+     * up to half of it. */
+    size_t levels = 0;
+    for (int i = 0; i < r->n; i++) levels += cm__outputs_level_bytes(&r->outs[i].w);
+    labels |= levels > 0;
+    if (levels > r->p.budget_bytes / 2) {
+        size_t pass = cm__budget_need_ks(&r->in.src, ks, r->n, labels);
+        size_t need = levels + (pass > levels ? pass : levels);
+        return cm_fail_about(
+            ctx, CM_EBUDGET,
+            (cm_about_t){CM_SETTING_MEMORY, (int64_t)r->p.budget_bytes, (int64_t)need},
+            "memory budget of %zu bytes is too small: the reduced levels "
+            "(--overviews) hold up to %zu bytes at once, and may take half of it",
+            r->p.budget_bytes, levels);
+    }
+    r->p.budget_bytes -= levels;
     CM_TRY(cm__dumps_begin(&r->dumps, &r->o, &r->p, ctx));
     CM_TRY(cm__budget_check_ks(&r->in.src, &r->p, ks, r->n, labels, ctx));
     r->pass_need = cm__budget_need_ks(&r->in.src, ks, r->n, labels);

@@ -19,9 +19,11 @@ static int sink_encode(void *self, int64_t idx, const uint8_t *pixels, const voi
     encoded_pair_t *e = calloc(1, sizeof *e);
     CM_FAIL_IF(ctx, !e, CM_ENOMEM, "out of memory encoding chunk %lld", (long long)idx);
     *encoded = e;
-    CM_TRY(
-        cm_writer_encode(s->out, x, y, w, h, s->out_takes_labels ? labels : pixels, &e->out, ctx));
+    const uint8_t *out_px = s->out_takes_labels ? labels : pixels;
+    CM_TRY(cm_writer_encode(s->out, x, y, w, h, out_px, &e->out, ctx));
     if (s->labels) CM_TRY(cm_writer_encode(s->labels, x, y, w, h, labels, &e->labels, ctx));
+    if (s->out_levels) CM_TRY(cm__pyramid_add(s->out_levels, x, y, w, h, out_px, labels, ctx));
+    if (s->label_levels) CM_TRY(cm__pyramid_add(s->label_levels, x, y, w, h, labels, labels, ctx));
     return 0;
 }
 
@@ -32,6 +34,8 @@ static int sink_put(void *self, int64_t idx, const uint8_t *pixels, const void *
     const encoded_pair_t *e = encoded;
     CM_TRY(cm_writer_put_encoded(s->out, e->out, ctx));
     if (s->labels) CM_TRY(cm_writer_put_encoded(s->labels, e->labels, ctx));
+    if (s->out_levels) CM_TRY(cm__pyramid_put(s->out_levels, idx, ctx));
+    if (s->label_levels) CM_TRY(cm__pyramid_put(s->label_levels, idx, ctx));
     return 0;
 }
 
@@ -172,5 +176,6 @@ cm_sink_t cm__writers_sink(const cm__writers_sink_t *state)
                        .place = placeable ? sink_place : NULL,
                        .put_placed = placeable ? sink_put_placed : NULL,
                        .self = (void *)state,
-                       .want_labels = state->labels || state->out_takes_labels};
+                       .want_labels =
+                           state->labels || state->out_takes_labels || state->out_levels};
 }

@@ -118,6 +118,7 @@ enum {
     CLI_OPT_EXT,
     CLI_OPT_SHARD,
     CLI_OPT_MPI_WRITE,
+    CLI_OPT_OVERVIEWS,
 };
 
 /* The most values -k takes in a list. */
@@ -130,6 +131,7 @@ typedef struct cli_opts {
     const char *format; /* rgb, palette, or auto: palette for palette input */
     int compression;    /* -1: that of IN */
     int64_t tile;
+    int overviews; /* reduced levels: 0 none, -1 auto, N */
     bool has_nodata, nodata_any, max_iter_given;
     bool k_given, colorspace_given, dither_given;
     double nodata;

@@ -68,10 +68,17 @@ static const char run_help_outputs[] =
     "      --bigtiff WHEN      auto, always or never (default auto: when OUT could pass 4 GiB)\n"
     "      --tile N            output tiles of N x N pixels, N a multiple of 16 from 16 to\n"
     "                          4096 (default 512); input tiles that do not divide N are kept\n"
-    "                          as they are\n"
+    "                          as they are\n";
+static const char run_help_layout[] =
+    "      --overviews L       auto, none or N: reduced levels of a TIFF OUT (and label map),\n"
+    "                          each half the one before, made in the same pass; auto: until a\n"
+    "                          level fits in one tile (default none). A pixel of a level is the\n"
+    "                          most frequent colour (label) of its 2x2 block, ties to the lower\n"
+    "                          label: the colours stay the k, and a label map's stay labels\n"
     "      --mpi-write M       under mpirun or srun: gather: rank 0 writes the tiles every\n"
     "                          rank sends it (default); parallel: each rank writes its own\n"
     "                          tiles of a TIFF (MPI-IO) where rank 0 places them. Same bytes\n"
+    "                          either way\n"
     "      --color-cache WHEN  auto, on or off: for 8-bit images of up to 3 colour bands, look\n"
     "                          colours up in a table of nearest centres (32 MiB for RGB,\n"
     "                          outside --memory); auto: on large images, k >= 128. Same\n"
@@ -115,6 +122,7 @@ static const struct option run_options[] = {
     {"tile", required_argument, 0, CLI_OPT_TILE},
     {"color-cache", required_argument, 0, CLI_OPT_CACHE},
     {"mpi-write", required_argument, 0, CLI_OPT_MPI_WRITE},
+    {"overviews", required_argument, 0, CLI_OPT_OVERVIEWS},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},
@@ -155,6 +163,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
             fputs(run_help, stdout);
             fputs(run_help_options, stdout);
             fputs(run_help_outputs, stdout);
+            fputs(run_help_layout, stdout);
             return -1;
         case CLI_OPT_TRACE: o->trace_path = optarg; break;
         case CLI_OPT_GRAPH: o->graph_path = optarg; break;

@@ -222,6 +222,25 @@ int cm_writer_flush(cm_writer_t *wr, cm_ctx_t *ctx);
 /* The number of tiles in e. */
 int cm_encoded_count(const cm_encoded_t *e);
 
+/* Encoded tiles kept in a scratch file next to a path until they are copied into their output
+ * (a TIFF's reduced levels): put by one thread, in any order (each tile once, numbered as its
+ * encoder numbers it), got back by number (malloc'd). free removes the file. */
+typedef struct cm_tilestore cm_tilestore_t;
+int cm_tilestore_open(const char *next_to, uint32_t n_tiles, cm_tilestore_t **out, cm_ctx_t *ctx);
+int cm_tilestore_put(cm_tilestore_t *s, const cm_encoded_t *e, cm_ctx_t *ctx);
+int cm_tilestore_get(const cm_tilestore_t *s, uint32_t tile, uint8_t **data, size_t *size,
+                     cm_ctx_t *ctx);
+void cm_tilestore_free(cm_tilestore_t *s);
+
+/* After the last tile of a TIFF: ends its directory and starts one of a reduced-resolution
+ * level (NewSubfileType 1, as GDAL and libtiff write overviews) of width x height with the
+ * same tiles, samples, compression and colour map, whose tiles are copied from tiles (encoded
+ * by an encoder of that size: cm_writer_spec_level). Levels follow the image, largest first. */
+int cm_writer_add_level(cm_writer_t *wr, int64_t width, int64_t height, const cm_tilestore_t *tiles,
+                        cm_ctx_t *ctx);
+/* The spec of reduced level L (1, 2, ...) of spec: its sides divided by 2^L, rounded up. */
+void cm_writer_spec_level(const cm_writer_spec_t *spec, int level, cm_writer_spec_t *out);
+
 /* Frees encoded tiles; accepts NULL. */
 void cm_encoded_free(cm_encoded_t *e);
 

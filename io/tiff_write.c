@@ -581,6 +581,44 @@ int cm_writer_open_encoder(const char *path, const cm_writer_spec_t *spec, cm_wr
     return writer_open(path, spec, true, out, ctx);
 }
 
+void cm_writer_spec_level(const cm_writer_spec_t *spec, int level, cm_writer_spec_t *out)
+{
+    *out = *spec;
+    out->width = (spec->width + ((int64_t)1 << level) - 1) >> level;
+    out->height = (spec->height + ((int64_t)1 << level) - 1) >> level;
+}
+
+int cm_writer_add_level(cm_writer_t *wr, int64_t width, int64_t height, const cm_tilestore_t *tiles,
+                        cm_ctx_t *ctx)
+{
+    const cm_writer_spec_t *s = &wr->spec;
+    CM_FAIL_IF(ctx, !wr->tif, CM_EINTERNAL, "%s: only a TIFF has reduced levels", wr->path);
+    wr->msg.text[0] = '\0';
+    errno = 0;
+    if (!TIFFWriteDirectory(wr->tif))
+        return cm_fail(ctx, CM_EIO, "%s: cannot write the directory: %s", wr->path,
+                       reason(wr, errno));
+    bool ok = set_structure(wr->tif, s, s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL,
+                            (uint32_t)width, (uint32_t)height) &&
+              TIFFSetField(wr->tif, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_REDUCEDIMAGE);
+    if (ok && s->set_nodata) ok = cm__tags_set_nodata(wr->tif, s->nodata, &wr->msg) == 0;
+    CM_FAIL_IF(ctx, !ok, CM_EIO, "%s: cannot set up a reduced level: %s", wr->path, wr->msg.text);
+    int64_t n = cm__ceil_div_i64(width, s->tile_w) * cm__ceil_div_i64(height, s->tile_h);
+    for (int64_t t = 0; t < n; t++) {
+        uint8_t *data = NULL;
+        size_t size = 0;
+        CM_TRY(cm_tilestore_get(tiles, (uint32_t)t, &data, &size, ctx));
+        wr->msg.text[0] = '\0';
+        errno = 0;
+        tmsize_t put = TIFFWriteRawTile(wr->tif, (uint32_t)t, data, (tmsize_t)size);
+        free(data);
+        if (put != (tmsize_t)size)
+            return cm_fail(ctx, CM_EIO, "%s: cannot write tile %lld of a reduced level: %s",
+                           wr->path, (long long)t, reason(wr, errno));
+    }
+    return 0;
+}
+
 bool cm_writer_can_place(const cm_writer_t *wr)
 {
     return wr->spec.format == CM_FILE_TIFF;

@@ -422,6 +422,34 @@ static void test_apply_files_in_shards_does_each_job_in_exactly_one_part(void **
     cm_model_free(model);
 }
 
+/* ---- halving a level of an output (cm__halve) ---- */
+
+/* 16-bit labels (k > 256) with two-byte pixels, and a 3 x 3 block whose odd edges halve to
+ * blocks of two and of one: each output is the pixel of its block's most frequent label, ties
+ * to the lower label, then to the first in raster order. */
+static void test_halve_takes_the_most_frequent_label_ties_to_the_lower(void **state)
+{
+    (void)state;
+    const uint16_t lab[9] = {300, 7, 900, /* */ 7, 300, 900, /* */ 5, 5, 1000};
+    uint16_t px[9];
+    for (int i = 0; i < 9; i++) px[i] = (uint16_t)(100 + i); /* each pixel its own value */
+    uint16_t out_px[4] = {0}, out_lab[4] = {0};
+    cm__halve((const uint8_t *)px, (const uint8_t *)lab, 2, 2, 3, 3, (uint8_t *)out_px,
+              (uint8_t *)out_lab);
+    /* {300, 7, 7, 300}: a tie of two pairs, 7 is lower, first at index 1 */
+    assert_int_equal(out_lab[0], 7);
+    assert_int_equal(out_px[0], 101);
+    /* {900, 900} at the right edge */
+    assert_int_equal(out_lab[1], 900);
+    assert_int_equal(out_px[1], 102);
+    /* {5, 5} at the bottom edge: the first of the two */
+    assert_int_equal(out_lab[2], 5);
+    assert_int_equal(out_px[2], 106);
+    /* the corner alone */
+    assert_int_equal(out_lab[3], 1000);
+    assert_int_equal(out_px[3], 108);
+}
+
 /* ---- parts of a list of files (cm__shard_split) ---- */
 
 static void test_shard_split_of_seven_files_into_three_is_the_one_worked_by_hand(void **state)
@@ -561,6 +589,7 @@ int main(void)
         cmocka_unit_test(
             test_apply_files_writes_each_as_apply_file_skips_what_exists_and_goes_past_failures),
         cmocka_unit_test(test_apply_files_in_shards_does_each_job_in_exactly_one_part),
+        cmocka_unit_test(test_halve_takes_the_most_frequent_label_ties_to_the_lower),
         cmocka_unit_test(test_shard_split_of_seven_files_into_three_is_the_one_worked_by_hand),
         cmocka_unit_test(
             test_shard_split_puts_every_item_in_one_part_as_the_rule_says_and_balanced),

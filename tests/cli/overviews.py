@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""End-to-end tests of `run --overviews`: the reduced levels of a TIFF output and of its label
+map. Every level is checked pixel by pixel against a reference made here with numpy from the
+full-resolution label map and image (the most frequent label of each 2x2 block, ties to the
+lower label, then to the first pixel in the block's raster order), on blocks written by hand and
+on a generated image; GDAL (gdalinfo) must list the levels. Each case takes seconds.
+Usage: overviews.py CHUNKMEANS CASE (run by meson test)."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import tifffile
+
+
+class Failed(Exception):
+    pass
+
+
+def expect(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+CM = None
+
+
+def cm(*args, code=0):
+    """Runs chunkmeans ARGS, requires exit CODE and no sanitizer report; returns stderr."""
+    args = [str(a) for a in args]
+    print("$ chunkmeans", " ".join(args), flush=True)
+    r = subprocess.run([CM, *args], capture_output=True, text=True, timeout=300)
+    expect(not re.search(r"Sanitizer|runtime error:", r.stderr), f"sanitizer report:\n{r.stderr}")
+    expect(r.returncode == code, f"chunkmeans {' '.join(args)} exited {r.returncode}, expected "
+           f"{code}; stderr: {r.stderr.strip()}")
+    return r.stderr
+
+
+def levels(path):
+    """The full image and its reduced levels (NewSubfileType 1), in file order."""
+    with tifffile.TiffFile(path) as t:
+        pages = list(t.pages)
+        for p in pages[1:]:
+            expect(p.tags["NewSubfileType"].value == 1,
+                   f"{path}: IFD {p.index} is not marked a reduced-resolution image")
+        return [p.asarray() for p in pages]
+
+
+def halve(labels, pixels):
+    """The rule, written out: for each 2x2 block (fewer at odd edges), the most frequent label,
+    ties to the lower label, and the pixel of the first block member (raster order) with it."""
+    h, w = labels.shape
+    oh, ow = (h + 1) // 2, (w + 1) // 2
+    out_l = np.zeros((oh, ow), labels.dtype)
+    out_p = np.zeros((oh, ow) + pixels.shape[2:], pixels.dtype)
+    for oy in range(oh):
+        for ox in range(ow):
+            members = [(y, x) for y in (2 * oy, 2 * oy + 1) for x in (2 * ox, 2 * ox + 1)
+                       if y < h and x < w]
+            counts = {}
+            for y, x in members:
+                counts[labels[y, x]] = counts.get(labels[y, x], 0) + 1
+            best = min(counts, key=lambda l: (-counts[l], l))
+            y, x = next(m for m in members if labels[m] == best)
+            out_l[oy, ox] = best
+            out_p[oy, ox] = pixels[y, x]
+    return out_l, out_p
+
+
+def check_levels(out, labels, n_levels):
+    """OUT's and LABELS' levels are those the rule makes from their full images, N_LEVELS of
+    them, each side half the one before (rounded up); every colour is one of the image's."""
+    img, lab = levels(out), levels(labels)
+    expect(len(img) == n_levels + 1 and len(lab) == n_levels + 1,
+           f"{len(img) - 1} and {len(lab) - 1} levels, not {n_levels}")
+    colours = set(map(tuple, img[0].reshape(-1, img[0].shape[-1])))
+    ref_l, ref_p = lab[0], img[0]
+    for n in range(1, n_levels + 1):
+        ref_l, ref_p = halve(ref_l, ref_p)
+        expect(lab[n].shape == ref_l.shape, f"level {n}: {lab[n].shape}, not {ref_l.shape}")
+        bad = np.argwhere(lab[n] != ref_l)
+        expect(not len(bad), f"{labels} level {n}: {len(bad)} labels break the rule, first at "
+               f"{bad[0] if len(bad) else None}")
+        bad = np.argwhere((img[n] != ref_p).any(axis=-1))
+        expect(not len(bad), f"{out} level {n}: {len(bad)} pixels break the rule")
+        extra = set(map(tuple, img[n].reshape(-1, img[n].shape[-1]))) - colours
+        expect(not extra, f"{out} level {n}: colours {sorted(extra)[:3]} are not the image's")
+
+
+def gdal_overviews(path):
+    """The overview sizes gdalinfo lists for band 1."""
+    if not shutil.which("gdalinfo"):
+        return None
+    r = subprocess.run(["gdalinfo", path], capture_output=True, text=True, check=True)
+    m = re.search(r"Band 1 .*?\n(?:.*\n)*?\s*Overviews: (.*)", r.stdout)
+    return m.group(1).split(", ") if m else []
+
+
+def smooth_image(h, w, seed):
+    r = np.random.RandomState(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    a = np.stack([x, y, (1 - x) * y + 0.3 * np.sin(9 * x)], axis=-1) + r.normal(0, 0.08, (h, w, 3))
+    return np.clip(a * 255, 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+
+def case_known_blocks():
+    """An image made of 2x2 blocks of four known colours (the model's centres, so the labels
+    are known): three alike, two pairs (the lower label wins), all different (the lowest), a
+    pair and two singles, and odd edges; level 1 of the image and of the label map is what the
+    rule says, block by block."""
+    centres = [[10, 10, 10], [200, 40, 40], [40, 200, 40], [40, 40, 200]]
+    with open("init.json", "w") as f:
+        json.dump({"colors": centres}, f)
+    patterns = [[2, 2, 2, 1], [3, 1, 1, 3], [3, 2, 1, 0], [3, 3, 0, 2], [2, 0, 3, 0], [1, 1, 1, 1],
+                [0, 3, 3, 0], [2, 3, 3, 2]]
+    expected = [2, 1, 0, 3, 0, 1, 0, 2]
+    h, w = 34, 37  # 17 x 19 blocks, the last row and column cut in half
+    labels = np.zeros((h, w), np.uint8)
+    want = np.zeros(((h + 1) // 2, (w + 1) // 2), np.uint8)
+    for by in range(want.shape[0]):
+        for bx in range(want.shape[1]):
+            i = (by * want.shape[1] + bx) % len(patterns)
+            block = np.array(patterns[i]).reshape(2, 2)
+            labels[2 * by:2 * by + 2, 2 * bx:2 * bx + 2] = block[:h - 2 * by, :w - 2 * bx]
+            want[by, bx] = expected[i] if 2 * by + 1 < h and 2 * bx + 1 < w else 255
+    tifffile.imwrite("blocks.tif", np.array(centres, np.uint8)[labels], photometric="rgb")
+    cm("run", "blocks.tif", "out.tif", "--init", "init.json", "--max-iter", 1, "--tile", 16,
+       "--overviews", 1, "--labels", "labels.tif", "-q")
+    lab = levels("labels.tif")
+    expect(np.array_equal(lab[0], labels), "the label map is not the blocks' labels")
+    whole = want != 255  # blocks cut by the edge follow the rule on what is left
+    bad = np.argwhere((lab[1] != want) & whole)
+    expect(not len(bad), f"level 1: blocks {bad[:4].tolist()} break the rule")
+    check_levels("out.tif", "labels.tif", 1)
+
+
+def case_generated_image():
+    """A generated photo-like image of odd sides in tiles of 16 (so many chunks and tiles, and
+    levels that end in clipped tiles): every level of the image and label map follows the rule,
+    down to one tile (auto), GDAL lists them, and nothing is left beside the outputs."""
+    tifffile.imwrite("in.tif", smooth_image(203, 151, seed=3), photometric="rgb",
+                     tile=(16, 16), compression="zlib")
+    cm("run", "in.tif", "out.tif", "-k", 7, "--seed", 2, "--tile", 16, "--overviews", "auto",
+       "--labels", "labels.tif", "-q")
+    check_levels("out.tif", "labels.tif", 4)  # 203 -> 102 -> 51 -> 26 -> 13: one tile
+    got = gdal_overviews("out.tif")
+    expect(got is None or got == ["76x102", "38x51", "19x26", "10x13"],
+           f"gdalinfo lists overviews {got}")
+    expect(sorted(os.listdir(".")) == ["in.tif", "labels.tif", "out.tif"],
+           f"left behind: {sorted(os.listdir('.'))}")
+
+
+def case_same_bytes_for_any_threads_and_memory():
+    """-j1, -j2 and a small --memory write the same bytes with overviews; a palette output and
+    an ordered dither keep their levels' colours among the k."""
+    tifffile.imwrite("in.tif", smooth_image(150, 170, seed=4), photometric="rgb")
+    outs = []
+    for i, opts in enumerate((["-j1"], ["-j2"], ["-j2", "--memory", "2M"])):
+        outs.append(f"o{i}.tif")
+        cm("run", "in.tif", outs[-1], "-k", 5, "--seed", 1, "--tile", 32, "--overviews", 2,
+           "--labels", f"l{i}.tif", "-q", *opts)
+    for i in (1, 2):
+        for a, b in ((outs[0], outs[i]), ("l0.tif", f"l{i}.tif")):
+            with open(a, "rb") as fa, open(b, "rb") as fb:
+                expect(fa.read() == fb.read(), f"{a} and {b} differ")
+    cm("run", "in.tif", "pal.tif", "-k", 5, "--seed", 1, "--tile", 32, "--overviews", 2,
+       "--format", "palette", "--labels", "pal_l.tif", "-q")
+    pal = levels("pal.tif")
+    lab = levels("pal_l.tif")
+    for n in range(3):
+        expect(np.array_equal(pal[n], lab[n]), f"palette level {n} is not the label map's")
+        expect(pal[n].max() < 5, f"palette level {n} holds index {pal[n].max()}")
+    cm("run", "in.tif", "dith.tif", "-k", 5, "--seed", 1, "--tile", 32, "--overviews", 2,
+       "--dither", "ordered", "--labels", "dith_l.tif", "-q")
+    check_levels("dith.tif", "dith_l.tif", 2)
+
+
+def case_refusals():
+    """--overviews with a PNG output, a bad level count or too small a budget exits 2 and
+    writes nothing."""
+    tifffile.imwrite("in.tif", smooth_image(60, 80, seed=5), photometric="rgb")
+    err = cm("run", "in.tif", "out.png", "--overviews", "auto", code=2)
+    expect("TIFF" in err, f"PNG output: {err}")
+    cm("run", "in.tif", "out.tif", "--overviews", "many", code=2)
+    cm("run", "in.tif", "out.tif", "--overviews", 0, code=2)
+    tifffile.imwrite("wide.tif", smooth_image(16, 40000, seed=6), photometric="rgb")
+    err = cm("run", "wide.tif", "out.tif", "--overviews", 3, "--memory", "1M", code=2)
+    expect("--memory" in err, f"small budget: {err}")
+    expect(sorted(os.listdir(".")) == ["in.tif", "wide.tif"], f"left: {os.listdir('.')}")
+
+
+CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
+
+
+def main():
+    global CM
+    if len(sys.argv) != 3 or sys.argv[2] not in CASES:
+        sys.exit("usage: overviews.py CHUNKMEANS CASE, CASE one of: " + " ".join(CASES))
+    CM = os.path.abspath(sys.argv[1])
+    work = tempfile.mkdtemp(prefix=f"cm-overviews-{sys.argv[2]}.")
+    os.chdir(work)
+    try:
+        CASES[sys.argv[2]]()
+    except Failed as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    finally:
+        os.chdir("/")
+        if os.environ.get("OVERVIEWS_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
