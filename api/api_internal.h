@@ -210,6 +210,22 @@ int cm__shard_split(const int64_t *weights, int n, int parts, int *part_of, cm_c
 
 /* ---- the summary of a run (summary.c) ---- */
 
+/* One k of a run as a summary gives it, in the order of the run's outputs. */
+typedef struct cm__summary_k {
+    const cm_run_output_t *out; /* its paths, and its model with the remap's counts */
+    int k, k_asked;             /* fitted; asked, within the image's pixels */
+    double mse;                 /* inertia per pixel that took part */
+} cm__summary_k_t;
+
+/* What a summary says: the run of in_path with p, its report, and n outputs. */
+typedef struct cm__summary {
+    const char *in_path;
+    const cm_params_t *p;
+    const cm_run_report_t *rep;
+    const cm__summary_k_t *ks;
+    int n;
+} cm__summary_t;
+
 /* Writes the summary of a run of in_path with its n outputs to path, atomically. */
 int cm__summary_write(const char *path, const char *in_path, const cm_params_t *p,
                       const cm_run_output_t *outs, const int *ks_asked, int n,
