@@ -1,11 +1,30 @@
-/* The summary of a run as JSON: the input, the seed and colour space, the chunk reads of the
- * fit and of the remap pass, and per output its k, inertia, counts and paths, from each k's
- * figures gathered once. */
+/* The summary of a run: each k's figures gathered once, and written as JSON (here: the input,
+ * the seed and colour space, the chunk reads, and per output its k, inertia, counts and paths)
+ * or as the picture of the elbow (summary_svg.c), as the path's extension says. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api_internal.h"
+
+int cm__summary_format_of(const char *path, cm__summary_format_t *out, cm_ctx_t *ctx)
+{
+    const char *slash = strrchr(path, '/'), *name = slash ? slash + 1 : path;
+    const char *dot = strrchr(name, '.'); /* one that starts the name is no extension */
+    if (dot && dot > name && !strcasecmp(dot, ".json")) {
+        *out = CM__SUMMARY_JSON;
+        return 0;
+    }
+    if (dot && dot > name && !strcasecmp(dot, ".svg")) {
+        *out = CM__SUMMARY_SVG;
+        return 0;
+    }
+    return cm_fail(ctx, CM_EUSAGE,
+                   "%s: its extension says how to write the summary: .json (JSON) or .svg (a "
+                   "picture of the error against k)",
+                   path);
+}
 
 /* One output's entry; true when out of memory. */
 static bool add_run(json_t *runs, const cm__summary_k_t *sk)
@@ -59,6 +78,8 @@ int cm__summary_write(const char *path, const char *in_path, const cm_params_t *
                       const cm_run_output_t *outs, const int *ks_asked, int n,
                       const cm_run_report_t *rep, cm_ctx_t *ctx)
 {
+    cm__summary_format_t format;
+    CM_TRY(cm__summary_format_of(path, &format, ctx));
     cm__summary_k_t *ks = calloc((size_t)n, sizeof *ks);
     CM_FAIL_IF(ctx, !ks, CM_ENOMEM, "%s: out of memory", path);
     for (int i = 0; i < n; i++) {
@@ -69,10 +90,18 @@ int cm__summary_write(const char *path, const char *in_path, const cm_params_t *
                                   .mse = m->n_pixels ? m->inertia / (double)m->n_pixels : 0.0};
     }
     cm__summary_t s = {.in_path = in_path, .p = p, .rep = rep, .ks = ks, .n = n};
-    char *text = summary_json(&s);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (format == CM__SUMMARY_SVG) {
+        rc = cm__summary_svg(&s, path, &text, &len, ctx);
+    } else if ((text = summary_json(&s))) {
+        len = strlen(text);
+    } else {
+        rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
+    }
     free(ks);
-    CM_FAIL_IF(ctx, !text, CM_ENOMEM, "%s: out of memory", path);
-    int rc = cm_file_write_atomic(path, text, strlen(text), ctx);
+    if (rc == 0) rc = cm_file_write_atomic(path, text, len, ctx);
     free(text);
     return rc;
 }
