@@ -241,11 +241,41 @@ int cm__dumps_end(cm__dumps_t *d, const cm_params_t *p, int rc, cm_ctx_t *ctx);
  * Thread-safe (it shares nothing). CM_EUSAGE for a bad count or weight, CM_ENOMEM. */
 int cm__shard_split(const int64_t *weights, int n, int parts, int *part_of, cm_ctx_t *ctx);
 
-/* ---- the summary of a run (summary.c) ---- */
+/* ---- the summary of a run (summary.c, summary_svg.c) ---- */
 
-/* Writes the summary of a run of in_path with its n outputs to path, atomically. */
+/* The formats of a summary: JSON figures, or the picture of the elbow. */
+typedef enum cm__summary_format { CM__SUMMARY_JSON, CM__SUMMARY_SVG } cm__summary_format_t;
+
+/* The format path's extension asks for, in any case: .json or .svg. CM_EUSAGE naming path for
+ * any other (or none), so that a run can refuse it before any work. */
+int cm__summary_format_of(const char *path, cm__summary_format_t *out, cm_ctx_t *ctx);
+
+/* One k of a run as a summary gives it, in the order of the run's outputs. */
+typedef struct cm__summary_k {
+    const cm_run_output_t *out; /* its paths, and its model with the remap's counts */
+    int k, k_asked;             /* fitted; asked, within the image's pixels */
+    double mse;                 /* inertia per pixel that took part */
+} cm__summary_k_t;
+
+/* What a summary says: the run of in_path with p, its report, and n outputs. */
+typedef struct cm__summary {
+    const char *in_path;
+    const cm_params_t *p;
+    const cm_run_report_t *rep;
+    const cm__summary_k_t *ks;
+    int n;
+} cm__summary_t;
+
+/* Writes the summary of a run of in_path with its n outputs to path, atomically, in the format
+ * of its extension. */
 int cm__summary_write(const char *path, const char *in_path, const cm_params_t *p,
                       const cm_run_output_t *outs, const int *ks_asked, int n,
                       const cm_run_report_t *r, cm_ctx_t *ctx);
+
+/* The summary s as SVG text (summary_svg.c): *text (its *len bytes, NUL-terminated) is the
+ * caller's to free. Numbers are written in the C locale whatever the caller's. CM_ENOMEM, naming
+ * path. */
+int cm__summary_svg(const cm__summary_t *s, const char *path, char **text, size_t *len,
+                    cm_ctx_t *ctx);
 
 #endif

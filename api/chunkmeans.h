@@ -83,8 +83,10 @@ typedef struct cm_options {
     /* Start the fit from the centroids in this JSON file (a model, {"colors": [[r, g, b],
      * ...]} or a list of rows of d numbers, in sample units), or NULL. */
     const char *init_path;
-    /* cm_run_file: also write the summary of every output here as JSON (k, inertia, counts,
-     * paths, chunk reads), or NULL. */
+    /* cm_run_file: also write the summary of every output here, or NULL: as JSON (k, inertia,
+     * counts, paths, chunk reads) when the path ends in .json, as an SVG picture of the mean
+     * squared error against k, with each k's colours, when it ends in .svg (in any case); any
+     * other path is refused (CM_EUSAGE) before any work. */
     const char *summary_path;
     /* Also write every task's times here as Chrome trace events (cm_trace_write_json), and
      * the task graphs in DOT form (cm_graph_write_dot) to graph_path; NULL: not. Both are

@@ -57,6 +57,8 @@ static int check_request(const cm_run_output_t *outs, int n, const cm_options_t 
         for (int j = 0; j < i; j++)
             CM_FAIL_IF(ctx, k == k_of(&outs[j], o), CM_EUSAGE, "k = %d is asked for twice", k);
     }
+    cm__summary_format_t format; /* written at the very end: its name is checked first */
+    if (o->summary_path) CM_TRY(cm__summary_format_of(o->summary_path, &format, ctx));
     return 0;
 }
 

@@ -310,11 +310,11 @@ case_output_directory_vanishes_exits_1() {
         [ ! -e od ] || fail "od/ was made again: $(find od)"
         no_outputs
     done
-    # The model and the label map elsewhere, committed before OUT's rename fails: removed, so
-    # that a failed run leaves none of its outputs.
+    # The model, the label map and the summary elsewhere, committed before OUT's rename fails:
+    # removed, so that a failed run leaves none of its outputs.
     mkdir od keep
     start "$CHUNKMEANS" run in.tif od/out.tif "${quick[@]}" -j2 --progress always \
-        --labels keep/lab.tif --model-out keep/m.json
+        --labels keep/lab.tif --model-out keep/m.json --summary keep/s.svg
     stopped_at "remap "
     rm -rf od
     kill -CONT "$pid"

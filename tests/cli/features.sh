@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests of the options of issue 6 as the command offers them: --colorspace lab, --init with
 # given centres or random, --dither ordered (run and apply alike), and run -k with a list of k
-# written in one remap pass. Each case makes its own small TIFFs and takes seconds.
+# written in one remap pass, with its summary as JSON or as a picture (SVG). Each case makes its
+# own small TIFFs and takes seconds.
 # Usage: features.sh CASE (run by meson test).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -264,6 +265,110 @@ case_k_list_usage_errors_exit_2() {
     expect 2 cm run in.tif out.tif -k 2,3 --labels out.tif
     said "another output"
     no_outputs out.k2.tif out.k3.tif m.json
+}
+
+# check_elbow SVG SUMMARY.json MODEL: the picture SVG of a run against the JSON summary of the
+# same run (same seed) and its models (--model-out MODEL.json: MODEL.kN.json for a list of k): it parses
+# as XML with nothing to run or fetch; one point per k, in increasing k; the lower the error, the
+# lower the point; and per k a swatch for each colour that took pixels, largest first, its fill
+# the model's colour in 8 bits and its width the colour's share of the row within 1 unit.
+check_elbow() {
+    "$PYTHON" - "$@" <<'PY' || fail "elbow $1: $(head -c 3000 "$1")"
+import json, os, sys, xml.etree.ElementTree as ET
+svg, summary, model = sys.argv[1:]
+NS = "{http://www.w3.org/2000/svg}"
+root = ET.parse(svg).getroot()
+assert root.tag == NS + "svg" and root.get("version") == "1.1", root
+for e in root.iter():
+    assert e.tag not in (NS + "script", NS + "image", NS + "foreignObject"), e.tag
+    assert not any("href" in a for a in e.attrib), (e.tag, e.attrib)
+s = json.load(open(summary))
+runs = {r["k"]: r for r in s["runs"]}
+name = s["input"].rsplit("/", 1)[-1]
+assert name in root.find(NS + "title").text, root.find(NS + "title").text
+points = [e for e in root.iter(NS + "circle") if e.get("class") == "point"]
+ks = [int(p.get("data-k")) for p in points]
+assert ks == sorted(runs), (ks, sorted(runs))
+cy = [float(p.get("cy")) for p in points]
+for i in range(len(ks) - 1):
+    a, b = runs[ks[i]]["mean_squared_error"], runs[ks[i + 1]]["mean_squared_error"]
+    # SVG's y grows downwards: a smaller error is a point further down
+    assert (a > b) == (cy[i + 1] > cy[i]) and (a < b) == (cy[i + 1] < cy[i]), (ks, cy, a, b)
+groups = [g for g in root.iter(NS + "g") if g.get("class") == "palette"]
+
+def model_of(k):
+    base, ext = os.path.splitext(model)
+    return json.load(open(model if len(runs) == 1 else f"{base}.k{k}{ext}"))
+
+
+bands = len(model_of(ks[0])["centroids"][0])
+if bands not in (1, 3):
+    assert not groups and not [e for e in root.iter(NS + "rect") if e.get("class") == "swatch"]
+    sys.exit(0)
+assert [int(g.get("data-k")) for g in groups] == ks, [g.get("data-k") for g in groups]
+for g in groups:
+    k = int(g.get("data-k"))
+    m = model_of(k)
+    assert m["counts"] == runs[k]["counts"], (m["counts"], runs[k]["counts"])
+    top = {"uint8": 255, "uint16": 65535, "int16": 32767, "float32": 1.0}[m["sample_type"]]
+    used = sorted((-c, j) for j, c in enumerate(m["counts"]) if c > 0)
+    rects = [e for e in g if e.tag == NS + "rect"]
+    swatches = [e for e in rects if e.get("class") == "swatch"]
+    frame = [e for e in rects if e.get("class") == "frame"]
+    assert len(swatches) == len(used) and len(frame) == 1, (k, len(swatches), len(used))
+    assert g.find(NS + "text").text == f"k = {k}", g.find(NS + "text").text
+    total = float(frame[0].get("width"))
+    for rect, (minus_count, j) in zip(swatches, used):
+        c = [min(255, max(0, round(v * (255 / top)))) for v in m["centroids"][j]]
+        want = "#" + "".join(f"{v:02x}" for v in (c * 3 if len(c) == 1 else c))
+        assert rect.get("fill") == want, (k, j, rect.get("fill"), want)
+        share = -minus_count / runs[k]["pixels"]
+        assert abs(float(rect.get("width")) - share * total) <= 1, (k, j, rect.get("width"), share)
+PY
+}
+
+case_summary_svg_draws_the_elbow() {
+    # A list given out of order: the points come in increasing k. The same run (same seed)
+    # with a JSON summary gives the figures the picture is checked against.
+    mk in.tif --width 300 --height 200 --bands 3 --pattern photo --tile 64
+    expect 0 cm run in.tif out.tif -k 10,2,5 --seed 1 --summary s.svg --model-out m.json -q
+    expect 0 cm run in.tif json.tif -k 10,2,5 --seed 1 --summary s.json -q
+    check_elbow s.svg s.json m.json
+    # one k, grey 16-bit samples with alpha: one point, grey swatches scaled to 8 bits
+    mk g16.tif --width 200 --height 100 --bands 2 --type u16 --pattern photo --tile 64
+    expect 0 cm run g16.tif g.tif -k 4 --summary g.SVG --model-out gm.json -q
+    expect 0 cm run g16.tif gj.tif -k 4 --summary g.json -q
+    check_elbow g.SVG g.json gm.json
+    # five bands are no colours to draw: the curve alone
+    mk ms.tif --width 64 --height 48 --bands 5 --pattern photo --tile 16
+    expect 0 cm run ms.tif ms.out.tif -k 3,2 --summary ms.svg --model-out ms.m.json -q
+    expect 0 cm run ms.tif msj.tif -k 3,2 --summary ms.json -q
+    check_elbow ms.svg ms.json ms.m.json
+    # a name with XML's markup characters is written as text
+    cp in.tif "a&b<\"c'>.tif"
+    expect 0 cm run "a&b<\"c'>.tif" odd.tif -k 2,3 --summary odd.svg --model-out odd.m.json -q
+    expect 0 cm run "a&b<\"c'>.tif" oddj.tif -k 2,3 --summary odd.json -q
+    check_elbow odd.svg odd.json odd.m.json
+}
+
+case_summary_of_another_kind_exits_2() {
+    mk in.tif --width 120 --height 80 --bands 3 --pattern photo --tile 32
+    # refused before any work: no output of any k, no temporary file
+    for bad in s.txt s.svgz s.json.gz s .svg dir.svg/s; do
+        expect 2 cm run in.tif out.tif -k 2,5 --summary "$bad"
+        said "$bad: its extension says how to write the summary: .json (JSON) or .svg"
+        no_outputs "$bad" out.k2.tif out.k5.tif
+    done
+    # before the input is even opened
+    echo "not an image" >bad.tif
+    expect 2 cm run bad.tif out.tif -k 2,5 --summary s.txt
+    said "s.txt: its extension"
+    # a run that fails leaves no picture
+    cp in.tif cut.tif
+    truncate -s $(($(stat -c %s cut.tif) / 2)) cut.tif
+    expect 3 cm run cut.tif out.tif -k 2,5 --summary s.svg
+    said "cut.tif"
+    no_outputs s.svg out.k2.tif out.k5.tif
 }
 
 "case_$1"
