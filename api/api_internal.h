@@ -122,6 +122,8 @@ int cm__pyramid_add(cm__pyramid_t *p, int64_t x, int64_t y, int64_t w, int64_t h
 int cm__pyramid_put(cm__pyramid_t *p, int64_t chunk, cm_ctx_t *ctx);
 /* After the output's last tile: its levels, written into it (cm_writer_add_level). */
 int cm__pyramid_write(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx);
+/* Commits wr as a Cloud Optimized GeoTIFF with p's levels (p may be NULL: none). */
+int cm__pyramid_commit_cog(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx);
 void cm__pyramid_free(cm__pyramid_t *p);
 
 /* ---- the outputs of one image (outputs.c, writers_sink.c) ---- */
@@ -151,6 +153,7 @@ typedef struct cm__outputs {
     uint32_t masked;
     cm_writer_t *w_out, *w_labels;
     int levels; /* reduced levels of each TIFF output */
+    bool cog;   /* TIFF outputs in the COG layout */
     cm__pyramid_t *out_levels, *label_levels;
     cm__writers_sink_t sink; /* what the remap's sink writes through */
     /* A rank other than 0 in a pass shared by a job's ranks: its writers only encode, and rank

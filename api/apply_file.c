@@ -31,8 +31,8 @@ int cm_apply_file(cm_model_t *model, const cm_model_meta_t *meta, const char *in
                   const char *out_path, const cm_options_t *opts, cm_ctx_t *ctx)
 {
     CM_FAIL_IF(ctx, !model || !out_path, CM_EUSAGE, "no model or no output file given");
-    CM_FAIL_IF(ctx, opts->overviews, CM_EUSAGE,
-               "%s: reduced levels (overviews) are made by a run, not yet by apply", out_path);
+    CM_FAIL_IF(ctx, opts->overviews || opts->cog, CM_EUSAGE,
+               "%s: reduced levels and the COG layout are made by a run, not yet by apply", out_path);
     cm_options_t o = cm__resolved(opts);
     char dir[4096];
     cm__dir_of(out_path, dir, sizeof dir);

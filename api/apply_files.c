@@ -282,8 +282,8 @@ int cm_apply_files(const cm_model_t *model, const cm_model_meta_t *meta, cm_file
 {
     CM_FAIL_IF(ctx, !model || !o || n_jobs < 0 || (n_jobs && !jobs), CM_EUSAGE,
                "cm_apply_files: no model, options or jobs");
-    CM_FAIL_IF(ctx, o->overviews, CM_EUSAGE,
-               "reduced levels (overviews) are made by a run, not yet by apply");
+    CM_FAIL_IF(ctx, o->overviews || o->cog, CM_EUSAGE,
+               "reduced levels and the COG layout are made by a run, not yet by apply");
     CM_FAIL_IF(ctx, o->tile < 16 || o->tile > 4096 || o->tile % 16, CM_EUSAGE,
                "tile side %lld: a multiple of 16 from 16 to 4096", (long long)o->tile);
     CM_FAIL_IF(ctx, o->params.dither != CM_DITHER_NONE && o->params.dither != CM_DITHER_ORDERED,

@@ -70,6 +70,9 @@ typedef struct cm_options {
     /* Reduced levels of TIFF outputs (image and label map), each half the one before, made in
      * the remap pass: 0 none, N that many, -1 until a level fits in one tile. */
     int overviews;
+    /* TIFF outputs in the Cloud Optimized GeoTIFF layout (GDAL's COG driver's): directories
+     * first, then the levels' tiles, smallest first, then the image's. */
+    bool cog;
     /* cm_apply_files: write outputs that exist already (else they are skipped). */
     bool overwrite;
     /* cm_apply_files: do only part shard_index (from 0) of shard_count parts of the jobs, so

@@ -102,14 +102,17 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
             ctx, CM_EUSAGE, (cm_about_t){CM_SETTING_BIGTIFF, CM_BIGTIFF_NEVER, 0},
             "%s: the output could pass 4 GiB: " CM_NAMED("a classic TIFF") " cannot hold it", out);
     w->spec.bigtiff = big(o->bigtiff, &w->spec);
-    if (o->overviews) {
+    if (o->overviews || o->cog) {
         CM_FAIL_IF(ctx, w->format != CM_FILE_TIFF, CM_EUSAGE,
-                   "%s: reduced levels (--overviews) are a TIFF's: a %s has none", out,
-                   cm_file_format_name(w->format));
+                   "%s: reduced levels and the COG layout (--overviews, --cog) are a TIFF's: a "
+                   "%s has neither",
+                   out, cm_file_format_name(w->format));
         CM_FAIL_IF(ctx, cm_comm_size() > 1, CM_EUSAGE,
-                   "%s: reduced levels (--overviews) are not made by a job of several ranks yet",
+                   "%s: reduced levels and the COG layout (--overviews, --cog) are not made by "
+                   "a job of several ranks yet",
                    out);
         w->levels = cm__overview_levels(&w->spec, o->overviews);
+        w->cog = o->cog;
     }
     return 0;
 }
@@ -190,6 +193,19 @@ int cm__outputs_flush(cm__outputs_t *w, cm_ctx_t *ctx)
     return 0;
 }
 
+/* Commits a writer with its levels, in the COG layout when asked; frees it either way. */
+static int commit_one(const cm__outputs_t *w, cm_writer_t *wr, const cm__pyramid_t *levels,
+                      cm_file_format_t format, cm_ctx_t *ctx)
+{
+    if (w->cog && format == CM_FILE_TIFF) return cm__pyramid_commit_cog(levels, wr, ctx);
+    int rc = levels ? cm__pyramid_write(levels, wr, ctx) : 0;
+    if (rc < 0) {
+        cm_writer_abort(wr);
+        return rc;
+    }
+    return cm_writer_commit(wr, ctx);
+}
+
 int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
 {
     if (w->encode_only) { /* rank 0 writes the files */
@@ -197,19 +213,11 @@ int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
         return 0;
     }
     if (w->w_labels) {
-        int rc = w->label_levels ? cm__pyramid_write(w->label_levels, w->w_labels, ctx) : 0;
-        if (rc == 0)
-            rc = cm_writer_commit(w->w_labels, ctx);
-        else
-            cm_writer_abort(w->w_labels);
+        int rc = commit_one(w, w->w_labels, w->label_levels, w->label_format, ctx);
         w->w_labels = NULL;
         if (rc < 0) return rc;
     }
-    int rc = w->out_levels ? cm__pyramid_write(w->out_levels, w->w_out, ctx) : 0;
-    if (rc == 0)
-        rc = cm_writer_commit(w->w_out, ctx);
-    else
-        cm_writer_abort(w->w_out);
+    int rc = commit_one(w, w->w_out, w->out_levels, w->format, ctx);
     w->w_out = NULL;
     if (rc < 0 && w->labels) unlink(w->labels); /* a failed output leaves none */
     return rc;

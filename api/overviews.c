@@ -331,3 +331,16 @@ int cm__pyramid_write(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx)
                                    p->levels[l].store, ctx));
     return 0;
 }
+
+int cm__pyramid_commit_cog(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx)
+{
+    enum { MAX_LEVELS = 32 };
+    const cm_tilestore_t *stores[MAX_LEVELS];
+    int n = p ? p->n : 0;
+    if (n > MAX_LEVELS) {
+        cm_writer_abort(wr);
+        return cm_fail(ctx, CM_EINTERNAL, "%d reduced levels", n);
+    }
+    for (int l = 0; l < n; l++) stores[l] = p->levels[l].store;
+    return cm_writer_commit_cog(wr, n, stores, ctx);
+}

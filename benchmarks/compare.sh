@@ -17,7 +17,7 @@
 #   K       number of colours (default 8)
 #   SKIP    tools to leave out, space-separated: chunkmeans chunkmeans-j1 chunkmeans-none vips
 #           tiffcp decode encode sklearn-minibatch sklearn-kmeans dask otb imagemagick
-#           histogram lloyd pngquant pillow ("sklearn" skips both sklearn rows, "histogram"
+#           histogram lloyd cog pngquant pillow ("sklearn" skips both sklearn rows, "histogram"
 #           lloyd too)
 #   KEEP=1  keep the images and logs (default: everything is deleted at the end)
 #   WORK_DIR where the images go (default: a new directory under ${TMPDIR:-/tmp})
@@ -148,13 +148,16 @@ fi
 # Results: keyed "SIZE:TOOL".
 
 declare -A STAT WALL RSS CPU MSE NOTE SAME # SAME[SIZE]: cmp of the -jN and -j1 outputs
-tool_order=(chunkmeans chunkmeans-j1 vips tiffcp decode chunkmeans-none encode codec
+tool_order=(chunkmeans chunkmeans-j1 cog gdal-plain gdal-cog vips tiffcp decode chunkmeans-none encode codec
     sklearn-minibatch sklearn-kmeans dask otb imagemagick histogram lloyd)
 [[ -n $base ]] && tool_order=(chunkmeans chunkmeans-base "${tool_order[@]:1}")
 declare -A LABEL=(
     [chunkmeans]="chunkmeans -j$ncores"
     [chunkmeans-j1]="chunkmeans -j1"
     [chunkmeans-base]="chunkmeans -j$ncores: ${BASE_NAME:-base}"
+    [cog]="chunkmeans --cog (overviews auto)"
+    [gdal-plain]="gdal_translate -outsize 1%: plain output"
+    [gdal-cog]="gdal_translate -outsize 1%: --cog output"
     [vips]="vips copy, one core (floor)"
     [tiffcp]="tiffcp -m 0 -c zip"
     [decode]="decode alone: vips, one core"
@@ -460,6 +463,19 @@ run_size() {
             fi
         fi
         drop "$dir/cm1.$x"
+    fi
+    # --cog: the same run with its overviews (auto) in the COG layout; then GDAL reduces each
+    # output to 1%, which with overviews it reads from the smallest level large enough.
+    if ! is_png "$s"; then
+        if skipped cog; then set_na "$s" cog "skipped (SKIP)"; else
+            timed "$s" cog "$chunkmeans" run "$in" "$dir/cog.tif" -k "$k" "${cm_mem_args[@]}" \
+                -j "$ncores" --cog --progress never
+            if ok "$s" cog && ok "$s" chunkmeans && command -v gdal_translate >/dev/null; then
+                timed "$s" gdal-plain gdal_translate -q -outsize 1% 1% "$dir/cm.tif" "$dir/1p.tif"
+                timed "$s" gdal-cog gdal_translate -q -outsize 1% 1% "$dir/cog.tif" "$dir/1c.tif"
+            fi
+            drop "$dir/cog.tif" "$dir/1p.tif" "$dir/1c.tif"
+        fi
     fi
     drop "$dir/cm.$x"
 
@@ -805,6 +821,13 @@ print_targets() {
                 "$m vs $ref ($(calc "$m / $ref")x)" "$(verdict "$m" "$(calc "1.01 * $ref")")"
         elif is_100mp "$s" || [[ ${STAT[$s:sklearn-kmeans]:-na} != na ]]; then
             target_line "$s" "MSE <= 1.01 x sklearn KMeans" "-" "not available"
+        fi
+        if ok "$s" cog && ok "$s" chunkmeans; then
+            local cw=${WALL[$s:cog]} pw=${WALL[$s:chunkmeans]} cr=${RSS[$s:cog]}
+            local cv=met
+            le "$cw" "$(calc "1.15 * $pw")" && le "$cr" 300 || cv="NOT MET"
+            target_line "$s" "--cog: <= 1.15 x the plain run's wall, peak <= 300 MiB" \
+                "$cw s vs $pw s ($(calc "$cw / $pw")x), $cr MiB" "$cv"
         fi
         if ok "$s" histogram && ok "$s" lloyd && [[ -n ${MSE[$s:histogram]:-} && -n ${MSE[$s:lloyd]:-} ]]; then
             local hw=${WALL[$s:histogram]} lw=${WALL[$s:lloyd]} hm=${MSE[$s:histogram]} lm=${MSE[$s:lloyd]}

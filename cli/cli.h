@@ -119,6 +119,7 @@ enum {
     CLI_OPT_SHARD,
     CLI_OPT_MPI_WRITE,
     CLI_OPT_OVERVIEWS,
+    CLI_OPT_COG,
 };
 
 /* The most values -k takes in a list. */
@@ -132,6 +133,7 @@ typedef struct cli_opts {
     int compression;    /* -1: that of IN */
     int64_t tile;
     int overviews; /* reduced levels: 0 none, -1 auto, N */
+    bool overviews_given, cog;
     bool has_nodata, nodata_any, max_iter_given;
     bool k_given, colorspace_given, dither_given;
     double nodata;

@@ -78,6 +78,9 @@ static const char run_help_layout[] =
     "                          level fits in one tile (default none). A pixel of a level is the\n"
     "                          most frequent colour (label) of its 2x2 block, ties to the lower\n"
     "                          label: the colours stay the k, and a label map's stay labels\n"
+    "      --cog               write TIFF outputs as Cloud Optimized GeoTIFFs (GDAL's COG\n"
+    "                          layout: directories first, then the levels' tiles, smallest\n"
+    "                          first, then the image's), with --overviews auto unless given\n"
     "      --mpi-write M       under mpirun or srun: gather: rank 0 writes the tiles every\n"
     "                          rank sends it (default); parallel: each rank writes its own\n"
     "                          tiles of a TIFF (MPI-IO) where rank 0 places them. Same bytes\n"
@@ -126,6 +129,7 @@ static const struct option run_options[] = {
     {"color-cache", required_argument, 0, CLI_OPT_CACHE},
     {"mpi-write", required_argument, 0, CLI_OPT_MPI_WRITE},
     {"overviews", required_argument, 0, CLI_OPT_OVERVIEWS},
+    {"cog", no_argument, 0, CLI_OPT_COG},
     {"progress", required_argument, 0, CLI_OPT_PROGRESS},
     {"quiet", no_argument, 0, 'q'},
     {"verbose", no_argument, 0, 'v'},

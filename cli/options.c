@@ -91,7 +91,9 @@ int cli_option(cli_opts_t *o, int c, const char *arg)
         ok = one_of("--color-cache", arg, "auto", "on", "off");
         o->params.color_cache = !strcmp(arg, "on") ? 1 : !strcmp(arg, "off") ? 0 : -1;
         break;
+    case CLI_OPT_COG: o->cog = true; break;
     case CLI_OPT_OVERVIEWS:
+        o->overviews_given = true;
         if (!strcmp(arg, "auto") || !strcmp(arg, "none"))
             o->overviews = !strcmp(arg, "auto") ? -1 : 0;
         else if ((ok = cli_parse_int("--overviews", arg, 1, 30, &v)))
@@ -182,7 +184,8 @@ cm_options_t cli_file_options(const cli_opts_t *o, cli_progress_t *prog)
     f.nodata_any = o->nodata_any;
     f.nodata = o->nodata;
     f.tile = o->tile;
-    f.overviews = o->overviews;
+    f.overviews = o->cog && !o->overviews_given ? -1 : o->overviews; /* a COG has levels */
+    f.cog = o->cog;
     f.format = !strcmp(o->format, "palette") ? CM_FORMAT_PALETTE
                : !strcmp(o->format, "rgb")   ? CM_FORMAT_RGB
                                              : CM_FORMAT_AUTO;

@@ -238,6 +238,14 @@ void cm_tilestore_free(cm_tilestore_t *s);
  * by an encoder of that size: cm_writer_spec_level). Levels follow the image, largest first. */
 int cm_writer_add_level(cm_writer_t *wr, int64_t width, int64_t height, const cm_tilestore_t *tiles,
                         cm_ctx_t *ctx);
+/* Finishes the file as a Cloud Optimized GeoTIFF (the layout of GDAL's COG driver: its
+ * structural metadata after the header, every directory, then the tiles of the levels, smallest
+ * first, then the image's, each tile between its size and a copy of its last 4 bytes) with
+ * n_levels reduced levels whose tiles are in levels[0..n_levels), largest first. The image's
+ * tiles are copied from the temporary file. Renames into place like cm_writer_commit, and
+ * frees the writer whatever happens. */
+int cm_writer_commit_cog(cm_writer_t *wr, int n_levels, const cm_tilestore_t *const *levels,
+                         cm_ctx_t *ctx);
 /* The spec of reduced level L (1, 2, ...) of spec: its sides divided by 2^L, rounded up. */
 void cm_writer_spec_level(const cm_writer_spec_t *spec, int level, cm_writer_spec_t *out);
 

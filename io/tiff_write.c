@@ -789,6 +789,179 @@ int cm_writer_commit(cm_writer_t *wr, cm_ctx_t *ctx)
     return 0;
 }
 
+/* ---- Cloud Optimized GeoTIFF ----
+ * The layout of GDAL's COG driver: after the header, the structural metadata GDAL reads there
+ * (the "ghost" area); then every directory, the image's first and the levels' after it, their
+ * tile arrays reserved (TIFFDeferStrileArrayWriting); then the tiles, the smallest level's
+ * first and the image's last, each row by row, after its size as 4 bytes and before a copy of
+ * its last 4 bytes, so that a reader of ranges gets a tile's size with the tile before it. The
+ * directories are written first, the file is opened again to append the tiles, and each
+ * directory's arrays are written in their reserved place (TIFFForceStrileArrayWriting). */
+static const char cog_metadata[] = "LAYOUT=IFDS_BEFORE_DATA\n"
+                                   "BLOCK_ORDER=ROW_MAJOR\n"
+                                   "BLOCK_LEADER=SIZE_AS_UINT4\n"
+                                   "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\n"
+                                   "KNOWN_INCOMPATIBLE_EDITION=NO\n";
+
+/* Writes n bytes at the end of f, outside libtiff. */
+static bool append(cm__outfile_t *f, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    while (n > 0) {
+        ssize_t w = pwrite(f->fd, p, n, (off_t)f->end);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w;
+        f->end += (uint64_t)w;
+        n -= (size_t)w;
+    }
+    f->pos = f->end;
+    return true;
+}
+
+/* The directory of level l (0: the image, whose tags are copied from src) of wr's output. */
+static bool cog_directory(cm_writer_t *wr, TIFF *t, TIFF *src, int l)
+{
+    const cm_writer_spec_t *s = &wr->spec;
+    cm_writer_spec_t ls;
+    cm_writer_spec_level(s, l, &ls);
+    const uint16_t *cmap = s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL;
+    bool ok = set_structure(t, s, cmap, (uint32_t)ls.width, (uint32_t)ls.height);
+    char *text = NULL;
+    if (ok && l == 0) {
+        ok = cm__tags_copy(src, t, &wr->msg) == 0 &&
+             TIFFSetField(t, TIFFTAG_SOFTWARE, "chunkmeans " CM_VERSION);
+        if (ok && TIFFGetField(src, TIFFTAG_IMAGEDESCRIPTION, &text))
+            ok = TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, text);
+    } else if (ok) {
+        ok = TIFFSetField(t, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_REDUCEDIMAGE);
+        if (ok && s->set_nodata) ok = cm__tags_set_nodata(t, s->nodata, &wr->msg) == 0;
+    }
+    return ok && TIFFDeferStrileArrayWriting(t) && TIFFWriteCheck(t, 1, "cog") &&
+           TIFFWriteDirectory(t);
+}
+
+/* Appends the tiles of level l (0: from src) to the file u, in their order. */
+static int cog_tiles(cm_writer_t *wr, TIFF *u, cm__outfile_t *f, TIFF *src, int l,
+                     const cm_tilestore_t *store, cm_ctx_t *ctx)
+{
+    cm_writer_spec_t ls;
+    cm_writer_spec_level(&wr->spec, l, &ls);
+    CM_FAIL_IF(ctx, !TIFFSetDirectory(u, (tdir_t)l), CM_EIO, "%s: cannot write level %d: %s",
+               wr->path, l, wr->msg.text);
+    uint32_t n =
+        (uint32_t)(cm__ceil_div_i64(ls.width, ls.tile_w) * cm__ceil_div_i64(ls.height, ls.tile_h));
+    uint64_t *sizes = NULL;
+    if (l == 0)
+        CM_FAIL_IF(ctx, !TIFFGetField(src, TIFFTAG_TILEBYTECOUNTS, &sizes), CM_EIO,
+                   "%s: the image's tiles are lost", wr->path);
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *data = NULL;
+        size_t size = 0;
+        if (l == 0) {
+            size = (size_t)sizes[i];
+            data = malloc(size ? size : 1);
+            CM_FAIL_IF(ctx, !data, CM_ENOMEM, "%s: out of memory", wr->path);
+            if (TIFFReadRawTile(src, i, data, (tmsize_t)size) != (tmsize_t)size) {
+                free(data);
+                return cm_fail(ctx, CM_EIO, "%s: cannot read back tile %u: %s", wr->path, i,
+                               wr->msg.text);
+            }
+        } else {
+            CM_TRY(cm_tilestore_get(store, i, &data, &size, ctx));
+        }
+        uint32_t leader = (uint32_t)size;
+        errno = 0;
+        bool ok = append(f, &leader, 4) &&
+                  TIFFWriteRawTile(u, i, data, (tmsize_t)size) == (tmsize_t)size &&
+                  (size < 4 || append(f, data + size - 4, 4));
+        free(data);
+        if (!ok)
+            return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u of level %d: %s", wr->path, i, l,
+                           reason(wr, errno));
+    }
+    CM_FAIL_IF(ctx, !TIFFForceStrileArrayWriting(u), CM_EIO, "%s: cannot write level %d: %s",
+               wr->path, l, wr->msg.text);
+    return 0;
+}
+
+int cm_writer_commit_cog(cm_writer_t *wr, int n_levels, const cm_tilestore_t *const *levels,
+                         cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !wr->tif, CM_EINTERNAL, "%s: only a TIFF is cloud optimized", wr->path);
+    wr->msg.text[0] = '\0';
+    errno = 0;
+    int ok = TIFFFlush(wr->tif), e = errno;
+    TIFFClose(wr->tif); /* the image, complete, in the temporary file: its tiles are read back */
+    wr->tif = NULL;
+    size_t tmp_size = strlen(wr->path) + 16;
+    char *cog = malloc(tmp_size);
+    TIFF *src = ok ? cm__tiff_open(wr->tmp, "r", -1, &wr->msg) : NULL, *t = NULL;
+    int fd = src && cog ? cm__tmpfile_next_to(wr->path, cog, tmp_size) : -1;
+    if (!src || fd < 0) {
+        int rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path,
+                         !ok             ? reason(wr, e)
+                         : fd < 0 && src ? strerror(errno)
+                                         : wr->msg.text);
+        if (src) TIFFClose(src);
+        free(cog);
+        cm_writer_abort(wr);
+        return rc;
+    }
+    cm_comm_remember(cog);
+    cm__outfile_t f = {.fd = fd};
+    char ghost[64 + sizeof cog_metadata];
+    int ghost_n = snprintf(ghost, sizeof ghost, "GDAL_STRUCTURAL_METADATA_SIZE=%06zu bytes\n%s",
+                           strlen(cog_metadata), cog_metadata);
+    t = cm__tiff_open_out(cog, wr->spec.bigtiff ? "w8" : "w", &f, &wr->msg);
+    bool good = t && append(&f, ghost, (size_t)ghost_n);
+    for (int l = 0; good && l <= n_levels; l++) good = cog_directory(wr, t, src, l);
+    if (t)
+        TIFFClose(t); /* closes fd */
+    else
+        close(fd);
+    int rc = good ? 0
+                  : cm_fail(ctx, CM_EIO, "%s: cannot write the directories: %s", wr->path,
+                            wr->msg.text[0] ? wr->msg.text : strerror(EIO));
+    /* Then the tiles, appended to the directories. */
+    cm__outfile_t g = {.fd = rc == 0 ? open(cog, O_RDWR | O_CLOEXEC) : -1};
+    if (rc == 0 && g.fd < 0)
+        rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path, strerror(errno));
+    if (rc == 0) {
+        g.end = (uint64_t)lseek(g.fd, 0, SEEK_END);
+        TIFF *u = cm__tiff_open_out(cog, "r+", &g, &wr->msg);
+        if (!u) {
+            close(g.fd);
+            rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path, wr->msg.text);
+        }
+        /* The directories' tile arrays, zero for now, right after the directories: the tiles
+         * then follow them, and their offsets and sizes are written into them in place. */
+        for (int l = 0; rc == 0 && l <= n_levels; l++)
+            if (!TIFFSetDirectory(u, (tdir_t)l) || !TIFFForceStrileArrayWriting(u))
+                rc = cm_fail(ctx, CM_EIO, "%s: cannot write the directories: %s", wr->path,
+                             wr->msg.text);
+        for (int l = n_levels; rc == 0 && l >= 0; l--)
+            rc = cog_tiles(wr, u, &g, src, l, l ? levels[l - 1] : NULL, ctx);
+        if (u && !TIFFFlush(u) && rc == 0)
+            rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path, wr->msg.text);
+        if (u) TIFFClose(u);
+    }
+    TIFFClose(src);
+    /* Durable, then renamed into place; the image's temporary file goes. */
+    int cfd = rc == 0 ? open(cog, O_RDONLY | O_CLOEXEC) : -1;
+    if (rc == 0 && (cfd < 0 || fsync(cfd) < 0 || rename(cog, wr->path) < 0))
+        rc = cm_fail(ctx, CM_EIO, "%s: cannot finish the output: %s", wr->path, strerror(errno));
+    if (cfd >= 0) close(cfd);
+    if (rc == 0)
+        cm__fsync_dir_of(wr->path);
+    else
+        unlink(cog);
+    cm_comm_forget(cog);
+    free(cog);
+    cm_writer_abort(wr); /* removes the image's temporary file */
+    return rc;
+}
+
 void cm_writer_abort(cm_writer_t *wr)
 {
     if (!wr) return;

@@ -5,7 +5,7 @@
 # and srun, and its tests (meson test --suite mpi).
 set -euo pipefail
 packages=(build-essential meson ninja-build pkg-config libtiff-dev libzstd-dev libdeflate-dev libjpeg-dev libpng-dev zlib1g-dev libjansson-dev
-          libopenmpi-dev openmpi-bin libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil python3-skimage pngcheck gdal-bin time valgrind)
+          libopenmpi-dev openmpi-bin libcmocka-dev libtiff-tools python3-numpy python3-tifffile python3-pil python3-skimage pngcheck gdal-bin python3-gdal time valgrind)
 for opt in "$@"; do
     case $opt in
     --fuzz) packages+=(clang libclang-rt-dev libomp-dev libjpeg-turbo-progs) ;;

@@ -182,11 +182,61 @@ def case_same_bytes_for_any_threads_and_memory():
     check_levels("dith.tif", "dith_l.tif", 2)
 
 
+def cog_errors(path):
+    """What GDAL's COG validator (python3-gdal's osgeo_utils) finds wrong with PATH, with the
+    full check of every tile's leader and trailer; without it, whether gdalinfo says
+    LAYOUT=COG."""
+    try:
+        from osgeo_utils.samples import validate_cloud_optimized_geotiff as v
+    except ImportError:
+        r = subprocess.run(["gdalinfo", path], capture_output=True, text=True, check=True)
+        return [] if "LAYOUT=COG" in r.stdout else ["gdalinfo does not say LAYOUT=COG"]
+    return v.validate(path, full_check=True)[1]  # warnings, errors, details
+
+
+def geotiff(path, data):
+    """DATA as a tiled GeoTIFF: 30 m pixels, origin (500000, 4200000), EPSG:32633."""
+    tags = [(33550, "d", 3, (30.0, 30.0, 0.0), False),
+            (33922, "d", 6, (0, 0, 0, 500000.0, 4200000.0, 0), False),
+            (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633),
+             False)]
+    tifffile.imwrite(path, data, photometric="rgb", tile=(16, 16), extratags=tags)
+
+
+def case_cog_layout():
+    """--cog (with --overviews auto) writes an image and label map that GDAL's COG validator
+    accepts, tiles' leaders and trailers included, whose levels are those of the plain
+    --overviews output pixel for pixel, with the input's georeferencing; the same bytes for -j1
+    and -j2."""
+    geotiff("in.tif", smooth_image(203, 151, seed=7))
+    for j in (1, 2):
+        cm("run", "in.tif", f"cog{j}.tif", "-k", 6, "--seed", 2, "--tile", 16, "--cog",
+           "--labels", f"cog{j}_l.tif", f"-j{j}", "-q")
+    cm("run", "in.tif", "plain.tif", "-k", 6, "--seed", 2, "--tile", 16, "--overviews", "auto",
+       "--labels", "plain_l.tif", "-q")
+    for cog, plain in (("cog1.tif", "plain.tif"), ("cog1_l.tif", "plain_l.tif")):
+        errors = cog_errors(cog)
+        expect(not errors, f"{cog}: {errors}")
+        a, b = levels(cog), levels(plain)
+        expect(len(a) == len(b) == 5 and all(np.array_equal(x, y) for x, y in zip(a, b)),
+               f"{cog}'s levels are not those of {plain}")
+    for a, b in (("cog1.tif", "cog2.tif"), ("cog1_l.tif", "cog2_l.tif")):
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            expect(fa.read() == fb.read(), f"{a} and {b} differ")
+    if shutil.which("gdalinfo"):
+        r = subprocess.run(["gdalinfo", "cog1.tif"], capture_output=True, text=True, check=True)
+        expect("Origin = (500000.000000000000000,4200000.000000000000000)" in r.stdout and
+               "Pixel Size = (30.000000000000000,-30.000000000000000)" in r.stdout and
+               "32633" in r.stdout, f"cog1.tif lost its georeferencing:\n{r.stdout}")
+
+
 def case_refusals():
     """--overviews with a PNG output, a bad level count or too small a budget exits 2 and
     writes nothing."""
     tifffile.imwrite("in.tif", smooth_image(60, 80, seed=5), photometric="rgb")
     err = cm("run", "in.tif", "out.png", "--overviews", "auto", code=2)
+    expect("TIFF" in err, f"PNG output: {err}")
+    err = cm("run", "in.tif", "out.png", "--cog", code=2)
     expect("TIFF" in err, f"PNG output: {err}")
     cm("run", "in.tif", "out.tif", "--overviews", "many", code=2)
     cm("run", "in.tif", "out.tif", "--overviews", 0, code=2)
