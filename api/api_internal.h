@@ -100,6 +100,8 @@ int cm__model_fits(const cm_model_t *model, const cm_model_meta_t *meta, const c
 
 typedef struct cm__pyramid cm__pyramid_t;
 
+/* The longest side of a preview. */
+enum { CM__PREVIEW_SIDE = 1024 };
 /* The number of levels of spec's image: asked (cm_options_t.overviews), or with -1 until a
  * level fits in one tile. */
 int cm__overview_levels(const cm_writer_spec_t *spec, int asked);
@@ -112,8 +114,15 @@ void cm__halve(const uint8_t *px, const uint8_t *lab, size_t pb, size_t lb, int6
                uint8_t *out_px, uint8_t *out_lab);
 /* The levels of the output at path (spec: its pixels; labels of label_bits), fed with the
  * chunks of grid; each level keeps its encoded tiles in a scratch file beside path. */
-int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int levels, int label_bits,
-                     const cm_grid_t *grid, cm__pyramid_t **out, cm_ctx_t *ctx);
+int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int keep, int label_bits,
+                     int64_t preview_side, const cm_grid_t *grid, cm__pyramid_t **out,
+                     cm_ctx_t *ctx);
+/* The level of spec's image a preview whose longest side is side (0: none) is sampled from. */
+int cm__preview_level(const cm_writer_spec_t *spec, int64_t side);
+/* Writes the preview the pyramid sampled (opened with a preview_side) as a PNG at path, with
+ * the pixels of spec (its colour map, for a palette image). */
+int cm__pyramid_preview(const cm__pyramid_t *p, const char *path, const cm_writer_spec_t *spec,
+                        cm_ctx_t *ctx);
 /* A remapped chunk's rectangle of the full image, its output pixels and labels (packed at w):
  * from any worker, concurrently. */
 int cm__pyramid_add(cm__pyramid_t *p, int64_t x, int64_t y, int64_t w, int64_t h, const uint8_t *px,
@@ -152,8 +161,11 @@ typedef struct cm__outputs {
     int label_bits;
     uint32_t masked;
     cm_writer_t *w_out, *w_labels;
-    int levels; /* reduced levels of each TIFF output */
-    bool cog;   /* TIFF outputs in the COG layout */
+    int levels;             /* reduced levels of each TIFF output */
+    bool cog;               /* TIFF outputs in the COG layout */
+    const char *preview;    /* a small PNG of the image, or NULL (set by the caller after plan) */
+    cm_writer_spec_t pspec; /* a palette image's (with cmap), for its preview */
+    uint16_t cmap[3 * 256];
     cm__pyramid_t *out_levels, *label_levels;
     cm__writers_sink_t sink; /* what the remap's sink writes through */
     /* A rank other than 0 in a pass shared by a job's ranks: its writers only encode, and rank

@@ -126,6 +126,9 @@ typedef struct cm_run_output {
      * than asked: the image's pixels that take part, with a warning). The caller frees it with
      * cm_model_free; NULL after a failure. */
     cm_model_t *fitted;
+    /* A small PNG of the image (its longest side 1024 at most), or NULL: the coarsest of its
+     * reduced levels that is large enough, sampled at the preview pixels' centres. */
+    const char *preview;
 } cm_run_output_t;
 
 /* What a run did, for reports. */

@@ -120,8 +120,13 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
 size_t cm__outputs_level_bytes(const cm__outputs_t *w)
 {
     size_t bytes = 0;
-    if (w->levels && w->format == CM_FILE_TIFF)
-        bytes += cm__pyramid_bytes(w->palette ? &w->lspec : &w->spec, w->levels, w->label_bits);
+    const cm_writer_spec_t *px = w->palette ? &w->lspec : &w->spec;
+    int made = w->format == CM_FILE_TIFF ? w->levels : 0;
+    int view = w->preview ? cm__preview_level(px, CM__PREVIEW_SIDE) : 0;
+    if (made || view) bytes += cm__pyramid_bytes(px, made > view ? made : view, w->label_bits);
+    if (w->preview) /* the preview itself */
+        bytes += (size_t)CM__PREVIEW_SIDE * CM__PREVIEW_SIDE * (size_t)px->bands *
+                 cm_stype_size(px->stype);
     if (w->levels && w->labels && w->label_format == CM_FILE_TIFF)
         bytes += cm__pyramid_bytes(&w->lspec, w->levels, w->label_bits);
     return bytes;
@@ -136,6 +141,18 @@ static int open_writer(const cm__outputs_t *w, const char *path, const cm_writer
 
 int cm__outputs_open(cm__outputs_t *w, cm_ctx_t *ctx)
 {
+    if (w->preview) {
+        cm_file_format_t f;
+        CM_TRY(cm_file_format_of_path(w->preview, &f, ctx));
+        CM_FAIL_IF(ctx, f != CM_FILE_PNG, CM_EUSAGE, "%s: a preview is a PNG: name it .png",
+                   w->preview);
+        CM_FAIL_IF(ctx, cm_comm_size() > 1, CM_EUSAGE,
+                   "%s: a preview is not made by a job of several ranks yet", w->preview);
+        cm_writer_spec_t s = w->palette ? w->lspec : w->spec;
+        s.format = CM_FILE_PNG;
+        if (!w->palette) CM_TRY(cm_writer_check(w->preview, &s, ctx));
+        CM_TRY(cm__check_not_dir(w->preview, ctx));
+    }
     CM_TRY(cm__check_not_dir(w->out, ctx));
     CM_TRY(cm__check_not_dir(w->labels, ctx));
     if (!w->palette) CM_TRY(open_writer(w, w->out, &w->spec, &w->w_out, ctx));
@@ -157,25 +174,26 @@ int cm__outputs_set_k(cm__outputs_t *w, const cm_source_t *src, int k, cm_ctx_t 
 
 int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_ctx_t *ctx)
 {
+    w->pspec = w->spec;
     if (w->palette) { /* the colour map holds the centres; the image holds their labels */
-        cm_writer_spec_t pspec;
-        uint16_t cmap[3 * 256] = {0};
-        palette_colors(m, w->in->stype, cmap);
-        cm_writer_spec_palette(&w->spec, cmap, w->maskable ? w->masked : 256, &pspec);
-        pspec.format = w->format;
-        pspec.colormap_n = m->k;
-        pspec.bigtiff = w->lspec.bigtiff;
-        CM_TRY(open_writer(w, w->out, &pspec, &w->w_out, ctx));
+        memset(w->cmap, 0, sizeof w->cmap);
+        palette_colors(m, w->in->stype, w->cmap);
+        cm_writer_spec_palette(&w->spec, w->cmap, w->maskable ? w->masked : 256, &w->pspec);
+        w->pspec.format = w->format;
+        w->pspec.colormap_n = m->k;
+        w->pspec.bigtiff = w->lspec.bigtiff;
+        CM_TRY(open_writer(w, w->out, &w->pspec, &w->w_out, ctx));
     }
-    if (w->levels && !w->encode_only) {
-        cm_writer_spec_t pspec = w->spec;
-        if (w->palette) cm_writer_spec_palette(&w->spec, NULL, 256, &pspec);
-        CM_TRY(cm__pyramid_open(w->out, &pspec, w->levels, w->label_bits, &w->in->grid,
-                                &w->out_levels, ctx));
-        if (w->w_labels && w->label_format == CM_FILE_TIFF)
-            CM_TRY(cm__pyramid_open(w->labels, &w->lspec, w->levels, w->label_bits, &w->in->grid,
-                                    &w->label_levels, ctx));
+    bool tiff = w->format == CM_FILE_TIFF;
+    if ((w->levels || w->preview) && !w->encode_only) {
+        int keep = tiff ? w->levels : 0;
+        CM_TRY(cm__pyramid_open(w->out, &w->pspec, keep, w->label_bits,
+                                w->preview ? CM__PREVIEW_SIDE : 0, &w->in->grid, &w->out_levels,
+                                ctx));
     }
+    if (w->levels && !w->encode_only && w->w_labels && w->label_format == CM_FILE_TIFF)
+        CM_TRY(cm__pyramid_open(w->labels, &w->lspec, w->levels, w->label_bits, 0, &w->in->grid,
+                                &w->label_levels, ctx));
     w->sink = (cm__writers_sink_t){.grid = &w->in->grid,
                                    .out = w->w_out,
                                    .labels = w->w_labels,
@@ -219,6 +237,10 @@ int cm__outputs_commit(cm__outputs_t *w, cm_ctx_t *ctx)
     }
     int rc = commit_one(w, w->w_out, w->out_levels, w->format, ctx);
     w->w_out = NULL;
+    if (rc == 0 && w->preview) {
+        rc = cm__pyramid_preview(w->out_levels, w->preview, &w->pspec, ctx);
+        if (rc < 0) unlink(w->out);
+    }
     if (rc < 0 && w->labels) unlink(w->labels); /* a failed output leaves none */
     return rc;
 }

@@ -34,6 +34,11 @@ typedef struct level {
 struct cm__pyramid {
     const char *path;
     int n;
+    int n_keep; /* the first n_keep levels are the output's; the others only feed the preview */
+    /* The preview: nearest samples of level preview_level (0: the image) into pw x ph. */
+    int preview_level;
+    int64_t pw, ph;
+    uint8_t *preview;
     level_t *levels; /* levels[0] is level 1 */
     size_t px_bytes, lab_bytes;
     int64_t width, height, chunk_w, chunk_h, n_cx; /* the full image and its chunks */
@@ -139,16 +144,45 @@ void cm__halve(const uint8_t *px, const uint8_t *lab, size_t pb, size_t lb, int6
     }
 }
 
-int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int levels, int label_bits,
-                     const cm_grid_t *grid, cm__pyramid_t **out, cm_ctx_t *ctx)
+int cm__preview_level(const cm_writer_spec_t *spec, int64_t preview_side)
 {
+    int64_t side = spec->width > spec->height ? spec->width : spec->height;
+    int64_t view = side < preview_side ? side : preview_side;
+    int l = 0;
+    while (preview_side > 0 && ((side + ((int64_t)1 << (l + 1)) - 1) >> (l + 1)) >= view) l++;
+    return l;
+}
+
+int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int keep, int label_bits,
+                     int64_t preview_side, const cm_grid_t *grid, cm__pyramid_t **out,
+                     cm_ctx_t *ctx)
+{
+    /* The preview: the image's longest side brought to preview_side (never enlarged), sampled
+     * from the coarsest level that is at least that large. */
+    int64_t side = spec->width > spec->height ? spec->width : spec->height;
+    int64_t view = preview_side <= 0 ? 0 : side < preview_side ? side : preview_side;
+    int view_level = cm__preview_level(spec, preview_side);
+    int levels = keep > view_level ? keep : view_level;
     cm__pyramid_t *p = calloc(1, sizeof *p);
-    if (p) p->levels = calloc((size_t)levels, sizeof(level_t));
-    if (!p || !p->levels) {
+    if (p) p->levels = calloc((size_t)(levels ? levels : 1), sizeof(level_t));
+    if (p && view) {
+        p->pw = spec->width == side ? view : (spec->width * view + side / 2) / side;
+        p->ph = spec->height == side ? view : (spec->height * view + side / 2) / side;
+        p->pw += p->pw == 0, p->ph += p->ph == 0;
+        p->preview =
+            calloc((size_t)(p->pw * p->ph), (size_t)spec->bands * cm_stype_size(spec->stype));
+    }
+    if (!p || !p->levels || (view && !p->preview)) {
+        if (p) free(p->levels), free(p->preview);
         free(p);
         return cm_fail(ctx, CM_ENOMEM, "%s: out of memory", path);
     }
     *p = (cm__pyramid_t){.path = path,
+                         .n_keep = keep,
+                         .preview_level = view_level,
+                         .pw = p->pw,
+                         .ph = p->ph,
+                         .preview = p->preview,
                          .levels = p->levels,
                          .px_bytes = (size_t)spec->bands * cm_stype_size(spec->stype),
                          .lab_bytes = (size_t)label_bits / 8,
@@ -171,6 +205,7 @@ int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int levels,
             break;
         }
         p->n++;
+        if (l >= keep) continue; /* the preview's alone */
         rc = cm_writer_open_encoder(path, &lv->spec, &lv->enc, ctx);
         if (rc == 0)
             rc = cm_tilestore_open(path, (uint32_t)(lv->tiles_x * lv->tiles_y), &lv->store, ctx);
@@ -199,6 +234,7 @@ void cm__pyramid_free(cm__pyramid_t *p)
         cm_tilestore_free(lv->store);
     }
     free(p->levels);
+    free(p->preview);
     free(p);
 }
 
@@ -212,6 +248,34 @@ static void tile_rect(const level_t *lv, int64_t tx, int64_t ty, int64_t *x, int
     *h = lv->spec.height - *y < lv->spec.tile_h ? lv->spec.height - *y : lv->spec.tile_h;
 }
 
+/* The first preview pixel i (of n) whose sample (2i + 1) len / (2n), the level pixel under its
+ * centre along a side of len, is at or after a. */
+static int64_t first_sampling(int64_t a, int64_t len, int64_t n)
+{
+    int64_t num = 2 * n * a - len;
+    return num <= 0 ? 0 : (num + 2 * len - 1) / (2 * len);
+}
+
+/* The preview pixels whose sample of level l (0: the image) lies in the rectangle (x, y, w, h)
+ * of it, pixels packed at w. Disjoint for different rectangles: any thread. */
+static void sample_preview(cm__pyramid_t *p, int l, int64_t x, int64_t y, int64_t w, int64_t h,
+                           const uint8_t *px)
+{
+    if (!p->preview || l != p->preview_level) return;
+    int64_t lw = (p->width + ((int64_t)1 << l) - 1) >> l;
+    int64_t lh = (p->height + ((int64_t)1 << l) - 1) >> l;
+    for (int64_t py = first_sampling(y, lh, p->ph); py < p->ph; py++) {
+        int64_t sy = (2 * py + 1) * lh / (2 * p->ph);
+        if (sy >= y + h) break;
+        for (int64_t qx = first_sampling(x, lw, p->pw); qx < p->pw; qx++) {
+            int64_t sx = (2 * qx + 1) * lw / (2 * p->pw);
+            if (sx >= x + w) break;
+            memcpy(p->preview + (size_t)(py * p->pw + qx) * p->px_bytes,
+                   px + (size_t)((sy - y) * w + (sx - x)) * p->px_bytes, p->px_bytes);
+        }
+    }
+}
+
 static int deposit(cm__pyramid_t *p, int l, int64_t x, int64_t y, int64_t w, int64_t h,
                    const uint8_t *px, const uint8_t *lab, cm_ctx_t *ctx);
 
@@ -220,7 +284,8 @@ static int complete(cm__pyramid_t *p, int l, level_tile_t *t, int64_t x, int64_t
                     int64_t h, cm_ctx_t *ctx)
 {
     level_t *lv = &p->levels[l];
-    int rc = cm_writer_encode(lv->enc, x, y, w, h, t->px, &t->enc, ctx);
+    sample_preview(p, l + 1, x, y, w, h, t->px);
+    int rc = l < p->n_keep ? cm_writer_encode(lv->enc, x, y, w, h, t->px, &t->enc, ctx) : 0;
     if (rc == 0 && l + 1 < p->n) {
         int64_t hw = (w + 1) / 2, hh = (h + 1) / 2;
         uint8_t *hpx = malloc((size_t)(hw * hh) * p->px_bytes);
@@ -252,7 +317,7 @@ static int deposit(cm__pyramid_t *p, int l, int64_t x, int64_t y, int64_t w, int
             tile_rect(lv, tx, ty, &X, &Y, &W, &H);
             level_tile_t *t = &lv->tiles[ty * lv->tiles_x + tx];
             pthread_mutex_lock(&lv->lock);
-            if (!t->px && !t->enc) {
+            if (!t->px && t->left == 0) { /* not begun: left reaches 0 only once filled */
                 t->px = malloc((size_t)(W * H) * pb);
                 t->lab = malloc((size_t)(W * H) * lb);
                 t->left = W * H;
@@ -277,6 +342,8 @@ static int deposit(cm__pyramid_t *p, int l, int64_t x, int64_t y, int64_t w, int
 int cm__pyramid_add(cm__pyramid_t *p, int64_t x, int64_t y, int64_t w, int64_t h, const uint8_t *px,
                     const uint8_t *lab, cm_ctx_t *ctx)
 {
+    sample_preview(p, 0, x, y, w, h, px);
+    if (p->n == 0) return 0;
     int64_t hw = (w + 1) / 2, hh = (h + 1) / 2;
     uint8_t *hpx = malloc((size_t)(hw * hh) * p->px_bytes);
     uint8_t *hlab = malloc((size_t)(hw * hh) * p->lab_bytes);
@@ -306,7 +373,7 @@ int cm__pyramid_put(cm__pyramid_t *p, int64_t chunk, cm_ctx_t *ctx)
     int64_t cx = chunk % p->n_cx, cy = chunk / p->n_cx;
     int64_t cx_last = (cx + 1) * p->chunk_w < p->width ? (cx + 1) * p->chunk_w - 1 : p->width - 1;
     int64_t cy_last = (cy + 1) * p->chunk_h < p->height ? (cy + 1) * p->chunk_h - 1 : p->height - 1;
-    for (int l = 0; l < p->n; l++) {
+    for (int l = 0; l < p->n_keep; l++) {
         level_t *lv = &p->levels[l];
         int64_t span_x = lv->spec.tile_w << (l + 1), span_y = lv->spec.tile_h << (l + 1);
         for (int64_t ty = cy * p->chunk_h / span_y; ty <= cy_last / span_y; ty++)
@@ -326,7 +393,7 @@ int cm__pyramid_put(cm__pyramid_t *p, int64_t chunk, cm_ctx_t *ctx)
 
 int cm__pyramid_write(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx)
 {
-    for (int l = 0; l < p->n; l++)
+    for (int l = 0; l < p->n_keep; l++)
         CM_TRY(cm_writer_add_level(wr, p->levels[l].spec.width, p->levels[l].spec.height,
                                    p->levels[l].store, ctx));
     return 0;
@@ -336,11 +403,35 @@ int cm__pyramid_commit_cog(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ct
 {
     enum { MAX_LEVELS = 32 };
     const cm_tilestore_t *stores[MAX_LEVELS];
-    int n = p ? p->n : 0;
+    int n = p ? p->n_keep : 0;
     if (n > MAX_LEVELS) {
         cm_writer_abort(wr);
         return cm_fail(ctx, CM_EINTERNAL, "%d reduced levels", n);
     }
     for (int l = 0; l < n; l++) stores[l] = p->levels[l].store;
     return cm_writer_commit_cog(wr, n, stores, ctx);
+}
+
+int cm__pyramid_preview(const cm__pyramid_t *p, const char *path, const cm_writer_spec_t *spec,
+                        cm_ctx_t *ctx)
+{
+    CM_FAIL_IF(ctx, !p->preview, CM_EINTERNAL, "%s: no preview was made", path);
+    cm_writer_spec_t s = *spec;
+    s.format = CM_FILE_PNG;
+    s.width = p->pw;
+    s.height = p->ph;
+    s.tile_w = s.tile_h = 16;
+    s.description = NULL;
+    s.tags_from = NULL;
+    cm_writer_t *wr = NULL;
+    cm_encoded_t *e = NULL;
+    CM_TRY(cm_writer_open(path, &s, &wr, ctx));
+    int rc = cm_writer_encode(wr, 0, 0, p->pw, p->ph, p->preview, &e, ctx);
+    if (rc == 0) rc = cm_writer_put_encoded(wr, e, ctx);
+    cm_encoded_free(e);
+    if (rc < 0) {
+        cm_writer_abort(wr);
+        return rc;
+    }
+    return cm_writer_commit(wr, ctx);
 }

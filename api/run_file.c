@@ -95,6 +95,7 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
         CM_TRY(cm__outputs_plan(&out->w, &r->o, r->in.img, &r->in.src, out->k, out->req->out,
                                 out->req->labels, ctx));
         out->w.encode_only = cm_comm_rank() != 0;
+        out->w.preview = out->req->preview;
         labels |= out->req->labels || out->w.palette;
     }
     /* The reduced levels hold their rows of tiles outside the chunks' budget: taken from it,

@@ -120,6 +120,7 @@ enum {
     CLI_OPT_MPI_WRITE,
     CLI_OPT_OVERVIEWS,
     CLI_OPT_COG,
+    CLI_OPT_PREVIEW,
 };
 
 /* The most values -k takes in a list. */

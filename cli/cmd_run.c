@@ -78,6 +78,8 @@ static const char run_help_layout[] =
     "                          level fits in one tile (default none). A pixel of a level is the\n"
     "                          most frequent colour (label) of its 2x2 block, ties to the lower\n"
     "                          label: the colours stay the k, and a label map's stay labels\n"
+    "      --preview P.png     also write a small PNG of OUT, its longest side 1024 at most,\n"
+    "                          sampled from the coarsest reduced level that is large enough\n"
     "      --cog               write TIFF outputs as Cloud Optimized GeoTIFFs (GDAL's COG\n"
     "                          layout: directories first, then the levels' tiles, smallest\n"
     "                          first, then the image's), with --overviews auto unless given\n"
@@ -123,6 +125,7 @@ static const struct option run_options[] = {
     {"batch", required_argument, 0, CLI_OPT_BATCH},
     {"labels", required_argument, 0, CLI_OPT_LABELS},
     {"model-out", required_argument, 0, CLI_OPT_MODEL_OUT},
+    {"preview", required_argument, 0, CLI_OPT_PREVIEW},
     {"compression", required_argument, 0, CLI_OPT_COMPRESSION},
     {"bigtiff", required_argument, 0, CLI_OPT_BIGTIFF},
     {"tile", required_argument, 0, CLI_OPT_TILE},
@@ -150,7 +153,7 @@ static const struct option run_options[] = {
 
 typedef struct run_opts {
     cli_opts_t o;
-    const char *in, *out, *labels, *model_out;
+    const char *in, *out, *labels, *model_out, *preview;
     const char *trace_path, *graph_path, *summary_path;
 } run_opts_t;
 
@@ -166,6 +169,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
         switch (c) {
         case CLI_OPT_LABELS: o->labels = optarg; break;
         case CLI_OPT_MODEL_OUT: o->model_out = optarg; break;
+        case CLI_OPT_PREVIEW: o->preview = optarg; break;
         case 'h':
             fputs(run_help, stdout);
             fputs(run_help_options, stdout);
@@ -195,30 +199,37 @@ static int parse(int argc, char **argv, run_opts_t *o)
 }
 
 /* Names every output: OUT itself for one k, OUT.kN for each of a list; and refuses outputs
- * that are the input or each other. The names made are in owned (3 per output). */
+ * that are the input or each other. The names made are in owned (4 per output). */
 static int name_outputs(const run_opts_t *o, cm_run_output_t *outs, int n, char **owned)
 {
-    const char *paths[4 + 3 * CLI_K_LIST_MAX] = {o->in, o->trace_path, o->graph_path,
+    const char *paths[4 + 4 * CLI_K_LIST_MAX] = {o->in, o->trace_path, o->graph_path,
                                                  o->summary_path};
     for (int i = 0; i < n; i++) {
         cm_run_output_t *r = &outs[i];
         r->k = n > 1 ? o->o.ks[i] : 0; /* one k: the options' (0 when --init gives it) */
         if (n > 1) {
-            r->out = owned[3 * i] = cli_path_with_k(o->out, r->k);
-            r->labels = owned[3 * i + 1] = cli_path_with_k(o->labels, r->k);
-            r->model = owned[3 * i + 2] = cli_path_with_k(o->model_out, r->k);
+            r->out = owned[4 * i] = cli_path_with_k(o->out, r->k);
+            r->labels = owned[4 * i + 1] = cli_path_with_k(o->labels, r->k);
+            r->model = owned[4 * i + 2] = cli_path_with_k(o->model_out, r->k);
+            r->preview = owned[4 * i + 3] = cli_path_with_k(o->preview, r->k);
         } else {
-            *r = (cm_run_output_t){r->k, o->out, o->labels, o->model_out, NULL};
+            *r = (cm_run_output_t){.k = r->k,
+                                   .out = o->out,
+                                   .labels = o->labels,
+                                   .model = o->model_out,
+                                   .preview = o->preview};
         }
-        if (!r->out || (o->labels && !r->labels) || (o->model_out && !r->model)) {
+        if (!r->out || (o->labels && !r->labels) || (o->model_out && !r->model) ||
+            (o->preview && !r->preview)) {
             cli_error("out of memory");
             return CM_EXIT_RUNTIME;
         }
-        paths[4 + 3 * i] = r->out;
-        paths[5 + 3 * i] = r->labels;
-        paths[6 + 3 * i] = r->model;
+        paths[4 + 4 * i] = r->out;
+        paths[5 + 4 * i] = r->labels;
+        paths[6 + 4 * i] = r->model;
+        paths[7 + 4 * i] = r->preview;
     }
-    return cli_paths_distinct(paths, 4 + 3 * n) ? 0 : CM_EXIT_USAGE;
+    return cli_paths_distinct(paths, 4 + 4 * n) ? 0 : CM_EXIT_USAGE;
 }
 
 /* Per stage, for -v: its seconds, tasks and runs, and the peak of its buffers. */
@@ -289,7 +300,7 @@ int cmd_run(int argc, char **argv)
     if (rc) return rc < 0 ? CM_EXIT_OK : rc;
     int n = o.o.n_k > 1 ? o.o.n_k : 1;
     cm_run_output_t outs[CLI_K_LIST_MAX] = {0};
-    char *owned[3 * CLI_K_LIST_MAX] = {0};
+    char *owned[4 * CLI_K_LIST_MAX] = {0};
     rc = name_outputs(&o, outs, n, owned);
     cm_trace_t *trace = NULL; /* for -v's figures of every stage */
     if (rc == 0 && cli_verbosity >= 2 && !(trace = cm_trace_create())) {
@@ -316,7 +327,7 @@ int cmd_run(int argc, char **argv)
         if (err < 0) rc = cli_fail(&ctx, err, NULL);
     }
     for (int i = 0; i < n; i++) cm_model_free(outs[i].fitted);
-    for (int i = 0; i < 3 * n; i++) free(owned[i]);
+    for (int i = 0; i < 4 * n; i++) free(owned[i]);
     cm_trace_free(trace);
     return rc;
 }

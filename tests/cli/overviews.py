@@ -230,6 +230,50 @@ def case_cog_layout():
                "32633" in r.stdout, f"cog1.tif lost its georeferencing:\n{r.stdout}")
 
 
+def png(path):
+    from PIL import Image
+    im = Image.open(path)
+    expect(im.format == "PNG", f"{path} is a {im.format}")
+    return np.asarray(im.convert("RGB"))
+
+
+def sampled(level, pw, ph):
+    """The preview of PW x PH taken from LEVEL: the pixel under each preview pixel's centre."""
+    lh, lw = level.shape[:2]
+    ys = (2 * np.arange(ph) + 1) * lh // (2 * ph)
+    xs = (2 * np.arange(pw) + 1) * lw // (2 * pw)
+    return level[ys][:, xs]
+
+
+def case_preview():
+    """--preview P.png: a PNG whose longest side is 1024 (never enlarged), sampled from the
+    coarsest level at least that large (the rule's level 1 of a 2600-wide image), the same with
+    or without --overviews; one per k of a list; a small image's preview is the image; not a
+    .png exits 2 and writes nothing."""
+    tifffile.imwrite("wide.tif", smooth_image(300, 2600, seed=8), photometric="rgb",
+                     tile=(32, 32), compression="zlib")
+    cm("run", "wide.tif", "a.tif", "-k", 6, "--seed", 1, "--tile", 32, "--overviews", 1,
+       "--labels", "a_l.tif", "--preview", "a.png", "-q")
+    cm("run", "wide.tif", "b.tif", "-k", 6, "--seed", 1, "--tile", 32, "--preview", "b.png",
+       "-q")
+    lv = levels("a.tif")
+    ref_l, ref_p = halve(levels("a_l.tif")[0], lv[0])
+    expect(np.array_equal(ref_p, lv[1]), "a.tif's level 1 breaks the rule")
+    a, b = png("a.png"), png("b.png")
+    expect(a.shape == (118, 1024, 3), f"a.png is {a.shape}, not 1024 x 118")
+    expect(np.array_equal(a, sampled(ref_p, 1024, 118)), "a.png is not sampled from level 1")
+    expect(np.array_equal(a, b), "the preview differs without --overviews")
+    tifffile.imwrite("small.tif", smooth_image(70, 90, seed=9), photometric="rgb")
+    cm("run", "small.tif", "s.tif", "-k", "2,5", "--seed", 1, "--preview", "s.png", "-q")
+    for k in (2, 5):
+        got, want = png(f"s.k{k}.png"), tifffile.imread(f"s.k{k}.tif")
+        expect(np.array_equal(got, want), f"s.k{k}.png is not the image s.k{k}.tif")
+    before = sorted(os.listdir("."))
+    err = cm("run", "small.tif", "x.tif", "--preview", "x.jpg", code=2)
+    expect("PNG" in err, f"a .jpg preview: {err}")
+    expect(sorted(os.listdir(".")) == before, "a refused run left files")
+
+
 def case_refusals():
     """--overviews with a PNG output, a bad level count or too small a budget exits 2 and
     writes nothing."""
