@@ -55,6 +55,10 @@ typedef struct cm_options {
     /* cm_apply_file: also write the label map here (one band: uint8 when k fits, else uint16),
      * or NULL. (cm_run_file and cm_apply_files name label maps per output.) */
     const char *labels_path;
+    /* cm_fit_files: also write the model's palette here (cm_palette_save), or NULL; grey and
+     * RGB images only, CM_EUSAGE before any work otherwise. (cm_run_file names palettes per
+     * output.) */
+    const char *palette_path;
     /* Samples equal to nodata mark pixels outside the data (else the input's GDAL_NODATA): a
      * pixel whose colour samples all equal it, as GDAL and rasterio read masks, or with
      * nodata_any one with any colour sample equal to it. */
@@ -114,6 +118,9 @@ typedef struct cm_run_output {
     const char *out;    /* the recoloured image */
     const char *labels; /* its label map (uint8 when k fits, else uint16), or NULL */
     const char *model;  /* its model as JSON (the schema of cm_model_save), or NULL */
+    /* its palette (cm_palette_save: the format by the extension), or NULL; grey and RGB
+     * images only (1 or 3 colour features), CM_EUSAGE before any work otherwise */
+    const char *palette;
     /* Filled in: the model, with the counts and inertia of the whole image (its k may be lower
      * than asked: the image's pixels that take part, with a warning). The caller frees it with
      * cm_model_free; NULL after a failure. */

@@ -192,7 +192,7 @@ static int name_outputs(const run_opts_t *o, cm_run_output_t *outs, int n, char 
             r->labels = owned[3 * i + 1] = cli_path_with_k(o->labels, r->k);
             r->model = owned[3 * i + 2] = cli_path_with_k(o->model_out, r->k);
         } else {
-            *r = (cm_run_output_t){r->k, o->out, o->labels, o->model_out, NULL};
+            *r = (cm_run_output_t){r->k, o->out, o->labels, o->model_out, NULL, NULL};
         }
         if (!r->out || (o->labels && !r->labels) || (o->model_out && !r->model)) {
             cli_error("out of memory");

@@ -1,7 +1,8 @@
 /* The palette of a model (api/palette.c): colours largest first as 8-bit RGB of any sample type,
  * the "#rrggbb count percent" line, formats chosen by extension, swatch widths that sum to the
  * strip and follow the shares, the files written (read back here: a GIMP palette's lines, the
- * swatch PNG through the library's own PNG reader). */
+ * swatch PNG through the library's own PNG reader), and run and fit writing them only when
+ * they succeed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <tiff.h>
 
 #include "chunkmeans.h"
 #include "fixtures.h"
@@ -399,6 +402,80 @@ static void test_swatch_png_shows_each_colour_as_wide_as_its_share(void **state)
     cm_palette_free(p);
 }
 
+/* ---- run and fit ---- */
+
+static uint8_t quadrants(int64_t x, int64_t y, int band)
+{
+    static const uint8_t quad[4][3] = {{200, 30, 30}, {30, 200, 30}, {30, 30, 200}, {220, 220, 40}};
+    return quad[(x >= 60) + 2 * (y >= 40)][band];
+}
+
+static void test_run_and_fit_write_the_palette_with_their_files(void **state)
+{
+    (void)state;
+    char in[FX_PATH_MAX], out[FX_PATH_MAX], pal[FX_PATH_MAX], model[FX_PATH_MAX];
+    const fx_tiff_t image = {.width = 80,
+                             .height = 64,
+                             .spp = 3,
+                             .photometric = PHOTOMETRIC_RGB,
+                             .compression = COMPRESSION_NONE,
+                             .stype = CM_U8,
+                             .tile_w = 16,
+                             .tile_h = 16};
+    fx_tiff_make(fx_path(in, "quad.tif"), &image, quadrants);
+    cm_options_t o;
+    cm_options_default(&o);
+    o.params.k = 4;
+    o.params.n_threads = 2;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_run_output_t run = {.out = fx_path(out, "quad.out.tif"),
+                           .palette = fx_path(pal, "quad.txt"),
+                           .model = fx_path(model, "quad.json")};
+    assert_int_equal(cm_run_file(in, &run, 1, &o, NULL, &ctx), 0);
+    char lines[16][128];
+    assert_int_equal(read_lines(pal, lines, 16), 4);
+    /* Quadrants of 60 x 40, 20 x 40, 60 x 24 and 20 x 24 pixels. */
+    assert_string_equal(lines[0], "#c81e1e 2400 46.88%");
+    assert_string_equal(lines[1], "#1e1ec8 1440 28.12%");
+    assert_string_equal(lines[2], "#1ec81e 800 15.62%");
+    assert_string_equal(lines[3], "#dcdc28 480 9.38%");
+    cm_model_free(run.fitted);
+
+    /* A run that fails (its image cannot be written) leaves no palette, nor a model. */
+    unlink(pal);
+    unlink(model);
+    run.out = fx_path(out, "missing/quad.out.tif");
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_run_file(in, &run, 1, &o, NULL, &ctx), CM_EIO);
+    assert_false(fx_exists(pal));
+    assert_false(fx_exists(model));
+
+    /* An extension that says no format is refused before the input is even read. */
+    run.out = fx_path(out, "quad.out.tif");
+    run.palette = "quad.pal";
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_run_file("no such input.tif", &run, 1, &o, NULL, &ctx), CM_EUSAGE);
+    assert_non_null(strstr(ctx.msg, "quad.pal"));
+
+    /* fit: the palette of the model, with the model. */
+    o.palette_path = fx_path(pal, "fit.gpl");
+    cm_model_t *fitted = NULL;
+    const char *ins[1] = {in};
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_fit_files(ins, 1, fx_path(model, "fit.json"), &o, &fitted, NULL, &ctx), 0);
+    int got = read_lines(pal, lines, 16);
+    assert_int_equal(got, 5 + 4);
+    assert_string_equal(lines[0], "GIMP Palette");
+    assert_string_equal(lines[1], "Name: quad.tif k=4");
+    assert_string_equal(lines[got - 4], "200  30  30\t#c81e1e 46.88%");
+    cm_model_free(fitted);
+    o.palette_path = "fit.bmp";
+    cm_ctx_init(&ctx);
+    assert_int_equal(cm_fit_files(ins, 1, NULL, &o, &fitted, NULL, &ctx), CM_EUSAGE);
+    assert_null(fitted);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -421,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_widths_sum_to_the_strip_and_follow_the_shares),
         cmocka_unit_test(test_text_palettes_hold_every_colour),
         cmocka_unit_test(test_swatch_png_shows_each_colour_as_wide_as_its_share),
+        cmocka_unit_test(test_run_and_fit_write_the_palette_with_their_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
