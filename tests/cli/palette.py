@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""End-to-end tests of --palette-out (run and fit) and of the palette lines of -v. Inputs are
-made here with Pillow (and cm-mkimage for a multispectral TIFF); the palettes are read back by
-parsers of their own: GIMP's palette format line by line, the hex lines, and the swatch PNG
-with Pillow, and checked against the output image's own colours and pixel counts. Each case
-takes seconds.
+"""End-to-end tests of --palette-out (run and fit), of the palette lines of -v and of `info
+MODEL.json`. Inputs are made here with Pillow (and cm-mkimage for a multispectral TIFF); the
+palettes are read back by parsers of their own: GIMP's palette format line by line, the hex
+lines, and the swatch PNG with Pillow, and checked against the output image's own colours and
+pixel counts. Each case takes seconds.
 Usage: palette.py CHUNKMEANS MKIMAGE CASE (run by meson test)."""
 import json
 import os
@@ -314,6 +314,45 @@ def case_grey_image_gives_grey_colours():
         expect(h[1:3] == h[3:5] == h[5:7], f"P.hex: {h} is not grey")
     want = set(np.unique(np.asarray(Image.open("out.png").convert("L"))).tolist())
     expect({int(h[1:3], 16) for h, _, _ in read_hex("P.hex")} == want, f"P.hex, out {want}")
+
+
+def case_fit_verbose_and_info_show_the_same_lines():
+    """fit --palette-out, fit -v, `info MODEL.json` and its --json agree line for line; the
+    counts are the model's; a model without "shares" (older) is still read; a bad model exits
+    3 naming it."""
+    photo("in.png")
+    _, err = cm("fit", "in.png", "-o", "m.json", "-k", 5, "--palette-out", "F.txt", "-v")
+    lines = open("F.txt").read().splitlines()
+    m = json.load(open("m.json"))
+    check_hex(read_hex("F.txt"), 5, sum(m["counts"]), "F.txt")
+    said = [l.strip() for l in err.splitlines() if HEX_LINE.match(l.strip())]
+    expect(said == lines, f"fit -v said {said}, F.txt {lines}")
+
+    out, _ = cm("info", "m.json")
+    expect(re.search(r"^k: +5$", out, re.M) and re.search(r"^colorspace: +rgb$", out, re.M),
+           f"info m.json: {out}")
+    expect([l for l in out.splitlines() if l.startswith("#")] == lines, f"info m.json: {out}")
+    out, _ = cm("info", "m.json", "--json")
+    j = json.loads(out)
+    expect(j["k"] == 5 and j["colorspace"] == "rgb" and j["kind"] == "model", f"--json: {j}")
+    expect([f"{e['hex']} {e['count']} {e['percent']}" for e in j["palette"]] == lines,
+           f"--json palette {j['palette']}")
+    expect([m["counts"][e["label"]] for e in j["palette"]] == [e["count"] for e in j["palette"]],
+           "--json labels and counts disagree with the model")
+
+    del m["shares"]  # as a model of an earlier version
+    with open("old.model", "w") as f:  # JSON by its content, whatever its name
+        json.dump(m, f)
+    out, _ = cm("info", "old.model")
+    expect([l for l in out.splitlines() if l.startswith("#")] == lines, f"old.model: {out}")
+    cm("apply", "old.model", "in.png", "applied.png", "-q")
+
+    with open("bad.json", "w") as f:
+        f.write('{"format": "chunkmeans-model", "k": 2}')
+    _, err = cm("info", "bad.json", code=3)
+    expect("bad.json" in err, err.strip())
+    _, err = cm("info", "missing.json", code=3)
+    expect("missing.json" in err, err.strip())
 
 
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
