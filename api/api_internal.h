@@ -224,6 +224,13 @@ int cm__init_load(const cm_options_t *o, int d, cm_params_t *p, double **centroi
 int cm__model_write(const cm_model_t *m, const cm_model_meta_t *meta, const char *path,
                     cm_ctx_t *ctx);
 
+/* ---- palettes (palette.c) ---- */
+
+/* Writes the palette of model m, fitted on images like meta, to path, atomically, in the
+ * format of its extension (cm_palette_save); name names it in a GIMP palette. */
+int cm__palette_write(const cm_model_t *m, const cm_model_meta_t *meta, const char *path,
+                      const char *name, cm_ctx_t *ctx);
+
 /* ---- trace and graph files (dumps.c) ---- */
 
 /* The trace and the task graphs a piece of work writes (o->trace_path, o->graph_path). */

@@ -55,6 +55,10 @@ typedef struct cm_options {
     /* cm_apply_file: also write the label map here (one band: uint8 when k fits, else uint16),
      * or NULL. (cm_run_file and cm_apply_files name label maps per output.) */
     const char *labels_path;
+    /* cm_fit_files: also write the model's palette here (cm_palette_save), or NULL; grey and
+     * RGB images only, CM_EUSAGE before any work otherwise. (cm_run_file names palettes per
+     * output.) */
+    const char *palette_path;
     /* Samples equal to nodata mark pixels outside the data (else the input's GDAL_NODATA): a
      * pixel whose colour samples all equal it, as GDAL and rasterio read masks, or with
      * nodata_any one with any colour sample equal to it. */
@@ -122,13 +126,16 @@ typedef struct cm_run_output {
     const char *out;    /* the recoloured image */
     const char *labels; /* its label map (uint8 when k fits, else uint16), or NULL */
     const char *model;  /* its model as JSON (the schema of cm_model_save), or NULL */
+    /* its palette (cm_palette_save: the format by the extension), or NULL; grey and RGB
+     * images only (1 or 3 colour features), CM_EUSAGE before any work otherwise */
+    const char *palette;
+    /* A small PNG of the image (its longest side 1024 at most), or NULL: the coarsest of its
+     * reduced levels that is large enough, sampled at the preview pixels' centres. */
+    const char *preview;
     /* Filled in: the model, with the counts and inertia of the whole image (its k may be lower
      * than asked: the image's pixels that take part, with a warning). The caller frees it with
      * cm_model_free; NULL after a failure. */
     cm_model_t *fitted;
-    /* A small PNG of the image (its longest side 1024 at most), or NULL: the coarsest of its
-     * reduced levels that is large enough, sampled at the preview pixels' centres. */
-    const char *preview;
 } cm_run_output_t;
 
 /* What a run did, for reports. */
@@ -246,6 +253,86 @@ int cm_model_save(const cm_model_t *m, const cm_model_meta_t *meta, const char *
  * checking every field: CM_EINPUT naming the file otherwise. The caller frees *out with
  * cm_model_free; meta (may be NULL) receives what it fits. */
 int cm_model_load(const char *path, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx);
+
+/* ---- the palette found ---- */
+
+/* One colour of a model's palette. */
+typedef struct cm_palette_color {
+    int label;      /* its centroid's index in the model: its value in a label map */
+    uint8_t rgb[3]; /* the centroid as 8-bit samples (grey: R = G = B); see cm_palette_make */
+    int64_t count;  /* the pixels it took: the model's count */
+    double share;   /* count / the sum of the counts (0 when that is 0) */
+} cm_palette_color_t;
+
+/* A model's colours as a palette, in the order people read one: largest count first, of equal
+ * counts the lower label first. */
+typedef struct cm_palette {
+    int k;
+    int64_t total; /* the sum of the counts (INT64_MAX if it would pass it) */
+    /* The model has 1 or 3 colour features (grey or RGB), so that rgb is its colours; else rgb
+     * is 0, and the palette cannot be saved. */
+    bool has_rgb;
+    cm_palette_color_t *colors; /* k of them */
+} cm_palette_t;
+
+/* The palette of model m, fitted on samples of type stype (cm_model_meta_t.stype). The 8-bit
+ * colours are the centroids (in sample units, whatever the model's colour space) scaled from
+ * the sample type's range and rounded, then clamped to 0..255: uint8 as they are, uint16 /
+ * 257, float32 0..1 (as colour space lab reads floats) x 255, int16 0..32767 x 255 / 32767. A
+ * grey centroid gives R = G = B. The counts are the model's: after cm_run_file or
+ * cm_apply_file those of every pixel that took part, after a fit those of the fit's last pass
+ * (the sample, or every pixel with the exact algorithms). The caller frees *out with
+ * cm_palette_free. CM_ENOMEM. */
+int cm_palette_make(const cm_model_t *m, cm_stype_t stype, cm_palette_t **out, cm_ctx_t *ctx);
+
+/* Frees a palette; accepts NULL. */
+void cm_palette_free(cm_palette_t *p);
+
+/* The line of a colour in the text palette and in the command's reports: "#rrggbb count
+ * percent", the percent of the sum of the counts with two decimals ("#3d342d 4252 31.42%").
+ * size: CM_PALETTE_LINE_MAX is enough. */
+enum { CM_PALETTE_LINE_MAX = 48 };
+void cm_palette_line(const cm_palette_color_t *c, char *buf, size_t size);
+
+/* Palette files, by their extension in any case: .gpl a GIMP palette ("GIMP Palette", Name,
+ * Columns, comments, then a line "R G B<TAB>#rrggbb percent" per colour); .txt or .hex the
+ * lines of cm_palette_line, one per colour; .png a swatch strip (8-bit RGB, 100 pixels high),
+ * each colour a band of columns as wide as its share (cm_palette_widths). */
+typedef enum cm_palette_format {
+    CM_PALETTE_GPL,
+    CM_PALETTE_HEX,
+    CM_PALETTE_PNG
+} cm_palette_format_t;
+
+/* The format of a palette file by path's extension: CM_EUSAGE naming path and the extensions
+ * accepted for any other. */
+int cm_palette_format_of_path(const char *path, cm_palette_format_t *out, cm_ctx_t *ctx);
+
+/* Whether a palette of a model of `features` colour features can be written to path: its
+ * extension (cm_palette_format_of_path), and grey or RGB (1 or 3 features; CM_EUSAGE naming
+ * path otherwise). For planning, before any work. */
+int cm_palette_check(const char *path, int features, cm_ctx_t *ctx);
+
+/* The swatch strip of a .png palette: CM_PALETTE_SWATCH_WIDTH columns (or one per colour with
+ * pixels, when more colours have them), CM_PALETTE_SWATCH_HEIGHT rows. */
+enum { CM_PALETTE_SWATCH_WIDTH = 1000, CM_PALETTE_SWATCH_HEIGHT = 100 };
+int64_t cm_palette_swatch_width(const cm_palette_t *p);
+
+/* The columns of each colour (widths[i] for p->colors[i], p->k entries, p as cm_palette_make
+ * orders it) in a strip of width columns: the largest-remainder rounding of width x share (of
+ * equal remainders, the earlier colour's first), so that they sum to width exactly and each is
+ * within one column of width x share. Every colour with pixels is seen: one whose share is less
+ * than a column gets one, smallest first, and the others share the columns left in the same way
+ * (only then may a colour be more than a column from width x share: by about a column for each
+ * such small colour). A colour without pixels gets none; a palette whose counts are all 0 is
+ * drawn as if every colour had one pixel. CM_EUSAGE when width is less than the colours with
+ * pixels (all k when no colour has any) or p is not in order. */
+int cm_palette_widths(const cm_palette_t *p, int64_t width, int64_t *widths, cm_ctx_t *ctx);
+
+/* Writes palette p to path, atomically (nothing appears at path on failure), in the format of
+ * its extension; name (may be NULL: path's) names it in a GIMP palette. CM_EUSAGE for another
+ * extension or a palette without rgb colours; CM_EIO. */
+int cm_palette_save(const cm_palette_t *p, const char *path, const char *name, cm_ctx_t *ctx);
 
 /* Describes the TIFF at path, read in chunks of o->tile (*info: its size, bands, layout,
  * georeferencing, nodata...; the strings in it are static), and when n_colors is not NULL

@@ -1,7 +1,10 @@
 /* Fitting on files: one model on a sample drawn from one or more TIFFs alike, k lowered to the
  * pixels that take part, and the model file written. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "api_internal.h"
 
@@ -156,6 +159,17 @@ static int fit_inputs(cm__input_t *ins, int n_in, const cm_options_t *o, cm_mode
     return rc;
 }
 
+/* The palette of a fit, named in a GIMP palette after its first input, its number and k. */
+static int write_palette(const cm_model_t *model, const cm_model_meta_t *meta,
+                         const char *const *in_paths, int n_in, const char *path, cm_ctx_t *ctx)
+{
+    const char *slash = strrchr(in_paths[0], '/'), *first = slash ? slash + 1 : in_paths[0];
+    char name[256], more[48] = "";
+    if (n_in > 1) snprintf(more, sizeof more, " and %d more", n_in - 1);
+    snprintf(name, sizeof name, "%s%s k=%d", first, more, model->k);
+    return cm__palette_write(model, meta, path, name, ctx);
+}
+
 int cm_fit_files(const char *const *in_paths, int n_in, const char *model_path,
                  const cm_options_t *opts, cm_model_t **out, cm_model_meta_t *meta, cm_ctx_t *ctx)
 {
@@ -165,6 +179,9 @@ int cm_fit_files(const char *const *in_paths, int n_in, const char *model_path,
     char scratch[4096] = ".";
     if (model_path) cm__dir_of(model_path, scratch, sizeof scratch);
     CM_TRY(cm__check_writable(model_path, ctx));
+    cm_palette_format_t pf; /* a name that says no palette format: before any work */
+    if (o.palette_path) CM_TRY(cm_palette_format_of_path(o.palette_path, &pf, ctx));
+    CM_TRY(cm__check_writable(o.palette_path, ctx));
     o.params.n_threads = threads_within_limit(n_in, o.params.n_threads, &o);
     cm__input_t *ins = calloc((size_t)n_in, sizeof(cm__input_t));
     CM_FAIL_IF(ctx, !ins, CM_ENOMEM, "out of memory for %d inputs", n_in);
@@ -174,6 +191,8 @@ int cm_fit_files(const char *const *in_paths, int n_in, const char *model_path,
         rc = open_input(ins, i, &o, scratch, ctx);
         cm__name_input(ctx, in_paths[i]);
     }
+    if (rc == 0 && o.palette_path) /* grey or RGB: known once the first input is open */
+        rc = cm_palette_check(o.palette_path, cm_grid_features(&ins[0].info->grid), ctx);
     for (int i = 0; i < n_in && rc == 0; i++) {
         rc = cm__input_prepare(&ins[i], &o, ctx);
         cm__name_input(ctx, in_paths[i]);
@@ -183,6 +202,10 @@ int cm_fit_files(const char *const *in_paths, int n_in, const char *model_path,
     cm_model_meta_t m = rc == 0 ? cm__meta_of(ins[0].info) : (cm_model_meta_t){0};
     if (rc == 0 && model_path && cm_comm_rank() == 0)
         rc = cm__model_write(model, &m, model_path, ctx);
+    if (rc == 0 && o.palette_path && cm_comm_rank() == 0) {
+        rc = write_palette(model, &m, in_paths, n_in, o.palette_path, ctx);
+        if (rc < 0 && model_path) unlink(model_path); /* a failed fit leaves neither */
+    }
     for (int i = 0; i < n_in; i++) cm__input_close(&ins[i]);
     free(ins);
     if (rc == 0 && meta) *meta = m;

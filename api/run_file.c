@@ -1,6 +1,8 @@
 /* cm_run_file: one input fitted with one or more k on one sample, and every output written in
  * one remap pass, committed together or not at all. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +16,7 @@ typedef struct run_out {
     int k;                /* asked, then lowered to the pixels there are */
     int k_asked;          /* as the summary gives it: asked, within the image's pixels */
     cm__outputs_t w;
-    bool model_written, committed;
+    bool model_written, palette_written, committed;
 } run_out_t;
 
 typedef struct run {
@@ -54,6 +56,8 @@ static int check_request(const cm_run_output_t *outs, int n, const cm_options_t 
     for (int i = 0; i < n; i++) {
         int k = k_of(&outs[i], o);
         CM_FAIL_IF(ctx, !outs[i].out, CM_EUSAGE, "output %d has no path", i);
+        cm_palette_format_t f; /* a name that says no palette format: before any work */
+        if (outs[i].palette) CM_TRY(cm_palette_format_of_path(outs[i].palette, &f, ctx));
         for (int j = 0; j < i; j++)
             CM_FAIL_IF(ctx, k == k_of(&outs[j], o), CM_EUSAGE, "k = %d is asked for twice", k);
     }
@@ -117,7 +121,12 @@ static int plan_outputs(run_t *r, cm_ctx_t *ctx)
     CM_TRY(cm__dumps_begin(&r->dumps, &r->o, &r->p, ctx));
     CM_TRY(cm__budget_check_ks(&r->in.src, &r->p, ks, r->n, labels, ctx));
     r->pass_need = cm__budget_need_ks(&r->in.src, ks, r->n, labels);
-    for (int i = 0; i < r->n; i++) CM_TRY(cm__check_writable(r->outs[i].req->model, ctx));
+    for (int i = 0; i < r->n; i++) {
+        const cm_run_output_t *req = r->outs[i].req;
+        CM_TRY(cm__check_writable(req->model, ctx));
+        if (req->palette) CM_TRY(cm_palette_check(req->palette, cm_grid_features(&in->grid), ctx));
+        CM_TRY(cm__check_writable(req->palette, ctx));
+    }
     CM_TRY(cm__check_writable(r->o.summary_path, ctx));
     for (int i = 0; i < r->n; i++) CM_TRY(cm__outputs_open(&r->outs[i].w, ctx));
     return 0;
@@ -184,8 +193,8 @@ static int remap_all(run_t *r, cm_ctx_t *ctx)
     return 0;
 }
 
-/* The small files first: an image output is never left without the model or summary it
- * promises. A later commit can still fail (a file-size limit reached by the image's
+/* The small files first: an image output is never left without the model, palette or summary
+ * it promises. A later commit can still fail (a file-size limit reached by the image's
  * directory, say): the outputs committed before it are then removed (rollback), so that a
  * failed run leaves none. */
 static int commit_all(run_t *r, cm_ctx_t *ctx)
@@ -196,6 +205,15 @@ static int commit_all(run_t *r, cm_ctx_t *ctx)
         if (!out->req->model) continue;
         CM_TRY(cm__model_write(out->req->fitted, &r->rep.meta, out->req->model, ctx));
         out->model_written = true;
+    }
+    const char *slash = strrchr(r->in_path, '/'), *in_name = slash ? slash + 1 : r->in_path;
+    for (int i = 0; i < r->n; i++) {
+        run_out_t *out = &r->outs[i];
+        if (!out->req->palette) continue;
+        char name[256]; /* the GIMP palette's: which image, which k */
+        snprintf(name, sizeof name, "%s k=%d", in_name, out->req->fitted->k);
+        CM_TRY(cm__palette_write(out->req->fitted, &r->rep.meta, out->req->palette, name, ctx));
+        out->palette_written = true;
     }
     if (r->o.summary_path) {
         int ks[RUN_K_MAX];
@@ -216,6 +234,7 @@ static void rollback(run_t *r)
     for (int i = 0; i < r->n; i++) {
         const run_out_t *out = &r->outs[i];
         if (out->model_written) unlink(out->req->model);
+        if (out->palette_written) unlink(out->req->palette);
         if (out->committed) {
             unlink(out->req->out);
             if (out->req->labels) unlink(out->req->labels);

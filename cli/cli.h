@@ -77,8 +77,12 @@ double cli_now(void);
 /* cm_options_t.opened with the progress display as user: the pixel rate follows the inputs'
  * sizes; with -v, a line for an input streamed into a spill store. */
 void cli_opened(void *user, const char *path, const cm_image_info_t *in);
-/* The model's colours as 8-bit samples on stderr, one line each (with their pixels: counts). */
-void cli_print_colors(const cm_model_t *m, bool counts);
+/* The model's palette (fitted on samples of type stype) on f, largest count first, one line a
+ * colour after indent: cm_palette_line's "#rrggbb count percent" for grey and RGB models, else
+ * "colour j: the centroid's samples count percent". */
+void cli_print_palette(FILE *f, const cm_model_t *m, cm_stype_t stype, const char *indent);
+/* The model's colours on stderr for -v: cli_print_palette, indented. */
+void cli_print_colors(const cm_model_t *m, cm_stype_t stype);
 
 /* cm_options_t.warn: the warning on stderr, in the command's words (an error line for a
  * failure that came after the one returned). */
@@ -121,6 +125,7 @@ enum {
     CLI_OPT_OVERVIEWS,
     CLI_OPT_COG,
     CLI_OPT_PREVIEW,
+    CLI_OPT_PALETTE_OUT,
 };
 
 /* The most values -k takes in a list. */

@@ -18,6 +18,9 @@ static const char fit_help[] =
     "\n"
     "Options:\n"
     "  -o, --output M.json     the model to write (required); it appears only when complete\n"
+    "      --palette-out P     also write its colours, largest count first (the counts of\n"
+    "                          the fit: the sample's with minibatch), as P's extension says:\n"
+    "                          .gpl, .txt or .hex, or .png, as for run\n"
     "  -k, --clusters N        number of colours, 1 to 65535 (default 8); lowered, with a\n"
     "                          warning, to the number of pixels that take part when fewer\n"
     "      --seed N            random seed; the same seed gives the same model for any -j\n"
@@ -63,6 +66,7 @@ static const char fit_help[] =
 
 static const struct option fit_options[] = {
     {"output", required_argument, 0, 'o'},
+    {"palette-out", required_argument, 0, CLI_OPT_PALETTE_OUT},
     {"clusters", required_argument, 0, 'k'},
     {"seed", required_argument, 0, CLI_OPT_SEED},
     {"threads", required_argument, 0, 'j'},
@@ -88,7 +92,7 @@ static const struct option fit_options[] = {
 
 typedef struct fit_opts {
     cli_opts_t o;
-    const char *model_out;
+    const char *model_out, *palette_out;
     char **in;
     int n_in;
 } fit_opts_t;
@@ -104,6 +108,7 @@ static int parse(int argc, char **argv, fit_opts_t *f)
         if (got > 0) continue;
         switch (c) {
         case 'o': f->model_out = optarg; break;
+        case CLI_OPT_PALETTE_OUT: f->palette_out = optarg; break;
         case 'h': fputs(fit_help, stdout); return -1;
         default: /* getopt has printed the problem */
             fputs("Try 'chunkmeans fit --help'.\n", stderr);
@@ -133,8 +138,8 @@ static int parse(int argc, char **argv, fit_opts_t *f)
     if (f->o.params.algorithm == CM_ALG_AUTO && f->n_in > 1)
         f->o.params.algorithm = CM_ALG_MINIBATCH;
     for (int i = 0; i < f->n_in; i++) {
-        const char *paths[2] = {f->in[i], f->model_out};
-        if (!cli_paths_distinct(paths, 2)) return CM_EXIT_USAGE;
+        const char *paths[3] = {f->in[i], f->model_out, f->palette_out};
+        if (!cli_paths_distinct(paths, 3)) return CM_EXIT_USAGE;
     }
     return 0;
 }
@@ -153,13 +158,15 @@ int cmd_fit(int argc, char **argv)
     cli_progress_t prog;
     cli_progress_init(&prog, f.o.progress, 0);
     cm_options_t fo = cli_file_options(&f.o, &prog);
+    fo.palette_path = f.palette_out;
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     cm_model_t *model = NULL;
-    rc = cm_fit_files((const char *const *)f.in, f.n_in, f.model_out, &fo, &model, NULL, &ctx);
+    cm_model_meta_t meta;
+    rc = cm_fit_files((const char *const *)f.in, f.n_in, f.model_out, &fo, &model, &meta, &ctx);
     cli_progress_end(&prog);
     if (rc < 0) return cli_fail(&ctx, rc, NULL);
-    if (cli_verbosity >= 2) cli_print_colors(model, false);
+    if (cli_verbosity >= 2) cli_print_colors(model, meta.stype);
     if (cli_verbosity >= 1)
         fprintf(stderr,
                 "chunkmeans: %s: k=%d fitted on %d input%s (sample of %lld pixels, %d steps%s), "

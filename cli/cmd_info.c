@@ -1,14 +1,18 @@
-/* chunkmeans info IN [--colors]: what the file holds, and its exact number of colours. */
+/* chunkmeans info IN [--colors]: what the file holds, and its exact number of colours; or, for
+ * a model JSON file, its k, colour space and palette. */
+#include <ctype.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
 static const char info_help[] =
     "Usage: chunkmeans info IN [--colors] [--json] [-j N] [--memory SIZE] [--progress WHEN]\n"
+    "       chunkmeans info MODEL.json [--json]\n"
     "\n"
     "Prints what IN (a TIFF, JPEG or PNG, recognised by its content) holds: size, bands, sample\n"
     "type, photometric interpretation, planar configuration, extra samples and alpha, layout\n"
@@ -17,6 +21,13 @@ static const char info_help[] =
     "chunks chunkmeans reads it in. A JPEG or PNG is decoded as libjpeg-turbo and libpng do by\n"
     "default (as Pillow reads it): palettes as RGB, transparency as an alpha band, CMYK JPEGs\n"
     "with Adobe's inverted samples turned back.\n"
+    "\n"
+    "A file that holds JSON (or whose name ends in .json) is read as a model (from fit or\n"
+    "run --model-out): prints its k, features, sample type and colour space, then its palette,\n"
+    "largest count first, one '#rrggbb count percent' line per colour (the lines of\n"
+    "--palette-out P.txt; a model of other than 1 or 3 colour bands prints each centroid's\n"
+    "samples instead of #rrggbb). A model that cannot be read exits 3.\n"
+    "\n"
     "  --json          the same as a JSON object, for scripts\n"
     "  --colors        also count its distinct colours (tuples of the non-alpha samples),\n"
     "                  exactly, reading the whole image once in parallel\n"
@@ -124,6 +135,89 @@ static int print_json(const char *path, const cm_image_info_t *in, int64_t n_col
     return 0;
 }
 
+/* Whether path is to be read as a model: its name ends in .json, or its first byte that is not
+ * white space opens a JSON object (no image format starts so). */
+static bool is_model(const char *path)
+{
+    size_t n = strlen(path);
+    if (n >= 5 && !strcasecmp(path + n - 5, ".json")) return true;
+    FILE *f = fopen(path, "rb");
+    if (!f) return false; /* the image reader says why */
+    int c;
+    while ((c = fgetc(f)) != EOF && isspace(c)) continue;
+    fclose(f);
+    return c == '{';
+}
+
+/* A model as JSON: what it fits and its palette, largest share first. */
+static int print_model_json(const char *path, const cm_model_t *m, const cm_model_meta_t *meta,
+                            const cm_palette_t *p, cm_ctx_t *ctx)
+{
+    json_t *colors = json_array();
+    bool bad = !colors;
+    for (int i = 0; !bad && i < p->k; i++) {
+        const cm_palette_color_t *c = &p->colors[i];
+        json_t *centroid = json_array();
+        bad |= !centroid;
+        for (int b = 0; !bad && b < m->d; b++)
+            bad |= json_array_append_new(centroid,
+                                         json_real(m->centroids[(size_t)c->label * m->d + b]));
+        char hex[8], percent[16];
+        snprintf(hex, sizeof hex, "#%02x%02x%02x", c->rgb[0], c->rgb[1], c->rgb[2]);
+        snprintf(percent, sizeof percent, "%.2f%%", 100.0 * c->share);
+        json_t *e = json_pack("{s:i, s:o, s:o, s:o, s:I, s:f, s:s}", "label", c->label, "hex",
+                              p->has_rgb ? json_string(hex) : json_null(), "rgb",
+                              p->has_rgb ? json_pack("[i, i, i]", c->rgb[0], c->rgb[1], c->rgb[2])
+                                         : json_null(),
+                              "centroid", centroid, "count", (json_int_t)c->count, "share",
+                              c->share, "percent", percent);
+        bad |= !e || json_array_append_new(colors, e);
+    }
+    json_t *root =
+        bad ? NULL
+            : json_pack("{s:s, s:s, s:i, s:i, s:i, s:o, s:s, s:s, s:s, s:I, s:o}", "file", path,
+                        "kind", "model", "k", m->k, "features", m->d, "bands", meta->bands,
+                        "alpha_band",
+                        meta->alpha_band >= 0 ? json_integer(meta->alpha_band) : json_null(),
+                        "sample_type", cm_stype_name(meta->stype), "colorspace",
+                        cm_colorspace_name(m->colorspace), "chunkmeans_version", meta->version,
+                        "pixels", (json_int_t)p->total, "palette", colors);
+    if (bad) json_decref(colors); /* else json_pack took it, as it takes every "o" */
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    CM_FAIL_IF(ctx, !text, CM_ENOMEM, "%s: out of memory", path);
+    puts(text);
+    free(text);
+    return 0;
+}
+
+/* chunkmeans info MODEL.json: the model read with every field checked, then described. */
+static int info_model(const char *path, bool as_json)
+{
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    cm_model_t *m = NULL;
+    cm_model_meta_t meta;
+    cm_palette_t *p = NULL;
+    int rc = cm_model_load(path, &m, &meta, &ctx);
+    if (rc == 0) rc = cm_palette_make(m, meta.stype, &p, &ctx);
+    if (rc == 0 && as_json) {
+        rc = print_model_json(path, m, &meta, p, &ctx);
+    } else if (rc == 0) {
+        printf("file:         %s\n", path);
+        printf("model:        chunkmeans %s\n", meta.version[0] ? meta.version : "(no version)");
+        printf("k:            %d\n", m->k);
+        printf("features:     %d of %s (%d bands%s)\n", m->d, cm_stype_name(meta.stype), meta.bands,
+               meta.alpha_band >= 0 ? " with alpha" : "");
+        printf("colorspace:   %s\n", cm_colorspace_name(m->colorspace));
+        printf("pixels:       %lld counted\n", (long long)p->total);
+        cli_print_palette(stdout, m, meta.stype, "");
+    }
+    cm_palette_free(p);
+    cm_model_free(m);
+    return rc < 0 ? cli_fail(&ctx, rc, path) : CM_EXIT_OK;
+}
+
 int cmd_info(int argc, char **argv)
 {
     bool colors = false, as_json = false;
@@ -161,6 +255,13 @@ int cmd_info(int argc, char **argv)
         return CM_EXIT_USAGE;
     }
     const char *path = argv[optind];
+    if (is_model(path)) {
+        if (colors) {
+            cli_error("%s: --colors counts an image's colours; this is a model", path);
+            return CM_EXIT_USAGE;
+        }
+        return info_model(path, as_json);
+    }
     if (colors) cli_catch_signals();
     cli_progress_t prog;
     cli_progress_init(&prog, progress, 0);

@@ -56,6 +56,10 @@ static const char run_help_outputs[] =
     "      --labels L.tif      also write the label map (uint8 when k <= 256, else uint16),\n"
     "                          a TIFF, or a grey PNG when L ends in .png\n"
     "      --model-out M.json  also write the fitted model as JSON\n"
+    "      --palette-out P     also write the colours found, largest count first, as the\n"
+    "                          extension of P says: .gpl a GIMP palette; .txt or .hex lines\n"
+    "                          of '#rrggbb count percent'; .png a strip of swatches, 1000 x\n"
+    "                          100 pixels, each as wide as its share. Grey or RGB images only\n"
     "      --nodata V          samples equal to V mark pixels outside the data: left out of\n"
     "                          the fit and written unchanged (default: IN's GDAL_NODATA)\n"
     "      --nodata-match M    all: a pixel is nodata when all its colour samples equal V,\n"
@@ -126,6 +130,7 @@ static const struct option run_options[] = {
     {"labels", required_argument, 0, CLI_OPT_LABELS},
     {"model-out", required_argument, 0, CLI_OPT_MODEL_OUT},
     {"preview", required_argument, 0, CLI_OPT_PREVIEW},
+    {"palette-out", required_argument, 0, CLI_OPT_PALETTE_OUT},
     {"compression", required_argument, 0, CLI_OPT_COMPRESSION},
     {"bigtiff", required_argument, 0, CLI_OPT_BIGTIFF},
     {"tile", required_argument, 0, CLI_OPT_TILE},
@@ -153,7 +158,7 @@ static const struct option run_options[] = {
 
 typedef struct run_opts {
     cli_opts_t o;
-    const char *in, *out, *labels, *model_out, *preview;
+    const char *in, *out, *labels, *model_out, *palette_out, *preview;
     const char *trace_path, *graph_path, *summary_path;
 } run_opts_t;
 
@@ -170,6 +175,7 @@ static int parse(int argc, char **argv, run_opts_t *o)
         case CLI_OPT_LABELS: o->labels = optarg; break;
         case CLI_OPT_MODEL_OUT: o->model_out = optarg; break;
         case CLI_OPT_PREVIEW: o->preview = optarg; break;
+        case CLI_OPT_PALETTE_OUT: o->palette_out = optarg; break;
         case 'h':
             fputs(run_help, stdout);
             fputs(run_help_options, stdout);
@@ -199,37 +205,38 @@ static int parse(int argc, char **argv, run_opts_t *o)
 }
 
 /* Names every output: OUT itself for one k, OUT.kN for each of a list; and refuses outputs
- * that are the input or each other. The names made are in owned (4 per output). */
+ * that are the input or each other. The names made are in owned (OWN per output). */
+enum { OWN = 5 };
 static int name_outputs(const run_opts_t *o, cm_run_output_t *outs, int n, char **owned)
 {
-    const char *paths[4 + 4 * CLI_K_LIST_MAX] = {o->in, o->trace_path, o->graph_path,
-                                                 o->summary_path};
+    const char *paths[4 + OWN * CLI_K_LIST_MAX] = {o->in, o->trace_path, o->graph_path,
+                                                   o->summary_path};
     for (int i = 0; i < n; i++) {
         cm_run_output_t *r = &outs[i];
         r->k = n > 1 ? o->o.ks[i] : 0; /* one k: the options' (0 when --init gives it) */
         if (n > 1) {
-            r->out = owned[4 * i] = cli_path_with_k(o->out, r->k);
-            r->labels = owned[4 * i + 1] = cli_path_with_k(o->labels, r->k);
-            r->model = owned[4 * i + 2] = cli_path_with_k(o->model_out, r->k);
-            r->preview = owned[4 * i + 3] = cli_path_with_k(o->preview, r->k);
+            r->out = owned[OWN * i] = cli_path_with_k(o->out, r->k);
+            r->labels = owned[OWN * i + 1] = cli_path_with_k(o->labels, r->k);
+            r->model = owned[OWN * i + 2] = cli_path_with_k(o->model_out, r->k);
+            r->palette = owned[OWN * i + 3] = cli_path_with_k(o->palette_out, r->k);
+            r->preview = owned[OWN * i + 4] = cli_path_with_k(o->preview, r->k);
         } else {
             *r = (cm_run_output_t){.k = r->k,
                                    .out = o->out,
                                    .labels = o->labels,
                                    .model = o->model_out,
+                                   .palette = o->palette_out,
                                    .preview = o->preview};
         }
         if (!r->out || (o->labels && !r->labels) || (o->model_out && !r->model) ||
-            (o->preview && !r->preview)) {
+            (o->palette_out && !r->palette) || (o->preview && !r->preview)) {
             cli_error("out of memory");
             return CM_EXIT_RUNTIME;
         }
-        paths[4 + 4 * i] = r->out;
-        paths[5 + 4 * i] = r->labels;
-        paths[6 + 4 * i] = r->model;
-        paths[7 + 4 * i] = r->preview;
+        const char *mine[OWN] = {r->out, r->labels, r->model, r->palette, r->preview};
+        for (int j = 0; j < OWN; j++) paths[4 + OWN * i + j] = mine[j];
     }
-    return cli_paths_distinct(paths, 4 + 4 * n) ? 0 : CM_EXIT_USAGE;
+    return cli_paths_distinct(paths, 4 + OWN * n) ? 0 : CM_EXIT_USAGE;
 }
 
 /* Per stage, for -v: its seconds, tasks and runs, and the peak of its buffers. */
@@ -267,7 +274,7 @@ static void print_output(const cm_run_output_t *r, const cm_run_report_t *rep, d
     if (cli_verbosity >= 2 && many)
         fprintf(stderr, "chunkmeans: k=%d: sample of %lld pixels, %d steps%s\n", m->k,
                 (long long)m->sample_px, m->iterations, steps);
-    if (cli_verbosity >= 2) cli_print_colors(m, true);
+    if (cli_verbosity >= 2) cli_print_colors(m, rep->meta.stype);
     if (cli_verbosity >= 1 && !many)
         fprintf(stderr,
                 "chunkmeans: %s: %lldx%lld, k=%d (%d used), mean squared error %.2f, %.2f s\n",
@@ -300,7 +307,7 @@ int cmd_run(int argc, char **argv)
     if (rc) return rc < 0 ? CM_EXIT_OK : rc;
     int n = o.o.n_k > 1 ? o.o.n_k : 1;
     cm_run_output_t outs[CLI_K_LIST_MAX] = {0};
-    char *owned[4 * CLI_K_LIST_MAX] = {0};
+    char *owned[OWN * CLI_K_LIST_MAX] = {0};
     rc = name_outputs(&o, outs, n, owned);
     cm_trace_t *trace = NULL; /* for -v's figures of every stage */
     if (rc == 0 && cli_verbosity >= 2 && !(trace = cm_trace_create())) {
@@ -327,7 +334,7 @@ int cmd_run(int argc, char **argv)
         if (err < 0) rc = cli_fail(&ctx, err, NULL);
     }
     for (int i = 0; i < n; i++) cm_model_free(outs[i].fitted);
-    for (int i = 0; i < 4 * n; i++) free(owned[i]);
+    for (int i = 0; i < OWN * n; i++) free(owned[i]);
     cm_trace_free(trace);
     return rc;
 }

@@ -400,20 +400,35 @@ void cli_opened(void *user, const char *path, const cm_image_info_t *in)
         fprintf(stderr, "chunkmeans: %s: streaming its strips into a spill store\n", path);
 }
 
-void cli_print_colors(const cm_model_t *m, bool counts)
+void cli_print_palette(FILE *f, const cm_model_t *m, cm_stype_t stype, const char *indent)
 {
-    uint8_t *col = malloc((size_t)m->k * m->d);
-    if (!col) return;
-    cm_model_colors_u8(m, col);
-    for (int j = 0; j < m->k; j++) {
-        fprintf(stderr, "  colour %d:", j);
-        for (int b = 0; b < m->d; b++) fprintf(stderr, " %3u", col[j * m->d + b]);
-        if (counts)
-            fprintf(stderr, "   %lld pixels\n", (long long)m->counts[j]);
-        else
-            fputc('\n', stderr);
+    cm_palette_t *p = NULL;
+    cm_ctx_t ctx;
+    cm_ctx_init(&ctx);
+    if (cm_palette_make(m, stype, &p, &ctx) < 0) {
+        cli_error("%s", ctx.msg);
+        return;
     }
-    free(col);
+    for (int i = 0; i < p->k; i++) {
+        const cm_palette_color_t *c = &p->colors[i];
+        if (p->has_rgb) {
+            char line[CM_PALETTE_LINE_MAX];
+            cm_palette_line(c, line, sizeof line);
+            fprintf(f, "%s%s\n", indent, line);
+            continue;
+        }
+        /* More colour bands than a colour has: the centroid itself, in sample units. */
+        fprintf(f, "%scolour %d:", indent, c->label);
+        for (int b = 0; b < m->d; b++)
+            fprintf(f, " %.6g", m->centroids[(size_t)c->label * m->d + b]);
+        fprintf(f, " %lld %.2f%%\n", (long long)c->count, 100.0 * c->share);
+    }
+    cm_palette_free(p);
+}
+
+void cli_print_colors(const cm_model_t *m, cm_stype_t stype)
+{
+    cli_print_palette(stderr, m, stype, "  ");
 }
 
 void cli_warn_of(void *user, const cm_ctx_t *warning)

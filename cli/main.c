@@ -15,6 +15,7 @@ static const char usage[] =
     "                                                    the same for many files, side by side;\n"
     "                                                    outputs that exist are skipped\n"
     "  chunkmeans info  IN [--colors]                    describe IN (and count its colours)\n"
+    "  chunkmeans info  MODEL.json                       a model's k, colour space and palette\n"
     "  chunkmeans --help | --version\n"
     "\n"
     "chunkmeans clusters the pixels of an image of any size with k-means, out of core: the\n"

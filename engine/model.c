@@ -70,7 +70,12 @@ void cm_model_free(cm_model_t *m)
 char *cm__model_to_json(const cm_model_t *m, int bands, int alpha_band, const char *sample_type)
 {
     json_t *root = json_object(), *cents = json_array(), *counts = json_array();
-    if (!root || !cents || !counts) goto fail;
+    json_t *shares = json_array();
+    if (!root || !cents || !counts || !shares) goto fail;
+    /* Each colour's share of the pixels counted, for readers that want proportions (a palette)
+     * without summing the counts; summed as doubles, which cannot overflow. */
+    double total = 0;
+    for (int j = 0; j < m->k; j++) total += (double)m->counts[j];
     for (int j = 0; j < m->k; j++) {
         json_t *row = json_array();
         if (!row || json_array_append_new(cents, row)) goto fail;
@@ -78,6 +83,8 @@ char *cm__model_to_json(const cm_model_t *m, int bands, int alpha_band, const ch
             if (json_array_append_new(row, json_real(m->centroids[(size_t)j * m->d + b])))
                 goto fail;
         if (json_array_append_new(counts, json_integer(m->counts[j]))) goto fail;
+        double share = total > 0 ? (double)m->counts[j] / total : 0.0;
+        if (json_array_append_new(shares, json_real(share))) goto fail;
     }
     int bad = json_object_set_new(root, "format", json_string("chunkmeans-model"));
     bad |= json_object_set_new(root, "schema_version", json_integer(CM_MODEL_SCHEMA));
@@ -104,7 +111,8 @@ char *cm__model_to_json(const cm_model_t *m, int bands, int alpha_band, const ch
     bad |= json_object_set_new(root, "scale", scale);
     bad |= json_object_set_new(root, "centroids", cents);
     bad |= json_object_set_new(root, "counts", counts);
-    cents = counts = NULL;
+    bad |= json_object_set_new(root, "shares", shares);
+    cents = counts = shares = NULL;
     bad |= json_object_set_new(root, "inertia", json_real(m->inertia));
     bad |= json_object_set_new(root, "pixels", json_integer(m->n_pixels));
     bad |= json_object_set_new(root, "seed", json_integer((json_int_t)m->seed));
@@ -119,6 +127,7 @@ char *cm__model_to_json(const cm_model_t *m, int bands, int alpha_band, const ch
 fail:
     json_decref(cents);
     json_decref(counts);
+    json_decref(shares);
     json_decref(root);
     return NULL;
 }
@@ -207,7 +216,7 @@ static int read_header(const reader_t *r, cm_model_meta_t *meta, json_int_t *k, 
     return 0;
 }
 
-/* The k centroids and, when given, their counts. */
+/* The k centroids and, when given, their counts and shares. */
 static int read_centroids(const reader_t *r, cm_model_t *m)
 {
     int k = m->k, d = m->d;
@@ -228,6 +237,17 @@ static int read_centroids(const reader_t *r, cm_model_t *m)
         if (!json_is_integer(c) || json_integer_value(c) < 0)
             return bad(r, "counts[%d] must be a whole number >= 0", j);
         m->counts[j] = json_integer_value(c);
+    }
+    /* Derived from the counts for readers that want proportions, so only checked here; models
+     * written before the field was added have none. */
+    json_t *shares = json_object_get(r->root, "shares");
+    if (shares && (!json_is_array(shares) || json_array_size(shares) != (size_t)k))
+        return bad(r, "\"shares\" must be a list of k = %d numbers from 0 to 1", k);
+    for (int j = 0; shares && j < k; j++) {
+        json_t *v = json_array_get(shares, (size_t)j);
+        double x = json_number_value(v);
+        if (!json_is_number(v) || !(x >= 0 && x <= 1))
+            return bad(r, "shares[%d] must be a number from 0 to 1", j);
     }
     return 0;
 }

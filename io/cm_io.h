@@ -158,6 +158,11 @@ void cm_writer_spec_labels(const cm_writer_spec_t *img, int bits, uint32_t maske
 void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colormap, uint32_t masked,
                             cm_writer_spec_t *out);
 
+/* An image of no input, made from scratch (a palette's swatches): width x height pixels of 8-bit
+ * RGB in the given format, no tags; a TIFF would be in deflated tiles of 256. */
+void cm_writer_spec_rgb8(int64_t width, int64_t height, cm_file_format_t format,
+                         cm_writer_spec_t *out);
+
 /* Whether a spec's output could pass the 4 GiB offsets of classic TIFF (its uncompressed
  * size with room for tile overhead and for data that does not compress). */
 bool cm_writer_needs_bigtiff(const cm_writer_spec_t *spec);

@@ -205,6 +205,21 @@ void cm_writer_spec_palette(const cm_writer_spec_t *img, const uint16_t *colorma
     out->description = img->description;
 }
 
+void cm_writer_spec_rgb8(int64_t width, int64_t height, cm_file_format_t format,
+                         cm_writer_spec_t *out)
+{
+    *out = (cm_writer_spec_t){.format = format,
+                              .width = width,
+                              .height = height,
+                              .bands = 3,
+                              .stype = CM_U8,
+                              .photometric = PHOTOMETRIC_RGB,
+                              .compression = COMPRESSION_ADOBE_DEFLATE,
+                              .predictor = true,
+                              .tile_w = 256,
+                              .tile_h = 256};
+}
+
 bool cm_writer_needs_bigtiff(const cm_writer_spec_t *s)
 {
     int64_t tiles_x = (s->width + s->tile_w - 1) / s->tile_w;

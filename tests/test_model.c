@@ -118,6 +118,9 @@ static void malformed_fields_are_refused(void **state)
         {"\"uint16\"", "\"uint12\"", "\"sample_type\""},
         {"\"centroids\": [\n    [", "\"centroids\": [\n    [\"x\", ", "centroids[0]"},
         {"\"counts\": [", "\"counts\": [-1, ", "\"counts\""},
+        {"\"shares\": [", "\"shares\": [0, ", "\"shares\""},
+        {"\"shares\": [\n    0.16666666666666666", "\"shares\": [\n    1.5", "shares[0]"},
+        {"\"shares\": [\n    0.16666666666666666", "\"shares\": [\n    \"x\"", "shares[0]"},
         {"\"method\": \"standard\"", "\"method\": \"minmax\"", "\"scale\""},
         {"\"std\": [", "\"std\": [0, ", "scale.std"},
         {"\"std\": [\n", "\"std\": [\n-1, ", "scale.std"},
@@ -242,6 +245,37 @@ static void colorspace_is_kept_and_absent_means_rgb(void **state)
     cm_model_free(two);
 }
 
+/* "shares" is each count over their sum, for readers; a model without it (written before it
+ * was) is read as before. */
+static void shares_are_counts_over_their_sum_and_optional(void **state)
+{
+    (void)state;
+    cm_model_t m = {
+        .k = 3, .d = 1, .centroids = (double[]){10, 20, 30}, .counts = (int64_t[]){1, 3, 0}};
+    char *text = cm__model_to_json(&m, 1, -1, "uint8");
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"shares\": [\n    0.25,\n    0.75,\n    0.0\n  ]"));
+    cm_ctx_t ctx;
+    cm_model_t *back;
+    assert_int_equal(read_back(text, &back, &ctx), 0);
+    cm_model_free(back);
+    char *old = replaced(text, "\"shares\"", "\"shares_of_another_version\"");
+    assert_int_equal(read_back(old, &back, &ctx), 0);
+    assert_memory_equal(back->counts, m.counts, 3 * sizeof(int64_t));
+    cm_model_free(back);
+    free(old);
+    free(text);
+
+    /* No counts at all: shares of 0, not a division by 0. */
+    m.counts = (int64_t[]){0, 0, 0};
+    text = cm__model_to_json(&m, 1, -1, "uint8");
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"shares\": [\n    0.0,\n    0.0,\n    0.0\n  ]"));
+    assert_int_equal(read_back(text, &back, &ctx), 0);
+    cm_model_free(back);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +283,7 @@ int main(void)
         cmocka_unit_test(malformed_fields_are_refused),
         cmocka_unit_test(text_need_not_end_in_nul),
         cmocka_unit_test(colorspace_is_kept_and_absent_means_rgb),
+        cmocka_unit_test(shares_are_counts_over_their_sum_and_optional),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

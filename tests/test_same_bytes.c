@@ -185,9 +185,9 @@ static void test_b_a_list_of_k(void **state)
     cm_options_t o = options(&heard);
     o.summary_path = "l.summary.json";
     cm_run_output_t outs[3] = {
-        {2, "l.k2.tif", "l.labels.k2.tif", "l.k2.json", NULL, NULL},
-        {5, "l.k5.tif", "l.labels.k5.tif", "l.k5.json", NULL, NULL},
-        {10, "l.k10.tif", "l.labels.k10.tif", "l.k10.json", NULL, NULL},
+        {2, "l.k2.tif", "l.labels.k2.tif", "l.k2.json", NULL, NULL, NULL},
+        {5, "l.k5.tif", "l.labels.k5.tif", "l.k5.json", NULL, NULL, NULL},
+        {10, "l.k10.tif", "l.labels.k10.tif", "l.k10.json", NULL, NULL, NULL},
     };
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
@@ -211,7 +211,7 @@ static void test_c_alpha_and_nodata_with_fewer_valid_pixels_than_k(void **state)
           command);
     heard_t heard = {0};
     cm_options_t o = options(&heard);
-    cm_run_output_t one = {20, "m.tif", "m.labels.tif", "m.json", NULL, NULL};
+    cm_run_output_t one = {20, "m.tif", "m.labels.tif", "m.json", NULL, NULL, NULL};
     cm_ctx_t ctx;
     cm_ctx_init(&ctx);
     assert_int_equal(in_lib_dir("../masked.tif", &one, 1, &o, &ctx), 0);
@@ -232,8 +232,9 @@ static void test_c_alpha_and_nodata_with_fewer_valid_pixels_than_k(void **state)
     same_outputs(&one, 1);
 
     o.summary_path = "n.summary.json";
-    cm_run_output_t two[2] = {{5, "n.k5.tif", "n.labels.k5.tif", "n.k5.json", NULL, NULL},
-                              {40, "n.k40.tif", "n.labels.k40.tif", "n.k40.json", NULL, NULL}};
+    cm_run_output_t two[2] = {
+        {5, "n.k5.tif", "n.labels.k5.tif", "n.k5.json", NULL, NULL, NULL},
+        {40, "n.k40.tif", "n.labels.k40.tif", "n.k40.json", NULL, NULL, NULL}};
     assert_int_equal(in_lib_dir("../masked.tif", two, 2, &o, &ctx), 0);
     assert_int_equal(two[0].fitted->k, 5);
     assert_int_equal(two[1].fitted->k, 16);
