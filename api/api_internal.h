@@ -105,18 +105,24 @@ enum { CM__PREVIEW_SIDE = 1024 };
 /* The number of levels of spec's image: asked (cm_options_t.overviews), or with -1 until a
  * level fits in one tile. */
 int cm__overview_levels(const cm_writer_spec_t *spec, int asked);
-/* The most bytes the levels hold at once (pixels of spec and labels of label_bits). */
-size_t cm__pyramid_bytes(const cm_writer_spec_t *spec, int levels, int label_bits);
+/* The most bytes the levels hold at once (labels of label_bits, and pixels of spec unless
+ * labels_only). */
+size_t cm__pyramid_bytes(const cm_writer_spec_t *spec, int levels, int label_bits,
+                         bool labels_only);
 /* Halves w x h pixels of pb bytes with their labels of lb bytes (1 or 2), packed at w, into
  * ceil(w/2) x ceil(h/2): each the pixel of its 2x2 block's most frequent label, ties to the
  * lower label, then to the first in raster order. */
 void cm__halve(const uint8_t *px, const uint8_t *lab, size_t pb, size_t lb, int64_t w, int64_t h,
                uint8_t *out_px, uint8_t *out_lab);
 /* The levels of the output at path (spec: its pixels; labels of label_bits), fed with the
- * chunks of grid; each level keeps its encoded tiles in a scratch file beside path. */
+ * chunks of grid: the first keep are the output's, each keeping its encoded tiles in a scratch
+ * file beside path; more are made when a preview (of preview_side, 0: none) needs them. A pixel
+ * is its label when px_is_label (a label map, a palette image); colors (k pixels, borrowed)
+ * gives the pixel of each label when every pixel has its centre's colour (no mask, no alpha);
+ * the levels then hold labels alone. */
 int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int keep, int label_bits,
-                     int64_t preview_side, const cm_grid_t *grid, cm__pyramid_t **out,
-                     cm_ctx_t *ctx);
+                     bool px_is_label, const uint8_t *colors, int64_t preview_side,
+                     const cm_grid_t *grid, cm__pyramid_t **out, cm_ctx_t *ctx);
 /* The level of spec's image a preview whose longest side is side (0: none) is sampled from. */
 int cm__preview_level(const cm_writer_spec_t *spec, int64_t side);
 /* Writes the preview the pyramid sampled (opened with a preview_side) as a PNG at path, with
@@ -165,6 +171,7 @@ typedef struct cm__outputs {
     bool cog;               /* TIFF outputs in the COG layout */
     const char *preview;    /* a small PNG of the image, or NULL (set by the caller after plan) */
     cm_writer_spec_t pspec; /* a palette image's (with cmap), for its preview */
+    uint8_t *colors;        /* the k centres' pixels, when every pixel has its centre's */
     uint16_t cmap[3 * 256];
     cm__pyramid_t *out_levels, *label_levels;
     cm__writers_sink_t sink; /* what the remap's sink writes through */

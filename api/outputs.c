@@ -2,6 +2,7 @@
  * compression and format chosen from the input, the writers of the recoloured image and of
  * the label map, and the sink that hands them the remapped chunks. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -117,18 +118,26 @@ int cm__outputs_plan(cm__outputs_t *w, const cm_options_t *o, cm_image_t *img,
     return 0;
 }
 
+/* Whether every pixel of w's image is its centre's colour: nothing masked, no alpha. */
+static bool plain_colors(const cm__outputs_t *w)
+{
+    return !w->palette && !w->maskable && w->in->alpha_band < 0;
+}
+
 size_t cm__outputs_level_bytes(const cm__outputs_t *w)
 {
     size_t bytes = 0;
     const cm_writer_spec_t *px = w->palette ? &w->lspec : &w->spec;
     int made = w->format == CM_FILE_TIFF ? w->levels : 0;
     int view = w->preview ? cm__preview_level(px, CM__PREVIEW_SIDE) : 0;
-    if (made || view) bytes += cm__pyramid_bytes(px, made > view ? made : view, w->label_bits);
+    bool labels_only = w->palette || plain_colors(w);
+    if (made || view)
+        bytes += cm__pyramid_bytes(px, made > view ? made : view, w->label_bits, labels_only);
     if (w->preview) /* the preview itself */
         bytes += (size_t)CM__PREVIEW_SIDE * CM__PREVIEW_SIDE * (size_t)px->bands *
                  cm_stype_size(px->stype);
     if (w->levels && w->labels && w->label_format == CM_FILE_TIFF)
-        bytes += cm__pyramid_bytes(&w->lspec, w->levels, w->label_bits);
+        bytes += cm__pyramid_bytes(&w->lspec, w->levels, w->label_bits, true);
     return bytes;
 }
 
@@ -187,13 +196,18 @@ int cm__outputs_sink(cm__outputs_t *w, const cm_model_t *m, cm_sink_t *sink, cm_
     bool tiff = w->format == CM_FILE_TIFF;
     if ((w->levels || w->preview) && !w->encode_only) {
         int keep = tiff ? w->levels : 0;
-        CM_TRY(cm__pyramid_open(w->out, &w->pspec, keep, w->label_bits,
+        if (plain_colors(w)) {
+            w->colors = malloc((size_t)m->k * (size_t)w->spec.bands * cm_stype_size(w->spec.stype));
+            CM_FAIL_IF(ctx, !w->colors, CM_ENOMEM, "%s: out of memory", w->out);
+            cm__model_colors(m, w->spec.stype, w->colors);
+        }
+        CM_TRY(cm__pyramid_open(w->out, &w->pspec, keep, w->label_bits, w->palette, w->colors,
                                 w->preview ? CM__PREVIEW_SIDE : 0, &w->in->grid, &w->out_levels,
                                 ctx));
     }
     if (w->levels && !w->encode_only && w->w_labels && w->label_format == CM_FILE_TIFF)
-        CM_TRY(cm__pyramid_open(w->labels, &w->lspec, w->levels, w->label_bits, 0, &w->in->grid,
-                                &w->label_levels, ctx));
+        CM_TRY(cm__pyramid_open(w->labels, &w->lspec, w->levels, w->label_bits, true, NULL, 0,
+                                &w->in->grid, &w->label_levels, ctx));
     w->sink = (cm__writers_sink_t){.grid = &w->in->grid,
                                    .out = w->w_out,
                                    .labels = w->w_labels,
@@ -250,6 +264,8 @@ void cm__outputs_abort(cm__outputs_t *w)
     cm__pyramid_free(w->out_levels);
     cm__pyramid_free(w->label_levels);
     w->out_levels = w->label_levels = NULL;
+    free(w->colors);
+    w->colors = NULL;
     cm_writer_abort(w->w_labels);
     cm_writer_abort(w->w_out);
     w->w_labels = w->w_out = NULL;

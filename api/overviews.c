@@ -35,6 +35,10 @@ struct cm__pyramid {
     const char *path;
     int n;
     int n_keep; /* the first n_keep levels are the output's; the others only feed the preview */
+    /* When a pixel follows from its label, the tiles being filled hold labels alone: the
+     * labels are the pixels (a label map, a palette image), or colors (k pixels) gives them. */
+    bool labels_only;
+    const uint8_t *colors;
     /* The preview: nearest samples of level preview_level (0: the image) into pw x ph. */
     int preview_level;
     int64_t pw, ph;
@@ -52,9 +56,10 @@ int cm__overview_levels(const cm_writer_spec_t *spec, int asked)
     return n;
 }
 
-size_t cm__pyramid_bytes(const cm_writer_spec_t *spec, int levels, int label_bits)
+size_t cm__pyramid_bytes(const cm_writer_spec_t *spec, int levels, int label_bits, bool labels_only)
 {
-    size_t per_px = (size_t)spec->bands * cm_stype_size(spec->stype) + (size_t)label_bits / 8;
+    size_t per_px = (size_t)label_bits / 8;
+    if (!labels_only) per_px += (size_t)spec->bands * cm_stype_size(spec->stype);
     size_t bytes = 0;
     for (int l = 1; l <= levels; l++) {
         cm_writer_spec_t s;
@@ -138,7 +143,7 @@ void cm__halve(const uint8_t *px, const uint8_t *lab, size_t pb, size_t lb, int6
                 best = mode_of(l, n);
             }
             size_t o = (size_t)(oy * ow + ox);
-            copy_px(out_px + o * pb, px + at[best] * pb, pb);
+            if (px) copy_px(out_px + o * pb, px + at[best] * pb, pb);
             copy_px(out_lab + o * lb, lab + at[best] * lb, lb);
         }
     }
@@ -154,8 +159,8 @@ int cm__preview_level(const cm_writer_spec_t *spec, int64_t preview_side)
 }
 
 int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int keep, int label_bits,
-                     int64_t preview_side, const cm_grid_t *grid, cm__pyramid_t **out,
-                     cm_ctx_t *ctx)
+                     bool px_is_label, const uint8_t *colors, int64_t preview_side,
+                     const cm_grid_t *grid, cm__pyramid_t **out, cm_ctx_t *ctx)
 {
     /* The preview: the image's longest side brought to preview_side (never enlarged), sampled
      * from the coarsest level that is at least that large. */
@@ -179,6 +184,8 @@ int cm__pyramid_open(const char *path, const cm_writer_spec_t *spec, int keep, i
     }
     *p = (cm__pyramid_t){.path = path,
                          .n_keep = keep,
+                         .labels_only = colors || px_is_label,
+                         .colors = colors,
                          .preview_level = view_level,
                          .pw = p->pw,
                          .ph = p->ph,
@@ -284,13 +291,26 @@ static int complete(cm__pyramid_t *p, int l, level_tile_t *t, int64_t x, int64_t
                     int64_t h, cm_ctx_t *ctx)
 {
     level_t *lv = &p->levels[l];
-    sample_preview(p, l + 1, x, y, w, h, t->px);
-    int rc = l < p->n_keep ? cm_writer_encode(lv->enc, x, y, w, h, t->px, &t->enc, ctx) : 0;
+    uint8_t *px = t->px;
+    int rc = 0;
+    if (!px) { /* the pixels of the labels */
+        size_t pb = p->px_bytes, lb = p->lab_bytes;
+        px = malloc((size_t)(w * h) * pb);
+        for (size_t i = 0; px && i < (size_t)(w * h); i++)
+            copy_px(px + i * pb,
+                    p->colors ? p->colors + label_at(t->lab, lb, i) * pb : t->lab + i * lb, pb);
+        if (!px) rc = cm_fail(ctx, CM_ENOMEM, "%s: out of memory", p->path);
+    }
+    if (rc == 0) sample_preview(p, l + 1, x, y, w, h, px);
+    if (rc == 0 && l < p->n_keep) rc = cm_writer_encode(lv->enc, x, y, w, h, px, &t->enc, ctx);
+    if (px != t->px) free(px);
     if (rc == 0 && l + 1 < p->n) {
         int64_t hw = (w + 1) / 2, hh = (h + 1) / 2;
-        uint8_t *hpx = malloc((size_t)(hw * hh) * p->px_bytes);
+        uint8_t *hpx = p->labels_only ? NULL : malloc((size_t)(hw * hh) * p->px_bytes);
         uint8_t *hlab = malloc((size_t)(hw * hh) * p->lab_bytes);
-        rc = hpx && hlab ? 0 : cm_fail(ctx, CM_ENOMEM, "%s: out of memory", p->path);
+        rc = (hpx || p->labels_only) && hlab
+                 ? 0
+                 : cm_fail(ctx, CM_ENOMEM, "%s: out of memory", p->path);
         if (rc == 0) {
             cm__halve(t->px, t->lab, p->px_bytes, p->lab_bytes, w, h, hpx, hlab);
             rc = deposit(p, l + 1, x / 2, y / 2, hw, hh, hpx, hlab, ctx);
@@ -317,12 +337,12 @@ static int deposit(cm__pyramid_t *p, int l, int64_t x, int64_t y, int64_t w, int
             tile_rect(lv, tx, ty, &X, &Y, &W, &H);
             level_tile_t *t = &lv->tiles[ty * lv->tiles_x + tx];
             pthread_mutex_lock(&lv->lock);
-            if (!t->px && t->left == 0) { /* not begun: left reaches 0 only once filled */
-                t->px = malloc((size_t)(W * H) * pb);
+            if (!t->lab && t->left == 0) { /* not begun: left reaches 0 only once filled */
+                t->px = p->labels_only ? NULL : malloc((size_t)(W * H) * pb);
                 t->lab = malloc((size_t)(W * H) * lb);
                 t->left = W * H;
             }
-            bool ok = t->px && t->lab;
+            bool ok = (t->px || p->labels_only) && t->lab;
             pthread_mutex_unlock(&lv->lock);
             CM_FAIL_IF(ctx, !ok, CM_ENOMEM, "%s: out of memory for a reduced level", p->path);
             int64_t x0 = x > X ? x : X, y0 = y > Y ? y : Y;
@@ -330,7 +350,7 @@ static int deposit(cm__pyramid_t *p, int l, int64_t x, int64_t y, int64_t w, int
             for (int64_t r = y0; r < y1; r++) {
                 size_t from = (size_t)((r - y) * w + (x0 - x)),
                        to = (size_t)((r - Y) * W + (x0 - X));
-                memcpy(t->px + to * pb, px + from * pb, (size_t)(x1 - x0) * pb);
+                if (t->px) memcpy(t->px + to * pb, px + from * pb, (size_t)(x1 - x0) * pb);
                 memcpy(t->lab + to * lb, lab + from * lb, (size_t)(x1 - x0) * lb);
             }
             if (__atomic_sub_fetch(&t->left, (x1 - x0) * (y1 - y0), __ATOMIC_ACQ_REL) == 0)
@@ -345,11 +365,12 @@ int cm__pyramid_add(cm__pyramid_t *p, int64_t x, int64_t y, int64_t w, int64_t h
     sample_preview(p, 0, x, y, w, h, px);
     if (p->n == 0) return 0;
     int64_t hw = (w + 1) / 2, hh = (h + 1) / 2;
-    uint8_t *hpx = malloc((size_t)(hw * hh) * p->px_bytes);
+    uint8_t *hpx = p->labels_only ? NULL : malloc((size_t)(hw * hh) * p->px_bytes);
     uint8_t *hlab = malloc((size_t)(hw * hh) * p->lab_bytes);
-    int rc = hpx && hlab ? 0 : cm_fail(ctx, CM_ENOMEM, "%s: out of memory", p->path);
+    int rc =
+        (hpx || p->labels_only) && hlab ? 0 : cm_fail(ctx, CM_ENOMEM, "%s: out of memory", p->path);
     if (rc == 0) {
-        cm__halve(px, lab, p->px_bytes, p->lab_bytes, w, h, hpx, hlab);
+        cm__halve(p->labels_only ? NULL : px, lab, p->px_bytes, p->lab_bytes, w, h, hpx, hlab);
         rc = deposit(p, 0, x / 2, y / 2, hw, hh, hpx, hlab, ctx);
     }
     free(hpx);

@@ -126,6 +126,8 @@ typedef struct cm_writer_spec {
     int compression;        /* TIFF COMPRESSION_* */
     bool predictor;         /* with deflate, LZW or zstd: horizontal differencing for integer
                              * samples, the floating-point predictor for floats */
+    int deflate_level;      /* deflate's level, 1 to 12, for tiles deflated here (0: 7, as
+                             * libtiff's default quality, 6, plus one, which libtiff uses) */
     int64_t tile_w, tile_h; /* multiples of 16 */
     bool bigtiff;
     const uint16_t *colormap; /* palette output: 3 x 256 entries (red, green, blue) */

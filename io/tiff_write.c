@@ -71,7 +71,7 @@ static void deflater_free(deflater_t *z)
 }
 
 /* An idle encoder, or a new one; NULL when out of memory. */
-static deflater_t *deflater_take(deflaters_t *pool, size_t tile_bytes)
+static deflater_t *deflater_take(deflaters_t *pool, size_t tile_bytes, int level)
 {
     pthread_mutex_lock(&pool->lock);
     deflater_t *z = pool->idle;
@@ -80,7 +80,7 @@ static deflater_t *deflater_take(deflaters_t *pool, size_t tile_bytes)
     if (z) return z;
     z = calloc(1, sizeof *z);
     if (!z) return NULL;
-    z->c = libdeflate_alloc_compressor(DEFLATE_LEVEL);
+    z->c = libdeflate_alloc_compressor(level);
     z->stream_cap = z->c ? libdeflate_zlib_compress_bound(z->c, tile_bytes) : 0;
     z->predicted = malloc(tile_bytes);
     z->stream = malloc(z->stream_cap ? z->stream_cap : 1);
@@ -146,7 +146,8 @@ static int encode_deflate(const cm_writer_t *wr, const uint8_t *tile, uint8_t **
 {
     const cm_writer_spec_t *s = &wr->spec;
     size_t bytes = (size_t)s->tile_w * (size_t)s->tile_h * wr->px_bytes;
-    deflater_t *z = deflater_take(wr->deflaters, bytes);
+    deflater_t *z = deflater_take(wr->deflaters, bytes,
+                                  s->deflate_level > 0 ? s->deflate_level : DEFLATE_LEVEL);
     CM_FAIL_IF(ctx, !z, CM_ENOMEM, "%s: out of memory encoding a tile", wr->path);
     const uint8_t *in = tile;
     if (s->predictor) {

@@ -157,6 +157,26 @@ def case_generated_image():
            f"left behind: {sorted(os.listdir('.'))}")
 
 
+def case_masked_pixels():
+    """Pixels outside the data (nodata) and an alpha band: the levels hold whole pixels, masked
+    ones being a category of their own (the label map's masked value), and follow the rule."""
+    data = smooth_image(101, 90, seed=10)
+    data[20:61, 30:77] = 0  # nodata, with ragged edges against the 2x2 blocks
+    data[::7, ::5] = 0
+    tifffile.imwrite("nd.tif", data, photometric="rgb", tile=(16, 16))
+    cm("run", "nd.tif", "nd_out.tif", "-k", 4, "--seed", 3, "--tile", 16, "--nodata", 0,
+       "--overviews", 3, "--labels", "nd_l.tif", "-q")
+    lab = levels("nd_l.tif")[0]
+    expect((lab == lab.max()).sum() >= 41 * 47, "the nodata pixels are not masked in the labels")
+    check_levels("nd_out.tif", "nd_l.tif", 3)
+    rgba = np.dstack([smooth_image(77, 93, seed=11),
+                      np.tile(np.arange(93, dtype=np.uint8) * 2, (77, 1))])
+    tifffile.imwrite("a.tif", rgba, photometric="rgb", extrasamples=[2], tile=(16, 16))
+    cm("run", "a.tif", "a_out.tif", "-k", 4, "--seed", 3, "--tile", 16, "--overviews", 2,
+       "--labels", "a_l.tif", "-q")
+    check_levels("a_out.tif", "a_l.tif", 2)
+
+
 def case_same_bytes_for_any_threads_and_memory():
     """-j1, -j2 and a small --memory write the same bytes with overviews; a palette output and
     an ordered dither keep their levels' colours among the k."""
