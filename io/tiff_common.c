@@ -132,20 +132,26 @@ static tmsize_t out_read(thandle_t h, void *buf, tmsize_t n)
     return got;
 }
 
+bool cm__pwrite_all(int fd, const void *buf, size_t n, uint64_t offset)
+{
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)offset);
+        if (w < 0 && errno == EINTR) continue;
+        if (w == 0) errno = EIO;
+        if (w <= 0) return false;
+        p += w;
+        offset += (uint64_t)w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
 static tmsize_t out_write(thandle_t h, void *buf, tmsize_t n)
 {
     cm__outfile_t *f = h;
-    const uint8_t *p = buf;
-    size_t left = (size_t)n;
-    while (left > 0 && !f->skip) {
-        ssize_t w = pwrite(f->fd, p, left, (off_t)f->pos);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        f->pos += (uint64_t)w;
-        left -= (size_t)w;
-    }
-    if (f->skip) f->pos += (uint64_t)n;
+    if (!f->skip && !cm__pwrite_all(f->fd, buf, (size_t)n, f->pos)) return -1;
+    f->pos += (uint64_t)n;
     if (f->pos > f->end) f->end = f->pos;
     return n;
 }

@@ -822,16 +822,8 @@ static const char cog_metadata[] = "LAYOUT=IFDS_BEFORE_DATA\n"
 /* Writes n bytes at the end of f, outside libtiff. */
 static bool append(cm__outfile_t *f, const void *data, size_t n)
 {
-    const uint8_t *p = data;
-    while (n > 0) {
-        ssize_t w = pwrite(f->fd, p, n, (off_t)f->end);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        f->end += (uint64_t)w;
-        n -= (size_t)w;
-    }
-    f->pos = f->end;
+    if (!cm__pwrite_all(f->fd, data, n, f->end)) return false;
+    f->pos = f->end += n;
     return true;
 }
 

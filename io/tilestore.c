@@ -51,21 +51,11 @@ int cm_tilestore_put(cm_tilestore_t *s, const cm_encoded_t *e, cm_ctx_t *ctx)
     for (int i = 0; i < e->n; i++) {
         CM_FAIL_IF(ctx, e->tile[i] >= s->n, CM_EINTERNAL, "%s: tile %u of %u", s->path, e->tile[i],
                    s->n);
-        const uint8_t *p = e->data[i];
-        size_t left = e->size[i];
-        uint64_t at = s->end;
-        while (left > 0) {
-            ssize_t w = pwrite(s->fd, p, left, (off_t)at);
-            if (w < 0 && errno == EINTR) continue;
-            CM_FAIL_IF(ctx, w <= 0, CM_EIO, "%s: cannot write a scratch file beside it: %s",
-                       s->path, strerror(w < 0 ? errno : EIO));
-            p += w;
-            at += (uint64_t)w;
-            left -= (size_t)w;
-        }
+        CM_FAIL_IF(ctx, !cm__pwrite_all(s->fd, e->data[i], e->size[i], s->end), CM_EIO,
+                   "%s: cannot write a scratch file beside it: %s", s->path, strerror(errno));
         s->offset[e->tile[i]] = s->end;
         s->size[e->tile[i]] = e->size[i];
-        s->end = at;
+        s->end += e->size[i];
     }
     return 0;
 }
