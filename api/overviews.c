@@ -423,8 +423,7 @@ int cm__pyramid_put(cm__pyramid_t *p, int64_t chunk, cm_ctx_t *ctx)
 int cm__pyramid_write(const cm__pyramid_t *p, cm_writer_t *wr, cm_ctx_t *ctx)
 {
     for (int l = 0; l < p->n_keep; l++)
-        CM_TRY(cm_writer_add_level(wr, p->levels[l].spec.width, p->levels[l].spec.height,
-                                   p->levels[l].store, ctx));
+        CM_TRY(cm_writer_add_level(wr, l + 1, p->levels[l].store, ctx));
     return 0;
 }
 

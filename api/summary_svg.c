@@ -172,75 +172,34 @@ static void put_curve(FILE *f, const chart_t *c, const cm__summary_t *s, const i
     }
 }
 
-/* The colours of m as 8-bit samples: its centroids scaled from the range of the sample type
- * (0 to 1 for floats, as CIELAB takes them; 0 to 32767 for int16, below which is black) to 0 to
- * 255, then rounded and clamped by cm_model_colors_u8. out holds k * d bytes. */
-static bool colours_u8(const cm_model_t *m, cm_stype_t t, uint8_t *out)
-{
-    double max = t == CM_U16 ? UINT16_MAX : t == CM_I16 ? INT16_MAX : t == CM_F32 ? 1.0 : UINT8_MAX;
-    size_t n = (size_t)m->k * (size_t)m->d;
-    cm_model_t scaled = *m;
-    scaled.centroids = malloc(n * sizeof(double));
-    if (!scaled.centroids) return false;
-    for (size_t i = 0; i < n; i++) scaled.centroids[i] = m->centroids[i] * (UINT8_MAX / max);
-    cm_model_colors_u8(&scaled, out);
-    free(scaled.centroids);
-    return true;
-}
-
-typedef struct swatch {
-    int64_t count;
-    int j;
-} swatch_t;
-
-/* Largest share first; of equal ones, the lower label first, so the row is the same each run. */
-static int by_share(const void *a, const void *b)
-{
-    const swatch_t *x = a, *y = b;
-    if (x->count != y->count) return x->count > y->count ? -1 : 1;
-    return (x->j > y->j) - (x->j < y->j);
-}
-
-/* Row `row` of the table: "k = N", then a swatch per colour that took pixels, its width its
- * share of SWATCH_W, and a frame that bounds colours as light as the page. False when out of
- * memory. */
+/* Row `row` of the table: "k = N", then a swatch per colour that took pixels (the palette's
+ * order and 8-bit colours, cm_palette_make), its width its share of SWATCH_W, and a frame
+ * that bounds colours as light as the page. False when out of memory. */
 static bool put_palette(FILE *f, const cm__summary_k_t *sk, cm_stype_t t, int row)
 {
-    const cm_model_t *m = sk->out->fitted;
-    uint8_t *rgb = malloc((size_t)m->k * (size_t)m->d);
-    swatch_t *sw = malloc((size_t)m->k * sizeof *sw);
-    bool ok = rgb && sw && colours_u8(m, t, rgb);
-    int used = 0;
-    int64_t total = 0;
-    for (int j = 0; ok && j < m->k; j++) {
-        if (m->counts[j] > 0) sw[used++] = (swatch_t){m->counts[j], j};
-        total += m->counts[j];
-    }
-    if (ok) qsort(sw, (size_t)used, sizeof *sw, by_share);
+    cm_palette_t *p = NULL;
+    bool ok = cm_palette_make(sk->out->fitted, t, &p, NULL) == 0;
     double y = PLOT_Y0 + row * ROW_H;
     fprintf(f,
             "<g class=\"palette\" data-k=\"%d\">\n<text x=\"%d\" y=\"%.2f\" "
             "text-anchor=\"end\">k = %d</text>\n",
             sk->k, ROW_LABEL_X, y + SWATCH_H - 5, sk->k);
-    int64_t before = 0;
-    for (int i = 0; ok && i < used; i++) {
-        const uint8_t *c = rgb + (size_t)sw[i].j * (size_t)m->d;
-        uint8_t g = c[m->d == 3 ? 1 : 0], b = c[m->d == 3 ? 2 : 0];
-        double share = (double)sw[i].count / (double)total;
+    double before = 0;
+    for (int i = 0; ok && i < p->k && p->colors[i].count > 0; i++) {
+        const cm_palette_color_t *c = &p->colors[i];
         fprintf(
             f,
             "<rect class=\"swatch\" x=\"%.3f\" y=\"%.2f\" width=\"%.3f\" height=\"%d\" "
             "fill=\"#%02x%02x%02x\"><title>#%02x%02x%02x: %.2f %% of the pixels</title></rect>\n",
-            SWATCH_X + SWATCH_W * ((double)before / (double)total), y, SWATCH_W * share, SWATCH_H,
-            c[0], g, b, c[0], g, b, 100 * share);
-        before += sw[i].count;
+            SWATCH_X + SWATCH_W * before, y, SWATCH_W * c->share, SWATCH_H, c->rgb[0], c->rgb[1],
+            c->rgb[2], c->rgb[0], c->rgb[1], c->rgb[2], 100 * c->share);
+        before += c->share;
     }
     fprintf(f,
             "<rect class=\"frame\" x=\"%d\" y=\"%.2f\" width=\"%d\" height=\"%d\" fill=\"none\" "
             "stroke=\"#999999\" stroke-width=\"0.5\"/>\n</g>\n",
             SWATCH_X, y, SWATCH_W, SWATCH_H);
-    free(rgb);
-    free(sw);
+    cm_palette_free(p);
     return ok;
 }
 

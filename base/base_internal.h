@@ -19,6 +19,10 @@ int cm__ctx_pass(cm_ctx_t *to, const cm_ctx_t *from);
  * its setting. */
 void cm__ctx_prefix(cm_ctx_t *ctx, const char *prefix);
 
+/* Writes all n bytes of buf at offset of fd, again after EINTR and short writes: false with
+ * errno (EIO for a write of nothing). */
+bool cm__pwrite_all(int fd, const void *buf, size_t n, uint64_t offset);
+
 /* Overflow-checked size arithmetic: return false when the result does not fit. */
 static inline bool cm__mul_size(size_t a, size_t b, size_t *out)
 {

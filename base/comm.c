@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base_internal.h"
 #include "cm_comm.h"
 
 #ifdef CM_HAVE_MPI
@@ -315,34 +316,43 @@ int cm_comm_file_open(const char *path, cm_comm_file_t **out, cm_ctx_t *ctx)
     return 0;
 }
 
+bool cm__pwrite_all(int fd, const void *buf, size_t n, uint64_t offset)
+{
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)offset);
+        if (w < 0 && errno == EINTR) continue;
+        if (w == 0) errno = EIO;
+        if (w <= 0) return false;
+        p += w;
+        offset += (uint64_t)w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
 int cm_comm_file_write_at(cm_comm_file_t *f, uint64_t offset, const void *buf, size_t bytes,
                           cm_ctx_t *ctx)
 {
-    const uint8_t *p = buf;
-    while (bytes > 0) {
-        size_t n = bytes < PIECE ? bytes : PIECE;
-#ifdef CM_HAVE_MPI
-        if (f->fd < 0) {
-            MPI_Status st;
-            int done = 0;
-            int err = MPI_File_write_at(f->fh, (MPI_Offset)offset, p, (int)n, MPI_BYTE, &st);
-            if (err != MPI_SUCCESS) return file_fail(f, err, "write", ctx);
-            MPI_Get_count(&st, MPI_BYTE, &done);
-            CM_FAIL_IF(ctx, done <= 0, CM_EIO, "%s: cannot write: %s", f->path, strerror(EIO));
-            n = (size_t)done;
-        } else
-#endif
-        {
-            ssize_t w = pwrite(f->fd, p, n, (off_t)offset);
-            if (w < 0 && errno == EINTR) continue;
-            CM_FAIL_IF(ctx, w <= 0, CM_EIO, "%s: cannot write: %s", f->path,
-                       strerror(w < 0 ? errno : EIO));
-            n = (size_t)w;
-        }
-        p += n;
-        offset += n;
-        bytes -= n;
+    if (f->fd >= 0) {
+        CM_FAIL_IF(ctx, !cm__pwrite_all(f->fd, buf, bytes, offset), CM_EIO, "%s: cannot write: %s",
+                   f->path, strerror(errno));
+        return 0;
     }
+#ifdef CM_HAVE_MPI
+    const uint8_t *p = buf;
+    while (bytes > 0) { /* MPI counts are ints */
+        int n = bytes < PIECE ? (int)bytes : PIECE, done = 0;
+        MPI_Status st;
+        int err = MPI_File_write_at(f->fh, (MPI_Offset)offset, p, n, MPI_BYTE, &st);
+        if (err != MPI_SUCCESS) return file_fail(f, err, "write", ctx);
+        MPI_Get_count(&st, MPI_BYTE, &done);
+        CM_FAIL_IF(ctx, done <= 0, CM_EIO, "%s: cannot write: %s", f->path, strerror(EIO));
+        p += done;
+        offset += (uint64_t)done;
+        bytes -= (size_t)done;
+    }
+#endif
     return 0;
 }
 

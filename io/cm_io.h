@@ -239,12 +239,11 @@ int cm_tilestore_get(const cm_tilestore_t *s, uint32_t tile, uint8_t **data, siz
                      cm_ctx_t *ctx);
 void cm_tilestore_free(cm_tilestore_t *s);
 
-/* After the last tile of a TIFF: ends its directory and starts one of a reduced-resolution
- * level (NewSubfileType 1, as GDAL and libtiff write overviews) of width x height with the
- * same tiles, samples, compression and colour map, whose tiles are copied from tiles (encoded
- * by an encoder of that size: cm_writer_spec_level). Levels follow the image, largest first. */
-int cm_writer_add_level(cm_writer_t *wr, int64_t width, int64_t height, const cm_tilestore_t *tiles,
-                        cm_ctx_t *ctx);
+/* After the last tile of a TIFF: ends its directory and starts one of reduced level `level`
+ * (1, 2, ...: cm_writer_spec_level's size; NewSubfileType 1, as GDAL and libtiff write
+ * overviews) with the same tiles, samples, compression and colour map, whose tiles are copied
+ * from tiles (encoded by an encoder of that size). Levels follow the image, largest first. */
+int cm_writer_add_level(cm_writer_t *wr, int level, const cm_tilestore_t *tiles, cm_ctx_t *ctx);
 /* Finishes the file as a Cloud Optimized GeoTIFF (the layout of GDAL's COG driver: its
  * structural metadata after the header, every directory, then the tiles of the levels, smallest
  * first, then the image's, each tile between its size and a copy of its last 4 bytes) with

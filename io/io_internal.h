@@ -36,9 +36,6 @@ typedef struct cm__outfile {
     bool skip;
 } cm__outfile_t;
 
-/* Writes all n bytes of buf at offset of fd: false with errno (EIO for a write of nothing). */
-bool cm__pwrite_all(int fd, const void *buf, size_t n, uint64_t offset);
-
 /* A TIFF written into f (an empty file open for writing; TIFFClose closes f->fd), with mode
  * "w" or "w8", errors into msg. */
 TIFF *cm__tiff_open_out(const char *path, const char *mode, cm__outfile_t *f, cm__tiff_msg_t *msg);

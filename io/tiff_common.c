@@ -132,21 +132,6 @@ static tmsize_t out_read(thandle_t h, void *buf, tmsize_t n)
     return got;
 }
 
-bool cm__pwrite_all(int fd, const void *buf, size_t n, uint64_t offset)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)offset);
-        if (w < 0 && errno == EINTR) continue;
-        if (w == 0) errno = EIO;
-        if (w <= 0) return false;
-        p += w;
-        offset += (uint64_t)w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static tmsize_t out_write(thandle_t h, void *buf, tmsize_t n)
 {
     cm__outfile_t *f = h;

@@ -604,33 +604,50 @@ void cm_writer_spec_level(const cm_writer_spec_t *spec, int level, cm_writer_spe
     out->height = (spec->height + ((int64_t)1 << level) - 1) >> level;
 }
 
-int cm_writer_add_level(cm_writer_t *wr, int64_t width, int64_t height, const cm_tilestore_t *tiles,
-                        cm_ctx_t *ctx)
+/* The fields of the directory of level l (from 1) of wr's image in t: its structure at the
+ * level's size, a reduced-resolution subfile, and the image's nodata. */
+static bool set_level_fields(cm_writer_t *wr, TIFF *t, int l)
 {
     const cm_writer_spec_t *s = &wr->spec;
+    cm_writer_spec_t ls;
+    cm_writer_spec_level(s, l, &ls);
+    bool ok = set_structure(t, s, s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL,
+                            (uint32_t)ls.width, (uint32_t)ls.height) &&
+              TIFFSetField(t, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_REDUCEDIMAGE);
+    return ok && (!s->set_nodata || cm__tags_set_nodata(t, s->nodata, &wr->msg) == 0);
+}
+
+/* The number of tiles of level l (0: the image) of wr's image. */
+static uint32_t level_tiles(const cm_writer_t *wr, int l)
+{
+    cm_writer_spec_t ls;
+    cm_writer_spec_level(&wr->spec, l, &ls);
+    return (uint32_t)(cm__ceil_div_i64(ls.width, ls.tile_w) *
+                      cm__ceil_div_i64(ls.height, ls.tile_h));
+}
+
+int cm_writer_add_level(cm_writer_t *wr, int level, const cm_tilestore_t *tiles, cm_ctx_t *ctx)
+{
     CM_FAIL_IF(ctx, !wr->tif, CM_EINTERNAL, "%s: only a TIFF has reduced levels", wr->path);
     wr->msg.text[0] = '\0';
     errno = 0;
     if (!TIFFWriteDirectory(wr->tif))
         return cm_fail(ctx, CM_EIO, "%s: cannot write the directory: %s", wr->path,
                        reason(wr, errno));
-    bool ok = set_structure(wr->tif, s, s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL,
-                            (uint32_t)width, (uint32_t)height) &&
-              TIFFSetField(wr->tif, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_REDUCEDIMAGE);
-    if (ok && s->set_nodata) ok = cm__tags_set_nodata(wr->tif, s->nodata, &wr->msg) == 0;
-    CM_FAIL_IF(ctx, !ok, CM_EIO, "%s: cannot set up a reduced level: %s", wr->path, wr->msg.text);
-    int64_t n = cm__ceil_div_i64(width, s->tile_w) * cm__ceil_div_i64(height, s->tile_h);
-    for (int64_t t = 0; t < n; t++) {
+    CM_FAIL_IF(ctx, !set_level_fields(wr, wr->tif, level), CM_EIO,
+               "%s: cannot set up a reduced level: %s", wr->path, wr->msg.text);
+    uint32_t n = level_tiles(wr, level);
+    for (uint32_t t = 0; t < n; t++) {
         uint8_t *data = NULL;
         size_t size = 0;
-        CM_TRY(cm_tilestore_get(tiles, (uint32_t)t, &data, &size, ctx));
+        CM_TRY(cm_tilestore_get(tiles, t, &data, &size, ctx));
         wr->msg.text[0] = '\0';
         errno = 0;
-        tmsize_t put = TIFFWriteRawTile(wr->tif, (uint32_t)t, data, (tmsize_t)size);
+        tmsize_t put = TIFFWriteRawTile(wr->tif, t, data, (tmsize_t)size);
         free(data);
         if (put != (tmsize_t)size)
-            return cm_fail(ctx, CM_EIO, "%s: cannot write tile %lld of a reduced level: %s",
-                           wr->path, (long long)t, reason(wr, errno));
+            return cm_fail(ctx, CM_EIO, "%s: cannot write tile %u of a reduced level: %s", wr->path,
+                           t, reason(wr, errno));
     }
     return 0;
 }
@@ -831,19 +848,17 @@ static bool append(cm__outfile_t *f, const void *data, size_t n)
 static bool cog_directory(cm_writer_t *wr, TIFF *t, TIFF *src, int l)
 {
     const cm_writer_spec_t *s = &wr->spec;
-    cm_writer_spec_t ls;
-    cm_writer_spec_level(s, l, &ls);
-    const uint16_t *cmap = s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL;
-    bool ok = set_structure(t, s, cmap, (uint32_t)ls.width, (uint32_t)ls.height);
+    bool ok = true;
     char *text = NULL;
-    if (ok && l == 0) {
-        ok = cm__tags_copy(src, t, &wr->msg) == 0 &&
+    if (l == 0) {
+        ok = set_structure(t, s, s->photometric == PHOTOMETRIC_PALETTE ? wr->cmap : NULL,
+                           (uint32_t)s->width, (uint32_t)s->height) &&
+             cm__tags_copy(src, t, &wr->msg) == 0 &&
              TIFFSetField(t, TIFFTAG_SOFTWARE, "chunkmeans " CM_VERSION);
         if (ok && TIFFGetField(src, TIFFTAG_IMAGEDESCRIPTION, &text))
             ok = TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, text);
-    } else if (ok) {
-        ok = TIFFSetField(t, TIFFTAG_SUBFILETYPE, (uint32_t)FILETYPE_REDUCEDIMAGE);
-        if (ok && s->set_nodata) ok = cm__tags_set_nodata(t, s->nodata, &wr->msg) == 0;
+    } else {
+        ok = set_level_fields(wr, t, l);
     }
     return ok && TIFFDeferStrileArrayWriting(t) && TIFFWriteCheck(t, 1, "cog") &&
            TIFFWriteDirectory(t);
@@ -853,12 +868,9 @@ static bool cog_directory(cm_writer_t *wr, TIFF *t, TIFF *src, int l)
 static int cog_tiles(cm_writer_t *wr, TIFF *u, cm__outfile_t *f, TIFF *src, int l,
                      const cm_tilestore_t *store, cm_ctx_t *ctx)
 {
-    cm_writer_spec_t ls;
-    cm_writer_spec_level(&wr->spec, l, &ls);
     CM_FAIL_IF(ctx, !TIFFSetDirectory(u, (tdir_t)l), CM_EIO, "%s: cannot write level %d: %s",
                wr->path, l, wr->msg.text);
-    uint32_t n =
-        (uint32_t)(cm__ceil_div_i64(ls.width, ls.tile_w) * cm__ceil_div_i64(ls.height, ls.tile_h));
+    uint32_t n = level_tiles(wr, l);
     uint64_t *sizes = NULL;
     if (l == 0)
         CM_FAIL_IF(ctx, !TIFFGetField(src, TIFFTAG_TILEBYTECOUNTS, &sizes), CM_EIO,

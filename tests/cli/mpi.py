@@ -331,6 +331,19 @@ def case_apply():
                                   "--labels-dir", "LD", "--tile", TILE, "-v"], want)
 
 
+def foreign_chunks_in_trace(label, d, args, kind):
+    """Runs chunkmeans ARGS (an 80 x 112 image of 35 chunks, with --trace t.json) in D as a job
+    of 3 ranks: rank 0's trace must hold a KIND task for each of the 23 chunks the other ranks
+    remapped."""
+    os.makedirs(d)
+    job(3, 1, d, *args)
+    with open(f"{d}/t.json") as f:
+        kinds = [e["name"] for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    foreign = chunks(80, 112) - len(range(0, chunks(80, 112), 3))
+    expect(kinds.count(kind) == foreign,
+           f"{label} in 3 ranks: {kinds.count(kind)} '{kind}' tasks in rank 0, not {foreign}")
+
+
 def case_apply_one():
     """apply to one input shares its chunks among the ranks, as run does: one process's image
     and label map, gathered or written in parallel, and rank 0's trace receives or places the
@@ -344,15 +357,8 @@ def case_apply_one():
         args = ["apply", "../../in/model.json", "../../in/u8.tif", "out.tif", "--labels",
                 "labels.tif", "--tile", TILE, "--mpi-write", mode, "-v"]
         against_one_process(mode, args, ["labels.tif", "out.tif"])
-        d = f"trace/{mode}"
-        os.makedirs(d)
-        job(3, 1, d, *args, "--trace", "t.json")
-        with open(f"{d}/t.json") as f:
-            kinds = [e["name"] for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-        kind = "place" if mode == "parallel" else "receive"
-        foreign = chunks(80, 112) - len(range(0, chunks(80, 112), 3))
-        expect(kinds.count(kind) == foreign,
-               f"apply in 3 ranks: {kinds.count(kind)} '{kind}' tasks in rank 0, not {foreign}")
+        foreign_chunks_in_trace("apply", f"trace/{mode}", args + ["--trace", "t.json"],
+                                "place" if mode == "parallel" else "receive")
     os.makedirs("bad")
     r = job(3, 1, "bad", "apply", "../in/model.json", "../in/bad.tif", "out.tif", "-v", code=3)
     said = [l for l in r.err.splitlines() if "bad.tif" in l]
@@ -379,16 +385,9 @@ def case_parallel_write():
     png[png.index("out.tif")] = "out.png"
     against_one_process("png", png, ["labels.tif", "model.json", "out.png"])
     for name, kind in (("out.tif", "place"), ("out.png", "receive")):
-        d = f"trace/{name}"
-        os.makedirs(d)
         args = run_args("u8.tif", 5, "minibatch", *par, "--trace", "t.json")
         args[args.index("out.tif")] = name
-        job(3, 1, d, *args)
-        with open(f"{d}/t.json") as f:
-            kinds = [e["name"] for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-        foreign = chunks(80, 112) - len(range(0, chunks(80, 112), 3))
-        expect(kinds.count(kind) == foreign,
-               f"{name} in 3 ranks: {kinds.count(kind)} '{kind}' tasks in rank 0, not {foreign}")
+        foreign_chunks_in_trace(name, f"trace/{name}", args, kind)
 
 
 def case_negative():
